@@ -1,0 +1,178 @@
+//! The guard pipeline: the closed set of stages every message crosses between the client and the
+//! upstream server, in both directions.
+//!
+//! Position on the request path: after the downstream transport has framed and decoded a message
+//! and the session has attached a principal, before the upstream transport forwards it (and the
+//! reverse for results and server-initiated traffic). Guards never see a transport: stdio and
+//! HTTP share one pipeline.
+//!
+//! Stages are the variants of [`Stage`]; their order is written once, in [`pipeline`]. A stage
+//! without a guard is a pass-through. A guard returns a [`Verdict`]; a denial is an outcome, not an
+//! error. `Err(GuardError)` means "could not decide" and the stage's [`FailMode`] applies.
+//!
+//! This crate performs no I/O.
+#![forbid(unsafe_code)]
+
+pub mod pipeline;
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use warden_proto::{ErrorCode, Message, error::error_response};
+
+pub use pipeline::{Outcome, Pipeline, REQUEST_STAGES, RESPONSE_STAGES, Stage};
+
+/// Who is making a request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal {
+    /// Stable subject identifier (`anonymous` until authentication is configured).
+    pub subject: Arc<str>,
+    /// How the subject was established.
+    pub method: AuthMethod,
+}
+
+/// How a principal was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// No authentication (loopback default).
+    Anonymous,
+    /// The local user who started `mcp-warden run`.
+    LocalProcess,
+}
+
+impl Principal {
+    /// The unauthenticated principal.
+    pub fn anonymous() -> Self {
+        Self {
+            subject: Arc::from("anonymous"),
+            method: AuthMethod::Anonymous,
+        }
+    }
+
+    /// The local user of a stdio session.
+    pub fn local() -> Self {
+        Self {
+            subject: Arc::from("local"),
+            method: AuthMethod::LocalProcess,
+        }
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.subject)
+    }
+}
+
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client toward an upstream server (requests, notifications, responses to
+    /// server-initiated requests).
+    ToUpstream,
+    /// From an upstream server toward the client (results, notifications, server requests).
+    ToClient,
+}
+
+/// What a guard sees of one message.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// The message as decoded (original bytes and parsed value).
+    pub message: &'a Message,
+    /// Which way it travels.
+    pub direction: Direction,
+    /// The principal of the session.
+    pub principal: &'a Principal,
+    /// The upstream the message is routed to or came from, when known.
+    pub upstream: Option<&'a str>,
+    /// For a response: the method of the request it answers.
+    pub request_method: Option<&'a str>,
+}
+
+/// A guard's decision.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Let the message through unchanged.
+    Continue,
+    /// Replace the message (later stages see the replacement).
+    Rewrite(Message),
+    /// Refuse the message.
+    Deny(Denial),
+    /// Hold the message until a human decides.
+    Hold(ApprovalTicket),
+}
+
+/// A refusal, with a stable client-facing message and an audit-only detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The guard that refused.
+    pub guard: &'static str,
+    /// The JSON-RPC code the client receives.
+    pub code: ErrorCode,
+    /// Stable text for the client (no internals, no secrets).
+    pub message: String,
+    /// Detail for the audit record only.
+    pub detail: String,
+    /// Checklist controls this refusal enforces.
+    pub controls: &'static [&'static str],
+}
+
+impl Denial {
+    /// The JSON-RPC error response for a refused request: the one place denial codes are
+    /// chosen.
+    pub fn to_jsonrpc(&self, id: &Value) -> Value {
+        error_response(
+            id,
+            self.code,
+            &self.message,
+            Some(serde_json::json!({ "guard": self.guard })),
+        )
+    }
+}
+
+/// A pending human approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalTicket {
+    /// Identifier the approver refers to.
+    pub id: String,
+}
+
+/// A guard could not decide.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// The guard's dependency (a store, a key server) failed.
+    #[error("guard `{guard}` could not decide")]
+    Unavailable {
+        /// The guard.
+        guard: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// What the pipeline does when a guard cannot decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Refuse the message (the default: a guard that cannot decide must not become a bypass).
+    #[default]
+    Closed,
+    /// Let the message through and record that the guard was skipped.
+    Open,
+}
+
+/// One guard in one stage.
+pub trait Guard: Send + Sync {
+    /// Short stable name used in audit records and `check`.
+    fn name(&self) -> &'static str;
+    /// Checklist control IDs this guard enforces.
+    fn controls(&self) -> &'static [&'static str];
+    /// What happens when [`Guard::check`] returns an error.
+    fn fail_mode(&self) -> FailMode {
+        FailMode::Closed
+    }
+    /// Decides on one message.
+    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>>;
+}

@@ -1,0 +1,151 @@
+use super::*;
+use crate::GuardError;
+use crate::Principal;
+use futures::FutureExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Fixed {
+    name: &'static str,
+    verdict: fn() -> Result<Verdict, GuardError>,
+    fail: FailMode,
+    calls: AtomicUsize,
+}
+
+impl Guard for Fixed {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        &["TEST-1"]
+    }
+    fn fail_mode(&self) -> FailMode {
+        self.fail
+    }
+    fn check<'a>(&'a self, _call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let v = (self.verdict)();
+        async move { v }.boxed()
+    }
+}
+
+use futures::future::BoxFuture;
+
+fn guard(
+    name: &'static str,
+    verdict: fn() -> Result<Verdict, GuardError>,
+    fail: FailMode,
+) -> Arc<Fixed> {
+    Arc::new(Fixed {
+        name,
+        verdict,
+        fail,
+        calls: AtomicUsize::new(0),
+    })
+}
+
+fn msg() -> Message {
+    warden_proto::decode(
+        bytes::Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#,
+        ),
+        &warden_proto::Limits::default(),
+    )
+    .unwrap()
+}
+
+fn deny() -> Result<Verdict, GuardError> {
+    Ok(Verdict::Deny(Denial {
+        guard: "policy",
+        code: ErrorCode::Denied,
+        message: "denied".into(),
+        detail: "rule 3".into(),
+        controls: &[],
+    }))
+}
+
+fn broken() -> Result<Verdict, GuardError> {
+    Err(GuardError::Unavailable {
+        guard: "authn",
+        source: "store down".into(),
+    })
+}
+
+async fn run(p: &Pipeline) -> Outcome {
+    let m = msg();
+    let principal = Principal::anonymous();
+    p.run(&Call {
+        message: &m,
+        direction: Direction::ToUpstream,
+        principal: &principal,
+        upstream: Some("u"),
+        request_method: None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn passthrough_forwards() {
+    let p = Pipeline::passthrough();
+    assert!(p.is_passthrough(Direction::ToUpstream));
+    assert!(matches!(run(&p).await, Outcome::Forward));
+}
+
+#[tokio::test]
+async fn denial_stops_later_stages() {
+    let later = guard("approval", || Ok(Verdict::Continue), FailMode::Closed);
+    let p = Pipeline::passthrough()
+        .with(Stage::Approval, later.clone())
+        .with(Stage::Policy, guard("policy", deny, FailMode::Closed));
+    assert!(matches!(run(&p).await, Outcome::Deny(d) if d.detail == "rule 3"));
+    assert_eq!(
+        later.calls.load(Ordering::SeqCst),
+        0,
+        "approval runs after policy"
+    );
+}
+
+#[tokio::test]
+async fn undecided_guard_fails_closed_by_default() {
+    let p = Pipeline::passthrough().with(Stage::Authn, guard("authn", broken, FailMode::Closed));
+    match run(&p).await {
+        Outcome::Deny(d) => {
+            assert_eq!(d.guard, "authn");
+            assert!(
+                !d.message.contains("store down"),
+                "internals stay out of the client message"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn undecided_guard_fails_open_when_configured() {
+    let p = Pipeline::passthrough().with(Stage::Authn, guard("authn", broken, FailMode::Open));
+    assert!(matches!(run(&p).await, Outcome::Forward));
+}
+
+#[tokio::test]
+async fn response_guards_do_not_run_on_requests() {
+    let g = guard("redact", deny, FailMode::Closed);
+    let p = Pipeline::passthrough().with(Stage::Redact, g.clone());
+    assert!(p.is_passthrough(Direction::ToUpstream));
+    assert!(!p.is_passthrough(Direction::ToClient));
+    assert!(matches!(run(&p).await, Outcome::Forward));
+    assert_eq!(g.calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn denial_maps_to_a_stable_jsonrpc_error() {
+    let Ok(Verdict::Deny(d)) = deny() else {
+        unreachable!()
+    };
+    let v = d.to_jsonrpc(&serde_json::json!(5));
+    assert_eq!(v["id"], 5);
+    assert_eq!(v["error"]["code"], ErrorCode::Denied.code());
+    assert_eq!(v["error"]["message"], "denied");
+    assert!(
+        !v.to_string().contains("rule 3"),
+        "audit detail never reaches the client"
+    );
+}

@@ -1,0 +1,39 @@
+//! Decoding and id rewriting costs on a typical `tools/call`.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use bytes::Bytes;
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use warden_proto::{Id, Limits, decode, framing::LineDecoder};
+
+const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello world, this is a 64 byte payload for the benchmark!!"},"_meta":{"progressToken":7}}}"#;
+
+fn bench(c: &mut Criterion) {
+    let limits = Limits::default();
+    c.bench_function("decode/tools_call", |b| {
+        b.iter(|| decode(Bytes::from_static(black_box(CALL)), &limits).unwrap())
+    });
+    let msg = decode(Bytes::from_static(CALL), &limits).unwrap();
+    let id = Id::from(1_000_001);
+    c.bench_function("rewrite_id/tools_call", |b| {
+        b.iter(|| msg.with_id(black_box(&id)))
+    });
+    let mut many = Vec::new();
+    for _ in 0..100 {
+        many.extend_from_slice(CALL);
+        many.push(b'\n');
+    }
+    c.bench_function("framing/100_lines", |b| {
+        b.iter(|| {
+            let mut dec = LineDecoder::new(4 << 20);
+            let mut buf = bytes::BytesMut::from(&many[..]);
+            let mut n = 0;
+            while dec.decode(&mut buf).is_some() {
+                n += 1;
+            }
+            n
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,117 @@
+use super::*;
+use crate::{Limits, decode};
+use proptest::prelude::*;
+
+fn msg(text: &str) -> Result<Message, DecodeError> {
+    decode(Bytes::copy_from_slice(text.as_bytes()), &Limits::default())
+}
+
+#[test]
+fn classifies_the_four_kinds() {
+    assert_eq!(
+        msg(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .unwrap()
+            .kind(),
+        &Kind::Request
+    );
+    assert_eq!(
+        msg(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .unwrap()
+            .kind(),
+        &Kind::Notification
+    );
+    assert_eq!(
+        msg(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#)
+            .unwrap()
+            .kind(),
+        &Kind::Response
+    );
+    assert_eq!(
+        msg(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#)
+            .unwrap()
+            .kind(),
+        &Kind::Error
+    );
+}
+
+#[test]
+fn rejects_invalid_envelopes_with_invalid_request() {
+    for bad in [
+        r#"[]"#,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+        r#"42"#,
+        r#"{"id":1,"method":"ping"}"#,
+        r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"x","result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"m"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"error":{"code":"x","message":"m"}}"#,
+        r#"{"jsonrpc":"2.0","result":{}}"#,
+    ] {
+        let err = msg(bad).unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::InvalidRequest, "{bad}: {err}");
+    }
+}
+
+#[test]
+fn invalid_request_echoes_a_usable_id() {
+    let err = msg(r#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#).unwrap_err();
+    assert_eq!(err.to_response()["id"], 7);
+    let err = msg(r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#).unwrap_err();
+    assert_eq!(err.to_response()["id"], Value::Null);
+}
+
+#[test]
+fn parse_errors_use_minus_32700() {
+    let err = msg(r#"{"jsonrpc":"2.0","#).unwrap_err();
+    assert_eq!(err.to_response()["error"]["code"], -32700);
+}
+
+#[test]
+fn with_id_changes_only_the_id_bytes() {
+    let text = r#"{ "jsonrpc":"2.0", "method":"tools/call","params":{"id":5,"x":1.50},"id" : "abc" , "z":[1]}"#;
+    let m = msg(text).unwrap();
+    let re = m.with_id(&Id::from(99));
+    assert_eq!(
+        std::str::from_utf8(re.bytes()).unwrap(),
+        r#"{ "jsonrpc":"2.0", "method":"tools/call","params":{"id":5,"x":1.50},"id" : 99 , "z":[1]}"#
+    );
+    assert_eq!(re.id(), Some(&Id::from(99)));
+    assert_eq!(re.value()["id"], 99);
+    assert_eq!(re.value()["params"]["id"], 5);
+}
+
+#[test]
+fn with_id_finds_an_escaped_id_key() {
+    let m = msg(r#"{"jsonrpc":"2.0","\u0069d":1,"method":"ping"}"#).unwrap();
+    let re = m.with_id(&Id::String("s".into()));
+    assert_eq!(
+        std::str::from_utf8(re.bytes()).unwrap(),
+        r#"{"jsonrpc":"2.0","\u0069d":"s","method":"ping"}"#
+    );
+}
+
+#[test]
+fn ids_keep_their_spelling() {
+    let m = msg(r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"ping"}"#).unwrap();
+    assert_eq!(m.id().unwrap().to_json(), "18446744073709551615");
+    let m = msg(r#"{"jsonrpc":"2.0","id":"x\"y","method":"ping"}"#).unwrap();
+    assert_eq!(m.id().unwrap().to_json(), r#""x\"y""#);
+}
+
+proptest! {
+    #[test]
+    fn with_id_round_trips(key in "[a-z]{1,6}", val in "[a-z0-9 ]{0,12}", old in any::<i64>(), new in any::<u64>()) {
+        let text = format!(r#"{{"jsonrpc":"2.0","params":{{"{key}":"{val}","id":[1,{{"id":2}}]}},"id":{old},"method":"m"}}"#);
+        let m = msg(&text).unwrap();
+        let re = m.with_id(&Id::from(new));
+        let reparsed = msg(std::str::from_utf8(re.bytes()).unwrap()).unwrap();
+        prop_assert_eq!(reparsed.value(), re.value());
+        prop_assert_eq!(&reparsed.value()["params"], &m.value()["params"]);
+        prop_assert_eq!(reparsed.id(), Some(&Id::from(new)));
+    }
+}

@@ -1,0 +1,286 @@
+//! Server-sent events: an incremental parser for upstream streams and an encoder for clients.
+//!
+//! The parser follows the WHATWG event-stream rules the Streamable HTTP transport uses: fields
+//! `event`, `data` (several lines joined with `\n`), `id` and `retry`; lines starting with `:`
+//! are comments; a blank line dispatches the event. Any of `\r\n`, `\n` or `\r` ends a line.
+//! An event larger than the limit is dropped and reported, so an upstream cannot make the
+//! gateway buffer without bound.
+
+use bytes::{Buf, BytesMut};
+
+/// One dispatched event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    /// The `event` field (`None` means the default type, `message`).
+    pub event: Option<String>,
+    /// The data, lines joined with `\n`.
+    pub data: String,
+    /// The `id` field of this event, if it had one.
+    pub id: Option<String>,
+    /// The `retry` field, in milliseconds.
+    pub retry: Option<u64>,
+}
+
+/// What the parser produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SseItem {
+    /// A complete event.
+    Event(Event),
+    /// An event exceeded the size limit and was dropped.
+    TooLarge,
+}
+
+/// Incremental event-stream parser.
+#[derive(Debug)]
+pub struct SseParser {
+    max_event: usize,
+    current: Event,
+    has_data: bool,
+    size: usize,
+    oversized: bool,
+    /// A `\r` ended the previous chunk: a `\n` at the start of the next one belongs to it.
+    pending_cr: bool,
+    started: bool,
+}
+
+impl SseParser {
+    /// A parser that drops events larger than `max_event` bytes.
+    pub fn new(max_event: usize) -> Self {
+        Self {
+            max_event,
+            current: Event::default(),
+            has_data: false,
+            size: 0,
+            oversized: false,
+            pending_cr: false,
+            started: false,
+        }
+    }
+
+    /// Takes the next item out of `buf`, or `None` when more bytes are needed.
+    pub fn next(&mut self, buf: &mut BytesMut) -> Option<SseItem> {
+        loop {
+            if self.pending_cr && buf.first() == Some(&b'\n') {
+                buf.advance(1);
+            }
+            self.pending_cr = false;
+            if !self.started {
+                // A UTF-8 byte order mark may open the stream.
+                if buf.len() < 3 && b"\xEF\xBB\xBF".starts_with(buf) && !buf.is_empty() {
+                    return None;
+                }
+                if buf.starts_with(b"\xEF\xBB\xBF") {
+                    buf.advance(3);
+                }
+                if !buf.is_empty() {
+                    self.started = true;
+                }
+            }
+            let end = buf.iter().position(|&b| b == b'\n' || b == b'\r');
+            let Some(end) = end else {
+                if self.size + buf.len() + 1 > self.max_event {
+                    self.size += buf.len();
+                    self.oversized = true;
+                    buf.clear();
+                }
+                return None;
+            };
+            let line = buf.split_to(end);
+            let terminator = buf[0];
+            buf.advance(1);
+            if terminator == b'\r' {
+                if buf.first() == Some(&b'\n') {
+                    buf.advance(1);
+                } else if buf.is_empty() {
+                    self.pending_cr = true;
+                }
+            }
+            if line.is_empty() {
+                if let Some(item) = self.dispatch() {
+                    return Some(item);
+                }
+                continue;
+            }
+            self.size += line.len() + 1;
+            if self.size > self.max_event {
+                self.oversized = true;
+            }
+            if self.oversized {
+                continue;
+            }
+            self.field(&line);
+        }
+    }
+
+    fn field(&mut self, line: &[u8]) {
+        if line[0] == b':' {
+            return;
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(p) => {
+                let v = &line[p + 1..];
+                (&line[..p], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        let value = String::from_utf8_lossy(value);
+        match name {
+            b"event" => self.current.event = Some(value.into_owned()),
+            b"data" => {
+                if self.has_data {
+                    self.current.data.push('\n');
+                }
+                self.current.data.push_str(&value);
+                self.has_data = true;
+            }
+            b"id" if !value.contains('\0') => self.current.id = Some(value.into_owned()),
+            b"retry" => {
+                if let Ok(ms) = value.parse() {
+                    self.current.retry = Some(ms);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self) -> Option<SseItem> {
+        let event = std::mem::take(&mut self.current);
+        let had_data = std::mem::replace(&mut self.has_data, false);
+        let oversized = std::mem::replace(&mut self.oversized, false);
+        self.size = 0;
+        if oversized {
+            return Some(SseItem::TooLarge);
+        }
+        if had_data || event.id.is_some() || event.retry.is_some() {
+            return Some(SseItem::Event(event));
+        }
+        None
+    }
+}
+
+/// Encodes one event. `data` may contain newlines; each line becomes a `data:` field.
+pub fn encode(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, data: &[u8]) {
+    if let Some(id) = id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\n');
+    }
+    if let Some(event) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.as_bytes());
+        out.push(b'\n');
+    }
+    for line in data.split(|&b| b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+/// Encodes a `retry` hint with an optional id and empty data (a priming event).
+pub fn encode_retry(out: &mut Vec<u8>, id: Option<&str>, retry_ms: u64) {
+    if let Some(id) = id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(format!("retry: {retry_ms}\ndata: \n\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn all(p: &mut SseParser, b: &mut BytesMut) -> Vec<SseItem> {
+        let mut v = vec![];
+        while let Some(i) = p.next(b) {
+            v.push(i);
+        }
+        v
+    }
+
+    #[test]
+    fn parses_fields_and_multiline_data() {
+        let mut p = SseParser::new(1 << 16);
+        let mut b = BytesMut::from(
+            &b": comment\nid: 7\nevent: message\ndata: {\"a\":\ndata: 1}\nretry: 300\n\n"[..],
+        );
+        assert_eq!(
+            all(&mut p, &mut b),
+            vec![SseItem::Event(Event {
+                event: Some("message".into()),
+                data: "{\"a\":\n1}".into(),
+                id: Some("7".into()),
+                retry: Some(300),
+            })]
+        );
+    }
+
+    #[test]
+    fn accepts_crlf_and_cr_line_ends_across_chunks() {
+        let mut p = SseParser::new(1 << 16);
+        let mut b = BytesMut::from(&b"data: a\r"[..]);
+        assert_eq!(all(&mut p, &mut b), vec![]);
+        b.extend_from_slice(b"\n\r\n");
+        let got = all(&mut p, &mut b);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(&got[0], SseItem::Event(e) if e.data == "a"));
+    }
+
+    #[test]
+    fn priming_event_with_only_an_id_is_dispatched() {
+        let mut p = SseParser::new(100);
+        let mut b = BytesMut::from(&b"id: 0\ndata:\n\n"[..]);
+        let got = all(&mut p, &mut b);
+        assert!(
+            matches!(&got[0], SseItem::Event(e) if e.id.as_deref() == Some("0") && e.data.is_empty())
+        );
+    }
+
+    #[test]
+    fn drops_oversized_event_and_continues() {
+        let mut p = SseParser::new(16);
+        let mut b = BytesMut::new();
+        b.extend_from_slice(b"data: ");
+        b.extend_from_slice(&[b'x'; 100]);
+        assert_eq!(all(&mut p, &mut b), vec![]);
+        assert!(b.len() < 20, "oversized data is not buffered");
+        b.extend_from_slice(b"\n\ndata: ok\n\n");
+        let got = all(&mut p, &mut b);
+        assert_eq!(got[0], SseItem::TooLarge);
+        assert!(matches!(&got[1], SseItem::Event(e) if e.data == "ok"));
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        let mut out = vec![];
+        encode(&mut out, Some("s1-4"), None, b"{\"x\":1}");
+        let mut p = SseParser::new(1 << 10);
+        let mut b = BytesMut::from(&out[..]);
+        assert!(
+            matches!(&all(&mut p, &mut b)[0], SseItem::Event(e) if e.data == "{\"x\":1}" && e.id.as_deref() == Some("s1-4"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_chunking_is_invisible(bytes in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b':'), Just(b'd'), Just(b' '), any::<u8>()], 0..200), cut in 1usize..9) {
+            let mut whole = SseParser::new(64);
+            let mut b = BytesMut::from(&bytes[..]);
+            let expected = all(&mut whole, &mut b);
+            let mut chunked = SseParser::new(64);
+            let mut b = BytesMut::new();
+            let mut got = vec![];
+            for c in bytes.chunks(cut) {
+                b.extend_from_slice(c);
+                got.extend(all(&mut chunked, &mut b));
+            }
+            // Oversize detection may trigger earlier when a chunk boundary splits a line, but
+            // events that fit are identical.
+            let ok = |v: &Vec<SseItem>| v.iter().filter(|i| matches!(i, SseItem::Event(_))).cloned().collect::<Vec<_>>();
+            prop_assert_eq!(ok(&got), ok(&expected));
+        }
+    }
+}
