@@ -62,11 +62,12 @@ impl fmt::Display for HostPattern {
 }
 
 /// The `Host` headers the HTTP face accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum HostAllowlist {
     /// The default: `localhost`, `127.0.0.1` and `[::1]`, each without a port or with the port
     /// the gateway is bound to. The port is the bound one, not `listen`'s, so `listen` port 0
     /// works.
+    #[default]
     Loopback,
     /// Exactly these patterns (`allowed_hosts`, never empty).
     Only(Vec<HostPattern>),

@@ -150,6 +150,9 @@ pub struct UpstreamConfig {
     pub startup_timeout: Duration,
     /// Whether the gateway uses it.
     pub enabled: bool,
+    /// Whether `serve` exposes this upstream's tools and prompts as `<name>__<item>` (the
+    /// default) or under their own names.
+    pub namespace: bool,
 }
 
 /// How the gateway reaches an upstream.

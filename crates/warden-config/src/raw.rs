@@ -103,6 +103,8 @@ pub struct RawUpstream {
     pub shutdown_grace: Option<RawDuration>,
     /// `enabled`.
     pub enabled: Option<bool>,
+    /// `namespace`.
+    pub namespace: Option<bool>,
 }
 
 /// A duration as written, such as `"30s"`; parsed with `humantime` during validation.

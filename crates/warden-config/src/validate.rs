@@ -378,6 +378,7 @@ impl Validator<'_> {
             request_timeout,
             startup_timeout,
             enabled: raw.enabled.unwrap_or(true),
+            namespace: raw.namespace.unwrap_or(true),
         })
     }
 

@@ -51,7 +51,11 @@ pub fn python() -> PathBuf {
 
 /// A fixture file under `crates/warden-test/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
-    existing(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel))
+    existing(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(rel),
+    )
 }
 
 /// The Node preload that pins `listen()` to 127.0.0.1 (from the shared bench kit, else ours).

@@ -53,7 +53,11 @@ impl HttpClient {
     }
 
     /// POSTs `body` with extra headers.
-    pub async fn post_raw(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> anyhow::Result<Response> {
+    pub async fn post_raw(
+        &self,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Response> {
         let mut req = self
             .http
             .post(&self.url)
@@ -80,7 +84,9 @@ impl HttpClient {
         let messages = if is_sse {
             sse_messages(&text)
         } else {
-            serde_json::from_str::<Value>(&text).map(|v| vec![v]).unwrap_or_default()
+            serde_json::from_str::<Value>(&text)
+                .map(|v| vec![v])
+                .unwrap_or_default()
         };
         Ok(Response {
             status,
@@ -116,12 +122,20 @@ impl HttpClient {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let result = r.last().get("result").cloned().ok_or_else(|| anyhow::anyhow!("initialize failed: {}", r.text))?;
+        let result = r
+            .last()
+            .get("result")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("initialize failed: {}", r.text))?;
         self.version = result["protocolVersion"].as_str().map(str::to_owned);
         let n = self
             .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await?;
-        anyhow::ensure!(n.status == 202, "initialized notification: HTTP {}", n.status);
+        anyhow::ensure!(
+            n.status == 202,
+            "initialized notification: HTTP {}",
+            n.status
+        );
         Ok(result)
     }
 

@@ -7,7 +7,10 @@
 //!
 //! Nothing here is used by the gateway itself.
 #![deny(unsafe_code)]
-#![expect(clippy::unwrap_used, reason = "test harness: a broken fixture should fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test harness: a broken fixture should fail loudly"
+)]
 
 pub mod deps;
 pub mod http;
@@ -24,7 +27,10 @@ pub fn free_port() -> u16 {
 pub async fn wait_port(port: u16, timeout: std::time::Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {

@@ -34,7 +34,10 @@ impl Guard {
     }
 
     /// Waits for the process to exit, up to `timeout`.
-    pub async fn wait(&mut self, timeout: std::time::Duration) -> anyhow::Result<std::process::ExitStatus> {
+    pub async fn wait(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         let child = self.child.as_mut().unwrap();
         Ok(tokio::time::timeout(timeout, child.wait()).await??)
     }

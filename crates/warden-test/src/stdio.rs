@@ -26,7 +26,11 @@ impl StdioClient {
     pub fn start(cmd: tokio::process::Command) -> anyhow::Result<Self> {
         let mut guard = Guard::spawn(cmd)?;
         let stdin = guard.child().stdin.take();
-        let stdout = guard.child().stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let stdout = guard
+            .child()
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         Ok(Self {
             guard,
             stdin,
@@ -37,7 +41,10 @@ impl StdioClient {
 
     /// Writes raw bytes (a line is not added).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow::anyhow!("stdin closed"))?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("stdin closed"))?;
         stdin.write_all(bytes).await?;
         stdin.flush().await?;
         Ok(())
@@ -60,7 +67,11 @@ impl StdioClient {
     }
 
     /// Sends a request and returns its response, collecting the messages before it.
-    pub async fn request_with(&mut self, method: &str, params: Value) -> anyhow::Result<(Value, Vec<Value>)> {
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> anyhow::Result<(Value, Vec<Value>)> {
         let id = self.next_id;
         self.next_id += 1;
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
@@ -95,7 +106,9 @@ impl StdioClient {
             )
             .await?;
         self.notify("notifications/initialized", json!({})).await?;
-        r.get("result").cloned().ok_or_else(|| anyhow::anyhow!("initialize failed: {r}"))
+        r.get("result")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("initialize failed: {r}"))
     }
 
     /// Closes stdin (the client goes away).

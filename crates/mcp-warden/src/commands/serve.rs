@@ -1,0 +1,81 @@
+//! `mcp-warden serve`: one Streamable HTTP endpoint in front of the configured upstreams.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use warden_config::Config;
+use warden_downstream::{HttpOptions, TlsFiles};
+use warden_guard::Pipeline;
+use warden_session::{Gateway, GatewayOptions};
+
+use crate::cli::ServeArgs;
+use crate::upstreams;
+
+/// HTTP options from the configuration.
+pub(crate) fn http_options(config: &Config, listen: std::net::SocketAddr) -> HttpOptions {
+    let mut o = HttpOptions::new(listen);
+    o.allowed_hosts = config.allowed_hosts.clone();
+    o.allowed_origins = config.allowed_origins.clone();
+    o.max_body_bytes = config.limits.max_body_bytes.get();
+    o.limits = upstreams::limits(config);
+    o.header_read_timeout = config.http.header_read_timeout;
+    o.sse_keepalive = config.http.sse_keepalive;
+    o.sse_replay_buffer = config.http.sse_replay_buffer;
+    o.max_streams_per_session = config.http.max_streams_per_session.get();
+    o.tls = config.http.tls.as_ref().map(|t| TlsFiles {
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+    });
+    o
+}
+
+pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let prepared = super::prepare(&args.common, "info", true)?;
+    let config = prepared.config;
+    let listen = args.listen.unwrap_or(config.listen);
+    if !listen.ip().is_loopback() {
+        // No authentication method exists yet, so a non-loopback address would expose every
+        // upstream to the network. Only an explicit, loudly logged opt-out allows it.
+        if !config.insecure_allow_unauthenticated_non_loopback {
+            anyhow::bail!(
+                "refusing to serve on non-loopback address {listen} without authentication; \
+                 set insecure_allow_unauthenticated_non_loopback = true to accept the risk"
+            );
+        }
+        tracing::warn!(%listen, "serving WITHOUT AUTHENTICATION on a non-loopback address (insecure_allow_unauthenticated_non_loopback = true)");
+    }
+    let defs = upstreams::all(&config, &super::env())?;
+    let http = http_options(&config, listen);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let options = GatewayOptions {
+            transparent: false,
+            session_idle: config.http.session_idle_timeout,
+            session_max_lifetime: config.http.session_max_lifetime,
+            max_sessions: config.http.max_sessions.get(),
+        };
+        let gateway = Gateway::start(defs, Pipeline::passthrough(), options)
+            .await
+            .context("cannot start the gateway")?;
+        let server = warden_downstream::bind_http(gateway.clone(), http)
+            .await
+            .context("cannot listen")?;
+        tracing::info!(addr = %server.local_addr(), upstreams = config.upstreams.len(), "serving MCP at /mcp");
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = super::termination().await {
+                tracing::error!(error = %e, "signal handling failed");
+            }
+            stop.cancel();
+        });
+        let result = server.run(shutdown).await;
+        gateway.shutdown().await;
+        result.context("http server failed")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

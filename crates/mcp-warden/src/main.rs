@@ -1,0 +1,32 @@
+//! `mcp-warden`: a security gateway for the Model Context Protocol.
+//!
+//! The binary parses the command line ([`cli`]), loads `warden.toml`, and runs one command
+//! ([`commands`]). It is the only crate that uses `anyhow`; every other crate returns typed
+//! errors. In `run` mode stdout is the protocol: nothing but MCP messages is ever written
+//! there, and logs go to stderr or a file.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod logging;
+mod upstreams;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // Logging may not be set up yet (a configuration error); stderr is always safe.
+            let mut text = format!("mcp-warden: {err}");
+            for cause in err.chain().skip(1) {
+                text.push_str(&format!("\n  caused by: {cause}"));
+            }
+            logging::emergency(&text);
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! One HTTP request, from the security checks to the response (see the table in [`super`]).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, HOST, HeaderValue, ORIGIN};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, trace, warn};
+use warden_guard::Principal;
+use warden_proto::mcp::{self, Era, V_2024_11_05};
+use warden_proto::{DecodeError, ErrorCode, Id, Kind, Message, decode};
+use warden_session::{Face, Handler, Reply, ReplyStream, Session};
+
+use super::HttpOptions;
+use super::body::{self, Rejection, ResponseBody, SseBody};
+use super::headers::{self, Accepts, BadHeader};
+use super::streams::{self, StreamKind, StreamRegistry};
+
+/// Live events buffered for a modern stream.
+const MODERN_QUEUE: usize = 16;
+
+/// State shared by every connection of one server.
+pub(crate) struct Shared<H> {
+    handler: Arc<H>,
+    pub(crate) opts: HttpOptions,
+    /// The port the listener is bound to: the default Host allow-list accepts it.
+    local_port: u16,
+    pub(crate) streams: StreamRegistry,
+}
+
+/// How to answer one POSTed message once the handler replied.
+struct Exchange<'a> {
+    /// The request id (for error bodies).
+    id: Option<Id>,
+    is_request: bool,
+    accepts: Accepts,
+    era: Era,
+    /// The legacy session (SSE streams are numbered per session).
+    session: Option<&'a Arc<Session>>,
+    /// This is the session's `initialize`: announce the id on success, end it on failure.
+    initialize: bool,
+}
+
+impl<H: Handler> Shared<H> {
+    pub(crate) fn new(
+        handler: Arc<H>,
+        opts: HttpOptions,
+        local_port: u16,
+        streams: StreamRegistry,
+    ) -> Self {
+        Self {
+            handler,
+            opts,
+            local_port,
+            streams,
+        }
+    }
+
+    /// Answers one request. Never fails: every problem is a status code.
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Response<ResponseBody> {
+        let (parts, body) = request.into_parts();
+        // DNS-rebinding defence first: a refused origin learns nothing about paths or sessions.
+        if let Err(rejection) = self.check_host_and_origin(&parts) {
+            return rejection.response(None);
+        }
+        if parts.uri.path() != self.opts.path {
+            return body::empty(StatusCode::NOT_FOUND);
+        }
+        let principal = match self.authenticate(&parts) {
+            Ok(principal) => principal,
+            Err(rejection) => return rejection.response(None),
+        };
+        let response = match parts.method {
+            Method::POST => self.post(parts, body, principal).await,
+            Method::GET => self.get(&parts, &principal).await,
+            Method::DELETE => self.delete(&parts, &principal).await,
+            _ => {
+                let mut response = Rejection::invalid(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed; use POST, GET or DELETE",
+                )
+                .response(None);
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+                response
+            }
+        };
+        debug!(status = response.status().as_u16(), "http request answered");
+        response
+    }
+
+    fn check_host_and_origin(&self, parts: &Parts) -> Result<(), Rejection> {
+        let host = match parts.headers.get(HOST) {
+            Some(value) => value.to_str().ok(),
+            // HTTP/2 carries the host in the :authority pseudo-header.
+            None => parts.uri.authority().map(|a| a.as_str()),
+        };
+        let Some(host) = host else {
+            return Err(Rejection::invalid(
+                StatusCode::BAD_REQUEST,
+                "missing or invalid Host header",
+            ));
+        };
+        if !self.opts.allowed_hosts.allows(host, self.local_port) {
+            debug!(host, "refused request: host not allowed");
+            return Err(Rejection::invalid(
+                StatusCode::FORBIDDEN,
+                "host not allowed",
+            ));
+        }
+        let mut origins = parts.headers.get_all(ORIGIN).iter();
+        if let Some(origin) = origins.next() {
+            let allowed = origins.next().is_none()
+                && origin
+                    .to_str()
+                    .is_ok_and(|o| self.opts.allowed_origins.allows(o.trim()));
+            if !allowed {
+                debug!(origin = ?origin, "refused request: origin not allowed");
+                return Err(Rejection::invalid(
+                    StatusCode::FORBIDDEN,
+                    "origin not allowed",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Establishes who is calling. Authentication is not configured yet, so every caller is
+    /// anonymous. An authenticator (bearer tokens, mTLS identities) belongs here: it runs
+    /// before any session lookup, so a refused caller never learns whether a session exists.
+    fn authenticate(&self, _parts: &Parts) -> Result<Principal, Rejection> {
+        Ok(Principal::anonymous())
+    }
+
+    async fn post(
+        &self,
+        parts: Parts,
+        body: Incoming,
+        principal: Principal,
+    ) -> Response<ResponseBody> {
+        if !headers::is_json_content(&parts.headers) {
+            return Rejection::invalid(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content-type must be application/json",
+            )
+            .response(None);
+        }
+        let accepts = Accepts::parse(&parts.headers);
+        if !accepts.json && !accepts.sse {
+            return Rejection::invalid(
+                StatusCode::NOT_ACCEPTABLE,
+                "accept must allow application/json or text/event-stream",
+            )
+            .response(None);
+        }
+        let bytes = match self.read_body(&parts, body).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => return rejection.response(None),
+        };
+        let message = match decode(bytes, &self.opts.limits) {
+            Ok(message) => message,
+            Err(error) => return decode_rejection(&error),
+        };
+        trace!(body = ?String::from_utf8_lossy(message.bytes()), "http request body");
+        let session_id = match headers::single(&parts.headers, &headers::SESSION_ID) {
+            Ok(id) => id,
+            Err(BadHeader) => {
+                return Rejection::invalid(
+                    StatusCode::BAD_REQUEST,
+                    "invalid Mcp-Session-Id header",
+                )
+                .response(message.id());
+            }
+        };
+        // Era: a body that declares its revision in `_meta` is stateless, whatever else it
+        // carries (a stale session id is ignored, not echoed). Without a session id, a
+        // modern version header also means a stateless request, one whose `_meta` is missing.
+        let modern = mcp::declared_version(&message).is_some()
+            || (session_id.is_none()
+                && message.method() != Some("initialize")
+                && headers::header_era(&parts.headers) == Some(Era::Modern));
+        if modern {
+            self.post_modern(&parts, message, principal, accepts).await
+        } else {
+            self.post_legacy(&parts, message, session_id, principal, accepts)
+                .await
+        }
+    }
+
+    async fn read_body(&self, parts: &Parts, body: Incoming) -> Result<Bytes, Rejection> {
+        let max = self.opts.max_body_bytes;
+        let too_large = || {
+            Rejection::invalid(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds the limit of {max} bytes"),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max as u64) {
+            return Err(too_large());
+        }
+        let read = tokio::time::timeout(
+            self.opts.body_read_timeout,
+            Limited::new(body, max).collect(),
+        );
+        match read.await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+                Err(too_large())
+            }
+            Ok(Err(error)) => {
+                debug!(%error, "reading the request body failed");
+                Err(Rejection::invalid(
+                    StatusCode::BAD_REQUEST,
+                    "failed to read the request body",
+                ))
+            }
+            Err(_) => Err(Rejection::invalid(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            )),
+        }
+    }
+
+    async fn post_modern(
+        &self,
+        parts: &Parts,
+        message: Message,
+        principal: Principal,
+        accepts: Accepts,
+    ) -> Response<ResponseBody> {
+        if let Err(rejection) = headers::check_modern(&parts.headers, &message) {
+            debug!(method = ?message.method(), reason = %rejection.message, "refused stateless request");
+            return rejection.response(message.id());
+        }
+        let exchange = Exchange {
+            id: message.id().cloned(),
+            is_request: message.is_request(),
+            accepts,
+            era: Era::Modern,
+            session: None,
+            initialize: false,
+        };
+        let reply = self.handler.handle(None, &principal, message).await;
+        self.respond(reply, exchange).await
+    }
+
+    async fn post_legacy(
+        &self,
+        parts: &Parts,
+        message: Message,
+        session_id: Option<&str>,
+        principal: Principal,
+        accepts: Accepts,
+    ) -> Response<ResponseBody> {
+        let id = message.id().cloned();
+        let Some(session_id) = session_id else {
+            if message.is_request() && message.method() == Some("initialize") {
+                return self.initialize(parts, message, principal, accepts).await;
+            }
+            return Rejection::invalid(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id header")
+                .response(id.as_ref());
+        };
+        let session = match self.session(session_id, &principal, parts) {
+            Ok(session) => session,
+            Err(rejection) => return rejection.response(id.as_ref()),
+        };
+        let exchange = Exchange {
+            id,
+            is_request: message.is_request(),
+            accepts,
+            era: Era::Legacy,
+            session: Some(&session),
+            initialize: false,
+        };
+        let reply = self
+            .handler
+            .handle(Some(&session), &principal, message)
+            .await;
+        self.respond(reply, exchange).await
+    }
+
+    async fn initialize(
+        &self,
+        parts: &Parts,
+        message: Message,
+        principal: Principal,
+        accepts: Accepts,
+    ) -> Response<ResponseBody> {
+        let id = message.id().cloned();
+        if let Err(rejection) = legacy_version(parts, None) {
+            return rejection.response(id.as_ref());
+        }
+        let session = match self.handler.open_session(principal.clone(), Face::Http) {
+            Ok(session) => session,
+            Err(error) => {
+                warn!(%error, "refused initialize: cannot open a session");
+                return Rejection::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::RateLimited,
+                    "too many sessions",
+                )
+                .response(id.as_ref());
+            }
+        };
+        debug!(session = %session.id(), "http session opened");
+        let exchange = Exchange {
+            id,
+            is_request: true,
+            accepts,
+            era: Era::Legacy,
+            session: Some(&session),
+            initialize: true,
+        };
+        let reply = self
+            .handler
+            .handle(Some(&session), &principal, message)
+            .await;
+        self.respond(reply, exchange).await
+    }
+
+    /// The live legacy HTTP session `raw` names, if it belongs to `principal`; checks the
+    /// version header against it. Unknown sessions, other principals' sessions and non-HTTP
+    /// sessions are the same 404, so a guessed id reveals nothing.
+    fn session(
+        &self,
+        raw: &str,
+        principal: &Principal,
+        parts: &Parts,
+    ) -> Result<Arc<Session>, Rejection> {
+        let session = self
+            .handler
+            .find_session(raw)
+            .filter(|s| s.face() == Face::Http && s.principal() == principal)
+            .ok_or_else(|| Rejection::invalid(StatusCode::NOT_FOUND, "session not found"))?;
+        legacy_version(parts, Some(&session))?;
+        session.touch();
+        Ok(session)
+    }
+
+    async fn respond(&self, reply: Reply, exchange: Exchange<'_>) -> Response<ResponseBody> {
+        let mut stream = match reply {
+            Reply::Accepted if exchange.is_request => {
+                warn!("handler accepted a request without replying");
+                return self.failed_exchange(&exchange).await;
+            }
+            Reply::Accepted => return body::empty(StatusCode::ACCEPTED),
+            // A notification or response needs no reply; nothing waits for one.
+            Reply::Stream(_) if !exchange.is_request => {
+                return body::empty(StatusCode::ACCEPTED);
+            }
+            Reply::Stream(stream) => stream,
+        };
+        let Some(first) = stream.next().await else {
+            warn!("handler abandoned a request without a response");
+            return self.failed_exchange(&exchange).await;
+        };
+        if first.is_response() && exchange.accepts.json {
+            return self.json_reply(first, &exchange).await;
+        }
+        if !exchange.accepts.sse {
+            // The client takes JSON only: what comes before the response cannot reach it.
+            let mut next = Some(first);
+            loop {
+                match next.take() {
+                    Some(message) if message.is_response() => {
+                        return self.json_reply(message, &exchange).await;
+                    }
+                    Some(message) => {
+                        debug!(method = ?message.method(), "dropping message before the response: client does not accept sse");
+                    }
+                    None => return self.failed_exchange(&exchange).await,
+                }
+                next = stream.next().await;
+            }
+        }
+        match exchange.session {
+            Some(session) if exchange.era == Era::Legacy => {
+                self.legacy_sse(session, first, stream, exchange.initialize)
+            }
+            _ => self.modern_sse(first, stream),
+        }
+    }
+
+    async fn json_reply(
+        &self,
+        message: Message,
+        exchange: &Exchange<'_>,
+    ) -> Response<ResponseBody> {
+        let status = match exchange.era {
+            Era::Modern => modern_status(&message),
+            Era::Legacy => StatusCode::OK,
+        };
+        let failed = *message.kind() == Kind::Error;
+        let mut response = body::json(status, message.bytes().clone());
+        if exchange.initialize
+            && let Some(session) = exchange.session
+        {
+            if failed {
+                self.end_session(session).await;
+            } else {
+                set_session_header(&mut response, session);
+            }
+        }
+        response
+    }
+
+    /// The handler produced no response: report it, and end a half-opened session.
+    async fn failed_exchange(&self, exchange: &Exchange<'_>) -> Response<ResponseBody> {
+        if exchange.initialize
+            && let Some(session) = exchange.session
+        {
+            self.end_session(session).await;
+        }
+        Rejection::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InternalError,
+            "no response",
+        )
+        .response(exchange.id.as_ref())
+    }
+
+    fn legacy_sse(
+        &self,
+        session: &Arc<Session>,
+        first: Message,
+        stream: ReplyStream,
+        initialize: bool,
+    ) -> Response<ResponseBody> {
+        let streams = self.streams.session(session);
+        let log = streams.open(StreamKind::Post);
+        let attached = log.attach(None, true, true);
+        let final_error = initialize.then(|| {
+            // The session id goes out before the response is known; end the session if
+            // `initialize` then fails.
+            let (tx, rx) = oneshot::channel();
+            let handler = Arc::clone(&self.handler);
+            let session = Arc::clone(session);
+            let streams = Arc::clone(&streams);
+            tokio::spawn(async move {
+                if rx.await.unwrap_or(true) {
+                    streams.cancel().cancel();
+                    handler.end_session(&session).await;
+                }
+            });
+            tx
+        });
+        streams::spawn_post(log, first, stream, streams.cancel().clone(), final_error);
+        let mut response = body::sse(SseBody::new(
+            attached.pending,
+            attached.live,
+            self.streams.config().keepalive,
+        ));
+        if initialize {
+            set_session_header(&mut response, session);
+        }
+        response
+    }
+
+    fn modern_sse(&self, first: Message, stream: ReplyStream) -> Response<ResponseBody> {
+        let (tx, rx) = mpsc::channel(MODERN_QUEUE);
+        // Child of the server token: shutdown ends the stream (and so cancels the request).
+        let cancel = self.streams.root_token();
+        streams::spawn_modern(first, stream, tx, cancel);
+        body::sse(SseBody::new(
+            VecDeque::new(),
+            Some(rx),
+            self.streams.config().keepalive,
+        ))
+    }
+
+    async fn get(&self, parts: &Parts, principal: &Principal) -> Response<ResponseBody> {
+        if !Accepts::parse(&parts.headers).sse {
+            return Rejection::invalid(
+                StatusCode::NOT_ACCEPTABLE,
+                "accept must allow text/event-stream",
+            )
+            .response(None);
+        }
+        let session = match self.required_session(parts, principal) {
+            Ok(session) => session,
+            Err(rejection) => return rejection.response(None),
+        };
+        let streams = self.streams.session(&session);
+        let keepalive = self.streams.config().keepalive;
+        // Resumption: replay from the named stream only, then continue it if it is still
+        // open. An unknown or evicted id opens a fresh stream instead: the events are gone
+        // either way, and the client keeps a working stream.
+        let resume = headers::single(&parts.headers, &headers::LAST_EVENT_ID)
+            .ok()
+            .flatten()
+            .and_then(|id| streams.find(id));
+        if let Some((log, after)) = resume {
+            let attached = match log.kind() {
+                StreamKind::Post => log.attach(Some(after), false, false),
+                StreamKind::Get => {
+                    let unsolicited = session.take_unsolicited();
+                    let attached = log.attach(Some(after), false, unsolicited.is_some());
+                    match unsolicited {
+                        Some(rx) if attached.reopened => {
+                            streams::spawn_get(
+                                Arc::clone(&log),
+                                &session,
+                                rx,
+                                streams.cancel().clone(),
+                            );
+                        }
+                        Some(rx) => session.restore_unsolicited(rx),
+                        None => {}
+                    }
+                    attached
+                }
+            };
+            debug!(session = %session.id(), replayed = attached.pending.len(), live = attached.live.is_some(), "sse stream resumed");
+            return body::sse(SseBody::new(attached.pending, attached.live, keepalive));
+        }
+        let Some(unsolicited) = session.take_unsolicited() else {
+            return Rejection::invalid(
+                StatusCode::CONFLICT,
+                "a stream is already open for this session",
+            )
+            .response(None);
+        };
+        let log = streams.open(StreamKind::Get);
+        let attached = log.attach(None, true, true);
+        streams::spawn_get(log, &session, unsolicited, streams.cancel().clone());
+        body::sse(SseBody::new(attached.pending, attached.live, keepalive))
+    }
+
+    async fn delete(&self, parts: &Parts, principal: &Principal) -> Response<ResponseBody> {
+        let session = match self.required_session(parts, principal) {
+            Ok(session) => session,
+            Err(rejection) => return rejection.response(None),
+        };
+        self.end_session(&session).await;
+        debug!(session = %session.id(), "http session deleted");
+        body::empty(StatusCode::NO_CONTENT)
+    }
+
+    fn required_session(
+        &self,
+        parts: &Parts,
+        principal: &Principal,
+    ) -> Result<Arc<Session>, Rejection> {
+        match headers::single(&parts.headers, &headers::SESSION_ID) {
+            Ok(Some(raw)) => self.session(raw, principal, parts),
+            Ok(None) => Err(Rejection::invalid(
+                StatusCode::BAD_REQUEST,
+                "missing Mcp-Session-Id header",
+            )),
+            Err(BadHeader) => Err(Rejection::invalid(
+                StatusCode::BAD_REQUEST,
+                "invalid Mcp-Session-Id header",
+            )),
+        }
+    }
+
+    async fn end_session(&self, session: &Session) {
+        self.streams.remove(session.id().as_str());
+        self.handler.end_session(session).await;
+    }
+}
+
+/// Checks a legacy `MCP-Protocol-Version` header: absent is allowed (2025-03-26 clients send
+/// none); present, it must be an initialize-based revision that has the header, and the
+/// session's negotiated one once there is one.
+fn legacy_version(parts: &Parts, session: Option<&Session>) -> Result<(), Rejection> {
+    let bad = |message: &'static str| Rejection::invalid(StatusCode::BAD_REQUEST, message);
+    let version = match headers::single(&parts.headers, &headers::PROTOCOL_VERSION) {
+        Ok(None) => return Ok(()),
+        Ok(Some(version)) => version,
+        Err(BadHeader) => return Err(bad("invalid MCP-Protocol-Version header")),
+    };
+    if Era::of(version) != Some(Era::Legacy) || version == V_2024_11_05 {
+        return Err(bad("unsupported MCP-Protocol-Version"));
+    }
+    if let Some(negotiated) = session.and_then(Session::protocol_version)
+        && negotiated != version
+    {
+        return Err(bad(
+            "MCP-Protocol-Version does not match the negotiated version",
+        ));
+    }
+    Ok(())
+}
+
+fn set_session_header(response: &mut Response<ResponseBody>, session: &Session) {
+    // Session ids are hex: always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(session.id().as_str()) {
+        response.headers_mut().insert(&headers::SESSION_ID, value);
+    }
+}
+
+/// The HTTP status of a stateless request's final response (2026-07-28 transports §6):
+/// unknown methods are 404 and header/version/capability errors 400, each with its JSON-RPC
+/// body so a client can tell them from a legacy server's 404/400. Other errors are 200.
+fn modern_status(message: &Message) -> StatusCode {
+    if *message.kind() != Kind::Error {
+        return StatusCode::OK;
+    }
+    let code = message
+        .error()
+        .and_then(|e| e.get("code"))
+        .and_then(serde_json::Value::as_i64);
+    match code {
+        Some(c) if c == ErrorCode::MethodNotFound.code() => StatusCode::NOT_FOUND,
+        Some(c)
+            if c == ErrorCode::HeaderMismatch.code()
+                || c == ErrorCode::MissingRequiredClientCapability.code()
+                || c == ErrorCode::UnsupportedProtocolVersion.code() =>
+        {
+            StatusCode::BAD_REQUEST
+        }
+        _ => StatusCode::OK,
+    }
+}
+
+/// 400 with the decoder's JSON-RPC error (`-32700` or `-32600`), 413 for an oversized message.
+fn decode_rejection(error: &DecodeError) -> Response<ResponseBody> {
+    debug!(%error, "invalid message in request body");
+    let status = match error {
+        DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    body::json_value(status, &error.to_response())
+}

@@ -1,0 +1,524 @@
+//! SSE streams of the HTTP face: the per-session event-id space, replay buffers and the tasks
+//! that feed streams.
+//!
+//! Every legacy stream (the response stream of a POST, or a standalone GET stream) gets a
+//! number unique within its session; its events are numbered from 1 and carry the id
+//! `<stream>-<seq>`, so ids are unique across the session's streams and name their stream
+//! (2025-11-25 transports §2.4). The priming event of a stream has sequence 0 and no data.
+//!
+//! A [`StreamLog`] keeps the most recent events of one stream (bounded in count and bytes) and
+//! at most one live subscriber. A GET with `Last-Event-ID: <stream>-<seq>` replays the events
+//! after `seq` from that stream only, then continues live while the stream is open. A POST
+//! stream whose client went away keeps consuming its reply into the log (legacy clients resume
+//! rather than cancel); a modern stream has no log and treats a disconnect as cancellation.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use warden_proto::{Kind, Message, sse};
+use warden_session::{ReplyStream, Session};
+
+/// Events buffered between a stream's producer and its connection. Small: a slow client slows
+/// its producer instead of growing memory.
+const LIVE_QUEUE: usize = 16;
+
+/// Stream settings taken from the HTTP options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamConfig {
+    pub(crate) replay_events: usize,
+    pub(crate) replay_bytes: usize,
+    pub(crate) max_streams: usize,
+    pub(crate) keepalive: Duration,
+    pub(crate) retry: Duration,
+}
+
+/// Stream state of every legacy session that has used SSE.
+#[derive(Debug)]
+pub(crate) struct StreamRegistry {
+    config: StreamConfig,
+    root: CancellationToken,
+    sessions: Mutex<HashMap<Arc<str>, Arc<SessionStreams>>>,
+}
+
+impl StreamRegistry {
+    pub(crate) fn new(config: StreamConfig) -> Self {
+        Self {
+            config,
+            root: CancellationToken::new(),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &StreamConfig {
+        &self.config
+    }
+
+    /// The stream state of `session`, created on first use.
+    pub(crate) fn session(&self, session: &Arc<Session>) -> Arc<SessionStreams> {
+        let mut map = lock(&self.sessions);
+        let entry = map
+            .entry(Arc::from(session.id().as_str()))
+            .or_insert_with(|| {
+                Arc::new(SessionStreams {
+                    session: Arc::downgrade(session),
+                    cancel: self.root.child_token(),
+                    next_stream: AtomicU64::new(0),
+                    logs: Mutex::new(VecDeque::new()),
+                    config: self.config,
+                })
+            });
+        Arc::clone(entry)
+    }
+
+    /// Forgets `id`'s streams and ends their producers (the session was deleted).
+    pub(crate) fn remove(&self, id: &str) {
+        let removed = lock(&self.sessions).remove(id);
+        if let Some(streams) = removed {
+            streams.cancel.cancel();
+        }
+    }
+
+    /// Forgets the streams of sessions that ended or were dropped by the session layer.
+    pub(crate) fn sweep(&self) {
+        let mut map = lock(&self.sessions);
+        map.retain(|_, streams| {
+            let live = streams.session.upgrade().is_some_and(|s| !is_ended(&s));
+            if !live {
+                streams.cancel.cancel();
+            }
+            live
+        });
+    }
+
+    /// A token cancelled at server shutdown, for streams that belong to no session.
+    pub(crate) fn root_token(&self) -> CancellationToken {
+        self.root.child_token()
+    }
+
+    /// Ends every stream (server shutdown).
+    pub(crate) fn shutdown(&self) {
+        self.root.cancel();
+    }
+}
+
+fn is_ended(session: &Session) -> bool {
+    session.is_ended()
+}
+
+/// The streams of one session.
+#[derive(Debug)]
+pub(crate) struct SessionStreams {
+    /// Weak: stream state must not keep a session alive that the session layer dropped.
+    session: Weak<Session>,
+    cancel: CancellationToken,
+    next_stream: AtomicU64,
+    /// Oldest first.
+    logs: Mutex<VecDeque<Arc<StreamLog>>>,
+    config: StreamConfig,
+}
+
+/// What a stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamKind {
+    /// The response stream of one POSTed request.
+    Post,
+    /// The standalone GET stream (unsolicited messages).
+    Get,
+}
+
+impl SessionStreams {
+    /// Cancelled when the session is deleted or the server shuts down.
+    pub(crate) fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// A new stream with a fresh number. When the session already keeps `max_streams` logs,
+    /// the oldest closed one is dropped, else the oldest (its connection, if any, stays live;
+    /// only its replay is lost).
+    pub(crate) fn open(&self, kind: StreamKind) -> Arc<StreamLog> {
+        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let log = Arc::new(StreamLog {
+            stream,
+            kind,
+            config: self.config,
+            state: Mutex::new(LogState {
+                events: VecDeque::new(),
+                bytes: 0,
+                next_seq: 1,
+                open: false,
+                live: None,
+            }),
+        });
+        let mut logs = lock(&self.logs);
+        while logs.len() >= self.config.max_streams {
+            let victim = logs.iter().position(|l| !l.is_open()).unwrap_or(0);
+            logs.remove(victim);
+        }
+        logs.push_back(Arc::clone(&log));
+        log
+    }
+
+    /// The stream named by a `Last-Event-ID`, and the sequence number to replay after.
+    pub(crate) fn find(&self, last_event_id: &str) -> Option<(Arc<StreamLog>, u64)> {
+        let (stream, seq) = parse_event_id(last_event_id)?;
+        let logs = lock(&self.logs);
+        let log = logs.iter().find(|l| l.stream == stream)?;
+        Some((Arc::clone(log), seq))
+    }
+}
+
+/// `<stream>-<seq>`, both decimal.
+fn parse_event_id(id: &str) -> Option<(u64, u64)> {
+    let (stream, seq) = id.trim().split_once('-')?;
+    Some((stream.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Recent events of one stream and its live subscriber.
+#[derive(Debug)]
+pub(crate) struct StreamLog {
+    stream: u64,
+    kind: StreamKind,
+    config: StreamConfig,
+    state: Mutex<LogState>,
+}
+
+#[derive(Debug)]
+struct LogState {
+    /// `(seq, encoded event)`, oldest first.
+    events: VecDeque<(u64, Bytes)>,
+    bytes: usize,
+    next_seq: u64,
+    /// A producer is running.
+    open: bool,
+    live: Option<mpsc::Sender<Bytes>>,
+}
+
+/// The outcome of attaching a connection to a stream.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    /// Events to send first (priming and/or replay).
+    pub(crate) pending: VecDeque<Bytes>,
+    /// Live events; `None` when the stream is closed (the response ends after `pending`).
+    pub(crate) live: Option<mpsc::Receiver<Bytes>>,
+    /// The caller asked to reopen a closed stream and must start its producer.
+    pub(crate) reopened: bool,
+}
+
+impl StreamLog {
+    pub(crate) fn kind(&self) -> StreamKind {
+        self.kind
+    }
+
+    fn is_open(&self) -> bool {
+        lock(&self.state).open
+    }
+
+    /// Subscribes a connection: replays the events after `after` (none for a new stream), adds
+    /// a priming event if asked, and becomes the live subscriber if the stream is open — or
+    /// reopens it when `reopen` is set (the caller then starts a producer). A previous
+    /// subscriber is replaced: its response ends.
+    pub(crate) fn attach(&self, after: Option<u64>, priming: bool, reopen: bool) -> Attached {
+        let mut pending = VecDeque::new();
+        if priming {
+            let mut out = Vec::with_capacity(48);
+            let id = format!("{}-0", self.stream);
+            let retry = u64::try_from(self.config.retry.as_millis()).unwrap_or(u64::MAX);
+            sse::encode_retry(&mut out, Some(&id), retry);
+            pending.push_back(Bytes::from(out));
+        }
+        let mut state = lock(&self.state);
+        if let Some(after) = after {
+            pending.extend(
+                state
+                    .events
+                    .iter()
+                    .filter(|(seq, _)| *seq > after)
+                    .map(|(_, event)| event.clone()),
+            );
+        }
+        let mut reopened = false;
+        let live = if state.open || reopen {
+            reopened = !state.open;
+            state.open = true;
+            let (tx, rx) = mpsc::channel(LIVE_QUEUE);
+            state.live = Some(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        Attached {
+            pending,
+            live,
+            reopened,
+        }
+    }
+
+    /// Numbers, encodes and keeps `message`; returns the event and the live subscriber.
+    fn record(&self, message: &Message) -> (Bytes, Option<mpsc::Sender<Bytes>>) {
+        let mut state = lock(&self.state);
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let id = format!("{}-{seq}", self.stream);
+        let mut out = Vec::with_capacity(message.bytes().len() + id.len() + 16);
+        sse::encode(&mut out, Some(&id), None, message.bytes());
+        let event = Bytes::from(out);
+        state.bytes += event.len();
+        state.events.push_back((seq, event.clone()));
+        while state.events.len() > self.config.replay_events
+            || (state.bytes > self.config.replay_bytes && state.events.len() > 1)
+        {
+            if let Some((_, old)) = state.events.pop_front() {
+                state.bytes -= old.len();
+            }
+        }
+        (event, state.live.clone())
+    }
+
+    /// Records `message` and sends it to the live subscriber, if any; waits while the
+    /// subscriber's queue is full. A subscriber that went away is detached (the event stays
+    /// in the log for a reconnect).
+    pub(crate) async fn deliver(&self, message: &Message) {
+        let (event, live) = self.record(message);
+        if let Some(tx) = live
+            && tx.send(event).await.is_err()
+        {
+            self.detach(&tx);
+        }
+    }
+
+    /// Removes `tx` as live subscriber unless another connection replaced it already.
+    fn detach(&self, tx: &mpsc::Sender<Bytes>) {
+        let mut state = lock(&self.state);
+        if state.live.as_ref().is_some_and(|l| l.same_channel(tx)) {
+            state.live = None;
+        }
+    }
+
+    /// The live subscriber; when there is none, marks the stream closed (atomically, so an
+    /// `attach` either sees the stream open and becomes the subscriber, or sees it closed).
+    fn live_or_close(&self) -> Option<mpsc::Sender<Bytes>> {
+        let mut state = lock(&self.state);
+        if state.live.is_none() {
+            state.open = false;
+        }
+        state.live.clone()
+    }
+
+    /// The producer finished: no more events; the live response ends after what it has.
+    fn close(&self) {
+        let mut state = lock(&self.state);
+        state.open = false;
+        state.live = None;
+    }
+}
+
+/// Feeds a legacy POST stream: `first`, then the rest of `reply` up to the response. Keeps
+/// consuming after the client disconnected, so a reconnect with `Last-Event-ID` gets the rest.
+/// Sends on `final_error` whether the exchange ended without a successful response.
+pub(crate) fn spawn_post(
+    log: Arc<StreamLog>,
+    first: Message,
+    mut reply: ReplyStream,
+    cancel: CancellationToken,
+    final_error: Option<oneshot::Sender<bool>>,
+) {
+    tokio::spawn(async move {
+        let mut failed = true;
+        let mut next = Some(first);
+        loop {
+            let message = match next.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    m = reply.next() => match m {
+                        Some(m) => m,
+                        None => break,
+                    },
+                },
+            };
+            let is_final = message.is_response();
+            if is_final {
+                failed = *message.kind() == Kind::Error;
+            }
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                () = log.deliver(&message) => {}
+            }
+            if is_final {
+                break;
+            }
+        }
+        log.close();
+        if let Some(tx) = final_error {
+            let _ = tx.send(failed);
+        }
+    });
+}
+
+/// Feeds a legacy GET stream from the session's unsolicited messages while a connection is
+/// attached; then gives the receiver back to the session so the next GET can take it.
+pub(crate) fn spawn_get(
+    log: Arc<StreamLog>,
+    session: &Arc<Session>,
+    mut unsolicited: mpsc::Receiver<Message>,
+    cancel: CancellationToken,
+) {
+    let session = Arc::downgrade(session);
+    tokio::spawn(async move {
+        loop {
+            let Some(live) = log.live_or_close() else {
+                break;
+            };
+            let message = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                () = live.closed() => {
+                    log.detach(&live);
+                    continue;
+                }
+                m = unsolicited.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                () = log.deliver(&message) => {}
+            }
+        }
+        log.close();
+        match session.upgrade() {
+            Some(session) => session.restore_unsolicited(unsolicited),
+            None => debug!("session dropped while its get stream was open"),
+        }
+    });
+}
+
+/// Feeds a modern (stateless) stream: no ids, no log. The client closing the stream is the
+/// cancellation signal: the reply is dropped at once.
+pub(crate) fn spawn_modern(
+    first: Message,
+    mut reply: ReplyStream,
+    live: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut next = Some(first);
+        loop {
+            let message = match next.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    () = live.closed() => break,
+                    m = reply.next() => match m {
+                        Some(m) => m,
+                        None => break,
+                    },
+                },
+            };
+            let mut out = Vec::with_capacity(message.bytes().len() + 16);
+            sse::encode(&mut out, None, None, message.bytes());
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                sent = live.send(Bytes::from(out)) => if sent.is_err() { break },
+            }
+            if message.is_response() {
+                break;
+            }
+        }
+    });
+}
+
+/// Locks `m`, recovering from poisoning: the protected state stays consistent because no
+/// code path panics while holding these locks.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> StreamConfig {
+        StreamConfig {
+            replay_events: 3,
+            replay_bytes: 1 << 20,
+            max_streams: 2,
+            keepalive: Duration::from_secs(10),
+            retry: Duration::from_millis(500),
+        }
+    }
+
+    fn note(n: u64) -> Message {
+        Message::from_value(json!({"jsonrpc": "2.0", "method": "n", "params": {"n": n}})).unwrap()
+    }
+
+    fn streams() -> (Arc<Session>, Arc<SessionStreams>) {
+        let registry = StreamRegistry::new(config());
+        let session = Arc::new(Session::new(
+            warden_guard::Principal::anonymous(),
+            warden_session::Face::Http,
+        ));
+        let streams = registry.session(&session);
+        (session, streams)
+    }
+
+    #[test]
+    fn parses_event_ids() {
+        assert_eq!(parse_event_id("3-17"), Some((3, 17)));
+        assert_eq!(parse_event_id("x-1"), None);
+        assert_eq!(parse_event_id("31"), None);
+    }
+
+    #[tokio::test]
+    async fn replays_only_events_after_the_id_and_keeps_the_last_n() {
+        let (_s, streams) = streams();
+        let log = streams.open(StreamKind::Post);
+        let first = log.attach(None, true, true);
+        assert_eq!(first.pending.len(), 1, "priming event");
+        drop(first);
+        for n in 1..=5 {
+            log.deliver(&note(n)).await;
+        }
+        let again = log.attach(Some(3), false, false);
+        let text: Vec<String> = again
+            .pending
+            .iter()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect();
+        assert_eq!(text.len(), 2);
+        assert!(text[0].starts_with(&format!("id: {}-4\n", log.stream)));
+        assert!(text[1].starts_with(&format!("id: {}-5\n", log.stream)));
+        let all = log.attach(Some(0), false, false);
+        assert_eq!(all.pending.len(), 3, "only the last 3 are kept");
+    }
+
+    #[test]
+    fn stream_numbers_are_unique_and_old_closed_logs_are_evicted() {
+        let (_s, streams) = streams();
+        let a = streams.open(StreamKind::Post);
+        let b = streams.open(StreamKind::Post);
+        let _ = b.attach(None, false, true);
+        let c = streams.open(StreamKind::Post);
+        assert_ne!(a.stream, b.stream);
+        assert_ne!(b.stream, c.stream);
+        assert!(
+            streams.find(&format!("{}-0", a.stream)).is_none(),
+            "closed a evicted"
+        );
+        assert!(streams.find(&format!("{}-0", b.stream)).is_some());
+        assert!(streams.find(&format!("{}-0", c.stream)).is_some());
+    }
+}

@@ -1,0 +1,192 @@
+//! stdio: framing errors, oversized lines, concurrency, unsolicited messages and EOF.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
+use tokio::task::JoinHandle;
+use warden_downstream::{DownstreamError, serve_stdio};
+use warden_proto::Limits;
+
+use crate::support::{TestHandler, bounded};
+
+struct Client {
+    input: Option<DuplexStream>,
+    output: Lines<BufReader<DuplexStream>>,
+    task: JoinHandle<Result<(), DownstreamError>>,
+    handler: Arc<TestHandler>,
+}
+
+fn start(limits: Limits) -> Client {
+    let handler = TestHandler::new();
+    let (client_in, server_in) = tokio::io::duplex(64 * 1024);
+    let (server_out, client_out) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(serve_stdio(
+        Arc::clone(&handler),
+        server_in,
+        server_out,
+        limits,
+    ));
+    Client {
+        input: Some(client_in),
+        output: BufReader::new(client_out).lines(),
+        task,
+        handler,
+    }
+}
+
+impl Client {
+    async fn send(&mut self, line: &str) {
+        let input = self.input.as_mut().expect("input open");
+        input.write_all(line.as_bytes()).await.unwrap();
+        input.write_all(b"\n").await.unwrap();
+    }
+
+    async fn recv(&mut self) -> Value {
+        let line = self
+            .output
+            .next_line()
+            .await
+            .unwrap()
+            .expect("output closed");
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn malformed_lines_get_errors_and_the_next_line_still_works() {
+    bounded(async {
+        let mut c = start(Limits::default());
+        let cases: &[(&str, i64, Value)] = &[
+            ("{bad", -32700, Value::Null),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"a","params":{},"params":{}}"#,
+                -32700,
+                Value::Null,
+            ),
+            (r#"{"jsonrpc":"1.0","id":7,"method":"a"}"#, -32600, json!(7)),
+            (
+                r#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#,
+                -32600,
+                Value::Null,
+            ),
+            ("42", -32600, Value::Null),
+        ];
+        for (line, code, id) in cases {
+            c.send(line).await;
+            let error = c.recv().await;
+            assert_eq!(error["error"]["code"], *code, "{line}");
+            assert_eq!(error["id"], *id, "{line}");
+        }
+        c.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+            .await;
+        let ok = c.recv().await;
+        assert_eq!(ok["id"], 2);
+        assert_eq!(ok["result"]["echo"], "tools/list");
+        assert_eq!(
+            c.handler.methods(),
+            ["tools/list"],
+            "invalid lines never reach the handler"
+        );
+        drop(c.input.take());
+        c.task.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_100_mb_line_gets_invalid_request_and_the_connection_survives() {
+    bounded(async {
+        let mut c = start(Limits::default());
+        let mut input = c.input.take().unwrap();
+        // Feed 100 MiB in 1 MiB chunks while reading the output concurrently.
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'x'; 1 << 20];
+            input
+                .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"")
+                .await
+                .unwrap();
+            for _ in 0..100 {
+                input.write_all(&chunk).await.unwrap();
+            }
+            input.write_all(b"\"}\n").await.unwrap();
+            input
+                .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"after\"}\n")
+                .await
+                .unwrap();
+            input
+        });
+        let error = c.recv().await;
+        assert_eq!(error["error"]["code"], -32600);
+        assert_eq!(error["id"], Value::Null);
+        let ok = c.recv().await;
+        assert_eq!(ok["id"], 2);
+        assert_eq!(c.handler.methods(), ["after"]);
+        drop(writer.await.unwrap());
+        c.task.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_request_does_not_block_later_ones() {
+    bounded(async {
+        let mut c = start(Limits::default());
+        c.send(r#"{"jsonrpc":"2.0","id":"slow","method":"slow","params":{"ms":400}}"#)
+            .await;
+        c.send(r#"{"jsonrpc":"2.0","id":"fast","method":"ping"}"#)
+            .await;
+        assert_eq!(c.recv().await["id"], "fast");
+        assert_eq!(c.recv().await["id"], "slow");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn streams_replies_and_unsolicited_messages_in_order() {
+    bounded(async {
+        let mut c = start(Limits::default());
+        c.send(r#"{"jsonrpc":"2.0","id":1,"method":"notify_first"}"#)
+            .await;
+        assert_eq!(c.recv().await["method"], "notifications/progress");
+        assert_eq!(c.recv().await["id"], 1);
+
+        c.send(r#"{"jsonrpc":"2.0","id":2,"method":"push","params":{"text":"hi"}}"#)
+            .await;
+        let mut got = [c.recv().await, c.recv().await];
+        got.sort_by_key(|v| v["id"].is_null());
+        assert_eq!(got[0]["id"], 2);
+        assert_eq!(got[1]["method"], "notifications/message");
+
+        // Pretty-printed upstream output still arrives as one line.
+        c.send(r#"{"jsonrpc":"2.0","id":3,"method":"pretty"}"#)
+            .await;
+        let pretty = c.recv().await;
+        assert_eq!(pretty["result"]["pretty"], true);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn eof_waits_for_in_flight_requests_then_ends_the_session() {
+    bounded(async {
+        let mut c = start(Limits::default());
+        c.send(r#"{"jsonrpc":"2.0","id":1,"method":"slow","params":{"ms":300}}"#)
+            .await;
+        c.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await;
+        drop(c.input.take());
+        assert_eq!(
+            c.recv().await["id"],
+            1,
+            "in-flight request finished after EOF"
+        );
+        c.task.await.unwrap().unwrap();
+        assert_eq!(c.handler.ended.lock().unwrap().len(), 1);
+        assert!(
+            c.output.next_line().await.unwrap().is_none(),
+            "output closed"
+        );
+    })
+    .await;
+}

@@ -1,0 +1,1148 @@
+//! Request, notification and response handling: where each client message goes.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use warden_guard::{Direction, Principal};
+use warden_proto::mcp::{self, Era};
+use warden_proto::{ErrorCode, Id, Kind, Message};
+use warden_upstream::{Connection, UpstreamError};
+
+use crate::bridge::{self, ServerDescription};
+use crate::gateway::{
+    Answer, EXCHANGE_QUEUE, EraPreference, Gateway, HandshakeError, Inflight, MAX_LIST_PAGES,
+    Routes, UpstreamState, detect, error, exchange, pump_unsolicited, request, response,
+    upstream_error,
+};
+use crate::naming::{self, NameMap};
+use crate::{Reply, ReplyStream, Session};
+
+/// The four aggregated list methods: (method, result key, capability).
+const LISTS: &[(&str, &str, &str)] = &[
+    ("tools/list", "tools", "tools"),
+    ("prompts/list", "prompts", "prompts"),
+    ("resources/list", "resources", "resources"),
+    ("resources/templates/list", "resourceTemplates", "resources"),
+];
+
+/// Legacy methods removed in 2026-07-28 (changelog: lifecycle, ping, logging level, and
+/// resource subscriptions replaced by `subscriptions/listen`).
+const REMOVED_IN_MODERN: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+fn single(m: Message) -> Reply {
+    Reply::Stream(ReplyStream::single(m))
+}
+
+/// What the client is, for shaping answers.
+#[derive(Clone, Copy)]
+pub(crate) struct ClientEra {
+    /// A stateless (2026-07-28) request.
+    pub(crate) modern: bool,
+}
+
+fn params_of(msg: &Message) -> Map<String, Value> {
+    msg.params()
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn with_params(msg: &Message, params: Map<String, Value>) -> Message {
+    let mut v = msg.value().clone();
+    v["params"] = Value::Object(params);
+    msg.rewrite(v)
+        .expect("a request with replaced params is still a request")
+}
+
+impl Gateway {
+    pub(crate) async fn handle_request(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: Arc<Routes>,
+        principal: &Principal,
+        message: Message,
+    ) -> Reply {
+        let id = message.id().cloned().expect("a request always has an id");
+        let idv = id.to_value();
+        let method = message.method().unwrap_or("").to_owned();
+        let client = ClientEra {
+            modern: mcp::declared_version(&message).is_some()
+                && !session.is_some_and(|s| s.is_initialized()),
+        };
+        let message = match self
+            .guard(message, Direction::ToUpstream, principal, None, None)
+            .await
+        {
+            Ok(m) => m,
+            Err(denial) => return single(denial),
+        };
+        if client.modern && REMOVED_IN_MODERN.contains(&method.as_str()) {
+            // Stateless clients must not use the legacy lifecycle; answered like any unknown
+            // method (HTTP 404 on the Streamable HTTP face).
+            return single(error(
+                &idv,
+                ErrorCode::MethodNotFound,
+                &format!("method {method:?} does not exist in protocol revision 2026-07-28"),
+            ));
+        }
+        if self.opts.transparent {
+            return self
+                .transparent_request(session, routes, message, client, &method)
+                .await;
+        }
+        match method.as_str() {
+            "initialize" => self.answer_initialize(session, &message, &idv).await,
+            "server/discover" => {
+                let d = self.aggregate_description().await;
+                single(response(&idv, d.to_discover_result()))
+            }
+            "ping" => single(response(&idv, json!({}))),
+            "logging/setLevel" => {
+                self.broadcast_set_level(session, &routes, &message).await;
+                single(response(&idv, json!({})))
+            }
+            m if LISTS.iter().any(|(l, _, _)| *l == m) => {
+                self.aggregate_list(session, &routes, &message, client)
+                    .await
+            }
+            "tools/call" | "prompts/get" => {
+                let kind = if method == "tools/call" {
+                    Item::Tool
+                } else {
+                    Item::Prompt
+                };
+                let mut params = params_of(&message);
+                let Some(name) = params
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                else {
+                    return single(error(
+                        &idv,
+                        ErrorCode::InvalidParams,
+                        "params.name is required",
+                    ));
+                };
+                let Some((up, original)) = self.route_name(&name, kind) else {
+                    return single(error(
+                        &idv,
+                        ErrorCode::InvalidParams,
+                        &format!("unknown {}: {name:?}", kind.noun()),
+                    ));
+                };
+                params.insert("name".into(), Value::String(original));
+                let out = with_params(&message, params);
+                self.forward(session, routes, &up, out, id, client, method)
+                    .await
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let Some(uri) = message
+                    .params()
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                else {
+                    return single(error(
+                        &idv,
+                        ErrorCode::InvalidParams,
+                        "params.uri is required",
+                    ));
+                };
+                match self.route_uri(session, &routes, &uri, client).await {
+                    Ok(up) => {
+                        self.forward(session, routes, &up, message, id, client, method)
+                            .await
+                    }
+                    Err(text) => single(error(&idv, ErrorCode::InvalidParams, &text)),
+                }
+            }
+            "completion/complete" => {
+                self.route_completion(session, routes, message, id, client)
+                    .await
+            }
+            _ => {
+                // Not a method the gateway routes by itself: by a namespaced name if the
+                // params carry one, to the only upstream if there is one.
+                let by_name = message
+                    .params()
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .and_then(naming::split)
+                    .and_then(|(server, _)| self.upstream(server));
+                let target = by_name
+                    .or_else(|| (self.upstreams.len() == 1).then(|| self.upstreams[0].clone()));
+                match target {
+                    Some(up) => {
+                        self.forward(session, routes, &up, message, id, client, method)
+                            .await
+                    }
+                    None => single(error(
+                        &idv,
+                        ErrorCode::MethodNotFound,
+                        &format!("method {method:?} cannot be routed to one upstream"),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn upstream(&self, name: &str) -> Option<Arc<UpstreamState>> {
+        self.upstreams.iter().find(|u| u.name == name).cloned()
+    }
+
+    fn route_name(&self, exposed: &str, kind: Item) -> Option<(Arc<UpstreamState>, String)> {
+        let map_of = |u: &UpstreamState, f: &dyn Fn(&NameMap) -> Option<String>| {
+            let catalog = u.catalog.read().ok()?;
+            f(match kind {
+                Item::Tool => &catalog.tools,
+                Item::Prompt => &catalog.prompts,
+            })
+        };
+        // `<server>__<name>` of a namespaced upstream.
+        if let Some((server, _)) = naming::split(exposed)
+            && let Some(up) = self.upstream(server).filter(|u| u.namespace)
+        {
+            let original = map_of(&up, &|m| m.original(exposed).map(str::to_owned))?;
+            return Some((up, original));
+        }
+        // A plain name: the one upstream that listed it; with none, the only plain upstream.
+        let plain: Vec<&Arc<UpstreamState>> =
+            self.upstreams.iter().filter(|u| !u.namespace).collect();
+        let listed: Vec<&Arc<UpstreamState>> = plain
+            .iter()
+            .copied()
+            .filter(|u| map_of(u, &|m| m.contains(exposed).then(String::new)).is_some())
+            .collect();
+        match (listed.as_slice(), plain.as_slice()) {
+            ([one], _) => Some(((*one).clone(), exposed.to_owned())),
+            ([], [only]) => Some(((*only).clone(), exposed.to_owned())),
+            _ => None,
+        }
+    }
+
+    async fn route_uri(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        uri: &str,
+        client: ClientEra,
+    ) -> Result<Arc<UpstreamState>, String> {
+        let with_resources: Vec<Arc<UpstreamState>> = self
+            .upstreams
+            .iter()
+            .filter(|u| {
+                u.known_desc()
+                    .is_some_and(|d| d.capabilities.get("resources").is_some())
+            })
+            .cloned()
+            .collect();
+        if with_resources.len() == 1 {
+            return Ok(with_resources[0].clone());
+        }
+        for attempt in 0..2 {
+            let mut exact = vec![];
+            let mut by_template: Vec<(usize, Arc<UpstreamState>)> = vec![];
+            for u in &with_resources {
+                let Ok(c) = u.catalog.read() else { continue };
+                if c.resources.contains(uri) {
+                    exact.push(u.clone());
+                }
+                if let Some(len) = c
+                    .templates
+                    .iter()
+                    .filter(|p| uri.starts_with(p.as_str()))
+                    .map(String::len)
+                    .max()
+                {
+                    by_template.push((len, u.clone()));
+                }
+            }
+            if exact.len() == 1 {
+                return Ok(exact.swap_remove(0));
+            }
+            if exact.len() > 1 {
+                return Err(format!("resource {uri:?} is served by several upstreams"));
+            }
+            by_template.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+            match by_template.as_slice() {
+                [(_, u)] => return Ok(u.clone()),
+                [(a, u), (b, _), ..] if a > b => return Ok(u.clone()),
+                [_, _, ..] => {
+                    return Err(format!(
+                        "resource {uri:?} matches templates of several upstreams"
+                    ));
+                }
+                [] => {}
+            }
+            if attempt == 0 {
+                // The catalogs may be stale or never filled: list once and retry.
+                for (method, _, _) in &LISTS[2..] {
+                    let m = request(method, json!({}));
+                    let _ = self.collect_list(session, routes, &m, client).await;
+                }
+            }
+        }
+        Err(format!("unknown resource {uri:?}"))
+    }
+
+    async fn route_completion(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: Arc<Routes>,
+        message: Message,
+        id: Id,
+        client: ClientEra,
+    ) -> Reply {
+        let idv = id.to_value();
+        let mut params = params_of(&message);
+        let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+        match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+                let Some((up, original)) = self.route_name(name, Item::Prompt) else {
+                    return single(error(
+                        &idv,
+                        ErrorCode::InvalidParams,
+                        &format!("unknown prompt: {name:?}"),
+                    ));
+                };
+                params["ref"]["name"] = Value::String(original);
+                let out = with_params(&message, params);
+                self.forward(
+                    session,
+                    routes,
+                    &up,
+                    out,
+                    id,
+                    client,
+                    "completion/complete".into(),
+                )
+                .await
+            }
+            Some("ref/resource") => {
+                let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
+                match self.route_uri(session, &routes, uri, client).await {
+                    Ok(up) => {
+                        self.forward(
+                            session,
+                            routes,
+                            &up,
+                            message,
+                            id,
+                            client,
+                            "completion/complete".into(),
+                        )
+                        .await
+                    }
+                    Err(text) => single(error(&idv, ErrorCode::InvalidParams, &text)),
+                }
+            }
+            _ => single(error(
+                &idv,
+                ErrorCode::InvalidParams,
+                "params.ref must be a prompt or resource reference",
+            )),
+        }
+    }
+
+    async fn answer_initialize(
+        &self,
+        session: Option<&Arc<Session>>,
+        message: &Message,
+        idv: &Value,
+    ) -> Reply {
+        let params = params_of(message);
+        let requested = params.get("protocolVersion").and_then(Value::as_str);
+        let d = self.aggregate_description().await;
+        let result = d.to_initialize_result(requested);
+        if let Some(s) = session {
+            s.set_initialized(
+                result["protocolVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                params.get("capabilities").cloned(),
+                params.get("clientInfo").cloned(),
+            );
+        }
+        single(response(idv, result))
+    }
+
+    /// The gateway's own description: the union of its upstreams' capabilities.
+    async fn aggregate_description(&self) -> ServerDescription {
+        let mut caps = Map::new();
+        let mut instructions = vec![];
+        for u in &self.upstreams {
+            let Ok(d) = u.describe().await else { continue };
+            if let Some(c) = d.capabilities.as_object() {
+                for (k, v) in c {
+                    if k == "experimental" || k == "extensions" {
+                        continue;
+                    }
+                    let slot = caps.entry(k.clone()).or_insert_with(|| json!({}));
+                    if let (Some(slot), Some(v)) = (slot.as_object_mut(), v.as_object()) {
+                        for (sk, sv) in v {
+                            if sv == &Value::Bool(true) || !slot.contains_key(sk) {
+                                slot.insert(sk.clone(), sv.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(i) = d.instructions.as_deref().filter(|i| !i.trim().is_empty()) {
+                instructions.push(format!("[{}] {}", u.name, i));
+            }
+        }
+        // The gateway re-lists on change, so clients may rely on list_changed for every list.
+        for cap in ["tools", "prompts", "resources"] {
+            if let Some(Value::Object(c)) = caps.get_mut(cap) {
+                c.insert("listChanged".into(), Value::Bool(true));
+            }
+        }
+        ServerDescription {
+            era: Era::Legacy,
+            protocol_version: mcp::V_2025_11_25.into(),
+            supported_versions: mcp::supported_versions().map(str::to_owned).collect(),
+            capabilities: Value::Object(caps),
+            server_info: json!({"name": "mcp-warden", "version": env!("CARGO_PKG_VERSION")}),
+            instructions: (!instructions.is_empty()).then(|| instructions.join("\n\n")),
+        }
+    }
+
+    async fn broadcast_set_level(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        message: &Message,
+    ) {
+        for u in &self.upstreams {
+            let Ok(d) = u.describe().await else { continue };
+            if !d.supports(Era::Legacy) || d.capabilities.get("logging").is_none() {
+                continue;
+            }
+            let Ok((conn, Era::Legacy)) = self
+                .conn_for(session, routes, u, ClientEra { modern: false })
+                .await
+            else {
+                continue;
+            };
+            if let Err(e) = exchange(&conn, message.clone(), u.request_timeout).await {
+                tracing::debug!(upstream = %u.name, error = %e, "logging/setLevel not applied");
+            }
+        }
+    }
+
+    /// The connection to use for `up` on behalf of `session`, and the era to speak on it.
+    ///
+    /// The era is the client's own whenever the upstream supports it. Legacy traffic to an HTTP
+    /// upstream from a legacy session goes over a per-session upstream session, initialized with
+    /// the client's own capabilities and info, so server-to-client traffic is exact. Everything
+    /// else uses the shared connection (initialized once by the gateway for legacy traffic).
+    pub(crate) async fn conn_for(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        up: &Arc<UpstreamState>,
+        client: ClientEra,
+    ) -> Result<(Connection, Era), HandshakeError> {
+        if self.opts.transparent {
+            // The client's own handshake reached the upstream (or the gateway bridged it and
+            // recorded the description): never start another one here.
+            let era = up.known_desc().map(|d| d.era).unwrap_or(Era::Legacy);
+            return Ok((up.conn.clone(), era));
+        }
+        let client_era = if client.modern {
+            Era::Modern
+        } else {
+            Era::Legacy
+        };
+        let era = up.era_for(&self.me, client_era).await?;
+        if era == Era::Modern {
+            return Ok((up.conn.clone(), era));
+        }
+        let per_session = session.filter(|s| up.is_http && s.is_initialized());
+        let Some(session) = per_session else {
+            let conn = up.ensure_legacy(&self.me).await?;
+            return Ok((conn, Era::Legacy));
+        };
+        let mut conns = routes.conns.lock().await;
+        if let Some(c) = conns.get(&up.index)
+            && c.is_alive()
+        {
+            return Ok((c.clone(), Era::Legacy));
+        }
+        let conn = up
+            .conn
+            .fork_http()
+            .ok_or_else(|| HandshakeError::NotModern {
+                name: up.name.clone(),
+            })?;
+        let caps = session.client_capabilities();
+        let info = session.client_info();
+        let d = detect(
+            &up.name,
+            &conn,
+            EraPreference::Legacy,
+            up.startup_timeout,
+            caps.as_ref(),
+            info.as_ref(),
+        )
+        .await?;
+        conn.set_protocol_version(&d.protocol_version);
+        if let Some(rx) = conn.take_unsolicited() {
+            tokio::spawn(pump_unsolicited(
+                self.me.clone(),
+                up.clone(),
+                conn.clone(),
+                Some((session.clone(), routes.clone())),
+                rx,
+            ));
+        }
+        conns.insert(up.index, conn.clone());
+        Ok((conn, Era::Legacy))
+    }
+
+    /// Fetches every page of one list from every upstream that has the capability, and records
+    /// names and URIs for routing. Returns the merged, namespaced items.
+    async fn collect_list(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        message: &Message,
+        client: ClientEra,
+    ) -> Vec<Value> {
+        let method = message.method().unwrap_or("");
+        let Some((_, key, cap)) = LISTS.iter().find(|(m, _, _)| *m == method).copied() else {
+            return vec![];
+        };
+        let fetches = self.upstreams.iter().map(|u| async move {
+            let d = u.describe().await.ok()?;
+            d.capabilities.get(cap)?;
+            let (conn, era) = self.conn_for(session, routes, u, client).await.ok()?;
+            let mut items = vec![];
+            let mut cursor: Option<Value> = None;
+            for _ in 0..MAX_LIST_PAGES {
+                let mut params = Map::new();
+                if let Some(c) = cursor.take() {
+                    params.insert("cursor".into(), c);
+                }
+                if era == Era::Modern {
+                    bridge::add_modern_meta(
+                        &mut params,
+                        session.and_then(|s| s.client_capabilities()).as_ref(),
+                        None,
+                    );
+                }
+                match exchange(
+                    &conn,
+                    request(method, Value::Object(params)),
+                    u.request_timeout,
+                )
+                .await
+                {
+                    Ok(Answer::Result(r)) => {
+                        if let Some(a) = r.get(key).and_then(Value::as_array) {
+                            items.extend(a.iter().cloned());
+                        }
+                        match r.get("nextCursor") {
+                            Some(c) if !c.is_null() => cursor = Some(c.clone()),
+                            _ => break,
+                        }
+                    }
+                    Ok(Answer::Error(e)) => {
+                        tracing::warn!(upstream = %u.name, method, error = %e, "list failed");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(upstream = %u.name, method, error = %e, "list failed");
+                        break;
+                    }
+                }
+            }
+            Some((u.clone(), items))
+        });
+        let results = futures::future::join_all(fetches).await;
+        let mut merged = vec![];
+        for (u, items) in results.into_iter().flatten() {
+            merged.extend(self.namespace_items(&u, key, items));
+        }
+        if matches!(key, "tools" | "prompts") {
+            withhold_duplicates(&mut merged, key);
+        }
+        merged
+    }
+
+    fn namespace_items(&self, u: &UpstreamState, key: &str, mut items: Vec<Value>) -> Vec<Value> {
+        let names: Vec<String> = items
+            .iter()
+            .map(|i| {
+                i.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        let (map, exposed) =
+            NameMap::build_with(&u.name, u.namespace, names.iter().map(String::as_str));
+        let Ok(mut catalog) = u.catalog.write() else {
+            return vec![];
+        };
+        match key {
+            "tools" => catalog.tools = map,
+            "prompts" => catalog.prompts = map,
+            "resources" => {
+                catalog.resources = items
+                    .iter()
+                    .filter_map(|i| i.get("uri").and_then(Value::as_str).map(str::to_owned))
+                    .collect();
+            }
+            _ => {
+                catalog.templates = items
+                    .iter()
+                    .filter_map(|i| i.get("uriTemplate").and_then(Value::as_str))
+                    .map(|t| t.split('{').next().unwrap_or("").to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+            }
+        }
+        items
+            .iter_mut()
+            .zip(exposed)
+            .filter_map(|(item, name)| {
+                let name = name?;
+                if let Value::Object(o) = item {
+                    o.insert("name".into(), Value::String(name));
+                }
+                Some(std::mem::take(item))
+            })
+            .collect()
+    }
+
+    async fn aggregate_list(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        message: &Message,
+        client: ClientEra,
+    ) -> Reply {
+        let idv = message.id().map(Id::to_value).unwrap_or(Value::Null);
+        let method = message.method().unwrap_or("").to_owned();
+        if message
+            .params()
+            .and_then(|p| p.get("cursor"))
+            .is_some_and(|c| !c.is_null())
+        {
+            // The gateway returns every item in one page and never issues cursors.
+            return single(error(&idv, ErrorCode::InvalidParams, "invalid cursor"));
+        }
+        let key = LISTS
+            .iter()
+            .find(|(m, _, _)| *m == method)
+            .map(|(_, k, _)| *k)
+            .unwrap_or("items");
+        let items = self.collect_list(session, routes, message, client).await;
+        let mut result = json!({ key: items });
+        if client.modern {
+            bridge::complete_modern_result(&method, &mut result);
+        }
+        single(response(&idv, result))
+    }
+
+    /// Forwards one request to `up` and streams everything it answers back to the client.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per routing rule; a struct would only rename them"
+    )]
+    pub(crate) async fn forward(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: Arc<Routes>,
+        up: &Arc<UpstreamState>,
+        message: Message,
+        client_id: Id,
+        client: ClientEra,
+        method: String,
+    ) -> Reply {
+        let idv = client_id.to_value();
+        let (conn, era) = match self.conn_for(session, &routes, up, client).await {
+            Ok(c) => c,
+            Err(e) => return single(upstream_error(&idv, &up.name, &e)),
+        };
+        let mut message = message;
+        if era == Era::Modern && mcp::declared_version(&message).is_none() {
+            // A legacy client's request to a modern upstream carries the per-request _meta
+            // the client declared once in initialize.
+            let mut params = params_of(&message);
+            let caps = session.and_then(|s| s.client_capabilities());
+            let info = session.and_then(|s| s.client_info());
+            bridge::add_modern_meta(&mut params, caps.as_ref(), info.as_ref());
+            message = with_params(&message, params);
+        }
+        let mut stream = match conn.request(&message, up.request_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.forget_broken(routes.as_ref(), up, &e).await;
+                return single(upstream_error(&idv, &up.name, &e));
+            }
+        };
+        let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
+        let (side, mut side_rx) = mpsc::channel(EXCHANGE_QUEUE);
+        let token = CancellationToken::new();
+        if let Ok(mut inflight) = routes.inflight.lock() {
+            inflight.insert(
+                client_id.clone(),
+                Inflight {
+                    token: token.clone(),
+                    upstream: up.index,
+                    side,
+                },
+            );
+        }
+        let me = self.me.clone();
+        let session = session.cloned();
+        let up = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    _ = token.cancelled() => break,
+                    Some(m) = side_rx.recv() => {
+                        // Already prepared for the client by the unsolicited pump.
+                        if tx.send(m).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    item = stream.next() => item,
+                };
+                let Some(gateway) = me.upgrade() else { break };
+                let out = match item {
+                    None => Some(upstream_error(
+                        &idv,
+                        &up.name,
+                        &UpstreamError::Closed {
+                            name: up.name.clone(),
+                            reason: warden_upstream::CloseReason::StreamEnded,
+                        },
+                    )),
+                    Some(Err(e)) => {
+                        gateway.forget_broken(routes.as_ref(), &up, &e).await;
+                        Some(upstream_error(&idv, &up.name, &e))
+                    }
+                    Some(Ok(m)) if m.is_response() => Some(
+                        gateway
+                            .finish_response(
+                                m,
+                                &client_id,
+                                client,
+                                era,
+                                &method,
+                                session.as_deref(),
+                                &up.name,
+                            )
+                            .await,
+                    ),
+                    Some(Ok(m)) => match &session {
+                        Some(s) => {
+                            gateway
+                                .to_client(m, s, &routes, &conn, &up.name, Some(&method))
+                                .await
+                        }
+                        None => {
+                            if m.is_request() {
+                                // A stateless client cannot receive requests.
+                                let uid = m.id().map(Id::to_value).unwrap_or(Value::Null);
+                                let _ = conn
+                                    .respond(&error(
+                                        &uid,
+                                        ErrorCode::MethodNotFound,
+                                        "the client cannot receive requests",
+                                    ))
+                                    .await;
+                                None
+                            } else {
+                                Some(m)
+                            }
+                        }
+                    },
+                };
+                let last = match &out {
+                    Some(m) => m.is_response(),
+                    None => false,
+                };
+                if let Some(m) = out
+                    && tx.send(m).await.is_err()
+                {
+                    // The client went away: dropping the stream cancels the upstream call.
+                    break;
+                }
+                if last {
+                    break;
+                }
+            }
+            if let Ok(mut inflight) = routes.inflight.lock() {
+                inflight.remove(&client_id);
+            }
+        });
+        Reply::Stream(ReplyStream::new(rx))
+    }
+
+    /// Restores the client's id on the upstream's response and shapes it for the client's era.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "every input is needed to shape the answer"
+    )]
+    async fn finish_response(
+        &self,
+        m: Message,
+        client_id: &Id,
+        client: ClientEra,
+        upstream_era: Era,
+        method: &str,
+        session: Option<&Session>,
+        upstream: &str,
+    ) -> Message {
+        let idv = client_id.to_value();
+        let mut out = m.with_id(client_id);
+        if out.kind() == &Kind::Response {
+            let result = out.result().cloned().unwrap_or(Value::Null);
+            if client.modern && upstream_era == Era::Legacy {
+                let mut r = result;
+                bridge::complete_modern_result(method, &mut r);
+                out = response(&idv, r);
+            } else if !client.modern
+                && upstream_era == Era::Modern
+                && result.get("resultType").and_then(Value::as_str) == Some("input_required")
+            {
+                return error(
+                    &idv,
+                    ErrorCode::InternalError,
+                    "the upstream needs more input from the user, which cannot be relayed to a client of this protocol revision",
+                );
+            }
+        }
+        let principal = session
+            .map(|s| s.principal().clone())
+            .unwrap_or_else(Principal::anonymous);
+        match self
+            .guard(
+                out,
+                Direction::ToClient,
+                &principal,
+                Some(upstream),
+                Some(method),
+            )
+            .await
+        {
+            Ok(m) => m,
+            Err(denial) => denial.with_id(client_id),
+        }
+    }
+
+    /// After a failed call: a session that expired upstream is re-established on next use.
+    async fn forget_broken(&self, routes: &Routes, up: &UpstreamState, e: &UpstreamError) {
+        if !matches!(
+            e,
+            UpstreamError::SessionExpired | UpstreamError::Closed { .. }
+        ) {
+            return;
+        }
+        let mut conns = routes.conns.lock().await;
+        if conns.get(&up.index).is_some() {
+            conns.remove(&up.index);
+        } else if up.is_http && matches!(e, UpstreamError::SessionExpired) {
+            *up.desc.lock().await = None;
+        }
+    }
+
+    pub(crate) async fn handle_notification(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        principal: &Principal,
+        message: Message,
+    ) {
+        let method = message.method().unwrap_or("").to_owned();
+        if method == "notifications/cancelled" {
+            // Cancel our exchange; the upstream connection tells the upstream, with its own id.
+            let target = message
+                .params()
+                .and_then(|p| p.get("requestId"))
+                .and_then(Id::from_value);
+            if let Some(t) = target
+                && let Ok(inflight) = routes.inflight.lock()
+                && let Some(f) = inflight.get(&t)
+            {
+                f.token.cancel();
+            }
+            return;
+        }
+        let message = match self
+            .guard(message, Direction::ToUpstream, principal, None, None)
+            .await
+        {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        if method == "notifications/initialized" {
+            if self.opts.transparent
+                && !routes
+                    .bridged_to_modern
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                let _ = self.upstreams[0].conn.notify(&message).await;
+            }
+            // Namespaced: the gateway initialized each upstream itself.
+            return;
+        }
+        for u in &self.upstreams {
+            if self.opts.transparent {
+                if let Err(e) = u.conn.notify(&message).await {
+                    tracing::debug!(upstream = %u.name, error = %e, "notification not delivered");
+                }
+                continue;
+            }
+            // Client notifications exist only in the legacy era.
+            let Ok((conn, Era::Legacy)) = self
+                .conn_for(session, routes, u, ClientEra { modern: false })
+                .await
+            else {
+                continue;
+            };
+            if let Err(e) = conn.notify(&message).await {
+                tracing::debug!(upstream = %u.name, error = %e, "notification not delivered");
+            }
+        }
+    }
+
+    pub(crate) async fn handle_client_response(&self, routes: &Arc<Routes>, message: Message) {
+        let Some(id) = message.id().cloned() else {
+            return;
+        };
+        let target = routes
+            .server_requests
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&id));
+        match target {
+            Some((conn, upstream_id)) => {
+                let out = if upstream_id == id {
+                    message
+                } else {
+                    message.with_id(&upstream_id)
+                };
+                if let Err(e) = conn.respond(&out).await {
+                    tracing::debug!(error = %e, "response to a server request not delivered");
+                }
+            }
+            None => tracing::debug!(id = %id, "client response to an unknown request; dropped"),
+        }
+    }
+
+    async fn transparent_request(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: Arc<Routes>,
+        message: Message,
+        client: ClientEra,
+        method: &str,
+    ) -> Reply {
+        let up = self.upstreams[0].clone();
+        let id = message.id().cloned().expect("a request always has an id");
+        let idv = id.to_value();
+        if method == "initialize" {
+            return self
+                .transparent_initialize(session, &routes, &up, message, &idv)
+                .await;
+        }
+        if client.modern {
+            // Learn the upstream's era once, with this client's declared capabilities.
+            let meta = mcp::meta(&message).cloned().unwrap_or_default();
+            let desc = {
+                let mut slot = up.desc.lock().await;
+                match slot.as_ref() {
+                    Some(d) => Ok(d.clone()),
+                    None => {
+                        let d = detect(
+                            &up.name,
+                            &up.conn,
+                            up.era_pref,
+                            up.startup_timeout,
+                            meta.get(mcp::META_CLIENT_CAPABILITIES),
+                            meta.get(mcp::META_CLIENT_INFO),
+                        )
+                        .await;
+                        if let Ok(d) = &d {
+                            if up.is_http && d.era == Era::Legacy {
+                                up.conn.set_protocol_version(&d.protocol_version);
+                            }
+                            *slot = Some(d.clone());
+                        }
+                        d
+                    }
+                }
+            };
+            let desc = match desc {
+                Ok(d) => d,
+                Err(e) => return single(upstream_error(&idv, &up.name, &e)),
+            };
+            if desc.era == Era::Legacy && method == "server/discover" {
+                return single(response(&idv, desc.to_discover_result()));
+            }
+        } else if routes
+            .bridged_to_modern
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && method == "ping"
+        {
+            // Modern servers have no ping; the gateway answers for them.
+            return single(response(&idv, json!({})));
+        }
+        self.forward(session, routes, &up, message, id, client, method.to_owned())
+            .await
+    }
+
+    async fn transparent_initialize(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        up: &Arc<UpstreamState>,
+        message: Message,
+        idv: &Value,
+    ) -> Reply {
+        let params = params_of(&message);
+        let record = |version: &str| {
+            if let Some(s) = session {
+                s.set_initialized(
+                    version.to_owned(),
+                    params.get("capabilities").cloned(),
+                    params.get("clientInfo").cloned(),
+                );
+            }
+        };
+        if up.era_pref != EraPreference::Modern {
+            match exchange(
+                &up.conn,
+                message.clone(),
+                up.startup_timeout.max(up.request_timeout),
+            )
+            .await
+            {
+                Ok(Answer::Result(r)) => {
+                    if let Some(d) = ServerDescription::from_initialize(&r) {
+                        if up.is_http {
+                            up.conn.set_protocol_version(&d.protocol_version);
+                        }
+                        record(&d.protocol_version);
+                        *up.desc.lock().await = Some(d);
+                    }
+                    return single(response(idv, r));
+                }
+                Ok(Answer::Error(e)) => {
+                    // Maybe a modern-only server: bridge if server/discover works.
+                    if let Some(reply) = self
+                        .bridge_initialize(up, routes, &params, idv, &record)
+                        .await
+                    {
+                        return reply;
+                    }
+                    let m = Message::from_value(json!({"jsonrpc": "2.0", "id": idv, "error": e}))
+                        .unwrap_or_else(|_| {
+                            error(idv, ErrorCode::InternalError, "initialize failed")
+                        });
+                    return single(m);
+                }
+                Err(e) => return single(upstream_error(idv, &up.name, &e)),
+            }
+        }
+        match self
+            .bridge_initialize(up, routes, &params, idv, &record)
+            .await
+        {
+            Some(reply) => reply,
+            None => single(error(
+                idv,
+                ErrorCode::InternalError,
+                "the upstream answered neither initialize nor server/discover",
+            )),
+        }
+    }
+
+    async fn bridge_initialize(
+        &self,
+        up: &Arc<UpstreamState>,
+        routes: &Arc<Routes>,
+        params: &Map<String, Value>,
+        idv: &Value,
+        record: &(dyn Fn(&str) + Send + Sync),
+    ) -> Option<Reply> {
+        let mut probe = bridge::discover_params();
+        if let Some(c) = params.get("capabilities") {
+            probe["_meta"][mcp::META_CLIENT_CAPABILITIES] = c.clone();
+        }
+        if let Some(i) = params.get("clientInfo") {
+            probe["_meta"][mcp::META_CLIENT_INFO] = i.clone();
+        }
+        let Ok(Answer::Result(r)) = exchange(
+            &up.conn,
+            request("server/discover", probe),
+            up.startup_timeout,
+        )
+        .await
+        else {
+            return None;
+        };
+        let d = ServerDescription::from_discover(&r)?;
+        let result = d.to_initialize_result(params.get("protocolVersion").and_then(Value::as_str));
+        record(result["protocolVersion"].as_str().unwrap_or_default());
+        routes
+            .bridged_to_modern
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        *up.desc.lock().await = Some(d);
+        Some(single(response(idv, result)))
+    }
+}
+
+/// Removes every item whose exposed name appears more than once (two plain upstreams offering
+/// the same name): never "first wins".
+fn withhold_duplicates(items: &mut Vec<Value>, key: &str) {
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for i in items.iter() {
+        if let Some(n) = i.get("name").and_then(Value::as_str) {
+            *count.entry(n.to_owned()).or_default() += 1;
+        }
+    }
+    items.retain(|i| {
+        let n = i.get("name").and_then(Value::as_str).unwrap_or("");
+        let unique = count.get(n).is_none_or(|c| *c == 1);
+        if !unique {
+            tracing::error!(
+                name = n,
+                list = key,
+                "two upstreams expose the same name; withheld from the list"
+            );
+        }
+        unique
+    });
+}
+
+#[derive(Clone, Copy)]
+enum Item {
+    Tool,
+    Prompt,
+}
+
+impl Item {
+    fn noun(self) -> &'static str {
+        match self {
+            Item::Tool => "tool",
+            Item::Prompt => "prompt",
+        }
+    }
+}

@@ -1,0 +1,1035 @@
+//! The gateway: the [`Handler`] the client faces call, routing every message to its upstream.
+//!
+//! Two shapes, one code path:
+//! - *transparent* (`mcp-warden run`): one client, one upstream, names unchanged; the client's
+//!   own `initialize` reaches the upstream, so the upstream sees the real client.
+//! - *namespaced* (`mcp-warden serve`): many clients, many upstreams; the gateway answers
+//!   `initialize` and `server/discover` itself, aggregates lists under `<server>__<name>` and
+//!   routes each call by name or URI.
+//!
+//! Era handling: an upstream's era is detected as the specification prescribes (probe with
+//! `server/discover`; a result or a recognised modern error means modern, anything else means
+//! legacy and `initialize`). A client of either era is then bridged to an upstream of either
+//! era for tools, resources, prompts and completions (see [`crate::bridge`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Duration;
+use tokio_util::sync::CancellationToken;
+use warden_guard::{Call, Direction, Outcome, Pipeline, Principal};
+use warden_proto::mcp::Era;
+use warden_proto::{ErrorCode, Id, Kind, Message, error::error_response};
+use warden_upstream::{Connection, HttpSpec, StdioSpec, UpstreamError};
+
+use crate::bridge::{self, ServerDescription};
+use crate::naming::NameMap;
+use crate::session::SessionError;
+use crate::{Face, Handler, Reply, ReplyStream, Session};
+
+/// Messages buffered per exchange between the upstream pump and the client face: bounds memory
+/// per in-flight request; a slow client slows its own upstream stream, nobody else's.
+pub(crate) const EXCHANGE_QUEUE: usize = 64;
+/// Upper bound on list pages fetched from one upstream for one aggregated list: a server that
+/// returns cursors forever cannot keep the gateway busy.
+pub(crate) const MAX_LIST_PAGES: usize = 100;
+/// How often expired sessions are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How to reach one upstream.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// A child process speaking stdio.
+    Stdio(StdioSpec),
+    /// A remote Streamable HTTP server.
+    Http(HttpSpec),
+}
+
+/// Which era to assume for an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EraPreference {
+    /// Probe with `server/discover`, fall back to `initialize`.
+    #[default]
+    Auto,
+    /// Skip the probe: initialize-based.
+    Legacy,
+    /// Skip the probe: stateless.
+    Modern,
+}
+
+/// One configured upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamDef {
+    /// Name used in namespacing, logs and audit.
+    pub name: String,
+    /// How to reach it.
+    pub transport: Transport,
+    /// Era to assume.
+    pub era: EraPreference,
+    /// Longest wait for one response.
+    pub request_timeout: Duration,
+    /// Longest wait for start-up and era detection.
+    pub startup_timeout: Duration,
+    /// Expose names as `<name>__<item>` (true) or unchanged (false), in namespaced mode.
+    pub namespace: bool,
+}
+
+/// Gateway-wide options.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// One upstream, names unchanged, client `initialize` forwarded (`run`).
+    pub transparent: bool,
+    /// Idle expiry of legacy sessions.
+    pub session_idle: Duration,
+    /// Absolute expiry of legacy sessions.
+    pub session_max_lifetime: Duration,
+    /// Most live sessions.
+    pub max_sessions: usize,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            transparent: false,
+            session_idle: Duration::from_secs(30 * 60),
+            session_max_lifetime: Duration::from_secs(24 * 3600),
+            max_sessions: 10_000,
+        }
+    }
+}
+
+/// Why an upstream's era could not be detected or its handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The transport failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// A modern server that supports none of the gateway's revisions.
+    #[error("upstream `{name}` is modern but supports none of the gateway's protocol revisions")]
+    NoCommonVersion {
+        /// The upstream.
+        name: String,
+    },
+    /// `era = "modern"` but `server/discover` failed.
+    #[error("upstream `{name}` is configured as modern but did not answer server/discover")]
+    NotModern {
+        /// The upstream.
+        name: String,
+    },
+    /// An initialize result the gateway cannot read.
+    #[error("upstream `{name}` sent an initialize result without a protocol version")]
+    BadInitialize {
+        /// The upstream.
+        name: String,
+    },
+    /// A modern upstream that does not accept `initialize`.
+    #[error("upstream `{name}` does not accept initialize")]
+    NoLegacy {
+        /// The upstream.
+        name: String,
+    },
+    /// The upstream answered initialize with an error.
+    #[error("upstream `{name}` refused initialize with error code {code}")]
+    InitializeRefused {
+        /// The upstream.
+        name: String,
+        /// The JSON-RPC error code it sent.
+        code: i64,
+    },
+}
+
+/// Failures that may be timeouts (the client gets a distinct code for those).
+pub(crate) trait Failure: std::fmt::Display {
+    fn timed_out(&self) -> bool;
+}
+
+impl Failure for UpstreamError {
+    fn timed_out(&self) -> bool {
+        matches!(self, UpstreamError::Timeout)
+    }
+}
+
+impl Failure for HandshakeError {
+    fn timed_out(&self) -> bool {
+        matches!(self, HandshakeError::Upstream(UpstreamError::Timeout))
+    }
+}
+
+/// Errors starting the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// An upstream could not be started.
+    #[error("upstream `{name}` failed to start")]
+    Upstream {
+        /// The upstream.
+        name: String,
+        /// Why.
+        #[source]
+        source: UpstreamError,
+    },
+    /// Transparent mode needs exactly one upstream.
+    #[error("transparent mode needs exactly one upstream, got {0}")]
+    Transparent(usize),
+}
+
+pub(crate) struct UpstreamState {
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) namespace: bool,
+    pub(crate) conn: Connection,
+    pub(crate) is_http: bool,
+    pub(crate) era_pref: EraPreference,
+    pub(crate) request_timeout: Duration,
+    pub(crate) startup_timeout: Duration,
+    /// What the upstream said about itself on the shared connection.
+    pub(crate) desc: tokio::sync::Mutex<Option<ServerDescription>>,
+    /// For an upstream first described as modern: whether it also accepts `initialize`
+    /// (dual-era), learned the first time a legacy client needed it. `DiscoverResult` lists
+    /// only stateless revisions, so trying is the only way to know.
+    pub(crate) legacy_desc: tokio::sync::Mutex<Option<Option<(ServerDescription, Connection)>>>,
+    /// How to start the stdio child again (a dual-era stdio server gets a second process for
+    /// legacy traffic: SDKs scope the legacy era to the whole process once initialized).
+    pub(crate) stdio_spec: Option<StdioSpec>,
+    pub(crate) catalog: RwLock<Catalog>,
+}
+
+#[derive(Default)]
+pub(crate) struct Catalog {
+    pub(crate) tools: NameMap,
+    pub(crate) prompts: NameMap,
+    pub(crate) resources: HashSet<String>,
+    /// Literal prefixes of resource templates (the text before the first `{`).
+    pub(crate) templates: Vec<String>,
+}
+
+/// Routing state of one session.
+#[derive(Default)]
+pub(crate) struct Routes {
+    /// Per-session connections (legacy HTTP upstreams), by upstream index.
+    pub(crate) conns: tokio::sync::Mutex<HashMap<usize, Connection>>,
+    /// In-flight client requests, by client id: cancelled on `notifications/cancelled`.
+    pub(crate) inflight: Mutex<HashMap<Id, Inflight>>,
+    /// Server-initiated requests forwarded to the client, by the id the client saw.
+    pub(crate) server_requests: Mutex<HashMap<Id, (Connection, Id)>>,
+    pub(crate) next_server_request: AtomicU64,
+    /// Upstream of the bridged era per session in transparent mode: true when a legacy client
+    /// is bridged to a modern upstream.
+    pub(crate) bridged_to_modern: std::sync::atomic::AtomicBool,
+}
+
+/// One client request being served.
+pub(crate) struct Inflight {
+    /// Cancels the exchange (client `notifications/cancelled`, session end).
+    pub(crate) token: CancellationToken,
+    /// Index of the upstream serving it.
+    pub(crate) upstream: usize,
+    /// Messages for the client that belong to this exchange but arrived on the upstream's
+    /// unsolicited channel (stdio servers send everything on one pipe).
+    pub(crate) side: mpsc::Sender<Message>,
+}
+
+impl Routes {
+    /// The side channel of the one exchange this session has in flight on `upstream`, if it
+    /// has exactly one.
+    fn single_exchange_on(&self, upstream: usize) -> Option<mpsc::Sender<Message>> {
+        let inflight = self.inflight.lock().ok()?;
+        let mut on = inflight.values().filter(|f| f.upstream == upstream);
+        let first = on.next()?;
+        on.next().is_none().then(|| first.side.clone())
+    }
+}
+
+struct Entry {
+    session: Arc<Session>,
+    routes: Arc<Routes>,
+}
+
+/// The gateway.
+pub struct Gateway {
+    /// A handle on itself, for tasks that outlive one call.
+    pub(crate) me: std::sync::Weak<Gateway>,
+    pub(crate) opts: GatewayOptions,
+    pipeline: Pipeline,
+    pub(crate) upstreams: Vec<Arc<UpstreamState>>,
+    sessions: Mutex<HashMap<String, Entry>>,
+    /// Routes of stateless requests (no session): only in-flight cancellation is used.
+    stateless: Arc<Routes>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field(
+                "upstreams",
+                &self.upstreams.iter().map(|u| &u.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+pub(crate) fn request(method: &str, params: Value) -> Message {
+    // A value the gateway builds itself always classifies as a request.
+    Message::from_value(json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params}))
+        .expect("a request built by the gateway is a valid request")
+}
+
+pub(crate) fn notification(method: &str, params: Option<Value>) -> Message {
+    let mut v = json!({"jsonrpc": "2.0", "method": method});
+    if let Some(p) = params {
+        v["params"] = p;
+    }
+    Message::from_value(v).expect("a notification built by the gateway is valid")
+}
+
+pub(crate) fn response(id: &Value, result: Value) -> Message {
+    Message::from_value(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+        .expect("a response built by the gateway is valid")
+}
+
+pub(crate) fn error(id: &Value, code: ErrorCode, text: &str) -> Message {
+    Message::from_value(error_response(id, code, text, None))
+        .expect("an error built by the gateway is valid")
+}
+
+pub(crate) fn upstream_error(id: &Value, upstream: &str, err: &dyn Failure) -> Message {
+    let (code, text) = match err.timed_out() {
+        true => (
+            ErrorCode::UpstreamTimeout,
+            format!("upstream `{upstream}` did not answer in time"),
+        ),
+        false => (
+            ErrorCode::UpstreamUnavailable,
+            format!("upstream `{upstream}` is unavailable"),
+        ),
+    };
+    tracing::warn!(upstream, error = %err, "upstream request failed");
+    error(id, code, &text)
+}
+
+/// The outcome of one upstream exchange consumed entirely by the gateway.
+pub(crate) enum Answer {
+    Result(Value),
+    Error(Value),
+}
+
+impl Gateway {
+    /// Starts every upstream (spawning stdio children, preparing HTTP clients) and, in
+    /// namespaced mode, detects each upstream's era and initializes it.
+    ///
+    /// An upstream that fails to start is logged and left out (its calls fail with an
+    /// "unavailable" error) in namespaced mode; in transparent mode it is an error.
+    pub async fn start(
+        defs: Vec<UpstreamDef>,
+        pipeline: Pipeline,
+        opts: GatewayOptions,
+    ) -> Result<Arc<Gateway>, GatewayError> {
+        if opts.transparent && defs.len() != 1 {
+            return Err(GatewayError::Transparent(defs.len()));
+        }
+        let mut upstreams = Vec::with_capacity(defs.len());
+        for (index, def) in defs.into_iter().enumerate() {
+            let stdio_spec = match &def.transport {
+                Transport::Stdio(spec) => Some(spec.clone()),
+                Transport::Http(_) => None,
+            };
+            let (conn, is_http) = match def.transport {
+                Transport::Stdio(spec) => (Connection::spawn_stdio(spec).await, false),
+                Transport::Http(spec) => (Connection::http(spec), true),
+            };
+            let conn = match conn {
+                Ok(c) => c,
+                Err(source) => {
+                    if opts.transparent {
+                        return Err(GatewayError::Upstream {
+                            name: def.name,
+                            source,
+                        });
+                    }
+                    tracing::error!(upstream = %def.name, error = %source, "upstream failed to start; serving without it");
+                    continue;
+                }
+            };
+            upstreams.push(Arc::new(UpstreamState {
+                index,
+                name: def.name,
+                namespace: def.namespace,
+                conn,
+                is_http,
+                era_pref: def.era,
+                request_timeout: def.request_timeout,
+                startup_timeout: def.startup_timeout,
+                desc: tokio::sync::Mutex::new(None),
+                legacy_desc: tokio::sync::Mutex::new(None),
+                stdio_spec,
+                catalog: RwLock::new(Catalog::default()),
+            }));
+        }
+        let gateway = Arc::new_cyclic(|me| Gateway {
+            me: me.clone(),
+            opts,
+            pipeline,
+            upstreams,
+            sessions: Mutex::new(HashMap::new()),
+            stateless: Arc::new(Routes::default()),
+            shutdown: CancellationToken::new(),
+        });
+        if !gateway.opts.transparent {
+            let probes = gateway.upstreams.iter().map(|u| {
+                let u = u.clone();
+                async move {
+                    if let Err(e) = u.describe().await {
+                        tracing::error!(upstream = %u.name, error = %e, "upstream did not complete its handshake");
+                    }
+                }
+            });
+            futures::future::join_all(probes).await;
+        }
+        for u in &gateway.upstreams {
+            if let Some(rx) = u.conn.take_unsolicited() {
+                tokio::spawn(pump_unsolicited(
+                    Arc::downgrade(&gateway),
+                    u.clone(),
+                    u.conn.clone(),
+                    None,
+                    rx,
+                ));
+            }
+        }
+        tokio::spawn(sweep(Arc::downgrade(&gateway)));
+        Ok(gateway)
+    }
+
+    /// Shuts every upstream down (stdio: close stdin, SIGTERM, SIGKILL).
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let entries: Vec<Arc<Routes>> = match self.sessions.lock() {
+            Ok(mut s) => s.drain().map(|(_, e)| e.routes).collect(),
+            Err(_) => vec![],
+        };
+        for routes in entries {
+            close_routes(&routes).await;
+        }
+        let mut conns = vec![];
+        for u in &self.upstreams {
+            conns.extend(u.connections().await);
+        }
+        futures::future::join_all(conns.iter().map(Connection::shutdown)).await;
+    }
+
+    /// Pids of stdio upstream children (for tests and `check`).
+    pub fn upstream_pids(&self) -> Vec<u32> {
+        let mut pids = vec![];
+        for u in &self.upstreams {
+            pids.extend(u.conn.pid());
+            if let Ok(slot) = u.legacy_desc.try_lock()
+                && let Some(Some((_, c))) = slot.as_ref()
+            {
+                pids.extend(c.pid());
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    fn entry(&self, session: &Session) -> Option<Arc<Routes>> {
+        self.sessions
+            .lock()
+            .ok()?
+            .get(session.id().as_str())
+            .map(|e| e.routes.clone())
+    }
+
+    fn purge_expired(&self) -> Vec<(Arc<Session>, Arc<Routes>)> {
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return vec![];
+        };
+        let idle = self.opts.session_idle;
+        let max = self.opts.session_max_lifetime;
+        let expired: Vec<String> = sessions
+            .iter()
+            .filter(|(_, e)| e.session.face() == Face::Http && e.session.is_expired(idle, max))
+            .map(|(k, _)| k.clone())
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|k| sessions.remove(&k))
+            .map(|e| {
+                e.session.end();
+                (e.session, e.routes)
+            })
+            .collect()
+    }
+
+    pub(crate) async fn guard(
+        &self,
+        message: Message,
+        direction: Direction,
+        principal: &Principal,
+        upstream: Option<&str>,
+        request_method: Option<&str>,
+    ) -> Result<Message, Message> {
+        if self.pipeline.is_passthrough(direction) {
+            return Ok(message);
+        }
+        let outcome = self
+            .pipeline
+            .run(&Call {
+                message: &message,
+                direction,
+                principal,
+                upstream,
+                request_method,
+            })
+            .await;
+        let id = message.id().map(Id::to_value).unwrap_or(Value::Null);
+        match outcome {
+            Outcome::Forward => Ok(message),
+            Outcome::ForwardRewritten(m) => Ok(m),
+            Outcome::Deny(d) => {
+                tracing::info!(guard = d.guard, detail = %d.detail, "message denied");
+                Err(Message::from_value(d.to_jsonrpc(&id))
+                    .expect("a denial is a valid error response"))
+            }
+            Outcome::Hold(t) => Err(error(
+                &id,
+                ErrorCode::Denied,
+                &format!("call held for approval (ticket {})", t.id),
+            )),
+        }
+    }
+}
+
+async fn sweep(gateway: std::sync::Weak<Gateway>) {
+    loop {
+        tokio::time::sleep(SWEEP_INTERVAL).await;
+        let Some(g) = gateway.upgrade() else { return };
+        if g.shutdown.is_cancelled() {
+            return;
+        }
+        for (session, routes) in g.purge_expired() {
+            tracing::info!(session = %session.id(), "session expired");
+            close_routes(&routes).await;
+        }
+    }
+}
+
+async fn close_routes(routes: &Routes) {
+    let conns: Vec<Connection> = routes.conns.lock().await.drain().map(|(_, c)| c).collect();
+    for c in conns {
+        c.shutdown().await;
+    }
+    if let Ok(inflight) = routes.inflight.lock() {
+        for t in inflight.values() {
+            t.token.cancel();
+        }
+    }
+}
+
+impl UpstreamState {
+    /// The upstream's description on the shared connection, detecting its era and
+    /// initializing it on first use.
+    pub(crate) async fn describe(&self) -> Result<ServerDescription, HandshakeError> {
+        let mut slot = self.desc.lock().await;
+        if let Some(d) = slot.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = detect(
+            &self.name,
+            &self.conn,
+            self.era_pref,
+            self.startup_timeout,
+            None,
+            None,
+        )
+        .await?;
+        if self.is_http && d.era == Era::Legacy {
+            self.conn.set_protocol_version(&d.protocol_version);
+        }
+        *slot = Some(d.clone());
+        Ok(d)
+    }
+
+    /// The era to speak to this upstream for a client of `client_era`: the client's own when
+    /// the upstream supports it (full fidelity: server requests, subscriptions, logging),
+    /// otherwise the upstream's.
+    pub(crate) async fn era_for(
+        self: &Arc<Self>,
+        gateway: &std::sync::Weak<Gateway>,
+        client_era: Era,
+    ) -> Result<Era, HandshakeError> {
+        let d = self.describe().await?;
+        if d.era == client_era || d.supports(client_era) {
+            return Ok(client_era);
+        }
+        if client_era == Era::Legacy && self.legacy(gateway).await.is_some() {
+            return Ok(Era::Legacy);
+        }
+        Ok(d.era)
+    }
+
+    /// Legacy handshake of an upstream first described as modern, tried once, since a
+    /// `DiscoverResult` lists only stateless revisions. On stdio it runs in a second child
+    /// process kept for legacy traffic (SDKs scope the legacy era to the whole process once it
+    /// is initialized, so one process cannot serve both eras reliably); on HTTP it runs on a
+    /// throw-away session, since legacy clients get upstream sessions of their own.
+    async fn legacy(
+        self: &Arc<Self>,
+        gateway: &std::sync::Weak<Gateway>,
+    ) -> Option<(ServerDescription, Connection)> {
+        let mut slot = self.legacy_desc.lock().await;
+        if let Some(known) = slot.as_ref() {
+            return known.clone();
+        }
+        let probe = match &self.stdio_spec {
+            Some(spec) => match Connection::spawn_stdio(spec.clone()).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(upstream = %self.name, error = %e, "second process for legacy clients failed to start");
+                    None
+                }
+            },
+            None => self.conn.fork_http(),
+        };
+        let outcome = match probe {
+            Some(conn) => {
+                let r = detect(
+                    &self.name,
+                    &conn,
+                    EraPreference::Legacy,
+                    self.startup_timeout,
+                    None,
+                    None,
+                )
+                .await;
+                match r {
+                    Ok(d) if !self.is_http => {
+                        if let Some(rx) = conn.take_unsolicited() {
+                            tokio::spawn(pump_unsolicited(
+                                gateway.clone(),
+                                self.clone(),
+                                conn.clone(),
+                                None,
+                                rx,
+                            ));
+                        }
+                        Some((d, conn))
+                    }
+                    Ok(d) => {
+                        conn.shutdown().await;
+                        Some((d, self.conn.clone()))
+                    }
+                    Err(e) => {
+                        conn.shutdown().await;
+                        tracing::info!(upstream = %self.name, error = %e, "modern upstream does not accept initialize; legacy clients are bridged");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        *slot = Some(outcome.clone());
+        outcome
+    }
+
+    /// The connection for legacy traffic that no client session owns, handshake done.
+    pub(crate) async fn ensure_legacy(
+        self: &Arc<Self>,
+        gateway: &std::sync::Weak<Gateway>,
+    ) -> Result<Connection, HandshakeError> {
+        let d = self.describe().await?;
+        if d.era == Era::Legacy {
+            return Ok(self.conn.clone());
+        }
+        match self.legacy(gateway).await {
+            Some((_, conn)) if !self.is_http => Ok(conn),
+            _ => Err(HandshakeError::NoLegacy {
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Every connection of this upstream the gateway owns outside sessions.
+    async fn connections(&self) -> Vec<Connection> {
+        let mut all = vec![self.conn.clone()];
+        if let Some(Some((_, c))) = self.legacy_desc.lock().await.as_ref()
+            && self.stdio_spec.is_some()
+        {
+            all.push(c.clone());
+        }
+        all
+    }
+
+    pub(crate) fn known_desc(&self) -> Option<ServerDescription> {
+        self.desc.try_lock().ok().and_then(|d| d.clone())
+    }
+}
+
+/// Longest wait for the `server/discover` probe: a legacy server that ignores requests before
+/// `initialize` costs this much once, at start-up.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Detects the era of the server behind `conn` and completes its handshake.
+pub(crate) async fn detect(
+    name: &str,
+    conn: &Connection,
+    pref: EraPreference,
+    timeout: Duration,
+    capabilities: Option<&Value>,
+    client_info: Option<&Value>,
+) -> Result<ServerDescription, HandshakeError> {
+    if pref != EraPreference::Legacy {
+        let probe = exchange(
+            conn,
+            request("server/discover", bridge::discover_params()),
+            timeout.min(PROBE_TIMEOUT),
+        )
+        .await;
+        match probe {
+            Ok(Answer::Result(r)) => {
+                if let Some(d) = ServerDescription::from_discover(&r) {
+                    return Ok(d);
+                }
+            }
+            Ok(Answer::Error(e)) if bridge::is_modern_error(&e) => {
+                // A modern server that does not speak our revision: nothing to fall back to.
+                return Err(HandshakeError::NoCommonVersion { name: name.into() });
+            }
+            // A dead upstream is dead whatever its era.
+            Err(e @ UpstreamError::Closed { .. }) => return Err(e.into()),
+            // Any other error, or a timeout, means legacy (never keyed on one error code).
+            Ok(Answer::Error(_)) | Err(_) => {}
+        }
+        if pref == EraPreference::Modern {
+            return Err(HandshakeError::NotModern { name: name.into() });
+        }
+    }
+    let init = request(
+        "initialize",
+        bridge::initialize_params(capabilities.or(Some(&gateway_capabilities())), client_info),
+    );
+    match exchange(conn, init, timeout).await? {
+        Answer::Result(r) => {
+            let d = ServerDescription::from_initialize(&r)
+                .ok_or_else(|| HandshakeError::BadInitialize { name: name.into() })?;
+            conn.notify(&notification("notifications/initialized", None))
+                .await?;
+            Ok(d)
+        }
+        Answer::Error(e) => Err(HandshakeError::InitializeRefused {
+            name: name.into(),
+            code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
+        }),
+    }
+}
+
+/// Capabilities the gateway declares when it initializes an upstream on its own behalf: all
+/// the server-to-client features it can route to a client that declared them.
+fn gateway_capabilities() -> Value {
+    json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {"form": {}, "url": {}}})
+}
+
+/// Sends one request and waits for its final answer, discarding interim messages.
+pub(crate) async fn exchange(
+    conn: &Connection,
+    msg: Message,
+    timeout: Duration,
+) -> Result<Answer, UpstreamError> {
+    let mut stream = conn.request(&msg, timeout).await?;
+    while let Some(item) = stream.next().await {
+        let m = item?;
+        match m.kind() {
+            Kind::Response => {
+                return Ok(Answer::Result(m.result().cloned().unwrap_or(Value::Null)));
+            }
+            Kind::Error => return Ok(Answer::Error(m.error().cloned().unwrap_or(Value::Null))),
+            _ => continue,
+        }
+    }
+    Err(UpstreamError::Closed {
+        name: String::new(),
+        reason: warden_upstream::CloseReason::StreamEnded,
+    })
+}
+
+/// Delivers messages an upstream sent outside any request.
+pub(crate) async fn pump_unsolicited(
+    gateway: std::sync::Weak<Gateway>,
+    upstream: Arc<UpstreamState>,
+    // The connection the messages come from: answers to server requests go back on it.
+    conn: Connection,
+    // Set for a per-session connection: everything goes to that session.
+    owner: Option<(Arc<Session>, Arc<Routes>)>,
+    mut rx: mpsc::Receiver<Message>,
+) {
+    while let Some(msg) = rx.recv().await {
+        let Some(g) = gateway.upgrade() else { return };
+        let method = msg.method().unwrap_or("").to_owned();
+        if method == "notifications/resources/list_changed" {
+            upstream.catalog_stale();
+        }
+        let targets: Vec<(Arc<Session>, Arc<Routes>)> = match &owner {
+            Some((s, r)) => vec![(s.clone(), r.clone())],
+            None => g.unsolicited_targets(upstream.index, &method),
+        };
+        if targets.is_empty() {
+            if msg.is_request() {
+                // Nobody can answer: tell the upstream rather than let it wait.
+                let id = msg.id().map(Id::to_value).unwrap_or(Value::Null);
+                let _ = conn
+                    .respond(&error(
+                        &id,
+                        ErrorCode::MethodNotFound,
+                        "no client session can receive this request",
+                    ))
+                    .await;
+            } else {
+                tracing::debug!(upstream = %upstream.name, method = %method, "unsolicited message has no session to go to; dropped");
+            }
+            continue;
+        }
+        let broadcast = is_broadcast(&method);
+        for (session, routes) in targets {
+            let Some(out) = g
+                .to_client(msg.clone(), &session, &routes, &conn, &upstream.name, None)
+                .await
+            else {
+                continue;
+            };
+            // On a shared pipe, traffic during a call belongs to that call: deliver it on the
+            // call's own stream (the POST's SSE stream) when the session has exactly one call
+            // in flight on this upstream.
+            if owner.is_none()
+                && !broadcast
+                && let Some(side) = routes.single_exchange_on(upstream.index)
+                && side.try_send(out.clone()).is_ok()
+            {
+                continue;
+            }
+            session.push_unsolicited(out);
+        }
+    }
+}
+
+/// Notifications every session receives: list changes, and resource updates (the client keeps
+/// its own subscription bookkeeping; the notification carries only the URI).
+fn is_broadcast(method: &str) -> bool {
+    method.ends_with("/list_changed") || method == "notifications/resources/updated"
+}
+
+impl UpstreamState {
+    fn catalog_stale(&self) {
+        if let Ok(mut c) = self.catalog.write() {
+            c.resources.clear();
+            c.templates.clear();
+        }
+    }
+}
+
+impl Gateway {
+    /// Sessions an unsolicited message from a shared upstream connection goes to.
+    fn unsolicited_targets(
+        &self,
+        upstream: usize,
+        method: &str,
+    ) -> Vec<(Arc<Session>, Arc<Routes>)> {
+        let Ok(sessions) = self.sessions.lock() else {
+            return vec![];
+        };
+        let all = || -> Vec<(Arc<Session>, Arc<Routes>)> {
+            sessions
+                .values()
+                .map(|e| (e.session.clone(), e.routes.clone()))
+                .collect()
+        };
+        if self.opts.transparent || is_broadcast(method) {
+            // One client (run), or a change every client must learn about.
+            return all();
+        }
+        // Anything else from a shared connection cannot be attributed to a session with
+        // certainty. Deliver it only when exactly one session has a request in flight, and
+        // otherwise drop it: never guess, never broadcast a message meant for one client.
+        let busy: Vec<(Arc<Session>, Arc<Routes>)> = sessions
+            .values()
+            .filter(|e| {
+                e.routes
+                    .inflight
+                    .lock()
+                    .map(|m| m.values().any(|f| f.upstream == upstream))
+                    .unwrap_or(false)
+            })
+            .map(|e| (e.session.clone(), e.routes.clone()))
+            .collect();
+        if busy.len() == 1 { busy } else { vec![] }
+    }
+
+    /// Prepares one upstream message for the client of `session`: server-initiated requests
+    /// get an id the client answers to, then the response-direction guards run.
+    pub(crate) async fn to_client(
+        &self,
+        msg: Message,
+        session: &Session,
+        routes: &Routes,
+        conn: &Connection,
+        upstream: &str,
+        request_method: Option<&str>,
+    ) -> Option<Message> {
+        let msg = if msg.is_request() {
+            let upstream_id = msg.id().cloned()?;
+            let method = msg.method().unwrap_or("");
+            if !self.client_accepts(session, method) {
+                let _ = conn
+                    .respond(&error(
+                        &upstream_id.to_value(),
+                        ErrorCode::MethodNotFound,
+                        "the client did not declare this capability",
+                    ))
+                    .await;
+                return None;
+            }
+            if self.opts.transparent {
+                // One client, one upstream: the ids cannot collide; keep them as sent.
+                if let Ok(mut m) = routes.server_requests.lock() {
+                    m.insert(upstream_id.clone(), (conn.clone(), upstream_id));
+                }
+                msg
+            } else {
+                let n = routes.next_server_request.fetch_add(1, Ordering::Relaxed);
+                let client_id = Id::String(format!("warden-{n}").into());
+                if let Ok(mut m) = routes.server_requests.lock() {
+                    m.insert(client_id.clone(), (conn.clone(), upstream_id));
+                }
+                msg.with_id(&client_id)
+            }
+        } else {
+            msg
+        };
+        self.guard(
+            msg,
+            Direction::ToClient,
+            session.principal(),
+            Some(upstream),
+            request_method,
+        )
+        .await
+        .ok()
+    }
+
+    fn client_accepts(&self, session: &Session, method: &str) -> bool {
+        let cap = match method {
+            "sampling/createMessage" => "sampling",
+            "elicitation/create" => "elicitation",
+            "roots/list" => "roots",
+            _ => return true,
+        };
+        if self.opts.transparent {
+            // The client negotiated with the upstream directly; the upstream knows.
+            return true;
+        }
+        session
+            .client_capabilities()
+            .is_some_and(|c| c.get(cap).is_some())
+    }
+}
+
+impl Handler for Gateway {
+    fn open_session(&self, principal: Principal, face: Face) -> Result<Arc<Session>, SessionError> {
+        let expired = self.purge_expired();
+        for (_, routes) in expired {
+            tokio::spawn(async move { close_routes(&routes).await });
+        }
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| SessionError::TooMany { limit: 0 })?;
+        if sessions.len() >= self.opts.max_sessions {
+            return Err(SessionError::TooMany {
+                limit: self.opts.max_sessions,
+            });
+        }
+        let session = Arc::new(Session::new(principal, face));
+        sessions.insert(
+            session.id().as_str().to_owned(),
+            Entry {
+                session: session.clone(),
+                routes: Arc::new(Routes::default()),
+            },
+        );
+        Ok(session)
+    }
+
+    fn find_session(&self, id: &str) -> Option<Arc<Session>> {
+        let sessions = self.sessions.lock().ok()?;
+        let e = sessions.get(id)?;
+        if e.session
+            .is_expired(self.opts.session_idle, self.opts.session_max_lifetime)
+        {
+            return None;
+        }
+        e.session.touch();
+        Some(e.session.clone())
+    }
+
+    fn end_session<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, ()> {
+        async move {
+            session.end();
+            let entry = self
+                .sessions
+                .lock()
+                .ok()
+                .and_then(|mut s| s.remove(session.id().as_str()));
+            if let Some(e) = entry {
+                close_routes(&e.routes).await;
+            }
+        }
+        .boxed()
+    }
+
+    fn handle<'a>(
+        &'a self,
+        session: Option<&'a Arc<Session>>,
+        principal: &'a Principal,
+        message: Message,
+    ) -> BoxFuture<'a, Reply> {
+        async move {
+            if let Some(s) = session {
+                // Sessions are bound to the principal that created them.
+                if s.principal() != principal {
+                    let id = message.id().map(Id::to_value).unwrap_or(Value::Null);
+                    return Reply::Stream(ReplyStream::single(error(
+                        &id,
+                        ErrorCode::InvalidRequest,
+                        "session not found",
+                    )));
+                }
+                s.touch();
+            }
+            let routes = match session {
+                Some(s) => self.entry(s).unwrap_or_else(|| self.stateless.clone()),
+                None => self.stateless.clone(),
+            };
+            match message.kind() {
+                Kind::Request => {
+                    self.handle_request(session, routes, principal, message)
+                        .await
+                }
+                Kind::Notification => {
+                    self.handle_notification(session, &routes, principal, message)
+                        .await;
+                    Reply::Accepted
+                }
+                Kind::Response | Kind::Error => {
+                    self.handle_client_response(&routes, message).await;
+                    Reply::Accepted
+                }
+            }
+        }
+        .boxed()
+    }
+}

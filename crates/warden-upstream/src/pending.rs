@@ -1,0 +1,377 @@
+//! Request id rewriting and the map of in-flight requests (shared by stdio and HTTP).
+//!
+//! Many callers share one connection, and their request ids may collide, so every request is
+//! sent upstream under an id the connection allocates. Progress tokens are rewritten the same
+//! way (to the upstream id), because two callers may both use token `1` and the server's
+//! `notifications/progress` could otherwise not be told apart. The caller's token is restored
+//! before a routed notification is handed back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+use tracing::warn;
+use warden_proto::mcp::META_SUBSCRIPTION_ID;
+use warden_proto::{DecodeError, Id, Kind, Message};
+
+use crate::error::{CloseReason, UpstreamError};
+use crate::stats::Counters;
+
+/// Method of progress notifications.
+pub(crate) const PROGRESS: &str = "notifications/progress";
+/// Method of cancellation notifications.
+pub(crate) const CANCELLED: &str = "notifications/cancelled";
+/// Method of the 2026-07-28 subscription stream request.
+pub(crate) const LISTEN: &str = "subscriptions/listen";
+/// Method of the legacy handshake; it must never be cancelled.
+pub(crate) const INITIALIZE: &str = "initialize";
+
+/// Bounds memory per in-flight request: a caller that stops reading its stream while the
+/// upstream floods it with notifications loses notifications, never the response.
+pub(crate) const NOTE_CHANNEL_CAPACITY: usize = 64;
+
+/// Allocates upstream-side request ids, unique for the life of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct IdAllocator(AtomicU64);
+
+impl IdAllocator {
+    /// The next id: 1, 2, 3, ... as JSON numbers (every server accepts integer ids).
+    pub(crate) fn next(&self) -> Id {
+        Id::from(self.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+/// How an in-flight request ends.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The response (or error response), with the upstream-side id.
+    Response(Message),
+    /// The request failed (connection gone, HTTP error, ...).
+    Failed(UpstreamError),
+    /// The upstream ended the request without a response (a `subscriptions/listen` it tore
+    /// down with `notifications/cancelled`).
+    Ended,
+}
+
+/// One in-flight request.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    method: Box<str>,
+    caller_id: Id,
+    caller_token: Option<Value>,
+    notes: mpsc::Sender<Message>,
+    outcome: oneshot::Sender<Outcome>,
+}
+
+impl Entry {
+    /// Ends the request with an error.
+    pub(crate) fn fail(self, error: UpstreamError) {
+        // The stream may be gone already; nobody is left to tell.
+        let _ = self.outcome.send(Outcome::Failed(error));
+    }
+}
+
+/// The receiving halves of an entry, owned by the `ResponseStream`.
+#[derive(Debug)]
+pub(crate) struct Receivers {
+    pub(crate) notes: mpsc::Receiver<Message>,
+    pub(crate) outcome: oneshot::Receiver<Outcome>,
+}
+
+/// An entry for a request sent as `prepared`, and the receivers its stream reads.
+pub(crate) fn entry(original: &Message, prepared: &Prepared) -> (Entry, Receivers) {
+    let (notes_tx, notes_rx) = mpsc::channel(NOTE_CHANNEL_CAPACITY);
+    let (outcome_tx, outcome_rx) = oneshot::channel();
+    let entry = Entry {
+        method: original.method().unwrap_or_default().into(),
+        caller_id: original
+            .id()
+            .cloned()
+            .unwrap_or_else(|| prepared.upstream_id.clone()),
+        caller_token: prepared.caller_token.clone(),
+        notes: notes_tx,
+        outcome: outcome_tx,
+    };
+    (
+        entry,
+        Receivers {
+            notes: notes_rx,
+            outcome: outcome_rx,
+        },
+    )
+}
+
+/// A request ready to go upstream.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The message to send: the caller's request under the upstream id.
+    pub(crate) message: Message,
+    /// The upstream id.
+    pub(crate) upstream_id: Id,
+    /// The caller's `_meta.progressToken`, when it was rewritten.
+    pub(crate) caller_token: Option<Value>,
+}
+
+/// Rewrites a request's id (and its progress token, if any) to `upstream_id`.
+///
+/// Without a progress token only the id's bytes change ([`Message::with_id`]); with one, the
+/// message is re-serialised once.
+pub(crate) fn prepare(request: &Message, upstream_id: Id) -> Result<Prepared, DecodeError> {
+    let token = request
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("progressToken"))
+        .filter(|t| t.is_string() || t.is_number())
+        .cloned();
+    let message = match &token {
+        None => request.with_id(&upstream_id),
+        Some(_) => {
+            let mut value = request.value().clone();
+            value["id"] = upstream_id.to_value();
+            value["params"]["_meta"]["progressToken"] = upstream_id.to_value();
+            Message::from_value(value)?
+        }
+    };
+    Ok(Prepared {
+        message,
+        upstream_id,
+        caller_token: token,
+    })
+}
+
+/// `notifications/cancelled` for an upstream request id.
+pub(crate) fn cancellation(upstream_id: &Id, reason: &str) -> Message {
+    let value = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": CANCELLED,
+        "params": { "requestId": upstream_id.to_value(), "reason": reason },
+    });
+    Message::from_value(value).expect("a cancellation notification is a valid message")
+}
+
+/// Where a message from the upstream goes.
+#[derive(Debug)]
+pub(crate) enum Route {
+    /// The response to an in-flight request; its entry has been removed.
+    Respond {
+        /// Where the outcome goes.
+        outcome: oneshot::Sender<Outcome>,
+        /// The response, with the upstream id.
+        message: Message,
+    },
+    /// A message in the context of an in-flight request.
+    Note {
+        /// That request's stream.
+        notes: mpsc::Sender<Message>,
+        /// The message (correlation values restored to the caller's).
+        message: Message,
+        /// Set when the message ends the request: send [`Outcome::Ended`] after the note.
+        then_end: Option<oneshot::Sender<Outcome>>,
+    },
+    /// Belongs to no request: goes to the unsolicited channel.
+    Unsolicited(Message),
+    /// A response nobody waits for (unknown, finished or cancelled id, or no id at all).
+    UnknownResponse(Message),
+    /// Sent in the context of a request that is no longer in flight.
+    Stale,
+}
+
+/// The in-flight requests of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    entries: HashMap<Id, Entry>,
+    closed: Option<CloseReason>,
+}
+
+impl Pending {
+    /// Adds a request; fails once the connection is closed.
+    pub(crate) fn register(&mut self, id: Id, entry: Entry) -> Result<(), CloseReason> {
+        if let Some(reason) = self.closed {
+            return Err(reason);
+        }
+        self.entries.insert(id, entry);
+        Ok(())
+    }
+
+    /// Removes a request (cancelled, timed out or failed).
+    pub(crate) fn remove(&mut self, id: &Id) -> Option<Entry> {
+        self.entries.remove(id)
+    }
+
+    /// True while `id` awaits its response.
+    pub(crate) fn contains(&self, id: &Id) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    /// Number of requests in flight.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Why the connection closed, once it has.
+    pub(crate) fn closed(&self) -> Option<CloseReason> {
+        self.closed
+    }
+
+    /// Refuses new requests from now on and hands back every in-flight one. The first reason
+    /// sticks (the exit status is more useful than "stdout closed").
+    pub(crate) fn close(&mut self, reason: CloseReason) -> Vec<Entry> {
+        self.closed.get_or_insert(reason);
+        self.entries.drain().map(|(_, e)| e).collect()
+    }
+
+    /// Like [`Pending::close`], but replaces a less precise reason by an exit status.
+    pub(crate) fn close_with_exit(&mut self, reason: CloseReason) -> Vec<Entry> {
+        if matches!(
+            self.closed,
+            None | Some(CloseReason::OutputClosed | CloseReason::WriteFailed)
+        ) {
+            self.closed = Some(reason);
+        }
+        self.entries.drain().map(|(_, e)| e).collect()
+    }
+
+    /// Decides where a message from the upstream goes.
+    ///
+    /// `context` is the upstream id of the request whose HTTP response stream carried the
+    /// message; `None` for stdio and the standalone GET stream.
+    pub(crate) fn route(&mut self, message: Message, context: Option<&Id>) -> Route {
+        match message.kind() {
+            Kind::Response | Kind::Error => {
+                match message.id().and_then(|id| self.entries.remove(id)) {
+                    Some(entry) => Route::Respond {
+                        outcome: entry.outcome,
+                        message,
+                    },
+                    None => Route::UnknownResponse(message),
+                }
+            }
+            Kind::Notification => {
+                if let Some(route) = self.correlate(&message) {
+                    return route;
+                }
+                self.in_context(message, context)
+            }
+            Kind::Request => self.in_context(message, context),
+        }
+    }
+
+    fn in_context(&self, message: Message, context: Option<&Id>) -> Route {
+        match context {
+            None => Route::Unsolicited(message),
+            Some(id) => match self.entries.get(id) {
+                Some(entry) => Route::Note {
+                    notes: entry.notes.clone(),
+                    message,
+                    then_end: None,
+                },
+                None => Route::Stale,
+            },
+        }
+    }
+
+    /// Routes notifications that name an in-flight request: progress (by token), 2026-07-28
+    /// subscription notifications (by subscription id) and the `notifications/cancelled` that
+    /// tears a `subscriptions/listen` down.
+    fn correlate(&mut self, message: &Message) -> Option<Route> {
+        let params = message.params()?;
+        let method = message.method()?;
+        if method == PROGRESS {
+            let id = Id::from_value(params.get("progressToken")?)?;
+            let entry = self.entries.get(&id)?;
+            let token = entry.caller_token.clone()?;
+            let restored = restore(message, |v| v["params"]["progressToken"] = token);
+            return Some(Route::Note {
+                notes: entry.notes.clone(),
+                message: restored,
+                then_end: None,
+            });
+        }
+        if method == CANCELLED {
+            // Legacy servers only cancel their own requests; 2026-07-28 servers only cancel a
+            // `subscriptions/listen`. Matching on the method keeps a server's own request ids
+            // (a separate id space) from being mistaken for ours.
+            let id = Id::from_value(params.get("requestId")?)?;
+            if self.entries.get(&id)?.method.as_ref() != LISTEN {
+                return None;
+            }
+            let entry = self.entries.remove(&id)?;
+            let caller = entry.caller_id.to_value();
+            let restored = restore(message, |v| v["params"]["requestId"] = caller);
+            return Some(Route::Note {
+                notes: entry.notes,
+                message: restored,
+                then_end: Some(entry.outcome),
+            });
+        }
+        let id = Id::from_value(params.get("_meta")?.get(META_SUBSCRIPTION_ID)?)?;
+        let entry = self.entries.get(&id)?;
+        let caller = entry.caller_id.to_value();
+        let restored = restore(message, |v| {
+            v["params"]["_meta"][META_SUBSCRIPTION_ID] = caller;
+        });
+        Some(Route::Note {
+            notes: entry.notes.clone(),
+            message: restored,
+            then_end: None,
+        })
+    }
+}
+
+/// Hands a note to a request's stream.
+///
+/// With `wait`, a full stream gets that long to make room before the note is dropped (the
+/// stdio reader serves every request of the connection and must not stall behind one slow
+/// caller); without, the sender waits as long as the stream lives (an HTTP exchange feeds one
+/// stream only, and the stream's deadline bounds it).
+pub(crate) async fn deliver_note(
+    name: &str,
+    counters: &Counters,
+    notes: &mpsc::Sender<Message>,
+    message: Message,
+    wait: Option<Duration>,
+) {
+    let message = match notes.try_send(message) {
+        Ok(()) => return,
+        // The stream was dropped; its entry is being removed.
+        Err(TrySendError::Closed(_)) => {
+            counters.dropped();
+            return;
+        }
+        Err(TrySendError::Full(message)) => message,
+    };
+    let sent = match wait {
+        Some(wait) => matches!(timeout(wait, notes.send(message)).await, Ok(Ok(()))),
+        None => notes.send(message).await.is_ok(),
+    };
+    if !sent {
+        counters.dropped();
+        warn!(upstream = %name, "dropped a notification: its request's stream is not being read");
+    }
+}
+
+/// A content-free name for a decoding failure, safe to log at any level.
+pub(crate) fn decode_error_kind(error: &DecodeError) -> &'static str {
+    match error {
+        DecodeError::Syntax { .. } => "syntax",
+        DecodeError::DuplicateKey { .. } => "duplicate_key",
+        DecodeError::TooDeep => "too_deep",
+        DecodeError::TooLarge { .. } => "too_large",
+        DecodeError::Invalid { reason, .. } => reason,
+    }
+}
+
+/// Applies `edit` to a copy of the message; keeps the original if the result cannot be
+/// serialised (it always can: the edit only swaps one scalar for another).
+fn restore(message: &Message, edit: impl FnOnce(&mut Value)) -> Message {
+    let mut value = message.value().clone();
+    edit(&mut value);
+    Message::from_value(value).unwrap_or_else(|_| message.clone())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,699 @@
+//! stdio upstreams: a child process speaking newline-delimited JSON-RPC on stdin/stdout.
+//!
+//! Four tasks serve one child: a writer (the only code that touches stdin, fed by a bounded
+//! channel), a stdout reader (framing, strict decoding, routing), a stderr reader (into
+//! `tracing`, capped and rate-bounded) and a waiter that reaps the child and fails every
+//! request in flight the moment it exits.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{OnceCell, mpsc, watch};
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, trace, warn};
+use warden_proto::framing::{Frame, LineDecoder};
+use warden_proto::{Id, Kind, Limits, Message, decode};
+
+use crate::error::{CloseReason, UpstreamError, expect_kind, kind_name};
+use crate::pending::{
+    self, INITIALIZE, IdAllocator, Outcome, Pending, Route, decode_error_kind, deliver_note,
+};
+use crate::stats::{Counters, Stats};
+use crate::stream::{Link, ResponseStream, deadline_after};
+use crate::sys::{self, Signal};
+use crate::{UNSOLICITED_CHANNEL_CAPACITY, lock};
+
+/// Long enough for a server to flush and exit after stdin closes; short enough that a
+/// gateway restart is not held up by a stuck server.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Enough for a stack-trace line; longer stderr lines are truncated.
+pub const DEFAULT_STDERR_CAP: usize = 4096;
+
+/// Bounds memory between callers and the writer task.
+const WRITER_CHANNEL_CAPACITY: usize = 64;
+/// Read size for stdout and stderr.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long a notification, response or cancellation may wait for room in the writer
+/// channel: a server that has not drained its stdin for this long is stuck.
+const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the stdout reader waits for a slow stream before dropping a notification for it.
+const NOTE_WAIT: Duration = Duration::from_millis(250);
+/// After stdout closes, how long to wait for the exit status so errors can report it. A dead
+/// child is reaped within milliseconds, so this only delays the rare server that closes
+/// stdout and keeps running.
+const EXIT_STATUS_WAIT: Duration = Duration::from_secs(1);
+/// After SIGKILL, how long to wait for the kernel to let us reap the child.
+const KILL_REAP_WAIT: Duration = Duration::from_secs(5);
+/// Stderr lines logged per second on average; a chatty or hostile server cannot flood logs.
+const STDERR_LINES_PER_SECOND: f64 = 50.0;
+/// Stderr lines logged in a burst before the rate bound applies.
+const STDERR_BURST: f64 = 200.0;
+
+/// How to start a stdio upstream.
+#[derive(Debug, Clone)]
+pub struct StdioSpec {
+    /// The upstream's configured name (used in logs and errors).
+    pub name: String,
+    /// The program to run (looked up in `PATH` unless it contains a slash).
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment variables to set.
+    pub env: Vec<(String, String)>,
+    /// Start from an empty environment instead of the gateway's.
+    pub env_clear: bool,
+    /// Working directory (the gateway's when `None`).
+    pub cwd: Option<PathBuf>,
+    /// Message limits; `max_message_bytes` is also the longest accepted stdout line.
+    pub limits: Limits,
+    /// How long to wait after closing stdin, and again after SIGTERM, before escalating.
+    pub shutdown_grace: Duration,
+    /// Longest stderr line logged, in bytes (the rest of the line is cut).
+    pub stderr_cap: usize,
+}
+
+impl StdioSpec {
+    /// A spec with no arguments, the gateway's environment and default limits.
+    pub fn new(name: impl Into<String>, program: impl Into<String>) -> StdioSpec {
+        StdioSpec {
+            name: name.into(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_clear: false,
+            cwd: None,
+            limits: Limits::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            stderr_cap: DEFAULT_STDERR_CAP,
+        }
+    }
+}
+
+enum WriteCommand {
+    /// One message, written as one line.
+    Line(Bytes),
+    /// Close stdin once everything queued before is written (graceful shutdown).
+    Close,
+}
+
+/// State shared by the tasks and handles of one stdio upstream.
+pub(crate) struct Core {
+    name: Arc<str>,
+    pid: u32,
+    limits: Limits,
+    shutdown_grace: Duration,
+    ids: IdAllocator,
+    pending: Mutex<Pending>,
+    writer: mpsc::Sender<WriteCommand>,
+    /// Cancelled when the connection dies or shuts down: the writer drops stdin at once.
+    close_stdin: CancellationToken,
+    unsolicited: mpsc::Sender<Message>,
+    unsolicited_rx: Mutex<Option<mpsc::Receiver<Message>>>,
+    alive: AtomicBool,
+    exit: watch::Receiver<Option<ExitStatus>>,
+    /// True while the process group may still hold processes that are ours to kill. Cleared
+    /// once the group has been SIGKILLed after the child was reaped, so a recycled pid is
+    /// never signalled.
+    group_armed: AtomicBool,
+    shutting_down: AtomicBool,
+    shutdown_done: OnceCell<()>,
+    counters: Counters,
+}
+
+/// What a `Connection` holds: dropping the last one kills the process group.
+pub(crate) struct Handle {
+    pub(crate) core: Arc<Core>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.core.group_armed.swap(false, Ordering::AcqRel) {
+            debug!(upstream = %self.core.name, pid = self.core.pid, "connection dropped; killing the process group");
+            self.core.signal_group(Signal::Kill);
+        }
+    }
+}
+
+/// Starts the child and its tasks.
+pub(crate) async fn spawn(spec: StdioSpec) -> Result<Handle, UpstreamError> {
+    let name: Arc<str> = spec.name.as_str().into();
+    let mut command = Command::new(&spec.program);
+    command.args(&spec.args);
+    if spec.env_clear {
+        command.env_clear();
+    }
+    command.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    sys::isolate(&mut command);
+    let mut child = command.spawn().map_err(|source| UpstreamError::Spawn {
+        name: spec.name.clone(),
+        source,
+    })?;
+    let pid = child
+        .id()
+        .expect("a child that was just spawned has not been reaped");
+    let stdin = child.stdin.take().expect("stdin is piped above");
+    let stdout = child.stdout.take().expect("stdout is piped above");
+    let stderr = child.stderr.take().expect("stderr is piped above");
+
+    let (writer, writer_rx) = mpsc::channel(WRITER_CHANNEL_CAPACITY);
+    let (unsolicited, unsolicited_rx) = mpsc::channel(UNSOLICITED_CHANNEL_CAPACITY);
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let close_stdin = CancellationToken::new();
+    let core = Arc::new(Core {
+        name: name.clone(),
+        pid,
+        limits: spec.limits,
+        shutdown_grace: spec.shutdown_grace,
+        ids: IdAllocator::default(),
+        pending: Mutex::new(Pending::default()),
+        writer,
+        close_stdin: close_stdin.clone(),
+        unsolicited,
+        unsolicited_rx: Mutex::new(Some(unsolicited_rx)),
+        alive: AtomicBool::new(true),
+        exit: exit_rx,
+        group_armed: AtomicBool::new(true),
+        shutting_down: AtomicBool::new(false),
+        shutdown_done: OnceCell::new(),
+        counters: Counters::default(),
+    });
+    // Built before the tasks so that any early return still kills the group.
+    let handle = Handle { core: core.clone() };
+    info!(upstream = %name, pid, program = %spec.program, "upstream process started");
+
+    tokio::spawn(write_stdin(
+        name.clone(),
+        Arc::downgrade(&core),
+        stdin,
+        writer_rx,
+        close_stdin,
+    ));
+    tokio::spawn(read_stdout(core.clone(), stdout));
+    tokio::spawn(read_stderr(name, stderr, spec.stderr_cap));
+    tokio::spawn(wait_for_exit(core, child, exit_tx));
+    Ok(handle)
+}
+
+impl Core {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
+        *self.exit.borrow()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    pub(crate) fn take_unsolicited(&self) -> Option<mpsc::Receiver<Message>> {
+        lock(&self.unsolicited_rx).take()
+    }
+
+    fn closed_error(&self) -> UpstreamError {
+        let reason = lock(&self.pending)
+            .closed()
+            .unwrap_or(CloseReason::Abandoned);
+        UpstreamError::closed(&self.name, reason)
+    }
+
+    pub(crate) async fn request(
+        self: &Arc<Self>,
+        message: &Message,
+        timeout: Duration,
+    ) -> Result<ResponseStream, UpstreamError> {
+        expect_kind(message, &Kind::Request, "request")?;
+        let deadline = deadline_after(timeout);
+        let prepared = pending::prepare(message, self.ids.next())
+            .map_err(|_| UpstreamError::protocol(&self.name, "request cannot be re-encoded"))?;
+        let (entry, receivers) = pending::entry(message, &prepared);
+        let id = prepared.upstream_id.clone();
+        lock(&self.pending)
+            .register(id.clone(), entry)
+            .map_err(|reason| UpstreamError::closed(&self.name, reason))?;
+        let send_cancel = message.method() != Some(INITIALIZE);
+        let mut stream = ResponseStream::new(
+            self.name.clone(),
+            id.clone(),
+            receivers,
+            deadline,
+            send_cancel,
+            Link::Stdio(self.clone()),
+        );
+        trace!(upstream = %self.name, id = %id, "sending request");
+        if let Err(error) = self
+            .enqueue(prepared.message.bytes().clone(), deadline)
+            .await
+        {
+            // Never written: nothing to cancel upstream.
+            lock(&self.pending).remove(&id);
+            stream.disarm();
+            return Err(error);
+        }
+        Ok(stream)
+    }
+
+    pub(crate) async fn notify(&self, message: &Message) -> Result<(), UpstreamError> {
+        expect_kind(message, &Kind::Notification, "notification")?;
+        self.enqueue(message.bytes().clone(), deadline_after(WRITE_QUEUE_TIMEOUT))
+            .await
+    }
+
+    pub(crate) async fn respond(&self, message: &Message) -> Result<(), UpstreamError> {
+        if !message.is_response() {
+            return Err(UpstreamError::WrongKind {
+                expected: "response",
+                actual: kind_name(message.kind()),
+            });
+        }
+        self.enqueue(message.bytes().clone(), deadline_after(WRITE_QUEUE_TIMEOUT))
+            .await
+    }
+
+    /// Queues one message for the writer.
+    async fn enqueue(&self, bytes: Bytes, deadline: Instant) -> Result<(), UpstreamError> {
+        if !self.is_alive() {
+            return Err(self.closed_error());
+        }
+        match timeout_at(deadline, self.writer.send(WriteCommand::Line(bytes))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.closed_error()),
+            Err(_) => Err(UpstreamError::Timeout),
+        }
+    }
+
+    /// A stream gave up on request `id` (dropped or timed out).
+    pub(crate) fn abandon(&self, id: &Id, send_cancel: bool, reason: &'static str) {
+        // Removing first settles the race with the reader: if the response won, there is
+        // nothing left to cancel.
+        if lock(&self.pending).remove(id).is_none() || !send_cancel || !self.is_alive() {
+            return;
+        }
+        debug!(upstream = %self.name, id = %id, reason, "cancelling request upstream");
+        let note = pending::cancellation(id, reason);
+        self.enqueue_detached(note.bytes().clone());
+    }
+
+    /// Queues a message from synchronous code (drop paths).
+    fn enqueue_detached(&self, bytes: Bytes) {
+        match self.writer.try_send(WriteCommand::Line(bytes)) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(command)) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let writer = self.writer.clone();
+                    runtime.spawn(async move {
+                        let _ = timeout(WRITE_QUEUE_TIMEOUT, writer.send(command)).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Fails every request in flight and refuses new ones; closes stdin at once.
+    fn fail_all(&self, reason: CloseReason) {
+        self.close_stdin.cancel();
+        self.fail_pending(reason);
+    }
+
+    /// Fails every request in flight and refuses new ones.
+    fn fail_pending(&self, reason: CloseReason) {
+        self.alive.store(false, Ordering::Release);
+        let (entries, reason) = {
+            let mut pending = lock(&self.pending);
+            let entries = pending.close(reason);
+            (entries, pending.closed().unwrap_or(reason))
+        };
+        for entry in entries {
+            entry.fail(UpstreamError::closed(&self.name, reason));
+        }
+    }
+
+    /// The child was reaped.
+    fn on_exit(&self, status: ExitStatus) {
+        // Descendants left in the group are part of this upstream: end them now, then never
+        // signal the group again (its id may be recycled once it is empty).
+        if self.group_armed.swap(false, Ordering::AcqRel) {
+            self.signal_group(Signal::Kill);
+        }
+        self.alive.store(false, Ordering::Release);
+        self.close_stdin.cancel();
+        let entries = lock(&self.pending).close_with_exit(CloseReason::Exited(status));
+        let in_flight = entries.len();
+        for entry in entries {
+            entry.fail(UpstreamError::closed(
+                &self.name,
+                CloseReason::Exited(status),
+            ));
+        }
+        if self.shutting_down.load(Ordering::Acquire) {
+            info!(upstream = %self.name, pid = self.pid, %status, "upstream process exited");
+        } else {
+            warn!(upstream = %self.name, pid = self.pid, %status, in_flight, "upstream process exited unexpectedly");
+        }
+    }
+
+    fn signal_group(&self, signal: Signal) {
+        match sys::signal_group(self.pid, signal) {
+            Ok(_) => {}
+            Err(error) => {
+                warn!(upstream = %self.name, pid = self.pid, ?signal, %error, "signalling the upstream process group failed");
+            }
+        }
+    }
+
+    /// Graceful shutdown: close stdin, wait, SIGTERM the group, wait, SIGKILL, reap.
+    pub(crate) async fn shutdown(&self) {
+        self.shutdown_done.get_or_init(|| self.run_shutdown()).await;
+    }
+
+    async fn run_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.fail_pending(CloseReason::ShutDown);
+        // Close stdin after what is already queued (a last notification, say) is written.
+        let deadline = deadline_after(self.shutdown_grace);
+        let queued = timeout_at(deadline, self.writer.send(WriteCommand::Close)).await;
+        if !matches!(queued, Ok(Ok(()))) {
+            self.close_stdin.cancel();
+        }
+        let exited = timeout_at(deadline, self.wait_exit(self.shutdown_grace)).await;
+        // A writer stuck on a full pipe is cut off now.
+        self.close_stdin.cancel();
+        if matches!(exited, Ok(true)) {
+            return;
+        }
+        if self.group_armed.load(Ordering::Acquire) {
+            info!(upstream = %self.name, pid = self.pid, "upstream did not exit after stdin closed; sending SIGTERM");
+            self.signal_group(Signal::Term);
+        }
+        if self.wait_exit(self.shutdown_grace).await {
+            return;
+        }
+        if self.group_armed.load(Ordering::Acquire) {
+            warn!(upstream = %self.name, pid = self.pid, "upstream ignored SIGTERM; sending SIGKILL");
+            self.signal_group(Signal::Kill);
+        }
+        if !self.wait_exit(KILL_REAP_WAIT).await {
+            warn!(upstream = %self.name, pid = self.pid, "upstream was not reaped after SIGKILL");
+        }
+    }
+
+    /// Waits up to `limit` for the child to be reaped (and its group cleared).
+    async fn wait_exit(&self, limit: Duration) -> bool {
+        let mut exit = self.exit.clone();
+        // A closed channel means the waiter is gone, which only happens after the exit.
+        timeout(limit, exit.wait_for(Option::is_some)).await.is_ok()
+    }
+
+    /// Routes one decoded message from stdout.
+    async fn dispatch(&self, message: Message) {
+        self.counters.received();
+        let route = lock(&self.pending).route(message, None);
+        match route {
+            Route::Respond { outcome, message } => {
+                trace!(upstream = %self.name, id = ?message.id(), "response received");
+                let _ = outcome.send(Outcome::Response(message));
+            }
+            Route::Note {
+                notes,
+                message,
+                then_end,
+            } => {
+                deliver_note(&self.name, &self.counters, &notes, message, Some(NOTE_WAIT)).await;
+                if let Some(end) = then_end {
+                    let _ = end.send(Outcome::Ended);
+                }
+            }
+            Route::Unsolicited(message) => self.deliver_unsolicited(message),
+            Route::UnknownResponse(message) => {
+                self.counters.unknown_response();
+                warn!(upstream = %self.name, "dropped a response with an unknown id");
+                trace!(upstream = %self.name, id = ?message.id(), "unknown response id");
+            }
+            // Only HTTP exchanges route with a context.
+            Route::Stale => self.counters.dropped(),
+        }
+    }
+
+    fn deliver_unsolicited(&self, message: Message) {
+        let is_request = message.is_request();
+        let id = message.id().cloned();
+        match self.unsolicited.try_send(message) {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => {
+                warn!(upstream = %self.name, "dropped a server message: the unsolicited channel is full");
+            }
+            Err(TrySendError::Closed(_)) => {
+                debug!(upstream = %self.name, "dropped a server message: nobody reads unsolicited messages");
+            }
+        }
+        self.counters.dropped();
+        // A server waiting for an answer that will never come would hang: tell it.
+        if is_request && let Some(id) = id {
+            let reply = crate::dropped_request_error(&id);
+            self.enqueue_detached(reply.bytes().clone());
+        }
+    }
+
+    fn on_frame(&self, frame: Frame) -> Option<Message> {
+        match frame {
+            Frame::TooLong { size } => {
+                self.counters.invalid();
+                warn!(upstream = %self.name, bytes = size, limit = self.limits.max_message_bytes, "dropped an over-long line from upstream stdout");
+                None
+            }
+            Frame::Line(line) => match decode(line.clone(), &self.limits) {
+                Ok(message) => Some(message),
+                Err(error) => {
+                    self.counters.invalid();
+                    warn!(upstream = %self.name, bytes = line.len(), error = decode_error_kind(&error), "dropped an invalid line from upstream stdout");
+                    trace!(upstream = %self.name, line = %String::from_utf8_lossy(&line), "invalid line");
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// The only code that writes to the child's stdin.
+async fn write_stdin(
+    name: Arc<str>,
+    core: Weak<Core>,
+    mut stdin: ChildStdin,
+    mut commands: mpsc::Receiver<WriteCommand>,
+    close: CancellationToken,
+) {
+    loop {
+        let command = tokio::select! {
+            biased;
+            () = close.cancelled() => break,
+            command = commands.recv() => command,
+        };
+        let Some(WriteCommand::Line(bytes)) = command else {
+            break;
+        };
+        let line = frame_line(&bytes);
+        let result = tokio::select! {
+            biased;
+            () = close.cancelled() => break,
+            result = async {
+                stdin.write_all(&line).await?;
+                stdin.flush().await
+            } => result,
+        };
+        if let Err(error) = result {
+            debug!(upstream = %name, %error, "writing to upstream stdin failed");
+            // Usually the child died: prefer its exit status as the reason.
+            if let Some(core) = core.upgrade()
+                && !core.wait_exit(EXIT_STATUS_WAIT).await
+            {
+                core.fail_all(CloseReason::WriteFailed);
+            }
+            break;
+        }
+    }
+    // Dropping stdin closes the pipe: the server reads EOF, its cue to exit.
+    drop(stdin);
+    debug!(upstream = %name, "upstream stdin closed");
+}
+
+/// One message as one line. JSON strings cannot hold raw CR or LF, so any in the bytes are
+/// whitespace between tokens (pretty-printed input) and become spaces: a message can never
+/// span two lines.
+fn frame_line(bytes: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(bytes.len() + 1);
+    line.extend(
+        bytes
+            .iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    line.push(b'\n');
+    line
+}
+
+async fn read_stdout(core: Arc<Core>, mut stdout: ChildStdout) {
+    let mut decoder = LineDecoder::new(core.limits.max_message_bytes);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        buf.reserve(READ_CHUNK);
+        match stdout.read_buf(&mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {
+                while let Some(frame) = decoder.decode(&mut buf) {
+                    if let Some(message) = core.on_frame(frame) {
+                        core.dispatch(message).await;
+                    }
+                }
+            }
+            Err(error) => {
+                warn!(upstream = %core.name, %error, "reading upstream stdout failed");
+                break;
+            }
+        }
+    }
+    if let Some(frame) = decoder.finish(&mut buf)
+        && let Some(message) = core.on_frame(frame)
+    {
+        core.dispatch(message).await;
+    }
+    // Give the waiter a moment, so errors carry the exit status rather than "stdout closed".
+    let exited = core.wait_exit(EXIT_STATUS_WAIT).await;
+    if !exited {
+        debug!(upstream = %core.name, "upstream closed stdout");
+        core.fail_all(CloseReason::OutputClosed);
+    }
+}
+
+async fn wait_for_exit(core: Arc<Core>, mut child: Child, exit: watch::Sender<Option<ExitStatus>>) {
+    match child.wait().await {
+        Ok(status) => {
+            core.on_exit(status);
+            // Published after the group was killed: whoever waits on this sees a clean group.
+            exit.send_replace(Some(status));
+        }
+        Err(error) => {
+            warn!(upstream = %core.name, %error, "waiting for the upstream process failed");
+            if core.group_armed.swap(false, Ordering::AcqRel) {
+                core.signal_group(Signal::Kill);
+            }
+            core.fail_all(CloseReason::Abandoned);
+        }
+    }
+}
+
+/// Logs stderr line by line: each line cut at `cap` bytes, at most a burst of
+/// [`STDERR_BURST`] lines then [`STDERR_LINES_PER_SECOND`]; the rest is counted and reported.
+async fn read_stderr(name: Arc<str>, mut stderr: ChildStderr, cap: usize) {
+    let cap = cap.max(1);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut limiter = LineLimiter::new();
+    // True while skipping the rest of a line already logged in part.
+    let mut skipping = false;
+    loop {
+        buf.reserve(READ_CHUNK);
+        match stderr.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        loop {
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(pos) => {
+                    let line = buf.split_to(pos + 1);
+                    if std::mem::take(&mut skipping) {
+                        continue;
+                    }
+                    let text = &line[..pos];
+                    limiter.log(&name, &text[..text.len().min(cap)], text.len() > cap);
+                }
+                None => {
+                    if buf.len() > cap {
+                        if !skipping {
+                            limiter.log(&name, &buf[..cap], true);
+                            skipping = true;
+                        }
+                        buf.clear();
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    if !buf.is_empty() && !skipping {
+        limiter.log(&name, &buf[..buf.len().min(cap)], buf.len() > cap);
+    }
+    limiter.report(&name);
+}
+
+/// A token bucket for stderr lines.
+struct LineLimiter {
+    tokens: f64,
+    last: Instant,
+    suppressed: u64,
+}
+
+impl LineLimiter {
+    fn new() -> LineLimiter {
+        LineLimiter {
+            tokens: STDERR_BURST,
+            last: Instant::now(),
+            suppressed: 0,
+        }
+    }
+
+    fn log(&mut self, name: &str, line: &[u8], truncated: bool) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * STDERR_LINES_PER_SECOND).min(STDERR_BURST);
+        if self.tokens < 1.0 {
+            self.suppressed += 1;
+            return;
+        }
+        self.tokens -= 1.0;
+        self.report(name);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        debug!(upstream = %name, line = %String::from_utf8_lossy(line), truncated, "upstream stderr");
+    }
+
+    fn report(&mut self, name: &str) {
+        if self.suppressed > 0 {
+            warn!(upstream = %name, lines = self.suppressed, "suppressed upstream stderr lines over the rate bound");
+            self.suppressed = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_keeps_a_message_on_one_line() {
+        assert_eq!(frame_line(b"{\"a\":\r\n 1}"), b"{\"a\":   1}\n");
+        assert_eq!(frame_line(b"{}"), b"{}\n");
+    }
+}
