@@ -1,0 +1,64 @@
+//! Starting the gateway binary in its two shapes.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+use warden_test::process::Guard;
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp-warden"))
+}
+
+/// Quotes a string for TOML.
+pub fn toml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// `mcp-warden run [extra...] -- <command...>` with piped stdio (stderr inherited).
+pub fn run_command(extra: &[&str], command: &[&str]) -> Command {
+    let mut c = warden_test::process::piped(bin());
+    c.arg("run").args(extra).arg("--").args(command);
+    c.env("MCP_WARDEN_LOG", "warn");
+    c
+}
+
+/// A running `mcp-warden serve`.
+#[derive(Debug)]
+pub struct Serve {
+    pub guard: Guard,
+    pub port: u16,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Serve {
+    /// Starts `serve` with `upstreams` (TOML text of `[upstreams.*]` tables and any other
+    /// keys); `listen` is set to a free loopback port.
+    pub async fn start(upstreams: &str) -> anyhow::Result<Serve> {
+        let dir = tempfile::tempdir()?;
+        let port = warden_test::free_port();
+        let config = dir.path().join("warden.toml");
+        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{upstreams}\n"))?;
+        let mut c = Command::new(bin());
+        c.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("MCP_WARDEN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let guard = Guard::spawn(c)?;
+        warden_test::wait_port(port, Duration::from_secs(60)).await?;
+        Ok(Serve {
+            guard,
+            port,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            dir,
+        })
+    }
+}
