@@ -17,6 +17,7 @@ use crate::gateway::{
     upstream_error,
 };
 use crate::naming::{self, NameMap};
+use crate::params::ToolParams;
 use crate::{Reply, ReplyStream, Session};
 
 /// The four aggregated list methods: (method, result key, capability).
@@ -198,7 +199,11 @@ impl Gateway {
         self.upstreams.iter().find(|u| u.name == name).cloned()
     }
 
-    fn route_name(&self, exposed: &str, kind: Item) -> Option<(Arc<UpstreamState>, String)> {
+    pub(crate) fn route_name(
+        &self,
+        exposed: &str,
+        kind: Item,
+    ) -> Option<(Arc<UpstreamState>, String)> {
         let map_of = |u: &UpstreamState, f: &dyn Fn(&NameMap) -> Option<String>| {
             let catalog = u.catalog.read().ok()?;
             f(match kind {
@@ -596,7 +601,11 @@ impl Gateway {
             return vec![];
         };
         match key {
-            "tools" => catalog.tools = map,
+            "tools" => {
+                catalog.tools = map;
+                // `items` still carry the upstream's own names here.
+                catalog.tool_params = ToolParams::from_tools(&u.name, &items);
+            }
             "prompts" => catalog.prompts = map,
             "resources" => {
                 catalog.resources = items
@@ -1133,7 +1142,7 @@ fn withhold_duplicates(items: &mut Vec<Value>, key: &str) {
 }
 
 #[derive(Clone, Copy)]
-enum Item {
+pub(crate) enum Item {
     Tool,
     Prompt,
 }

@@ -29,6 +29,7 @@ use warden_upstream::{Connection, HttpSpec, StdioSpec, UpstreamError};
 
 use crate::bridge::{self, ServerDescription};
 use crate::naming::NameMap;
+use crate::params::{ParamHeader, ToolParams};
 use crate::session::SessionError;
 use crate::{Face, Handler, Reply, ReplyStream, Session};
 
@@ -202,6 +203,8 @@ pub(crate) struct UpstreamState {
 pub(crate) struct Catalog {
     pub(crate) tools: NameMap,
     pub(crate) prompts: NameMap,
+    /// `x-mcp-header` annotations of the listed tools, by the upstream's own tool name.
+    pub(crate) tool_params: ToolParams,
     pub(crate) resources: HashSet<String>,
     /// Literal prefixes of resource templates (the text before the first `{`).
     pub(crate) templates: Vec<String>,
@@ -1031,5 +1034,14 @@ impl Handler for Gateway {
             }
         }
         .boxed()
+    }
+
+    fn param_headers(&self, tool: &str) -> Option<Arc<[ParamHeader]>> {
+        // The upstream the call would be routed to, and the mapping from its last `tools/list`.
+        // A tool never listed has none: nothing to check, and the client's `Mcp-Param-*`
+        // headers never reach an upstream (the gateway forwards the body only).
+        let (up, original) = self.route_name(tool, crate::dispatch::Item::Tool)?;
+        let catalog = up.catalog.read().ok()?;
+        catalog.tool_params.get(&original)
     }
 }

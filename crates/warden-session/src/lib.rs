@@ -13,6 +13,7 @@ pub mod bridge;
 mod dispatch;
 pub mod gateway;
 pub mod naming;
+pub mod params;
 pub mod session;
 
 use futures::future::BoxFuture;
@@ -21,6 +22,7 @@ use warden_guard::Principal;
 use warden_proto::Message;
 
 pub use gateway::{EraPreference, Gateway, GatewayError, GatewayOptions, Transport, UpstreamDef};
+pub use params::ParamHeader;
 pub use session::{Session, SessionError, SessionId};
 
 /// What the client receives for one message it sent.
@@ -92,4 +94,14 @@ pub trait Handler: Send + Sync + 'static {
         principal: &'a Principal,
         message: Message,
     ) -> BoxFuture<'a, Reply>;
+
+    /// The `x-mcp-header` annotations of the tool the client knows as `tool` (2026-07-28,
+    /// SEP-2243): the Streamable HTTP face checks a `tools/call`'s `Mcp-Param-{Name}` headers
+    /// against its arguments with them. `None` when the tool is unknown, has no annotations, or
+    /// has invalid ones; the face then checks no `Mcp-Param-*` header, which is safe because
+    /// only the body is ever acted on or forwarded, never those headers.
+    fn param_headers(&self, tool: &str) -> Option<std::sync::Arc<[ParamHeader]>> {
+        let _ = tool;
+        None
+    }
 }

@@ -1,0 +1,538 @@
+//! Session-layer tests against real upstream processes (a small Python MCP server of a chosen
+//! era that records every message it receives), without any network face.
+#![allow(missing_docs, unreachable_pub)]
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use warden_guard::{Pipeline, Principal};
+use warden_proto::{Limits, Message, decode};
+use warden_session::{
+    EraPreference, Face, Gateway, GatewayOptions, Handler, Reply, Session, Transport, UpstreamDef,
+};
+use warden_upstream::StdioSpec;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn fixture() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/era_server.py")
+        .display()
+        .to_string()
+}
+
+struct Upstream {
+    name: &'static str,
+    era: &'static str,
+    namespace: bool,
+}
+
+fn def(u: &Upstream, dir: &Path) -> UpstreamDef {
+    let mut spec = StdioSpec::new(u.name, "python3");
+    spec.args = vec![
+        fixture(),
+        u.era.into(),
+        dir.join(format!("{}.jsonl", u.name)).display().to_string(),
+    ];
+    UpstreamDef {
+        name: u.name.into(),
+        transport: Transport::Stdio(spec),
+        era: EraPreference::Auto,
+        request_timeout: WAIT,
+        startup_timeout: WAIT,
+        namespace: u.namespace,
+    }
+}
+
+struct Fixture {
+    gateway: Arc<Gateway>,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start(upstreams: &[Upstream], transparent: bool) -> Fixture {
+        Self::start_with(
+            upstreams,
+            GatewayOptions {
+                transparent,
+                ..GatewayOptions::default()
+            },
+        )
+        .await
+    }
+
+    async fn start_with(upstreams: &[Upstream], opts: GatewayOptions) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let defs = upstreams.iter().map(|u| def(u, dir.path())).collect();
+        let gateway = Gateway::start(defs, Pipeline::passthrough(), opts)
+            .await
+            .unwrap();
+        Fixture { gateway, dir }
+    }
+
+    /// Every message upstream `name` received, in order.
+    fn received(&self, name: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn received_methods(&self, name: &str) -> Vec<String> {
+        self.received(name)
+            .iter()
+            .filter_map(|m| m["method"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    async fn call(
+        &self,
+        session: Option<&Arc<Session>>,
+        principal: &Principal,
+        msg: Value,
+    ) -> Value {
+        let m = message(msg);
+        let reply = tokio::time::timeout(WAIT, self.gateway.handle(session, principal, m))
+            .await
+            .unwrap();
+        let Reply::Stream(mut stream) = reply else {
+            panic!("a request must get a reply stream")
+        };
+        loop {
+            let m = tokio::time::timeout(WAIT, stream.next())
+                .await
+                .unwrap()
+                .expect("a response");
+            if m.is_response() {
+                return m.into_value();
+            }
+        }
+    }
+
+    async fn legacy_session(&self) -> Arc<Session> {
+        let s = self
+            .gateway
+            .open_session(Principal::anonymous(), Face::Http)
+            .unwrap();
+        let r = self
+            .call(
+                Some(&s),
+                &Principal::anonymous(),
+                json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+            )
+            .await;
+        assert!(r.get("result").is_some(), "{r}");
+        s
+    }
+
+    async fn stop(self) {
+        self.gateway.shutdown().await;
+    }
+}
+
+fn message(v: Value) -> Message {
+    decode(Bytes::from(v.to_string()), &Limits::default()).unwrap()
+}
+
+fn modern(method: &str, id: i64, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+fn tool_names(list: &Value) -> Vec<String> {
+    list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const A: Upstream = Upstream {
+    name: "a",
+    era: "legacy",
+    namespace: true,
+};
+const B: Upstream = Upstream {
+    name: "b",
+    era: "modern",
+    namespace: true,
+};
+
+#[tokio::test]
+async fn aggregates_every_page_of_every_upstream_under_namespaced_names() {
+    let f = Fixture::start(&[A, B], false).await;
+    let s = f.legacy_session().await;
+    let list = f
+        .call(
+            Some(&s),
+            s.principal(),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+        )
+        .await;
+    assert_eq!(
+        tool_names(&list),
+        [
+            "a__echo",
+            "a__files_read",
+            "a__page2",
+            "b__echo",
+            "b__files_read",
+            "b__page2"
+        ],
+        "both pages of both upstreams, dotted names adjusted to the portable set"
+    );
+    // The upstream saw a cursor for the second page.
+    assert!(
+        f.received("a")
+            .iter()
+            .any(|m| m["params"]["cursor"] == "p2")
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn calls_route_by_prefix_with_the_original_name_and_the_clients_id() {
+    let f = Fixture::start(&[A, B], false).await;
+    let s = f.legacy_session().await;
+    f.call(
+        Some(&s),
+        s.principal(),
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    )
+    .await;
+    let r = f
+        .call(
+            Some(&s),
+            s.principal(),
+            json!({"jsonrpc":"2.0","id":"client-7","method":"tools/call","params":{"name":"a__files_read","arguments":{"x":1}}}),
+        )
+        .await;
+    assert_eq!(r["id"], "client-7");
+    let seen: Value =
+        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen["name"], "files.read",
+        "the upstream gets its own name back"
+    );
+    assert_eq!(seen["arguments"], json!({"x": 1}));
+    assert!(!f.received_methods("b").contains(&"tools/call".to_owned()));
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_tools_are_refused_and_never_forwarded() {
+    let f = Fixture::start(&[A, B], false).await;
+    let s = f.legacy_session().await;
+    for name in ["zz__echo", "echo", "", "a_echo"] {
+        let r = f
+            .call(
+                Some(&s),
+                s.principal(),
+                json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":name}}),
+            )
+            .await;
+        assert_eq!(r["error"]["code"], -32602, "{name}: {r}");
+    }
+    for up in ["a", "b"] {
+        assert!(
+            !f.received_methods(up).contains(&"tools/call".to_owned()),
+            "{up} saw a call"
+        );
+    }
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_cursor_the_gateway_never_issued_is_invalid() {
+    let f = Fixture::start(&[A], false).await;
+    let s = f.legacy_session().await;
+    let r = f
+        .call(
+            Some(&s),
+            s.principal(),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"p2"}}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32602);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_refuses_another_principal_and_forwards_nothing() {
+    let f = Fixture::start(&[A], false).await;
+    let s = f.legacy_session().await;
+    let before = f.received("a").len();
+    let intruder = Principal {
+        subject: "mallory".into(),
+        method: warden_guard::AuthMethod::Anonymous,
+    };
+    let r = f
+        .call(
+            Some(&s),
+            &intruder,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo"}}),
+        )
+        .await;
+    assert!(r.get("error").is_some(), "{r}");
+    assert_eq!(f.received("a").len(), before, "the upstream saw nothing");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_table_is_bounded() {
+    let f = Fixture::start_with(
+        &[A],
+        GatewayOptions {
+            max_sessions: 2,
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    let _a = f
+        .gateway
+        .open_session(Principal::anonymous(), Face::Http)
+        .unwrap();
+    let _b = f
+        .gateway
+        .open_session(Principal::anonymous(), Face::Http)
+        .unwrap();
+    assert!(
+        f.gateway
+            .open_session(Principal::anonymous(), Face::Http)
+            .is_err()
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn ended_and_idle_sessions_are_not_found() {
+    let f = Fixture::start_with(
+        &[A],
+        GatewayOptions {
+            session_idle: Duration::from_millis(50),
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    let s = f.legacy_session().await;
+    let id = s.id().as_str().to_owned();
+    assert!(f.gateway.find_session(&id).is_some());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(f.gateway.find_session(&id).is_none(), "idle past the limit");
+    let t = f
+        .gateway
+        .open_session(Principal::anonymous(), Face::Http)
+        .unwrap();
+    let tid = t.id().as_str().to_owned();
+    f.gateway.end_session(&t).await;
+    assert!(f.gateway.find_session(&tid).is_none(), "ended");
+    assert!(f.gateway.find_session("not-a-session").is_none());
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_modern_client_reaches_a_legacy_upstream_with_modern_results() {
+    let f = Fixture::start(&[A], false).await;
+    let anon = Principal::anonymous();
+    let d = f
+        .call(None, &anon, modern("server/discover", 1, json!({})))
+        .await;
+    assert_eq!(d["result"]["supportedVersions"], json!(["2026-07-28"]));
+    assert_eq!(d["result"]["resultType"], "complete");
+    let list = f
+        .call(None, &anon, modern("tools/list", 2, json!({})))
+        .await;
+    assert_eq!(list["result"]["resultType"], "complete");
+    assert_eq!(list["result"]["cacheScope"], "private");
+    assert_eq!(list["result"]["ttlMs"], 0);
+    let r = f
+        .call(
+            None,
+            &anon,
+            modern("tools/call", 3, json!({"name":"a__echo","arguments":{}})),
+        )
+        .await;
+    assert_eq!(r["result"]["resultType"], "complete");
+    // The legacy upstream was initialized by the gateway, once.
+    let methods = f.received_methods("a");
+    assert_eq!(
+        methods.iter().filter(|m| *m == "initialize").count(),
+        1,
+        "{methods:?}"
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_legacy_client_reaches_a_modern_upstream_with_per_request_meta() {
+    let f = Fixture::start(&[B], false).await;
+    let s = f.legacy_session().await;
+    let r = f
+        .call(Some(&s), s.principal(), json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"b__echo","arguments":{},"_meta":{"vendor/x":1}}}))
+        .await;
+    let seen: Value =
+        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen["meta"]["io.modelcontextprotocol/protocolVersion"],
+        "2026-07-28"
+    );
+    assert_eq!(
+        seen["meta"]["io.modelcontextprotocol/clientInfo"]["name"], "t",
+        "the client's own info"
+    );
+    assert_eq!(seen["meta"]["vendor/x"], 1, "vendor _meta keys survive");
+    // A legacy client makes the gateway try initialize once (a DiscoverResult cannot tell
+    // whether a server is dual-era); the modern-only server refuses it and is bridged.
+    let inits = f
+        .received_methods("b")
+        .iter()
+        .filter(|m| *m == "initialize")
+        .count();
+    assert!(inits <= 1, "initialize tried {inits} times");
+    let call = f
+        .received("b")
+        .into_iter()
+        .find(|m| m["method"] == "tools/call")
+        .unwrap();
+    assert_eq!(call["params"]["name"], "echo");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn removed_methods_are_unknown_to_modern_clients() {
+    let f = Fixture::start(&[A], false).await;
+    let anon = Principal::anonymous();
+    for (i, m) in [
+        "initialize",
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = f
+            .call(
+                None,
+                &anon,
+                modern(m, i as i64, json!({"uri":"mem://a","level":"info"})),
+            )
+            .await;
+        assert_eq!(r["error"]["code"], -32601, "{m}: {r}");
+    }
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_resource_two_upstreams_serve_is_refused_not_guessed() {
+    let f = Fixture::start(&[A, B], false).await;
+    let s = f.legacy_session().await;
+    for (id, uri) in [(1, "mem://a"), (2, "mem://items/7")] {
+        let r = f
+            .call(
+                Some(&s),
+                s.principal(),
+                json!({"jsonrpc":"2.0","id":id,"method":"resources/read","params":{"uri":uri}}),
+            )
+            .await;
+        assert_eq!(r["error"]["code"], -32602, "{uri}: {r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains("several"),
+            "{r}"
+        );
+    }
+    for up in ["a", "b"] {
+        assert!(
+            !f.received_methods(up)
+                .contains(&"resources/read".to_owned()),
+            "{up} was asked"
+        );
+    }
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_resource_template_routes_reads_to_its_upstream() {
+    let f = Fixture::start(&[A], false).await;
+    let s = f.legacy_session().await;
+    let r = f
+        .call(
+            Some(&s),
+            s.principal(),
+            json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"mem://items/7"}}),
+        )
+        .await;
+    assert_eq!(r["result"]["contents"][0]["uri"], "mem://items/7");
+    assert_eq!(r["result"]["contents"][0]["text"], "legacy");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn transparent_mode_bridges_a_legacy_client_to_a_modern_only_upstream() {
+    let f = Fixture::start(&[B], true).await;
+    let s = f
+        .gateway
+        .open_session(Principal::local(), Face::Stdio)
+        .unwrap();
+    let p = Principal::local();
+    let init = f
+        .call(Some(&s), &p, json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"roots":{}},"clientInfo":{"name":"desk","version":"9"}}}))
+        .await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    assert_eq!(init["result"]["serverInfo"]["name"], "era-modern");
+    let r = f
+        .call(Some(&s), &p, json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{}}}))
+        .await;
+    let seen: Value =
+        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen["name"], "echo",
+        "names are unchanged in transparent mode"
+    );
+    assert_eq!(
+        seen["meta"]["io.modelcontextprotocol/clientCapabilities"],
+        json!({"roots":{}})
+    );
+    let ping = f
+        .call(
+            Some(&s),
+            &p,
+            json!({"jsonrpc":"2.0","id":3,"method":"ping"}),
+        )
+        .await;
+    assert_eq!(
+        ping["result"],
+        json!({}),
+        "the gateway answers ping for a modern upstream"
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn transparent_mode_forwards_the_clients_own_initialize() {
+    let f = Fixture::start(&[A], true).await;
+    let s = f
+        .gateway
+        .open_session(Principal::local(), Face::Stdio)
+        .unwrap();
+    let p = Principal::local();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"x-vendor":{}},"clientInfo":{"name":"desk","version":"9"},"futureField":true}});
+    let r = f.call(Some(&s), &p, init.clone()).await;
+    assert_eq!(r["result"]["protocolVersion"], "2025-06-18");
+    let got = &f.received("a")[0];
+    assert_eq!(
+        got["params"], init["params"],
+        "unknown fields and capabilities reach the upstream unchanged"
+    );
+    f.stop().await;
+}
