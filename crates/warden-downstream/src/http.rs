@@ -9,7 +9,9 @@
 //! - **Modern** (2026-07-28): a POST whose body declares
 //!   `_meta["io.modelcontextprotocol/protocolVersion"]` is stateless. Its `MCP-Protocol-Version`,
 //!   `Mcp-Method` and `Mcp-Name` headers are validated against the body (the body is the source
-//!   of truth) before the handler sees it.
+//!   of truth) before the handler sees it, and so are a `tools/call`'s `Mcp-Param-{Name}`
+//!   headers, against the arguments the tool marks with `x-mcp-header`
+//!   ([`Handler::param_headers`](warden_session::Handler::param_headers)).
 //!
 //! Before any of that, every request passes the DNS-rebinding defence (`Host` and `Origin`
 //! allow-lists, 403), and the body is bounded in size and in read time; headers are bounded in
@@ -34,6 +36,7 @@
 //! | modern: `_meta` lacks `protocolVersion` or `clientCapabilities` | 400 | `-32602` |
 //! | modern: version not supported | 400 | `-32022`, `data: {supported, requested}` |
 //! | modern: `Mcp-Method` / `Mcp-Name` missing, invalid or different from the body | 400 | `-32020` |
+//! | modern `tools/call`: an `Mcp-Param-{Name}` of the tool's `x-mcp-header` arguments missing, invalid or different from the argument | 400 | `-32020` |
 //! | modern: handler answers `-32601` / `-32020`, `-32021`, `-32022` | 404 / 400 | the handler's |
 //! | legacy: no `Mcp-Session-Id` on anything but `initialize` | 400 | `-32600` |
 //! | legacy: unknown, ended or another principal's session | 404 | `-32600` |
@@ -47,6 +50,7 @@
 
 mod body;
 mod headers;
+mod params;
 mod service;
 mod streams;
 mod tls;

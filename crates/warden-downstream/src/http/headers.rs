@@ -116,18 +116,18 @@ impl Accepts {
 }
 
 /// Decodes the `=?base64?…?=` form of a header value (SEP-2243 value encoding); any other value
-/// is literal. `None` when the base64 is invalid (bad alphabet or padding) or not UTF-8.
+/// is literal, including one whose markers are not exactly the lowercase `=?base64?` and `?=`
+/// ("These markers are case-sensitive"). `None` when the base64 is invalid (alphabet, padding,
+/// non-zero trailing bits) or not UTF-8.
 pub(crate) fn decode_value(value: &str) -> Option<Cow<'_, str>> {
     const PREFIX: &str = "=?base64?";
     const SUFFIX: &str = "?=";
-    let wrapped = value.len() >= PREFIX.len() + SUFFIX.len()
-        && value.is_char_boundary(PREFIX.len())
-        && value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
-        && value.ends_with(SUFFIX);
-    if !wrapped {
+    let encoded = value
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.strip_suffix(SUFFIX));
+    let Some(encoded) = encoded else {
         return Some(Cow::Borrowed(value));
-    }
-    let encoded = &value[PREFIX.len()..value.len() - SUFFIX.len()];
+    };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .ok()?;
@@ -270,10 +270,14 @@ mod tests {
             decode_value("=?base64?SGVsbG8=?=").as_deref(),
             Some("Hello")
         );
+        // The markers are case-sensitive: anything else is a literal value.
         assert_eq!(
             decode_value("=?BASE64?SGVsbG8=?=").as_deref(),
-            Some("Hello")
+            Some("=?BASE64?SGVsbG8=?=")
         );
+        assert_eq!(decode_value("=?base64??=").as_deref(), Some(""));
+        // "=?base64?=" overlaps prefix and suffix: not wrapped, literal.
+        assert_eq!(decode_value("=?base64?=").as_deref(), Some("=?base64?="));
         assert_eq!(decode_value("=?base64?SGVsbG8?="), None, "padding required");
         assert_eq!(decode_value("=?base64?SGVs!!!bG8=?="), None);
         assert_eq!(

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, HOST, HeaderValue, ORIGIN};
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace, warn};
 use warden_guard::Principal;
@@ -19,6 +20,7 @@ use warden_session::{Face, Handler, Reply, ReplyStream, Session};
 use super::HttpOptions;
 use super::body::{self, Rejection, ResponseBody, SseBody};
 use super::headers::{self, Accepts, BadHeader};
+use super::params;
 use super::streams::{self, StreamKind, StreamRegistry};
 
 /// Live events buffered for a modern stream.
@@ -242,7 +244,9 @@ impl<H: Handler> Shared<H> {
         principal: Principal,
         accepts: Accepts,
     ) -> Response<ResponseBody> {
-        if let Err(rejection) = headers::check_modern(&parts.headers, &message) {
+        let checked = headers::check_modern(&parts.headers, &message)
+            .and_then(|()| self.check_param_headers(&parts.headers, &message));
+        if let Err(rejection) = checked {
             debug!(method = ?message.method(), reason = %rejection.message, "refused stateless request");
             return rejection.response(message.id());
         }
@@ -256,6 +260,32 @@ impl<H: Handler> Shared<H> {
         };
         let reply = self.handler.handle(None, &principal, message).await;
         self.respond(reply, exchange).await
+    }
+
+    /// A `tools/call`'s `Mcp-Param-{Name}` headers against the arguments they mirror (after
+    /// `Mcp-Name`, so the tool named is the one the body names). A tool the handler has no
+    /// annotations for is not checked: its `Mcp-Param-*` headers are ignored and never
+    /// forwarded, so nothing downstream of the gateway acts on them.
+    fn check_param_headers(&self, headers: &HeaderMap, message: &Message) -> Result<(), Rejection> {
+        if message.method() != Some("tools/call") {
+            return Ok(());
+        }
+        let params = message.params();
+        let Some(tool) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
+            return Ok(());
+        };
+        let Some(annotated) = self.handler.param_headers(tool) else {
+            return Ok(());
+        };
+        params::check(headers, &annotated, params.and_then(|p| p.get("arguments"))).map_err(
+            |error| {
+                Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::HeaderMismatch,
+                    error.to_string(),
+                )
+            },
+        )
     }
 
     async fn post_legacy(

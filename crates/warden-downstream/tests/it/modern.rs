@@ -5,7 +5,7 @@ use http::StatusCode;
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use crate::support::{Server, SseReader, bounded};
+use crate::support::{ANNOTATED_TOOL, Server, SseReader, bounded};
 
 const V: &str = "2026-07-28";
 
@@ -178,6 +178,169 @@ async fn header_mismatches_are_400_header_mismatch_with_the_request_id() {
             server.handler.methods().is_empty(),
             "no mismatched request reached the handler"
         );
+    })
+    .await;
+}
+
+/// What a case is about, the call's arguments, and its `Mcp-Param-*` headers.
+type ParamCase = (&'static str, Value, Vec<(&'static str, &'static str)>);
+
+// Proves: API-1 (a tools/call whose Mcp-Param headers disagree with its arguments is refused
+// before the handler, so nothing routes on a header the body contradicts).
+#[tokio::test]
+async fn mcp_param_headers_are_checked_against_the_annotated_arguments() {
+    bounded(async {
+        let server = Server::start(|_| {}).await;
+        let call = |id: u64, arguments: Value| {
+            body(
+                id,
+                "tools/call",
+                json!({"name": ANNOTATED_TOOL, "arguments": arguments}),
+            )
+        };
+        let full = json!({"region": "Hello", "options": {"count": 42}, "query": "q"});
+
+        // Accepted: literal, base64, numerically equal, any header-name case, whitespace
+        // around the value; null and absent arguments need no header.
+        let accepted: Vec<ParamCase> = vec![
+            (
+                "literal values",
+                full.clone(),
+                vec![("Mcp-Param-Region", "Hello"), ("mcp-param-count", "42")],
+            ),
+            (
+                "base64 and 42.0",
+                full.clone(),
+                vec![
+                    ("MCP-PARAM-REGION", "  =?base64?SGVsbG8=?=  "),
+                    ("Mcp-Param-Count", "42.0"),
+                ],
+            ),
+            (
+                "non-ascii value",
+                json!({"region": "Grüße"}),
+                vec![("Mcp-Param-Region", "=?base64?R3LDvMOfZQ==?=")],
+            ),
+            (
+                "null and absent arguments",
+                json!({"region": null, "options": {}}),
+                vec![],
+            ),
+            ("no arguments at all", json!({}), vec![]),
+        ];
+        for (n, (what, arguments, headers)) in accepted.into_iter().enumerate() {
+            let request = call(100 + n as u64, arguments);
+            let (status, _, json) = server
+                .call_json(modern(&server, &request, &headers, &[]))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{what}: {json}");
+            assert_eq!(json["result"]["echo"], "tools/call", "{what}");
+        }
+        let reached = server.handler.methods().len();
+
+        let refused: Vec<ParamCase> = vec![
+            (
+                "missing header, value in body",
+                full.clone(),
+                vec![("Mcp-Param-Count", "42")],
+            ),
+            (
+                "missing nested header",
+                full.clone(),
+                vec![("Mcp-Param-Region", "Hello")],
+            ),
+            (
+                "invalid base64 padding",
+                full.clone(),
+                vec![
+                    ("Mcp-Param-Region", "=?base64?SGVsbG8?="),
+                    ("Mcp-Param-Count", "42"),
+                ],
+            ),
+            (
+                "invalid base64 characters",
+                full.clone(),
+                vec![
+                    ("Mcp-Param-Region", "=?base64?SGVs!!!bG8=?="),
+                    ("Mcp-Param-Count", "42"),
+                ],
+            ),
+            (
+                "different value",
+                full.clone(),
+                vec![("Mcp-Param-Region", "World"), ("Mcp-Param-Count", "42")],
+            ),
+            (
+                "different number",
+                full.clone(),
+                vec![("Mcp-Param-Region", "Hello"), ("Mcp-Param-Count", "43")],
+            ),
+            (
+                "base64 text without the full wrapper is literal",
+                full.clone(),
+                vec![
+                    ("Mcp-Param-Region", "=?base64?SGVsbG8="),
+                    ("Mcp-Param-Count", "42"),
+                ],
+            ),
+            (
+                "header for an absent argument",
+                json!({}),
+                vec![("Mcp-Param-Region", "Hello")],
+            ),
+        ];
+        for (n, (what, arguments, headers)) in refused.into_iter().enumerate() {
+            let id = 200 + n as u64;
+            let request = call(id, arguments);
+            let (status, _, json) = server
+                .call_json(modern(&server, &request, &headers, &[]))
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {json}");
+            assert_eq!(json["error"]["code"], -32020, "{what}: {json}");
+            assert_eq!(json["id"], id, "{what}");
+            assert!(
+                !json["error"]["message"].as_str().unwrap().contains("World"),
+                "header values are not echoed"
+            );
+        }
+        assert_eq!(
+            server.handler.methods().len(),
+            reached,
+            "no refused request reached the handler"
+        );
+
+        // Repeated headers are invalid.
+        let mut request = modern(
+            &server,
+            &call(300, full.clone()),
+            &[("Mcp-Param-Count", "42")],
+            &[],
+        );
+        request
+            .headers_mut()
+            .append("mcp-param-region", "Hello".parse().unwrap());
+        request
+            .headers_mut()
+            .append("Mcp-Param-Region", "Hello".parse().unwrap());
+        let (status, _, json) = server.call_json(request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(json["error"]["code"], -32020);
+
+        // A tool without annotations: Mcp-Param headers are neither checked nor forwarded.
+        let plain = body(
+            301,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"region": "Hello"}}),
+        );
+        let (status, _, _) = server
+            .call_json(modern(
+                &server,
+                &plain,
+                &[("Mcp-Param-Region", "=?base64?!!?=")],
+                &[],
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
     })
     .await;
 }

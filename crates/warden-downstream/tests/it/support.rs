@@ -19,7 +19,7 @@ use warden_downstream::{HttpOptions, bind_http};
 use warden_guard::Principal;
 use warden_proto::sse::{Event, SseItem, SseParser};
 use warden_proto::{Id, Message};
-use warden_session::{Face, Handler, Reply, ReplyStream, Session, SessionError};
+use warden_session::{Face, Handler, ParamHeader, Reply, ReplyStream, Session, SessionError};
 
 /// Bound on every test; generous, so slow CI machines do not flake.
 pub(crate) const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +38,9 @@ pub(crate) struct Seen {
 /// notifications, then waits for a permit on `gate`, then a third and the response), `push`
 /// (queues an unsolicited notification on the session), `unknown/method` (`-32601`),
 /// `pretty` (a pretty-printed response). Anything else is echoed.
+///
+/// Tools: `region_tool` mirrors `region` into `Mcp-Param-Region` and `options.count` into
+/// `Mcp-Param-Count` (x-mcp-header); every other tool has no annotations.
 pub(crate) struct TestHandler {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     pub(crate) seen: Mutex<Vec<Seen>>,
@@ -84,7 +87,25 @@ fn notification(method: &str, params: Value) -> Message {
     Message::from_value(json!({"jsonrpc": "2.0", "method": method, "params": params})).unwrap()
 }
 
+/// The tool [`TestHandler::param_headers`] knows annotations for.
+pub(crate) const ANNOTATED_TOOL: &str = "region_tool";
+
 impl Handler for TestHandler {
+    fn param_headers(&self, tool: &str) -> Option<Arc<[ParamHeader]>> {
+        (tool == ANNOTATED_TOOL).then(|| {
+            Arc::from(vec![
+                ParamHeader {
+                    header: "Region".into(),
+                    path: vec!["region".into()],
+                },
+                ParamHeader {
+                    header: "Count".into(),
+                    path: vec!["options".into(), "count".into()],
+                },
+            ])
+        })
+    }
+
     fn open_session(&self, principal: Principal, face: Face) -> Result<Arc<Session>, SessionError> {
         let session = Arc::new(Session::new(principal, face));
         self.sessions

@@ -203,19 +203,28 @@ fn names_the_fault() {
     );
 }
 
+/// `{key: inner}` without `json!`, whose interpolation re-serializes `inner` recursively.
+fn wrap(key: &str, inner: Value) -> Value {
+    let mut m = Map::new();
+    m.insert(key.to_owned(), inner);
+    Value::Object(m)
+}
+
 #[test]
 fn refuses_schemas_nested_beyond_the_limit() {
     let mut s = json!({"type": "string", "x-mcp-header": "Deep"});
     for _ in 0..200 {
-        s = json!({"type": "object", "properties": {"n": s}});
+        let mut o = wrap("properties", wrap("n", s));
+        o["type"] = json!("object");
+        s = o;
     }
     assert_eq!(param_headers(&s), Err(AnnotationError::TooDeep));
     let mut s = json!({"type": "string"});
     for _ in 0..10_000 {
-        s = json!({"not": s});
+        s = wrap("not", s);
     }
     assert_eq!(param_headers(&s), Err(AnnotationError::TooDeep));
-    // serde_json's own drop is recursive: unwind the value iteratively.
+    // Dropping a Value recurses too: unwind this one iteratively.
     let mut next = Some(s);
     while let Some(Value::Object(mut o)) = next.take() {
         next = o.remove("not");
