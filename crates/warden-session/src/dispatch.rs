@@ -586,6 +586,15 @@ impl Gateway {
     }
 
     fn namespace_items(&self, u: &UpstreamState, key: &str, mut items: Vec<Value>) -> Vec<Value> {
+        if key == "tools" {
+            // HTTP clients must drop tools whose x-mcp-header annotations are invalid; the
+            // gateway's clients are HTTP clients, so it withholds them itself.
+            let before = items.len();
+            items.retain(|t| !crate::params::has_invalid_annotations(t));
+            if items.len() != before {
+                tracing::warn!(upstream = %u.name, withheld = before - items.len(), "tools with invalid x-mcp-header annotations withheld from the list");
+            }
+        }
         let names: Vec<String> = items
             .iter()
             .map(|i| {
@@ -695,7 +704,27 @@ impl Gateway {
             bridge::add_modern_meta(&mut params, caps.as_ref(), info.as_ref());
             message = with_params(&message, params);
         }
-        let mut stream = match conn.request(&message, up.request_timeout).await {
+        // A 2026-07-28 HTTP upstream validates the Mcp-Param-* mirrors of annotated arguments.
+        let mirrors = if up.is_http && era == Era::Modern && method == "tools/call" {
+            let name = message
+                .params()
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str);
+            let mapping = name.and_then(|n| up.catalog.read().ok()?.tool_params.get(n));
+            match mapping {
+                Some(m) => crate::params::mirror_headers(
+                    &m,
+                    message.params().and_then(|p| p.get("arguments")),
+                ),
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let mut stream = match conn
+            .request_with_headers(&message, up.request_timeout, mirrors)
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 self.forget_broken(routes.as_ref(), up, &e).await;

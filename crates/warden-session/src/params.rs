@@ -260,6 +260,46 @@ impl Walk {
     }
 }
 
+/// The `Mcp-Param-{Name}` headers a 2026-07-28 HTTP client must send for a `tools/call` with
+/// `arguments`: strings as they are (Base64-wrapped by the encoder when unsafe), integers as
+/// decimal text, booleans as `true`/`false`; null, absent, object and array values get none.
+pub(crate) fn mirror_headers(
+    mapping: &[ParamHeader],
+    arguments: Option<&Value>,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let mut out = Vec::new();
+    for p in mapping {
+        let mut value = arguments;
+        for key in &p.path {
+            value = value.and_then(|v| v.get(key));
+        }
+        let text = match value {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Bool(b)) => b.to_string(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        let Some(encoded) = warden_upstream::headers::encode_mirrored_value(&text) else {
+            continue;
+        };
+        let name = format!("mcp-param-{}", p.header.to_ascii_lowercase());
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(&encoded),
+        ) {
+            out.push((name, value));
+        }
+    }
+    out
+}
+
+/// True when a tool's `x-mcp-header` annotations are invalid: HTTP clients must drop such a
+/// tool from `tools/list`, so the gateway withholds it from the lists it serves.
+pub(crate) fn has_invalid_annotations(tool: &Value) -> bool {
+    tool.get("inputSchema")
+        .is_some_and(|schema| param_headers(schema).is_err())
+}
+
 /// The annotated tools of one upstream, by the upstream's own tool name, from its last
 /// `tools/list`. Tools without annotations, and tools whose annotations are invalid, are absent.
 #[derive(Debug, Default)]

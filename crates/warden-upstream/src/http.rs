@@ -340,8 +340,23 @@ impl Core {
     }
 
     fn post(&self, message: &Message) -> reqwest::RequestBuilder {
+        self.post_with(message, &[])
+    }
+
+    /// A POST of `message` with `extra` headers (2026-07-28 `Mcp-Param-*` mirrors), which
+    /// never replace the headers the transport manages.
+    fn post_with(
+        &self,
+        message: &Message,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> reqwest::RequestBuilder {
         let version = self.version_for(message);
         let mut headers = self.base_headers(version.as_deref());
+        for (name, value) in extra {
+            if !headers.contains_key(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
@@ -437,6 +452,7 @@ impl Core {
         self: &Arc<Self>,
         message: &Message,
         timeout: Duration,
+        extra: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<ResponseStream, UpstreamError> {
         expect_kind(message, &Kind::Request, "request")?;
         self.check_open()?;
@@ -477,6 +493,7 @@ impl Core {
             id,
             !modern,
             is_initialize,
+            extra,
         ));
         stream.set_task(AbortOnDropHandle::new(task));
         Ok(stream)
@@ -588,9 +605,10 @@ impl Core {
         id: &Id,
         resumable: bool,
         is_initialize: bool,
+        extra: &[(HeaderName, HeaderValue)],
     ) -> Result<(), UpstreamError> {
         let response = self
-            .post(message)
+            .post_with(message, extra)
             .send()
             .await
             .map_err(|e| self.transport_error(e))?;
@@ -833,8 +851,15 @@ impl Core {
     }
 }
 
-async fn run_exchange(core: Arc<Core>, message: Message, id: Id, resumable: bool, init: bool) {
-    let result = core.exchange(&message, &id, resumable, init).await;
+async fn run_exchange(
+    core: Arc<Core>,
+    message: Message,
+    id: Id,
+    resumable: bool,
+    init: bool,
+    extra: Vec<(HeaderName, HeaderValue)>,
+) {
+    let result = core.exchange(&message, &id, resumable, init, &extra).await;
     // Anything short of a delivered response ends the request with an error.
     let error = match result {
         Ok(()) if !core.is_pending(&id) => return,

@@ -99,9 +99,21 @@ impl Connection {
         message: &Message,
         timeout: Duration,
     ) -> Result<ResponseStream, UpstreamError> {
+        self.request_with_headers(message, timeout, Vec::new())
+            .await
+    }
+
+    /// [`Connection::request`] with extra HTTP headers for this one request (the
+    /// `Mcp-Param-*` mirrors of a 2026-07-28 `tools/call`); ignored on stdio.
+    pub async fn request_with_headers(
+        &self,
+        message: &Message,
+        timeout: Duration,
+        headers: Vec<(::http::HeaderName, ::http::HeaderValue)>,
+    ) -> Result<ResponseStream, UpstreamError> {
         match &*self.inner {
             Inner::Stdio(h) => h.core.request(message, timeout).await,
-            Inner::Http(h) => h.core.request(message, timeout).await,
+            Inner::Http(h) => h.core.request(message, timeout, headers).await,
         }
     }
 

@@ -269,3 +269,54 @@ fn tokens_follow_rfc_9110() {
         assert!(!is_token(bad), "{bad}");
     }
 }
+
+#[test]
+fn mirrors_annotated_arguments_as_a_client_must() {
+    let mapping = vec![
+        ParamHeader {
+            header: "Region".into(),
+            path: vec!["region".into()],
+        },
+        ParamHeader {
+            header: "Priority".into(),
+            path: vec!["priority".into()],
+        },
+        ParamHeader {
+            header: "Verbose".into(),
+            path: vec!["opts".into(), "verbose".into()],
+        },
+        ParamHeader {
+            header: "Note".into(),
+            path: vec!["note".into()],
+        },
+        ParamHeader {
+            header: "Missing".into(),
+            path: vec!["absent".into()],
+        },
+    ];
+    let args = json!({"region": "eu-west", "priority": 7, "opts": {"verbose": true}, "note": "café\n", "absent": null});
+    let got: Vec<(String, String)> = mirror_headers(&mapping, Some(&args))
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(got[0], ("mcp-param-region".into(), "eu-west".into()));
+    assert_eq!(got[1], ("mcp-param-priority".into(), "7".into()));
+    assert_eq!(got[2], ("mcp-param-verbose".into(), "true".into()));
+    assert_eq!(got[3].0, "mcp-param-note");
+    assert!(
+        got[3].1.starts_with("=?base64?"),
+        "unsafe text is Base64-wrapped: {}",
+        got[3].1
+    );
+    assert_eq!(got.len(), 4, "null and absent arguments get no header");
+    assert!(mirror_headers(&mapping, None).is_empty());
+}
+
+#[test]
+fn tools_with_invalid_annotations_are_recognised() {
+    let bad = json!({"name": "t", "inputSchema": {"type": "object", "properties": {"a": {"type": "string", "x-mcp-header": "My Region"}}}});
+    let good = json!({"name": "t", "inputSchema": {"type": "object", "properties": {"a": {"type": "string", "x-mcp-header": "Region"}}}});
+    assert!(has_invalid_annotations(&bad));
+    assert!(!has_invalid_annotations(&good));
+    assert!(!has_invalid_annotations(&json!({"name": "no-schema"})));
+}
