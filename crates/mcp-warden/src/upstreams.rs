@@ -121,13 +121,14 @@ pub(crate) fn from_command(
     let Some((program, args)) = command.split_first() else {
         bail!("run needs a server command after `--` or --url");
     };
+    let name = Path::new(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "server".into());
     Ok(UpstreamDef {
-        name: Path::new(program)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "server".into()),
+        name: name.clone(),
         transport: Transport::Stdio(StdioSpec {
-            name: "server".into(),
+            name,
             program: program.clone(),
             args: args.to_vec(),
             env: vec![],
@@ -173,10 +174,11 @@ pub(crate) fn from_url(
             resolve(&value, env, &format!("--header {name}"))?,
         ));
     }
+    let name = url.host_str().unwrap_or("remote").to_owned();
     Ok(UpstreamDef {
-        name: url.host_str().unwrap_or("remote").to_owned(),
+        name: name.clone(),
         transport: Transport::Http(HttpSpec {
-            name: "remote".into(),
+            name,
             url: url.clone(),
             headers: resolved,
             limits: limits(config),

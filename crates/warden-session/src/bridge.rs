@@ -187,6 +187,29 @@ pub fn add_modern_meta(
     }
 }
 
+/// Removes the per-request protocol keys of a 2026-07-28 request (its revision, the client's
+/// capabilities, info and log level) before it goes to a legacy upstream; other `_meta` keys
+/// (progress tokens, vendor keys, trace context) stay. An emptied `_meta` is removed.
+pub fn strip_modern_meta(params: &mut Map<String, Value>) {
+    let emptied = match params.get_mut("_meta") {
+        Some(Value::Object(meta)) => {
+            for key in [
+                META_PROTOCOL_VERSION,
+                META_CLIENT_CAPABILITIES,
+                META_CLIENT_INFO,
+                warden_proto::mcp::META_LOG_LEVEL,
+            ] {
+                meta.remove(key);
+            }
+            meta.is_empty()
+        }
+        _ => false,
+    };
+    if emptied {
+        params.remove("_meta");
+    }
+}
+
 /// The `initialize` params the gateway sends to a legacy upstream on behalf of a client.
 pub fn initialize_params(capabilities: Option<&Value>, client_info: Option<&Value>) -> Value {
     json!({
@@ -290,6 +313,16 @@ mod tests {
             p["_meta"][META_CLIENT_CAPABILITIES],
             json!({"sampling": {}})
         );
+    }
+
+    #[test]
+    fn modern_meta_is_stripped_for_legacy_upstreams_keeping_other_keys() {
+        let mut p = json!({"name": "x", "_meta": {META_PROTOCOL_VERSION: "2026-07-28", META_CLIENT_CAPABILITIES: {}, "progressToken": 3}});
+        strip_modern_meta(p.as_object_mut().unwrap());
+        assert_eq!(p["_meta"], json!({"progressToken": 3}));
+        let mut p = json!({"_meta": {META_PROTOCOL_VERSION: "2026-07-28"}});
+        strip_modern_meta(p.as_object_mut().unwrap());
+        assert_eq!(p, json!({}));
     }
 
     #[test]

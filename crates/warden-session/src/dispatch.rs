@@ -102,7 +102,7 @@ impl Gateway {
         match method.as_str() {
             "initialize" => self.answer_initialize(session, &message, &idv).await,
             "server/discover" => {
-                let d = self.aggregate_description().await;
+                let d = self.aggregate_description(client).await;
                 single(response(&idv, d.to_discover_result()))
             }
             "ping" => single(response(&idv, json!({}))),
@@ -139,8 +139,13 @@ impl Gateway {
                         &format!("unknown {}: {name:?}", kind.noun()),
                     ));
                 };
-                params.insert("name".into(), Value::String(original));
-                let out = with_params(&message, params);
+                // An unchanged name (`namespace = false`) keeps the original bytes.
+                let out = if original == name {
+                    message
+                } else {
+                    params.insert("name".into(), Value::String(original));
+                    with_params(&message, params)
+                };
                 self.forward(session, routes, &up, out, id, client, method)
                     .await
             }
@@ -366,7 +371,9 @@ impl Gateway {
     ) -> Reply {
         let params = params_of(message);
         let requested = params.get("protocolVersion").and_then(Value::as_str);
-        let d = self.aggregate_description().await;
+        let d = self
+            .aggregate_description(ClientEra { modern: false })
+            .await;
         let result = d.to_initialize_result(requested);
         if let Some(s) = session {
             s.set_initialized(
@@ -382,12 +389,36 @@ impl Gateway {
     }
 
     /// The gateway's own description: the union of its upstreams' capabilities.
-    async fn aggregate_description(&self) -> ServerDescription {
+    /// The gateway's own description for a client of `client`'s era: the union of what its
+    /// upstreams offer *to that client*. A feature the gateway cannot carry across eras is not
+    /// announced: resource subscriptions, logging and list-change notifications need the
+    /// upstream to speak the client's era (legacy: `resources/subscribe`, `logging/setLevel`,
+    /// the GET stream; modern: `subscriptions/listen`, which the gateway forwards only when it
+    /// fronts a single upstream).
+    async fn aggregate_description(&self, client: ClientEra) -> ServerDescription {
+        let client_era = if client.modern {
+            Era::Modern
+        } else {
+            Era::Legacy
+        };
         let mut caps = Map::new();
         let mut instructions = vec![];
         for u in &self.upstreams {
             let Ok(d) = u.describe().await else { continue };
-            if let Some(c) = d.capabilities.as_object() {
+            let native = u.era_for(&self.me, client_era).await.ok() == Some(client_era);
+            let mut offered = if native && d.era != client_era {
+                // A dual-era upstream: what its legacy handshake announced.
+                u.legacy_capabilities()
+                    .await
+                    .unwrap_or_else(|| d.capabilities.clone())
+            } else {
+                d.capabilities.clone()
+            };
+            let subscriptions_routable = !client.modern || self.upstreams.len() == 1;
+            if !native || !subscriptions_routable {
+                withhold_era_bound_capabilities(&mut offered, native);
+            }
+            if let Some(c) = offered.as_object() {
                 for (k, v) in c {
                     if k == "experimental" || k == "extensions" {
                         continue;
@@ -406,14 +437,8 @@ impl Gateway {
                 instructions.push(format!("[{}] {}", u.name, i));
             }
         }
-        // The gateway re-lists on change, so clients may rely on list_changed for every list.
-        for cap in ["tools", "prompts", "resources"] {
-            if let Some(Value::Object(c)) = caps.get_mut(cap) {
-                c.insert("listChanged".into(), Value::Bool(true));
-            }
-        }
         ServerDescription {
-            era: Era::Legacy,
+            era: client_era,
             protocol_version: mcp::V_2025_11_25.into(),
             supported_versions: mcp::supported_versions().map(str::to_owned).collect(),
             capabilities: Value::Object(caps),
@@ -461,7 +486,13 @@ impl Gateway {
         if self.opts.transparent {
             // The client's own handshake reached the upstream (or the gateway bridged it and
             // recorded the description): never start another one here.
-            let era = up.known_desc().map(|d| d.era).unwrap_or(Era::Legacy);
+            // Only the era is needed: no clone of the whole description per request.
+            let era = up
+                .desc
+                .try_lock()
+                .ok()
+                .and_then(|d| d.as_ref().map(|d| d.era))
+                .unwrap_or(Era::Legacy);
             return Ok((up.conn.clone(), era));
         }
         let client_era = if client.modern {
@@ -616,11 +647,14 @@ impl Gateway {
                 catalog.tool_params = ToolParams::from_tools(&u.name, &items);
             }
             "prompts" => catalog.prompts = map,
+            // Resources are addressed by URI; their names are display names, need not be
+            // unique, and are passed through unchanged.
             "resources" => {
                 catalog.resources = items
                     .iter()
                     .filter_map(|i| i.get("uri").and_then(Value::as_str).map(str::to_owned))
                     .collect();
+                return items;
             }
             _ => {
                 catalog.templates = items
@@ -629,6 +663,7 @@ impl Gateway {
                     .map(|t| t.split('{').next().unwrap_or("").to_owned())
                     .filter(|p| !p.is_empty())
                     .collect();
+                return items;
             }
         }
         items
@@ -695,7 +730,13 @@ impl Gateway {
             Err(e) => return single(upstream_error(&idv, &up.name, &e)),
         };
         let mut message = message;
-        if era == Era::Modern && mcp::declared_version(&message).is_none() {
+        if era == Era::Legacy && mcp::declared_version(&message).is_some() {
+            // A modern client's request to a legacy upstream: the per-request protocol keys
+            // mean nothing there and would make the transport announce the modern revision.
+            let mut params = params_of(&message);
+            bridge::strip_modern_meta(&mut params);
+            message = with_params(&message, params);
+        } else if era == Era::Modern && mcp::declared_version(&message).is_none() {
             // A legacy client's request to a modern upstream carries the per-request _meta
             // the client declared once in initialize.
             let mut params = params_of(&message);
@@ -850,14 +891,17 @@ impl Gateway {
         let idv = client_id.to_value();
         let mut out = m.with_id(client_id);
         if out.kind() == &Kind::Response {
-            let result = out.result().cloned().unwrap_or(Value::Null);
             if client.modern && upstream_era == Era::Legacy {
-                let mut r = result;
+                let mut r = out.result().cloned().unwrap_or(Value::Null);
                 bridge::complete_modern_result(method, &mut r);
                 out = response(&idv, r);
             } else if !client.modern
                 && upstream_era == Era::Modern
-                && result.get("resultType").and_then(Value::as_str) == Some("input_required")
+                && out
+                    .result()
+                    .and_then(|r| r.get("resultType"))
+                    .and_then(Value::as_str)
+                    == Some("input_required")
             {
                 return error(
                     &idv,
@@ -1000,8 +1044,30 @@ impl Gateway {
                 .transparent_initialize(session, &routes, &up, message, &idv)
                 .await;
         }
+        if client.modern && method == "server/discover" && up.known_desc().is_none() {
+            // The client's own probe goes to the upstream, so a client that falls back to
+            // `initialize` on an error behaves exactly as it would directly (and keeps
+            // server-to-client requests, which stateless clients cannot receive).
+            return match exchange(&up.conn, message.clone(), up.startup_timeout).await {
+                Ok(Answer::Result(r)) => {
+                    if let Some(d) = ServerDescription::from_discover(&r) {
+                        *up.desc.lock().await = Some(d);
+                    }
+                    single(response(&idv, r))
+                }
+                Ok(Answer::Error(e)) => single(
+                    Message::from_value(json!({"jsonrpc": "2.0", "id": idv, "error": e}))
+                        .unwrap_or_else(|_| {
+                            error(&idv, ErrorCode::InternalError, "server/discover failed")
+                        }),
+                ),
+                Err(e) => single(upstream_error(&idv, &up.name, &e)),
+            };
+        }
         if client.modern {
-            // Learn the upstream's era once, with this client's declared capabilities.
+            // A modern request before any handshake (the client skipped `server/discover`):
+            // learn the upstream's era once, with this client's declared capabilities, and
+            // bridge if it is legacy.
             let meta = mcp::meta(&message).cloned().unwrap_or_default();
             let desc = {
                 let mut slot = up.desc.lock().await;
@@ -1144,6 +1210,24 @@ impl Gateway {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         *up.desc.lock().await = Some(d);
         Some(single(response(idv, result)))
+    }
+}
+
+/// Removes the capabilities whose mechanism differs between eras (subscriptions, logging,
+/// list-change notifications) from what an upstream offers; `logging` stays when the upstream
+/// speaks the client's era (`native`).
+fn withhold_era_bound_capabilities(caps: &mut Value, native: bool) {
+    let Some(c) = caps.as_object_mut() else {
+        return;
+    };
+    if !native {
+        c.remove("logging");
+    }
+    for feature in ["tools", "prompts", "resources"] {
+        if let Some(Value::Object(f)) = c.get_mut(feature) {
+            f.remove("listChanged");
+            f.remove("subscribe");
+        }
     }
 }
 

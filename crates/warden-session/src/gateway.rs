@@ -236,17 +236,6 @@ pub(crate) struct Inflight {
     pub(crate) side: mpsc::Sender<Message>,
 }
 
-impl Routes {
-    /// The side channel of the one exchange this session has in flight on `upstream`, if it
-    /// has exactly one.
-    fn single_exchange_on(&self, upstream: usize) -> Option<mpsc::Sender<Message>> {
-        let inflight = self.inflight.lock().ok()?;
-        let mut on = inflight.values().filter(|f| f.upstream == upstream);
-        let first = on.next()?;
-        on.next().is_none().then(|| first.side.clone())
-    }
-}
-
 struct Entry {
     session: Arc<Session>,
     routes: Arc<Routes>,
@@ -658,6 +647,14 @@ impl UpstreamState {
         }
     }
 
+    /// Capabilities from the legacy handshake of a dual-era upstream, once it happened.
+    pub(crate) async fn legacy_capabilities(&self) -> Option<Value> {
+        match self.legacy_desc.lock().await.as_ref() {
+            Some(Some((d, _))) => Some(d.capabilities.clone()),
+            _ => None,
+        }
+    }
+
     /// Every connection of this upstream the gateway owns outside sessions.
     async fn connections(&self) -> Vec<Connection> {
         let mut all = vec![self.conn.clone()];
@@ -777,6 +774,50 @@ pub(crate) async fn pump_unsolicited(
         if method == "notifications/resources/list_changed" {
             upstream.catalog_stale();
         }
+        // On a shared pipe, traffic during a call belongs to that call: when exactly one
+        // exchange (of any session, or stateless) is in flight on this connection's upstream,
+        // the message goes on that exchange's own stream (the POST's SSE stream).
+        if owner.is_none()
+            && !is_broadcast(&method)
+            && !g.opts.transparent
+            && let Some((target, side)) = g.sole_exchange(upstream.index)
+        {
+            let out = match &target {
+                Some((session, routes)) => {
+                    g.to_client(msg, session, routes, &conn, &upstream.name, None)
+                        .await
+                }
+                None if msg.is_request() => {
+                    // A stateless client cannot receive requests.
+                    let id = msg.id().map(Id::to_value).unwrap_or(Value::Null);
+                    let _ = conn
+                        .respond(&error(
+                            &id,
+                            ErrorCode::MethodNotFound,
+                            "the client cannot receive requests",
+                        ))
+                        .await;
+                    None
+                }
+                None => g
+                    .guard(
+                        msg,
+                        Direction::ToClient,
+                        &Principal::anonymous(),
+                        Some(&upstream.name),
+                        None,
+                    )
+                    .await
+                    .ok(),
+            };
+            if let Some(out) = out
+                && let Err(mpsc::error::TrySendError::Full(out)) = side.try_send(out)
+                && let Some((session, _)) = &target
+            {
+                session.push_unsolicited(out);
+            }
+            continue;
+        }
         let targets: Vec<(Arc<Session>, Arc<Routes>)> = match &owner {
             Some((s, r)) => vec![(s.clone(), r.clone())],
             None => g.unsolicited_targets(upstream.index, &method),
@@ -797,7 +838,6 @@ pub(crate) async fn pump_unsolicited(
             }
             continue;
         }
-        let broadcast = is_broadcast(&method);
         for (session, routes) in targets {
             let Some(out) = g
                 .to_client(msg.clone(), &session, &routes, &conn, &upstream.name, None)
@@ -805,16 +845,6 @@ pub(crate) async fn pump_unsolicited(
             else {
                 continue;
             };
-            // On a shared pipe, traffic during a call belongs to that call: deliver it on the
-            // call's own stream (the POST's SSE stream) when the session has exactly one call
-            // in flight on this upstream.
-            if owner.is_none()
-                && !broadcast
-                && let Some(side) = routes.single_exchange_on(upstream.index)
-                && side.try_send(out.clone()).is_ok()
-            {
-                continue;
-            }
             session.push_unsolicited(out);
         }
     }
@@ -835,7 +865,39 @@ impl UpstreamState {
     }
 }
 
+/// An exchange an unsolicited message can be attributed to: its session (none when
+/// stateless) and its side channel.
+type Attributed = (Option<(Arc<Session>, Arc<Routes>)>, mpsc::Sender<Message>);
+
 impl Gateway {
+    /// The one exchange in flight on `upstream`, across every session and stateless request;
+    /// `None` when there is none or more than one (then nothing can be attributed for sure).
+    fn sole_exchange(&self, upstream: usize) -> Option<Attributed> {
+        let mut found: Option<Attributed> = None;
+        let mut visit = |owner: Option<(Arc<Session>, Arc<Routes>)>, routes: &Routes| -> bool {
+            let Ok(inflight) = routes.inflight.lock() else {
+                return true;
+            };
+            for f in inflight.values().filter(|f| f.upstream == upstream) {
+                if found.is_some() {
+                    return false;
+                }
+                found = Some((owner.clone(), f.side.clone()));
+            }
+            true
+        };
+        if !visit(None, &self.stateless) {
+            return None;
+        }
+        let sessions = self.sessions.lock().ok()?;
+        for e in sessions.values() {
+            if !visit(Some((e.session.clone(), e.routes.clone())), &e.routes) {
+                return None;
+            }
+        }
+        found
+    }
+
     /// Sessions an unsolicited message from a shared upstream connection goes to.
     fn unsolicited_targets(
         &self,
