@@ -16,6 +16,7 @@ use crate::gateway::{
     Routes, UpstreamState, detect, error, exchange, pump_unsolicited, request, response,
     upstream_error,
 };
+use crate::mrtr::Exchange;
 use crate::naming::{self, NameMap};
 use crate::params::ToolParams;
 use crate::{Reply, ReplyStream, Session};
@@ -94,9 +95,15 @@ impl Gateway {
                 &format!("method {method:?} does not exist in protocol revision 2026-07-28"),
             ));
         }
+        if client.modern
+            && let Some(reply) = self.resume(&message, principal, &method).await
+        {
+            // The retry of a call the gateway parked for this client's input.
+            return reply;
+        }
         if self.opts.transparent {
             return self
-                .transparent_request(session, routes, message, client, &method)
+                .transparent_request(session, principal, routes, message, client, &method)
                 .await;
         }
         match method.as_str() {
@@ -146,7 +153,7 @@ impl Gateway {
                     params.insert("name".into(), Value::String(original));
                     with_params(&message, params)
                 };
-                self.forward(session, routes, &up, out, id, client, method)
+                self.forward(session, principal, routes, &up, out, id, client, method)
                     .await
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
@@ -164,14 +171,14 @@ impl Gateway {
                 };
                 match self.route_uri(session, &routes, &uri, client).await {
                     Ok(up) => {
-                        self.forward(session, routes, &up, message, id, client, method)
+                        self.forward(session, principal, routes, &up, message, id, client, method)
                             .await
                     }
                     Err(text) => single(error(&idv, ErrorCode::InvalidParams, &text)),
                 }
             }
             "completion/complete" => {
-                self.route_completion(session, routes, message, id, client)
+                self.route_completion(session, principal, routes, message, id, client)
                     .await
             }
             _ => {
@@ -187,7 +194,7 @@ impl Gateway {
                     .or_else(|| (self.upstreams.len() == 1).then(|| self.upstreams[0].clone()));
                 match target {
                     Some(up) => {
-                        self.forward(session, routes, &up, message, id, client, method)
+                        self.forward(session, principal, routes, &up, message, id, client, method)
                             .await
                     }
                     None => single(error(
@@ -306,6 +313,7 @@ impl Gateway {
     async fn route_completion(
         &self,
         session: Option<&Arc<Session>>,
+        principal: &Principal,
         routes: Arc<Routes>,
         message: Message,
         id: Id,
@@ -328,6 +336,7 @@ impl Gateway {
                 let out = with_params(&message, params);
                 self.forward(
                     session,
+                    principal,
                     routes,
                     &up,
                     out,
@@ -343,6 +352,7 @@ impl Gateway {
                     Ok(up) => {
                         self.forward(
                             session,
+                            principal,
                             routes,
                             &up,
                             message,
@@ -717,6 +727,7 @@ impl Gateway {
     pub(crate) async fn forward(
         &self,
         session: Option<&Arc<Session>>,
+        principal: &Principal,
         routes: Arc<Routes>,
         up: &Arc<UpstreamState>,
         message: Message,
@@ -729,6 +740,12 @@ impl Gateway {
             Ok(c) => c,
             Err(e) => return single(upstream_error(&idv, &up.name, &e)),
         };
+        // What the client declared, read before the request is adapted to the upstream's era.
+        let caps = mcp::meta(&message)
+            .and_then(|m| m.get(mcp::META_CLIENT_CAPABILITIES))
+            .cloned()
+            .or_else(|| session.and_then(|s| s.client_capabilities()));
+        let name = crate::mrtr::bound_name(&message);
         let mut message = message;
         if era == Era::Legacy && mcp::declared_version(&message).is_some() {
             // A modern client's request to a legacy upstream: the per-request protocol keys
@@ -762,7 +779,7 @@ impl Gateway {
         } else {
             Vec::new()
         };
-        let mut stream = match conn
+        let stream = match conn
             .request_with_headers(&message, up.request_timeout, mirrors)
             .await
         {
@@ -772,36 +789,56 @@ impl Gateway {
                 return single(upstream_error(&idv, &up.name, &e));
             }
         };
+        let exchange = Exchange {
+            session: session.cloned(),
+            routes,
+            up: up.clone(),
+            conn,
+            stream,
+            client,
+            era,
+            method,
+            name,
+            caps,
+            principal: principal.clone(),
+        };
+        self.spawn_pump(exchange, client_id)
+    }
+
+    /// Streams everything the upstream sends for one exchange to the client, until the
+    /// response. A server-to-client request meant for a 2026-07-28 client (which cannot
+    /// receive requests) ends the client's exchange with an `input_required` result instead,
+    /// and the upstream call is parked until the client retries with its input.
+    pub(crate) fn spawn_pump(&self, exchange: Exchange, client_id: Id) -> Reply {
         let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
         let (side, mut side_rx) = mpsc::channel(EXCHANGE_QUEUE);
         let token = CancellationToken::new();
-        if let Ok(mut inflight) = routes.inflight.lock() {
+        if let Ok(mut inflight) = exchange.routes.inflight.lock() {
             inflight.insert(
                 client_id.clone(),
                 Inflight {
                     token: token.clone(),
-                    upstream: up.index,
+                    upstream: exchange.up.index,
+                    conn_pid: exchange.conn.pid(),
                     side,
                 },
             );
         }
         let me = self.me.clone();
-        let session = session.cloned();
-        let up = up.clone();
         tokio::spawn(async move {
+            let mut ex = exchange;
+            let idv = client_id.to_value();
+            let mut parked = None;
             loop {
+                // Messages from the upstream's shared pipe attributed to this exchange arrive
+                // on the side channel; they are handled exactly like those of the stream.
                 let item = tokio::select! {
                     _ = token.cancelled() => break,
-                    Some(m) = side_rx.recv() => {
-                        // Already prepared for the client by the unsolicited pump.
-                        if tx.send(m).await.is_err() {
-                            break;
-                        }
-                        continue;
-                    }
-                    item = stream.next() => item,
+                    Some(m) = side_rx.recv() => Some(Ok(m)),
+                    item = ex.stream.next() => item,
                 };
                 let Some(gateway) = me.upgrade() else { break };
+                let up = ex.up.clone();
                 let out = match item {
                     None => Some(upstream_error(
                         &idv,
@@ -812,7 +849,7 @@ impl Gateway {
                         },
                     )),
                     Some(Err(e)) => {
-                        gateway.forget_broken(routes.as_ref(), &up, &e).await;
+                        gateway.forget_broken(ex.routes.as_ref(), &up, &e).await;
                         Some(upstream_error(&idv, &up.name, &e))
                     }
                     Some(Ok(m)) if m.is_response() => Some(
@@ -820,36 +857,39 @@ impl Gateway {
                             .finish_response(
                                 m,
                                 &client_id,
-                                client,
-                                era,
-                                &method,
-                                session.as_deref(),
+                                ex.client,
+                                ex.era,
+                                &ex.method,
+                                ex.session.as_deref(),
                                 &up.name,
                             )
                             .await,
                     ),
-                    Some(Ok(m)) => match &session {
+                    Some(Ok(m)) if m.is_request() && ex.client.modern => {
+                        match gateway.input_required(&ex, &m, &idv).await {
+                            Some((state, out)) => {
+                                parked = Some((state, m));
+                                Some(out)
+                            }
+                            None => None,
+                        }
+                    }
+                    Some(Ok(m)) => match &ex.session {
                         Some(s) => {
                             gateway
-                                .to_client(m, s, &routes, &conn, &up.name, Some(&method))
+                                .to_client(m, s, &ex.routes, &ex.conn, &up.name, Some(&ex.method))
                                 .await
                         }
-                        None => {
-                            if m.is_request() {
-                                // A stateless client cannot receive requests.
-                                let uid = m.id().map(Id::to_value).unwrap_or(Value::Null);
-                                let _ = conn
-                                    .respond(&error(
-                                        &uid,
-                                        ErrorCode::MethodNotFound,
-                                        "the client cannot receive requests",
-                                    ))
-                                    .await;
-                                None
-                            } else {
-                                Some(m)
-                            }
-                        }
+                        None => gateway
+                            .guard(
+                                m,
+                                Direction::ToClient,
+                                &Principal::anonymous(),
+                                Some(&up.name),
+                                Some(&ex.method),
+                            )
+                            .await
+                            .ok(),
                     },
                 };
                 let last = match &out {
@@ -860,14 +900,20 @@ impl Gateway {
                     && tx.send(m).await.is_err()
                 {
                     // The client went away: dropping the stream cancels the upstream call.
+                    parked = None;
                     break;
                 }
                 if last {
                     break;
                 }
             }
-            if let Ok(mut inflight) = routes.inflight.lock() {
+            if let Ok(mut inflight) = ex.routes.inflight.lock() {
                 inflight.remove(&client_id);
+            }
+            if let Some((state, request)) = parked
+                && let Some(gateway) = me.upgrade()
+            {
+                gateway.park(state, ex, request);
             }
         });
         Reply::Stream(ReplyStream::new(rx))
@@ -1031,6 +1077,7 @@ impl Gateway {
     async fn transparent_request(
         &self,
         session: Option<&Arc<Session>>,
+        principal: &Principal,
         routes: Arc<Routes>,
         message: Message,
         client: ClientEra,
@@ -1108,8 +1155,17 @@ impl Gateway {
             // Modern servers have no ping; the gateway answers for them.
             return single(response(&idv, json!({})));
         }
-        self.forward(session, routes, &up, message, id, client, method.to_owned())
-            .await
+        self.forward(
+            session,
+            principal,
+            routes,
+            &up,
+            message,
+            id,
+            client,
+            method.to_owned(),
+        )
+        .await
     }
 
     async fn transparent_initialize(

@@ -231,6 +231,8 @@ pub(crate) struct Inflight {
     pub(crate) token: CancellationToken,
     /// Index of the upstream serving it.
     pub(crate) upstream: usize,
+    /// Pid of the stdio child serving it (a dual-era stdio upstream has two).
+    pub(crate) conn_pid: Option<u32>,
     /// Messages for the client that belong to this exchange but arrived on the upstream's
     /// unsolicited channel (stdio servers send everything on one pipe).
     pub(crate) side: mpsc::Sender<Message>,
@@ -249,6 +251,8 @@ pub struct Gateway {
     pipeline: Pipeline,
     pub(crate) upstreams: Vec<Arc<UpstreamState>>,
     sessions: Mutex<HashMap<String, Entry>>,
+    /// Upstream calls waiting for a 2026-07-28 client's input, by `requestState`.
+    pub(crate) parked: Mutex<HashMap<String, crate::mrtr::Parked>>,
     /// Routes of stateless requests (no session): only in-flight cancellation is used.
     stateless: Arc<Routes>,
     shutdown: CancellationToken,
@@ -368,6 +372,7 @@ impl Gateway {
             pipeline,
             upstreams,
             sessions: Mutex::new(HashMap::new()),
+            parked: Mutex::new(HashMap::new()),
             stateless: Arc::new(Routes::default()),
             shutdown: CancellationToken::new(),
         });
@@ -505,6 +510,7 @@ async fn sweep(gateway: std::sync::Weak<Gateway>) {
         if g.shutdown.is_cancelled() {
             return;
         }
+        g.sweep_parked();
         for (session, routes) in g.purge_expired() {
             tracing::info!(session = %session.id(), "session expired");
             close_routes(&routes).await;
@@ -780,41 +786,14 @@ pub(crate) async fn pump_unsolicited(
         if owner.is_none()
             && !is_broadcast(&method)
             && !g.opts.transparent
-            && let Some((target, side)) = g.sole_exchange(upstream.index)
+            && let Some((target, side)) = g.sole_exchange(upstream.index, conn.pid())
         {
-            let out = match &target {
-                Some((session, routes)) => {
-                    g.to_client(msg, session, routes, &conn, &upstream.name, None)
-                        .await
-                }
-                None if msg.is_request() => {
-                    // A stateless client cannot receive requests.
-                    let id = msg.id().map(Id::to_value).unwrap_or(Value::Null);
-                    let _ = conn
-                        .respond(&error(
-                            &id,
-                            ErrorCode::MethodNotFound,
-                            "the client cannot receive requests",
-                        ))
-                        .await;
-                    None
-                }
-                None => g
-                    .guard(
-                        msg,
-                        Direction::ToClient,
-                        &Principal::anonymous(),
-                        Some(&upstream.name),
-                        None,
-                    )
-                    .await
-                    .ok(),
-            };
-            if let Some(out) = out
-                && let Err(mpsc::error::TrySendError::Full(out)) = side.try_send(out)
+            // The exchange's own pump handles it like a message of its stream (client ids
+            // for requests, multi-round relay for stateless clients, response guards).
+            if let Err(mpsc::error::TrySendError::Full(_)) = side.try_send(msg)
                 && let Some((session, _)) = &target
             {
-                session.push_unsolicited(out);
+                tracing::debug!(session = %session.id(), upstream = %upstream.name, "exchange queue full; message dropped");
             }
             continue;
         }
@@ -872,13 +851,16 @@ type Attributed = (Option<(Arc<Session>, Arc<Routes>)>, mpsc::Sender<Message>);
 impl Gateway {
     /// The one exchange in flight on `upstream`, across every session and stateless request;
     /// `None` when there is none or more than one (then nothing can be attributed for sure).
-    fn sole_exchange(&self, upstream: usize) -> Option<Attributed> {
+    fn sole_exchange(&self, upstream: usize, conn_pid: Option<u32>) -> Option<Attributed> {
         let mut found: Option<Attributed> = None;
         let mut visit = |owner: Option<(Arc<Session>, Arc<Routes>)>, routes: &Routes| -> bool {
             let Ok(inflight) = routes.inflight.lock() else {
                 return true;
             };
-            for f in inflight.values().filter(|f| f.upstream == upstream) {
+            for f in inflight
+                .values()
+                .filter(|f| f.upstream == upstream && f.conn_pid == conn_pid)
+            {
                 if found.is_some() {
                     return false;
                 }

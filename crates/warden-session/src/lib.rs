@@ -12,6 +12,7 @@
 pub mod bridge;
 mod dispatch;
 pub mod gateway;
+pub mod mrtr;
 pub mod naming;
 pub mod params;
 pub mod session;

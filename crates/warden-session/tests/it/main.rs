@@ -536,3 +536,116 @@ async fn transparent_mode_forwards_the_clients_own_initialize() {
     );
     f.stop().await;
 }
+
+fn ask(id: i64, caps: Value, extra: Value) -> Value {
+    let mut params = json!({"name": "a__ask", "arguments": {}});
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": caps,
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+}
+
+#[tokio::test]
+async fn a_stateless_client_answers_a_legacy_upstreams_request_in_rounds() {
+    let f = Fixture::start(&[A], false).await;
+    let anon = Principal::anonymous();
+    let first = f
+        .call(None, &anon, ask(1, json!({"sampling": {}}), json!({})))
+        .await;
+    let r = &first["result"];
+    assert_eq!(r["resultType"], "input_required", "{first}");
+    let input = &r["inputRequests"]["upstream-request"];
+    assert_eq!(input["method"], "sampling/createMessage");
+    assert_eq!(input["params"]["maxTokens"], 5);
+    let state = r["requestState"].as_str().unwrap().to_owned();
+    assert_eq!(state.len(), 32, "128 random bits");
+    let retry = ask(
+        2,
+        json!({"sampling": {}}),
+        json!({"requestState": state, "inputResponses": {"upstream-request": {"role": "assistant", "model": "m", "content": {"type": "text", "text": "sampled"}}}}),
+    );
+    let done = f.call(None, &anon, retry).await;
+    assert_eq!(done["id"], 2);
+    let text = done["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("sampled"),
+        "the upstream got the client's input: {done}"
+    );
+    assert_eq!(
+        f.received_methods("a")
+            .iter()
+            .filter(|m| *m == "tools/call")
+            .count(),
+        1,
+        "one upstream call served both rounds"
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_state_is_single_use_and_bound_to_principal_and_tool() {
+    let f = Fixture::start(&[A], false).await;
+    let anon = Principal::anonymous();
+    let mallory = Principal {
+        subject: "mallory".into(),
+        method: warden_guard::AuthMethod::Anonymous,
+    };
+    let state_of = |v: &Value| v["result"]["requestState"].as_str().unwrap().to_owned();
+    let answer = json!({"upstream-request": {"role": "assistant", "model": "m", "content": {"type": "text", "text": "x"}}});
+
+    // Another principal presenting the state is refused, and the state is spent.
+    let first = f
+        .call(None, &anon, ask(1, json!({"sampling": {}}), json!({})))
+        .await;
+    let state = state_of(&first);
+    let stolen = f
+        .call(
+            None,
+            &mallory,
+            ask(
+                2,
+                json!({"sampling": {}}),
+                json!({"requestState": state, "inputResponses": answer}),
+            ),
+        )
+        .await;
+    assert_eq!(stolen["error"]["code"], -32602, "{stolen}");
+    let late = f
+        .call(
+            None,
+            &anon,
+            ask(
+                3,
+                json!({"sampling": {}}),
+                json!({"requestState": state, "inputResponses": answer}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        late["result"]["resultType"], "input_required",
+        "a spent state starts a new call: {late}"
+    );
+    assert_ne!(state_of(&late), state);
+
+    // The state of one tool cannot complete another.
+    let other = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a__echo","arguments":{},"requestState":state_of(&late),"inputResponses":answer,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}}});
+    let r = f.call(None, &anon, other).await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_capability_the_upstream_is_refused_not_left_waiting() {
+    let f = Fixture::start(&[A], false).await;
+    let r = f
+        .call(None, &Principal::anonymous(), ask(1, json!({}), json!({})))
+        .await;
+    // The fixture reports what came back for its sampling request: an error, at once.
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("-32601"), "{r}");
+    f.stop().await;
+}

@@ -1,0 +1,227 @@
+//! Multi-round bridging: a legacy upstream's server-to-client requests (sampling,
+//! elicitation, roots) for a 2026-07-28 client, which cannot receive requests.
+//!
+//! The gateway answers the client's `tools/call`, `resources/read` or `prompts/get` with an
+//! `input_required` result carrying the upstream's request, and parks the still-open upstream
+//! call under a `requestState` that is 128 random bits from the OS CSPRNG: unguessable, looked
+//! up server-side (so it cannot be forged or altered), single-use, bound to the principal, the
+//! method and the tool/prompt name or URI of the original request, and expiring after
+//! [`PARK_TTL`]. When the client retries with `inputResponses` and that `requestState`, the
+//! gateway answers the upstream's pending request and streams the rest of the same upstream
+//! call to the retry. A `requestState` the gateway does not know is not the gateway's: the
+//! request is routed as usual (a 2026-07-28 upstream keeps its own multi-round state).
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use rand::TryRngCore;
+use serde_json::{Value, json};
+use tokio::time::{Duration, Instant};
+use warden_guard::Principal;
+use warden_proto::mcp::Era;
+use warden_proto::{ErrorCode, Id, Message};
+use warden_upstream::{Connection, ResponseStream};
+
+use crate::dispatch::ClientEra;
+use crate::gateway::{Gateway, Routes, UpstreamState, error, response};
+use crate::{Reply, ReplyStream, Session};
+
+/// How long a parked upstream call waits for the client's retry. Bounds how long an abandoned
+/// call holds upstream resources.
+pub const PARK_TTL: Duration = Duration::from_secs(300);
+/// Most parked calls at once; beyond it the oldest is dropped (and cancelled upstream).
+pub const MAX_PARKED: usize = 1024;
+/// The key of the one input request the gateway sends per round.
+pub const INPUT_KEY: &str = "upstream-request";
+
+/// Everything needed to keep streaming one upstream call to a client.
+pub(crate) struct Exchange {
+    pub(crate) session: Option<Arc<Session>>,
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) up: Arc<UpstreamState>,
+    pub(crate) conn: Connection,
+    pub(crate) stream: ResponseStream,
+    pub(crate) client: ClientEra,
+    pub(crate) era: Era,
+    pub(crate) method: String,
+    /// `params.name` or `params.uri` of the original request: the retry must match it.
+    pub(crate) name: Option<String>,
+    /// The capabilities the client declared (per request, or in `initialize`).
+    pub(crate) caps: Option<Value>,
+    pub(crate) principal: Principal,
+}
+
+/// An upstream call waiting for the client's input.
+pub(crate) struct Parked {
+    exchange: Exchange,
+    /// The upstream's request the client must answer.
+    request: Message,
+    expires: Instant,
+}
+
+/// `params.name` or `params.uri` of a request.
+pub(crate) fn bound_name(message: &Message) -> Option<String> {
+    let p = message.params()?;
+    p.get("name")
+        .or_else(|| p.get("uri"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn random_state() -> String {
+    let mut bytes = [0u8; 16];
+    if rand::rngs::OsRng.try_fill_bytes(&mut bytes).is_err() {
+        rand::rng().fill_bytes(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The client capability a server-to-client request needs.
+fn capability_for(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
+}
+
+impl Gateway {
+    /// The `input_required` result relaying the upstream's `request` to a 2026-07-28 client,
+    /// with a fresh `requestState`; `None` when it cannot be relayed (the upstream is then
+    /// answered with an error at once, never left waiting).
+    pub(crate) async fn input_required(
+        &self,
+        ex: &Exchange,
+        request: &Message,
+        idv: &Value,
+    ) -> Option<(String, Message)> {
+        let method = request.method().unwrap_or("");
+        let refusal = match capability_for(method) {
+            None => Some("this request cannot be relayed to the client"),
+            Some(_)
+                if !matches!(
+                    ex.method.as_str(),
+                    "tools/call" | "resources/read" | "prompts/get"
+                ) =>
+            {
+                Some(
+                    "the client can answer requests only during tools/call, resources/read and prompts/get",
+                )
+            }
+            Some(cap) if ex.caps.as_ref().is_none_or(|c| c.get(cap).is_none()) => {
+                Some("the client did not declare this capability")
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = refusal {
+            let uid = request.id().map(Id::to_value).unwrap_or(Value::Null);
+            let _ = ex
+                .conn
+                .respond(&error(&uid, ErrorCode::MethodNotFound, reason))
+                .await;
+            return None;
+        }
+        let state = random_state();
+        let mut input = json!({ "method": method });
+        if let Some(p) = request.params() {
+            input["params"] = p.clone();
+        }
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": { INPUT_KEY: input },
+            "requestState": state,
+        });
+        Some((state, response(idv, result)))
+    }
+
+    /// Parks an upstream call until the client retries.
+    pub(crate) fn park(&self, state: String, exchange: Exchange, request: Message) {
+        let Ok(mut parked) = self.parked.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        parked.retain(|_, p| p.expires > now);
+        if parked.len() >= MAX_PARKED
+            && let Some(oldest) = parked
+                .iter()
+                .min_by_key(|(_, p)| p.expires)
+                .map(|(k, _)| k.clone())
+        {
+            parked.remove(&oldest);
+        }
+        parked.insert(
+            state,
+            Parked {
+                exchange,
+                request,
+                expires: now + PARK_TTL,
+            },
+        );
+    }
+
+    /// Drops parked calls past their expiry (their upstream calls are cancelled).
+    pub(crate) fn sweep_parked(&self) {
+        if let Ok(mut parked) = self.parked.lock() {
+            let now = Instant::now();
+            parked.retain(|_, p| p.expires > now);
+        }
+    }
+
+    /// Resumes the parked call `state` refers to with the client's retry, if the gateway
+    /// parked it; `None` leaves the request to normal routing.
+    pub(crate) async fn resume(
+        &self,
+        message: &Message,
+        principal: &Principal,
+        method: &str,
+    ) -> Option<Reply> {
+        let state = message.params()?.get("requestState")?.as_str()?;
+        let parked = self.parked.lock().ok()?.remove(state)?;
+        let id = message.id().cloned()?;
+        let idv = id.to_value();
+        let ex = &parked.exchange;
+        // Single use: whatever happens next, this state is spent.
+        // The retry names the item as the client sees it; the parked call, as the upstream
+        // does: resolve the client's name the way routing would.
+        let retried = match (method, bound_name(message)) {
+            ("tools/call", Some(n)) if !self.opts.transparent => self
+                .route_name(&n, crate::dispatch::Item::Tool)
+                .filter(|(up, _)| up.index == ex.up.index)
+                .map(|(_, original)| original),
+            ("prompts/get", Some(n)) if !self.opts.transparent => self
+                .route_name(&n, crate::dispatch::Item::Prompt)
+                .filter(|(up, _)| up.index == ex.up.index)
+                .map(|(_, original)| original),
+            (_, n) => n,
+        };
+        if parked.expires <= Instant::now()
+            || &ex.principal != principal
+            || ex.method != method
+            || ex.name != retried
+        {
+            return Some(Reply::Stream(ReplyStream::single(error(
+                &idv,
+                ErrorCode::InvalidParams,
+                "requestState does not belong to this request",
+            ))));
+        }
+        let upstream_id = parked.request.id().map(Id::to_value).unwrap_or(Value::Null);
+        let answer = match message
+            .params()
+            .and_then(|p| p.get("inputResponses"))
+            .and_then(|r| r.get(INPUT_KEY))
+        {
+            Some(result) => response(&upstream_id, result.clone()),
+            None => error(
+                &upstream_id,
+                ErrorCode::InvalidParams,
+                "the client did not provide the requested input",
+            ),
+        };
+        if let Err(e) = ex.conn.respond(&answer).await {
+            tracing::debug!(upstream = %ex.up.name, error = %e, "input for a parked call not delivered");
+        }
+        Some(self.spawn_pump(parked.exchange, id))
+    }
+}
