@@ -96,6 +96,12 @@ impl Gateway {
             ));
         }
         if client.modern
+            && let Some(problem) = crate::mrtr::malformed_round(&message)
+        {
+            // Checked here for every upstream: a legacy one would silently ignore them.
+            return single(error(&idv, ErrorCode::InvalidParams, problem));
+        }
+        if client.modern
             && let Some(reply) = self.resume(&message, principal, &method).await
         {
             // The retry of a call the gateway parked for this client's input.
@@ -127,9 +133,9 @@ impl Gateway {
                 } else {
                     Item::Prompt
                 };
-                let mut params = params_of(&message);
-                let Some(name) = params
-                    .get("name")
+                let Some(name) = message
+                    .params()
+                    .and_then(|p| p.get("name"))
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                 else {
@@ -150,6 +156,7 @@ impl Gateway {
                 let out = if original == name {
                     message
                 } else {
+                    let mut params = params_of(&message);
                     params.insert("name".into(), Value::String(original));
                     with_params(&message, params)
                 };
@@ -430,7 +437,9 @@ impl Gateway {
             }
             if let Some(c) = offered.as_object() {
                 for (k, v) in c {
-                    if k == "experimental" || k == "extensions" {
+                    // `tasks` moved to an extension in 2026-07-28; a 2025 `tasks` capability
+                    // must not be announced to a 2026 client.
+                    if k == "experimental" || k == "extensions" || (client.modern && k == "tasks") {
                         continue;
                     }
                     let slot = caps.entry(k.clone()).or_insert_with(|| json!({}));

@@ -562,6 +562,12 @@ impl UpstreamState {
         gateway: &std::sync::Weak<Gateway>,
         client_era: Era,
     ) -> Result<Era, HandshakeError> {
+        // Per-request fast path: a known description that fits, read without cloning it.
+        if let Some(d) = self.desc.lock().await.as_ref()
+            && (d.era == client_era || d.supports(client_era))
+        {
+            return Ok(client_era);
+        }
         let d = self.describe().await?;
         if d.era == client_era || d.supports(client_era) {
             return Ok(client_era);

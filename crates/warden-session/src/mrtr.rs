@@ -59,6 +59,17 @@ pub(crate) struct Parked {
     expires: Instant,
 }
 
+/// What is wrong with the multi-round fields of a 2026-07-28 request, if anything:
+/// `inputResponses` must be an object and `requestState` a string.
+pub(crate) fn malformed_round(message: &Message) -> Option<&'static str> {
+    let p = message.params()?;
+    match (p.get("inputResponses"), p.get("requestState")) {
+        (Some(r), _) if !r.is_object() => Some("inputResponses must be an object"),
+        (_, Some(s)) if !s.is_string() => Some("requestState must be a string"),
+        _ => None,
+    }
+}
+
 /// `params.name` or `params.uri` of a request.
 pub(crate) fn bound_name(message: &Message) -> Option<String> {
     let p = message.params()?;

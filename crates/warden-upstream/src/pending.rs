@@ -240,6 +240,38 @@ impl Pending {
     /// `context` is the upstream id of the request whose HTTP response stream carried the
     /// message; `None` for stdio and the standalone GET stream.
     pub(crate) fn route(&mut self, message: Message, context: Option<&Id>) -> Route {
+        self.route_with(message, context, false)
+    }
+
+    /// [`Pending::route`]; with `sole`, a message no rule correlates goes to the only request
+    /// in flight, if there is exactly one (stdio: the server writes everything on one pipe, so
+    /// a log line or a server request written while one call is running belongs to it, and
+    /// delivering it on that call's stream keeps it ahead of the call's response). Changes
+    /// every session must see (`*/list_changed`, `resources/updated`) stay unsolicited.
+    pub(crate) fn route_with(
+        &mut self,
+        message: Message,
+        context: Option<&Id>,
+        sole: bool,
+    ) -> Route {
+        if sole
+            && context.is_none()
+            && !message.is_response()
+            && let Some(method) = message.method()
+            && !(method.ends_with("/list_changed") || method == "notifications/resources/updated")
+            && self.entries.len() == 1
+        {
+            if let Some(route) = self.correlate(&message) {
+                return route;
+            }
+            if let Some(entry) = self.entries.values().next() {
+                return Route::Note {
+                    notes: entry.notes.clone(),
+                    message,
+                    then_end: None,
+                };
+            }
+        }
         match message.kind() {
             Kind::Response | Kind::Error => {
                 match message.id().and_then(|id| self.entries.remove(id)) {

@@ -432,7 +432,7 @@ impl Core {
     /// Routes one decoded message from stdout.
     async fn dispatch(&self, message: Message) {
         self.counters.received();
-        let route = lock(&self.pending).route(message, None);
+        let route = lock(&self.pending).route_with(message, None, true);
         match route {
             Route::Respond { outcome, message } => {
                 trace!(upstream = %self.name, id = ?message.id(), "response received");

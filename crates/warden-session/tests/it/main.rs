@@ -649,3 +649,21 @@ async fn without_the_capability_the_upstream_is_refused_not_left_waiting() {
     assert!(text.contains("-32601"), "{r}");
     f.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_multi_round_fields_are_refused_before_any_upstream() {
+    let f = Fixture::start(&[A], false).await;
+    let anon = Principal::anonymous();
+    for extra in [
+        json!({"inputResponses": 7}),
+        json!({"inputResponses": null}),
+        json!({"requestState": 5}),
+    ] {
+        let r = f
+            .call(None, &anon, ask(1, json!({"sampling": {}}), extra.clone()))
+            .await;
+        assert_eq!(r["error"]["code"], -32602, "{extra}: {r}");
+    }
+    assert!(!f.received_methods("a").contains(&"tools/call".to_owned()));
+    f.stop().await;
+}

@@ -104,16 +104,51 @@ async fn routes_progress_to_its_request_and_restores_the_token() {
 }
 
 #[tokio::test]
+async fn a_message_during_the_only_call_goes_on_its_stream_ahead_of_the_response() {
+    bounded(async {
+        let conn = echo().await;
+        let mut unsolicited = conn.take_unsolicited().expect("first take");
+        assert!(conn.take_unsolicited().is_none(), "taken once");
+        let stream = conn
+            .request(
+                &request(json!(1), "notify_me", json!({"data": "during"})),
+                CALL,
+            )
+            .await
+            .unwrap();
+        let (notes, _) = drain(stream).await;
+        assert_eq!(
+            notes.len(),
+            1,
+            "the log line written during the call precedes its response"
+        );
+        assert_eq!(notes[0].method(), Some("notifications/message"));
+        assert_eq!(notes[0].params().unwrap()["data"], json!("during"));
+        assert!(
+            unsolicited.try_recv().is_err(),
+            "and is not also unsolicited"
+        );
+        conn.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn unattributed_messages_go_to_the_unsolicited_channel() {
     bounded(async {
         let conn = echo().await;
+        // Two calls in flight: a message written meanwhile cannot be attributed.
+        let slow = conn
+            .request(&request(json!(1), "slow", json!({"ms": 500})), CALL)
+            .await
+            .unwrap();
         // Sent before the receiver is taken: kept.
         call(&conn, "notify_me", json!({"data": "early"})).await;
         let mut unsolicited = conn.take_unsolicited().expect("first take");
-        assert!(conn.take_unsolicited().is_none(), "taken once");
         let note = unsolicited.recv().await.unwrap();
         assert_eq!(note.method(), Some("notifications/message"));
         assert_eq!(note.params().unwrap()["data"], json!("early"));
+        drain(slow).await;
         conn.shutdown().await;
     })
     .await;
@@ -123,12 +158,12 @@ async fn unattributed_messages_go_to_the_unsolicited_channel() {
 async fn answers_a_server_initiated_request() {
     bounded(async {
         let conn = echo().await;
-        let mut unsolicited = conn.take_unsolicited().unwrap();
-        let stream = conn
+        let mut stream = conn
             .request(&request(json!(7), "sample", json!({})), CALL)
             .await
             .unwrap();
-        let server_request = unsolicited.recv().await.unwrap();
+        // The only call in flight: the server's request arrives on its stream.
+        let server_request = stream.next().await.unwrap().unwrap();
         assert_eq!(server_request.kind(), &Kind::Request);
         assert_eq!(server_request.method(), Some("sampling/createMessage"));
         let answer = message(json!({
