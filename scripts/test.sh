@@ -18,3 +18,7 @@ if command -v cargo-nextest >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+
+# The fuzz targets' stable harness (its own workspace): every target over its seed corpus plus
+# seeded mutations, so a parser regression fails here too. libFuzzer runs are in docs/fuzzing.md.
+(cd fuzz && cargo test --quiet)

@@ -100,7 +100,13 @@ impl fmt::Debug for Message {
 impl Message {
     /// Classifies a parsed value; `bytes` must be the text `value` was parsed from.
     pub fn from_parts(bytes: Bytes, value: Value) -> Result<Message, DecodeError> {
-        let (kind, id) = classify(&value)?;
+        let (kind, mut id) = classify(&value)?;
+        if let Some(Id::Number(_)) = id
+            && let Some((start, end)) = top_level_value_span(&bytes, "id")
+            && let Ok(text) = std::str::from_utf8(&bytes[start..end])
+        {
+            id = Some(Id::Number(text.into()));
+        }
         Ok(Message {
             bytes,
             value,

@@ -41,6 +41,8 @@ pub struct SseParser {
     /// A `\r` ended the previous chunk: a `\n` at the start of the next one belongs to it.
     pending_cr: bool,
     started: bool,
+    /// The bytes before `buf` were part of the current line (dropped as over-long).
+    mid_line: bool,
 }
 
 impl SseParser {
@@ -54,16 +56,19 @@ impl SseParser {
             oversized: false,
             pending_cr: false,
             started: false,
+            mid_line: false,
         }
     }
 
     /// Takes the next item out of `buf`, or `None` when more bytes are needed.
     pub fn next(&mut self, buf: &mut BytesMut) -> Option<SseItem> {
         loop {
-            if self.pending_cr && buf.first() == Some(&b'\n') {
-                buf.advance(1);
+            if self.pending_cr && !buf.is_empty() {
+                if buf[0] == b'\n' {
+                    buf.advance(1);
+                }
+                self.pending_cr = false;
             }
-            self.pending_cr = false;
             if !self.started {
                 // A UTF-8 byte order mark may open the stream.
                 if buf.len() < 3 && b"\xEF\xBB\xBF".starts_with(buf) && !buf.is_empty() {
@@ -71,6 +76,7 @@ impl SseParser {
                 }
                 if buf.starts_with(b"\xEF\xBB\xBF") {
                     buf.advance(3);
+                    self.started = true;
                 }
                 if !buf.is_empty() {
                     self.started = true;
@@ -78,9 +84,10 @@ impl SseParser {
             }
             let end = buf.iter().position(|&b| b == b'\n' || b == b'\r');
             let Some(end) = end else {
-                if self.size + buf.len() + 1 > self.max_event {
+                if !buf.is_empty() && self.size + buf.len() + 1 > self.max_event {
                     self.size += buf.len();
                     self.oversized = true;
+                    self.mid_line = true;
                     buf.clear();
                 }
                 return None;
@@ -95,7 +102,8 @@ impl SseParser {
                     self.pending_cr = true;
                 }
             }
-            if line.is_empty() {
+            let continued = std::mem::replace(&mut self.mid_line, false);
+            if line.is_empty() && !continued {
                 if let Some(item) = self.dispatch() {
                     return Some(item);
                 }
@@ -227,6 +235,31 @@ mod tests {
         let got = all(&mut p, &mut b);
         assert_eq!(got.len(), 1);
         assert!(matches!(&got[0], SseItem::Event(e) if e.data == "a"));
+    }
+
+    #[test]
+    fn a_crlf_split_across_reads_does_not_end_the_event() {
+        // Found by fuzzing (docs/fuzzing.md, F1).
+        let mut p = SseParser::new(1 << 10);
+        let mut b = BytesMut::from(&b"data: a\r"[..]);
+        assert_eq!(all(&mut p, &mut b), vec![]);
+        b.extend_from_slice(b"\ndata: b\r\n\r\n");
+        let got = all(&mut p, &mut b);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(matches!(&got[0], SseItem::Event(e) if e.data == "a\nb"));
+    }
+
+    #[test]
+    fn the_rest_of_a_dropped_event_is_not_delivered_as_another() {
+        // Found by fuzzing (docs/fuzzing.md, F2): the newline of a dropped over-long line is
+        // not a blank line.
+        let mut p = SseParser::new(16);
+        let mut b = BytesMut::new();
+        b.extend_from_slice(b"data: ");
+        b.extend_from_slice(&[b'x'; 40]);
+        assert_eq!(all(&mut p, &mut b), vec![]);
+        b.extend_from_slice(b"\nid: 9\ndata: tail\n\n");
+        assert_eq!(all(&mut p, &mut b), vec![SseItem::TooLarge]);
     }
 
     #[test]

@@ -60,10 +60,14 @@ pub(crate) struct Parked {
 }
 
 /// What is wrong with the multi-round fields of a 2026-07-28 request, if anything:
-/// `inputResponses` must be an object and `requestState` a string.
+/// `inputResponses` must be an object whose values are result objects (keys the server does
+/// not recognise are ignored, not refused), and `requestState` a string.
 pub(crate) fn malformed_round(message: &Message) -> Option<&'static str> {
     let p = message.params()?;
     match (p.get("inputResponses"), p.get("requestState")) {
+        (Some(Value::Object(r)), _) if r.values().any(|v| !v.is_object()) => {
+            Some("every inputResponses value must be a result object")
+        }
         (Some(r), _) if !r.is_object() => Some("inputResponses must be an object"),
         (_, Some(s)) if !s.is_string() => Some("requestState must be a string"),
         _ => None,

@@ -3,4 +3,7 @@
 #![allow(missing_docs, unreachable_pub)]
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+mod conformance;
+mod hostile;
+mod interop;
 mod support;

@@ -41,7 +41,10 @@ impl Serve {
         let dir = tempfile::tempdir()?;
         let port = warden_test::free_port();
         let config = dir.path().join("warden.toml");
-        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{upstreams}\n"))?;
+        std::fs::write(
+            &config,
+            format!("listen = \"127.0.0.1:{port}\"\n{upstreams}\n"),
+        )?;
         let mut c = Command::new(bin());
         c.arg("serve")
             .arg("--config")

@@ -96,6 +96,17 @@ fn with_id_finds_an_escaped_id_key() {
 }
 
 #[test]
+fn ids_beyond_64_bits_keep_their_spelling() {
+    // Found by fuzzing (docs/fuzzing.md, J2): two such ids must stay distinct.
+    let a =
+        msg(r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}"#).unwrap();
+    let b =
+        msg(r#"{"jsonrpc":"2.0","id":123456789012345678901234567891,"method":"ping"}"#).unwrap();
+    assert_eq!(a.id().unwrap().to_json(), "123456789012345678901234567890");
+    assert_ne!(a.id(), b.id());
+}
+
+#[test]
 fn ids_keep_their_spelling() {
     let m = msg(r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"ping"}"#).unwrap();
     assert_eq!(m.id().unwrap().to_json(), "18446744073709551615");

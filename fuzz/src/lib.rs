@@ -1,0 +1,666 @@
+//! Invariants of mcp-warden's parsers, one function per fuzz target.
+//!
+//! Each function takes arbitrary bytes, runs one parser on them and panics when an invariant
+//! breaks. The libFuzzer targets in `fuzz_targets/` and the stable `replay` harness
+//! (`src/bin/replay.rs`) call the same functions, so a crash found by either reproduces with
+//! the other. What each target asserts is listed in `docs/fuzzing.md`.
+
+pub mod mutate;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+use warden_proto::framing::{Frame, LineDecoder};
+use warden_proto::sse::{SseItem, SseParser};
+use warden_proto::{DecodeError, Id, Kind, Limits, Message, decode, parse_value};
+
+/// A fuzz target: bytes in, panic on a broken invariant.
+pub type Target = fn(&[u8]);
+
+/// Every target by name, in the order `docs/fuzzing.md` lists them.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("jsonrpc_decode", jsonrpc_decode),
+    ("stdio_framing", stdio_framing),
+    ("sse_event", sse_event),
+    ("config_parse", config_parse),
+];
+
+/// The target called `name`.
+pub fn target(name: &str) -> Option<Target> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+// ------------------------------------------------------------------------------------------
+// jsonrpc_decode
+
+/// Depth limit of the second, tight decode (monotonicity check).
+const TIGHT_DEPTH: usize = 3;
+
+/// Limits for re-decoding what we serialised ourselves: no size bound, the default depth.
+fn roomy() -> Limits {
+    Limits {
+        max_message_bytes: usize::MAX,
+        max_depth: Limits::default().max_depth,
+    }
+}
+
+/// Whether float round trips must be exact (`WARDEN_FUZZ_STRICT_FLOATS=1`).
+///
+/// serde_json, as the workspace configures it (no `float_roundtrip` feature), parses some
+/// decimal numbers to a float a unit or two in the last place away from the nearest one,
+/// so serialising a parsed float and parsing it again can move it (see docs/fuzzing.md,
+/// findings). By default the targets accept that drift so they keep looking for other bugs;
+/// set the variable to make it a crash again.
+fn strict_floats() -> bool {
+    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STRICT.get_or_init(|| std::env::var_os("WARDEN_FUZZ_STRICT_FLOATS").is_some_and(|v| v == "1"))
+}
+
+/// Largest float drift accepted, in units in the last place: serde_json's best-effort
+/// parser has been seen two units away from its own shortest output.
+const FLOAT_DRIFT_ULPS: u64 = 4;
+
+/// Floats equal, or at most [`FLOAT_DRIFT_ULPS`] apart unless strict.
+fn close_floats(a: f64, b: f64) -> bool {
+    if a == b {
+        return true;
+    }
+    !strict_floats()
+        && a.is_sign_negative() == b.is_sign_negative()
+        && a.to_bits().abs_diff(b.to_bits()) <= FLOAT_DRIFT_ULPS
+}
+
+/// JSON equality, with float drift as [`close_floats`] allows.
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            x == y
+                || (x.is_f64()
+                    && y.is_f64()
+                    && close_floats(
+                        x.as_f64().unwrap_or(f64::NAN),
+                        y.as_f64().unwrap_or(f64::NAN),
+                    ))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, a)| y.get(k).is_some_and(|b| same_json(a, b)))
+        }
+        _ => a == b,
+    }
+}
+
+fn same_id(a: Option<&Id>, b: Option<&Id>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b || same_json(&a.to_value(), &b.to_value()),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Nesting depth as the strict parser counts it: each array or object is one level; scalars
+/// add none.
+pub fn container_depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(container_depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(container_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// `warden_proto::decode` under the default limits:
+///
+/// - never panics;
+/// - success means: the message keeps the input bytes exactly; plain `serde_json` parses the
+///   same bytes to the same value; the nesting is within the limit; the kind agrees with the
+///   fields (request/notification/response/error); re-serialising the value and decoding it
+///   again gives the same value, kind and id; restoring the message's own id (as the gateway
+///   does on every response) keeps the id's value; `with_id` with other ids (the
+///   byte-splicing rewrite used for multiplexing) yields bytes that decode strictly to the same
+///   message with only the id changed;
+/// - failure means: the error's JSON-RPC response is itself a valid error message; an
+///   `Invalid` error is only given for valid JSON; a syntax error only for bytes plain
+///   `serde_json` also rejects;
+/// - a tighter depth limit accepts exactly the messages that decode and nest at most that deep.
+pub fn jsonrpc_decode(data: &[u8]) {
+    let limits = Limits::default();
+    let full = decode(Bytes::copy_from_slice(data), &limits);
+    match &full {
+        Ok(message) => check_message(message, data, &limits),
+        Err(error) => check_decode_error(error, data, &limits),
+    }
+    let tight = Limits {
+        max_depth: TIGHT_DEPTH,
+        ..limits
+    };
+    let tight = decode(Bytes::copy_from_slice(data), &tight);
+    let expect_tight_ok = full
+        .as_ref()
+        .is_ok_and(|m| container_depth(m.value()) <= TIGHT_DEPTH);
+    assert_eq!(
+        tight.is_ok(),
+        expect_tight_ok,
+        "depth limit {TIGHT_DEPTH}: tight decode {tight:?} disagrees with full decode {full:?}"
+    );
+    if let (Ok(t), Ok(f)) = (&tight, &full) {
+        assert_eq!(t.value(), f.value());
+    }
+}
+
+fn check_message(message: &Message, data: &[u8], limits: &Limits) {
+    assert_eq!(
+        &message.bytes()[..],
+        data,
+        "decode must keep the original bytes"
+    );
+    let lenient: Value =
+        serde_json::from_slice(data).expect("strictly accepted bytes must be valid JSON");
+    assert_eq!(&lenient, message.value(), "strict and plain parse differ");
+    assert!(
+        container_depth(message.value()) <= limits.max_depth,
+        "accepted a message nested deeper than {}",
+        limits.max_depth
+    );
+    check_kind(message);
+
+    // Re-serialise and decode again.
+    let text = serde_json::to_vec(message.value()).expect("a parsed value serialises");
+    let again = decode(Bytes::from(text), &roomy())
+        .unwrap_or_else(|e| panic!("re-serialised message no longer decodes: {e}"));
+    assert!(
+        same_json(again.value(), message.value()),
+        "round trip changed the value: {} became {}",
+        message.value(),
+        again.value()
+    );
+    assert_eq!(again.kind(), message.kind(), "round trip changed the kind");
+    assert!(
+        same_id(again.id(), message.id()),
+        "round trip changed the id: {:?} became {:?}",
+        message.id(),
+        again.id()
+    );
+
+    // Restoring a message's own id (what the gateway does to every response before the
+    // client sees it) must give back the same id value: JSON-RPC wants the same id. Spelling
+    // may change (`1e2` as `100.0`, `"\u00e9"` as `"é"`); the value may not.
+    if let Some(id) = message.id()
+        && !allow_known_bugs()
+    {
+        let restored = message.with_id(id);
+        let (before, after) = (raw_id(message.bytes()), raw_id(restored.bytes()));
+        assert!(
+            same_id_text(&before, &after),
+            "restoring id {before} gave {after}: {}",
+            String::from_utf8_lossy(restored.bytes())
+        );
+    }
+
+    // The id rewrite splices bytes; the result must be the same message with the new id.
+    if message.id().is_some() {
+        for new_id in [
+            Id::from(7u64),
+            Id::String("w\"\\\u{2028}\u{0}é".into()),
+            Id::from_value(&serde_json::json!(-12.5e3)).expect("a number is an id"),
+        ] {
+            let rewritten = message.with_id(&new_id);
+            let mut expected = message.value().clone();
+            expected["id"] = new_id.to_value();
+            assert_eq!(rewritten.value(), &expected, "with_id: value");
+            assert_eq!(rewritten.id(), Some(&new_id), "with_id: id");
+            let decoded = decode(rewritten.bytes().clone(), &roomy()).unwrap_or_else(|e| {
+                panic!(
+                    "with_id({new_id}) produced bytes that do not decode: {e}: {:?}",
+                    String::from_utf8_lossy(rewritten.bytes())
+                )
+            });
+            assert_eq!(
+                decoded.value(),
+                &expected,
+                "with_id: bytes say something else"
+            );
+            assert_eq!(decoded.kind(), message.kind(), "with_id: kind");
+            assert_eq!(decoded.id(), Some(&new_id), "with_id: decoded id");
+        }
+    }
+}
+
+/// The text of the top-level `id` of a message that decoded.
+fn raw_id(bytes: &[u8]) -> String {
+    let raw: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_slice(bytes).expect("an object");
+    raw.get("id").expect("an id").get().to_owned()
+}
+
+/// Whether two id texts are the same JSON value: equal strings, or numbers with the same exact
+/// decimal value (`-0` and `0` alike).
+pub fn same_id_text(a: &str, b: &str) -> bool {
+    if a.starts_with('"') || b.starts_with('"') {
+        return serde_json::from_str::<String>(a).ok() == serde_json::from_str::<String>(b).ok();
+    }
+    exact_decimal(a).is_some() && exact_decimal(a) == exact_decimal(b)
+}
+
+/// A JSON number's exact value as (negative, significant digits, exponent of the last digit).
+fn exact_decimal(text: &str) -> Option<(bool, String, i128)> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].trim_start_matches('+')),
+        None => (rest, "0"),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let (exp_negative, exp_digits) = match exponent.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, exponent),
+    };
+    let mut exp: i128 = 0;
+    for c in exp_digits.chars() {
+        exp = exp
+            .saturating_mul(10)
+            .saturating_add(i128::from(c.to_digit(10)?));
+    }
+    if exp_negative {
+        exp = -exp;
+    }
+    let mut digits: String = format!("{int}{frac}").trim_start_matches('0').to_owned();
+    let mut exp = exp.saturating_sub(frac.len() as i128);
+    while digits.ends_with('0') {
+        digits.pop();
+        exp = exp.saturating_add(1);
+    }
+    if digits.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    Some((negative, digits, exp))
+}
+
+fn check_kind(message: &Message) {
+    let v = message.value();
+    let obj = v.as_object().expect("a message is an object");
+    assert_eq!(obj.get("jsonrpc"), Some(&Value::from("2.0")));
+    let has = |k: &str| obj.contains_key(k);
+    match message.kind() {
+        Kind::Request | Kind::Notification => {
+            assert!(
+                message.method().is_some(),
+                "request without a string method"
+            );
+            assert!(!has("result") && !has("error"));
+            if let Some(p) = obj.get("params") {
+                assert!(p.is_object() || p.is_array(), "params of the wrong type");
+            }
+            assert_eq!(message.kind() == &Kind::Request, message.id().is_some());
+            if message.kind() == &Kind::Notification {
+                assert!(!has("id"), "a notification with an id key");
+            }
+        }
+        Kind::Response => {
+            assert!(!has("method") && has("result") && !has("error"));
+            assert!(message.id().is_some(), "response without a usable id");
+        }
+        Kind::Error => {
+            assert!(!has("method") && !has("result") && has("error"));
+            let e = &obj["error"];
+            assert!(e["code"].is_i64() || e["code"].is_u64());
+            assert!(e["message"].is_string());
+        }
+    }
+    if let Some(id) = message.id() {
+        let raw = &obj["id"];
+        assert!(raw.is_string() || raw.is_number());
+        assert!(
+            same_json(&id.to_value(), raw),
+            "id {id} for an id field of {raw}"
+        );
+    }
+}
+
+fn check_decode_error(error: &DecodeError, data: &[u8], limits: &Limits) {
+    let _ = error.to_string();
+    let response = error.to_response();
+    let as_message = Message::from_value(response.clone())
+        .unwrap_or_else(|e| panic!("error response {response} is not a valid message: {e}"));
+    assert_eq!(as_message.kind(), &Kind::Error);
+    assert_eq!(response["error"]["code"], error.code().code());
+    match error {
+        DecodeError::Invalid { id, .. } => {
+            let value = parse_value(data, limits)
+                .unwrap_or_else(|e| panic!("`Invalid` for bytes that do not parse: {e}"));
+            if let Some(id) = id {
+                assert!(id.is_string() || id.is_number());
+                assert!(
+                    value.get("id").is_some_and(|v| same_json(v, id)),
+                    "error names id {id}, the message has {:?}",
+                    value.get("id")
+                );
+            }
+        }
+        DecodeError::Syntax { .. } => {
+            assert!(
+                serde_json::from_slice::<Value>(data).is_err(),
+                "syntax error for bytes plain serde_json accepts"
+            );
+        }
+        DecodeError::TooLarge { size, limit } => {
+            assert!(size > limit && *size == data.len());
+        }
+        DecodeError::DuplicateKey { .. } | DecodeError::TooDeep => {
+            assert!(parse_value(data, limits).is_err());
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Chunking
+
+/// Splits `len` bytes into chunk sizes drawn from `seed` (1 to `1 + seed % 32` bytes each).
+pub fn chunk_sizes(len: usize, seed: u8) -> Vec<usize> {
+    let span = 1 + u64::from(seed) % 32;
+    let mut state = u64::from(seed) ^ 0x9E37_79B9_7F4A_7C15;
+    let mut out = vec![];
+    let mut left = len;
+    while left > 0 {
+        state = splitmix(state);
+        let n = (1 + (state % span) as usize).min(left);
+        out.push(n);
+        left -= n;
+    }
+    out
+}
+
+/// One step of SplitMix64.
+pub fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn chunks<'a>(input: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+    let mut out = vec![];
+    let mut at = 0;
+    for &n in sizes {
+        out.push(&input[at..at + n]);
+        at += n;
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// stdio_framing
+
+/// `LineDecoder`: byte 0 picks the line limit (1 to 64), byte 1 the chunking, the rest is the
+/// stream.
+///
+/// - the frames equal those of a simple reference model (split at `\n`, one trailing `\r`
+///   dropped, blank lines skipped, lines longer than the limit reported once as `TooLong`
+///   with their length, an unterminated tail delivered by `finish`);
+/// - they are the same whether the stream arrives whole, in random chunks or byte by byte;
+/// - between calls the decoder never holds more than the limit;
+/// - no line frame is longer than the limit or contains `\n`.
+pub fn stdio_framing(data: &[u8]) {
+    let [limit, seed, input @ ..] = data else {
+        return;
+    };
+    let max_line = 1 + usize::from(*limit) % 64;
+    let expected = framing_model(input, max_line);
+    let whole = run_framing(&[input], max_line);
+    assert_eq!(whole, expected, "whole input differs from the model");
+    let sizes = chunk_sizes(input.len(), *seed);
+    let chunked = run_framing(&chunks(input, &sizes), max_line);
+    assert_eq!(
+        chunked, expected,
+        "chunking (seed byte {seed}) changes the frames"
+    );
+    if input.len() <= 4096 {
+        let bytewise: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(
+            run_framing(&bytewise, max_line),
+            expected,
+            "byte-by-byte input changes the frames"
+        );
+    }
+}
+
+fn run_framing(chunks: &[&[u8]], max_line: usize) -> Vec<Frame> {
+    let mut decoder = LineDecoder::new(max_line);
+    let mut buf = BytesMut::new();
+    let mut out = vec![];
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while let Some(frame) = decoder.decode(&mut buf) {
+            out.push(frame);
+        }
+        assert!(
+            buf.len() <= max_line,
+            "decoder holds {} bytes with a line limit of {max_line}",
+            buf.len()
+        );
+    }
+    if let Some(frame) = decoder.finish(&mut buf) {
+        out.push(frame);
+    }
+    assert!(buf.is_empty(), "finish left bytes behind");
+    for frame in &out {
+        if let Frame::Line(line) = frame {
+            assert!(line.len() <= max_line && !line.contains(&b'\n'));
+        }
+    }
+    out
+}
+
+/// What the stdio framing is documented to do, written as plainly as possible.
+pub fn framing_model(input: &[u8], max_line: usize) -> Vec<Frame> {
+    let mut out = vec![];
+    let mut parts: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+    let tail = parts.pop().unwrap_or_default();
+    for line in parts {
+        if line.len() > max_line {
+            out.push(Frame::TooLong { size: line.len() });
+            continue;
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+            continue;
+        }
+        out.push(Frame::Line(Bytes::copy_from_slice(line)));
+    }
+    if tail.len() > max_line {
+        out.push(Frame::TooLong { size: tail.len() });
+    } else if !tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+        out.push(Frame::Line(Bytes::copy_from_slice(tail)));
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// sse_event
+
+/// Worst-case growth of an event's text over its wire bytes: `from_utf8_lossy` turns one
+/// invalid byte into U+FFFD (three bytes).
+const LOSSY_GROWTH: usize = 3;
+
+/// `SseParser`: byte 0 picks the event limit (1 to 511 bytes), byte 1 the chunking, the rest
+/// is the stream.
+///
+/// - between calls the parser never holds more unparsed bytes than the limit (2 bytes of a
+///   possible byte order mark excepted);
+/// - no dispatched event is larger than the limit (its text counted after lossy UTF-8
+///   decoding, which may triple invalid bytes);
+/// - the items (events and `TooLarge` reports) are the same whether the stream arrives whole,
+///   in random chunks or byte by byte.
+pub fn sse_event(data: &[u8]) {
+    let [limit, seed, input @ ..] = data else {
+        return;
+    };
+    let max_event = 1 + usize::from(*limit) * 2;
+    let whole = run_sse(&[input], max_event);
+    let sizes = chunk_sizes(input.len(), *seed);
+    let chunked = run_sse(&chunks(input, &sizes), max_event);
+    // Open findings (docs/fuzzing.md): F1 `\r\n` split between reads, F2 an over-long line,
+    // F3 a second byte order mark split from the first.
+    let known = allow_known_bugs()
+        && (input.windows(2).any(|w| w == b"\r\n")
+            || input.starts_with(b"\xEF")
+            || whole.contains(&SseItem::TooLarge));
+    let comparable =
+        |other: &[SseItem]| !(known || other.contains(&SseItem::TooLarge) && allow_known_bugs());
+    if comparable(&chunked) {
+        assert_eq!(
+            chunked, whole,
+            "chunking (seed byte {seed}) changes the events"
+        );
+    }
+    if input.len() <= 4096 {
+        let bytewise: Vec<&[u8]> = input.chunks(1).collect();
+        let bytewise = run_sse(&bytewise, max_event);
+        if comparable(&bytewise) {
+            assert_eq!(bytewise, whole, "byte-by-byte input changes the events");
+        }
+    }
+}
+
+/// Whether to skip the checks that trip over open findings (`WARDEN_FUZZ_ALLOW_KNOWN=1`), so
+/// a campaign can look past them: today J2 (restoring a numeric id keeps its text) and the SSE
+/// chunking findings F1 to F3 of docs/fuzzing.md (streams with `\r\n`, a leading byte order
+/// mark, or an over-long event are not compared).
+fn allow_known_bugs() -> bool {
+    static ALLOW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOW.get_or_init(|| std::env::var_os("WARDEN_FUZZ_ALLOW_KNOWN").is_some_and(|v| v == "1"))
+}
+
+fn run_sse(chunks: &[&[u8]], max_event: usize) -> Vec<SseItem> {
+    let mut parser = SseParser::new(max_event);
+    let mut buf = BytesMut::new();
+    let mut out = vec![];
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while let Some(item) = parser.next(&mut buf) {
+            if let SseItem::Event(e) = &item {
+                let size = e.data.len()
+                    + e.id.as_ref().map_or(0, String::len)
+                    + e.event.as_ref().map_or(0, String::len);
+                assert!(
+                    size <= max_event * LOSSY_GROWTH,
+                    "dispatched an event of {size} bytes with a limit of {max_event}"
+                );
+            }
+            out.push(item);
+        }
+        assert!(
+            buf.len() <= max_event.max(2),
+            "parser holds {} bytes with an event limit of {max_event}",
+            buf.len()
+        );
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// config_parse
+
+/// `warden_config::Config::parse` on the input (lossily decoded as UTF-8):
+///
+/// - never panics (and formatting the errors never panics);
+/// - every error names the file, and every error line lies within the text (1 to the number
+///   of lines, counting the empty line after a final newline);
+/// - syntax errors come first, at most one per line, in line order; the other errors follow
+///   in line order (errors without a line last);
+/// - parsing is deterministic.
+pub fn config_parse(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    let first = warden_config::Config::parse(&text, "fuzz.toml");
+    let errors = match &first {
+        Ok(config) => {
+            let again = warden_config::Config::parse(&text, "fuzz.toml")
+                .expect("a text that parsed once parses again");
+            assert_eq!(format!("{config:?}"), format!("{again:?}"));
+            return;
+        }
+        Err(errors) => errors,
+    };
+    assert!(!errors.is_empty(), "an error list with no error");
+    let display = errors.to_string();
+    let mut syntax_done = false;
+    let mut last_syntax = 0usize;
+    let mut last_other = 0usize;
+    let mut syntax_lines = std::collections::BTreeSet::new();
+    for error in errors.iter() {
+        assert_eq!(error.file, "fuzz.toml");
+        assert!(error.to_string().starts_with("fuzz.toml"));
+        if let Some(line) = error.line {
+            assert!(
+                (1..=lines).contains(&line),
+                "error on line {line} of a {lines}-line text: {error}"
+            );
+        }
+        let key = error.line.unwrap_or(usize::MAX);
+        let is_syntax = matches!(error.kind, warden_config::ConfigErrorKind::Syntax { .. });
+        if is_syntax {
+            assert!(!syntax_done, "a syntax error after other errors: {error}");
+            assert!(key >= last_syntax, "syntax errors out of line order");
+            if let Some(line) = error.line {
+                assert!(
+                    syntax_lines.insert(line),
+                    "two syntax errors on line {line}"
+                );
+            }
+            last_syntax = key;
+        } else {
+            syntax_done = true;
+            assert!(key >= last_other, "errors out of line order: {error}");
+            last_other = key;
+        }
+    }
+    let again = warden_config::Config::parse(&text, "fuzz.toml")
+        .expect_err("a text that failed once fails again");
+    assert_eq!(again.to_string(), display, "parsing is not deterministic");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_matches_a_known_case() {
+        let frames = framing_model(b"ab\r\n\n   \nxxxxxxx\ntail", 4);
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Line(Bytes::from_static(b"ab")),
+                Frame::TooLong { size: 7 },
+                Frame::Line(Bytes::from_static(b"tail")),
+            ]
+        );
+    }
+
+    #[test]
+    fn id_texts_compare_by_exact_value() {
+        assert!(same_id_text("1e2", "100.0"));
+        assert!(same_id_text("100", "1.00E+2"));
+        assert!(same_id_text("-0", "0.0"));
+        assert!(same_id_text("-12.5e3", "-12500"));
+        assert!(same_id_text(r#""\u00e9""#, r#""é""#));
+        assert!(!same_id_text(
+            "123456789012345678901234567890",
+            "1.2345678901234568e+29"
+        ));
+        assert!(!same_id_text("1", "-1"));
+        assert!(!same_id_text("1", r#""1""#));
+    }
+
+    #[test]
+    fn chunk_sizes_cover_the_input() {
+        for seed in 0..=255u8 {
+            assert_eq!(chunk_sizes(1000, seed).iter().sum::<usize>(), 1000);
+        }
+    }
+}
