@@ -357,10 +357,14 @@ pub(crate) fn normalise(direct: &Value, through: &Value, allow: Allow<'_>) -> (V
         // (docs/architecture.md). Only their absence is allowed, never another value.
         let dc = d["server"]["capabilities"].clone();
         let tc = &mut t["server"]["capabilities"];
-        if tc.get("logging").is_none()
-            && let Some(v) = dc.get("logging")
-        {
-            tc["logging"] = v.clone();
+        // `tasks` moved to an extension in 2026-07-28: a 2025 `tasks` capability is not
+        // announced to a 2026 client.
+        for key in ["logging", "tasks"] {
+            if tc.get(key).is_none()
+                && let Some(v) = dc.get(key)
+            {
+                tc[key] = v.clone();
+            }
         }
         for feature in ["tools", "prompts", "resources"] {
             for key in ["listChanged", "subscribe"] {
