@@ -39,6 +39,22 @@ const REMOVED_IN_MODERN: &[&str] = &[
     "resources/unsubscribe",
 ];
 
+/// The string `params.<key>` of a request, or the error reply naming it.
+fn required_param(message: &Message, key: &str, idv: &Value) -> Result<String, Reply> {
+    message
+        .params()
+        .and_then(|p| p.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            single(error(
+                idv,
+                ErrorCode::InvalidParams,
+                &format!("params.{key} is required"),
+            ))
+        })
+}
+
 fn single(m: Message) -> Reply {
     Reply::Stream(ReplyStream::single(m))
 }
@@ -133,17 +149,9 @@ impl Gateway {
                 } else {
                     Item::Prompt
                 };
-                let Some(name) = message
-                    .params()
-                    .and_then(|p| p.get("name"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                else {
-                    return single(error(
-                        &idv,
-                        ErrorCode::InvalidParams,
-                        "params.name is required",
-                    ));
+                let name = match required_param(&message, "name", &idv) {
+                    Ok(n) => n,
+                    Err(reply) => return reply,
                 };
                 let Some((up, original)) = self.route_name(&name, kind) else {
                     return single(error(
@@ -164,17 +172,9 @@ impl Gateway {
                     .await
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let Some(uri) = message
-                    .params()
-                    .and_then(|p| p.get("uri"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                else {
-                    return single(error(
-                        &idv,
-                        ErrorCode::InvalidParams,
-                        "params.uri is required",
-                    ));
+                let uri = match required_param(&message, "uri", &idv) {
+                    Ok(u) => u,
+                    Err(reply) => return reply,
                 };
                 match self.route_uri(session, &routes, &uri, client).await {
                     Ok(up) => {
