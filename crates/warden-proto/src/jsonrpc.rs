@@ -214,6 +214,25 @@ impl Message {
         }
     }
 
+    /// [`Message::with_id`] for a message the caller owns: the parsed value is updated in place
+    /// instead of cloned (the response path restores the client's id on every message).
+    pub fn into_with_id(mut self, id: &Id) -> Message {
+        let new_id = id.to_json();
+        let Some((start, end)) = top_level_value_span(&self.bytes, "id") else {
+            return self.with_id(id);
+        };
+        let mut out = Vec::with_capacity(self.bytes.len() + new_id.len());
+        out.extend_from_slice(&self.bytes[..start]);
+        out.extend_from_slice(new_id.as_bytes());
+        out.extend_from_slice(&self.bytes[end..]);
+        self.bytes = Bytes::from(out);
+        if let Value::Object(map) = &mut self.value {
+            map.insert("id".into(), id.to_value());
+        }
+        self.id = Some(id.clone());
+        self
+    }
+
     /// Replaces the message with a rewritten value (re-serialised once).
     pub fn rewrite(&self, value: Value) -> Result<Message, DecodeError> {
         Message::from_value(value)

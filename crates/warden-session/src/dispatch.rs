@@ -13,8 +13,8 @@ use warden_upstream::{Connection, UpstreamError};
 use crate::bridge::{self, ServerDescription};
 use crate::gateway::{
     Answer, EXCHANGE_QUEUE, EraPreference, Gateway, HandshakeError, Inflight, MAX_LIST_PAGES,
-    Routes, UpstreamState, detect, error, exchange, pump_unsolicited, request, response,
-    upstream_error,
+    Routes, UpstreamState, detect, error, exchange, pump_unsolicited, relayed_error, request,
+    response, upstream_error,
 };
 use crate::mrtr::Exchange;
 use crate::naming::{self, NameMap};
@@ -820,7 +820,6 @@ impl Gateway {
     /// and the upstream call is parked until the client retries with its input.
     pub(crate) fn spawn_pump(&self, exchange: Exchange, client_id: Id) -> Reply {
         let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
-        let (side, mut side_rx) = mpsc::channel(EXCHANGE_QUEUE);
         let token = CancellationToken::new();
         if let Ok(mut inflight) = exchange.routes.inflight.lock() {
             inflight.insert(
@@ -828,8 +827,6 @@ impl Gateway {
                 Inflight {
                     token: token.clone(),
                     upstream: exchange.up.index,
-                    conn_pid: exchange.conn.pid(),
-                    side,
                 },
             );
         }
@@ -839,11 +836,8 @@ impl Gateway {
             let idv = client_id.to_value();
             let mut parked = None;
             loop {
-                // Messages from the upstream's shared pipe attributed to this exchange arrive
-                // on the side channel; they are handled exactly like those of the stream.
                 let item = tokio::select! {
                     _ = token.cancelled() => break,
-                    Some(m) = side_rx.recv() => Some(Ok(m)),
                     item = ex.stream.next() => item,
                 };
                 let Some(gateway) = me.upgrade() else { break };
@@ -944,7 +938,7 @@ impl Gateway {
         upstream: &str,
     ) -> Message {
         let idv = client_id.to_value();
-        let mut out = m.with_id(client_id);
+        let mut out = m.into_with_id(client_id);
         if out.kind() == &Kind::Response {
             if client.modern && upstream_era == Era::Legacy {
                 let mut r = out.result().cloned().unwrap_or(Value::Null);
@@ -979,7 +973,7 @@ impl Gateway {
             .await
         {
             Ok(m) => m,
-            Err(denial) => denial.with_id(client_id),
+            Err(denial) => denial.into_with_id(client_id),
         }
     }
 
@@ -1073,7 +1067,7 @@ impl Gateway {
                 let out = if upstream_id == id {
                     message
                 } else {
-                    message.with_id(&upstream_id)
+                    message.into_with_id(&upstream_id)
                 };
                 if let Err(e) = conn.respond(&out).await {
                     tracing::debug!(error = %e, "response to a server request not delivered");
@@ -1111,12 +1105,7 @@ impl Gateway {
                     }
                     single(response(&idv, r))
                 }
-                Ok(Answer::Error(e)) => single(
-                    Message::from_value(json!({"jsonrpc": "2.0", "id": idv, "error": e}))
-                        .unwrap_or_else(|_| {
-                            error(&idv, ErrorCode::InternalError, "server/discover failed")
-                        }),
-                ),
+                Ok(Answer::Error(e)) => single(relayed_error(&idv, &e)),
                 Err(e) => single(upstream_error(&idv, &up.name, &e)),
             };
         }
@@ -1125,30 +1114,12 @@ impl Gateway {
             // learn the upstream's era once, with this client's declared capabilities, and
             // bridge if it is legacy.
             let meta = mcp::meta(&message).cloned().unwrap_or_default();
-            let desc = {
-                let mut slot = up.desc.lock().await;
-                match slot.as_ref() {
-                    Some(d) => Ok(d.clone()),
-                    None => {
-                        let d = detect(
-                            &up.name,
-                            &up.conn,
-                            up.era_pref,
-                            up.startup_timeout,
-                            meta.get(mcp::META_CLIENT_CAPABILITIES),
-                            meta.get(mcp::META_CLIENT_INFO),
-                        )
-                        .await;
-                        if let Ok(d) = &d {
-                            if up.is_http && d.era == Era::Legacy {
-                                up.conn.set_protocol_version(&d.protocol_version);
-                            }
-                            *slot = Some(d.clone());
-                        }
-                        d
-                    }
-                }
-            };
+            let desc = up
+                .describe_as(
+                    meta.get(mcp::META_CLIENT_CAPABILITIES),
+                    meta.get(mcp::META_CLIENT_INFO),
+                )
+                .await;
             let desc = match desc {
                 Ok(d) => d,
                 Err(e) => return single(upstream_error(&idv, &up.name, &e)),
@@ -1221,10 +1192,7 @@ impl Gateway {
                     {
                         return reply;
                     }
-                    let m = Message::from_value(json!({"jsonrpc": "2.0", "id": idv, "error": e}))
-                        .unwrap_or_else(|_| {
-                            error(idv, ErrorCode::InternalError, "initialize failed")
-                        });
+                    let m = relayed_error(idv, &e);
                     return single(m);
                 }
                 Err(e) => return single(upstream_error(idv, &up.name, &e)),

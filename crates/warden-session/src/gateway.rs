@@ -231,11 +231,6 @@ pub(crate) struct Inflight {
     pub(crate) token: CancellationToken,
     /// Index of the upstream serving it.
     pub(crate) upstream: usize,
-    /// Pid of the stdio child serving it (a dual-era stdio upstream has two).
-    pub(crate) conn_pid: Option<u32>,
-    /// Messages for the client that belong to this exchange but arrived on the upstream's
-    /// unsolicited channel (stdio servers send everything on one pipe).
-    pub(crate) side: mpsc::Sender<Message>,
 }
 
 struct Entry {
@@ -291,6 +286,18 @@ pub(crate) fn response(id: &Value, result: Value) -> Message {
 pub(crate) fn error(id: &Value, code: ErrorCode, text: &str) -> Message {
     Message::from_value(error_response(id, code, text, None))
         .expect("an error built by the gateway is valid")
+}
+
+/// The client's copy of an error object an upstream answered with.
+pub(crate) fn relayed_error(id: &Value, upstream_error: &Value) -> Message {
+    Message::from_value(json!({"jsonrpc": "2.0", "id": id, "error": upstream_error}))
+        .unwrap_or_else(|_| {
+            error(
+                id,
+                ErrorCode::InternalError,
+                "the upstream's error is malformed",
+            )
+        })
 }
 
 pub(crate) fn upstream_error(id: &Value, upstream: &str, err: &dyn Failure) -> Message {
@@ -534,6 +541,16 @@ impl UpstreamState {
     /// The upstream's description on the shared connection, detecting its era and
     /// initializing it on first use.
     pub(crate) async fn describe(&self) -> Result<ServerDescription, HandshakeError> {
+        self.describe_as(None, None).await
+    }
+
+    /// [`UpstreamState::describe`], handshaking (if it has not happened yet) with a client's
+    /// own capabilities and info instead of the gateway's.
+    pub(crate) async fn describe_as(
+        &self,
+        capabilities: Option<&Value>,
+        client_info: Option<&Value>,
+    ) -> Result<ServerDescription, HandshakeError> {
         let mut slot = self.desc.lock().await;
         if let Some(d) = slot.as_ref() {
             return Ok(d.clone());
@@ -543,8 +560,8 @@ impl UpstreamState {
             &self.conn,
             self.era_pref,
             self.startup_timeout,
-            None,
-            None,
+            capabilities,
+            client_info,
         )
         .await?;
         if self.is_http && d.era == Era::Legacy {
@@ -786,23 +803,6 @@ pub(crate) async fn pump_unsolicited(
         if method == "notifications/resources/list_changed" {
             upstream.catalog_stale();
         }
-        // On a shared pipe, traffic during a call belongs to that call: when exactly one
-        // exchange (of any session, or stateless) is in flight on this connection's upstream,
-        // the message goes on that exchange's own stream (the POST's SSE stream).
-        if owner.is_none()
-            && !is_broadcast(&method)
-            && !g.opts.transparent
-            && let Some((target, side)) = g.sole_exchange(upstream.index, conn.pid())
-        {
-            // The exchange's own pump handles it like a message of its stream (client ids
-            // for requests, multi-round relay for stateless clients, response guards).
-            if let Err(mpsc::error::TrySendError::Full(_)) = side.try_send(msg)
-                && let Some((session, _)) = &target
-            {
-                tracing::debug!(session = %session.id(), upstream = %upstream.name, "exchange queue full; message dropped");
-            }
-            continue;
-        }
         let targets: Vec<(Arc<Session>, Arc<Routes>)> = match &owner {
             Some((s, r)) => vec![(s.clone(), r.clone())],
             None => g.unsolicited_targets(upstream.index, &method),
@@ -850,42 +850,7 @@ impl UpstreamState {
     }
 }
 
-/// An exchange an unsolicited message can be attributed to: its session (none when
-/// stateless) and its side channel.
-type Attributed = (Option<(Arc<Session>, Arc<Routes>)>, mpsc::Sender<Message>);
-
 impl Gateway {
-    /// The one exchange in flight on `upstream`, across every session and stateless request;
-    /// `None` when there is none or more than one (then nothing can be attributed for sure).
-    fn sole_exchange(&self, upstream: usize, conn_pid: Option<u32>) -> Option<Attributed> {
-        let mut found: Option<Attributed> = None;
-        let mut visit = |owner: Option<(Arc<Session>, Arc<Routes>)>, routes: &Routes| -> bool {
-            let Ok(inflight) = routes.inflight.lock() else {
-                return true;
-            };
-            for f in inflight
-                .values()
-                .filter(|f| f.upstream == upstream && f.conn_pid == conn_pid)
-            {
-                if found.is_some() {
-                    return false;
-                }
-                found = Some((owner.clone(), f.side.clone()));
-            }
-            true
-        };
-        if !visit(None, &self.stateless) {
-            return None;
-        }
-        let sessions = self.sessions.lock().ok()?;
-        for e in sessions.values() {
-            if !visit(Some((e.session.clone(), e.routes.clone())), &e.routes) {
-                return None;
-            }
-        }
-        found
-    }
-
     /// Sessions an unsolicited message from a shared upstream connection goes to.
     fn unsolicited_targets(
         &self,
@@ -958,7 +923,7 @@ impl Gateway {
                 if let Ok(mut m) = routes.server_requests.lock() {
                     m.insert(client_id.clone(), (conn.clone(), upstream_id));
                 }
-                msg.with_id(&client_id)
+                msg.into_with_id(&client_id)
             }
         } else {
             msg

@@ -558,10 +558,12 @@ impl Core {
         });
     }
 
-    /// Routes one decoded message. `own` is the request whose response stream carried it.
+    /// Routes one decoded message. `own` is the request whose response stream carried it;
+    /// `None` for the standalone GET stream, whose messages go to the only request in flight
+    /// when there is exactly one (as on stdio), and are unsolicited otherwise.
     async fn deliver(&self, message: Message, own: Option<&Id>) {
         self.counters.received();
-        let route = lock(&self.pending).route(message, own);
+        let route = lock(&self.pending).route_with(message, own, own.is_none());
         match route {
             Route::Respond { outcome, message } => {
                 let _ = outcome.send(Outcome::Response(message));

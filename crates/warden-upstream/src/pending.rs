@@ -239,14 +239,16 @@ impl Pending {
     ///
     /// `context` is the upstream id of the request whose HTTP response stream carried the
     /// message; `None` for stdio and the standalone GET stream.
+    #[cfg(test)]
     pub(crate) fn route(&mut self, message: Message, context: Option<&Id>) -> Route {
         self.route_with(message, context, false)
     }
 
     /// [`Pending::route`]; with `sole`, a message no rule correlates goes to the only request
-    /// in flight, if there is exactly one (stdio: the server writes everything on one pipe, so
-    /// a log line or a server request written while one call is running belongs to it, and
-    /// delivering it on that call's stream keeps it ahead of the call's response). Changes
+    /// in flight, if there is exactly one (stdio writes everything on one pipe, and an HTTP
+    /// server may use its standalone GET stream: a log line or a server request sent while one
+    /// call is running belongs to it, and on that call's stream it stays ahead of the call's
+    /// response). Changes
     /// every session must see (`*/list_changed`, `resources/updated`) stay unsolicited.
     pub(crate) fn route_with(
         &mut self,

@@ -116,6 +116,17 @@ fn ids_keep_their_spelling() {
 
 proptest! {
     #[test]
+    fn into_with_id_equals_with_id(old in any::<i64>(), new in "[a-z0-9]{1,8}") {
+        let m = msg(&format!(r#"{{"jsonrpc":"2.0","id":{old},"result":{{"x":[1,2]}}}}"#)).unwrap();
+        let id = Id::String(new.as_str().into());
+        let a = m.with_id(&id);
+        let b = m.into_with_id(&id);
+        prop_assert_eq!(a.bytes(), b.bytes());
+        prop_assert_eq!(a.value(), b.value());
+        prop_assert_eq!(a.id(), b.id());
+    }
+
+    #[test]
     fn with_id_round_trips(key in "[a-z]{1,6}", val in "[a-z0-9 ]{0,12}", old in any::<i64>(), new in any::<u64>()) {
         let text = format!(r#"{{"jsonrpc":"2.0","params":{{"{key}":"{val}","id":[1,{{"id":2}}]}},"id":{old},"method":"m"}}"#);
         let m = msg(&text).unwrap();

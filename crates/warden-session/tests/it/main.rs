@@ -667,3 +667,87 @@ async fn malformed_multi_round_fields_are_refused_before_any_upstream() {
     assert!(!f.received_methods("a").contains(&"tools/call".to_owned()));
     f.stop().await;
 }
+
+/// A guard with a fixed verdict for `tools/call` requests, for the gateway's deny paths.
+struct Refuse {
+    hold: bool,
+}
+
+impl warden_guard::Guard for Refuse {
+    fn name(&self) -> &'static str {
+        "refuse"
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        &["TEST-1"]
+    }
+    fn check<'a>(
+        &'a self,
+        call: &'a warden_guard::Call<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<warden_guard::Verdict, warden_guard::GuardError>>
+    {
+        use futures::FutureExt;
+        let verdict = if call.message.method() != Some("tools/call") {
+            warden_guard::Verdict::Continue
+        } else if self.hold {
+            warden_guard::Verdict::Hold(warden_guard::ApprovalTicket { id: "t-1".into() })
+        } else {
+            warden_guard::Verdict::Deny(warden_guard::Denial {
+                guard: "refuse",
+                code: warden_proto::ErrorCode::Denied,
+                message: "request refused by policy".into(),
+                detail: "secret audit detail".into(),
+                controls: &["TEST-1"],
+            })
+        };
+        async move { Ok(verdict) }.boxed()
+    }
+}
+
+#[tokio::test]
+async fn a_denied_or_held_call_never_reaches_the_upstream() {
+    for hold in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline =
+            Pipeline::passthrough().with(warden_guard::Stage::Policy, Arc::new(Refuse { hold }));
+        let gateway = Gateway::start(
+            vec![def(&A, dir.path())],
+            pipeline,
+            GatewayOptions::default(),
+        )
+        .await
+        .unwrap();
+        let f = Fixture { gateway, dir };
+        let s = f.legacy_session().await;
+        let r = f
+            .call(
+                Some(&s),
+                s.principal(),
+                json!({"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"a__echo","arguments":{}}}),
+            )
+            .await;
+        assert_eq!(r["id"], "c1");
+        assert_eq!(
+            r["error"]["code"],
+            warden_proto::ErrorCode::Denied.code(),
+            "{r}"
+        );
+        assert!(
+            !r.to_string().contains("secret audit detail"),
+            "audit detail stays out: {r}"
+        );
+        assert!(
+            !f.received_methods("a").contains(&"tools/call".to_owned()),
+            "hold={hold}: the upstream saw the call"
+        );
+        // Everything else still flows.
+        let list = f
+            .call(
+                Some(&s),
+                s.principal(),
+                json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+            )
+            .await;
+        assert!(list.get("result").is_some(), "{list}");
+        f.stop().await;
+    }
+}
