@@ -25,12 +25,21 @@ use warden_proto::{ErrorCode, Message, error::error_response};
 pub use pipeline::{Outcome, Pipeline, REQUEST_STAGES, RESPONSE_STAGES, Stage};
 
 /// Who is making a request.
+///
+/// Two principals are the same caller when subject and method are equal; sessions are bound to
+/// that pair (see [`Principal::same_caller`]), while roles and scopes may change between tokens
+/// of the same caller (a refreshed token with fewer scopes is still the session's owner).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Principal {
-    /// Stable subject identifier (`anonymous` until authentication is configured).
+    /// Stable subject identifier (`anonymous` until authentication is configured). For bearer
+    /// tokens: `<issuer>#<sub>`; for API keys: the key's principal name.
     pub subject: Arc<str>,
     /// How the subject was established.
     pub method: AuthMethod,
+    /// Roles or groups (token claims or key metadata), sorted and deduplicated.
+    pub roles: Arc<[Arc<str>]>,
+    /// OAuth scopes granted to this request, sorted and deduplicated.
+    pub scopes: Arc<[Arc<str>]>,
 }
 
 /// How a principal was authenticated.
@@ -40,24 +49,78 @@ pub enum AuthMethod {
     Anonymous,
     /// The local user who started `mcp-warden run`.
     LocalProcess,
+    /// An OAuth 2.1 bearer token (JWT or introspected opaque token).
+    Bearer,
+    /// An API key issued by `mcp-warden keys create`.
+    ApiKey,
 }
 
 impl Principal {
+    /// A principal with no roles and no scopes.
+    pub fn new(subject: impl Into<Arc<str>>, method: AuthMethod) -> Self {
+        Self {
+            subject: subject.into(),
+            method,
+            roles: Arc::from([]),
+            scopes: Arc::from([]),
+        }
+    }
+
     /// The unauthenticated principal.
     pub fn anonymous() -> Self {
-        Self {
-            subject: Arc::from("anonymous"),
-            method: AuthMethod::Anonymous,
-        }
+        Self::new("anonymous", AuthMethod::Anonymous)
     }
 
     /// The local user of a stdio session.
     pub fn local() -> Self {
-        Self {
-            subject: Arc::from("local"),
-            method: AuthMethod::LocalProcess,
-        }
+        Self::new("local", AuthMethod::LocalProcess)
     }
+
+    /// Replaces the roles (sorted, deduplicated).
+    pub fn with_roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Arc<str>>,
+    {
+        self.roles = sorted_set(roles);
+        self
+    }
+
+    /// Replaces the scopes (sorted, deduplicated).
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Arc<str>>,
+    {
+        self.scopes = sorted_set(scopes);
+        self
+    }
+
+    /// True when `other` is the same caller (subject and method), whatever its roles and scopes.
+    pub fn same_caller(&self, other: &Principal) -> bool {
+        self.subject == other.subject && self.method == other.method
+    }
+
+    /// True when the principal holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.binary_search_by(|s| (**s).cmp(scope)).is_ok()
+    }
+
+    /// True when the principal holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.binary_search_by(|s| (**s).cmp(role)).is_ok()
+    }
+}
+
+fn sorted_set<I, S>(items: I) -> Arc<[Arc<str>]>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<Arc<str>>,
+{
+    let mut v: Vec<Arc<str>> = items.into_iter().map(Into::into).collect();
+    v.sort();
+    v.dedup();
+    v.into()
 }
 
 impl fmt::Display for Principal {

@@ -1018,7 +1018,7 @@ impl Handler for Gateway {
         async move {
             if let Some(s) = session {
                 // Sessions are bound to the principal that created them.
-                if s.principal() != principal {
+                if !s.principal().same_caller(principal) {
                     let id = message.id().map(Id::to_value).unwrap_or(Value::Null);
                     return Reply::Stream(ReplyStream::single(error(
                         &id,

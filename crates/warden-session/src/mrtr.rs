@@ -211,7 +211,7 @@ impl Gateway {
             (_, n) => n,
         };
         if parked.expires <= Instant::now()
-            || &ex.principal != principal
+            || !ex.principal.same_caller(principal)
             || ex.method != method
             || ex.name != retried
         {

@@ -374,7 +374,7 @@ impl<H: Handler> Shared<H> {
         let session = self
             .handler
             .find_session(raw)
-            .filter(|s| s.face() == Face::Http && s.principal() == principal)
+            .filter(|s| s.face() == Face::Http && s.principal().same_caller(principal))
             .ok_or_else(|| Rejection::invalid(StatusCode::NOT_FOUND, "session not found"))?;
         legacy_version(parts, Some(&session))?;
         session.touch();

@@ -272,10 +272,7 @@ async fn a_session_refuses_another_principal_and_forwards_nothing() {
     let f = Fixture::start(&[A], false).await;
     let s = f.legacy_session().await;
     let before = f.received("a").len();
-    let intruder = Principal {
-        subject: "mallory".into(),
-        method: warden_guard::AuthMethod::Anonymous,
-    };
+    let intruder = Principal::new("mallory", warden_guard::AuthMethod::Anonymous);
     let r = f
         .call(
             Some(&s),
@@ -590,10 +587,7 @@ async fn a_stateless_client_answers_a_legacy_upstreams_request_in_rounds() {
 async fn a_request_state_is_single_use_and_bound_to_principal_and_tool() {
     let f = Fixture::start(&[A], false).await;
     let anon = Principal::anonymous();
-    let mallory = Principal {
-        subject: "mallory".into(),
-        method: warden_guard::AuthMethod::Anonymous,
-    };
+    let mallory = Principal::new("mallory", warden_guard::AuthMethod::Anonymous);
     let state_of = |v: &Value| v["result"]["requestState"].as_str().unwrap().to_owned();
     let answer = json!({"upstream-request": {"role": "assistant", "model": "m", "content": {"type": "text", "text": "x"}}});
 
