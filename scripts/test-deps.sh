@@ -9,7 +9,8 @@
 #                       @modelcontextprotocol/server-everything 2026.8.31,
 #                       @modelcontextprotocol/server 2.4.0 + @modelcontextprotocol/node 2.1.2
 #                       (TypeScript SDK v2, used by crates/warden-test/fixtures/conformance),
-#                       zod 4.6.7.
+#                       zod 4.6.7, @microsoft/jest-sarif 1.0.0-beta.0 (the SARIF 2.1.0 JSON
+#                       schema and ajv, to validate `scan --format sarif` output).
 #   venv/               Python venv with scripts/test-deps/requirements.txt (mcp 2.3.0, httpx 0.28.1).
 #   env.sh              `source` it: exports WARDEN_NODE22, WARDEN_NPM_MODULES, WARDEN_PYTHON,
 #                       WARDEN_CONFORMANCE, WARDEN_SERVER_EVERYTHING, WARDEN_CONFORMANCE_FIXTURE.

@@ -19,6 +19,25 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Streamable HTTP gateway in front of the upstreams of a configuration file.
     Serve(ServeArgs),
+    /// Audits the MCP servers configured in this machine's clients (or in the given files):
+    /// plaintext credentials, unpinned packages, plain HTTP, collisions, unrouted servers.
+    Scan(crate::commands::scan::ScanArgs),
+    /// Routes every server of a client's configuration through `mcp-warden run`.
+    Wrap(crate::commands::wrap::WrapArgs),
+    /// Restores what `wrap` changed, byte for byte.
+    Unwrap(crate::commands::wrap::WrapArgs),
+    /// The audit log: `verify [FILE]` (exit 0 intact, 1 naming the first bad record),
+    /// `tail`, `search`.
+    Audit(crate::commands::audit::AuditArgs),
+    /// API keys for the HTTP face: create (shown once), list, revoke.
+    Keys(KeysArgs),
+    /// Tool-definition pins: list, diff, approve, revoke.
+    Pins(crate::commands::pins::PinsArgs),
+    /// Secrets and personal data redacted from text: `mcp-warden redact FILE|-`.
+    Redact(crate::commands::redact::RedactArgs),
+    /// Offline analysis of tool definitions (`inspect FILE|-`) or of a tool result
+    /// (`inspect --text FILE|-`): poisoning, injection, Unicode tricks.
+    Inspect(crate::commands::inspect::InspectArgs),
 }
 
 /// Options every gateway command accepts, overriding the configuration file.
@@ -78,6 +97,60 @@ pub(crate) struct ServeArgs {
     pub(crate) listen: Option<std::net::SocketAddr>,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct KeysArgs {
+    #[command(flatten)]
+    pub(crate) common: Common,
+    #[command(subcommand)]
+    pub(crate) action: KeysAction,
+}
+
+/// Output of the `keys` commands.
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub(crate) enum OutputFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysAction {
+    /// Creates a key for a principal and prints it once.
+    Create {
+        /// The principal the key authenticates as (letters, digits, `.`, `_`, `-`, `@`, `:`).
+        #[arg(long)]
+        principal: String,
+        /// A role granted to requests with this key (repeatable).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// A label shown by `keys list`.
+        #[arg(long)]
+        label: Option<String>,
+        /// Validity, such as `90d`; without it the key does not expire.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<humantime::Duration>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Lists keys (never the keys themselves): id, principal, status, roles, times.
+    List {
+        /// Only this principal's keys.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Revokes a key by id; requests with it are refused from the next refresh of `serve`.
+    Revoke {
+        /// The key id (the 16 hex digits after `mwk_`, as shown by `keys list`).
+        id: String,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +197,8 @@ mod tests {
             let common = match cli.command {
                 Command::Run(a) => a.common,
                 Command::Serve(a) => a.common,
+                Command::Keys(a) => a.common,
+                _ => unreachable!("only run and serve are parsed here"),
             };
             assert_eq!(common.data_dir.as_deref(), Some(std::path::Path::new("/d")));
             assert_eq!(

@@ -1,7 +1,15 @@
 //! One module per subcommand.
 
+pub(crate) mod audit;
+pub(crate) mod guards;
+pub(crate) mod inspect;
+pub(crate) mod keys;
+pub(crate) mod pins;
+pub(crate) mod redact;
 pub(crate) mod run;
+pub(crate) mod scan;
 pub(crate) mod serve;
+pub(crate) mod wrap;
 
 use std::process::ExitCode;
 
@@ -15,7 +23,15 @@ use crate::cli::{Cli, Command, Common};
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Scan(args) => scan::scan(args),
+        Command::Wrap(args) => wrap::wrap(args, false),
+        Command::Unwrap(args) => wrap::wrap(args, true),
         Command::Serve(args) => serve::serve(args),
+        Command::Audit(args) => audit::audit(args),
+        Command::Keys(args) => keys::keys(args),
+        Command::Pins(args) => pins::pins(args),
+        Command::Redact(args) => redact::redact(args),
+        Command::Inspect(args) => inspect::inspect(args),
     }
 }
 

@@ -6,9 +6,11 @@
 //! there, and logs go to stderr or a file.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod cli;
 mod commands;
 mod logging;
+mod sandbox;
 mod upstreams;
 
 use std::process::ExitCode;
@@ -16,6 +18,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `mcp-warden __sandbox-exec ...` is the sandbox launcher (hidden; started by the gateway
+    // itself). Checked before anything else runs: the launcher forks, so no thread may exist.
+    if let Some(code) = sandbox::launcher_main() {
+        return code;
+    }
     let cli = cli::Cli::parse();
     match commands::dispatch(cli) {
         Ok(code) => code,

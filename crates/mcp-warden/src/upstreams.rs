@@ -62,16 +62,27 @@ pub(crate) fn from_config(
                     resolve(v, env, &format!("upstreams.{}.env.{k}", upstream.name))?,
                 ));
             }
+            // The sandbox (on by default) and an environment built from an allow-list.
+            let prepared = crate::sandbox::prepare(
+                &upstream.name,
+                &config.sandbox_of(s),
+                &s.command,
+                &s.args,
+                s.cwd.as_deref(),
+                vars,
+                env,
+            )?;
             Transport::Stdio(StdioSpec {
                 name: upstream.name.clone(),
                 program: s.command.clone(),
                 args: s.args.clone(),
-                env: vars,
-                env_clear: false,
+                env: prepared.env,
+                env_clear: true,
                 cwd: s.cwd.clone(),
                 limits,
                 shutdown_grace: s.shutdown_grace,
                 stderr_cap: STDERR_LINE_CAP,
+                sandbox: prepared.sandbox,
             })
         }
         UpstreamTransport::Http(h) => {
@@ -125,18 +136,29 @@ pub(crate) fn from_command(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "server".into());
+    // The sandbox of `[sandbox]` (on by default) and an environment built from an allow-list.
+    let prepared = crate::sandbox::prepare(
+        &name,
+        &config.sandbox,
+        program,
+        args,
+        None,
+        Vec::new(),
+        &crate::commands::env(),
+    )?;
     Ok(UpstreamDef {
         name: name.clone(),
         transport: Transport::Stdio(StdioSpec {
             name,
             program: program.clone(),
             args: args.to_vec(),
-            env: vec![],
-            env_clear: false,
+            env: prepared.env,
+            env_clear: true,
             cwd: None,
             limits: limits(config),
             shutdown_grace: warden_config::DEFAULT_SHUTDOWN_GRACE,
             stderr_cap: STDERR_LINE_CAP,
+            sandbox: prepared.sandbox,
         }),
         era: pref,
         request_timeout: config.http.request_timeout,

@@ -41,6 +41,22 @@ pub struct Config {
     pub http: HttpConfig,
     /// The upstream servers, in file order.
     pub upstreams: Vec<UpstreamConfig>,
+    /// `[audit]`: the audit log (on by default; see `docs/audit.md`).
+    pub audit: crate::audit::AuditConfig,
+    /// `[auth]`: authentication of the HTTP face (disabled by default).
+    pub auth: crate::auth::AuthConfig,
+    /// `pinning`: tool-definition pinning of upstreams without their own `pinning`, and of
+    /// `run` (default `block`; see `docs/pinning.md`).
+    pub pinning: crate::pinning::PinningMode,
+    /// `[policy]`: authorization; `None` means no policy (everything is allowed).
+    pub policy: Option<crate::policy::PolicyConfig>,
+    /// `[rate_limit]`: token buckets and concurrency caps (none by default).
+    pub rate_limit: crate::policy::RateLimitConfig,
+    /// `[arguments]`: argument validation (schema validation on by default).
+    pub arguments: crate::policy::ArgumentsConfig,
+    /// `[sandbox]`: the sandbox of every stdio upstream (on by default; see
+    /// `docs/sandbox.md` and [`Config::sandbox_of`]).
+    pub sandbox: crate::sandbox::SandboxConfig,
 }
 
 impl Default for Config {
@@ -57,7 +73,21 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
             upstreams: Vec::new(),
+            audit: crate::audit::AuditConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
+            pinning: crate::pinning::PinningMode::default(),
+            policy: None,
+            rate_limit: crate::policy::RateLimitConfig::default(),
+            arguments: crate::policy::ArgumentsConfig::default(),
+            sandbox: crate::sandbox::SandboxConfig::default(),
         }
+    }
+}
+
+impl Config {
+    /// The sandbox of a stdio upstream: `[sandbox]` with its `[upstreams.<name>.sandbox]`.
+    pub fn sandbox_of(&self, upstream: &StdioUpstreamConfig) -> crate::sandbox::SandboxConfig {
+        self.sandbox.with(&upstream.sandbox)
     }
 }
 
@@ -153,6 +183,9 @@ pub struct UpstreamConfig {
     /// Whether `serve` exposes this upstream's tools and prompts as `<name>__<item>` (the
     /// default) or under their own names.
     pub namespace: bool,
+    /// This upstream's `pinning`; `None` means the top-level `pinning` (see
+    /// [`Config::pinning_of`]).
+    pub pinning: Option<crate::pinning::PinningMode>,
 }
 
 /// How the gateway reaches an upstream.
@@ -177,6 +210,8 @@ pub struct StdioUpstreamConfig {
     pub cwd: Option<PathBuf>,
     /// Time between closing its stdin and SIGTERM, and between SIGTERM and SIGKILL.
     pub shutdown_grace: Duration,
+    /// `[upstreams.<name>.sandbox]`; see [`Config::sandbox_of`].
+    pub sandbox: crate::sandbox::SandboxOverride,
 }
 
 /// A remote Streamable HTTP upstream.

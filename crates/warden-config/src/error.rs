@@ -282,6 +282,15 @@ pub enum ConfigErrorKind {
         /// The key that is missing.
         missing: &'static str,
     },
+    /// A value that breaks a rule stated in the message (request-guard sections).
+    #[error("{reason}")]
+    Invalid {
+        /// What is wrong, naming the value.
+        reason: String,
+    },
+    /// A problem specific to `[auth]`.
+    #[error(transparent)]
+    Auth(crate::auth::AuthConfigError),
 }
 
 /// One configuration error, located by file, line and field.

@@ -17,17 +17,33 @@
 #![forbid(unsafe_code)]
 
 mod allow;
+mod audit;
+mod auth;
 mod config;
 mod defaults;
 pub mod env;
 mod error;
 mod parse;
+mod pinning;
+mod policy;
 pub mod raw;
+mod sandbox;
 mod validate;
 mod value_ref;
 
 pub use allow::{
     HostAllowlist, HostPattern, OriginAllowlist, OriginPattern, OriginScheme, PortMatch,
+};
+pub use audit::{
+    AuditCapture, AuditConfig, AuditFlush, AuditOnFull, DEFAULT_AUDIT_CHECKPOINT_EVERY,
+    DEFAULT_AUDIT_CHECKPOINT_INTERVAL, DEFAULT_AUDIT_DURABLE_TIMEOUT, DEFAULT_AUDIT_QUEUE,
+    DEFAULT_AUDIT_ROTATE_BYTES, DEFAULT_AUDIT_SYNC_INTERVAL, MAX_AUDIT_QUEUE, RawAudit,
+};
+pub use auth::{
+    ApiKeysConfig, AuthConfig, AuthConfigError, DEFAULT_API_KEY_REFRESH, DEFAULT_AUTH_HTTP_TIMEOUT,
+    DEFAULT_AUTH_LEEWAY, DEFAULT_INTROSPECTION_CACHE_TTL, DEFAULT_JWKS_MAX_AGE,
+    DEFAULT_JWKS_MIN_REFRESH, DEFAULT_ROLES_CLAIMS, IntrospectionConfig, JwsAlgorithm,
+    MAX_AUTH_LEEWAY, OAuthConfig, RawAuth, RawIntrospection, is_scope_token,
 };
 pub use config::{
     Config, Era, HttpConfig, HttpUpstreamConfig, LimitsConfig, PathError, StdioUpstreamConfig,
@@ -35,7 +51,20 @@ pub use config::{
 };
 pub use defaults::*;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, FieldPath, PathSegment};
+pub use pinning::PinningMode;
+pub use policy::{
+    ArgumentRule, ArgumentsConfig, DEFAULT_HOST_ARGUMENTS, DEFAULT_MAX_SCHEMA_BYTES,
+    DEFAULT_MAX_SCHEMA_DEPTH, DEFAULT_MAX_STRING_BYTES, DEFAULT_PATH_ARGUMENTS,
+    DEFAULT_RESOLVE_TIMEOUT, IMPLICIT_ROLES, PolicyConfig, RateLimitConfig, RateSpec,
+    RawArgumentRule, RawArguments, RawPolicy, RawRate, RawRateLimit, RawRole, RoleConfig,
+    parse_rate,
+};
 pub use raw::RawConfig;
+pub use sandbox::{
+    DEFAULT_SANDBOX_CPU_TIME, DEFAULT_SANDBOX_FILE_SIZE, DEFAULT_SANDBOX_MEMORY,
+    DEFAULT_SANDBOX_OPEN_FILES, DEFAULT_SANDBOX_PROCESSES, DEFAULT_SANDBOX_TMP_SIZE, RawSandbox,
+    SandboxConfig, SandboxNetwork, SandboxOverride, parse_size,
+};
 pub use value_ref::{ENV_PREFIX, FILE_PREFIX, ValueRef, ValueRefError};
 
 /// Checks an upstream name against the naming rule (`^[a-zA-Z0-9-]{1,32}$`), returning the

@@ -35,6 +35,20 @@ pub struct RawConfig {
     pub http: Option<RawHttp>,
     /// `[upstreams.<name>]`, in file order.
     pub upstreams: Option<RawMap<RawUpstream>>,
+    /// `[audit]`.
+    pub audit: Option<crate::audit::RawAudit>,
+    /// `[auth]`.
+    pub auth: Option<crate::auth::RawAuth>,
+    /// `pinning`: default tool-definition pinning mode of every upstream (and of `run`).
+    pub pinning: Option<crate::pinning::PinningMode>,
+    /// `[policy]`.
+    pub policy: Option<crate::policy::RawPolicy>,
+    /// `[rate_limit]`.
+    pub rate_limit: Option<crate::policy::RawRateLimit>,
+    /// `[arguments]`.
+    pub arguments: Option<crate::policy::RawArguments>,
+    /// `[sandbox]`: defaults of every stdio upstream's sandbox.
+    pub sandbox: Option<crate::sandbox::RawSandbox>,
 }
 
 /// `[limits]`.
@@ -105,6 +119,10 @@ pub struct RawUpstream {
     pub enabled: Option<bool>,
     /// `namespace`.
     pub namespace: Option<bool>,
+    /// `pinning`.
+    pub pinning: Option<crate::pinning::PinningMode>,
+    /// `[upstreams.<name>.sandbox]`: this stdio upstream's sandbox overrides.
+    pub sandbox: Option<crate::sandbox::RawSandbox>,
 }
 
 /// A duration as written, such as `"30s"`; parsed with `humantime` during validation.

@@ -53,13 +53,13 @@ pub(crate) fn validate(raw: RawConfig, rejected: &[FieldPath]) -> (Config, Vec<P
     (config, validator.problems)
 }
 
-struct Validator<'a> {
+pub(crate) struct Validator<'a> {
     problems: Vec<Problem>,
     rejected: &'a [FieldPath],
 }
 
 impl Validator<'_> {
-    fn report(&mut self, path: FieldPath, kind: ConfigErrorKind) {
+    pub(crate) fn report(&mut self, path: FieldPath, kind: ConfigErrorKind) {
         self.problems.push((path, kind));
     }
 
@@ -103,11 +103,19 @@ impl Validator<'_> {
             .and_then(|value| self.http_url(root.key("public_url"), value));
         let limits = self.limits(&root.key("limits"), raw.limits.unwrap_or_default());
         let http = self.http(&root.key("http"), raw.http.unwrap_or_default());
+        let sandbox = crate::sandbox::global(
+            &root.key("sandbox"),
+            raw.sandbox.unwrap_or_default(),
+            &mut self.problems,
+        );
         let upstreams = self.upstreams(
             &root.key("upstreams"),
             raw.upstreams.unwrap_or_default(),
             http.request_timeout,
         );
+        let auth = raw.auth.map_or_else(Default::default, |auth| {
+            self.auth(&root.key("auth"), auth, public_url.as_ref())
+        });
         Config {
             listen,
             data_dir,
@@ -122,6 +130,25 @@ impl Validator<'_> {
             limits,
             http,
             upstreams,
+            audit: raw
+                .audit
+                .map_or_else(Default::default, |a| self.audit(&root.key("audit"), a)),
+            auth,
+            pinning: raw.pinning.unwrap_or_default(),
+            policy: raw
+                .policy
+                .map(|p| crate::policy::policy(&root.key("policy"), p, &mut self.problems)),
+            rate_limit: crate::policy::rate_limit(
+                &root.key("rate_limit"),
+                raw.rate_limit.unwrap_or_default(),
+                &mut self.problems,
+            ),
+            arguments: crate::policy::arguments(
+                &root.key("arguments"),
+                raw.arguments.unwrap_or_default(),
+                &mut self.problems,
+            ),
+            sandbox,
         }
     }
 
@@ -344,6 +371,11 @@ impl Validator<'_> {
                 if raw.headers.is_some() {
                     self.wrong_transport(&path, "headers", "HTTP", "url");
                 }
+                let sandbox = crate::sandbox::upstream(
+                    &path.key("sandbox"),
+                    raw.sandbox.unwrap_or_default(),
+                    &mut self.problems,
+                );
                 self.stdio(
                     &path,
                     command,
@@ -352,7 +384,7 @@ impl Validator<'_> {
                     raw.cwd,
                     raw.shutdown_grace,
                 )
-                .map(UpstreamTransport::Stdio)
+                .map(|stdio| UpstreamTransport::Stdio(StdioUpstreamConfig { sandbox, ..stdio }))
             }
             (None, Some(url)) => {
                 for (key, present) in [
@@ -360,6 +392,7 @@ impl Validator<'_> {
                     ("env", raw.env.is_some()),
                     ("cwd", raw.cwd.is_some()),
                     ("shutdown_grace", raw.shutdown_grace.is_some()),
+                    ("sandbox", raw.sandbox.is_some()),
                 ] {
                     if present {
                         self.wrong_transport(&path, key, "stdio", "command");
@@ -379,6 +412,7 @@ impl Validator<'_> {
             startup_timeout,
             enabled: raw.enabled.unwrap_or(true),
             namespace: raw.namespace.unwrap_or(true),
+            pinning: raw.pinning,
         })
     }
 
@@ -446,6 +480,7 @@ impl Validator<'_> {
             env,
             cwd,
             shutdown_grace,
+            sandbox: Default::default(),
         })
     }
 
@@ -475,7 +510,7 @@ impl Validator<'_> {
     }
 
     /// An http(s) URL without credentials or fragment.
-    fn http_url(&mut self, path: FieldPath, value: String) -> Option<Url> {
+    pub(crate) fn http_url(&mut self, path: FieldPath, value: String) -> Option<Url> {
         let url = match Url::parse(&value) {
             Ok(url) => url,
             Err(source) => {
@@ -514,7 +549,7 @@ impl Validator<'_> {
     }
 
     /// A positive duration up to [`MAX_DURATION`].
-    fn duration(
+    pub(crate) fn duration(
         &mut self,
         path: FieldPath,
         raw: Option<RawDuration>,
@@ -534,7 +569,7 @@ impl Validator<'_> {
     }
 
     /// A duration from zero up to [`MAX_DURATION`].
-    fn duration_allowing_zero(
+    pub(crate) fn duration_allowing_zero(
         &mut self,
         path: FieldPath,
         raw: Option<RawDuration>,

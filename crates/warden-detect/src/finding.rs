@@ -74,6 +74,16 @@ pub enum Verdict {
     Block,
 }
 
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Block => "block",
+        })
+    }
+}
+
 impl Verdict {
     /// The default mapping: `High` and above block, `Medium` warns, below passes.
     pub fn from_findings(findings: &[Finding]) -> Self {

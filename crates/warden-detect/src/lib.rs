@@ -9,6 +9,19 @@
 //! matches in linear time (automata only, no backtracking), with a bound on work per input byte.
 #![forbid(unsafe_code)]
 
+pub mod entropy;
 pub mod finding;
+mod injection;
+pub mod pii;
+pub mod poison;
+pub mod redact;
+pub mod secrets;
+pub mod text;
+pub mod tool;
+pub mod unicode;
 
 pub use finding::{Finding, Location, Severity, Verdict};
+pub use text::{TextKind, analyze_json_text, analyze_text};
+pub use tool::{
+    Context, ServerTools, analyze_instructions, analyze_servers, analyze_tool, analyze_tools,
+};

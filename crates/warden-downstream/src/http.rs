@@ -15,8 +15,11 @@
 //!
 //! Before any of that, every request passes the DNS-rebinding defence (`Host` and `Origin`
 //! allow-lists, 403), and the body is bounded in size and in read time; headers are bounded in
-//! read time (slowloris). Every caller is [`Principal::anonymous`](warden_guard::Principal::anonymous) until authentication is
-//! configured; the hook is `Shared::authenticate`, which runs before any session lookup.
+//! read time (slowloris). Then the caller is authenticated ([`HttpOptions::auth`]: bearer
+//! tokens or API keys, 400/401/403/503 with a `WWW-Authenticate` challenge) before any session
+//! lookup; without it every caller is [`Principal::anonymous`](warden_guard::Principal::anonymous).
+//! `GET /.well-known/oauth-protected-resource` (and the same with the endpoint path appended)
+//! serves the RFC 9728 metadata when OAuth is configured.
 //!
 //! Status codes, by check order:
 //!
@@ -24,7 +27,12 @@
 //! |---|---|---|
 //! | `Host` missing | 400 | `-32600`, id null |
 //! | `Host` not in `allowed_hosts`, or `Origin` present and not in `allowed_origins` | 403 | `-32600`, id null |
+//! | path is the RFC 9728 metadata (OAuth configured) | 200 | the metadata document |
 //! | path is not the endpoint | 404 | none |
+//! | `access_token` in the query, several or malformed `Authorization` headers | 400 + challenge | `-32600`, id null |
+//! | no credentials; invalid, expired, foreign-audience token; bad API key | 401 + `WWW-Authenticate` | `-31003`, id null |
+//! | token without the required scopes | 403 + `error="insufficient_scope"` | `-31003`, id null |
+//! | authorization server unreachable and no cached keys | 503 | `-32603`, id null |
 //! | method other than POST, GET, DELETE | 405 + `Allow` | `-32600`, id null |
 //! | POST `Content-Type` not `application/json` | 415 | `-32600`, id null |
 //! | `Accept` allows neither JSON nor SSE (GET: not SSE) | 406 | `-32600`, id null |
@@ -48,6 +56,7 @@
 //! | request: anything before the response | 200 `text/event-stream` | events |
 //! | DELETE of a live session | 204 | none |
 
+mod auth;
 mod body;
 mod headers;
 mod params;
@@ -74,6 +83,7 @@ use warden_proto::{DEFAULT_MAX_MESSAGE_BYTES, Limits};
 use warden_session::Handler;
 
 use crate::DownstreamError;
+pub use auth::HttpAuth;
 use service::Shared;
 use streams::{StreamConfig, StreamRegistry};
 use warden_config::{HostAllowlist, OriginAllowlist};
@@ -157,6 +167,9 @@ pub struct HttpOptions {
     pub shutdown_grace: Duration,
     /// Serve HTTPS (TLS 1.2 and 1.3) with these files instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Authenticates every request before the session layer and serves the RFC 9728
+    /// metadata; `None`: every caller is anonymous.
+    pub auth: Option<HttpAuth>,
 }
 
 impl HttpOptions {
@@ -182,6 +195,7 @@ impl HttpOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             tls: None,
+            auth: None,
         }
     }
 

@@ -113,6 +113,7 @@ where
     let principal = Principal::local();
     let session = handler
         .open_session(principal.clone(), Face::Stdio)
+        .await
         .map_err(|source| DownstreamError::Session { source })?;
     debug!(session = %session.id(), "stdio session opened");
 

@@ -75,6 +75,8 @@ fn bench(c: &mut Criterion) {
         principal: &principal,
         upstream: Some("echo"),
         request_method: None,
+        target: None,
+        permits: None,
     };
     let to_client = Call {
         message: &response,
@@ -82,6 +84,8 @@ fn bench(c: &mut Criterion) {
         principal: &principal,
         upstream: Some("echo"),
         request_method: Some("tools/call"),
+        target: None,
+        permits: None,
     };
 
     let passthrough = Pipeline::passthrough();

@@ -22,7 +22,10 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use warden_proto::{ErrorCode, Message, error::error_response};
 
-pub use pipeline::{Outcome, Pipeline, REQUEST_STAGES, RESPONSE_STAGES, Stage};
+pub use pipeline::{Decided, Observer, Outcome, Pipeline, REQUEST_STAGES, RESPONSE_STAGES, Stage};
+
+/// Key of the retry hint in the `data` of a rate-limit error (milliseconds).
+pub const RETRY_AFTER_MS: &str = "retryAfterMs";
 
 /// Who is making a request.
 ///
@@ -152,6 +155,68 @@ pub struct Call<'a> {
     pub upstream: Option<&'a str>,
     /// For a response: the method of the request it answers.
     pub request_method: Option<&'a str>,
+    /// For a request: what it acts on, as the session resolved it before the guards run
+    /// (`None` when the request names nothing the gateway can resolve).
+    pub target: Option<&'a Target>,
+    /// For a request: where guards leave what they hold until the exchange ends (concurrency
+    /// slots). `None` when no exchange follows the message (notifications, responses).
+    pub permits: Option<&'a Permits>,
+}
+
+impl<'a> Call<'a> {
+    /// A call with no upstream, request method, target or permit holder.
+    pub fn new(message: &'a Message, direction: Direction, principal: &'a Principal) -> Self {
+        Self {
+            message,
+            direction,
+            principal,
+            upstream: None,
+            request_method: None,
+            target: None,
+            permits: None,
+        }
+    }
+}
+
+/// What a request acts on, resolved by the session layer before the request guards run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The upstream the request is routed to.
+    pub upstream: Arc<str>,
+    /// The tool or prompt name at the upstream (before namespacing), for `tools/call` and
+    /// `prompts/get`.
+    pub name: Option<Arc<str>>,
+    /// For `tools/call`: the tool object from the upstream's last `tools/list` (with its
+    /// `inputSchema` and `annotations`); `None` when the upstream never listed the tool.
+    pub tool: Option<Arc<Value>>,
+}
+
+/// Resources guards hold for the lifetime of one exchange, such as a concurrency slot; they
+/// are released when the holder is dropped, which the session does when the exchange ends.
+#[derive(Default)]
+pub struct Permits {
+    held: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
+}
+
+impl Permits {
+    /// Keeps `permit` until this holder is dropped.
+    pub fn hold(&self, permit: impl std::any::Any + Send) {
+        // A poisoned lock only means another guard panicked mid-push; the vector is intact.
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.push(Box::new(permit));
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.lock().map(|h| h.is_empty()).unwrap_or(false)
+    }
+}
+
+impl fmt::Debug for Permits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.held.lock().map(|h| h.len()).unwrap_or(0);
+        f.debug_struct("Permits").field("held", &n).finish()
+    }
 }
 
 /// A guard's decision.
@@ -180,18 +245,22 @@ pub struct Denial {
     pub detail: String,
     /// Checklist controls this refusal enforces.
     pub controls: &'static [&'static str],
+    /// When the client may retry (rate limits): sent as `error.data.retryAfterMs`, and as
+    /// `Retry-After` with HTTP 429 on the HTTP face.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Denial {
     /// The JSON-RPC error response for a refused request: the one place denial codes are
     /// chosen.
     pub fn to_jsonrpc(&self, id: &Value) -> Value {
-        error_response(
-            id,
-            self.code,
-            &self.message,
-            Some(serde_json::json!({ "guard": self.guard })),
-        )
+        let mut data = serde_json::json!({ "guard": self.guard });
+        if let Some(retry) = self.retry_after {
+            // Whole milliseconds, rounded up: retrying earlier would be refused again.
+            let ms = u64::try_from(retry.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+            data[RETRY_AFTER_MS] = ms.into();
+        }
+        error_response(id, self.code, &self.message, Some(data))
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use warden_proto::{ErrorCode, Message};
 
-use crate::{ApprovalTicket, Call, Denial, Direction, FailMode, Guard, Verdict};
+use crate::{ApprovalTicket, Call, Denial, Direction, FailMode, Guard, GuardError, Verdict};
 
 /// The closed set of pipeline stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +21,9 @@ pub enum Stage {
     SecretsInArgs,
     /// Human approval for sensitive calls.
     Approval,
+    /// Calls to tools whose definition is held by pinning (changed, added or ambiguous since
+    /// the pin) are refused. Request direction; its list-side twin is [`Stage::Pinning`].
+    PinnedCall,
     /// Tool-definition pinning (trust on first use) on list results.
     Pinning,
     /// Poisoning analysis of definitions on list results.
@@ -36,6 +39,8 @@ pub enum Stage {
 /// Order of the stages for traffic toward the upstream.
 // authn before rate_limit: buckets are per principal.
 // rate_limit before policy: a flood of denied calls must still be throttled cheaply.
+// policy before pinned_call: an unauthorised caller does not learn which tools are held.
+// pinned_call before schema: a held definition's inputSchema is not trusted to validate with.
 // policy before schema: an unauthorised caller learns nothing from validation errors.
 // schema before secrets_in_args: scan only arguments that are well-formed.
 // approval last: a human is asked only about a call every automatic check accepted.
@@ -43,18 +48,22 @@ pub const REQUEST_STAGES: &[Stage] = &[
     Stage::Authn,
     Stage::RateLimit,
     Stage::Policy,
+    Stage::PinnedCall,
     Stage::Schema,
     Stage::SecretsInArgs,
     Stage::Approval,
 ];
 
 /// Order of the stages for traffic toward the client.
+// policy first: list results are cut to what the principal may use, and server-initiated
+// requests (sampling, elicitation) are authorised, before any later stage spends work on them.
 // pinning before poisoning: a changed definition is held back whatever its analysis says, and
 // the analysis then runs on what would be released.
 // injection_scan before redact: detection sees the original text; redaction then removes
 // secrets from what is forwarded.
 // sanitize last: it normalises exactly the bytes the client will receive.
 pub const RESPONSE_STAGES: &[Stage] = &[
+    Stage::Policy,
     Stage::Pinning,
     Stage::Poisoning,
     Stage::InjectionScan,
@@ -79,6 +88,28 @@ pub enum Outcome {
 #[derive(Default, Clone)]
 pub struct Pipeline {
     guards: Vec<(Stage, Arc<dyn Guard>)>,
+    /// Told of every decision other than "continue" (the audit log).
+    observer: Option<Arc<dyn Observer>>,
+}
+
+/// A decision other than "continue", as an [`Observer`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum Decided<'a> {
+    /// The guard refused the message (including a fail-closed error).
+    Deny(&'a Denial),
+    /// The guard held the message for approval.
+    Hold(&'a ApprovalTicket),
+    /// The guard rewrote the message.
+    Rewrite,
+    /// The guard could not decide and its fail-open mode let the message through.
+    Skip(&'a GuardError),
+}
+
+/// Receives every non-"continue" decision of a pipeline, synchronously and in order, before
+/// the outcome reaches the session layer. Must not block (the audit log queues the record).
+pub trait Observer: Send + Sync {
+    /// `guard` decided `decided` on `call`.
+    fn decided(&self, call: &Call<'_>, guard: &dyn Guard, decided: Decided<'_>);
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -109,6 +140,12 @@ impl Pipeline {
         self
     }
 
+    /// Reports every non-"continue" decision to `observer`.
+    pub fn observed(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// The guards installed, in order, for posture reporting.
     pub fn installed(&self) -> impl Iterator<Item = (Stage, &dyn Guard)> {
         self.guards.iter().map(|(s, g)| (*s, g.as_ref()))
@@ -134,8 +171,25 @@ impl Pipeline {
                 principal: call.principal,
                 upstream: call.upstream,
                 request_method: call.request_method,
+                target: call.target,
+                permits: call.permits,
             };
-            match guard.check(&current).await {
+            let verdict = guard.check(&current).await;
+            if let Some(o) = &self.observer {
+                let decided = match &verdict {
+                    Ok(Verdict::Continue) => None,
+                    Ok(Verdict::Rewrite(_)) => Some(Decided::Rewrite),
+                    Ok(Verdict::Deny(d)) => Some(Decided::Deny(d)),
+                    Ok(Verdict::Hold(t)) => Some(Decided::Hold(t)),
+                    Err(e) if guard.fail_mode() == FailMode::Open => Some(Decided::Skip(e)),
+                    // Fail-closed errors are reported as the denial built below.
+                    Err(_) => None,
+                };
+                if let Some(d) = decided {
+                    o.decided(&current, guard.as_ref(), d);
+                }
+            }
+            match verdict {
                 Ok(Verdict::Continue) => {}
                 Ok(Verdict::Rewrite(m)) => rewritten = Some(m),
                 Ok(Verdict::Deny(d)) => return Outcome::Deny(d),
@@ -146,13 +200,18 @@ impl Pipeline {
                         tracing::warn!(guard = guard.name(), error = %err, "guard skipped (fail-open)");
                     }
                     FailMode::Closed => {
-                        return Outcome::Deny(Denial {
+                        let denial = Denial {
                             guard: guard.name(),
                             code: ErrorCode::Denied,
                             message: "request refused: a security check could not complete".into(),
                             detail: err.to_string(),
                             controls: guard.controls(),
-                        });
+                            retry_after: None,
+                        };
+                        if let Some(o) = &self.observer {
+                            o.decided(&current, guard.as_ref(), Decided::Deny(&denial));
+                        }
+                        return Outcome::Deny(denial);
                     }
                 },
             }

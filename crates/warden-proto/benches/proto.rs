@@ -3,14 +3,24 @@
 
 use bytes::Bytes;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use warden_proto::{Id, Limits, decode, framing::LineDecoder};
+use warden_proto::{Id, Limits, decode, decode_lazy, framing::LineDecoder};
 
+const RESULT: &[u8] = br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"hello world, this is a 64 byte payload for the benchmark!!"}],"isError":false}}"#;
 const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello world, this is a 64 byte payload for the benchmark!!"},"_meta":{"progressToken":7}}}"#;
 
 fn bench(c: &mut Criterion) {
     let limits = Limits::default();
     c.bench_function("decode/tools_call", |b| {
         b.iter(|| decode(Bytes::from_static(black_box(CALL)), &limits).unwrap())
+    });
+    c.bench_function("decode_lazy/tools_call", |b| {
+        b.iter(|| decode_lazy(Bytes::from_static(black_box(CALL)), &limits).unwrap())
+    });
+    c.bench_function("decode/tools_call_result", |b| {
+        b.iter(|| decode(Bytes::from_static(black_box(RESULT)), &limits).unwrap())
+    });
+    c.bench_function("decode_lazy/tools_call_result", |b| {
+        b.iter(|| decode_lazy(Bytes::from_static(black_box(RESULT)), &limits).unwrap())
     });
     let msg = decode(Bytes::from_static(CALL), &limits).unwrap();
     let id = Id::from(1_000_001);

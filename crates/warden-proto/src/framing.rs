@@ -6,6 +6,10 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+/// How much of a discarded over-long line is kept for [`LineDecoder::take_discarded_head`]:
+/// enough to find the envelope (`id`, `result`) a peer writes first.
+pub const DISCARDED_HEAD_BYTES: usize = 16 * 1024;
+
 /// One framing outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -27,6 +31,8 @@ pub struct LineDecoder {
     discarded: usize,
     /// How far `buf` has been searched for a newline already.
     scanned: usize,
+    /// The first bytes of the last over-long line.
+    head: Vec<u8>,
 }
 
 impl LineDecoder {
@@ -37,7 +43,21 @@ impl LineDecoder {
             discarding: false,
             discarded: 0,
             scanned: 0,
+            head: Vec::new(),
         }
+    }
+
+    /// The first (up to [`DISCARDED_HEAD_BYTES`]) bytes of the line the last
+    /// [`Frame::TooLong`] reported, so a receiver can tell which request it answered; empty
+    /// once taken.
+    pub fn take_discarded_head(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.head)
+    }
+
+    fn keep_head(&mut self, bytes: &[u8]) {
+        self.head.clear();
+        self.head
+            .extend_from_slice(&bytes[..bytes.len().min(DISCARDED_HEAD_BYTES)]);
     }
 
     /// Takes the next frame out of `buf`, or `None` if more bytes are needed.
@@ -57,6 +77,7 @@ impl LineDecoder {
                         return Some(Frame::TooLong { size });
                     }
                     if pos > self.max_line {
+                        self.keep_head(&buf[..pos]);
                         buf.advance(pos + 1);
                         return Some(Frame::TooLong { size: pos });
                     }
@@ -76,6 +97,7 @@ impl LineDecoder {
                         buf.clear();
                         self.scanned = 0;
                     } else if buf.len() > self.max_line {
+                        self.keep_head(&buf[..]);
                         self.discarding = true;
                         self.discarded = buf.len();
                         buf.clear();
@@ -160,6 +182,29 @@ mod tests {
                 Frame::Line(Bytes::from_static(b"ok"))
             ]
         );
+    }
+
+    #[test]
+    fn keeps_the_head_of_a_discarded_line() {
+        // Streamed in pieces: the head is what was buffered when discarding began.
+        let mut d = LineDecoder::new(10);
+        let mut b = BytesMut::from(&b"{\"id\":7,\"result\""[..]);
+        assert_eq!(all(&mut d, &mut b), vec![]);
+        b.extend_from_slice(b":1}\n");
+        assert_eq!(all(&mut d, &mut b), vec![Frame::TooLong { size: 19 }]);
+        assert_eq!(d.take_discarded_head(), b"{\"id\":7,\"result\"");
+        assert!(d.take_discarded_head().is_empty(), "taken once");
+        // Whole in one buffer, and bounded.
+        let mut d = LineDecoder::new(10);
+        let mut b = BytesMut::from(&[b'y'; DISCARDED_HEAD_BYTES + 100][..]);
+        b.extend_from_slice(b"\n");
+        assert_eq!(
+            all(&mut d, &mut b),
+            vec![Frame::TooLong {
+                size: DISCARDED_HEAD_BYTES + 100
+            }]
+        );
+        assert_eq!(d.take_discarded_head().len(), DISCARDED_HEAD_BYTES);
     }
 
     #[test]

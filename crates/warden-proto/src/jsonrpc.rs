@@ -1,7 +1,7 @@
 //! The JSON-RPC message view: original bytes plus the parsed value and its kind.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -77,12 +77,19 @@ pub enum Kind {
 ///
 /// `bytes` are exactly what the peer sent (without framing); `value` is their strict parse.
 /// Forward `bytes` unless the message was rewritten.
+///
+/// A message decoded with [`decode_lazy`](crate::decode_lazy) (or re-identified with
+/// [`Message::with_id`]) was fully validated, but its parsed value is built only when first
+/// asked for ([`Message::value`] and the accessors that read it). Kind, id and method are
+/// known without it, so a response the gateway only forwards is never turned into a tree.
 #[derive(Clone)]
 pub struct Message {
     bytes: Bytes,
-    value: Value,
+    value: OnceLock<Value>,
     kind: Kind,
     id: Option<Id>,
+    /// The method when the value may not be parsed yet; `None` means "read it from the value".
+    method: Option<Option<Arc<str>>>,
 }
 
 impl fmt::Debug for Message {
@@ -100,19 +107,33 @@ impl fmt::Debug for Message {
 impl Message {
     /// Classifies a parsed value; `bytes` must be the text `value` was parsed from.
     pub fn from_parts(bytes: Bytes, value: Value) -> Result<Message, DecodeError> {
-        let (kind, mut id) = classify(&value)?;
-        if let Some(Id::Number(_)) = id
-            && let Some((start, end)) = top_level_value_span(&bytes, "id")
-            && let Ok(text) = std::str::from_utf8(&bytes[start..end])
-        {
-            id = Some(Id::Number(text.into()));
-        }
+        let (kind, id) = classify(&value)?;
+        let id = exact_number_id(&bytes, id);
         Ok(Message {
             bytes,
-            value,
+            value: OnceLock::from(value),
             kind,
             id,
+            method: None,
         })
+    }
+
+    /// A message whose bytes were validated strictly and whose envelope was classified, with
+    /// the value left to be parsed on first use.
+    pub(crate) fn from_validated(
+        bytes: Bytes,
+        kind: Kind,
+        id: Option<Id>,
+        method: Option<Arc<str>>,
+    ) -> Message {
+        let id = exact_number_id(&bytes, id);
+        Message {
+            bytes,
+            value: OnceLock::new(),
+            kind,
+            id,
+            method: Some(method),
+        }
     }
 
     /// Builds a message from a value the gateway made itself (serialised once, here).
@@ -133,12 +154,20 @@ impl Message {
 
     /// The parsed message.
     pub fn value(&self) -> &Value {
-        &self.value
+        self.value.get_or_init(|| reparse(&self.bytes))
+    }
+
+    /// True once the parsed value exists (it was decoded eagerly or asked for).
+    pub fn is_parsed(&self) -> bool {
+        self.value.get().is_some()
     }
 
     /// Consumes the message, returning the parsed value.
-    pub fn into_value(self) -> Value {
-        self.value
+    pub fn into_value(mut self) -> Value {
+        match self.value.take() {
+            Some(v) => v,
+            None => reparse(&self.bytes),
+        }
     }
 
     /// Request, notification, response or error.
@@ -153,22 +182,25 @@ impl Message {
 
     /// The method of a request or notification.
     pub fn method(&self) -> Option<&str> {
-        self.value.get("method").and_then(Value::as_str)
+        match &self.method {
+            Some(method) => method.as_deref(),
+            None => self.value().get("method").and_then(Value::as_str),
+        }
     }
 
     /// `params` of a request or notification.
     pub fn params(&self) -> Option<&Value> {
-        self.value.get("params")
+        self.value().get("params")
     }
 
     /// `result` of a response.
     pub fn result(&self) -> Option<&Value> {
-        self.value.get("result")
+        self.value().get("result")
     }
 
     /// `error` of an error response.
     pub fn error(&self) -> Option<&Value> {
-        self.value.get("error")
+        self.value().get("error")
     }
 
     /// True for requests.
@@ -184,33 +216,40 @@ impl Message {
     /// The same message with another id, keeping every other byte as it was.
     ///
     /// Only the top-level `id` value is replaced, so unknown fields, key order and number
-    /// spellings elsewhere in the message are untouched.
+    /// spellings elsewhere in the message are untouched. The parsed value is not copied: the
+    /// new message parses its own bytes if and when its value is asked for (the stdio path
+    /// forwards the bytes only).
     pub fn with_id(&self, id: &Id) -> Message {
         let new_id = id.to_json();
-        let bytes = match top_level_value_span(&self.bytes, "id") {
+        match top_level_value_span(&self.bytes, "id") {
             Some((start, end)) => {
                 let mut out = Vec::with_capacity(self.bytes.len() + new_id.len());
                 out.extend_from_slice(&self.bytes[..start]);
                 out.extend_from_slice(new_id.as_bytes());
                 out.extend_from_slice(&self.bytes[end..]);
-                Bytes::from(out)
+                Message {
+                    bytes: Bytes::from(out),
+                    value: OnceLock::new(),
+                    kind: self.kind.clone(),
+                    id: Some(id.clone()),
+                    method: Some(self.method().map(Arc::from)),
+                }
             }
             // No id in the text (cannot happen for a request or response): re-encode.
             None => {
-                let mut v = self.value.clone();
-                v["id"] = id.to_value();
-                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                let mut value = self.value().clone();
+                if let Value::Object(map) = &mut value {
+                    map.insert("id".into(), id.to_value());
+                }
+                let bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+                Message {
+                    bytes,
+                    value: OnceLock::from(value),
+                    kind: self.kind.clone(),
+                    id: Some(id.clone()),
+                    method: None,
+                }
             }
-        };
-        let mut value = self.value.clone();
-        if let Value::Object(map) = &mut value {
-            map.insert("id".into(), id.to_value());
-        }
-        Message {
-            bytes,
-            value,
-            kind: self.kind.clone(),
-            id: Some(id.clone()),
         }
     }
 
@@ -226,7 +265,8 @@ impl Message {
         out.extend_from_slice(new_id.as_bytes());
         out.extend_from_slice(&self.bytes[end..]);
         self.bytes = Bytes::from(out);
-        if let Value::Object(map) = &mut self.value {
+        // A value not parsed yet will be parsed from the new bytes.
+        if let Some(Value::Object(map)) = self.value.get_mut() {
             map.insert("id".into(), id.to_value());
         }
         self.id = Some(id.clone());
@@ -239,23 +279,72 @@ impl Message {
     }
 }
 
+/// A numeric id keeps the exact text the peer wrote.
+fn exact_number_id(bytes: &[u8], id: Option<Id>) -> Option<Id> {
+    if let Some(Id::Number(_)) = id
+        && let Some((start, end)) = top_level_value_span(bytes, "id")
+        && let Ok(text) = std::str::from_utf8(&bytes[start..end])
+    {
+        return Some(Id::Number(text.into()));
+    }
+    id
+}
+
+/// Parses the bytes of a message that was already validated under its limits. Parsing the
+/// same bytes with the same strict rules cannot fail; if it ever did, the message reads as
+/// `null` (no method, no params), which every caller treats as "nothing to act on".
+fn reparse(bytes: &[u8]) -> Value {
+    let unbounded = crate::Limits {
+        max_message_bytes: usize::MAX,
+        max_depth: usize::MAX,
+    };
+    let parsed = crate::parse_value(bytes, &unbounded);
+    debug_assert!(parsed.is_ok(), "a validated message failed to parse");
+    parsed.unwrap_or(Value::Null)
+}
+
+/// The top-level members of a message that decide what it is, as [`classify_envelope`] reads
+/// them. `params` and `result` only need their presence and shape.
+pub(crate) struct Envelope<'a> {
+    pub(crate) jsonrpc: Option<&'a Value>,
+    pub(crate) id: Option<&'a Value>,
+    pub(crate) method: Option<&'a Value>,
+    pub(crate) params: Option<&'a Value>,
+    pub(crate) has_result: bool,
+    pub(crate) error: Option<&'a Value>,
+}
+
 fn classify(value: &Value) -> Result<(Kind, Option<Id>), DecodeError> {
     let obj = match value {
         Value::Object(obj) => obj,
-        Value::Array(_) => {
-            return Err(DecodeError::Invalid {
-                reason: "json-rpc batches are not supported",
-                id: None,
-            });
-        }
-        _ => {
-            return Err(DecodeError::Invalid {
-                reason: "message is not an object",
-                id: None,
-            });
-        }
+        other => return Err(not_an_object(other.is_array())),
     };
-    let raw_id = obj.get("id");
+    classify_envelope(&Envelope {
+        jsonrpc: obj.get("jsonrpc"),
+        id: obj.get("id"),
+        method: obj.get("method"),
+        params: obj.get("params"),
+        has_result: obj.contains_key("result"),
+        error: obj.get("error"),
+    })
+}
+
+/// The error for a top-level value that is not an object.
+pub(crate) fn not_an_object(is_array: bool) -> DecodeError {
+    DecodeError::Invalid {
+        reason: if is_array {
+            "json-rpc batches are not supported"
+        } else {
+            "message is not an object"
+        },
+        id: None,
+    }
+}
+
+/// Classifies a message from its envelope members (shared by eager and lazy decoding, so
+/// both accept and refuse exactly the same messages).
+pub(crate) fn classify_envelope(env: &Envelope<'_>) -> Result<(Kind, Option<Id>), DecodeError> {
+    let raw_id = env.id;
     let id = raw_id.and_then(Id::from_value);
     // The id to echo in an error: only a well-formed one.
     let err_id = id.as_ref().map(Id::to_value);
@@ -263,21 +352,21 @@ fn classify(value: &Value) -> Result<(Kind, Option<Id>), DecodeError> {
         reason,
         id: err_id.clone(),
     };
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if env.jsonrpc.and_then(Value::as_str) != Some("2.0") {
         return Err(invalid("jsonrpc must be \"2.0\""));
     }
     if let Some(raw) = raw_id
         && id.is_none()
-        && !(raw.is_null() && obj.contains_key("error"))
+        && !(raw.is_null() && env.error.is_some())
     {
         return Err(invalid("id must be a string or a number"));
     }
-    match obj.get("method") {
+    match env.method {
         Some(Value::String(_)) => {
-            if obj.contains_key("result") || obj.contains_key("error") {
+            if env.has_result || env.error.is_some() {
                 return Err(invalid("a request cannot carry result or error"));
             }
-            if let Some(p) = obj.get("params")
+            if let Some(p) = env.params
                 && !p.is_object()
                 && !p.is_array()
             {
@@ -293,9 +382,9 @@ fn classify(value: &Value) -> Result<(Kind, Option<Id>), DecodeError> {
             ))
         }
         Some(_) => Err(invalid("method must be a string")),
-        None => match (obj.get("result"), obj.get("error")) {
-            (Some(_), None) if id.is_some() => Ok((Kind::Response, id)),
-            (None, Some(e)) => {
+        None => match (env.has_result, env.error) {
+            (true, None) if id.is_some() => Ok((Kind::Response, id)),
+            (false, Some(e)) => {
                 let ok = e.get("code").is_some_and(|c| c.is_i64() || c.is_u64())
                     && e.get("message").is_some_and(Value::is_string);
                 if ok {
@@ -306,9 +395,118 @@ fn classify(value: &Value) -> Result<(Kind, Option<Id>), DecodeError> {
                     ))
                 }
             }
-            (Some(_), Some(_)) => Err(invalid("a response cannot carry both result and error")),
+            (true, Some(_)) => Err(invalid("a response cannot carry both result and error")),
             _ => Err(invalid("message has neither method nor result nor error")),
         },
+    }
+}
+
+/// How many bytes of a refused message [`recover_response_id`] looks at.
+pub const RECOVERY_SCAN_BYTES: usize = 64 * 1024;
+
+/// What a bounded look at a message the gateway refused (too large, too deep, duplicate keys,
+/// invalid UTF-8, bad syntax) can tell about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// It reads as a response (a top-level `result` or `error` member and no `method`); the
+    /// id when one could be read without ambiguity.
+    Response(Option<Id>),
+    /// Anything else: a request, a notification, or text that is not a JSON object.
+    Other,
+}
+
+/// Reads what a refused message was, leniently and within bounds: only the first
+/// [`RECOVERY_SCAN_BYTES`] are scanned, without recursion and without building values (one
+/// scalar `id` is parsed). The text may be truncated (the head of an over-long line) or
+/// invalid; nothing in it is trusted beyond telling which pending request it was meant to
+/// answer, so that request can fail at once instead of waiting for its timeout.
+///
+/// Two different top-level ids give `Response(None)`.
+///
+/// ```
+/// use warden_proto::jsonrpc::{recover_response_id, Recovered};
+/// use warden_proto::Id;
+/// let refused = br#"{"jsonrpc":"2.0","id":7,"result":{"a":1,"a":2}}"#;
+/// assert_eq!(recover_response_id(refused), Recovered::Response(Some(Id::from(7))));
+/// assert_eq!(recover_response_id(br#"{"jsonrpc":"2.0","id":7,"method":"x""#), Recovered::Other);
+/// ```
+pub fn recover_response_id(text: &[u8]) -> Recovered {
+    let text = &text[..text.len().min(RECOVERY_SCAN_BYTES)];
+    let mut answers = false;
+    let mut method = false;
+    let mut id: Option<Id> = None;
+    let mut ambiguous = false;
+    let mut i = skip_ws(text, 0);
+    if text.get(i) != Some(&b'{') {
+        return Recovered::Other;
+    }
+    i += 1;
+    // Stops at the end of the object or wherever the text stops making sense.
+    while let Some(&c) = text.get(skip_ws(text, i)) {
+        i = skip_ws(text, i);
+        match c {
+            b',' => {
+                i += 1;
+                continue;
+            }
+            b'"' => {}
+            _ => break,
+        }
+        let Some(key_end) = skip_string(text, i) else {
+            break;
+        };
+        let raw_key = &text[i..key_end];
+        let key = if raw_key.contains(&b'\\') {
+            serde_json::from_slice::<String>(raw_key).ok()
+        } else {
+            std::str::from_utf8(&raw_key[1..raw_key.len() - 1])
+                .ok()
+                .map(str::to_owned)
+        };
+        match key.as_deref() {
+            Some("result" | "error") => answers = true,
+            Some("method") => method = true,
+            _ => {}
+        }
+        i = skip_ws(text, key_end);
+        if text.get(i) != Some(&b':') {
+            break;
+        }
+        let start = skip_ws(text, i + 1);
+        let Some(end) = skip_value(text, start) else {
+            break;
+        };
+        if key.as_deref() == Some("id") {
+            let found = scalar_id(&text[start..end]);
+            match (&id, found) {
+                (_, None) => ambiguous = true,
+                (None, Some(f)) => id = Some(f),
+                (Some(prev), Some(f)) if *prev == f => {}
+                (Some(_), Some(_)) => ambiguous = true,
+            }
+        }
+        i = end;
+    }
+    if answers && !method {
+        Recovered::Response(if ambiguous { None } else { id })
+    } else {
+        Recovered::Other
+    }
+}
+
+/// A string or number id from its exact text (numbers keep their spelling).
+fn scalar_id(text: &[u8]) -> Option<Id> {
+    match text.first()? {
+        b'"' => serde_json::from_slice::<String>(text)
+            .ok()
+            .map(|s| Id::String(s.into())),
+        b'-' | b'0'..=b'9' => {
+            let value: Value = serde_json::from_slice(text).ok()?;
+            value
+                .is_number()
+                .then(|| Id::Number(String::from_utf8_lossy(text).as_ref().into()))
+        }
+        _ => None,
     }
 }
 
@@ -386,7 +584,7 @@ fn skip_value(text: &[u8], i: usize) -> Option<usize> {
                     }
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' => {
-                        depth -= 1;
+                        depth = depth.saturating_sub(1);
                         if depth == 0 {
                             return Some(j + 1);
                         }

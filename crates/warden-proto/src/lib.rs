@@ -22,4 +22,6 @@ mod strict;
 
 pub use error::{DecodeError, ErrorCode};
 pub use jsonrpc::{Id, Kind, Message};
-pub use strict::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_BYTES, Limits, decode, parse_value};
+pub use strict::{
+    DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_BYTES, Limits, decode, decode_lazy, parse_value,
+};

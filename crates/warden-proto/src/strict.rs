@@ -1,12 +1,15 @@
 //! Strict JSON parsing: duplicate keys, nesting depth and size are checked while parsing.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
-use crate::jsonrpc::Message;
+use crate::jsonrpc::{Envelope, Message, classify_envelope, not_an_object};
 
 /// Bounds memory per message and keeps one peer from monopolising the gateway.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -62,6 +65,60 @@ pub fn parse_value(bytes: &[u8], limits: &Limits) -> Result<Value, DecodeError> 
 pub fn decode(bytes: bytes::Bytes, limits: &Limits) -> Result<Message, DecodeError> {
     let value = parse_value(&bytes, limits)?;
     Message::from_parts(bytes, value)
+}
+
+/// Validates `bytes` exactly as [`decode`] does (size, depth, duplicate keys, UTF-8, syntax,
+/// JSON-RPC shape; the same errors for the same input) but builds no parsed tree: only the
+/// envelope (kind, id, method) is read. The message's value is parsed on first use
+/// ([`Message::value`]). For messages that are mostly forwarded as they are, such as an
+/// upstream's responses, this skips building a tree nobody reads.
+///
+/// ```
+/// use warden_proto::{decode_lazy, Limits};
+/// let m = decode_lazy(br#"{"jsonrpc":"2.0","id":7,"result":{"a":1}}"#[..].into(), &Limits::default()).unwrap();
+/// assert!(m.is_response() && !m.is_parsed());
+/// assert_eq!(m.result().unwrap()["a"], 1);
+/// assert!(decode_lazy(br#"{"jsonrpc":"2.0","id":7,"result":{"a":1,"a":2}}"#[..].into(), &Limits::default()).is_err());
+/// ```
+pub fn decode_lazy(bytes: bytes::Bytes, limits: &Limits) -> Result<Message, DecodeError> {
+    if bytes.len() > limits.max_message_bytes {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_message_bytes,
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let top = TopSeed {
+        depth_left: limits.max_depth,
+    }
+    .deserialize(&mut de)
+    .map_err(classify)?;
+    de.end().map_err(classify)?;
+    let env = match top {
+        Top::Object(env) => env,
+        Top::Other { is_array } => return Err(not_an_object(is_array)),
+    };
+    let shape = |s: &Option<Shape>| match s {
+        Some(Shape::Object) => Some(Value::Object(Map::new())),
+        Some(Shape::Array) => Some(Value::Array(Vec::new())),
+        Some(Shape::Scalar) => Some(Value::Null),
+        None => None,
+    };
+    let params = shape(&env.params);
+    let (kind, id) = classify_envelope(&Envelope {
+        jsonrpc: env.jsonrpc.as_ref(),
+        id: env.id.as_ref(),
+        method: env.method.as_ref(),
+        params: params.as_ref(),
+        has_result: env.result.is_some(),
+        error: env.error.as_ref(),
+    })?;
+    let method = match env.method {
+        Some(Value::String(m)) => Some(Arc::from(m)),
+        _ => None,
+    };
+    drop(de);
+    Ok(Message::from_validated(bytes, kind, id, method))
 }
 
 fn classify(err: serde_json::Error) -> DecodeError {
@@ -167,6 +224,262 @@ impl<'de> Visitor<'de> for StrictVisitor {
             out.insert(key, v);
         }
         Ok(Value::Object(out))
+    }
+}
+
+/// What a validated value was, for the envelope's `params` and `result`.
+enum Shape {
+    Object,
+    Array,
+    Scalar,
+}
+
+/// The top-level members the envelope needs; small ones are kept as values, the others only
+/// as shapes.
+#[derive(Default)]
+struct RawEnvelope {
+    jsonrpc: Option<Value>,
+    id: Option<Value>,
+    method: Option<Value>,
+    error: Option<Value>,
+    params: Option<Shape>,
+    result: Option<Shape>,
+}
+
+enum Top {
+    Object(RawEnvelope),
+    Other { is_array: bool },
+}
+
+/// Keys compared for duplicates one by one up to this many; a set beyond.
+const LINEAR_KEY_CHECK: usize = 16;
+
+/// The keys of one object seen so far, for the duplicate check (after unescaping, as
+/// [`parse_value`] compares them).
+enum SeenKeys<'de> {
+    Few(Vec<Cow<'de, str>>),
+    Many(HashSet<Cow<'de, str>>),
+}
+
+impl<'de> SeenKeys<'de> {
+    fn new() -> Self {
+        SeenKeys::Few(Vec::new())
+    }
+
+    /// False when `key` was seen before.
+    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+        match self {
+            SeenKeys::Few(keys) => {
+                if keys.contains(&key) {
+                    return false;
+                }
+                if keys.len() < LINEAR_KEY_CHECK {
+                    keys.push(key);
+                } else {
+                    let mut set: HashSet<Cow<'de, str>> = keys.drain(..).collect();
+                    set.insert(key);
+                    *self = SeenKeys::Many(set);
+                }
+                true
+            }
+            SeenKeys::Many(set) => set.insert(key),
+        }
+    }
+}
+
+fn duplicate<E: de::Error>(key: &str) -> E {
+    E::custom(format_args!("{DUPLICATE_PREFIX}{key:?}"))
+}
+
+/// An object key, borrowed from the input unless it had escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(KeySeed)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// Validates one value under the same rules as [`StrictVisitor`] without building it.
+struct CheckSeed {
+    depth_left: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for CheckSeed {
+    type Value = Shape;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Shape, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl CheckSeed {
+    fn enter<E: de::Error>(&self) -> Result<usize, E> {
+        self.depth_left
+            .checked_sub(1)
+            .ok_or_else(|| E::custom(DEPTH_MSG))
+    }
+}
+
+impl<'de> Visitor<'de> for CheckSeed {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Shape, E> {
+        // The same rule as `StrictVisitor::visit_f64`.
+        match serde_json::Number::from_f64(v) {
+            Some(_) => Ok(Shape::Scalar),
+            None => Err(E::custom("number out of range")),
+        }
+    }
+    // Strings arrive here UTF-8-checked by the deserializer.
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_none<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        let depth_left = self.enter()?;
+        while seq.next_element_seed(CheckSeed { depth_left })?.is_some() {}
+        Ok(Shape::Array)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        let depth_left = self.enter()?;
+        let mut seen = SeenKeys::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if !seen.insert(key.clone()) {
+                return Err(duplicate(&key));
+            }
+            map.next_value_seed(CheckSeed { depth_left })?;
+        }
+        Ok(Shape::Object)
+    }
+}
+
+/// The top-level value: an object yields its envelope; anything else is validated only.
+struct TopSeed {
+    depth_left: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for TopSeed {
+    type Value = Top;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Top, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl TopSeed {
+    fn other<E>(&self, shape: Result<Shape, E>) -> Result<Top, E> {
+        shape.map(|s| Top::Other {
+            is_array: matches!(s, Shape::Array),
+        })
+    }
+    fn check(&self) -> CheckSeed {
+        CheckSeed {
+            depth_left: self.depth_left,
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed {
+    type Value = Top;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Top, E> {
+        let r = self.check().visit_bool(v);
+        self.other(r)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Top, E> {
+        let r = self.check().visit_i64(v);
+        self.other(r)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Top, E> {
+        let r = self.check().visit_u64(v);
+        self.other(r)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Top, E> {
+        let r = self.check().visit_f64(v);
+        self.other(r)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Top, E> {
+        let r = self.check().visit_str(v);
+        self.other(r)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Top, E> {
+        let r = self.check().visit_unit();
+        self.other(r)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Top, E> {
+        let r = self.check().visit_none();
+        self.other(r)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top, A::Error> {
+        let r = self.check().visit_seq(seq);
+        self.other(r)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+        let depth_left = self.check().enter()?;
+        let mut seen = SeenKeys::new();
+        let mut env = RawEnvelope::default();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if !seen.insert(key.clone()) {
+                return Err(duplicate(&key));
+            }
+            let full = || StrictSeed { depth_left };
+            let check = CheckSeed { depth_left };
+            match key.as_ref() {
+                "jsonrpc" => env.jsonrpc = Some(map.next_value_seed(full())?),
+                "id" => env.id = Some(map.next_value_seed(full())?),
+                "method" => env.method = Some(map.next_value_seed(full())?),
+                "error" => env.error = Some(map.next_value_seed(full())?),
+                "params" => env.params = Some(map.next_value_seed(check)?),
+                "result" => env.result = Some(map.next_value_seed(check)?),
+                _ => {
+                    map.next_value_seed(check)?;
+                }
+            }
+        }
+        Ok(Top::Object(env))
     }
 }
 

@@ -141,7 +141,7 @@ fn gateway_bench(c: &mut Criterion, label: &str, transparent: bool, face: Face, 
         let g = Gateway::start(vec![echo_def(!transparent)], Pipeline::passthrough(), options)
             .await
             .expect("echo upstream starts");
-        let s = g.open_session(principal.clone(), face).unwrap();
+        let s = g.open_session(principal.clone(), face).await.unwrap();
         let init = msg(
             r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#,
         );

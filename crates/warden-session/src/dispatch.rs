@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use warden_guard::{Direction, Principal};
 use warden_proto::mcp::{self, Era};
@@ -12,9 +11,9 @@ use warden_upstream::{Connection, UpstreamError};
 
 use crate::bridge::{self, ServerDescription};
 use crate::gateway::{
-    Answer, EXCHANGE_QUEUE, EraPreference, Gateway, HandshakeError, Inflight, MAX_LIST_PAGES,
-    Routes, UpstreamState, detect, error, exchange, pump_unsolicited, relayed_error, request,
-    response, upstream_error,
+    Answer, EraPreference, Gateway, HandshakeError, Inflight, MAX_LIST_PAGES, Routes,
+    UpstreamState, detect, error, exchange, pump_unsolicited, relayed_error, request, response,
+    upstream_error,
 };
 use crate::mrtr::Exchange;
 use crate::naming::{self, NameMap};
@@ -95,8 +94,9 @@ impl Gateway {
             modern: mcp::declared_version(&message).is_some()
                 && !session.is_some_and(|s| s.is_initialized()),
         };
-        let message = match self
-            .guard(message, Direction::ToUpstream, principal, None, None)
+        // Permits the request guards take (concurrency slots) live as long as the reply.
+        let (message, held) = match self
+            .guard_request(session, &routes, principal, message, client)
             .await
         {
             Ok(m) => m,
@@ -121,14 +121,15 @@ impl Gateway {
             && let Some(reply) = self.resume(&message, principal, &method).await
         {
             // The retry of a call the gateway parked for this client's input.
-            return reply;
+            return reply.holding(held);
         }
         if self.opts.transparent {
             return self
                 .transparent_request(session, principal, routes, message, client, &method)
-                .await;
+                .await
+                .holding(held);
         }
-        match method.as_str() {
+        let reply = match method.as_str() {
             "initialize" => self.answer_initialize(session, &message, &idv).await,
             "server/discover" => {
                 let d = self.aggregate_description(client).await;
@@ -140,7 +141,7 @@ impl Gateway {
                 single(response(&idv, json!({})))
             }
             m if LISTS.iter().any(|(l, _, _)| *l == m) => {
-                self.aggregate_list(session, &routes, &message, client)
+                self.aggregate_list(session, &routes, principal, &message, client)
                     .await
             }
             "tools/call" | "prompts/get" => {
@@ -211,7 +212,8 @@ impl Gateway {
                     )),
                 }
             }
-        }
+        };
+        reply.holding(held)
     }
 
     fn upstream(&self, name: &str) -> Option<Arc<UpstreamState>> {
@@ -452,7 +454,9 @@ impl Gateway {
                     }
                 }
             }
-            if let Some(i) = d.instructions.as_deref().filter(|i| !i.trim().is_empty()) {
+            if let Some(i) = d.instructions.as_deref().filter(|i| !i.trim().is_empty())
+                && let Some(i) = self.guard_instructions(&u.name, i).await
+            {
                 instructions.push(format!("[{}] {}", u.name, i));
             }
         }
@@ -464,6 +468,42 @@ impl Gateway {
             server_info: json!({"name": "mcp-warden", "version": env!("CARGO_PKG_VERSION")}),
             instructions: (!instructions.is_empty()).then(|| instructions.join("\n\n")),
         }
+    }
+
+    /// An upstream's `instructions` as the response guards release them (pinning withholds
+    /// changed ones until approved): run as the `instructions` of an `initialize` result, so
+    /// the guards see which upstream sent them. `None` when withheld.
+    async fn guard_instructions(&self, upstream: &str, text: &str) -> Option<String> {
+        let message = response(&json!(0), json!({ "instructions": text }));
+        let released = self
+            .guard(
+                message,
+                Direction::ToClient,
+                // Instructions are the server's, not an answer to one caller: the least
+                // privileged principal.
+                &Principal::anonymous(),
+                Some(upstream),
+                Some("initialize"),
+            )
+            .await
+            .ok()?;
+        let text = released.result()?.get("instructions")?.as_str()?;
+        Some(text.to_owned())
+    }
+
+    /// `result` with its `instructions` as [`Gateway::guard_instructions`] releases them.
+    async fn with_guarded_instructions(&self, upstream: &str, mut result: Value) -> Value {
+        let text = result
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let (Some(text), Some(obj)) = (text, result.as_object_mut()) {
+            match self.guard_instructions(upstream, &text).await {
+                Some(kept) => obj.insert("instructions".into(), Value::String(kept)),
+                None => obj.remove("instructions"),
+            };
+        }
+        result
     }
 
     async fn broadcast_set_level(
@@ -567,7 +607,7 @@ impl Gateway {
 
     /// Fetches every page of one list from every upstream that has the capability, and records
     /// names and URIs for routing. Returns the merged, namespaced items.
-    async fn collect_list(
+    pub(crate) async fn collect_list(
         &self,
         session: Option<&Arc<Session>>,
         routes: &Arc<Routes>,
@@ -662,6 +702,8 @@ impl Gateway {
         match key {
             "tools" => {
                 catalog.tools = map;
+                catalog.tool_defs = crate::guarded::tool_definitions(&items);
+                catalog.tools_listed_at = Some(tokio::time::Instant::now());
                 // `items` still carry the upstream's own names here.
                 catalog.tool_params = ToolParams::from_tools(&u.name, &items);
             }
@@ -702,6 +744,7 @@ impl Gateway {
         &self,
         session: Option<&Arc<Session>>,
         routes: &Arc<Routes>,
+        principal: &Principal,
         message: &Message,
         client: ClientEra,
     ) -> Reply {
@@ -721,6 +764,7 @@ impl Gateway {
             .map(|(_, k, _)| *k)
             .unwrap_or("items");
         let items = self.collect_list(session, routes, message, client).await;
+        let items = self.guard_list(principal, &method, key, items).await;
         let mut result = json!({ key: items });
         if client.modern {
             bridge::complete_modern_result(&method, &mut result);
@@ -818,8 +862,11 @@ impl Gateway {
     /// response. A server-to-client request meant for a 2026-07-28 client (which cannot
     /// receive requests) ends the client's exchange with an `input_required` result instead,
     /// and the upstream call is parked until the client retries with its input.
+    ///
+    /// Nothing is spawned: the returned stream drives the exchange itself when the client's
+    /// transport polls it (one task and one channel fewer per request). Dropping it before the
+    /// response cancels the upstream call, as before.
     pub(crate) fn spawn_pump(&self, exchange: Exchange, client_id: Id) -> Reply {
-        let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
         let token = CancellationToken::new();
         if let Ok(mut inflight) = exchange.routes.inflight.lock() {
             inflight.insert(
@@ -830,96 +877,14 @@ impl Gateway {
                 },
             );
         }
-        let me = self.me.clone();
-        tokio::spawn(async move {
-            let mut ex = exchange;
-            let idv = client_id.to_value();
-            let mut parked = None;
-            loop {
-                let item = tokio::select! {
-                    _ = token.cancelled() => break,
-                    item = ex.stream.next() => item,
-                };
-                let Some(gateway) = me.upgrade() else { break };
-                let up = ex.up.clone();
-                let out = match item {
-                    None => Some(upstream_error(
-                        &idv,
-                        &up.name,
-                        &UpstreamError::Closed {
-                            name: up.name.clone(),
-                            reason: warden_upstream::CloseReason::StreamEnded,
-                        },
-                    )),
-                    Some(Err(e)) => {
-                        gateway.forget_broken(ex.routes.as_ref(), &up, &e).await;
-                        Some(upstream_error(&idv, &up.name, &e))
-                    }
-                    Some(Ok(m)) if m.is_response() => Some(
-                        gateway
-                            .finish_response(
-                                m,
-                                &client_id,
-                                ex.client,
-                                ex.era,
-                                &ex.method,
-                                ex.session.as_deref(),
-                                &up.name,
-                            )
-                            .await,
-                    ),
-                    Some(Ok(m)) if m.is_request() && ex.client.modern => {
-                        match gateway.input_required(&ex, &m, &idv).await {
-                            Some((state, out)) => {
-                                parked = Some((state, m));
-                                Some(out)
-                            }
-                            None => None,
-                        }
-                    }
-                    Some(Ok(m)) => match &ex.session {
-                        Some(s) => {
-                            gateway
-                                .to_client(m, s, &ex.routes, &ex.conn, &up.name, Some(&ex.method))
-                                .await
-                        }
-                        None => gateway
-                            .guard(
-                                m,
-                                Direction::ToClient,
-                                &Principal::anonymous(),
-                                Some(&up.name),
-                                Some(&ex.method),
-                            )
-                            .await
-                            .ok(),
-                    },
-                };
-                let last = match &out {
-                    Some(m) => m.is_response(),
-                    None => false,
-                };
-                if let Some(m) = out
-                    && tx.send(m).await.is_err()
-                {
-                    // The client went away: dropping the stream cancels the upstream call.
-                    parked = None;
-                    break;
-                }
-                if last {
-                    break;
-                }
-            }
-            if let Ok(mut inflight) = ex.routes.inflight.lock() {
-                inflight.remove(&client_id);
-            }
-            if let Some((state, request)) = parked
-                && let Some(gateway) = me.upgrade()
-            {
-                gateway.park(state, ex, request);
-            }
-        });
-        Reply::Stream(ReplyStream::new(rx))
+        let idv = client_id.to_value();
+        Reply::Stream(ReplyStream::pump(Pump {
+            ex: Some(exchange),
+            client_id,
+            idv,
+            token,
+            me: self.me.clone(),
+        }))
     }
 
     /// Restores the client's id on the upstream's response and shapes it for the client's era.
@@ -1103,6 +1068,7 @@ impl Gateway {
                     if let Some(d) = ServerDescription::from_discover(&r) {
                         *up.desc.lock().await = Some(d);
                     }
+                    let r = self.with_guarded_instructions(&up.name, r).await;
                     single(response(&idv, r))
                 }
                 Ok(Answer::Error(e)) => single(relayed_error(&idv, &e)),
@@ -1182,6 +1148,7 @@ impl Gateway {
                         record(&d.protocol_version);
                         *up.desc.lock().await = Some(d);
                     }
+                    let r = self.with_guarded_instructions(&up.name, r).await;
                     return single(response(idv, r));
                 }
                 Ok(Answer::Error(e)) => {
@@ -1243,6 +1210,136 @@ impl Gateway {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         *up.desc.lock().await = Some(d);
         Some(single(response(idv, result)))
+    }
+}
+
+/// One exchange in progress, driven by the client's transport through [`ReplyStream::next`].
+pub(crate) struct Pump {
+    /// `None` once the exchange ended (answered, cancelled, or parked).
+    ex: Option<Exchange>,
+    client_id: Id,
+    idv: Value,
+    /// Cancelled by the client's `notifications/cancelled`.
+    token: CancellationToken,
+    me: std::sync::Weak<Gateway>,
+}
+
+impl Pump {
+    /// The next message for the client; `None` after the response (or a cancellation).
+    pub(crate) async fn next(&mut self) -> Option<Message> {
+        loop {
+            let ex = self.ex.as_mut()?;
+            let item = tokio::select! {
+                _ = self.token.cancelled() => {
+                    self.finish(None);
+                    return None;
+                }
+                item = ex.stream.next() => item,
+            };
+            let Some(gateway) = self.me.upgrade() else {
+                self.finish(None);
+                return None;
+            };
+            let up = ex.up.clone();
+            let idv = &self.idv;
+            let mut parked = None;
+            let out = match item {
+                None => Some(upstream_error(
+                    idv,
+                    &up.name,
+                    &UpstreamError::Closed {
+                        name: up.name.clone(),
+                        reason: warden_upstream::CloseReason::StreamEnded,
+                    },
+                )),
+                Some(Err(e)) => {
+                    gateway.forget_broken(ex.routes.as_ref(), &up, &e).await;
+                    Some(match warden_upstream::refused_response_reason(&e) {
+                        // The upstream did answer, with something the gateway will not pass.
+                        Some(reason) => {
+                            tracing::warn!(upstream = %up.name, reason, "upstream response refused");
+                            error(
+                                idv,
+                                ErrorCode::UpstreamUnavailable,
+                                &format!(
+                                    "upstream `{}` answered, but the gateway {reason}",
+                                    up.name
+                                ),
+                            )
+                        }
+                        None => upstream_error(idv, &up.name, &e),
+                    })
+                }
+                Some(Ok(m)) if m.is_response() => Some(
+                    gateway
+                        .finish_response(
+                            m,
+                            &self.client_id,
+                            ex.client,
+                            ex.era,
+                            &ex.method,
+                            ex.session.as_deref(),
+                            &up.name,
+                        )
+                        .await,
+                ),
+                Some(Ok(m)) if m.is_request() && ex.client.modern => {
+                    match gateway.input_required(ex, &m, idv).await {
+                        Some((state, out)) => {
+                            parked = Some((state, m));
+                            Some(out)
+                        }
+                        None => None,
+                    }
+                }
+                Some(Ok(m)) => match &ex.session {
+                    Some(s) => {
+                        gateway
+                            .to_client(m, s, &ex.routes, &ex.conn, &up.name, Some(&ex.method))
+                            .await
+                    }
+                    None => gateway
+                        .guard(
+                            m,
+                            Direction::ToClient,
+                            &Principal::anonymous(),
+                            Some(&up.name),
+                            Some(&ex.method),
+                        )
+                        .await
+                        .ok(),
+                },
+            };
+            if out.as_ref().is_some_and(Message::is_response) {
+                self.finish(parked);
+            }
+            if let Some(m) = out {
+                return Some(m);
+            }
+        }
+    }
+
+    /// Ends the exchange: forgets it for cancellation and, when the upstream is waiting for
+    /// the client's input, parks the call until the client retries.
+    fn finish(&mut self, parked: Option<(String, Message)>) {
+        let Some(ex) = self.ex.take() else { return };
+        if let Ok(mut inflight) = ex.routes.inflight.lock() {
+            inflight.remove(&self.client_id);
+        }
+        if let Some((state, request)) = parked
+            && let Some(gateway) = self.me.upgrade()
+        {
+            gateway.park(state, ex, request);
+        }
+        // Otherwise `ex` drops here, and with it the upstream stream (which cancels the
+        // upstream call if it had not answered).
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        // The client went away before the response: dropping the exchange cancels the call.
+        self.finish(None);
     }
 }
 

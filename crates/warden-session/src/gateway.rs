@@ -25,17 +25,15 @@ use tokio_util::sync::CancellationToken;
 use warden_guard::{Call, Direction, Outcome, Pipeline, Principal};
 use warden_proto::mcp::Era;
 use warden_proto::{ErrorCode, Id, Kind, Message, error::error_response};
+use warden_store::{DynStore, MemoryStore, Namespace};
 use warden_upstream::{Connection, HttpSpec, StdioSpec, UpstreamError};
 
 use crate::bridge::{self, ServerDescription};
 use crate::naming::NameMap;
 use crate::params::{ParamHeader, ToolParams};
-use crate::session::SessionError;
+use crate::session::{SessionError, SessionId, SessionRecord, now_ms};
 use crate::{Face, Handler, Reply, ReplyStream, Session};
 
-/// Messages buffered per exchange between the upstream pump and the client face: bounds memory
-/// per in-flight request; a slow client slows its own upstream stream, nobody else's.
-pub(crate) const EXCHANGE_QUEUE: usize = 64;
 /// Upper bound on list pages fetched from one upstream for one aggregated list: a server that
 /// returns cursors forever cannot keep the gateway busy.
 pub(crate) const MAX_LIST_PAGES: usize = 100;
@@ -81,7 +79,7 @@ pub struct UpstreamDef {
 }
 
 /// Gateway-wide options.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayOptions {
     /// One upstream, names unchanged, client `initialize` forwarded (`run`).
     pub transparent: bool,
@@ -91,6 +89,22 @@ pub struct GatewayOptions {
     pub session_max_lifetime: Duration,
     /// Most live sessions.
     pub max_sessions: usize,
+    /// Where Streamable HTTP session records live ([`Namespace::SESSION`]): the embedded
+    /// in-memory store by default, a shared store when several replicas serve one endpoint.
+    pub session_store: DynStore,
+    /// The audit log (sessions, calls, upstream messages); `None` writes no records.
+    pub audit: Option<warden_audit::AuditLog>,
+}
+
+impl std::fmt::Debug for GatewayOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayOptions")
+            .field("transparent", &self.transparent)
+            .field("session_idle", &self.session_idle)
+            .field("session_max_lifetime", &self.session_max_lifetime)
+            .field("max_sessions", &self.max_sessions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for GatewayOptions {
@@ -100,9 +114,16 @@ impl Default for GatewayOptions {
             session_idle: Duration::from_secs(30 * 60),
             session_max_lifetime: Duration::from_secs(24 * 3600),
             max_sessions: 10_000,
+            session_store: Arc::new(MemoryStore::default()),
+            audit: None,
         }
     }
 }
+
+/// How long a session's store entry may go without its expiry being pushed back: refreshing on
+/// every request would cost a store write per call, so the entry's TTL is renewed at most once
+/// per this fraction of the idle timeout (the local idle clock is exact either way).
+const STORE_TOUCH_FRACTION: u32 = 8;
 
 /// Why an upstream's era could not be detected or its handshake failed.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +226,12 @@ pub(crate) struct Catalog {
     pub(crate) prompts: NameMap,
     /// `x-mcp-header` annotations of the listed tools, by the upstream's own tool name.
     pub(crate) tool_params: ToolParams,
+    /// Tool objects of the last `tools/list`, by the upstream's own tool name: what argument
+    /// validation checks a call against.
+    pub(crate) tool_defs: HashMap<String, Arc<Value>>,
+    /// When `tools/list` last succeeded for this upstream: a call to a tool the catalog does
+    /// not know triggers at most one listing per [`crate::guarded::RELIST_INTERVAL`].
+    pub(crate) tools_listed_at: Option<tokio::time::Instant>,
     pub(crate) resources: HashSet<String>,
     /// Literal prefixes of resource templates (the text before the first `{`).
     pub(crate) templates: Vec<String>,
@@ -236,6 +263,8 @@ pub(crate) struct Inflight {
 struct Entry {
     session: Arc<Session>,
     routes: Arc<Routes>,
+    /// When the store entry's expiry was last pushed back.
+    stored_touch: tokio::time::Instant,
 }
 
 /// The gateway.
@@ -243,7 +272,7 @@ pub struct Gateway {
     /// A handle on itself, for tasks that outlive one call.
     pub(crate) me: std::sync::Weak<Gateway>,
     pub(crate) opts: GatewayOptions,
-    pipeline: Pipeline,
+    pub(crate) pipeline: Pipeline,
     pub(crate) upstreams: Vec<Arc<UpstreamState>>,
     sessions: Mutex<HashMap<String, Entry>>,
     /// Upstream calls waiting for a 2026-07-28 client's input, by `requestState`.
@@ -490,6 +519,8 @@ impl Gateway {
                 principal,
                 upstream,
                 request_method,
+                target: None,
+                permits: None,
             })
             .await;
         let id = message.id().map(Id::to_value).unwrap_or(Value::Null);
@@ -520,6 +551,7 @@ async fn sweep(gateway: std::sync::Weak<Gateway>) {
         g.sweep_parked();
         for (session, routes) in g.purge_expired() {
             tracing::info!(session = %session.id(), "session expired");
+            g.audit_session_end(&session, "expired");
             close_routes(&routes).await;
         }
     }
@@ -898,6 +930,7 @@ impl Gateway {
         upstream: &str,
         request_method: Option<&str>,
     ) -> Option<Message> {
+        self.audit_message(&msg, session, upstream);
         let msg = if msg.is_request() {
             let upstream_id = msg.id().cloned()?;
             let method = msg.method().unwrap_or("");
@@ -928,15 +961,29 @@ impl Gateway {
         } else {
             msg
         };
-        self.guard(
-            msg,
-            Direction::ToClient,
-            session.principal(),
-            Some(upstream),
-            request_method,
-        )
-        .await
-        .ok()
+        let client_id = msg.is_request().then(|| msg.id().cloned()).flatten();
+        match self
+            .guard(
+                msg,
+                Direction::ToClient,
+                session.principal(),
+                Some(upstream),
+                request_method,
+            )
+            .await
+        {
+            Ok(m) => Some(m),
+            Err(denial) => {
+                // A refused server-initiated request is answered with the refusal, so the
+                // upstream does not wait for a client that will never see it.
+                let pending =
+                    client_id.and_then(|id| routes.server_requests.lock().ok()?.remove(&id));
+                if let Some((conn, upstream_id)) = pending {
+                    let _ = conn.respond(&denial.into_with_id(&upstream_id)).await;
+                }
+                None
+            }
+        }
     }
 
     fn client_accepts(&self, session: &Session, method: &str) -> bool {
@@ -956,55 +1003,198 @@ impl Gateway {
     }
 }
 
-impl Handler for Gateway {
-    fn open_session(&self, principal: Principal, face: Face) -> Result<Arc<Session>, SessionError> {
-        let expired = self.purge_expired();
-        for (_, routes) in expired {
-            tokio::spawn(async move { close_routes(&routes).await });
-        }
-        let mut sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| SessionError::TooMany { limit: 0 })?;
-        if sessions.len() >= self.opts.max_sessions {
-            return Err(SessionError::TooMany {
-                limit: self.opts.max_sessions,
-            });
-        }
-        let session = Arc::new(Session::new(principal, face));
-        sessions.insert(
-            session.id().as_str().to_owned(),
-            Entry {
-                session: session.clone(),
-                routes: Arc::new(Routes::default()),
-            },
-        );
-        Ok(session)
+impl Gateway {
+    /// The TTL of a session's store entry: its idle timeout, cut to what remains of its lifetime.
+    fn store_ttl(&self, created_ms: u64) -> Option<Duration> {
+        let age = Duration::from_millis(now_ms().saturating_sub(created_ms));
+        let left = self.opts.session_max_lifetime.checked_sub(age)?;
+        let ttl = self.opts.session_idle.min(left);
+        (ttl >= Duration::from_millis(1)).then_some(ttl)
     }
 
-    fn find_session(&self, id: &str) -> Option<Arc<Session>> {
-        let sessions = self.sessions.lock().ok()?;
-        let e = sessions.get(id)?;
-        if e.session
-            .is_expired(self.opts.session_idle, self.opts.session_max_lifetime)
-        {
-            return None;
+    /// Writes the session's record (after creation and after `initialize`).
+    async fn save_session(&self, session: &Session) -> Result<(), SessionError> {
+        if session.face() != Face::Http {
+            // A stdio session is its pipe: no other process can ever serve it.
+            return Ok(());
         }
-        e.session.touch();
-        Some(e.session.clone())
+        let Some(ttl) = self.store_ttl(session.created_ms()) else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec(&session.record())
+            .map(bytes::Bytes::from)
+            .expect("a session record always serializes");
+        self.opts
+            .session_store
+            .put(Namespace::SESSION, session.id().as_str(), bytes, Some(ttl))
+            .await
+            .map_err(SessionError::Store)
+    }
+
+    /// Drops a session this process holds that the store no longer knows (ended or expired by
+    /// another replica, or expired here).
+    async fn forget_local(&self, id: &str) {
+        let entry = self.sessions.lock().ok().and_then(|mut s| s.remove(id));
+        if let Some(e) = entry {
+            e.session.end();
+            close_routes(&e.routes).await;
+        }
+    }
+}
+
+impl Handler for Gateway {
+    fn open_session(
+        &self,
+        principal: Principal,
+        face: Face,
+    ) -> BoxFuture<'_, Result<Arc<Session>, SessionError>> {
+        async move {
+            let expired = self.purge_expired();
+            for (_, routes) in expired {
+                tokio::spawn(async move { close_routes(&routes).await });
+            }
+            let session = {
+                let mut sessions = self
+                    .sessions
+                    .lock()
+                    .map_err(|_| SessionError::TooMany { limit: 0 })?;
+                if sessions.len() >= self.opts.max_sessions {
+                    return Err(SessionError::TooMany {
+                        limit: self.opts.max_sessions,
+                    });
+                }
+                let session = Arc::new(Session::new(principal, face));
+                sessions.insert(
+                    session.id().as_str().to_owned(),
+                    Entry {
+                        session: session.clone(),
+                        routes: Arc::new(Routes::default()),
+                        stored_touch: tokio::time::Instant::now(),
+                    },
+                );
+                session
+            };
+            if let Err(e) = self.save_session(&session).await {
+                // Not stored means not shared: refuse rather than hand out a session that
+                // other replicas would answer 404 for.
+                self.forget_local(session.id().as_str()).await;
+                return Err(e);
+            }
+            self.audit_session_start(&session);
+            Ok(session)
+        }
+        .boxed()
+    }
+
+    fn find_session<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Session>>, SessionError>> {
+        async move {
+            let Some(sid) = SessionId::parse(id) else {
+                return Ok(None);
+            };
+            // The store is the authority: a session ended or expired anywhere is gone here too.
+            let stored = self
+                .opts
+                .session_store
+                .get(Namespace::SESSION, sid.as_str())
+                .await
+                .map_err(SessionError::Store)?;
+            let Some(stored) = stored else {
+                self.forget_local(sid.as_str()).await;
+                return Ok(None);
+            };
+            let idle = self.opts.session_idle;
+            let max = self.opts.session_max_lifetime;
+            let local = {
+                let mut sessions = self.sessions.lock().map_err(|_| SessionError::TooMany {
+                    limit: self.opts.max_sessions,
+                })?;
+                match sessions.get_mut(sid.as_str()) {
+                    Some(e) if e.session.is_expired(idle, max) => None,
+                    Some(e) => {
+                        e.session.touch();
+                        let renew = e.stored_touch.elapsed() >= idle / STORE_TOUCH_FRACTION;
+                        if renew {
+                            e.stored_touch = tokio::time::Instant::now();
+                        }
+                        Some((e.session.clone(), renew))
+                    }
+                    None => {
+                        // Created by another replica (or before this process took over):
+                        // serve it here. Upstream sessions are re-established on first use.
+                        if sessions.len() >= self.opts.max_sessions {
+                            return Err(SessionError::TooMany {
+                                limit: self.opts.max_sessions,
+                            });
+                        }
+                        let Ok(record) = serde_json::from_slice::<SessionRecord>(&stored) else {
+                            tracing::warn!(
+                                "unreadable session record; treating the session as unknown"
+                            );
+                            return Ok(None);
+                        };
+                        let Some(session) = Session::from_record(sid.clone(), record, Face::Http)
+                        else {
+                            return Ok(None);
+                        };
+                        if session.is_expired(idle, max) {
+                            return Ok(None);
+                        }
+                        let session = Arc::new(session);
+                        sessions.insert(
+                            sid.as_str().to_owned(),
+                            Entry {
+                                session: session.clone(),
+                                routes: Arc::new(Routes::default()),
+                                stored_touch: tokio::time::Instant::now(),
+                            },
+                        );
+                        Some((session, true))
+                    }
+                }
+            };
+            let Some((session, renew)) = local else {
+                // Expired here: end it everywhere.
+                let _ = self
+                    .opts
+                    .session_store
+                    .delete(Namespace::SESSION, sid.as_str())
+                    .await;
+                self.forget_local(sid.as_str()).await;
+                return Ok(None);
+            };
+            if renew && let Some(ttl) = self.store_ttl(session.created_ms()) {
+                // Best effort: a failed renewal only shortens the session's life elsewhere.
+                if let Err(e) = self
+                    .opts
+                    .session_store
+                    .touch(Namespace::SESSION, sid.as_str(), ttl)
+                    .await
+                {
+                    tracing::warn!(error = %e, "session store did not renew a session");
+                }
+            }
+            Ok(Some(session))
+        }
+        .boxed()
     }
 
     fn end_session<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, ()> {
         async move {
+            self.audit_session_end(session, "closed");
             session.end();
-            let entry = self
-                .sessions
-                .lock()
-                .ok()
-                .and_then(|mut s| s.remove(session.id().as_str()));
-            if let Some(e) = entry {
-                close_routes(&e.routes).await;
+            if session.face() == Face::Http
+                && let Err(e) = self
+                    .opts
+                    .session_store
+                    .delete(Namespace::SESSION, session.id().as_str())
+                    .await
+            {
+                tracing::warn!(error = %e, "session store did not delete an ended session");
             }
+            self.forget_local(session.id().as_str()).await;
         }
         .boxed()
     }
@@ -1034,8 +1224,16 @@ impl Handler for Gateway {
             };
             match message.kind() {
                 Kind::Request => {
-                    self.handle_request(session, routes, principal, message)
-                        .await
+                    let reply = self
+                        .audited_request(session, routes, principal, message)
+                        .await;
+                    if let Some(s) = session
+                        && s.take_dirty()
+                        && let Err(e) = self.save_session(s).await
+                    {
+                        tracing::warn!(session = %s.id(), error = %e, "session store did not record the initialized session");
+                    }
+                    reply
                 }
                 Kind::Notification => {
                     self.handle_notification(session, &routes, principal, message)

@@ -9,9 +9,11 @@
 //! This crate never frames bytes and never listens on a socket.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bridge;
 mod dispatch;
 pub mod gateway;
+mod guarded;
 pub mod mrtr;
 pub mod naming;
 pub mod params;
@@ -19,12 +21,12 @@ pub mod session;
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
-use warden_guard::Principal;
+use warden_guard::{Permits, Principal};
 use warden_proto::Message;
 
 pub use gateway::{EraPreference, Gateway, GatewayError, GatewayOptions, Transport, UpstreamDef};
 pub use params::ParamHeader;
-pub use session::{Session, SessionError, SessionId};
+pub use session::{Session, SessionError, SessionId, SessionRecord};
 
 /// What the client receives for one message it sent.
 #[derive(Debug)]
@@ -37,28 +39,91 @@ pub enum Reply {
 }
 
 /// The messages of one exchange, in the order the client must see them.
-#[derive(Debug)]
 pub struct ReplyStream {
-    rx: mpsc::Receiver<Message>,
+    inner: ReplyInner,
+    /// The audit record of the call this stream answers, finished with its response.
+    audit: Option<audit::PendingCall>,
+    /// What the request guards hold (concurrency slots) until the exchange ends.
+    held: Option<Box<Permits>>,
+}
+
+impl Reply {
+    /// Keeps `held` (what the request guards took) until the reply's exchange ends.
+    pub(crate) fn holding(self, held: Permits) -> Reply {
+        match self {
+            Reply::Stream(mut s) if !held.is_empty() => {
+                s.held = Some(Box::new(held));
+                Reply::Stream(s)
+            }
+            other => other,
+        }
+    }
+}
+
+enum ReplyInner {
+    /// Fed by another task.
+    Channel(mpsc::Receiver<Message>),
+    /// One message, already known.
+    Single(Option<Message>),
+    /// An upstream exchange, driven by whoever polls the stream (no task of its own).
+    Pump(Box<dispatch::Pump>),
+}
+
+impl std::fmt::Debug for ReplyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.inner {
+            ReplyInner::Channel(_) => "channel",
+            ReplyInner::Single(_) => "single",
+            ReplyInner::Pump(_) => "exchange",
+        };
+        f.debug_struct("ReplyStream").field("kind", &kind).finish()
+    }
 }
 
 impl ReplyStream {
     /// Wraps a receiver; the sender side must end with the response.
     pub fn new(rx: mpsc::Receiver<Message>) -> Self {
-        Self { rx }
+        Self::of(ReplyInner::Channel(rx))
     }
 
     /// A stream holding only `response`.
     pub fn single(response: Message) -> Self {
-        let (tx, rx) = mpsc::channel(1);
-        // Capacity 1 and a fresh channel: this send cannot fail.
-        let _ = tx.try_send(response);
-        Self { rx }
+        Self::of(ReplyInner::Single(Some(response)))
+    }
+
+    pub(crate) fn pump(pump: dispatch::Pump) -> Self {
+        Self::of(ReplyInner::Pump(Box::new(pump)))
+    }
+
+    fn of(inner: ReplyInner) -> Self {
+        Self {
+            inner,
+            audit: None,
+            held: None,
+        }
     }
 
     /// The next message; `None` after the response (or if the exchange was abandoned).
+    ///
+    /// Dropping the stream before the response abandons the exchange (the upstream call is
+    /// cancelled).
     pub async fn next(&mut self) -> Option<Message> {
-        self.rx.recv().await
+        let next = match &mut self.inner {
+            ReplyInner::Channel(rx) => rx.recv().await,
+            ReplyInner::Single(m) => m.take(),
+            ReplyInner::Pump(p) => p.next().await,
+        };
+        match &next {
+            Some(m) if !m.is_response() => next,
+            // The response (or the end): the exchange is over.
+            _ => {
+                self.held = None;
+                match self.audit.take() {
+                    Some(audit) => audit.finish(next).await,
+                    None => next,
+                }
+            }
+        }
     }
 }
 
@@ -79,11 +144,15 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         principal: Principal,
         face: Face,
-    ) -> Result<std::sync::Arc<Session>, SessionError>;
+    ) -> BoxFuture<'_, Result<std::sync::Arc<Session>, SessionError>>;
 
-    /// Looks up a live legacy HTTP session by id. Unknown, expired and ended sessions are
-    /// `None` (the HTTP face answers 404).
-    fn find_session(&self, id: &str) -> Option<std::sync::Arc<Session>>;
+    /// Looks up a live legacy HTTP session by id, in the session store (so a session created
+    /// by another replica is found). Unknown, expired and ended sessions are `Ok(None)` (the
+    /// HTTP face answers 404); `Err` means the store could not answer (503).
+    fn find_session<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::sync::Arc<Session>>, SessionError>>;
 
     /// Ends a session and releases its upstream state.
     fn end_session<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, ()>;

@@ -1,12 +1,15 @@
 //! One client session: its id, principal, negotiated version and the messages for it that belong
 //! to no request (notifications, server-initiated requests).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::{RngCore, TryRngCore};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
-use warden_guard::Principal;
+use warden_guard::{AuthMethod, Principal};
 use warden_proto::Message;
 
 use crate::Face;
@@ -38,6 +41,13 @@ impl SessionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An id read back from the store or a client header; `None` unless it has the shape
+    /// [`SessionId::random`] produces (anything else cannot name a session).
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 32 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| SessionId(s.into()))
+    }
 }
 
 impl std::fmt::Display for SessionId {
@@ -55,6 +65,61 @@ pub enum SessionError {
         /// The configured limit.
         limit: usize,
     },
+    /// The session store failed: the session cannot be created or looked up safely.
+    #[error("session store unavailable")]
+    Store(#[source] warden_store::StoreError),
+}
+
+/// What the session store holds for one session: everything another gateway replica needs to
+/// serve it. Live state (streams, in-flight calls, upstream sessions) stays in the process that
+/// holds it and is re-established on first use elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRecord {
+    /// Format version of this record.
+    pub v: u32,
+    /// The subject of the principal that created the session.
+    pub subject: String,
+    /// How that principal was authenticated.
+    pub method: String,
+    /// Creation time, milliseconds since the Unix epoch (absolute expiry across replicas).
+    pub created_ms: u64,
+    /// The negotiated protocol version, once initialized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// The capabilities the client declared in `initialize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_capabilities: Option<serde_json::Value>,
+}
+
+/// Current [`SessionRecord::v`].
+pub const SESSION_RECORD_VERSION: u32 = 1;
+
+fn method_name(m: AuthMethod) -> &'static str {
+    match m {
+        AuthMethod::Anonymous => "anonymous",
+        AuthMethod::LocalProcess => "local",
+        AuthMethod::Bearer => "bearer",
+        AuthMethod::ApiKey => "api_key",
+    }
+}
+
+fn method_from_name(s: &str) -> Option<AuthMethod> {
+    Some(match s {
+        "anonymous" => AuthMethod::Anonymous,
+        "local" => AuthMethod::LocalProcess,
+        "bearer" => AuthMethod::Bearer,
+        "api_key" => AuthMethod::ApiKey,
+        _ => return None,
+    })
+}
+
+/// Milliseconds since the Unix epoch (wall clock: shared between replicas).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// One client session.
@@ -64,7 +129,10 @@ pub struct Session {
     principal: Principal,
     face: Face,
     created: Instant,
+    created_ms: u64,
     state: Mutex<State>,
+    /// Set when the stored record is out of date (after `initialize`).
+    dirty: AtomicBool,
     unsolicited_tx: mpsc::Sender<Message>,
     unsolicited_rx: Mutex<Option<mpsc::Receiver<Message>>>,
 }
@@ -82,24 +150,81 @@ struct State {
 impl Session {
     /// A new session for `principal`.
     pub fn new(principal: Principal, face: Face) -> Self {
+        Self::build(SessionId::random(), principal, face, now_ms(), None, None)
+    }
+
+    fn build(
+        id: SessionId,
+        principal: Principal,
+        face: Face,
+        created_ms: u64,
+        protocol_version: Option<String>,
+        client_capabilities: Option<serde_json::Value>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(UNSOLICITED_QUEUE);
         let now = Instant::now();
+        // A session restored from the store keeps its age: its local clock starts as far in
+        // the past as the record says (saturating at the local clock's origin).
+        let age = Duration::from_millis(now_ms().saturating_sub(created_ms));
+        let created = now.checked_sub(age).unwrap_or(now);
         Self {
-            id: SessionId::random(),
+            id,
             principal,
             face,
-            created: now,
+            created,
+            created_ms,
             state: Mutex::new(State {
                 last_seen: now,
-                protocol_version: None,
-                initialized: false,
-                client_capabilities: None,
+                initialized: protocol_version.is_some(),
+                protocol_version,
+                client_capabilities,
                 client_info: None,
                 ended: false,
             }),
+            dirty: AtomicBool::new(false),
             unsolicited_tx: tx,
             unsolicited_rx: Mutex::new(Some(rx)),
         }
+    }
+
+    /// The record the session store keeps for this session.
+    pub fn record(&self) -> SessionRecord {
+        let (protocol_version, client_capabilities) = match self.state.lock() {
+            Ok(s) => (s.protocol_version.clone(), s.client_capabilities.clone()),
+            Err(_) => (None, None),
+        };
+        SessionRecord {
+            v: SESSION_RECORD_VERSION,
+            subject: self.principal.subject.to_string(),
+            method: method_name(self.principal.method).to_owned(),
+            created_ms: self.created_ms,
+            protocol_version,
+            client_capabilities,
+        }
+    }
+
+    /// A session of this process for a record another replica (or an earlier lookup) stored.
+    /// `None` when the record names an unknown authentication method.
+    pub fn from_record(id: SessionId, record: SessionRecord, face: Face) -> Option<Self> {
+        let method = method_from_name(&record.method)?;
+        Some(Self::build(
+            id,
+            Principal::new(record.subject, method),
+            face,
+            record.created_ms,
+            record.protocol_version,
+            record.client_capabilities,
+        ))
+    }
+
+    /// Milliseconds since the Unix epoch at creation.
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms
+    }
+
+    /// True (once) after a change the session store has not seen yet.
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::AcqRel)
     }
 
     /// The session id.
@@ -193,6 +318,7 @@ impl Session {
             s.client_capabilities = capabilities;
             s.client_info = info;
         }
+        self.dirty.store(true, Ordering::Release);
     }
 
     /// The capabilities the client declared in `initialize`.
@@ -237,6 +363,54 @@ mod tests {
             t.touch();
         }
         assert!(t.is_expired(idle, max), "27s old");
+    }
+
+    #[test]
+    fn a_record_round_trips_and_keeps_the_caller() {
+        let p = Principal::new("alice", AuthMethod::ApiKey).with_roles(["ops"]);
+        let s = Session::new(p.clone(), Face::Http);
+        assert!(!s.take_dirty());
+        s.set_initialized(
+            "2025-11-25".into(),
+            Some(serde_json::json!({"roots": {}})),
+            None,
+        );
+        assert!(s.take_dirty(), "initialize changes the record");
+        assert!(!s.take_dirty(), "reported once");
+        let rec = s.record();
+        let bytes = serde_json::to_vec(&rec).unwrap();
+        let back: SessionRecord = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, rec);
+        let r = Session::from_record(s.id().clone(), back, Face::Http).unwrap();
+        assert!(r.principal().same_caller(&p));
+        assert_eq!(r.protocol_version().as_deref(), Some("2025-11-25"));
+        assert!(r.is_initialized());
+        assert_eq!(r.client_capabilities(), s.client_capabilities());
+        assert_eq!(r.created_ms(), s.created_ms());
+    }
+
+    #[test]
+    fn a_record_with_an_unknown_method_is_refused() {
+        let s = Session::new(Principal::anonymous(), Face::Http);
+        let mut rec = s.record();
+        rec.method = "root".into();
+        assert!(Session::from_record(s.id().clone(), rec, Face::Http).is_none());
+    }
+
+    #[test]
+    fn only_well_formed_ids_parse() {
+        let id = SessionId::random();
+        assert_eq!(SessionId::parse(id.as_str()), Some(id));
+        for bad in [
+            "",
+            "x",
+            &"A".repeat(32),
+            &"0".repeat(31),
+            &"0".repeat(33),
+            "../../etc/passwd",
+        ] {
+            assert!(SessionId::parse(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 pub mod deps;
 pub mod http;
+pub mod oauth;
 pub mod process;
 pub mod stdio;
 

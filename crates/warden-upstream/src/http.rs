@@ -21,9 +21,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, trace, warn};
 use url::Url;
+use warden_proto::jsonrpc::{Recovered, recover_response_id};
 use warden_proto::mcp::{self, Era};
 use warden_proto::sse::{SseItem, SseParser};
-use warden_proto::{ErrorCode, Id, Kind, Limits, Message, decode};
+use warden_proto::{DecodeError, ErrorCode, Id, Kind, Limits, Message, decode_lazy};
 
 use crate::error::{CloseReason, UpstreamError, expect_kind, kind_name};
 use crate::headers::{
@@ -32,6 +33,7 @@ use crate::headers::{
 };
 use crate::pending::{
     self, INITIALIZE, IdAllocator, Outcome, Pending, Route, decode_error_kind, deliver_note,
+    refusal_reason,
 };
 use crate::stats::{Counters, Stats};
 use crate::stream::{Link, ResponseStream, deadline_after};
@@ -415,7 +417,7 @@ impl Core {
         let limit = self.endpoint.limits.max_message_bytes;
         let too_large = || {
             self.counters.invalid();
-            UpstreamError::protocol(self.name(), "response body exceeds the message size limit")
+            UpstreamError::protocol(self.name(), refusal_reason(None))
         };
         if response.content_length().is_some_and(|n| n > limit as u64) {
             return Err(too_large());
@@ -561,6 +563,17 @@ impl Core {
     /// Routes one decoded message. `own` is the request whose response stream carried it;
     /// `None` for the standalone GET stream, whose messages go to the only request in flight
     /// when there is exactly one (as on stdio), and are unsolicited otherwise.
+    /// A message was refused: if it was the response to a request in flight (see
+    /// [`Pending::refused`]), that request fails now with the rule it broke.
+    fn refused(&self, recovered: Recovered, error: Option<&DecodeError>, own: Option<&Id>) {
+        let entry = lock(&self.pending).refused(recovered, own);
+        if let Some(entry) = entry {
+            let reason = refusal_reason(error);
+            warn!(upstream = %self.name(), reason, "failed a request whose response was refused");
+            entry.fail(UpstreamError::protocol(self.name(), reason));
+        }
+    }
+
     async fn deliver(&self, message: Message, own: Option<&Id>) {
         self.counters.received();
         let route = lock(&self.pending).route_with(message, own, own.is_none());
@@ -642,7 +655,7 @@ impl Core {
         // An error status. Modern servers explain it in a JSON-RPC error for this request
         // (400 with -32020/-32022, 404 with -32601): that is the response.
         let body = self.read_body(response).await.unwrap_or_default();
-        let answer = decode(body, &self.endpoint.limits)
+        let answer = decode_lazy(body, &self.endpoint.limits)
             .ok()
             .filter(|m| m.kind() == &Kind::Error && m.id() == Some(id));
         let session_gone = status == StatusCode::NOT_FOUND && had_session;
@@ -670,7 +683,7 @@ impl Core {
     }
 
     async fn deliver_body(&self, body: Bytes, id: &Id) -> Result<(), UpstreamError> {
-        match decode(body, &self.endpoint.limits) {
+        match decode_lazy(body, &self.endpoint.limits) {
             Ok(message) => {
                 self.deliver(message, Some(id)).await;
                 if self.is_pending(id) {
@@ -687,7 +700,7 @@ impl Core {
                 warn!(upstream = %self.name(), error = decode_error_kind(&error), "dropped an invalid response body");
                 Err(UpstreamError::protocol(
                     self.name(),
-                    "response body is not a valid json-rpc message",
+                    refusal_reason(Some(&error)),
                 ))
             }
         }
@@ -772,6 +785,12 @@ impl Core {
                     SseItem::TooLarge => {
                         self.counters.invalid();
                         warn!(upstream = %self.name(), limit, "dropped an over-long event from upstream");
+                        // Nothing of it was kept: on a request's own stream it is taken as
+                        // that request's answer.
+                        if own.is_some() {
+                            self.refused(Recovered::Response(None), None, own);
+                            return true;
+                        }
                         continue;
                     }
                 };
@@ -789,7 +808,8 @@ impl Core {
                     debug!(upstream = %self.name(), "ignored an event of another type");
                     continue;
                 }
-                match decode(Bytes::from(event.data), &self.endpoint.limits) {
+                let data = Bytes::from(event.data);
+                match decode_lazy(data.clone(), &self.endpoint.limits) {
                     Ok(message) => {
                         self.deliver(message, own).await;
                         if own.is_some_and(|id| !self.is_pending(id)) {
@@ -799,6 +819,10 @@ impl Core {
                     Err(error) => {
                         self.counters.invalid();
                         warn!(upstream = %self.name(), error = decode_error_kind(&error), "dropped an invalid event from upstream");
+                        self.refused(recover_response_id(&data), Some(&error), own);
+                        if own.is_some_and(|id| !self.is_pending(id)) {
+                            return true;
+                        }
                     }
                 }
             }

@@ -13,12 +13,13 @@
 //! - Every channel is bounded and every wait has a timeout; a dead upstream fails every
 //!   request in flight at once.
 //! - A stdio child runs in its own process group, dies with the gateway (Linux parent-death
-//!   signal) and its whole group is SIGKILLed when the last handle is dropped. `src/sys.rs` is the
-//!   crate's only `unsafe` code.
+//!   signal) and its whole group is SIGKILLed when the last handle is dropped. Spawning (and
+//!   the sandbox, when [`StdioSpec::sandbox`] is set) is `warden-sandbox`'s; this crate has
+//!   no `unsafe` code.
 //! - HTTP redirects are never followed; proxies are not taken from the environment.
 //!
 //! This crate never decides policy and never logs message bodies above `trace`.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod headers;
@@ -231,6 +232,18 @@ impl Connection {
             Inner::Stdio(h) => h.core.in_flight(),
             Inner::Http(h) => h.core.in_flight(),
         }
+    }
+}
+
+/// When a request failed because the gateway refused the upstream's response to it (too
+/// large, too deep, duplicate keys, invalid JSON or UTF-8), the rule it broke, worded for the
+/// client (for example "refused its response: nested deeper than the depth limit").
+pub fn refused_response_reason(error: &UpstreamError) -> Option<&'static str> {
+    match error {
+        UpstreamError::Protocol { reason, .. } if reason.starts_with(pending::REFUSED_PREFIX) => {
+            Some(reason)
+        }
+        _ => None,
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tracing::warn;
+use warden_proto::jsonrpc::Recovered;
 use warden_proto::mcp::META_SUBSCRIPTION_ID;
 use warden_proto::{DecodeError, Id, Kind, Message};
 
@@ -235,6 +236,29 @@ impl Pending {
         self.entries.drain().map(|(_, e)| e).collect()
     }
 
+    /// The request a message the gateway refused was meant to answer, taken out of the map so
+    /// its caller can be failed at once (instead of waiting for its timeout).
+    ///
+    /// `recovered` comes from a bounded scan of the refused text. A readable id names the
+    /// request (an id nobody waits for names none). A response without a readable id is
+    /// attributed to `context` (the request whose HTTP stream carried it) or, with no context,
+    /// to the only request in flight if there is exactly one. Anything that is not a response
+    /// (a request, a notification, text) fails nothing.
+    pub(crate) fn refused(&mut self, recovered: Recovered, context: Option<&Id>) -> Option<Entry> {
+        match recovered {
+            Recovered::Other => None,
+            Recovered::Response(Some(id)) => self.entries.remove(&id),
+            Recovered::Response(None) => match context {
+                Some(id) => self.entries.remove(id),
+                None if self.entries.len() == 1 => {
+                    let id = self.entries.keys().next()?.clone();
+                    self.entries.remove(&id)
+                }
+                None => None,
+            },
+        }
+    }
+
     /// Decides where a message from the upstream goes.
     ///
     /// `context` is the upstream id of the request whose HTTP response stream carried the
@@ -385,6 +409,23 @@ pub(crate) async fn deliver_note(
     if !sent {
         counters.dropped();
         warn!(upstream = %name, "dropped a notification: its request's stream is not being read");
+    }
+}
+
+/// Prefix of the reason a request fails with when the gateway refused its response.
+pub(crate) const REFUSED_PREFIX: &str = "refused its response: ";
+
+/// Why a refused response failed its request (the reason of an [`UpstreamError::Protocol`],
+/// shown to the client): which rule the response broke. `None` is an over-long line.
+pub(crate) fn refusal_reason(error: Option<&DecodeError>) -> &'static str {
+    match error {
+        None | Some(DecodeError::TooLarge { .. }) => {
+            "refused its response: larger than the message size limit"
+        }
+        Some(DecodeError::TooDeep) => "refused its response: nested deeper than the depth limit",
+        Some(DecodeError::DuplicateKey { .. }) => "refused its response: duplicate object keys",
+        Some(DecodeError::Syntax { .. }) => "refused its response: not valid JSON or not UTF-8",
+        Some(DecodeError::Invalid { .. }) => "refused its response: not a valid JSON-RPC message",
     }
 }
 

@@ -6,25 +6,27 @@
 //! request in flight the moment it exits.
 
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
 use warden_proto::framing::{Frame, LineDecoder};
-use warden_proto::{Id, Kind, Limits, Message, decode};
+use warden_proto::jsonrpc::recover_response_id;
+use warden_proto::{DecodeError, Id, Kind, Limits, Message, decode_lazy};
 
 use crate::error::{CloseReason, UpstreamError, expect_kind, kind_name};
 use crate::pending::{
     self, INITIALIZE, IdAllocator, Outcome, Pending, Route, decode_error_kind, deliver_note,
+    refusal_reason,
 };
 use crate::stats::{Counters, Stats};
 use crate::stream::{Link, ResponseStream, deadline_after};
@@ -39,6 +41,8 @@ pub const DEFAULT_STDERR_CAP: usize = 4096;
 
 /// Bounds memory between callers and the writer task.
 const WRITER_CHANNEL_CAPACITY: usize = 64;
+/// Bytes of queued messages gathered into one write to the child's stdin.
+const WRITE_BATCH: usize = 64 * 1024;
 /// Read size for stdout and stderr.
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a notification, response or cancellation may wait for room in the writer
@@ -78,6 +82,9 @@ pub struct StdioSpec {
     pub shutdown_grace: Duration,
     /// Longest stderr line logged, in bytes (the rest of the line is cut).
     pub stderr_cap: usize,
+    /// Run the child in this sandbox (`program`, `args` and `cwd` are then the profile's, and
+    /// the environment is exactly `env`).
+    pub sandbox: Option<warden_sandbox::Sandbox>,
 }
 
 impl StdioSpec {
@@ -93,6 +100,7 @@ impl StdioSpec {
             limits: Limits::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             stderr_cap: DEFAULT_STDERR_CAP,
+            sandbox: None,
         }
     }
 }
@@ -145,22 +153,17 @@ impl Drop for Handle {
 /// Starts the child and its tasks.
 pub(crate) async fn spawn(spec: StdioSpec) -> Result<Handle, UpstreamError> {
     let name: Arc<str> = spec.name.as_str().into();
-    let mut command = Command::new(&spec.program);
-    command.args(&spec.args);
-    if spec.env_clear {
-        command.env_clear();
-    }
-    command.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    if let Some(cwd) = &spec.cwd {
-        command.current_dir(cwd);
-    }
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    sys::isolate(&mut command);
-    let mut child = command.spawn().map_err(|source| UpstreamError::Spawn {
+    // warden-sandbox spawns: own process group, parent-death signal, piped stdio,
+    // kill_on_drop; through the sandbox launcher when `spec.sandbox` is set.
+    let launch = warden_sandbox::Launch {
+        program: spec.program.clone(),
+        args: spec.args.clone(),
+        env: spec.env.clone(),
+        env_clear: spec.env_clear,
+        cwd: spec.cwd.clone(),
+        sandbox: spec.sandbox.clone(),
+    };
+    let mut child = warden_sandbox::spawn(&launch).map_err(|source| UpstreamError::Spawn {
         name: spec.name.clone(),
         source,
     })?;
@@ -479,27 +482,51 @@ impl Core {
         }
     }
 
-    fn on_frame(&self, frame: Frame) -> Option<Message> {
+    /// Decodes one line of stdout. `head` is the start of an over-long line.
+    ///
+    /// The value is parsed lazily: a response that is only forwarded is validated but never
+    /// turned into a tree.
+    fn on_frame(&self, frame: Frame, head: &[u8]) -> Option<Message> {
         match frame {
             Frame::TooLong { size } => {
                 self.counters.invalid();
                 warn!(upstream = %self.name, bytes = size, limit = self.limits.max_message_bytes, "dropped an over-long line from upstream stdout");
+                self.refused(head, None);
                 None
             }
-            Frame::Line(line) => match decode(line.clone(), &self.limits) {
+            Frame::Line(line) => match decode_lazy(line.clone(), &self.limits) {
                 Ok(message) => Some(message),
                 Err(error) => {
                     self.counters.invalid();
                     warn!(upstream = %self.name, bytes = line.len(), error = decode_error_kind(&error), "dropped an invalid line from upstream stdout");
                     trace!(upstream = %self.name, line = %String::from_utf8_lossy(&line), "invalid line");
+                    self.refused(&line, Some(&error));
                     None
                 }
             },
         }
     }
+
+    /// A line was refused: if it was the response to a request in flight, that request fails
+    /// now with the rule the response broke, instead of waiting for its timeout.
+    fn refused(&self, text: &[u8], error: Option<&DecodeError>) {
+        let recovered = recover_response_id(text);
+        let entry = lock(&self.pending).refused(recovered, None);
+        if let Some(entry) = entry {
+            let reason = refusal_reason(error);
+            warn!(upstream = %self.name, reason, "failed a request whose response was refused");
+            entry.fail(UpstreamError::protocol(&self.name, reason));
+        }
+    }
 }
 
 /// The only code that writes to the child's stdin.
+///
+/// Messages queued while a write is in progress are written together: the queue is drained
+/// into one buffer (up to [`WRITE_BATCH`] bytes) and written with one system call, so a burst
+/// of pipelined requests costs one `write` instead of one per message. A lone message is
+/// written at once (nothing waits for a batch to fill). A queued `Close` is honoured after
+/// everything queued before it.
 async fn write_stdin(
     name: Arc<str>,
     core: Weak<Core>,
@@ -507,7 +534,9 @@ async fn write_stdin(
     mut commands: mpsc::Receiver<WriteCommand>,
     close: CancellationToken,
 ) {
-    loop {
+    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+    let mut closing = false;
+    while !closing {
         let command = tokio::select! {
             biased;
             () = close.cancelled() => break,
@@ -516,15 +545,30 @@ async fn write_stdin(
         let Some(WriteCommand::Line(bytes)) = command else {
             break;
         };
-        let line = frame_line(&bytes);
+        batch.clear();
+        push_line(&mut batch, &bytes);
+        while batch.len() < WRITE_BATCH {
+            match commands.try_recv() {
+                Ok(WriteCommand::Line(bytes)) => push_line(&mut batch, &bytes),
+                Ok(WriteCommand::Close) => {
+                    closing = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
         let result = tokio::select! {
             biased;
             () = close.cancelled() => break,
             result = async {
-                stdin.write_all(&line).await?;
+                stdin.write_all(&batch).await?;
                 stdin.flush().await
             } => result,
         };
+        if batch.capacity() > WRITE_BATCH * 4 {
+            // One huge message must not pin its buffer for the life of the connection.
+            batch = Vec::with_capacity(WRITE_BATCH);
+        }
         if let Err(error) = result {
             debug!(upstream = %name, %error, "writing to upstream stdin failed");
             // Usually the child died: prefer its exit status as the reason.
@@ -541,18 +585,20 @@ async fn write_stdin(
     debug!(upstream = %name, "upstream stdin closed");
 }
 
-/// One message as one line. JSON strings cannot hold raw CR or LF, so any in the bytes are
-/// whitespace between tokens (pretty-printed input) and become spaces: a message can never
-/// span two lines.
-fn frame_line(bytes: &[u8]) -> Vec<u8> {
-    let mut line = Vec::with_capacity(bytes.len() + 1);
-    line.extend(
-        bytes
-            .iter()
-            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-    );
-    line.push(b'\n');
-    line
+/// Appends one message as one line. JSON strings cannot hold raw CR or LF, so any in the
+/// bytes are whitespace between tokens (pretty-printed input) and become spaces: a message
+/// can never span two lines.
+fn push_line(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+        out.extend(
+            bytes
+                .iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
+    } else {
+        out.extend_from_slice(bytes);
+    }
+    out.push(b'\n');
 }
 
 async fn read_stdout(core: Arc<Core>, mut stdout: ChildStdout) {
@@ -564,7 +610,11 @@ async fn read_stdout(core: Arc<Core>, mut stdout: ChildStdout) {
             Ok(0) => break,
             Ok(_) => {
                 while let Some(frame) = decoder.decode(&mut buf) {
-                    if let Some(message) = core.on_frame(frame) {
+                    let head = match frame {
+                        Frame::TooLong { .. } => decoder.take_discarded_head(),
+                        Frame::Line(_) => Vec::new(),
+                    };
+                    if let Some(message) = core.on_frame(frame, &head) {
                         core.dispatch(message).await;
                     }
                 }
@@ -576,7 +626,7 @@ async fn read_stdout(core: Arc<Core>, mut stdout: ChildStdout) {
         }
     }
     if let Some(frame) = decoder.finish(&mut buf)
-        && let Some(message) = core.on_frame(frame)
+        && let Some(message) = core.on_frame(frame, &decoder.take_discarded_head())
     {
         core.dispatch(message).await;
     }
@@ -693,7 +743,9 @@ mod tests {
 
     #[test]
     fn framing_keeps_a_message_on_one_line() {
-        assert_eq!(frame_line(b"{\"a\":\r\n 1}"), b"{\"a\":   1}\n");
-        assert_eq!(frame_line(b"{}"), b"{}\n");
+        let mut out = Vec::new();
+        push_line(&mut out, b"{\"a\":\r\n 1}");
+        push_line(&mut out, b"{}");
+        assert_eq!(out, b"{\"a\":   1}\n{}\n");
     }
 }

@@ -63,9 +63,32 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             transparent: true,
             ..GatewayOptions::default()
         };
-        let gateway = Gateway::start(vec![def], Pipeline::passthrough(), options)
+        let audit = super::audit::GatewayAudit::open(&args.common, &config, "run")?;
+        let options = GatewayOptions {
+            audit: audit.log(),
+            ..options
+        };
+        // Pins of a `run` server are keyed by its command line or URL (docs/pinning.md).
+        let pin_target = super::pins::PinTarget {
+            name: def.name.clone(),
+            pin_id: super::pins::run_pin_id(&def.name, &args.command, args.url.as_ref()),
+            mode: config.pinning,
+            namespace: false,
+        };
+        let pipeline = super::pins::install(
+            Pipeline::passthrough(),
+            &args.common,
+            &config,
+            vec![pin_target],
+            true,
+        )
+        .await?;
+        let pipeline = super::guards::install(pipeline, &args.common, &config)?;
+        let pipeline = audit.observe(pipeline);
+        let gateway = Gateway::start(vec![def], pipeline, options)
             .await
             .context("cannot start the upstream server")?;
+        audit.started(&gateway);
         tracing::info!(pids = ?gateway.upstream_pids(), "upstream started");
         let (input, output) = client_pipes();
         let served = tokio::select! {
@@ -75,6 +98,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Client gone (stdin closed) or a signal: shut the upstream down as the specification
         // says (close its stdin, wait, SIGTERM, SIGKILL), then exit.
         gateway.shutdown().await;
+        audit.close().await;
         served?;
         Ok(ExitCode::SUCCESS)
     })

@@ -34,19 +34,23 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let prepared = super::prepare(&args.common, "info", true)?;
     let config = prepared.config;
     let listen = args.listen.unwrap_or(config.listen);
-    if !listen.ip().is_loopback() {
-        // No authentication method exists yet, so a non-loopback address would expose every
+    if !listen.ip().is_loopback() && !config.auth.is_enabled() {
+        // Without an authentication method ([auth]), a non-loopback address would expose every
         // upstream to the network. Only an explicit, loudly logged opt-out allows it.
         if !config.insecure_allow_unauthenticated_non_loopback {
             anyhow::bail!(
                 "refusing to serve on non-loopback address {listen} without authentication; \
-                 set insecure_allow_unauthenticated_non_loopback = true to accept the risk"
+                 configure [auth] (issuer or api_keys) or set \
+                 insecure_allow_unauthenticated_non_loopback = true to accept the risk"
             );
         }
         tracing::warn!(%listen, "serving WITHOUT AUTHENTICATION on a non-loopback address (insecure_allow_unauthenticated_non_loopback = true)");
     }
     let defs = upstreams::all(&config, &super::env())?;
-    let http = http_options(&config, listen);
+    let mut http = http_options(&config, listen);
+    let data_dir = config
+        .resolve_data_dir(args.common.data_dir.as_deref(), &super::env())
+        .ok();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,10 +61,44 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             session_idle: config.http.session_idle_timeout,
             session_max_lifetime: config.http.session_max_lifetime,
             max_sessions: config.http.max_sessions.get(),
+            ..GatewayOptions::default()
         };
-        let gateway = Gateway::start(defs, Pipeline::passthrough(), options)
+        let audit = super::audit::GatewayAudit::open(&args.common, &config, "serve")?;
+        let options = GatewayOptions {
+            audit: audit.log(),
+            ..options
+        };
+        let pin_targets = config
+            .upstreams
+            .iter()
+            .filter(|u| u.enabled)
+            .map(|u| super::pins::PinTarget {
+                name: u.name.clone(),
+                pin_id: u.name.clone(),
+                mode: config.pinning_of(u),
+                namespace: u.namespace,
+            })
+            .collect();
+        let pipeline = super::pins::install(
+            Pipeline::passthrough(),
+            &args.common,
+            &config,
+            pin_targets,
+            false,
+        )
+        .await?;
+        let pipeline = super::guards::install(pipeline, &args.common, &config)?;
+        // Authentication before the gateway starts its upstreams: a bad [auth] stops startup.
+        let auth_shutdown = CancellationToken::new();
+        let _stop_auth = auth_shutdown.clone().drop_guard();
+        http.auth =
+            crate::auth::http_auth(&config, data_dir.as_deref(), &super::env(), &auth_shutdown)
+                .await?;
+        let pipeline = audit.observe(pipeline);
+        let gateway = Gateway::start(defs, pipeline, options)
             .await
             .context("cannot start the gateway")?;
+        audit.started(&gateway);
         let server = warden_downstream::bind_http(gateway.clone(), http)
             .await
             .context("cannot listen")?;
@@ -75,6 +113,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         });
         let result = server.run(shutdown).await;
         gateway.shutdown().await;
+        audit.close().await;
         result.context("http server failed")?;
         Ok(ExitCode::SUCCESS)
     })

@@ -444,12 +444,10 @@ async fn run_answers_with_an_error_when_the_upstream_dies_mid_call() {
     assert_eq!(close_and_wait(&mut c).await, Some(0));
 }
 
-/// Open finding H1 (docs/fuzzing.md): a response the gateway refuses (here nested one level
-/// deeper than the limit, as the echo of a request at the limit is) is dropped and its request
-/// left to time out: the client waits `request_timeout` (300 s by default) for a `-31002`,
-/// where an upstream that dies gets its `-31001` at once.
+/// H1 (docs/fuzzing.md): a response the gateway refuses (here nested one level deeper than the
+/// limit, as the echo of a request at the limit is) fails its request at once with a clear
+/// error, instead of leaving the client to wait `request_timeout` (300 s by default).
 #[tokio::test]
-#[ignore = "open finding H1: a refused upstream response leaves its request to time out"]
 async fn run_answers_at_once_when_the_upstream_response_is_refused() {
     let mut c = start_run(&["--era", "legacy"], &[python(), fixture("echo_server.py")]);
     c.initialize(VERSION).await.unwrap();
@@ -458,7 +456,17 @@ async fn run_answers_at_once_when_the_upstream_response_is_refused() {
     c.send_raw(&line).await.unwrap();
     let answer = c.recv().await.expect("no answer within the bound");
     assert_eq!(answer["id"], "deep", "{answer}");
-    assert!(answer["error"]["code"].is_i64(), "{answer}");
+    assert_eq!(answer["error"]["code"], -31001, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("nested deeper than the depth limit"),
+        "{answer}"
+    );
+    // The connection and the upstream still serve.
+    let (answer, before) = c.request_with("echo", json!({"n": 1})).await.unwrap();
+    assert!(before.is_empty(), "{before:?}");
+    assert_eq!(answer["result"]["params"]["n"], 1, "{answer}");
+    assert_eq!(close_and_wait(&mut c).await, Some(0));
 }
 
 #[tokio::test]
@@ -813,6 +821,40 @@ async fn serve_refuses_bad_sessions_origins_hosts_and_slow_heads() {
 
 // ------------------------------------------------------------------------------------------
 // `serve`: hostile upstreams
+
+/// H1 through `serve`: the echo of a call nested at the limit is one level too deep; the client
+/// gets an error at once, and the gateway goes on serving.
+#[tokio::test]
+async fn serve_answers_at_once_when_the_upstream_response_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("upstream.log");
+    let serve = Serve::start(&upstream_toml("echo", &logged_echo(&log)))
+        .await
+        .unwrap();
+    let mut client = serve_client(&serve).await;
+    // message (1) > params (2) > arguments (3) > "a" and 60 arrays below it (4..=64).
+    let mut deep = json!([]);
+    for _ in 0..60 {
+        deep = json!([deep]);
+    }
+    let answer = tokio::time::timeout(
+        BOUND,
+        client.request(
+            "tools/call",
+            json!({"name": "echo__deep", "arguments": {"a": deep}}),
+        ),
+    )
+    .await
+    .expect("no answer within the bound")
+    .unwrap();
+    assert_eq!(answer["error"]["code"], -31001, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("nested deeper than the depth limit"),
+        "{answer}"
+    );
+    assert_serve_serves(&serve, &mut client, 1).await;
+}
 
 #[tokio::test]
 async fn serve_survives_garbage_stray_responses_and_a_dying_upstream() {

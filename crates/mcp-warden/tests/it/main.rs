@@ -3,7 +3,15 @@
 #![allow(missing_docs, unreachable_pub)]
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+mod audit;
+mod auth;
 mod conformance;
 mod hostile;
+mod inspect;
 mod interop;
+mod pinning;
+mod redact;
+mod request_guards;
+mod sandbox;
+mod scan;
 mod support;

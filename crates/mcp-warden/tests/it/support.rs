@@ -22,7 +22,22 @@ pub fn run_command(extra: &[&str], command: &[&str]) -> Command {
     let mut c = warden_test::process::piped(bin());
     c.arg("run").args(extra).arg("--").args(command);
     c.env("MCP_WARDEN_LOG", "warn");
+    // A fresh data directory per gateway: pins (on by default) never leak between tests or
+    // into the user's own data directory.
+    c.env("MCP_WARDEN_DATA_DIR", fresh_data_dir());
     c
+}
+
+/// A new, empty directory under the test target's scratch space.
+pub fn fresh_data_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("run-data")
+        .join(format!("{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// A running `mcp-warden serve`.

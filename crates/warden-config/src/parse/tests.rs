@@ -54,6 +54,7 @@ fn parses_the_minimal_configuration_from_design() {
             env: vec![],
             cwd: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            sandbox: Default::default(),
         })
     );
     assert_eq!(everything.era, Era::Auto);
@@ -240,6 +241,7 @@ X-Tenant = "acme"
             ],
             cwd: Some("/srv".into()),
             shutdown_grace: Duration::ZERO,
+            sandbox: Default::default(),
         })
     );
 

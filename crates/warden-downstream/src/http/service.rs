@@ -15,9 +15,10 @@ use tracing::{debug, trace, warn};
 use warden_guard::Principal;
 use warden_proto::mcp::{self, Era, V_2024_11_05};
 use warden_proto::{DecodeError, ErrorCode, Id, Kind, Message, decode};
-use warden_session::{Face, Handler, Reply, ReplyStream, Session};
+use warden_session::{Face, Handler, Reply, ReplyStream, Session, SessionError};
 
 use super::HttpOptions;
+use super::auth;
 use super::body::{self, Rejection, ResponseBody, SseBody};
 use super::headers::{self, Accepts, BadHeader};
 use super::params;
@@ -73,12 +74,16 @@ impl<H: Handler> Shared<H> {
         if let Err(rejection) = self.check_host_and_origin(&parts) {
             return rejection.response(None);
         }
+        // RFC 9728 metadata is public: clients read it to learn how to authenticate.
+        if let Some(response) = auth::well_known(&self.opts, &parts.method, parts.uri.path()) {
+            return response;
+        }
         if parts.uri.path() != self.opts.path {
             return body::empty(StatusCode::NOT_FOUND);
         }
-        let principal = match self.authenticate(&parts) {
+        let principal = match self.authenticate(&parts).await {
             Ok(principal) => principal,
-            Err(rejection) => return rejection.response(None),
+            Err(response) => return response,
         };
         let response = match parts.method {
             Method::POST => self.post(parts, body, principal).await,
@@ -136,11 +141,11 @@ impl<H: Handler> Shared<H> {
         Ok(())
     }
 
-    /// Establishes who is calling. Authentication is not configured yet, so every caller is
-    /// anonymous. An authenticator (bearer tokens, mTLS identities) belongs here: it runs
-    /// before any session lookup, so a refused caller never learns whether a session exists.
-    fn authenticate(&self, _parts: &Parts) -> Result<Principal, Rejection> {
-        Ok(Principal::anonymous())
+    /// Establishes who is calling ([`auth::authenticate`]; anonymous when no authentication
+    /// is configured). It runs before any session lookup, so a refused caller never learns
+    /// whether a session exists.
+    async fn authenticate(&self, parts: &Parts) -> Result<Principal, Response<ResponseBody>> {
+        auth::authenticate(self.opts.auth.as_ref(), parts).await
     }
 
     async fn post(
@@ -304,7 +309,7 @@ impl<H: Handler> Shared<H> {
             return Rejection::invalid(StatusCode::BAD_REQUEST, "missing Mcp-Session-Id header")
                 .response(id.as_ref());
         };
-        let session = match self.session(session_id, &principal, parts) {
+        let session = match self.session(session_id, &principal, parts).await {
             Ok(session) => session,
             Err(rejection) => return rejection.response(id.as_ref()),
         };
@@ -334,14 +339,22 @@ impl<H: Handler> Shared<H> {
         if let Err(rejection) = legacy_version(parts, None) {
             return rejection.response(id.as_ref());
         }
-        let session = match self.handler.open_session(principal.clone(), Face::Http) {
+        let session = match self
+            .handler
+            .open_session(principal.clone(), Face::Http)
+            .await
+        {
             Ok(session) => session,
             Err(error) => {
                 warn!(%error, "refused initialize: cannot open a session");
+                let text = match error {
+                    SessionError::TooMany { .. } => "too many sessions",
+                    SessionError::Store(_) => "session store unavailable",
+                };
                 return Rejection::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::RateLimited,
-                    "too many sessions",
+                    text,
                 )
                 .response(id.as_ref());
             }
@@ -365,15 +378,21 @@ impl<H: Handler> Shared<H> {
     /// The live legacy HTTP session `raw` names, if it belongs to `principal`; checks the
     /// version header against it. Unknown sessions, other principals' sessions and non-HTTP
     /// sessions are the same 404, so a guessed id reveals nothing.
-    fn session(
+    async fn session(
         &self,
         raw: &str,
         principal: &Principal,
         parts: &Parts,
     ) -> Result<Arc<Session>, Rejection> {
-        let session = self
-            .handler
-            .find_session(raw)
+        let found = self.handler.find_session(raw).await.map_err(|error| {
+            warn!(%error, "session lookup failed");
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::UpstreamUnavailable,
+                "session store unavailable",
+            )
+        })?;
+        let session = found
             .filter(|s| s.face() == Face::Http && s.principal().same_caller(principal))
             .ok_or_else(|| Rejection::invalid(StatusCode::NOT_FOUND, "session not found"))?;
         legacy_version(parts, Some(&session))?;
@@ -435,7 +454,19 @@ impl<H: Handler> Shared<H> {
             Era::Legacy => StatusCode::OK,
         };
         let failed = *message.kind() == Kind::Error;
+        // A rate-limit refusal is also HTTP 429 with Retry-After, whatever the era.
+        let retry_after = retry_after(&message);
+        let status = if retry_after.is_some() {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            status
+        };
         let mut response = body::json(status, message.bytes().clone());
+        if let Some(value) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
+        }
         if exchange.initialize
             && let Some(session) = exchange.session
         {
@@ -520,7 +551,7 @@ impl<H: Handler> Shared<H> {
             )
             .response(None);
         }
-        let session = match self.required_session(parts, principal) {
+        let session = match self.required_session(parts, principal).await {
             Ok(session) => session,
             Err(rejection) => return rejection.response(None),
         };
@@ -571,7 +602,7 @@ impl<H: Handler> Shared<H> {
     }
 
     async fn delete(&self, parts: &Parts, principal: &Principal) -> Response<ResponseBody> {
-        let session = match self.required_session(parts, principal) {
+        let session = match self.required_session(parts, principal).await {
             Ok(session) => session,
             Err(rejection) => return rejection.response(None),
         };
@@ -580,13 +611,13 @@ impl<H: Handler> Shared<H> {
         body::empty(StatusCode::NO_CONTENT)
     }
 
-    fn required_session(
+    async fn required_session(
         &self,
         parts: &Parts,
         principal: &Principal,
     ) -> Result<Arc<Session>, Rejection> {
         match headers::single(&parts.headers, &headers::SESSION_ID) {
-            Ok(Some(raw)) => self.session(raw, principal, parts),
+            Ok(Some(raw)) => self.session(raw, principal, parts).await,
             Ok(None) => Err(Rejection::invalid(
                 StatusCode::BAD_REQUEST,
                 "missing Mcp-Session-Id header",
@@ -656,6 +687,21 @@ fn modern_status(message: &Message) -> StatusCode {
         }
         _ => StatusCode::OK,
     }
+}
+
+/// For a rate-limit error (`ErrorCode::RateLimited`): `Retry-After` in whole seconds, rounded
+/// up from the error's `data.retryAfterMs` (at least 1).
+fn retry_after(message: &Message) -> Option<HeaderValue> {
+    let error = message.error()?;
+    if error.get("code").and_then(Value::as_i64) != Some(ErrorCode::RateLimited.code()) {
+        return None;
+    }
+    let ms = error
+        .get("data")
+        .and_then(|d| d.get(warden_guard::RETRY_AFTER_MS))
+        .and_then(Value::as_u64)
+        .unwrap_or(1000);
+    Some(HeaderValue::from(ms.div_ceil(1000).max(1)))
 }
 
 /// 400 with the decoder's JSON-RPC error (`-32700` or `-32600`), 413 for an oversized message.

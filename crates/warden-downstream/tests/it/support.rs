@@ -106,17 +106,25 @@ impl Handler for TestHandler {
         })
     }
 
-    fn open_session(&self, principal: Principal, face: Face) -> Result<Arc<Session>, SessionError> {
+    fn open_session(
+        &self,
+        principal: Principal,
+        face: Face,
+    ) -> BoxFuture<'_, Result<Arc<Session>, SessionError>> {
         let session = Arc::new(Session::new(principal, face));
         self.sessions
             .lock()
             .unwrap()
             .insert(session.id().to_string(), Arc::clone(&session));
-        Ok(session)
+        Box::pin(async move { Ok(session) })
     }
 
-    fn find_session(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().unwrap().get(id).cloned()
+    fn find_session<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Session>>, SessionError>> {
+        let found = self.sessions.lock().unwrap().get(id).cloned();
+        Box::pin(async move { Ok(found) })
     }
 
     fn end_session<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, ()> {

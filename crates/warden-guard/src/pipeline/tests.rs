@@ -60,6 +60,7 @@ fn deny() -> Result<Verdict, GuardError> {
         message: "denied".into(),
         detail: "rule 3".into(),
         controls: &[],
+        retry_after: None,
     }))
 }
 
@@ -79,6 +80,8 @@ async fn run(p: &Pipeline) -> Outcome {
         principal: &principal,
         upstream: Some("u"),
         request_method: None,
+        target: None,
+        permits: None,
     })
     .await
 }
@@ -148,4 +151,52 @@ fn denial_maps_to_a_stable_jsonrpc_error() {
         !v.to_string().contains("rule 3"),
         "audit detail never reaches the client"
     );
+}
+
+/// Records what an observer is told, as `guard:kind`.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<String>>);
+
+impl Observer for Seen {
+    fn decided(&self, _call: &Call<'_>, guard: &dyn Guard, decided: Decided<'_>) {
+        let kind = match decided {
+            Decided::Deny(d) => format!("deny({})", d.detail),
+            Decided::Hold(t) => format!("hold({})", t.id),
+            Decided::Rewrite => "rewrite".into(),
+            Decided::Skip(_) => "skip".into(),
+        };
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{}:{kind}", guard.name()));
+    }
+}
+
+#[tokio::test]
+async fn observer_sees_every_decision_but_continue() {
+    // Proves: MON-2 (every guard decision reaches the audit layer, including fail-open skips
+    // and fail-closed errors, which the outcome alone does not show)
+    let seen = Arc::new(Seen::default());
+    let p = Pipeline::passthrough()
+        .with(Stage::Authn, guard("authn", broken, FailMode::Open))
+        .with(
+            Stage::RateLimit,
+            guard("rate", || Ok(Verdict::Continue), FailMode::Closed),
+        )
+        .with(Stage::Policy, guard("policy", deny, FailMode::Closed))
+        .observed(seen.clone());
+    assert!(matches!(run(&p).await, Outcome::Deny(_)));
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        ["authn:skip", "policy:deny(rule 3)"]
+    );
+
+    let seen = Arc::new(Seen::default());
+    let p = Pipeline::passthrough()
+        .with(Stage::Authn, guard("authn", broken, FailMode::Closed))
+        .observed(seen.clone());
+    assert!(matches!(run(&p).await, Outcome::Deny(_)));
+    let got = seen.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("authn:deny("), "{got:?}");
 }

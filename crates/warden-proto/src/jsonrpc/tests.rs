@@ -137,3 +137,95 @@ proptest! {
         prop_assert_eq!(reparsed.id(), Some(&Id::from(new)));
     }
 }
+
+mod recovery {
+    use super::super::{Recovered, recover_response_id};
+    use crate::Id;
+    use proptest::prelude::*;
+
+    fn response(id: Option<Id>) -> Recovered {
+        Recovered::Response(id)
+    }
+
+    #[test]
+    fn reads_the_id_of_refused_responses() {
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":"deep","result":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(
+            recover_response_id(deep.as_bytes()),
+            response(Some(Id::String("deep".into())))
+        );
+        assert_eq!(
+            recover_response_id(br#"{"jsonrpc":"2.0","id":3,"id":3,"result":{}}"#),
+            response(Some(Id::from(3)))
+        );
+        // Truncated head of an over-long line.
+        assert_eq!(
+            recover_response_id(br#"{"id" : 1.0 , "result":{"pad":"xxxxxx"#),
+            response(Some(Id::Number("1.0".into())))
+        );
+        // Id after the part that was cut: a response without a readable id.
+        assert_eq!(
+            recover_response_id(br#"{"jsonrpc":"2.0","result":{"pad":"xxxxxx"#),
+            response(None)
+        );
+        assert_eq!(
+            recover_response_id(
+                br#"{"jsonrpc":"2.0","error":{"code":1,"message":"\xff"},"id":"\u0061"}"#
+            ),
+            response(Some(Id::String("a".into())))
+        );
+        // Escaped key spellings count.
+        assert_eq!(
+            recover_response_id(br#"{"\u0069d":4,"result":{}}"#),
+            response(Some(Id::from(4)))
+        );
+    }
+
+    #[test]
+    fn ambiguous_or_unusable_ids_are_not_guessed() {
+        assert_eq!(
+            recover_response_id(br#"{"id":1,"id":2,"result":{}}"#),
+            response(None)
+        );
+        assert_eq!(
+            recover_response_id(br#"{"id":{"x":1},"result":{}}"#),
+            response(None)
+        );
+        assert_eq!(
+            recover_response_id(br#"{"id":null,"error":{}}"#),
+            response(None)
+        );
+    }
+
+    #[test]
+    fn requests_notifications_and_text_are_not_responses() {
+        for text in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{"#[..],
+            br#"{"jsonrpc":"2.0","method":"deep","params":{"a":[[[[[[]]]]]]}}"#,
+            br#"{"id":1,"result":{},"method":"x"}"#,
+            br#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#,
+            b"SECRET-CANARY this is not json",
+            b"",
+            b"\xff\xfe",
+            br#"{"jsonrpc":"2.0","id":5}"#,
+        ] {
+            assert_eq!(recover_response_id(text), Recovered::Other, "{text:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = recover_response_id(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_json_like_text(text in "[{}\\[\\]\":,a-z0-9\\\\ ]{0,200}") {
+            let _ = recover_response_id(text.as_bytes());
+        }
+    }
+}

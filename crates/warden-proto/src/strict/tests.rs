@@ -116,3 +116,114 @@ fn arb_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+/// `decode` and `decode_lazy` must accept and refuse exactly the same input, with the same
+/// error, kind, id and method, and the lazily parsed value must be the eager one.
+fn assert_same_decode(bytes: &[u8], limits: &Limits) -> Result<(), TestCaseError> {
+    let eager = decode(bytes::Bytes::copy_from_slice(bytes), limits);
+    let lazy = decode_lazy(bytes::Bytes::copy_from_slice(bytes), limits);
+    match (eager, lazy) {
+        (Ok(e), Ok(l)) => {
+            prop_assert!(!l.is_parsed());
+            prop_assert_eq!(e.kind(), l.kind());
+            prop_assert_eq!(e.id(), l.id());
+            prop_assert_eq!(e.method(), l.method());
+            prop_assert!(!l.is_parsed(), "kind, id and method need no parse");
+            prop_assert_eq!(e.value(), l.value());
+            prop_assert_eq!(e.bytes(), l.bytes());
+        }
+        (Err(e), Err(l)) => prop_assert_eq!(e, l),
+        (e, l) => prop_assert!(false, "eager {:?} but lazy {:?}", e, l),
+    }
+    Ok(())
+}
+
+#[test]
+fn lazy_decode_refuses_what_decode_refuses() {
+    let cases: &[&[u8]] = &[
+        br#"{"jsonrpc":"2.0","id":1,"result":{"a":1,"a":2}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":{"a":1,"\u0061":2}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"id":2,"result":{}}"#,
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"\xff\"}",
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"\xff\":1}}",
+        br#"{"jsonrpc":"2.0","id":1,"result":"\ud800"}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":1e999}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":{}} x"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":{}"#,
+        br#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#,
+        br#""text""#,
+        br#"{"jsonrpc":"1.0","id":1,"result":{}}"#,
+        br#"{"jsonrpc":"2.0","id":null,"result":{}}"#,
+        br#"{"jsonrpc":"2.0","id":[1],"method":"x"}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"x","params":null}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"x","result":1}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+        br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"m"}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"error":{"code":1.5,"message":"m"}}"#,
+        br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m"}}"#,
+        br#"{"jsonrpc":"2.0"}"#,
+        br#"{"jsonrpc":"2.0","id":1.0,"result":{}}"#,
+        br#"{"jsonrpc":"2.0","id":18446744073709551615,"result":{}}"#,
+        br#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x"}}"#,
+        br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
+    ];
+    for case in cases {
+        assert_same_decode(case, &lim()).unwrap();
+    }
+    // Depth: the limit itself passes, one more is refused, in both.
+    for depth in [63, 64, 65] {
+        let mut text = String::from(r#"{"jsonrpc":"2.0","id":1,"result":"#);
+        text.push_str(&"[".repeat(depth - 1));
+        text.push_str(&"]".repeat(depth - 1));
+        text.push('}');
+        assert_same_decode(text.as_bytes(), &lim()).unwrap();
+    }
+    // Size.
+    let small = Limits {
+        max_message_bytes: 10,
+        ..lim()
+    };
+    assert_same_decode(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, &small).unwrap();
+}
+
+#[test]
+fn lazy_decode_checks_duplicates_beyond_the_linear_scan() {
+    let mut text = String::from(r#"{"jsonrpc":"2.0","id":1,"result":{"#);
+    for i in 0..40 {
+        text.push_str(&format!(r#""k{i}":{i},"#));
+    }
+    text.push_str(r#""k3":0}}"#);
+    let err = decode_lazy(bytes::Bytes::from(text), &lim()).unwrap_err();
+    assert!(matches!(err, DecodeError::DuplicateKey { .. }), "{err:?}");
+}
+
+proptest! {
+    #[test]
+    fn lazy_decode_agrees_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        assert_same_decode(&bytes, &lim())?;
+    }
+
+    #[test]
+    fn lazy_decode_agrees_on_messages(
+        v in arb_json(),
+        id in prop_oneof![Just(json_id(1)), Just(Value::from("x")), Just(Value::Null)],
+        member in prop_oneof![Just("result"), Just("params"), Just("error"), Just("method")],
+        depth in 1usize..8,
+    ) {
+        let mut m = serde_json::Map::new();
+        m.insert("jsonrpc".into(), Value::from("2.0"));
+        m.insert("id".into(), id);
+        m.insert(member.into(), v.clone());
+        if member == "params" {
+            m.insert("method".into(), Value::from("tools/call"));
+        }
+        let text = serde_json::to_vec(&Value::Object(m)).unwrap();
+        assert_same_decode(&text, &Limits { max_depth: depth, ..lim() })?;
+        assert_same_decode(&text, &lim())?;
+    }
+}
+
+fn json_id(n: u64) -> Value {
+    Value::from(n)
+}

@@ -118,6 +118,7 @@ impl Fixture {
         let s = self
             .gateway
             .open_session(Principal::anonymous(), Face::Http)
+            .await
             .unwrap();
         let r = self
             .call(
@@ -298,16 +299,108 @@ async fn the_session_table_is_bounded() {
     let _a = f
         .gateway
         .open_session(Principal::anonymous(), Face::Http)
+        .await
         .unwrap();
     let _b = f
         .gateway
         .open_session(Principal::anonymous(), Face::Http)
+        .await
         .unwrap();
     assert!(
         f.gateway
             .open_session(Principal::anonymous(), Face::Http)
+            .await
             .is_err()
     );
+    f.stop().await;
+}
+
+/// Two gateway replicas sharing one session store: a session opened on one is served by the
+/// other, with its principal and negotiated version; ended on one, it is gone on both.
+#[tokio::test]
+async fn replicas_share_sessions_through_the_store() {
+    let store: warden_store::DynStore = Arc::new(warden_store::MemoryStore::default());
+    let opts = || GatewayOptions {
+        session_store: store.clone(),
+        ..GatewayOptions::default()
+    };
+    let one = Fixture::start_with(&[A], opts()).await;
+    let two = Fixture::start_with(&[A], opts()).await;
+    let s = one.legacy_session().await;
+    let id = s.id().as_str().to_owned();
+
+    let there = two
+        .gateway
+        .find_session(&id)
+        .await
+        .unwrap()
+        .expect("found on the other replica");
+    assert!(there.principal().same_caller(&Principal::anonymous()));
+    assert_eq!(there.protocol_version().as_deref(), Some("2025-11-25"));
+    assert!(there.is_initialized(), "no second initialize needed");
+    let r = two
+        .call(
+            Some(&there),
+            &Principal::anonymous(),
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"a__echo","arguments":{"text":"hi"}}}),
+        )
+        .await;
+    assert!(r.get("result").is_some(), "{r}");
+    assert_eq!(
+        two.received_methods("a")
+            .iter()
+            .filter(|m| *m == "tools/call")
+            .count(),
+        1,
+        "the call went to the second replica's upstream"
+    );
+
+    two.gateway.end_session(&there).await;
+    assert!(
+        one.gateway.find_session(&id).await.unwrap().is_none(),
+        "ended everywhere"
+    );
+    assert!(s.is_ended(), "the first replica dropped its copy");
+    assert!(
+        store
+            .get(warden_store::Namespace::SESSION, &id)
+            .await
+            .unwrap()
+            .is_none(),
+        "no record left behind"
+    );
+    one.stop().await;
+    two.stop().await;
+}
+
+/// A session id is only ever looked up in the store in its canonical form.
+#[tokio::test]
+async fn malformed_session_ids_are_unknown_without_a_store_lookup() {
+    let store: warden_store::DynStore = Arc::new(warden_store::MemoryStore::default());
+    // A record planted under a key no real session id can have must stay unreachable.
+    store
+        .put(
+            warden_store::Namespace::SESSION,
+            "../x",
+            Bytes::from_static(b"{}"),
+            None,
+        )
+        .await
+        .unwrap();
+    let f = Fixture::start_with(
+        &[A],
+        GatewayOptions {
+            session_store: store.clone(),
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    for bad in ["../x", "", "ABC", &"0".repeat(64)] {
+        assert!(
+            f.gateway.find_session(bad).await.unwrap().is_none(),
+            "{bad}"
+        );
+    }
     f.stop().await;
 }
 
@@ -323,17 +416,30 @@ async fn ended_and_idle_sessions_are_not_found() {
     .await;
     let s = f.legacy_session().await;
     let id = s.id().as_str().to_owned();
-    assert!(f.gateway.find_session(&id).is_some());
+    assert!(f.gateway.find_session(&id).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(f.gateway.find_session(&id).is_none(), "idle past the limit");
+    assert!(
+        f.gateway.find_session(&id).await.unwrap().is_none(),
+        "idle past the limit"
+    );
     let t = f
         .gateway
         .open_session(Principal::anonymous(), Face::Http)
+        .await
         .unwrap();
     let tid = t.id().as_str().to_owned();
     f.gateway.end_session(&t).await;
-    assert!(f.gateway.find_session(&tid).is_none(), "ended");
-    assert!(f.gateway.find_session("not-a-session").is_none());
+    assert!(
+        f.gateway.find_session(&tid).await.unwrap().is_none(),
+        "ended"
+    );
+    assert!(
+        f.gateway
+            .find_session("not-a-session")
+            .await
+            .unwrap()
+            .is_none()
+    );
     f.stop().await;
 }
 
@@ -480,6 +586,7 @@ async fn transparent_mode_bridges_a_legacy_client_to_a_modern_only_upstream() {
     let s = f
         .gateway
         .open_session(Principal::local(), Face::Stdio)
+        .await
         .unwrap();
     let p = Principal::local();
     let init = f
@@ -521,6 +628,7 @@ async fn transparent_mode_forwards_the_clients_own_initialize() {
     let s = f
         .gateway
         .open_session(Principal::local(), Face::Stdio)
+        .await
         .unwrap();
     let p = Principal::local();
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"x-vendor":{}},"clientInfo":{"name":"desk","version":"9"},"futureField":true}});
@@ -691,6 +799,7 @@ impl warden_guard::Guard for Refuse {
                 message: "request refused by policy".into(),
                 detail: "secret audit detail".into(),
                 controls: &["TEST-1"],
+                retry_after: None,
             })
         };
         async move { Ok(verdict) }.boxed()

@@ -293,7 +293,7 @@ async fn garbage_on_stdout_is_dropped_counted_and_not_logged() {
             )
             .await;
             assert!(notes.is_empty());
-            // Not the duplicate-key or the over-long line, though both carried the real id.
+            // Not the duplicate-key or the over-long response (which carry an unused id).
             assert_eq!(response.result().unwrap(), &json!({"ok": true}));
         }
         assert_eq!(conn.stats().invalid, 3 * 7);
@@ -632,6 +632,87 @@ async fn the_child_dies_when_the_gateway_is_killed() {
         helper.start_kill().unwrap();
         helper.wait().await.unwrap();
         eventually("the orphaned upstream dies", || is_dead(pid)).await;
+    })
+    .await;
+}
+
+// H1: a response the gateway refuses fails its request at once (not after the call's
+// timeout), with the rule it broke; the valid response that follows is dropped as unknown.
+#[tokio::test]
+async fn a_refused_response_fails_its_request_at_once() {
+    bounded(async {
+        let mut spec = python("refusing", "refusing_server.py");
+        spec.limits = Limits {
+            max_message_bytes: 4096,
+            ..Limits::default()
+        };
+        let conn = Connection::spawn_stdio(spec).await.unwrap();
+        let cases = [
+            ("dup", "duplicate object keys"),
+            ("deep", "nested deeper than the depth limit"),
+            ("utf8", "not valid JSON or not UTF-8"),
+            ("long", "larger than the message size limit"),
+            // The id is past the kept head: the only request in flight is the one.
+            ("long-id-last", "larger than the message size limit"),
+        ];
+        for (n, (mode, reason)) in cases.into_iter().enumerate() {
+            let started = tokio::time::Instant::now();
+            // A timeout far beyond the test's bound: only the refusal can end the call.
+            let mut stream = conn
+                .request(
+                    &request(json!(n), "tools/call", json!({"mode": mode})),
+                    Duration::from_secs(3600),
+                )
+                .await
+                .unwrap();
+            let error = match stream.next().await {
+                Some(Err(e)) => e,
+                other => panic!("{mode}: expected a refusal, got {other:?}"),
+            };
+            assert!(stream.next().await.is_none(), "{mode}");
+            let expected = format!("refused its response: {reason}");
+            assert_eq!(
+                warden_upstream::refused_response_reason(&error),
+                Some(expected.as_str()),
+                "{mode}: {error}"
+            );
+            assert!(error.to_string().ends_with(reason), "{mode}: {error}");
+            assert!(started.elapsed() < Duration::from_secs(10), "{mode}");
+            assert_eq!(conn.in_flight(), 0, "{mode}");
+        }
+        // Let the late valid responses arrive: each is an unknown response now.
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        while conn.stats().unknown_responses < 5 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(conn.stats().unknown_responses, 5);
+        assert!(conn.is_alive());
+        conn.shutdown().await;
+    })
+    .await;
+}
+
+// A refused *request* from the server that reuses a pending request's id (the server's own id
+// space) must not fail that request.
+#[tokio::test]
+async fn a_refused_server_request_fails_nothing() {
+    bounded(async {
+        let conn = Connection::spawn_stdio(python("refusing", "refusing_server.py"))
+            .await
+            .unwrap();
+        let (notes, response) = drain(
+            conn.request(
+                &request(json!(1), "tools/call", json!({"mode": "server-request"})),
+                CALL,
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert!(notes.is_empty());
+        assert_eq!(response.result().unwrap(), &json!({"late": true}));
+        assert_eq!(conn.stats().invalid, 1);
+        conn.shutdown().await;
     })
     .await;
 }

@@ -1,0 +1,420 @@
+//! `mcp-warden pins list|diff|approve|revoke`: review and decide tool-definition pins.
+//!
+//! Reads and writes the same pin store as `run` and `serve` (`<data dir>/pins`, the data
+//! directory resolved as they resolve it: `--data-dir`, `MCP_WARDEN_DATA_DIR`, `data_dir` in the
+//! configuration, the user's data directory). The store is opened per operation, so this works
+//! while gateways run, and they see an approval on their next list or call of the tool.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use warden_pins::record::{INSTRUCTIONS_NAME, Kind};
+use warden_pins::{PinBook, ToolRecord, diff};
+
+use crate::cli::Common;
+
+/// `mcp-warden pins`.
+#[derive(Debug, Args)]
+pub(crate) struct PinsArgs {
+    #[command(subcommand)]
+    pub(crate) command: PinsCommand,
+}
+
+/// Output format of the `pins` subcommands.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub(crate) enum PinsFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON document (see docs/pinning.md).
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PinsCommand {
+    /// Pinned tools and their status (pinned, changed, added, removed).
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only this upstream (its configured name, or the pin name `run` shows).
+        #[arg(long)]
+        upstream: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: PinsFormat,
+    },
+    /// Differences between pinned and pending definitions (pretty canonical JSON).
+    Diff {
+        #[command(flatten)]
+        common: Common,
+        /// Only this upstream.
+        upstream: Option<String>,
+        /// Only this tool.
+        tool: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: PinsFormat,
+    },
+    /// Pins the pending definition of a tool (or of every held tool of an upstream).
+    Approve {
+        #[command(flatten)]
+        common: Common,
+        /// The upstream.
+        upstream: String,
+        /// The tool, as the upstream names it.
+        #[arg(required_unless_present_any = ["all", "instructions"], conflicts_with_all = ["all", "instructions"])]
+        tool: Option<String>,
+        /// The server's pending `instructions` instead of a tool.
+        #[arg(long, conflicts_with = "all")]
+        instructions: bool,
+        /// Every pending definition of the upstream (tools and instructions).
+        #[arg(long)]
+        all: bool,
+        /// Approve only if the pending definition still has this hash (from `pins diff`).
+        #[arg(long, value_name = "SHA256", conflicts_with = "all")]
+        hash: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: PinsFormat,
+    },
+    /// Removes a pin: the tool is then new on its next sight (held until approved). With
+    /// `--all`, removes every pin of the upstream: its next list is pinned as a first sight.
+    Revoke {
+        #[command(flatten)]
+        common: Common,
+        /// The upstream.
+        upstream: String,
+        /// The tool, as the upstream names it.
+        #[arg(required_unless_present_any = ["all", "instructions"], conflicts_with_all = ["all", "instructions"])]
+        tool: Option<String>,
+        /// The pin of the server's `instructions` instead of a tool.
+        #[arg(long, conflicts_with = "all")]
+        instructions: bool,
+        /// Every pin of the upstream, and its baseline.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: PinsFormat,
+    },
+}
+
+impl PinsCommand {
+    fn common(&self) -> &Common {
+        match self {
+            Self::List { common, .. }
+            | Self::Diff { common, .. }
+            | Self::Approve { common, .. }
+            | Self::Revoke { common, .. } => common,
+        }
+    }
+}
+
+/// Runs `pins`.
+pub(crate) fn pins(args: PinsArgs) -> anyhow::Result<ExitCode> {
+    let common = args.command.common();
+    let prepared = super::prepare(common, "warn", false)?;
+    let data_dir = prepared
+        .config
+        .resolve_data_dir(common.data_dir.as_deref(), &super::env())
+        .context("cannot locate the pin store")?;
+    let book = PinBook::file(&data_dir);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let out = runtime.block_on(execute(&book, args.command))?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn execute(book: &PinBook, command: PinsCommand) -> anyhow::Result<String> {
+    match command {
+        PinsCommand::List {
+            upstream, format, ..
+        } => {
+            let records = book.list(upstream.as_deref()).await?;
+            Ok(match format {
+                PinsFormat::Json => {
+                    json_doc(&Value::Array(records.iter().map(list_entry).collect()))
+                }
+                PinsFormat::Text => list_text(&records),
+            })
+        }
+        PinsCommand::Diff {
+            upstream,
+            tool,
+            format,
+            ..
+        } => {
+            let records: Vec<ToolRecord> = book
+                .list(upstream.as_deref())
+                .await?
+                .into_iter()
+                .filter(|r| r.pending.is_some())
+                .filter(|r| tool.as_deref().is_none_or(|t| t == r.tool))
+                .collect();
+            Ok(match format {
+                PinsFormat::Json => {
+                    json_doc(&Value::Array(records.iter().map(diff_entry).collect()))
+                }
+                PinsFormat::Text if records.is_empty() => "no pending definitions\n".to_owned(),
+                PinsFormat::Text => records.iter().map(diff_text).collect(),
+            })
+        }
+        PinsCommand::Approve {
+            upstream,
+            tool,
+            instructions,
+            hash,
+            format,
+            ..
+        } => {
+            // (kind, tool name) of each definition to approve.
+            let items: Vec<(Kind, String)> = match (tool, instructions) {
+                (Some(t), _) => vec![(Kind::Tool, t)],
+                (None, true) => vec![(Kind::Instructions, String::new())],
+                (None, false) => book
+                    .list(Some(&upstream))
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.pending.is_some())
+                    .map(|r| (r.kind, r.tool))
+                    .collect(),
+            };
+            let mut approved = vec![];
+            for (kind, t) in items {
+                let rec = match kind {
+                    Kind::Tool => book.approve(&upstream, &t, hash.as_deref()).await,
+                    Kind::Instructions => {
+                        book.approve_instructions(&upstream, hash.as_deref()).await
+                    }
+                }
+                .with_context(|| format!("cannot approve {t:?} of upstream {upstream:?}"))?;
+                approved.push(rec);
+            }
+            Ok(match format {
+                PinsFormat::Json => json_doc(&Value::Array(
+                    approved
+                        .iter()
+                        .map(|r| json!({"upstream": r.upstream, "kind": r.kind, "tool": r.tool, "hash": pinned_hash(r)}))
+                        .collect(),
+                )),
+                PinsFormat::Text if approved.is_empty() => {
+                    format!("upstream {upstream:?} has no pending definitions\n")
+                }
+                PinsFormat::Text => approved
+                    .iter()
+                    .map(|r| format!("approved {}/{} {}\n", r.upstream, r.tool, pinned_hash(r)))
+                    .collect(),
+            })
+        }
+        PinsCommand::Revoke {
+            upstream,
+            tool,
+            instructions,
+            format,
+            ..
+        } => {
+            let revoked = match (&tool, instructions) {
+                (Some(t), _) => usize::from(book.revoke(&upstream, t).await?),
+                (None, true) => usize::from(book.revoke_instructions(&upstream).await?),
+                (None, false) => book.revoke_upstream(&upstream).await?,
+            };
+            let tool = tool.or_else(|| instructions.then(|| INSTRUCTIONS_NAME.to_owned()));
+            Ok(match format {
+                PinsFormat::Json => {
+                    json_doc(&json!({"upstream": upstream, "tool": tool, "revoked": revoked}))
+                }
+                PinsFormat::Text => match &tool {
+                    Some(t) if revoked == 0 => format!("no pin for {upstream}/{t}\n"),
+                    Some(t) => format!("revoked {upstream}/{t}\n"),
+                    None => format!(
+                        "revoked {revoked} pins of {upstream}; its next list is pinned as a first sight\n"
+                    ),
+                },
+            })
+        }
+    }
+}
+
+fn json_doc(v: &Value) -> String {
+    // Serialising a Value cannot fail.
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+fn pinned_hash(r: &ToolRecord) -> &str {
+    r.pinned.as_ref().map_or("", |p| p.hash.as_str())
+}
+
+fn list_entry(r: &ToolRecord) -> Value {
+    json!({
+        "upstream": r.upstream,
+        "kind": r.kind,
+        "tool": r.tool,
+        "status": r.status(),
+        "pinned_hash": r.pinned.as_ref().map(|p| &p.hash),
+        "pinned_at": r.pinned.as_ref().map(|p| p.seen_at),
+        "pending_hash": r.pending.as_ref().map(|p| &p.hash),
+        "pending_at": r.pending.as_ref().map(|p| p.seen_at),
+        "removed_at": r.removed_at,
+    })
+}
+
+fn diff_entry(r: &ToolRecord) -> Value {
+    let old = r.pinned.as_ref().map(|p| &p.definition);
+    let new = r.pending.as_ref().map(|p| &p.definition);
+    let (removed, added) = diff::counts(old, new);
+    json!({
+        "upstream": r.upstream,
+        "kind": r.kind,
+        "tool": r.tool,
+        "status": r.status(),
+        "pinned_hash": r.pinned.as_ref().map(|p| &p.hash),
+        "pending_hash": r.pending.as_ref().map(|p| &p.hash),
+        "lines_removed": removed,
+        "lines_added": added,
+        "diff": diff_text_of(r),
+        "pinned": old,
+        "pending": new,
+    })
+}
+
+fn diff_text_of(r: &ToolRecord) -> String {
+    let label = |what: &str, hash: Option<&String>| {
+        format!(
+            "{what} {}/{} {}",
+            r.upstream,
+            r.tool,
+            hash.map_or("(none)", String::as_str)
+        )
+    };
+    diff::unified(
+        r.pinned.as_ref().map(|p| &p.definition),
+        r.pending.as_ref().map(|p| &p.definition),
+        &label("pinned", r.pinned.as_ref().map(|p| &p.hash)),
+        &label("pending", r.pending.as_ref().map(|p| &p.hash)),
+    )
+}
+
+fn diff_text(r: &ToolRecord) -> String {
+    format!("{}\n", diff_text_of(r))
+}
+
+fn list_text(records: &[ToolRecord]) -> String {
+    if records.is_empty() {
+        return "no pins\n".to_owned();
+    }
+    let width_u = records
+        .iter()
+        .map(|r| r.upstream.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let width_t = records
+        .iter()
+        .map(|r| r.tool.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut out = format!(
+        "{:width_u$}  {:width_t$}  {:8}  HASH\n",
+        "UPSTREAM", "TOOL", "STATUS"
+    );
+    for r in records {
+        let status = serde_json::to_value(r.status())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let hash = r
+            .pending
+            .as_ref()
+            .or(r.pinned.as_ref())
+            .map_or("", |p| &p.hash[..p.hash.len().min(19)]);
+        out.push_str(&format!(
+            "{:width_u$}  {:width_t$}  {status:8}  {hash}\n",
+            r.upstream,
+            // Names come from servers: show control characters escaped, never raw.
+            r.tool.escape_debug().to_string()
+        ));
+    }
+    out
+}
+
+/// One upstream as pinning sees it: gateway name, pin identity, mode, namespaced in `serve`.
+pub(crate) struct PinTarget {
+    pub(crate) name: String,
+    pub(crate) pin_id: String,
+    pub(crate) mode: warden_config::PinningMode,
+    pub(crate) namespace: bool,
+}
+
+/// The pin identity of `mcp-warden run -- CMD ARGS...` or `run --url URL` (see
+/// [`warden_pins::record::derived_pin_id`]).
+pub(crate) fn run_pin_id(gateway_name: &str, command: &[String], url: Option<&url::Url>) -> String {
+    match url {
+        Some(u) => warden_pins::record::derived_pin_id(gateway_name, &["url", u.as_str()]),
+        None => {
+            let mut parts = vec!["cmd"];
+            parts.extend(command.iter().map(String::as_str));
+            warden_pins::record::derived_pin_id(gateway_name, &parts)
+        }
+    }
+}
+
+/// Installs the pinning guards for `targets` into `pipeline` (unchanged when every target has
+/// pinning off). `transparent`: client-facing names are the upstream's own (`run`).
+pub(crate) async fn install(
+    pipeline: warden_guard::Pipeline,
+    common: &Common,
+    config: &warden_config::Config,
+    targets: Vec<PinTarget>,
+    transparent: bool,
+) -> anyhow::Result<warden_guard::Pipeline> {
+    use warden_config::PinningMode as Mode;
+    use warden_pins::{Exposure, PinMode, Pinning, UpstreamPins};
+    if targets.iter().all(|t| t.mode == Mode::Off) {
+        return Ok(pipeline);
+    }
+    let data_dir = config
+        .resolve_data_dir(common.data_dir.as_deref(), &super::env())
+        .context("tool-definition pinning needs a data directory (or set pinning = \"off\")")?;
+    let book = std::sync::Arc::new(PinBook::file(&data_dir));
+    let namespaced: std::collections::HashMap<String, bool> = targets
+        .iter()
+        .map(|t| (t.name.clone(), t.namespace && !transparent))
+        .collect();
+    let upstreams = targets
+        .into_iter()
+        .map(|t| {
+            let mode = match t.mode {
+                Mode::Off => PinMode::Off,
+                Mode::Report => PinMode::Report,
+                Mode::Block => PinMode::Block,
+            };
+            (
+                t.name,
+                UpstreamPins {
+                    pin_id: t.pin_id,
+                    mode,
+                },
+            )
+        })
+        .collect();
+    let expose: Exposure = std::sync::Arc::new(move |upstream: &str, raw: &str| {
+        if namespaced.get(upstream).copied().unwrap_or(false) {
+            warden_session::naming::expose(upstream, raw).0
+        } else {
+            raw.to_owned()
+        }
+    });
+    let pinning = Pinning::new(book, upstreams, expose);
+    pinning.load().await.context("cannot read the pin store")?;
+    tracing::debug!(data_dir = ?data_dir, "tool-definition pinning enabled");
+    Ok(pipeline
+        .with(warden_guard::Stage::Pinning, pinning.list_guard())
+        .with(warden_guard::Stage::PinnedCall, pinning.call_guard()))
+}

@@ -1,0 +1,387 @@
+//! The audit log through the real binary: the records of a real session, `audit verify`,
+//! `audit search`, a SIGKILL in the middle of traffic, and no secrets in any log.
+// Proves: MON-2, MON-5, MON-6, DATA-1, RUN-4
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::Command;
+use warden_test::stdio::StdioClient;
+
+use crate::interop::{everything_http, everything_stdio};
+use crate::support::{bin, run_command};
+
+const VERSION: &str = "2025-11-25";
+/// Bound on a gateway's exit after its client leaves.
+const EXIT_BOUND: Duration = Duration::from_secs(30);
+
+/// `mcp-warden run --data-dir DIR [extra...] -- server-everything stdio`.
+fn run_everything(dir: &Path, extra: &[&str]) -> StdioClient {
+    let server = everything_stdio();
+    let server: Vec<&str> = server.iter().map(String::as_str).collect();
+    let mut args = vec!["--data-dir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    StdioClient::start(run_command(&args, &server)).unwrap()
+}
+
+/// `mcp-warden audit ARGS...`: (exit code, stdout).
+async fn audit_cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin())
+        .arg("audit")
+        .args(args)
+        .env("MCP_WARDEN_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Every record of the log in `dir`, via `audit search --format json`.
+async fn records(dir: &Path) -> Vec<Value> {
+    let (code, out) = audit_cli(&[
+        "search",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn log_path(dir: &Path) -> PathBuf {
+    dir.join("audit.jsonl")
+}
+
+/// A call's echo request through `c`.
+async fn echo(c: &mut StdioClient, message: Value) -> Value {
+    c.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": message}}),
+    )
+    .await
+    .unwrap()
+}
+
+/// Replaces what changes from run to run (times, ids, digests, pids, latencies, paths).
+fn stable(mut v: Value) -> Value {
+    const VOLATILE: &[&str] = &[
+        "ts",
+        "seq",
+        "session",
+        "pid",
+        "latency_us",
+        "hmac",
+        "duration_ms",
+        "version",
+        "covers_hash",
+        "covers_seq",
+        "sig",
+        "key",
+        "source",
+        "bytes",
+    ];
+    if let Value::Object(o) = &mut v {
+        for (k, val) in o.iter_mut() {
+            if VOLATILE.contains(&k.as_str()) {
+                *val = json!("[..]");
+            } else {
+                *val = stable(val.take());
+            }
+        }
+    }
+    v
+}
+
+#[tokio::test]
+async fn a_real_session_is_recorded_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = run_everything(dir.path(), &[]);
+    c.initialize(VERSION).await.unwrap();
+    let list = c.request("tools/list", json!({})).await.unwrap();
+    assert!(list["result"]["tools"].is_array(), "{list}");
+    let ok = echo(&mut c, json!("hello")).await;
+    assert!(ok.get("result").is_some(), "{ok}");
+    // A number where the schema says string: refused by the argument guard.
+    let refused = echo(&mut c, json!(42)).await;
+    assert!(refused["error"]["data"]["guard"].is_string(), "{refused}");
+    c.close_stdin();
+    c.guard.wait(EXIT_BOUND).await.expect("run did not exit");
+
+    let (code, out) = audit_cli(&["verify", "--data-dir", dir.path().to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("intact: "), "{out}");
+    let pk = warden_audit::keys::public_key_path(&log_path(dir.path()));
+    let (code, out) = audit_cli(&[
+        "verify",
+        log_path(dir.path()).to_str().unwrap(),
+        "--public-key",
+        pk.to_str().unwrap(),
+        "--format",
+        "json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["intact"], true);
+    assert_eq!(
+        report["after_last_checkpoint"], 0,
+        "clean stop ends with a checkpoint"
+    );
+
+    // Server-everything sends notifications on timers; the snapshot keeps what the client did.
+    let kept = [
+        "gateway_start",
+        "config",
+        "upstream",
+        "session_start",
+        "call",
+        "decision",
+        "session_end",
+        "gateway_stop",
+    ];
+    let all = records(dir.path()).await;
+    let calls: Vec<&Value> = all.iter().filter(|r| r["event"] == "call").collect();
+    // Digests, not values (DATA-1): the argument text is nowhere in the record.
+    let echo_call = calls.iter().find(|r| r["name"] == "echo").unwrap();
+    assert!(echo_call["arguments"]["hmac"].as_str().unwrap().len() == 64);
+    assert!(!echo_call.to_string().contains("hello"));
+    assert!(echo_call["latency_us"].as_u64().is_some());
+    let shown: Vec<Value> = all
+        .into_iter()
+        .filter(|r| kept.contains(&r["event"].as_str().unwrap_or("")))
+        .map(stable)
+        .collect();
+    insta::assert_json_snapshot!("run_session_records", shown);
+}
+
+#[tokio::test]
+async fn verify_names_the_first_tampered_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = run_everything(dir.path(), &[]);
+    c.initialize(VERSION).await.unwrap();
+    echo(&mut c, json!("one")).await;
+    c.close_stdin();
+    c.guard.wait(EXIT_BOUND).await.expect("run did not exit");
+    let path = log_path(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let target = lines
+        .iter()
+        .position(|l| l.contains("\"event\":\"call\""))
+        .unwrap();
+    let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    edited[target] = edited[target].replacen("\"status\":\"result\"", "\"status\":\"error\"", 1);
+    std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+    let (code, out) = audit_cli(&["verify", "--data-dir", dir.path().to_str().unwrap()]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("line {} (record {}): edited", target + 1, target)),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn sigkill_mid_traffic_loses_no_answered_denial() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    // Calls to echo are sensitive: synced before their response, like denials.
+    std::fs::write(&config, "[audit]\nsensitive_tools = [\"echo\"]\n").unwrap();
+    let mut c = run_everything(dir.path(), &["--config", config.to_str().unwrap()]);
+    c.initialize(VERSION).await.unwrap();
+    c.request("tools/list", json!({})).await.unwrap();
+    let mut denied = 0;
+    let mut answered = 0;
+    for i in 0..20 {
+        // A number where the schema says string: the argument guard refuses it.
+        let refused = echo(&mut c, json!(i)).await;
+        assert!(
+            refused["error"]["data"]["guard"].is_string(),
+            "expected a denial: {refused}"
+        );
+        denied += 1;
+        let ok = echo(&mut c, json!(format!("m{i}"))).await;
+        assert!(ok.get("result").is_some(), "{ok}");
+        answered += 1;
+    }
+    // More traffic in flight, then SIGKILL while it is being served.
+    for i in 0..50 {
+        c.send(
+            &json!({"jsonrpc": "2.0", "id": 10_000 + i, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": format!("x{i}")}}}),
+        )
+        .await
+        .unwrap();
+    }
+    let pid = c.guard.pid();
+    // The gateway process this test started, and only it.
+    let r = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(r.success());
+    c.guard
+        .wait(EXIT_BOUND)
+        .await
+        .expect("the gateway did not die");
+
+    let (code, out) = audit_cli(&["verify", "--data-dir", dir.path().to_str().unwrap()]).await;
+    assert_eq!(
+        code, 0,
+        "the log must verify up to its last complete record: {out}"
+    );
+    let all = records(dir.path()).await;
+    let count = |status: &str| {
+        all.iter()
+            .filter(|r| r["event"] == "call" && r["name"] == "echo" && r["status"] == status)
+            .count()
+    };
+    assert!(
+        count("denied") >= denied,
+        "{} denied records for {denied} denials",
+        count("denied")
+    );
+    assert!(
+        count("result") >= answered,
+        "{} result records for {answered} answers",
+        count("result")
+    );
+    let decisions = all
+        .iter()
+        .filter(|r| r["event"] == "decision" && r["verdict"] == "deny")
+        .count();
+    assert!(decisions >= denied);
+}
+
+#[tokio::test]
+async fn planted_secrets_reach_no_log_record_or_error() {
+    let env_secret = "wst-ENV-7f3a9c1e5b2d4f60";
+    let token = "wst-TOKEN-1a2b3c4d5e6f7081";
+    let arg_secret = "wst-ARG-0a9b8c7d6e5f4a3b";
+    let upstream = everything_http().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log_file = dir.path().join("gateway.log");
+    let mut cmd = Command::new(bin());
+    cmd.arg("run")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--log-file")
+        .arg(&log_file)
+        .arg("--log-level")
+        .arg("debug")
+        .arg("--url")
+        .arg(&upstream.url)
+        .arg("--header")
+        .arg("Authorization: env:WARDEN_TEST_TOKEN")
+        .env("WARDEN_TEST_TOKEN", format!("Bearer {token}"))
+        .env("WARDEN_TEST_ENV_SECRET", env_secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut c = StdioClient::start(cmd).unwrap();
+    c.initialize(VERSION).await.unwrap();
+    // In an argument, echoed back in the result.
+    let r = echo(&mut c, json!(format!("key={arg_secret}"))).await;
+    assert!(
+        r.to_string().contains(arg_secret),
+        "the client still gets its own data: {r}"
+    );
+    // In an argument the upstream refuses, and in a call to a tool that does not exist.
+    c.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": {"k": arg_secret}}}),
+    )
+    .await
+    .unwrap();
+    c.request(
+        "tools/call",
+        json!({"name": "nope", "arguments": {"token": arg_secret}}),
+    )
+    .await
+    .unwrap();
+    c.close_stdin();
+    let mut stderr = String::new();
+    if let Some(mut e) = c.guard.child().stderr.take() {
+        use tokio::io::AsyncReadExt as _;
+        let _ = tokio::time::timeout(EXIT_BOUND, e.read_to_string(&mut stderr)).await;
+    }
+    c.guard.wait(EXIT_BOUND).await.expect("run did not exit");
+
+    let mut texts = vec![("stderr".to_owned(), stderr)];
+    let mut pending = vec![dir.path().to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                pending.push(p);
+                continue;
+            }
+            texts.push((
+                p.display().to_string(),
+                String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned(),
+            ));
+        }
+    }
+    let names: Vec<&String> = texts.iter().map(|(n, _)| n).collect();
+    let log = texts
+        .iter()
+        .find(|(n, _)| n.ends_with("gateway.log"))
+        .unwrap_or_else(|| panic!("no log file among {names:?}"));
+    assert!(!log.1.is_empty(), "the debug log was written");
+    let audit = texts
+        .iter()
+        .find(|(n, _)| n.ends_with("audit.jsonl"))
+        .unwrap();
+    assert!(
+        audit.1.contains("\"event\":\"call\""),
+        "the calls were audited"
+    );
+    for (name, text) in &texts {
+        for secret in [env_secret, token, arg_secret] {
+            assert!(!text.contains(secret), "{secret} leaked into {name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn full_capture_writes_values_with_secrets_redacted() {
+    // An AWS access key id shape and a password the redaction engine knows by its key.
+    let aws = "AKIAZ3MSJV7WQ4TLBN2K";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(&config, "[audit]\ncapture = \"full\"\n").unwrap();
+    let mut c = run_everything(dir.path(), &["--config", config.to_str().unwrap()]);
+    c.initialize(VERSION).await.unwrap();
+    let r = echo(&mut c, json!(format!("deploy with {aws} now"))).await;
+    assert!(
+        r.to_string().contains(aws),
+        "the client gets its own data: {r}"
+    );
+    c.close_stdin();
+    c.guard.wait(EXIT_BOUND).await.expect("run did not exit");
+    let text = std::fs::read_to_string(log_path(dir.path())).unwrap();
+    assert!(!text.contains(aws), "the key reached the audit log");
+    let all = records(dir.path()).await;
+    let call = all
+        .iter()
+        .find(|r| r["event"] == "call" && r["name"] == "echo")
+        .unwrap();
+    assert_eq!(
+        call["arguments"]["value"]["message"],
+        "deploy with [REDACTED:aws-access-token] now"
+    );
+    assert!(
+        call["result"]["value"].to_string().contains("[REDACTED:"),
+        "{call}"
+    );
+}

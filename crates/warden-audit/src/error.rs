@@ -1,0 +1,43 @@
+//! Errors of the audit log. Messages name files, never keys or record contents.
+
+use std::path::PathBuf;
+
+use crate::keys::KeyError;
+
+/// Errors opening or writing the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The key file could not be loaded or created.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// The log file could not be opened, locked, read or written.
+    #[error("cannot write audit log {path}")]
+    Io {
+        /// The log file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The last complete record of an existing log cannot be read, so the chain cannot be
+    /// continued.
+    #[error(
+        "audit log {path}: the last record is unreadable; run `mcp-warden audit verify` on it and move it aside"
+    )]
+    BrokenTail {
+        /// The log file.
+        path: PathBuf,
+    },
+    /// The queue stayed full for longer than allowed (fail-closed).
+    #[error("audit queue is full")]
+    QueueFull,
+    /// The record was not confirmed on disk in time, or the write failed.
+    #[error("audit record could not be made durable")]
+    NotDurable,
+    /// The writer has stopped.
+    #[error("audit log is closed")]
+    Closed,
+    /// Full capture was requested without a redactor.
+    #[error("full capture of arguments and results needs a redactor")]
+    NoRedactor,
+}

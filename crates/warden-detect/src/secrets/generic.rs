@@ -1,0 +1,504 @@
+//! Generic secrets: values assigned to secret-like names (`password = ...`, `api_key: ...`,
+//! `"client_secret": "..."`), credentials in URLs (`postgres://user:pass@host`) and
+//! `Authorization` header values, each checked for entropy and against placeholders so that
+//! `password: string`, `token = ${TOKEN}` and `api_key = "<your key>"` are not findings.
+
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex_automata::Input;
+use regex_automata::meta::Regex;
+
+use super::gitleaks::{ceil_boundary, floor_boundary};
+use super::{DataClass, Detection, GENERIC};
+use crate::entropy;
+use crate::finding::Severity;
+
+/// What a secret-like name holds; decides how strict the value check is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A password or passphrase: humans choose them, so low entropy is still a secret.
+    Password,
+    /// A token, key or client secret: machine generated, so it must look random.
+    Token,
+}
+
+/// Keywords that make a name secret-like. Lower case; matched case-insensitively.
+const KEYWORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "access_key",
+    "access-key",
+    "accesskey",
+    "auth_key",
+    "auth-key",
+    "authkey",
+    "private_key",
+    "private-key",
+    "privatekey",
+    "credential",
+    "bearer",
+    "basic ",
+    "://",
+];
+
+/// Name endings that describe a secret without being one (`token_type`, `password_hint`).
+const NOT_SECRET_SUFFIXES: &[&str] = &[
+    "id",
+    "ids",
+    "name",
+    "names",
+    "type",
+    "count",
+    "length",
+    "len",
+    "size",
+    "url",
+    "uri",
+    "path",
+    "file",
+    "endpoint",
+    "policy",
+    "hint",
+    "field",
+    "label",
+    "expires",
+    "expiry",
+    "expiration",
+    "limit",
+    "ttl",
+    "header",
+    "prefix",
+    "format",
+    "version",
+    "required",
+    "enabled",
+    "manager",
+    "reset",
+    "strength",
+    "min",
+    "max",
+    "rule",
+    "rules",
+    "kind",
+    "ref",
+    "env",
+];
+
+/// Name beginnings that describe a quantity or a public value (`max_tokens`, `public_key`).
+const NOT_SECRET_PREFIXES: &[&str] = &[
+    "max",
+    "min",
+    "num",
+    "total",
+    "public",
+    "pub",
+    "csrf",
+    "xsrf",
+    "next",
+    "page",
+    "continuation",
+    "cancellation",
+    "sync",
+    "progress",
+    "input",
+    "output",
+    "prompt",
+    "completion",
+    "cache",
+];
+
+/// Values that are placeholders, not secrets (compared in lower case).
+const PLACEHOLDERS: &[&str] = &[
+    "null",
+    "none",
+    "nil",
+    "true",
+    "false",
+    "undefined",
+    "changeme",
+    "change_me",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "example",
+    "redacted",
+    "required",
+    "optional",
+    "string",
+    "hidden",
+    "dummy",
+    "sample",
+    "placeholder",
+    "notasecret",
+    "test",
+    "testing",
+];
+
+/// Value fragments that mark a placeholder or a reference rather than a value.
+const PLACEHOLDER_FRAGMENTS: &[&str] = &[
+    "example",
+    "xxxx",
+    "****",
+    "....",
+    "redacted",
+    "your_",
+    "your-",
+    "<",
+    ">",
+    "${",
+    "{{",
+    "%(",
+    "process.env",
+    "os.environ",
+    "getenv",
+    "env.",
+    "secrets.",
+    "vault:",
+    "file:",
+    "keyring:",
+    "env:",
+];
+
+/// Name fragments that mark a digest or a cache key, whose hex or base64 value is not a secret
+/// (`token_hash`, `cache_key`, `key_fingerprint`, `etag`).
+const DIGEST_NAMES: &[&str] = &[
+    "hash",
+    "digest",
+    "checksum",
+    "sha1",
+    "sha256",
+    "sha512",
+    "sha",
+    "md5",
+    "etag",
+    "fingerprint",
+    "cache",
+    "integrity",
+    "crc",
+];
+
+/// Value prefixes of credentials that are public by design (Stripe publishable keys, SSH public
+/// keys).
+const PUBLIC_PREFIXES: &[&str] = &[
+    "pk_live_",
+    "pk_test_",
+    "ssh-ed25519",
+    "ssh-rsa",
+    "AAAAC3Nza",
+    "AAAAB3Nza",
+    "ecdsa-sha2-",
+];
+
+struct Patterns {
+    keywords: AhoCorasick,
+    uuid: Regex,
+    snake_identifier: Regex,
+    assignment: Regex,
+    url_credentials: Regex,
+    auth_header: Regex,
+    dotted_identifier: Regex,
+}
+
+static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
+    let build = |p: &str| Regex::new(p).expect("a fixed, tested pattern compiles");
+    Patterns {
+        keywords: AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(KEYWORDS)
+            .expect("a few short literals fit the automaton size limits"),
+        // name, optional closing quote, separator, optional opening quote, value.
+        assignment: build(
+            r#"(?i)(?-u:\b)([a-z0-9_.-]{0,40}?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|auth[_-]?key|private[_-]?key|credentials?)[a-z0-9_.-]{0,24})["']?[ \t]{0,4}(?::=|=>|=|:)[ \t]{0,4}["'`]?([^\s"'`,;<>(){}\[\]|\\]{6,200})"#,
+        ),
+        url_credentials: build(
+            r"(?i)(?-u:\b)[a-z][a-z0-9+.-]{1,20}://[^\s:/@?#]{1,64}:([^\s:/@?#]{3,128})@[a-z0-9\[]",
+        ),
+        auth_header: build(r"(?i)(?-u:\b)(?:bearer|basic)[ \t]+([A-Za-z0-9._~+/=-]{16,2048})"),
+        uuid: build(
+            r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        ),
+        snake_identifier: build(r"^[a-z]+(?:_[a-z]+)+$"),
+        dotted_identifier: build(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$"),
+    }
+});
+
+/// Compiles the patterns now.
+pub(crate) fn warm_up() {
+    LazyLock::force(&PATTERNS);
+}
+
+/// Whether a name (an assignment's left side or a JSON key) holds a secret, and which kind.
+///
+/// ```
+/// use warden_detect::secrets::generic::{key_kind, KeyKind};
+/// assert_eq!(key_kind("DB_PASSWORD"), Some(KeyKind::Password));
+/// assert_eq!(key_kind("client_secret"), Some(KeyKind::Token));
+/// assert_eq!(key_kind("max_tokens"), None);
+/// assert_eq!(key_kind("token_type"), None);
+/// ```
+pub fn key_kind(name: &str) -> Option<KeyKind> {
+    let lower = name.to_ascii_lowercase();
+    // A redacted name says nothing about its value any more (and the marker's own kind,
+    // `[REDACTED:private-key]`, must not make it look secret-like on a second pass).
+    if lower.len() > 64 || name.contains("[REDACTED:") {
+        return None;
+    }
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let (first, last) = (words.first()?, words.last()?);
+    if NOT_SECRET_PREFIXES.contains(first)
+        || (words.len() > 1 && NOT_SECRET_SUFFIXES.contains(last))
+    {
+        return None;
+    }
+    let compact: String = words.concat();
+    if ["password", "passwd", "passphrase", "pwd"]
+        .iter()
+        .any(|k| compact.contains(k))
+    {
+        return Some(KeyKind::Password);
+    }
+    let token_words = [
+        "secret",
+        "token",
+        "apikey",
+        "accesskey",
+        "authkey",
+        "privatekey",
+        "credential",
+    ];
+    if compact.ends_with("tokens") {
+        return None;
+    }
+    token_words
+        .iter()
+        .any(|k| compact.contains(k))
+        .then_some(KeyKind::Token)
+}
+
+/// Whether `value` assigned to a name of kind `kind` looks like a real secret rather than a
+/// placeholder, a reference, a type name or a word.
+pub fn plausible_value(kind: KeyKind, value: &str) -> bool {
+    let value = value.trim();
+    if value.len() < 6 || value.len() > 256 || value.contains('\n') {
+        return false;
+    }
+    let lower = value.to_ascii_lowercase();
+    if PLACEHOLDERS.contains(&lower.as_str())
+        || PLACEHOLDER_FRAGMENTS.iter().any(|f| lower.contains(f))
+        || value.starts_with(['$', '%', '/', '~', '#', '@', '['])
+        || value.starts_with("./")
+        || lower.contains("://")
+        || PATTERNS.dotted_identifier.is_match(value)
+    {
+        return false;
+    }
+    // A single repeated character (`aaaaaaaa`, `********`) is a mask.
+    let first = value.as_bytes()[0];
+    if value.bytes().all(|b| b == first) {
+        return false;
+    }
+    let bytes = value.as_bytes();
+    let classes = entropy::char_classes(bytes);
+    let bits = entropy::shannon(bytes);
+    match kind {
+        KeyKind::Password => classes >= 2 || bits >= 3.0,
+        KeyKind::Token => value.len() >= 12 && classes >= 2 && bits >= 3.2,
+    }
+}
+
+/// Whether base64 `value` decodes to ordinary text (words separated by spaces, or mostly letters
+/// of a script written without spaces), which is encoded content, not a key. Base64 of
+/// `user:password` is not ordinary text and stays a finding.
+fn base64_of_text(value: &str) -> bool {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    if value.len() < 16 {
+        return false;
+    }
+    let decoded = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(value).ok());
+    let Some(bytes) = decoded else { return false };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return false;
+    };
+    let printable = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .count();
+    let spaces = text.chars().filter(|c| *c == ' ').count();
+    // Words: spaces between them, or a script written without spaces (CJK, Thai).
+    let letters_without_spaces = text
+        .chars()
+        .filter(|c| !c.is_ascii() && c.is_alphabetic())
+        .count();
+    let n = text.chars().count();
+    printable * 100 >= n * 95 && (spaces * 12 >= n || letters_without_spaces * 2 >= n)
+}
+
+/// Whether a value found by a generic (keyword plus entropy) rule is a known non-secret: a
+/// UUID, a digest under a digest-like name, a public-by-design key, base64 of ordinary text,
+/// or a call or identifier in code. `name` is the text between the match start and the value,
+/// `after` the text after the value.
+pub(crate) fn generic_veto(name: &str, value: &str, after: &str) -> bool {
+    let p = &PATTERNS;
+    let lower_name = name.to_ascii_lowercase();
+    p.uuid.is_match(value)
+        || DIGEST_NAMES.iter().any(|d| lower_name.contains(d))
+        || PUBLIC_PREFIXES
+            .iter()
+            .any(|prefix| value.starts_with(prefix))
+        || base64_of_text(value)
+        || after.trim_start().starts_with('(')
+        || p.snake_identifier.is_match(value)
+}
+
+fn detection(kind: KeyKind, span: Range<usize>) -> Detection {
+    let (kind, rule) = match kind {
+        KeyKind::Password => ("password", "secret.password"),
+        KeyKind::Token => ("generic-secret", "secret.generic-secret"),
+    };
+    Detection {
+        kind,
+        rule,
+        class: DataClass::Secret,
+        severity: Severity::Medium,
+        span,
+        specificity: GENERIC,
+    }
+}
+
+/// Whether an assignment operator (`=`, `:`) follows the keyword ending at `at` within the
+/// name's remaining characters and a closing quote: a necessary condition for the assignment
+/// pattern, checked before any window is searched.
+fn operator_follows(bytes: &[u8], at: usize) -> bool {
+    for &b in bytes.iter().skip(at).take(40) {
+        match b {
+            b'=' | b':' => return true,
+            b'a'..=b'z'
+            | b'A'..=b'Z'
+            | b'0'..=b'9'
+            | b'_'
+            | b'.'
+            | b'-'
+            | b' '
+            | b'\t'
+            | b'"'
+            | b'\'' => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
+fn push_window(windows: &mut Vec<Range<usize>>, window: Range<usize>) {
+    match windows.last_mut() {
+        Some(last) if window.start <= last.end => last.end = last.end.max(window.end),
+        _ => windows.push(window),
+    }
+}
+
+/// Appends generic secrets in `text` to `out`.
+pub(crate) fn scan(text: &str, out: &mut Vec<Detection>) {
+    let p = &PATTERNS;
+    let bytes = text.as_bytes();
+    let mut assignments: Vec<Range<usize>> = Vec::new();
+    let mut urls: Vec<Range<usize>> = Vec::new();
+    let mut headers: Vec<Range<usize>> = Vec::new();
+    for hit in p.keywords.find_iter(text) {
+        let around = |before: usize, after: usize| {
+            floor_boundary(text, hit.start().saturating_sub(before))
+                ..ceil_boundary(text, hit.end().saturating_add(after))
+        };
+        match &bytes[hit.range()] {
+            b"://" => push_window(&mut urls, around(24, 200)),
+            k if k.eq_ignore_ascii_case(b"bearer") || k.eq_ignore_ascii_case(b"basic ") => {
+                push_window(&mut headers, around(0, 2100));
+            }
+            // Names reach 40 bytes before the keyword and 24 after; values 200 after that.
+            _ if operator_follows(bytes, hit.end()) => {
+                push_window(&mut assignments, around(48, 280))
+            }
+            _ => {}
+        }
+    }
+    for window in assignments {
+        // A rejected candidate must not hide an assignment inside its value
+        // (`a.password = b.password = s3cret!`): the search resumes at the value, not after it.
+        let mut caps = p.assignment.create_captures();
+        let mut at = window.start;
+        while at < window.end {
+            p.assignment
+                .search_captures(&Input::new(text).span(at..window.end), &mut caps);
+            let (Some(m), Some(name), Some(value)) =
+                (caps.get_match(), caps.get_group(1), caps.get_group(2))
+            else {
+                break;
+            };
+            let (name, value) = (name.range(), value.range());
+            let accepted = key_kind(&text[name.clone()]).filter(|&kind| {
+                plausible_value(kind, &text[value.clone()])
+                    && !generic_veto(
+                        &text[name.clone()],
+                        &text[value.clone()],
+                        &text[value.end..],
+                    )
+            });
+            match accepted {
+                Some(kind) => {
+                    out.push(detection(kind, value));
+                    at = m.end();
+                }
+                None => at = value.start.max(ceil_boundary(text, m.start() + 1)),
+            }
+        }
+    }
+    for window in urls {
+        for c in p
+            .url_credentials
+            .captures_iter(Input::new(text).span(window))
+        {
+            let Some(secret) = c.get_group(1) else {
+                continue;
+            };
+            if plausible_value(KeyKind::Password, &text[secret.range()]) {
+                out.push(Detection {
+                    kind: "url-credentials",
+                    rule: "secret.url-credentials",
+                    ..detection(KeyKind::Password, secret.range())
+                });
+            }
+        }
+    }
+    for window in headers {
+        for c in p.auth_header.captures_iter(Input::new(text).span(window)) {
+            let Some(secret) = c.get_group(1) else {
+                continue;
+            };
+            let value = &text[secret.range()];
+            if entropy::shannon(value.as_bytes()) >= 3.5
+                && entropy::char_classes(value.as_bytes()) >= 2
+            {
+                out.push(Detection {
+                    kind: "authorization",
+                    rule: "secret.authorization",
+                    ..detection(KeyKind::Token, secret.range())
+                });
+            }
+        }
+    }
+}

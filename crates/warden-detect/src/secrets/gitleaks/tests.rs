@@ -1,0 +1,182 @@
+use super::*;
+
+#[test]
+fn translates_go_only_constructs() {
+    assert_eq!(translate(r"\w+"), "[[:word:]]+");
+    assert_eq!(translate(r"[\w.-]"), "[[[:word:]].-]");
+    assert_eq!(translate(r"\bx\b"), r"(?-u:\b)x(?-u:\b)");
+    assert_eq!(
+        translate(r"^\$(?:\d+|{\d+})$"),
+        r"^\$(?:[0-9]+|\{[0-9]+\})$"
+    );
+    assert_eq!(translate(r"a{2,3}"), "a{2,3}");
+    assert_eq!(translate(r"[^]]+"), r"[^\]]+");
+    assert_eq!(translate(r"[[:alpha:]&~]"), r"[[:alpha:]\&\~]");
+    assert_eq!(translate(r"[a[b]"), r"[a\[b]");
+}
+
+#[test]
+fn translated_classes_are_ascii_like_go() {
+    let (re, _) = compile(r"^\w+$").expect("compiles");
+    assert!(re.is_match("abc_09"));
+    assert!(!re.is_match("é"));
+    let (re, _) = compile(r"^\s$").expect("compiles");
+    assert!(!re.is_match("\u{a0}"));
+}
+
+#[test]
+fn every_content_rule_compiles_and_only_path_rules_and_replaced_rules_are_skipped() {
+    let g = Gitleaks::new();
+    let mut skipped: Vec<&str> = g.skipped().iter().map(|s| s.id).collect();
+    skipped.sort_unstable();
+    assert_eq!(
+        skipped,
+        [
+            "freemius-secret-key",
+            "hashicorp-tf-password",
+            "kubernetes-secret-yaml",
+            "nuget-config-password",
+            "pkcs12-file",
+            "private-key"
+        ]
+    );
+    assert_eq!(g.active() + g.skipped().len(), RULES.len());
+    // The global allowlist compiles completely, one pattern per upstream regex.
+    assert_eq!(
+        g.global_allow.as_ref().map(|r| r.pattern_len()),
+        Some(GLOBAL_ALLOW_REGEXES.len())
+    );
+}
+
+#[test]
+fn finds_the_secret_group_not_the_context() {
+    let g = Gitleaks::new();
+    let text = "config:\n  DB_PASSWORD=8ae31cacf141669ddfb5da\n";
+    let found = g.scan(text);
+    let m = found
+        .iter()
+        .find(|m| m.id == "generic-api-key")
+        .expect("generic rule fires");
+    assert_eq!(&text[m.span.clone()], "8ae31cacf141669ddfb5da");
+}
+
+#[test]
+fn applies_rule_allowlists_and_entropy() {
+    let g = Gitleaks::new();
+    // Allowlisted documentation key.
+    assert!(
+        g.scan("aws_access_key_id = AKIAIOSFODNN7EXAMPLE")
+            .iter()
+            .all(|m| m.id != "aws-access-token")
+    );
+    // A real-looking one is found, with an exact span.
+    let text = "aws_access_key_id = AKIAZ3MSJV7WQ4TLBN2K";
+    let m = g
+        .scan(text)
+        .into_iter()
+        .find(|m| m.id == "aws-access-token")
+        .expect("found");
+    assert_eq!(&text[m.span], "AKIAZ3MSJV7WQ4TLBN2K");
+    // Below the rule's entropy threshold.
+    assert!(
+        g.scan("AKIAAAAAAAAAAAAAAAAA")
+            .iter()
+            .all(|m| m.id != "aws-access-token")
+    );
+}
+
+#[test]
+fn a_rule_without_its_keyword_nearby_never_runs() {
+    let g = Gitleaks::new();
+    // The GitHub PAT pattern needs `ghp_`; the same body without it is not a finding.
+    assert!(g.scan("0123456789abcdefghijklmnopqrstuvwxyZAB").is_empty());
+}
+
+#[test]
+fn global_stopwords_allowlist_sequential_alphabets() {
+    let g = Gitleaks::new();
+    assert!(
+        g.scan("ghp_0123456789abcdefghijklmnopqrstuvwxyZ")
+            .is_empty()
+    );
+    assert!(
+        !g.scan("ghp_R8xT2mQv9LpZ4nW7yK1sB6cJ0dF3hG5aE2uV")
+            .is_empty()
+    );
+}
+
+#[test]
+fn every_patch_applies_to_its_rule() {
+    for (id, from, _, _) in PATCHES {
+        let def = RULES
+            .iter()
+            .find(|r| r.id == *id)
+            .expect("patched rule exists");
+        assert!(
+            def.regex.is_some_and(|r| r.contains(from)),
+            "patch for {id} no longer applies"
+        );
+    }
+    let terminated = RULES
+        .iter()
+        .filter(|r| r.regex.is_some_and(|p| p.contains(UPSTREAM_TERMINATOR)))
+        .count();
+    assert!(
+        terminated > 100,
+        "the upstream terminator idiom changed: {terminated} rules use it"
+    );
+}
+
+#[test]
+fn openai_keys_ending_in_punctuation_characters_are_found() {
+    let g = Gitleaks::new();
+    let key = format!(
+        "sk-proj-{}T3BlbkFJ{}-",
+        "a1B2c3D4e5".repeat(7) + "abcd",
+        "Z9y8X7w6V5".repeat(7) + "abc"
+    );
+    let text = format!("The key is {key}.");
+    let m = g
+        .scan(&text)
+        .into_iter()
+        .find(|m| m.id == "openai-api-key")
+        .expect("found");
+    assert_eq!(&text[m.span], key);
+}
+
+#[test]
+fn the_assignment_gate_recognises_the_upstream_template() {
+    let g = Gitleaks::new();
+    let templated = g.rules.iter().filter(|r| r.assignment).count();
+    assert!(
+        templated > 50,
+        "only {templated} rules use the assignment template"
+    );
+    assert!(
+        g.rules
+            .iter()
+            .any(|r| r.def.id == "generic-api-key" && r.assignment)
+    );
+    assert!(assignment_follows(b"api_key = x", 3));
+    assert!(assignment_follows(b"sonar_login\"  : x", 5));
+    assert!(!assignment_follows(b"key every 90 days.", 3));
+    assert!(!assignment_follows(b"key (x) = 1", 3));
+}
+
+#[test]
+fn only_rules_whose_keywords_can_be_outside_the_match_reach_further() {
+    let g = Gitleaks::new();
+    let distant: Vec<&str> = g
+        .rules
+        .iter()
+        .filter(|r| r.distant_keywords)
+        .map(|r| r.def.id)
+        .collect();
+    assert!(distant.contains(&"facebook-access-token"));
+    assert!(distant.contains(&"airtable-personnal-access-token"));
+    assert!(!distant.contains(&"generic-api-key"));
+    assert!(!distant.contains(&"github-pat"));
+    // A keyword on the line before the secret still opens the rule.
+    let text = "facebook settings\n123456789012345|q8Zr2LmX0pV7tN4cW9yB3kH6sJ1dF5gA\n";
+    assert!(g.scan(text).iter().any(|m| m.id == "facebook-access-token"));
+}

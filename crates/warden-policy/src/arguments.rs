@@ -1,0 +1,428 @@
+//! Policy constraints on argument values, on top of the tool's own schema: paths inside
+//! allow-listed roots, URLs and hosts that are allow-listed and never internal (SSRF), string
+//! length limits, and per-tool rules (length, anchored pattern). Applied to `tools/call` and
+//! `prompts/get` arguments and to `resources/read` (and subscribe) URIs, which also covers the
+//! parameters a client substitutes into a resource template.
+//!
+//! Which strings are checked as what:
+//! - every string: `max_string_bytes`;
+//! - a string that parses as an absolute URL with a host: the host (URL allow-list, then
+//!   address classification, resolving names with a timeout);
+//! - a `file:` URL, and a string under an argument named like `path_arguments`: the path;
+//! - a string under an argument named like `host_arguments`: the host.
+//!
+//! Names are checked against what they resolve to now; an upstream that resolves the name again
+//! later may get another answer (DNS rebinding). Blocking internal names outright
+//! (`localhost`, `*.internal`, ...) and short TTL-independent checks narrow that window; an
+//! egress policy on the upstream's sandbox closes it.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use url::{Host, Url};
+use warden_config::ArgumentsConfig;
+use warden_guard::{Call, Denial, Direction, Guard, GuardError, Verdict};
+use warden_proto::ErrorCode;
+
+use crate::address::{AddressClass, classify, is_internal_name};
+use crate::glob::{Glob, GlobSet};
+use crate::path::PathDenial;
+
+/// Deepest argument nesting walked (the message depth limit is lower in practice).
+const MAX_WALK_DEPTH: usize = 128;
+/// Most host checks per call: each may cost a DNS lookup.
+const MAX_HOSTS_PER_CALL: usize = 16;
+
+/// A compiled per-tool rule.
+#[derive(Debug)]
+struct Rule {
+    tool: Glob,
+    argument: String,
+    max_length: Option<usize>,
+    pattern: Option<regex::Regex>,
+}
+
+/// The `arguments` guard.
+#[derive(Debug)]
+pub struct ArgumentGuard {
+    max_string_bytes: usize,
+    roots: Vec<PathBuf>,
+    path_names: GlobSet,
+    host_names: GlobSet,
+    allow_hosts: GlobSet,
+    block_private: bool,
+    resolve_timeout: Duration,
+    deny_unresolvable: bool,
+    rules: Vec<Rule>,
+}
+
+/// Why the guard could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgumentsError {
+    /// A path root does not exist or cannot be resolved.
+    #[error("path root `{root}` cannot be resolved")]
+    Root {
+        /// The root as configured.
+        root: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One refused value: the client-facing reason (naming the argument) and the audit detail.
+type Refusal = (String, String);
+
+/// A string to check, with the argument name it sits under.
+struct Item<'a> {
+    field: String,
+    key: Option<&'a str>,
+    value: &'a str,
+}
+
+impl ArgumentGuard {
+    /// Stable name in audit records and `check`.
+    pub const NAME: &'static str = "arguments";
+    /// Controls enforced.
+    pub const CONTROLS: &'static [&'static str] = &["API-1", "TOOL-3", "RES-1", "RES-3"];
+
+    /// Builds the guard; path roots are canonicalised now (they must exist).
+    pub fn new(config: &ArgumentsConfig) -> Result<Self, ArgumentsError> {
+        let mut roots = vec![];
+        for root in &config.path_roots {
+            roots.push(
+                std::fs::canonicalize(root).map_err(|source| ArgumentsError::Root {
+                    root: root.display().to_string(),
+                    source,
+                })?,
+            );
+        }
+        Ok(Self {
+            max_string_bytes: config.max_string_bytes.get(),
+            roots,
+            path_names: GlobSet::new(&config.path_arguments),
+            host_names: GlobSet::new(&config.host_arguments),
+            allow_hosts: GlobSet::new(&config.url_allow_hosts),
+            block_private: config.block_private_addresses,
+            resolve_timeout: config.resolve_timeout,
+            deny_unresolvable: config.deny_unresolvable_hosts,
+            rules: config
+                .rules
+                .iter()
+                .map(|r| Rule {
+                    tool: Glob::new(&r.tool),
+                    argument: r.argument.clone(),
+                    max_length: r.max_length,
+                    pattern: r.pattern.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    fn collect<'a>(
+        &self,
+        value: &'a Value,
+        field: &str,
+        key: Option<&'a str>,
+        depth: usize,
+        out: &mut Vec<Item<'a>>,
+    ) -> Result<(), Refusal> {
+        if depth > MAX_WALK_DEPTH {
+            return Err((
+                format!("argument `{field}` is nested too deeply"),
+                "argument walk depth exceeded".into(),
+            ));
+        }
+        match value {
+            Value::String(s) => out.push(Item {
+                field: field.to_owned(),
+                key,
+                value: s,
+            }),
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    self.collect(v, &format!("{field}[{i}]"), key, depth + 1, out)?;
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let f = if field.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{field}.{k}")
+                    };
+                    self.collect(v, &f, Some(k), depth + 1, out)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_path(&self, field: &str, path: &str) -> Result<(), Refusal> {
+        if self.roots.is_empty() {
+            return Ok(());
+        }
+        match crate::path::check(path, &self.roots) {
+            Ok(_) => Ok(()),
+            Err(denial) => {
+                let reason = match denial {
+                    PathDenial::Traversal => "contains a parent-directory (..) component",
+                    PathDenial::Nul => "contains a NUL byte",
+                    PathDenial::Empty => "is an empty path",
+                    PathDenial::HomeRelative => "is relative to a home directory",
+                    PathDenial::OutsideRoots => "is outside the allowed directories",
+                };
+                Err((format!("argument `{field}` {reason}"), denial.to_string()))
+            }
+        }
+    }
+
+    /// Checks one host (from a URL or a host argument); resolves names.
+    async fn check_host(&self, field: &str, host: &Host<String>, port: u16) -> Result<(), Refusal> {
+        let shown = match host {
+            Host::Domain(d) => d.clone(),
+            Host::Ipv4(ip) => ip.to_string(),
+            Host::Ipv6(ip) => ip.to_string(),
+        };
+        if !self.allow_hosts.is_empty() && !self.allow_hosts.matches(&shown.to_ascii_lowercase()) {
+            return Err((
+                format!("argument `{field}` names host {shown:?}, which is not allowed"),
+                "host not in url_allow_hosts".into(),
+            ));
+        }
+        if !self.block_private {
+            return Ok(());
+        }
+        let addresses: Vec<IpAddr> = match host {
+            Host::Ipv4(ip) => vec![IpAddr::V4(*ip)],
+            Host::Ipv6(ip) => vec![IpAddr::V6(*ip)],
+            Host::Domain(name) => {
+                if is_internal_name(name) {
+                    return Err((
+                        format!("argument `{field}` names an internal host"),
+                        format!("host {name} is an internal name"),
+                    ));
+                }
+                let lookup = tokio::net::lookup_host((name.as_str(), port));
+                let failure = match tokio::time::timeout(self.resolve_timeout, lookup).await {
+                    Ok(Ok(addrs)) => {
+                        let addrs: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+                        if addrs.is_empty() {
+                            "no addresses".to_owned()
+                        } else {
+                            return self.check_addresses(field, &shown, addrs, " (by DNS)");
+                        }
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "timed out".to_owned(),
+                };
+                if self.deny_unresolvable {
+                    return Err((
+                        format!("argument `{field}` names a host that does not resolve"),
+                        format!("resolving {name}: {failure}"),
+                    ));
+                }
+                tracing::debug!(host = %name, reason = %failure, "host does not resolve; allowed");
+                return Ok(());
+            }
+        };
+        self.check_addresses(field, &shown, addresses, "")
+    }
+
+    fn check_addresses(
+        &self,
+        field: &str,
+        shown: &str,
+        addresses: Vec<IpAddr>,
+        via: &str,
+    ) -> Result<(), Refusal> {
+        for ip in addresses {
+            match classify(ip) {
+                AddressClass::Public => {}
+                class => {
+                    return Err((
+                        format!("argument `{field}` names a {}{via}", class.noun()),
+                        format!("host {shown} is {class:?} ({ip})"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_item(&self, item: &Item<'_>, hosts: &mut usize) -> Result<(), Refusal> {
+        let field = item.field.as_str();
+        if item.value.len() > self.max_string_bytes {
+            return Err((
+                format!(
+                    "argument `{field}` is longer than {} bytes",
+                    self.max_string_bytes
+                ),
+                format!("string of {} bytes", item.value.len()),
+            ));
+        }
+        let named = |set: &GlobSet| item.key.is_some_and(|k| set.matches(k));
+        if named(&self.path_names) {
+            self.check_path(field, item.value)?;
+        }
+        let host = if named(&self.host_names) {
+            // A bare host, possibly with a port or IPv6 brackets.
+            Url::parse(&format!("http://{}/", item.value))
+                .ok()
+                .and_then(|u| Some((u.host()?.to_owned(), u.port_or_known_default()?)))
+        } else {
+            None
+        };
+        let url = if item.value.contains("://") || item.value.starts_with("file:") {
+            Url::parse(item.value).ok()
+        } else {
+            None
+        };
+        if let Some(url) = &url {
+            if url.scheme() == "file" {
+                if !self.roots.is_empty() {
+                    let Ok(path) = url.to_file_path() else {
+                        return Err((
+                            format!("argument `{field}` is a file URL the gateway cannot check"),
+                            "file URL with a host or invalid path".into(),
+                        ));
+                    };
+                    self.check_path(field, &path.to_string_lossy())?;
+                }
+            } else if let Some(h) = url.host() {
+                let port = url.port_or_known_default().unwrap_or(0);
+                *hosts += 1;
+                self.host_budget(field, *hosts)?;
+                self.check_host(field, &h.to_owned(), port).await?;
+            }
+        }
+        if let Some((h, port)) = host {
+            *hosts += 1;
+            self.host_budget(field, *hosts)?;
+            self.check_host(field, &h, port).await?;
+        }
+        Ok(())
+    }
+
+    fn host_budget(&self, field: &str, n: usize) -> Result<(), Refusal> {
+        if n > MAX_HOSTS_PER_CALL {
+            return Err((
+                format!("argument `{field}`: too many hosts in one call"),
+                format!("more than {MAX_HOSTS_PER_CALL} hosts"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_rules(&self, tool: &str, arguments: &Value) -> Result<(), Refusal> {
+        for rule in self.rules.iter().filter(|r| r.tool.matches(tool)) {
+            let Some(value) = arguments.get(&rule.argument) else {
+                continue;
+            };
+            let Some(text) = value.as_str() else {
+                return Err((
+                    format!("argument `{}` must be a string", rule.argument),
+                    format!("rule for {tool} expects a string"),
+                ));
+            };
+            if let Some(max) = rule.max_length
+                && text.chars().count() > max
+            {
+                return Err((
+                    format!(
+                        "argument `{}` is longer than {max} characters",
+                        rule.argument
+                    ),
+                    format!("rule max_length {max}"),
+                ));
+            }
+            if let Some(p) = &rule.pattern
+                && !p.is_match(text)
+            {
+                return Err((
+                    format!(
+                        "argument `{}` does not match the allowed pattern",
+                        rule.argument
+                    ),
+                    format!("rule pattern {}", p.as_str()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a request; `Err` is the client message and the audit detail.
+    pub async fn check_request(&self, call: &Call<'_>) -> Result<(), Refusal> {
+        let message = call.message;
+        let params = message.params();
+        let mut items = vec![];
+        match message.method().unwrap_or("") {
+            "tools/call" | "prompts/get" => {
+                let Some(arguments) = params.and_then(|p| p.get("arguments")) else {
+                    return Ok(());
+                };
+                if message.method() == Some("tools/call")
+                    && let Some(t) = call.target
+                    && let Some(name) = &t.name
+                {
+                    self.check_rules(&format!("{}/{name}", t.upstream), arguments)?;
+                }
+                self.collect(arguments, "", None, 0, &mut items)?;
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                if let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) {
+                    items.push(Item {
+                        field: "uri".into(),
+                        key: None,
+                        value: uri,
+                    });
+                }
+            }
+            _ => return Ok(()),
+        }
+        let mut hosts = 0;
+        for item in &items {
+            self.check_item(item, &mut hosts).await?;
+        }
+        Ok(())
+    }
+
+    async fn decide(&self, call: &Call<'_>) -> Verdict {
+        if call.direction != Direction::ToUpstream || !call.message.is_request() {
+            return Verdict::Continue;
+        }
+        match self.check_request(call).await {
+            Ok(()) => Verdict::Continue,
+            Err((message, detail)) => Verdict::Deny(Denial {
+                guard: Self::NAME,
+                code: ErrorCode::Denied,
+                message,
+                detail,
+                controls: Self::CONTROLS,
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+impl Guard for ArgumentGuard {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn controls(&self) -> &'static [&'static str] {
+        Self::CONTROLS
+    }
+
+    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        async move { Ok(self.decide(call).await) }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,685 @@
+//! Authorization: Cedar policies evaluated on the parsed body of every request, and on list
+//! results and server-initiated requests in the response direction.
+//!
+//! The entity model (also in `docs/authorization.md`):
+//!
+//! | Cedar                         | What                                                       |
+//! |-------------------------------|------------------------------------------------------------|
+//! | `Principal::"<subject>"`      | attrs `subject`, `method`, `roles`, `scopes`; parents `Role::"<r>"` for each role, plus the implicit `Role::"anonymous"`, `Role::"local"` or `Role::"authenticated"` |
+//! | `Action::"<method>"`          | `tools/call`, `resources/read`, `prompts/get`, `tools/list`, ..., `sampling/createMessage`, `elicitation/create`, `roots/list`, or any other method as written |
+//! | `Tool::"<server>/<tool>"`     | attrs `server`, `name`, `annotations` (`readOnlyHint`, `destructiveHint`, `idempotentHint`, `openWorldHint`, with the MCP defaults); parent `Server::"<server>"` |
+//! | `Prompt::"<server>/<prompt>"` | attrs `server`, `name`; parent `Server::"<server>"`        |
+//! | `Resource::"<uri>"`           | attrs `uri`, `scheme`, `server` (`""` when unknown)         |
+//! | `Server::"<server>"`          | resource of server-initiated requests                      |
+//! | `Gateway::"gateway"`          | resource of list methods and every other method            |
+//!
+//! Context: `arguments` (the call's arguments as a record; `null`s dropped, numbers that are not
+//! 64-bit integers as strings) and `listing` (true while filtering a list).
+//!
+//! Decisions fail closed: a request is allowed only when some `permit` applies, no `forbid`
+//! applies, and no policy failed to evaluate (Cedar skips a policy that errors, which would turn
+//! an erroring `forbid` into an allow). Tool annotations come from the upstream and may lie;
+//! the role table uses them only to narrow what a tool pattern already grants.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    PolicySet, Request, RestrictedExpression,
+};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use warden_config::{IMPLICIT_ROLES, PolicyConfig, RoleConfig};
+use warden_guard::{AuthMethod, Call, Denial, Direction, Guard, GuardError, Principal, Verdict};
+use warden_proto::ErrorCode;
+
+/// Methods that are session plumbing, not access to anything: never subject to policy.
+const PLUMBING: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "logging/setLevel",
+    "subscriptions/listen",
+];
+
+/// List methods, the result key of their items, and the action that governs each item.
+const LISTS: &[(&str, &str, &str)] = &[
+    ("tools/list", "tools", "tools/call"),
+    ("prompts/list", "prompts", "prompts/get"),
+    ("resources/list", "resources", "resources/read"),
+    (
+        "resources/templates/list",
+        "resourceTemplates",
+        "resources/read",
+    ),
+];
+
+/// Server-initiated requests governed by policy (resource: the sending `Server`).
+const SERVER_REQUESTS: &[&str] = &["sampling/createMessage", "elicitation/create", "roots/list"];
+
+/// Why a policy could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A policy file could not be read.
+    #[error("cannot read policy file `{path}`")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A policy file (or the compiled role table) is not valid Cedar.
+    #[error("invalid Cedar in `{origin}`: {message}")]
+    Parse {
+        /// The file, or `[policy.roles]`.
+        origin: String,
+        /// Cedar's description.
+        message: String,
+    },
+    /// Policy templates need linking, which the gateway does not do.
+    #[error("`{origin}` contains a policy template; only static policies are supported")]
+    Template {
+        /// The file.
+        origin: String,
+    },
+}
+
+/// What the policy decided about one (principal, action, resource).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// Some permit applies, no forbid applies, nothing failed.
+    Allow,
+    /// Denied; the detail (audit only) says why.
+    Deny(String),
+}
+
+/// The resource of a request, before it becomes a Cedar entity.
+#[derive(Debug, Clone, Copy)]
+pub enum Resource<'a> {
+    /// A tool of an upstream, with its listed definition when known.
+    Tool {
+        /// Upstream name.
+        server: &'a str,
+        /// Tool name at the upstream.
+        name: &'a str,
+        /// The listed tool object (for `annotations`).
+        definition: Option<&'a Value>,
+    },
+    /// A prompt of an upstream.
+    Prompt {
+        /// Upstream name.
+        server: &'a str,
+        /// Prompt name at the upstream.
+        name: &'a str,
+    },
+    /// A resource URI (or a resource template while listing).
+    Uri {
+        /// Upstream name, when known.
+        server: Option<&'a str>,
+        /// The URI.
+        uri: &'a str,
+    },
+    /// An upstream as a whole (server-initiated requests).
+    Server(&'a str),
+    /// The gateway (lists and other methods).
+    Gateway,
+}
+
+/// The `policy` guard.
+pub struct PolicyGuard {
+    policies: PolicySet,
+    authorizer: Authorizer,
+    /// Whether any policy mentions `context`: building the context costs a copy of the
+    /// arguments, skipped when nothing reads it.
+    uses_context: bool,
+}
+
+impl std::fmt::Debug for PolicyGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyGuard")
+            .field("policies", &self.policies.policies().count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyGuard {
+    /// Stable name in audit records and `check`.
+    pub const NAME: &'static str = "policy";
+    /// Controls enforced.
+    pub const CONTROLS: &'static [&'static str] = &["ISO-3", "DATA-3", "DATA-4", "RES-1", "RES-4"];
+
+    /// Builds the guard from `[policy]`: the role table compiled to Cedar, plus every policy
+    /// file (relative paths are taken from `base`). Reads the files.
+    pub fn from_config(config: &PolicyConfig, base: &Path) -> Result<Self, PolicyError> {
+        let mut sources = vec![("[policy.roles]".to_owned(), compile_roles(&config.roles))];
+        for file in &config.files {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+                path: file.display().to_string(),
+                source,
+            })?;
+            sources.push((file.display().to_string(), text));
+        }
+        Self::from_sources(&sources)
+    }
+
+    /// Builds the guard from Cedar texts, each named by its origin (for errors and policy ids).
+    pub fn from_sources(sources: &[(String, String)]) -> Result<Self, PolicyError> {
+        let mut policies = PolicySet::new();
+        for (origin, text) in sources {
+            let set = PolicySet::from_str(text).map_err(|e| PolicyError::Parse {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
+            if set.templates().next().is_some() {
+                return Err(PolicyError::Template {
+                    origin: origin.clone(),
+                });
+            }
+            for (n, policy) in set.policies().enumerate() {
+                let id = PolicyId::new(format!("{origin}#{n}"));
+                policies
+                    .add(policy.new_id(id))
+                    .map_err(|e| PolicyError::Parse {
+                        origin: origin.clone(),
+                        message: e.to_string(),
+                    })?;
+            }
+        }
+        let uses_context = sources.iter().any(|(_, t)| t.contains("context"));
+        Ok(Self {
+            policies,
+            authorizer: Authorizer::new(),
+            uses_context,
+        })
+    }
+
+    /// Decides one request. `arguments` becomes `context.arguments`.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        action: &str,
+        resource: Resource<'_>,
+        arguments: Option<&Value>,
+        listing: bool,
+    ) -> Decided {
+        match self.evaluate(principal, action, resource, arguments, listing) {
+            Ok(d) => d,
+            Err(e) => Decided::Deny(format!("policy evaluation failed: {e}")),
+        }
+    }
+
+    fn evaluate(
+        &self,
+        principal: &Principal,
+        action: &str,
+        resource: Resource<'_>,
+        arguments: Option<&Value>,
+        listing: bool,
+    ) -> Result<Decided, String> {
+        let p_uid = uid("Principal", &principal.subject)?;
+        let (r_uid, r_entity) = resource_entity(resource)?;
+        let principal_entity = principal_entity(p_uid.clone(), principal)?;
+        let entities = Entities::from_entities([principal_entity, r_entity], None)
+            .map_err(|e| e.to_string())?;
+        let context = if self.uses_context {
+            let mut pairs = vec![(
+                "listing".to_owned(),
+                RestrictedExpression::new_bool(listing),
+            )];
+            if let Some(args) = arguments.and_then(to_cedar) {
+                pairs.push(("arguments".to_owned(), args));
+            }
+            Context::from_pairs(pairs).map_err(|e| e.to_string())?
+        } else {
+            Context::empty()
+        };
+        let request = Request::new(p_uid, uid("Action", action)?, r_uid, context, None)
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        let diagnostics = response.diagnostics();
+        let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
+        let reasons: Vec<String> = diagnostics.reason().map(|id| id.to_string()).collect();
+        if listing {
+            // A policy that failed for want of arguments may permit the call with some: the
+            // item stays listed, and the call itself is checked strictly.
+            return Ok(match response.decision() {
+                Decision::Allow => Decided::Allow,
+                Decision::Deny if !errors.is_empty() => Decided::Allow,
+                Decision::Deny => Decided::Deny(deny_detail(&reasons)),
+            });
+        }
+        if !errors.is_empty() {
+            return Ok(Decided::Deny(format!(
+                "policy evaluation errors (failing closed): {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(match response.decision() {
+            Decision::Allow => Decided::Allow,
+            Decision::Deny => Decided::Deny(deny_detail(&reasons)),
+        })
+    }
+
+    fn deny(&self, what: String, detail: String) -> Verdict {
+        Verdict::Deny(Denial {
+            guard: Self::NAME,
+            code: ErrorCode::Denied,
+            message: format!("{what} is not allowed"),
+            detail,
+            controls: Self::CONTROLS,
+            retry_after: None,
+        })
+    }
+
+    fn on_request(&self, call: &Call<'_>) -> Verdict {
+        let message = call.message;
+        let Some(method) = message.method() else {
+            return Verdict::Continue;
+        };
+        if !message.is_request() || PLUMBING.contains(&method) {
+            return Verdict::Continue;
+        }
+        let params = message.params();
+        let str_param = |k: &str| params.and_then(|p| p.get(k)).and_then(Value::as_str);
+        let arguments = params.and_then(|p| p.get("arguments"));
+        let target = call.target;
+        let (resource, what) = match method {
+            "tools/call" | "prompts/get" => {
+                let shown = str_param("name").unwrap_or("");
+                let noun = if method == "tools/call" {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                let what = format!("{noun} {shown:?}");
+                let Some((server, Some(name))) = target.map(|t| (&*t.upstream, t.name.as_deref()))
+                else {
+                    return self.deny(what, "the gateway cannot resolve the named item".into());
+                };
+                let resource = match method {
+                    "tools/call" => Resource::Tool {
+                        server,
+                        name,
+                        definition: target.and_then(|t| t.tool.as_deref()),
+                    },
+                    _ => Resource::Prompt { server, name },
+                };
+                (resource, what)
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = str_param("uri").unwrap_or("");
+                (
+                    Resource::Uri {
+                        server: call.upstream,
+                        uri,
+                    },
+                    format!("resource {uri:?}"),
+                )
+            }
+            _ => (Resource::Gateway, format!("method {method:?}")),
+        };
+        match self.decide(call.principal, method, resource, arguments, false) {
+            Decided::Allow => Verdict::Continue,
+            Decided::Deny(detail) => self.deny(what, detail),
+        }
+    }
+
+    fn on_response(&self, call: &Call<'_>) -> Verdict {
+        let message = call.message;
+        if message.is_request() {
+            let method = message.method().unwrap_or("");
+            if !SERVER_REQUESTS.contains(&method) {
+                return Verdict::Continue;
+            }
+            let Some(server) = call.upstream else {
+                return self.deny(format!("request {method:?}"), "no upstream".into());
+            };
+            return match self.decide(
+                call.principal,
+                method,
+                Resource::Server(server),
+                None,
+                false,
+            ) {
+                Decided::Allow => Verdict::Continue,
+                Decided::Deny(detail) => self.deny(format!("request {method:?}"), detail),
+            };
+        }
+        let Some((_, key, action)) = call
+            .request_method
+            .and_then(|m| LISTS.iter().find(|(l, _, _)| *l == m))
+        else {
+            return Verdict::Continue;
+        };
+        let Some(items) = message
+            .result()
+            .and_then(|r| r.get(*key))
+            .and_then(Value::as_array)
+        else {
+            return Verdict::Continue;
+        };
+        let kept: Vec<Value> = items
+            .iter()
+            .filter(|item| self.may_list(call, action, item))
+            .cloned()
+            .collect();
+        if kept.len() == items.len() {
+            return Verdict::Continue;
+        }
+        tracing::debug!(
+            withheld = items.len() - kept.len(),
+            "list items withheld by policy"
+        );
+        let mut value = message.value().clone();
+        value["result"][*key] = Value::Array(kept);
+        match message.rewrite(value) {
+            Ok(m) => Verdict::Rewrite(m),
+            Err(_) => self.deny(
+                "list".into(),
+                "the filtered list is not a valid response".into(),
+            ),
+        }
+    }
+
+    fn may_list(&self, call: &Call<'_>, action: &str, item: &Value) -> bool {
+        let field = |k: &str| item.get(k).and_then(Value::as_str);
+        let resource = match (action, call.upstream) {
+            ("tools/call", Some(server)) => match field("name") {
+                Some(name) => Resource::Tool {
+                    server,
+                    name,
+                    definition: Some(item),
+                },
+                None => return false,
+            },
+            ("prompts/get", Some(server)) => match field("name") {
+                Some(name) => Resource::Prompt { server, name },
+                None => return false,
+            },
+            ("resources/read", server) => match field("uri").or_else(|| field("uriTemplate")) {
+                Some(uri) => Resource::Uri { server, uri },
+                None => return false,
+            },
+            _ => return false,
+        };
+        self.decide(call.principal, action, resource, None, true) == Decided::Allow
+    }
+}
+
+impl Guard for PolicyGuard {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn controls(&self) -> &'static [&'static str] {
+        Self::CONTROLS
+    }
+
+    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        let verdict = match call.direction {
+            Direction::ToUpstream => self.on_request(call),
+            Direction::ToClient => self.on_response(call),
+        };
+        async move { Ok(verdict) }.boxed()
+    }
+}
+
+fn deny_detail(reasons: &[String]) -> String {
+    match reasons {
+        [] => "no permit applies (default deny)".into(),
+        ids => format!("forbidden by {}", ids.join(", ")),
+    }
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
+    let ty = EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
+    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+}
+
+/// The role the gateway gives a principal for how it authenticated.
+pub fn implicit_role(method: AuthMethod) -> &'static str {
+    match method {
+        AuthMethod::Anonymous => "anonymous",
+        AuthMethod::LocalProcess => "local",
+        AuthMethod::Bearer | AuthMethod::ApiKey => "authenticated",
+    }
+}
+
+fn principal_entity(p_uid: EntityUid, principal: &Principal) -> Result<Entity, String> {
+    let strings = |items: &[std::sync::Arc<str>]| {
+        RestrictedExpression::new_set(
+            items
+                .iter()
+                .map(|s| RestrictedExpression::new_string(s.to_string())),
+        )
+    };
+    // Roles from a token or key never carry an implicit role's name: a token claiming
+    // `local` must not get what the local user gets.
+    let roles: Vec<&str> = principal
+        .roles
+        .iter()
+        .map(|r| &**r)
+        .filter(|r| !IMPLICIT_ROLES.contains(r))
+        .collect();
+    let mut parents = HashSet::new();
+    for r in roles
+        .iter()
+        .copied()
+        .chain([implicit_role(principal.method)])
+    {
+        parents.insert(uid("Role", r)?);
+    }
+    let method = match principal.method {
+        AuthMethod::Anonymous => "anonymous",
+        AuthMethod::LocalProcess => "local",
+        AuthMethod::Bearer => "bearer",
+        AuthMethod::ApiKey => "api_key",
+    };
+    let attrs = HashMap::from([
+        (
+            "subject".to_owned(),
+            RestrictedExpression::new_string(principal.subject.to_string()),
+        ),
+        (
+            "method".to_owned(),
+            RestrictedExpression::new_string(method.to_owned()),
+        ),
+        (
+            "roles".to_owned(),
+            RestrictedExpression::new_set(
+                roles
+                    .iter()
+                    .map(|r| RestrictedExpression::new_string((*r).to_owned())),
+            ),
+        ),
+        ("scopes".to_owned(), strings(&principal.scopes)),
+    ]);
+    Entity::new(p_uid, attrs, parents).map_err(|e| e.to_string())
+}
+
+fn resource_entity(resource: Resource<'_>) -> Result<(EntityUid, Entity), String> {
+    let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+    let server_parent = |server: &str| -> Result<HashSet<EntityUid>, String> {
+        Ok(HashSet::from([uid("Server", server)?]))
+    };
+    let (r_uid, attrs, parents) = match resource {
+        Resource::Tool {
+            server,
+            name,
+            definition,
+        } => {
+            let hints = definition.and_then(|d| d.get("annotations"));
+            let hint = |k: &str, default: bool| {
+                let v = hints
+                    .and_then(|h| h.get(k))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(default);
+                (k.to_owned(), RestrictedExpression::new_bool(v))
+            };
+            // The MCP defaults: a tool is assumed to write, destructively, to an open world.
+            let annotations = RestrictedExpression::new_record([
+                hint("readOnlyHint", false),
+                hint("destructiveHint", true),
+                hint("idempotentHint", false),
+                hint("openWorldHint", true),
+            ])
+            .map_err(|e| e.to_string())?;
+            (
+                uid("Tool", &format!("{server}/{name}"))?,
+                HashMap::from([
+                    ("server".to_owned(), s(server)),
+                    ("name".to_owned(), s(name)),
+                    ("annotations".to_owned(), annotations),
+                ]),
+                server_parent(server)?,
+            )
+        }
+        Resource::Prompt { server, name } => (
+            uid("Prompt", &format!("{server}/{name}"))?,
+            HashMap::from([
+                ("server".to_owned(), s(server)),
+                ("name".to_owned(), s(name)),
+            ]),
+            server_parent(server)?,
+        ),
+        Resource::Uri { server, uri } => {
+            let scheme = uri.split_once(':').map(|(s, _)| s).unwrap_or("");
+            (
+                uid("Resource", uri)?,
+                HashMap::from([
+                    ("uri".to_owned(), s(uri)),
+                    ("scheme".to_owned(), s(&scheme.to_ascii_lowercase())),
+                    ("server".to_owned(), s(server.unwrap_or(""))),
+                ]),
+                match server {
+                    Some(server) => server_parent(server)?,
+                    None => HashSet::new(),
+                },
+            )
+        }
+        Resource::Server(server) => (uid("Server", server)?, HashMap::new(), HashSet::new()),
+        Resource::Gateway => (uid("Gateway", "gateway")?, HashMap::new(), HashSet::new()),
+    };
+    let entity = Entity::new(r_uid.clone(), attrs, parents).map_err(|e| e.to_string())?;
+    Ok((r_uid, entity))
+}
+
+/// A JSON value as a Cedar value: objects become records, arrays sets, integers longs, other
+/// numbers strings; `null` (which Cedar lacks) is dropped. Built programmatically, never
+/// through Cedar's JSON syntax, so keys such as `__entity` stay plain data.
+pub fn to_cedar(value: &Value) -> Option<RestrictedExpression> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => RestrictedExpression::new_long(i),
+            None => RestrictedExpression::new_string(n.to_string()),
+        },
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Array(items) => RestrictedExpression::new_set(items.iter().filter_map(to_cedar)),
+        Value::Object(map) => RestrictedExpression::new_record(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), to_cedar(v)?))),
+        )
+        // Keys of a JSON object are unique, so the record cannot have duplicates.
+        .ok()?,
+    })
+}
+
+/// A Cedar string literal.
+fn literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A Cedar `like` pattern for a `*` glob: `*` stays a wildcard, everything else is literal.
+fn like(glob: &str) -> String {
+    let escaped: Vec<String> = glob
+        .split('*')
+        .map(|piece| {
+            let lit = literal(piece);
+            lit[1..lit.len() - 1].to_owned()
+        })
+        .collect();
+    format!("\"{}\"", escaped.join("*"))
+}
+
+/// `<server>/<name>` glob -> a Cedar condition on `resource.server` and `resource.name`.
+fn qualified_condition(pattern: &str) -> String {
+    let (server, name) = pattern.split_once('/').unwrap_or(("*", pattern));
+    format!(
+        "resource.server like {} && resource.name like {}",
+        like(server),
+        like(name)
+    )
+}
+
+/// Compiles the role table to Cedar. Every role may list (lists are filtered per item) and
+/// use task and completion plumbing; each pattern becomes one `permit`.
+pub fn compile_roles(roles: &BTreeMap<String, RoleConfig>) -> String {
+    let mut out = String::new();
+    for (role, r) in roles {
+        let p = format!("principal in Role::{}", literal(role));
+        out.push_str(&format!(
+            "// role {role}\npermit({p}, action in [Action::\"tools/list\", Action::\"prompts/list\", Action::\"resources/list\", Action::\"resources/templates/list\", Action::\"completion/complete\", Action::\"tasks/get\", Action::\"tasks/result\", Action::\"tasks/cancel\", Action::\"tasks/list\"], resource);\n"
+        ));
+        for t in &r.tools {
+            let read_only = if r.read_only_tools {
+                " && resource.annotations.readOnlyHint"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "permit({p}, action == Action::\"tools/call\", resource is Tool) when {{ {}{read_only} }};\n",
+                qualified_condition(t)
+            ));
+        }
+        for t in &r.prompts {
+            out.push_str(&format!(
+                "permit({p}, action == Action::\"prompts/get\", resource is Prompt) when {{ {} }};\n",
+                qualified_condition(t)
+            ));
+        }
+        for u in &r.resources {
+            out.push_str(&format!(
+                "permit({p}, action in [Action::\"resources/read\", Action::\"resources/subscribe\", Action::\"resources/unsubscribe\"], resource is Resource) when {{ resource.uri like {} }};\n",
+                like(u)
+            ));
+        }
+        for (granted, action) in [
+            (r.sampling, "sampling/createMessage"),
+            (r.elicitation, "elicitation/create"),
+            (r.roots, "roots/list"),
+        ] {
+            if granted {
+                out.push_str(&format!(
+                    "permit({p}, action == Action::\"{action}\", resource is Server);\n"
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,412 @@
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use serde_json::json;
+use warden_guard::{Principal, Target};
+use warden_proto::Message;
+
+use super::*;
+
+fn role(tools: &[&str]) -> RoleConfig {
+    RoleConfig {
+        tools: tools.iter().map(|s| (*s).into()).collect(),
+        ..RoleConfig::default()
+    }
+}
+
+fn guard(roles: &[(&str, RoleConfig)], extra: &str) -> PolicyGuard {
+    let roles: BTreeMap<String, RoleConfig> = roles
+        .iter()
+        .map(|(n, r)| ((*n).into(), r.clone()))
+        .collect();
+    PolicyGuard::from_sources(&[
+        ("[policy.roles]".into(), compile_roles(&roles)),
+        ("extra.cedar".into(), extra.into()),
+    ])
+    .unwrap()
+}
+
+fn tool<'a>(server: &'a str, name: &'a str, def: Option<&'a Value>) -> Resource<'a> {
+    Resource::Tool {
+        server,
+        name,
+        definition: def,
+    }
+}
+
+fn msg(v: Value) -> Message {
+    Message::from_value(v).unwrap()
+}
+
+#[test]
+fn role_table_grants_listed_tools_only() {
+    // Proves: ISO-3
+    let g = guard(&[("dev", role(&["files/read_*"]))], "");
+    let dev = Principal::new("alice", AuthMethod::Bearer).with_roles(["dev"]);
+    let other = Principal::new("bob", AuthMethod::Bearer).with_roles(["ops"]);
+    assert_eq!(
+        g.decide(
+            &dev,
+            "tools/call",
+            tool("files", "read_file", None),
+            None,
+            false
+        ),
+        Decided::Allow
+    );
+    assert!(matches!(
+        g.decide(
+            &dev,
+            "tools/call",
+            tool("files", "write_file", None),
+            None,
+            false
+        ),
+        Decided::Deny(_)
+    ));
+    assert!(matches!(
+        g.decide(
+            &dev,
+            "tools/call",
+            tool("other", "read_file", None),
+            None,
+            false
+        ),
+        Decided::Deny(_)
+    ));
+    assert!(matches!(
+        g.decide(
+            &other,
+            "tools/call",
+            tool("files", "read_file", None),
+            None,
+            false
+        ),
+        Decided::Deny(_)
+    ));
+}
+
+#[test]
+fn anything_unlisted_is_denied_once_a_policy_exists() {
+    let g = guard(&[("dev", role(&["*/*"]))], "");
+    let dev = Principal::new("alice", AuthMethod::Bearer).with_roles(["dev"]);
+    assert!(matches!(
+        g.decide(&dev, "some/new-method", Resource::Gateway, None, false),
+        Decided::Deny(d) if d.contains("default deny")
+    ));
+    assert!(matches!(
+        g.decide(
+            &dev,
+            "sampling/createMessage",
+            Resource::Server("files"),
+            None,
+            false
+        ),
+        Decided::Deny(_)
+    ));
+}
+
+#[test]
+fn implicit_roles_come_from_the_method_not_from_claims() {
+    let g = guard(&[("local", role(&["*/*"]))], "");
+    assert_eq!(
+        g.decide(
+            &Principal::local(),
+            "tools/call",
+            tool("a", "b", None),
+            None,
+            false
+        ),
+        Decided::Allow
+    );
+    // A bearer token claiming the `local` role does not get the local user's rights.
+    let liar = Principal::new("x", AuthMethod::Bearer).with_roles(["local"]);
+    assert!(matches!(
+        g.decide(&liar, "tools/call", tool("a", "b", None), None, false),
+        Decided::Deny(_)
+    ));
+}
+
+#[test]
+fn read_only_narrowing_uses_annotations_with_safe_defaults() {
+    let mut r = role(&["*/*"]);
+    r.read_only_tools = true;
+    let g = guard(&[("viewer", r)], "");
+    let p = Principal::new("v", AuthMethod::ApiKey).with_roles(["viewer"]);
+    let ro = json!({"name": "t", "annotations": {"readOnlyHint": true}});
+    let unannotated = json!({"name": "t"});
+    assert_eq!(
+        g.decide(&p, "tools/call", tool("s", "t", Some(&ro)), None, false),
+        Decided::Allow
+    );
+    assert!(matches!(
+        g.decide(
+            &p,
+            "tools/call",
+            tool("s", "t", Some(&unannotated)),
+            None,
+            false
+        ),
+        Decided::Deny(_)
+    ));
+    assert!(matches!(
+        g.decide(&p, "tools/call", tool("s", "t", None), None, false),
+        Decided::Deny(_)
+    ));
+}
+
+#[test]
+fn conditions_over_arguments_and_fail_closed_errors() {
+    let g = guard(
+        &[("dev", role(&["files/*"]))],
+        r#"forbid(principal, action == Action::"tools/call", resource is Tool)
+             when { context.arguments.path like "/etc/*" };"#,
+    );
+    let p = Principal::new("alice", AuthMethod::Bearer).with_roles(["dev"]);
+    let ok = json!({"path": "/srv/a"});
+    let bad = json!({"path": "/etc/passwd"});
+    let missing = json!({"other": 1});
+    assert_eq!(
+        g.decide(
+            &p,
+            "tools/call",
+            tool("files", "read", None),
+            Some(&ok),
+            false
+        ),
+        Decided::Allow
+    );
+    assert!(
+        matches!(g.decide(&p, "tools/call", tool("files", "read", None), Some(&bad), false), Decided::Deny(d) if d.contains("forbidden by extra.cedar#0"))
+    );
+    // The forbid errors on a missing attribute: Cedar would skip it and allow; the guard denies.
+    assert!(
+        matches!(g.decide(&p, "tools/call", tool("files", "read", None), Some(&missing), false), Decided::Deny(d) if d.contains("failing closed"))
+    );
+}
+
+#[test]
+fn entity_syntax_in_arguments_stays_data() {
+    let g = guard(
+        &[],
+        r#"permit(principal, action == Action::"tools/call", resource)
+             when { context.arguments.owner == principal };"#,
+    );
+    let p = Principal::new("alice", AuthMethod::Bearer);
+    let forged = json!({"owner": {"__entity": {"type": "Principal", "id": "alice"}}});
+    assert!(matches!(
+        g.decide(&p, "tools/call", tool("s", "t", None), Some(&forged), false),
+        Decided::Deny(_)
+    ));
+}
+
+#[test]
+fn resources_and_prompts_by_pattern() {
+    let mut r = RoleConfig::default();
+    r.resources = vec!["file:///srv/docs/*".into()];
+    r.prompts = vec!["*/summarise".into()];
+    r.sampling = true;
+    let g = guard(&[("reader", r)], "");
+    let p = Principal::new("r", AuthMethod::ApiKey).with_roles(["reader"]);
+    let uri = |u| Resource::Uri {
+        server: None,
+        uri: u,
+    };
+    assert_eq!(
+        g.decide(
+            &p,
+            "resources/read",
+            uri("file:///srv/docs/a.md"),
+            None,
+            false
+        ),
+        Decided::Allow
+    );
+    assert!(matches!(
+        g.decide(&p, "resources/read", uri("file:///etc/passwd"), None, false),
+        Decided::Deny(_)
+    ));
+    assert_eq!(
+        g.decide(
+            &p,
+            "prompts/get",
+            Resource::Prompt {
+                server: "x",
+                name: "summarise"
+            },
+            None,
+            false
+        ),
+        Decided::Allow
+    );
+    assert_eq!(
+        g.decide(
+            &p,
+            "sampling/createMessage",
+            Resource::Server("x"),
+            None,
+            false
+        ),
+        Decided::Allow
+    );
+    assert!(matches!(
+        g.decide(&p, "elicitation/create", Resource::Server("x"), None, false),
+        Decided::Deny(_)
+    ));
+}
+
+#[tokio::test]
+async fn request_denial_names_what_without_internals() {
+    // Proves: DATA-4
+    let g = guard(&[("dev", role(&["files/read"]))], "");
+    let p = Principal::new("alice", AuthMethod::Bearer).with_roles(["dev"]);
+    let m = msg(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "files__write"}}),
+    );
+    let target = Target {
+        upstream: "files".into(),
+        name: Some("write".into()),
+        tool: None,
+    };
+    let mut call = Call::new(&m, Direction::ToUpstream, &p);
+    call.target = Some(&target);
+    let Ok(Verdict::Deny(d)) = g.check(&call).await else {
+        panic!("expected a denial");
+    };
+    assert_eq!(d.message, "tool \"files__write\" is not allowed");
+    assert!(!d.message.contains("Role"));
+    assert!(d.detail.contains("default deny"));
+    // Plumbing passes without a permit.
+    let ping = msg(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}));
+    assert!(matches!(
+        g.check(&Call::new(&ping, Direction::ToUpstream, &p)).await,
+        Ok(Verdict::Continue)
+    ));
+}
+
+#[tokio::test]
+async fn lists_are_cut_to_what_the_principal_may_use() {
+    let g = guard(&[("dev", role(&["files/read_*"]))], "");
+    let p = Principal::new("alice", AuthMethod::Bearer).with_roles(["dev"]);
+    let m = msg(json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+        {"name": "read_file", "inputSchema": {"type": "object"}},
+        {"name": "write_file", "inputSchema": {"type": "object"}},
+    ]}}));
+    let mut call = Call::new(&m, Direction::ToClient, &p);
+    call.upstream = Some("files");
+    call.request_method = Some("tools/list");
+    let Ok(Verdict::Rewrite(out)) = g.check(&call).await else {
+        panic!("expected a rewrite");
+    };
+    let names: Vec<&str> = out.result().unwrap()["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["read_file"]);
+}
+
+#[test]
+fn a_policy_conditioned_on_arguments_keeps_the_tool_listed() {
+    let g = guard(
+        &[],
+        r#"permit(principal, action == Action::"tools/call", resource is Tool)
+             when { context.arguments.path like "/srv/*" };"#,
+    );
+    let p = Principal::anonymous();
+    assert_eq!(
+        g.decide(&p, "tools/call", tool("s", "t", None), None, true),
+        Decided::Allow
+    );
+    assert!(matches!(
+        g.decide(&p, "tools/call", tool("s", "t", None), None, false),
+        Decided::Deny(_)
+    ));
+}
+
+#[test]
+fn rejects_templates_and_bad_cedar() {
+    assert!(matches!(
+        PolicyGuard::from_sources(&[(
+            "t.cedar".into(),
+            "permit(principal == ?principal, action, resource);".into()
+        )]),
+        Err(PolicyError::Template { .. })
+    ));
+    assert!(matches!(
+        PolicyGuard::from_sources(&[("bad.cedar".into(), "permit(".into())]),
+        Err(PolicyError::Parse { origin, .. }) if origin == "bad.cedar"
+    ));
+}
+
+proptest! {
+    // A role-table pattern behaves exactly like the glob matcher, whatever characters the
+    // pattern and name contain (quotes, backslashes, Cedar syntax): the compiled Cedar never
+    // breaks out of its string literal.
+    #[test]
+    fn compiled_patterns_match_like_globs(
+        pattern in "[a-z\"\\\\*()_;]{0,8}",
+        name in "[a-z\"\\\\()_;]{0,8}",
+    ) {
+        let g = guard(&[("r", role(&[&format!("s/{pattern}")]))], "");
+        let p = Principal::new("u", AuthMethod::ApiKey).with_roles(["r"]);
+        let allowed = g.decide(&p, "tools/call", tool("s", &name, None), None, false) == Decided::Allow;
+        prop_assert_eq!(allowed, crate::glob::Glob::new(&pattern).matches(&name));
+    }
+
+    // Any JSON arguments convert to a Cedar context without panicking, and a policy reading
+    // them still decides.
+    #[test]
+    fn arbitrary_arguments_never_panic(args in arb_json()) {
+        let g = guard(&[], r#"permit(principal, action, resource) when { context.arguments.x == 1 };"#);
+        let _ = g.decide(&Principal::anonymous(), "tools/call", tool("s", "t", None), Some(&args), false);
+    }
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        "[a-z_]{0,6}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map("(x|__entity|__extn|[a-z]{1,3})", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+#[test]
+fn arc_str_principal_subject_with_quotes_is_data() {
+    let g = guard(&[("dev", role(&["*/*"]))], "");
+    let p = Principal::new(Arc::<str>::from("\" || true || \""), AuthMethod::Bearer)
+        .with_roles(["dev"]);
+    assert_eq!(
+        g.decide(&p, "tools/call", tool("s", "t", None), None, false),
+        Decided::Allow
+    );
+    let q = Principal::new(Arc::<str>::from("\" || true || \""), AuthMethod::Bearer);
+    assert!(matches!(
+        g.decide(&q, "tools/call", tool("s", "t", None), None, false),
+        Decided::Deny(_)
+    ));
+}
+
+proptest! {
+    // Whatever characters a pattern holds (controls, NUL, quotes, Unicode), the compiled role
+    // table parses and matches like the glob.
+    #[test]
+    fn any_pattern_compiles_to_valid_cedar(pattern in "(.|[\\x00-\\x1f\\x7f\"\\\\*])*", name in ".{0,6}") {
+        let g = guard(&[("r", role(&[&format!("s/{pattern}")]))], "");
+        let p = Principal::new("u", AuthMethod::ApiKey).with_roles(["r"]);
+        let allowed = g.decide(&p, "tools/call", tool("s", &name, None), None, false) == Decided::Allow;
+        prop_assert_eq!(allowed, crate::glob::Glob::new(&pattern).matches(&name));
+    }
+}

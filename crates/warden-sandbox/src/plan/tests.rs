@@ -1,0 +1,172 @@
+use super::*;
+
+fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+fn everything() -> Availability {
+    Availability {
+        controls: Control::ALL
+            .iter()
+            .map(|c| {
+                (
+                    *c,
+                    crate::report::Status::Available {
+                        detail: String::new(),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn resolves_program_in_path_and_refuses_missing() {
+    let sh = resolve_program("sh", Path::new("/"), "/nonexistent:/bin:/usr/bin").unwrap();
+    assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+    assert!(matches!(
+        resolve_program("no-such-program-xyz", Path::new("/"), "/bin:/usr/bin"),
+        Err(SandboxError::ProgramNotFound { .. })
+    ));
+    // Relative PATH entries are never searched: they would depend on the gateway's cwd.
+    assert!(resolve_program("sh", Path::new("/bin"), ".").is_err());
+}
+
+#[test]
+fn grants_the_install_prefix_parts_not_the_whole_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("prefix");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::create_dir_all(prefix.join("lib")).unwrap();
+    std::fs::create_dir_all(prefix.join("share/keyrings")).unwrap();
+    let grants = install_grants(&prefix.join("bin/node"), None);
+    assert!(grants.contains(&prefix.join("bin")));
+    assert!(grants.contains(&prefix.join("lib")));
+    assert!(!grants.iter().any(|g| g.starts_with(prefix.join("share"))));
+    assert!(!grants.contains(&prefix));
+}
+
+#[test]
+fn never_grants_home_or_root_implicitly() {
+    let home = tempfile::tempdir().unwrap();
+    let script = home.path().join("server.py");
+    std::fs::write(&script, "print(1)").unwrap();
+    let grant = argument_grant(script.to_str().unwrap(), Path::new("/"), Some(home.path()));
+    // Only the file itself, not the home directory that holds it.
+    assert_eq!(grant, Some(std::fs::canonicalize(&script).unwrap()));
+    assert_eq!(
+        install_grants(Path::new("/tool"), None),
+        vec![PathBuf::from("/tool")]
+    );
+}
+
+#[test]
+fn grants_the_project_of_a_node_modules_entry_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = dir
+        .path()
+        .join("proj/node_modules/@scope/pkg/dist/index.js");
+    std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
+    std::fs::write(&entry, "").unwrap();
+    let grant = argument_grant(entry.to_str().unwrap(), Path::new("/"), None).unwrap();
+    assert_eq!(
+        grant,
+        std::fs::canonicalize(dir.path().join("proj")).unwrap()
+    );
+    // Directories and flags are not granted.
+    assert_eq!(
+        argument_grant(dir.path().to_str().unwrap(), Path::new("/"), None),
+        None
+    );
+    assert_eq!(argument_grant("--stdio", Path::new("/"), None), None);
+}
+
+#[test]
+fn follows_a_shebang_through_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("tool");
+    std::fs::write(&script, "#!/usr/bin/env -S sh -e\necho\n").unwrap();
+    let interpreter = shebang(&script, "/bin:/usr/bin").unwrap();
+    assert!(interpreter.ends_with("sh"), "{}", interpreter.display());
+}
+
+#[test]
+fn environment_is_the_allow_list_plus_configured_values() {
+    let env = env_of(&[
+        ("PATH", "/usr/bin:/bin"),
+        ("AWS_SECRET_ACCESS_KEY", "gateway-secret"),
+        ("LANG", "C.UTF-8"),
+    ]);
+    let command = Command {
+        program: "sh",
+        args: &[],
+        cwd: None,
+        gateway_cwd: Path::new("/"),
+        gateway_env: &env,
+        env: vec![("TOKEN".into(), "per-upstream".into())],
+    };
+    let planned = plan(
+        &Settings::default(),
+        &everything(),
+        Path::new("/launcher"),
+        Path::new("/tmp"),
+        &command,
+    )
+    .unwrap();
+    let names: Vec<&str> = planned.env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["PATH", "LANG", "TOKEN"]);
+    assert!(planned.degraded.is_empty());
+    // The profile (passed on the command line) holds no environment value, and neither does
+    // anything printed with Debug.
+    let json = serde_json::to_string(&planned.sandbox.profile).unwrap();
+    assert!(!json.contains("per-upstream") && !json.contains("gateway-secret"));
+    let shown = format!("{planned:?} {command:?}");
+    assert!(
+        !shown.contains("per-upstream") && shown.contains("TOKEN"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn reports_every_unavailable_control_instead_of_pretending() {
+    let env = env_of(&[("PATH", "/usr/bin:/bin")]);
+    let command = Command {
+        program: "sh",
+        args: &[],
+        cwd: None,
+        gateway_cwd: Path::new("/"),
+        gateway_env: &env,
+        env: Vec::new(),
+    };
+    let planned = plan(
+        &Settings::default(),
+        &Availability::none("old kernel"),
+        Path::new("/launcher"),
+        Path::new("/tmp"),
+        &command,
+    )
+    .unwrap();
+    let degraded: Vec<Control> = planned.degraded.iter().map(|d| d.control).collect();
+    for control in [
+        Control::UserNamespace,
+        Control::NetworkNamespace,
+        Control::Landlock,
+        Control::Seccomp,
+        Control::ProcessLimit,
+        Control::MemoryLimit,
+    ] {
+        assert!(
+            degraded.contains(&control),
+            "{control} missing from {degraded:?}"
+        );
+    }
+    let profile = &planned.sandbox.profile;
+    assert!(!profile.namespaces);
+    assert_eq!(profile.network, Network::Full);
+    assert!(profile.filesystem.is_none() && profile.seccomp.is_none());
+    assert!(!profile.cgroup_pids && !profile.cgroup_memory);
+}

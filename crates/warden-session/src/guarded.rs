@@ -1,0 +1,275 @@
+//! What the guards see of a request's target, and the response guards on aggregated lists.
+//!
+//! Request guards run before routing, so the session resolves here what a request acts on
+//! (upstream, tool or prompt name at the upstream, and the tool's listed definition) and hands
+//! it to the pipeline as a [`Target`], with a [`Permits`] holder that lives as long as the
+//! exchange. Aggregated lists are answered by the gateway itself, so the response guards run
+//! here, once per upstream on that upstream's own items, before names are exposed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use warden_guard::{Call, Direction, Outcome, Permits, Principal, Target};
+use warden_proto::{ErrorCode, Id, Message};
+
+use crate::Session;
+use crate::dispatch::{ClientEra, Item};
+use crate::gateway::{Gateway, Routes, UpstreamState, error, request, response};
+
+/// Least time between two listings triggered by calls to tools the catalog does not know:
+/// bounds how much upstream traffic a client can cause by naming tools that do not exist.
+pub(crate) const RELIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One upstream's share of an aggregated list: its items under its own names, and the map
+/// from those names back to the names the client sees.
+type Group = (Arc<UpstreamState>, Vec<Value>, HashMap<String, String>);
+
+/// The tool objects of one `tools/list`, by the upstream's own tool name.
+pub(crate) fn tool_definitions(items: &[Value]) -> HashMap<String, Arc<Value>> {
+    items
+        .iter()
+        .filter_map(|t| {
+            let name = t.get("name")?.as_str()?;
+            Some((name.to_owned(), Arc::new(t.clone())))
+        })
+        .collect()
+}
+
+/// Whether `up`'s tool catalog may be refreshed now.
+fn may_relist(up: &UpstreamState) -> bool {
+    up.catalog.read().is_ok_and(|c| match c.tools_listed_at {
+        None => true,
+        Some(at) => at.elapsed() >= RELIST_INTERVAL,
+    })
+}
+
+fn listed_tool(up: &UpstreamState, name: &str) -> Option<Arc<Value>> {
+    up.catalog.read().ok()?.tool_defs.get(name).cloned()
+}
+
+impl Gateway {
+    /// Runs the request-direction guards on a client request. On success returns the message
+    /// to route and what the guards hold for the exchange; on refusal, the error for the client.
+    pub(crate) async fn guard_request(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        principal: &Principal,
+        message: Message,
+        client: ClientEra,
+    ) -> Result<(Message, Permits), Message> {
+        let permits = Permits::default();
+        if self.pipeline.is_passthrough(Direction::ToUpstream) {
+            return Ok((message, permits));
+        }
+        let target = self.resolve_target(session, routes, &message, client).await;
+        let outcome = self
+            .pipeline
+            .run(&Call {
+                message: &message,
+                direction: Direction::ToUpstream,
+                principal,
+                upstream: target.as_ref().map(|t| &*t.upstream),
+                request_method: None,
+                target: target.as_ref(),
+                permits: Some(&permits),
+            })
+            .await;
+        let id = message.id().map(Id::to_value).unwrap_or(Value::Null);
+        match outcome {
+            Outcome::Forward => Ok((message, permits)),
+            Outcome::ForwardRewritten(m) => Ok((m, permits)),
+            Outcome::Deny(d) => {
+                tracing::info!(guard = d.guard, detail = %d.detail, "message denied");
+                Err(Message::from_value(d.to_jsonrpc(&id))
+                    .expect("a denial is a valid error response"))
+            }
+            Outcome::Hold(t) => Err(error(
+                &id,
+                ErrorCode::Denied,
+                &format!("call held for approval (ticket {})", t.id),
+            )),
+        }
+    }
+
+    /// The upstream, name and (for `tools/call`) listed definition a request acts on. A call
+    /// to a tool the catalog does not know lists the tools first (at most once per
+    /// [`RELIST_INTERVAL`]), so a client cannot skip validation by never listing.
+    async fn resolve_target(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        message: &Message,
+        client: ClientEra,
+    ) -> Option<Target> {
+        let method = message.method()?;
+        let kind = match method {
+            "tools/call" => Item::Tool,
+            "prompts/get" => Item::Prompt,
+            _ => {
+                // Other requests name no item; with one upstream, everything goes there.
+                return match self.upstreams.as_slice() {
+                    [only] => Some(Target {
+                        upstream: only.name.as_str().into(),
+                        name: None,
+                        tool: None,
+                    }),
+                    _ => None,
+                };
+            }
+        };
+        let name = message
+            .params()
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)?;
+        let route = |g: &Gateway| match g.opts.transparent {
+            true => g.upstreams.first().map(|u| (u.clone(), name.to_owned())),
+            false => g.route_name(name, kind),
+        };
+        let mut routed = route(self);
+        let known = |r: &Option<(Arc<UpstreamState>, String)>| match r {
+            Some((up, original)) => {
+                !matches!(kind, Item::Tool) || listed_tool(up, original).is_some()
+            }
+            None => false,
+        };
+        if matches!(kind, Item::Tool) && !known(&routed) {
+            let stale = match &routed {
+                Some((up, _)) => may_relist(up),
+                None => self.upstreams.iter().any(|u| may_relist(u)),
+            };
+            if stale {
+                let list = request("tools/list", json!({}));
+                let _ = self.collect_list(session, routes, &list, client).await;
+                routed = route(self);
+            }
+        }
+        let (up, original) = routed?;
+        let tool = match kind {
+            Item::Tool => listed_tool(&up, &original),
+            Item::Prompt => None,
+        };
+        Some(Target {
+            upstream: up.name.as_str().into(),
+            name: Some(original.into()),
+            tool,
+        })
+    }
+
+    /// Runs the response-direction guards on an aggregated list: per upstream, on that
+    /// upstream's items under their own names, so that guards see what the upstream sent and
+    /// which upstream sent it. Items no upstream can be found for are withheld.
+    pub(crate) async fn guard_list(
+        &self,
+        principal: &Principal,
+        method: &str,
+        key: &str,
+        items: Vec<Value>,
+    ) -> Vec<Value> {
+        if self.pipeline.is_passthrough(Direction::ToClient) {
+            return items;
+        }
+        // (upstream, items under the upstream's names, upstream name -> exposed name)
+        let mut groups: Vec<Group> = vec![];
+        for mut item in items {
+            let Some((up, original)) = self.owner_of(key, &item) else {
+                tracing::debug!(method, "list item of no known upstream withheld");
+                continue;
+            };
+            let group = match groups.iter().position(|(u, _, _)| u.index == up.index) {
+                Some(i) => &mut groups[i],
+                None => {
+                    groups.push((up, vec![], HashMap::new()));
+                    let last = groups.len() - 1;
+                    &mut groups[last]
+                }
+            };
+            if let (Some(original), Some(obj)) = (original, item.as_object_mut()) {
+                let exposed = obj.insert("name".into(), Value::String(original.clone()));
+                if let Some(Value::String(exposed)) = exposed {
+                    group.2.insert(original, exposed);
+                }
+            }
+            group.1.push(item);
+        }
+        let mut out = vec![];
+        for (up, items, exposed) in groups {
+            let renamed = !exposed.is_empty();
+            let message = response(&json!(0), json!({ key: items }));
+            let outcome = self
+                .pipeline
+                .run(&Call {
+                    message: &message,
+                    direction: Direction::ToClient,
+                    principal,
+                    upstream: Some(&up.name),
+                    request_method: Some(method),
+                    target: None,
+                    permits: None,
+                })
+                .await;
+            let kept = match outcome {
+                Outcome::Forward => message,
+                Outcome::ForwardRewritten(m) => m,
+                Outcome::Deny(d) => {
+                    tracing::info!(guard = d.guard, upstream = %up.name, detail = %d.detail, "list denied");
+                    continue;
+                }
+                Outcome::Hold(_) => continue,
+            };
+            let Some(Value::Array(kept)) = kept.result().and_then(|r| r.get(key)).cloned() else {
+                continue;
+            };
+            for mut item in kept {
+                if renamed {
+                    // Back to the name the client knows; an item the guards invented has none.
+                    let original = item.get("name").and_then(Value::as_str);
+                    let Some(name) = original.and_then(|o| exposed.get(o)).cloned() else {
+                        continue;
+                    };
+                    if let Some(obj) = item.as_object_mut() {
+                        obj.insert("name".into(), Value::String(name));
+                    }
+                }
+                out.push(item);
+            }
+        }
+        out
+    }
+
+    /// The upstream an aggregated list item came from, and (tools, prompts) its name there.
+    fn owner_of(&self, key: &str, item: &Value) -> Option<(Arc<UpstreamState>, Option<String>)> {
+        let field = |k: &str| item.get(k).and_then(Value::as_str);
+        match key {
+            "tools" | "prompts" => {
+                let kind = if key == "tools" {
+                    Item::Tool
+                } else {
+                    Item::Prompt
+                };
+                let (up, original) = self.route_name(field("name")?, kind)?;
+                Some((up, Some(original)))
+            }
+            "resources" => {
+                let uri = field("uri")?;
+                let up = self
+                    .upstreams
+                    .iter()
+                    .find(|u| u.catalog.read().is_ok_and(|c| c.resources.contains(uri)))?;
+                Some((up.clone(), None))
+            }
+            _ => {
+                let template = field("uriTemplate")?;
+                let prefix = template.split('{').next().unwrap_or("");
+                let up = self.upstreams.iter().find(|u| {
+                    u.catalog
+                        .read()
+                        .is_ok_and(|c| c.templates.iter().any(|p| p == prefix))
+                })?;
+                Some((up.clone(), None))
+            }
+        }
+    }
+}
