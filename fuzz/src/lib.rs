@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("detect_text", detect_text),
     ("policy_eval", policy_eval),
     ("pin_canonical", pin_canonical),
+    ("jwt_parse", jwt_parse),
 ];
 
 /// The target called `name`.
@@ -1021,4 +1022,70 @@ pub fn pin_canonical(data: &[u8]) {
         !shown.chars().any(|c| c.is_control() && c != '\n'),
         "visible() let a control character through"
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// jwt_parse
+
+/// Input: `<token>\n<JWK JSON>`: a bearer token as a client sends it, and a key as an issuer's
+/// JWKS publishes it. Invariants:
+/// - compact parsing, the algorithm allow-list, JWK decoding, signature verification and the
+///   claim checks never panic, whatever the bytes;
+/// - a parsed token's signing input is exactly the text before its last `.`, and it looks like
+///   a JWT to the router;
+/// - `none` and HMAC algorithms never pass the allow-list, and a key is only used for an
+///   algorithm it fits;
+/// - accepted claims name the configured issuer and audience, carry a non-empty subject, are
+///   unexpired within the leeway, and bound roles and scopes.
+pub fn jwt_parse(data: &[u8]) {
+    use warden_auth::jwt::{self, ClaimRules, MAX_ROLES, MAX_SCOPES, VerifyingKey};
+    use warden_config::JwsAlgorithm;
+
+    const NOW: u64 = 1_800_000_000;
+    let text = String::from_utf8_lossy(data);
+    let (token, jwk) = text.split_once('\n').unwrap_or((&text, ""));
+    let key = serde_json::from_str::<Value>(jwk)
+        .ok()
+        .and_then(|v| VerifyingKey::from_jwk(&v));
+    let roles = vec!["roles".to_owned(), "realm_access.roles".to_owned()];
+    let rules = ClaimRules {
+        issuer: "https://as.example.com",
+        audience: "https://gw.example.com/mcp",
+        leeway: 60,
+        roles_claims: &roles,
+    };
+    if let Ok(parsed) = jwt::parse(token) {
+        assert!(jwt::looks_like_jwt(token), "parsed but not routed as a JWT");
+        let dot = token.rfind('.').expect("a parsed token has dots");
+        assert_eq!(parsed.signing_input, &token.as_bytes()[..dot]);
+        match jwt::algorithm(&parsed.header, JwsAlgorithm::ALL) {
+            Ok(alg) => {
+                assert!(!alg.as_str().starts_with("HS"));
+                if let Some(key) = &key {
+                    let verified = key.verify(alg, parsed.signing_input, &parsed.signature);
+                    if !key.fits(alg) {
+                        assert!(verified.is_err(), "a key verified for an algorithm it does not fit");
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        check_accepted(jwt::check_claims(&parsed.payload, &rules, NOW), &rules, NOW);
+    }
+    // The claim checks also see raw bytes (an introspection answer, a payload that is not
+    // base64).
+    check_accepted(jwt::check_claims(data, &rules, NOW), &rules, NOW);
+
+    fn check_accepted(
+        result: Result<jwt::Accepted, jwt::JwtError>,
+        rules: &ClaimRules<'_>,
+        now: u64,
+    ) {
+        if let Ok(accepted) = result {
+            assert!(!accepted.subject.is_empty());
+            assert!(accepted.expires.saturating_add(rules.leeway) >= now);
+            assert!(accepted.roles.len() <= MAX_ROLES && accepted.scopes.len() <= MAX_SCOPES);
+            assert!(accepted.not_before.is_none_or(|nbf| nbf <= now + rules.leeway));
+        }
+    }
 }

@@ -238,6 +238,19 @@ pub fn dictionary(target: &str) -> &'static [&'static [u8]] {
             b"-9223372036854775808",
             b"\xc3\xa9",
         ],
+        "jwt_parse" => &[
+            b"\n",
+            b".",
+            b"eyJhbGciOiJub25lIn0",
+            b"eyJhbGciOiJFZERTQSJ9",
+            b"eyJhbGciOiJIUzI1NiJ9",
+            b"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"",
+            b"{\"kty\":\"RSA\",\"n\":\"",
+            b"\"aud\":[",
+            b"\"exp\":1e308",
+            b"\"nbf\":-1",
+            b"\"crit\":[]",
+        ],
         _ => &[b"\n"],
     }
 }

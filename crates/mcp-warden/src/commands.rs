@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod audit;
+pub(crate) mod content;
 pub(crate) mod guards;
 pub(crate) mod inspect;
 pub(crate) mod keys;

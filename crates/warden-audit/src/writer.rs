@@ -155,6 +155,15 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// Two handles are equal when they feed the same writer.
+impl PartialEq for AuditLog {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Eq for AuditLog {}
+
 impl AuditLog {
     /// Loads (or creates) the keys, opens the log, and starts the writer task on the current
     /// tokio runtime. `redactor` is required for [`Capture::Full`].
@@ -477,6 +486,8 @@ async fn writer(
         let closing = close.is_some();
         let Some(mut f) = file.take() else { return };
         let had_records = !records.is_empty();
+        // Records this batch stands for: its own, plus the drops its `dropped` record counts.
+        let batch_len = records.len() as u64 - u64::from(lost > 0) + lost;
         let joined = tokio::task::spawn_blocking(move || {
             let r = if closing {
                 f.write_batch(&records, true, true)
@@ -492,7 +503,10 @@ async fn writer(
                 match r {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::error!(error = %e, "audit write failed");
+                        // The batch is lost: count it, so the next successful write records
+                        // the gap (`dropped`) in the chain itself.
+                        dropped.fetch_add(batch_len, Ordering::Relaxed);
+                        tracing::error!(error = %e, records = batch_len, "audit write failed");
                         false
                     }
                 }

@@ -48,6 +48,9 @@ pub struct Config {
     /// `pinning`: tool-definition pinning of upstreams without their own `pinning`, and of
     /// `run` (default `block`; see `docs/pinning.md`).
     pub pinning: crate::pinning::PinningMode,
+    /// `[content]`: content guards of upstreams without their own, and of `run` (see
+    /// `docs/guards.md` and [`Config::content_of`]).
+    pub content: crate::content::ContentConfig,
     /// `[policy]`: authorization; `None` means no policy (everything is allowed).
     pub policy: Option<crate::policy::PolicyConfig>,
     /// `[rate_limit]`: token buckets and concurrency caps (none by default).
@@ -76,6 +79,7 @@ impl Default for Config {
             audit: crate::audit::AuditConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             pinning: crate::pinning::PinningMode::default(),
+            content: crate::content::ContentConfig::default(),
             policy: None,
             rate_limit: crate::policy::RateLimitConfig::default(),
             arguments: crate::policy::ArgumentsConfig::default(),
@@ -186,6 +190,9 @@ pub struct UpstreamConfig {
     /// This upstream's `pinning`; `None` means the top-level `pinning` (see
     /// [`Config::pinning_of`]).
     pub pinning: Option<crate::pinning::PinningMode>,
+    /// This upstream's `[content]` keys; unset keys fall back to the top-level `[content]`
+    /// (see [`Config::content_of`]).
+    pub content: Option<crate::content::RawContent>,
 }
 
 /// How the gateway reaches an upstream.

@@ -20,6 +20,7 @@ mod allow;
 mod audit;
 mod auth;
 mod config;
+mod content;
 mod defaults;
 pub mod env;
 mod error;
@@ -49,6 +50,7 @@ pub use config::{
     Config, Era, HttpConfig, HttpUpstreamConfig, LimitsConfig, PathError, StdioUpstreamConfig,
     TlsConfig, UpstreamConfig, UpstreamTransport, resolve_config_path,
 };
+pub use content::{ContentConfig, ContentMode, DefinitionMode, RawContent, SanitizeSetting};
 pub use defaults::*;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, FieldPath, PathSegment};
 pub use pinning::PinningMode;

@@ -41,6 +41,8 @@ pub struct RawConfig {
     pub auth: Option<crate::auth::RawAuth>,
     /// `pinning`: default tool-definition pinning mode of every upstream (and of `run`).
     pub pinning: Option<crate::pinning::PinningMode>,
+    /// `[content]`: content guards of every upstream (and of `run`).
+    pub content: Option<crate::content::RawContent>,
     /// `[policy]`.
     pub policy: Option<crate::policy::RawPolicy>,
     /// `[rate_limit]`.
@@ -121,6 +123,8 @@ pub struct RawUpstream {
     pub namespace: Option<bool>,
     /// `pinning`.
     pub pinning: Option<crate::pinning::PinningMode>,
+    /// `[upstreams.<name>.content]`: this upstream's content guard overrides.
+    pub content: Option<crate::content::RawContent>,
     /// `[upstreams.<name>.sandbox]`: this stdio upstream's sandbox overrides.
     pub sandbox: Option<crate::sandbox::RawSandbox>,
 }

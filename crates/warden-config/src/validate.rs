@@ -135,6 +135,8 @@ impl Validator<'_> {
                 .map_or_else(Default::default, |a| self.audit(&root.key("audit"), a)),
             auth,
             pinning: raw.pinning.unwrap_or_default(),
+            content: crate::content::ContentConfig::default()
+                .with(&raw.content.unwrap_or_default()),
             policy: raw
                 .policy
                 .map(|p| crate::policy::policy(&root.key("policy"), p, &mut self.problems)),
@@ -413,6 +415,7 @@ impl Validator<'_> {
             enabled: raw.enabled.unwrap_or(true),
             namespace: raw.namespace.unwrap_or(true),
             pinning: raw.pinning,
+            content: raw.content,
         })
     }
 

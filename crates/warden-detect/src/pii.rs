@@ -290,7 +290,7 @@ pub fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// A payment card number: 13 to 19 digits, one consistent separator in groups of 3 to 6, a

@@ -94,7 +94,7 @@ pub fn scan_with(text: &str, options: RedactOptions) -> Vec<Detection> {
     if options.pii {
         out.extend(pii::scan(text));
     }
-    out.sort_by(|a, b| (a.span.start, a.span.end).cmp(&(b.span.start, b.span.end)));
+    out.sort_by_key(|d| (d.span.start, d.span.end));
     out
 }
 
@@ -378,27 +378,27 @@ pub fn redact_json(value: &mut Value) -> Vec<JsonRedacted> {
 /// Redacts one string; `key` is the member name the string is the value of, if any.
 fn redact_string(s: &mut String, key: Option<&str>, options: RedactOptions) -> Vec<Redacted> {
     let mut detections = Vec::new();
-    if options.secrets {
-        if let Some(kind) = key.and_then(generic::key_kind) {
-            let name = key.unwrap_or_default();
-            if generic::plausible_value(kind, s)
-                && !s.starts_with("[REDACTED:")
-                && !generic::generic_veto(name, s, "")
-            {
-                let (kind, rule) = match kind {
-                    generic::KeyKind::Password => ("password", "secret.password"),
-                    generic::KeyKind::Token => ("generic-secret", "secret.generic-secret"),
-                };
-                detections.push(Detection {
-                    kind,
-                    rule,
-                    class: DataClass::Secret,
-                    severity: crate::Severity::Medium,
-                    span: 0..s.len(),
-                    specificity: 0,
-                });
-            }
-        }
+    // The value of a secret-like key, judged with the key as context.
+    let keyed = key
+        .filter(|_| options.secrets)
+        .and_then(|name| Some((name, generic::key_kind(name)?)));
+    if let Some((name, kind)) = keyed
+        && generic::plausible_value(kind, s)
+        && !s.starts_with("[REDACTED:")
+        && !generic::generic_veto(name, s, "")
+    {
+        let (kind, rule) = match kind {
+            generic::KeyKind::Password => ("password", "secret.password"),
+            generic::KeyKind::Token => ("generic-secret", "secret.generic-secret"),
+        };
+        detections.push(Detection {
+            kind,
+            rule,
+            class: DataClass::Secret,
+            severity: crate::Severity::Medium,
+            span: 0..s.len(),
+            specificity: 0,
+        });
     }
     let spans = redact_spans(s, options, detections);
     if !spans.is_empty() {

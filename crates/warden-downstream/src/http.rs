@@ -56,6 +56,7 @@
 //! | request: anything before the response | 200 `text/event-stream` | events |
 //! | DELETE of a live session | 204 | none |
 
+mod audit;
 mod auth;
 mod body;
 mod headers;
@@ -170,6 +171,9 @@ pub struct HttpOptions {
     /// Authenticates every request before the session layer and serves the RFC 9728
     /// metadata; `None`: every caller is anonymous.
     pub auth: Option<HttpAuth>,
+    /// The audit log: every authentication attempt is recorded (a refusal is on disk before the
+    /// refusal is sent).
+    pub audit: Option<warden_audit::AuditLog>,
 }
 
 impl HttpOptions {
@@ -196,6 +200,7 @@ impl HttpOptions {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             tls: None,
             auth: None,
+            audit: None,
         }
     }
 

@@ -24,6 +24,9 @@ pub enum Stage {
     /// Calls to tools whose definition is held by pinning (changed, added or ambiguous since
     /// the pin) are refused. Request direction; its list-side twin is [`Stage::Pinning`].
     PinnedCall,
+    /// Calls to tools withheld by the poisoning analysis of their definition are refused.
+    /// Request direction; its list-side twin is [`Stage::Poisoning`].
+    PoisonedCall,
     /// Tool-definition pinning (trust on first use) on list results.
     Pinning,
     /// Poisoning analysis of definitions on list results.
@@ -41,6 +44,7 @@ pub enum Stage {
 // rate_limit before policy: a flood of denied calls must still be throttled cheaply.
 // policy before pinned_call: an unauthorised caller does not learn which tools are held.
 // pinned_call before schema: a held definition's inputSchema is not trusted to validate with.
+// poisoned_call before schema: the same holds for a definition that failed poisoning analysis.
 // policy before schema: an unauthorised caller learns nothing from validation errors.
 // schema before secrets_in_args: scan only arguments that are well-formed.
 // approval last: a human is asked only about a call every automatic check accepted.
@@ -49,6 +53,7 @@ pub const REQUEST_STAGES: &[Stage] = &[
     Stage::RateLimit,
     Stage::Policy,
     Stage::PinnedCall,
+    Stage::PoisonedCall,
     Stage::Schema,
     Stage::SecretsInArgs,
     Stage::Approval,

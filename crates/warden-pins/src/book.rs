@@ -324,7 +324,7 @@ impl PinBook {
             ),
             Some(rec) => {
                 let mut rec = rec.clone();
-                let held = !rec.pinned.as_ref().is_some_and(|p| p.hash == hash);
+                let held = rec.pinned.as_ref().is_none_or(|p| p.hash != hash);
                 if !held {
                     rec.pending = None;
                 } else if rec.pending.as_ref().is_none_or(|p| p.hash != hash) {

@@ -36,6 +36,42 @@ use crate::path::PathDenial;
 const MAX_WALK_DEPTH: usize = 128;
 /// Most host checks per call: each may cost a DNS lookup.
 const MAX_HOSTS_PER_CALL: usize = 16;
+/// URL schemes whose host a server would connect to. Other schemes (`greeting://World`,
+/// application resource URIs) name no network host and are not resolved.
+const NETWORK_SCHEMES: &[&str] = &[
+    "http",
+    "https",
+    "ws",
+    "wss",
+    "ftp",
+    "ftps",
+    "sftp",
+    "tftp",
+    "gopher",
+    "ssh",
+    "telnet",
+    "ldap",
+    "ldaps",
+    "smb",
+    "dict",
+    "redis",
+    "rediss",
+    "mongodb",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "imap",
+    "imaps",
+    "pop3",
+    "smtp",
+    "smtps",
+    "rtsp",
+    "nntp",
+    "git",
+    "svn",
+    "jar",
+    "netdoc",
+];
 
 /// A compiled per-tool rule.
 #[derive(Debug)]
@@ -123,39 +159,66 @@ impl ArgumentGuard {
         })
     }
 
+    /// Walks `value`, checking string lengths on the way, and collects the strings that need
+    /// a path, URL or host check. `path` is the field's name so far (a reused buffer: most
+    /// strings need no name unless they fail).
     fn collect<'a>(
         &self,
         value: &'a Value,
-        field: &str,
+        path: &mut String,
         key: Option<&'a str>,
         depth: usize,
         out: &mut Vec<Item<'a>>,
     ) -> Result<(), Refusal> {
         if depth > MAX_WALK_DEPTH {
             return Err((
-                format!("argument `{field}` is nested too deeply"),
+                format!("argument `{path}` is nested too deeply"),
                 "argument walk depth exceeded".into(),
             ));
         }
         match value {
-            Value::String(s) => out.push(Item {
-                field: field.to_owned(),
-                key,
-                value: s,
-            }),
+            Value::String(s) => {
+                if s.len() > self.max_string_bytes {
+                    return Err((
+                        format!(
+                            "argument `{path}` is longer than {} bytes",
+                            self.max_string_bytes
+                        ),
+                        format!("string of {} bytes", s.len()),
+                    ));
+                }
+                let named = |set: &GlobSet| key.is_some_and(|k| set.matches(k));
+                let needs = s.contains("://")
+                    || s.starts_with("file:")
+                    || (!self.roots.is_empty() && named(&self.path_names))
+                    || named(&self.host_names);
+                if needs {
+                    out.push(Item {
+                        field: path.clone(),
+                        key,
+                        value: s,
+                    });
+                }
+            }
             Value::Array(items) => {
                 for (i, v) in items.iter().enumerate() {
-                    self.collect(v, &format!("{field}[{i}]"), key, depth + 1, out)?;
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    let r = self.collect(v, path, key, depth + 1, out);
+                    path.truncate(len);
+                    r?;
                 }
             }
             Value::Object(map) => {
                 for (k, v) in map {
-                    let f = if field.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{field}.{k}")
-                    };
-                    self.collect(v, &f, Some(k), depth + 1, out)?;
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    let r = self.collect(v, path, Some(k), depth + 1, out);
+                    path.truncate(len);
+                    r?;
                 }
             }
             _ => {}
@@ -257,15 +320,6 @@ impl ArgumentGuard {
 
     async fn check_item(&self, item: &Item<'_>, hosts: &mut usize) -> Result<(), Refusal> {
         let field = item.field.as_str();
-        if item.value.len() > self.max_string_bytes {
-            return Err((
-                format!(
-                    "argument `{field}` is longer than {} bytes",
-                    self.max_string_bytes
-                ),
-                format!("string of {} bytes", item.value.len()),
-            ));
-        }
         let named = |set: &GlobSet| item.key.is_some_and(|k| set.matches(k));
         if named(&self.path_names) {
             self.check_path(field, item.value)?;
@@ -294,7 +348,10 @@ impl ArgumentGuard {
                     };
                     self.check_path(field, &path.to_string_lossy())?;
                 }
-            } else if let Some(h) = url.host() {
+            } else if let Some(h) = url
+                .host()
+                .filter(|_| NETWORK_SCHEMES.contains(&url.scheme()))
+            {
                 let port = url.port_or_known_default().unwrap_or(0);
                 *hosts += 1;
                 self.host_budget(field, *hosts)?;
@@ -372,15 +429,11 @@ impl ArgumentGuard {
                 {
                     self.check_rules(&format!("{}/{name}", t.upstream), arguments)?;
                 }
-                self.collect(arguments, "", None, 0, &mut items)?;
+                self.collect(arguments, &mut String::new(), None, 0, &mut items)?;
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                if let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) {
-                    items.push(Item {
-                        field: "uri".into(),
-                        key: None,
-                        value: uri,
-                    });
+                if let Some(uri) = params.and_then(|p| p.get("uri")) {
+                    self.collect(uri, &mut "uri".to_owned(), None, 0, &mut items)?;
                 }
             }
             _ => return Ok(()),

@@ -438,8 +438,34 @@ fn deny_detail(reasons: &[String]) -> String {
     }
 }
 
+/// The entity types of the model, parsed once: parsing a name runs Cedar's parser, which
+/// would dominate the cost of a decision if done per request.
+static TYPES: std::sync::LazyLock<Vec<(&'static str, EntityTypeName)>> =
+    std::sync::LazyLock::new(|| {
+        [
+            "Principal",
+            "Role",
+            "Action",
+            "Tool",
+            "Prompt",
+            "Resource",
+            "Server",
+            "Gateway",
+        ]
+        .into_iter()
+        .map(|t| {
+            let name = EntityTypeName::from_str(t).expect("the model's type names are valid Cedar");
+            (t, name)
+        })
+        .collect()
+    });
+
 fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
-    let ty = EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
+    let ty = TYPES
+        .iter()
+        .find(|(n, _)| *n == ty)
+        .map(|(_, t)| t.clone())
+        .ok_or_else(|| format!("unknown entity type {ty}"))?;
     Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
 }
 

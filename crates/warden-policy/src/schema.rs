@@ -9,7 +9,7 @@
 //! exact schema text: a changed definition compiles anew.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -42,6 +42,10 @@ type Compiled = Result<Arc<Validator>, String>;
 pub struct SchemaGuard {
     limits: SchemaLimits,
     cache: RwLock<HashMap<String, Compiled>>,
+    /// Validators by listed definition (the session's `Arc` of the tool object): skips
+    /// serialising the schema to find it. An entry counts only while its `Weak` still points
+    /// at the very allocation asked about, so a freed and reused address never matches.
+    by_definition: RwLock<HashMap<usize, (Weak<Value>, Compiled)>>,
 }
 
 impl std::fmt::Debug for SchemaGuard {
@@ -79,6 +83,7 @@ impl SchemaGuard {
         Self {
             limits,
             cache: RwLock::new(HashMap::new()),
+            by_definition: RwLock::new(HashMap::new()),
         }
     }
 
@@ -131,6 +136,52 @@ impl SchemaGuard {
         tool: &Value,
         arguments: Option<&Value>,
     ) -> Result<(), (String, String)> {
+        let compiled = tool.get("inputSchema").map(|schema| self.validator(schema));
+        Self::check(compiled, arguments)
+    }
+
+    /// [`SchemaGuard::validate`] for a listed definition the session shares: the validator is
+    /// found by the definition's identity before falling back to its schema text.
+    pub fn validate_listed(
+        &self,
+        tool: &Arc<Value>,
+        arguments: Option<&Value>,
+    ) -> Result<(), (String, String)> {
+        let key = Arc::as_ptr(tool) as usize;
+        let hit = self
+            .by_definition
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|(weak, _)| weak.upgrade().is_some_and(|live| Arc::ptr_eq(&live, tool)))
+            .map(|(_, compiled)| compiled.clone());
+        let compiled = match hit {
+            Some(c) => Some(c),
+            None => {
+                let compiled = tool.get("inputSchema").map(|schema| self.validator(schema));
+                if let Some(c) = &compiled {
+                    let mut map = self
+                        .by_definition
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if map.len() >= MAX_CACHED {
+                        map.retain(|_, (weak, _)| weak.strong_count() > 0);
+                        if map.len() >= MAX_CACHED {
+                            map.clear();
+                        }
+                    }
+                    map.insert(key, (Arc::downgrade(tool), c.clone()));
+                }
+                compiled
+            }
+        };
+        Self::check(compiled, arguments)
+    }
+
+    fn check(
+        compiled: Option<Compiled>,
+        arguments: Option<&Value>,
+    ) -> Result<(), (String, String)> {
         let empty = Value::Object(Map::new());
         let arguments = arguments.unwrap_or(&empty);
         if !arguments.is_object() {
@@ -139,14 +190,14 @@ impl SchemaGuard {
                 "arguments is not an object".into(),
             ));
         }
-        let Some(schema) = tool.get("inputSchema") else {
+        let Some(compiled) = compiled else {
             // The MCP schema requires inputSchema; a tool without one accepts nothing.
             return Err((
                 "the tool's input schema is missing; the call cannot be validated".into(),
                 "tool definition has no inputSchema".into(),
             ));
         };
-        let validator = match self.validator(schema) {
+        let validator = match compiled {
             Ok(v) => v,
             Err(reason) => {
                 return Err((
@@ -187,13 +238,13 @@ impl SchemaGuard {
             .and_then(|p| p.get("name"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        let Some(tool) = call.target.and_then(|t| t.tool.as_deref()) else {
+        let Some(tool) = call.target.and_then(|t| t.tool.as_ref()) else {
             return self.deny(
                 format!("tool {shown:?} is not in the upstream's tool list; the call cannot be validated"),
                 "no listed definition for the called tool".into(),
             );
         };
-        match self.validate(tool, params.and_then(|p| p.get("arguments"))) {
+        match self.validate_listed(tool, params.and_then(|p| p.get("arguments"))) {
             Ok(()) => Verdict::Continue,
             Err((message, detail)) => self.deny(message, detail),
         }

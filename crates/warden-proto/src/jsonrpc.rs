@@ -33,6 +33,20 @@ impl Id {
     pub fn to_value(&self) -> Value {
         match self {
             Id::Number(n) => {
+                // Integers (the ids every client uses) without a trip through the parser.
+                // (`-0` is left to the parser, which reads it as a float.)
+                let b = n.as_bytes();
+                if b.first().is_some_and(u8::is_ascii_digit)
+                    && let Ok(u) = n.parse::<u64>()
+                {
+                    return Value::from(u);
+                }
+                if b.first() == Some(&b'-')
+                    && b.get(1).is_some_and(|c| (b'1'..=b'9').contains(c))
+                    && let Ok(i) = n.parse::<i64>()
+                {
+                    return Value::from(i);
+                }
                 serde_json::from_str(n).unwrap_or_else(|_| Value::String(n.to_string()))
             }
             Id::String(s) => Value::String(s.to_string()),

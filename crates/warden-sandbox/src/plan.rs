@@ -218,6 +218,12 @@ pub fn plan(
         if let Some(grant) = argument_grant(arg, base, home) {
             read.push(grant);
         }
+        // An executable argument is a program a wrapper (`sh -c`, `env`) will run: it needs
+        // what the program itself would (its install prefix, its interpreter).
+        let path = absolute(Path::new(arg), base);
+        if arg.contains('/') && is_executable(&path) {
+            read.extend(executable_grants(&path, &path_var, home));
+        }
     }
     if let Some(cwd) = command.cwd
         && !is_too_broad(cwd, home)

@@ -333,7 +333,7 @@ fn list_text(records: &[ToolRecord]) -> String {
             .pending
             .as_ref()
             .or(r.pinned.as_ref())
-            .map_or("", |p| &p.hash[..p.hash.len().min(19)]);
+            .map_or("", |p| p.hash.get(..19).unwrap_or(&p.hash));
         out.push_str(&format!(
             "{:width_u$}  {:width_t$}  {status:8}  {hash}\n",
             r.upstream,

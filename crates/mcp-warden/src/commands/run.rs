@@ -84,6 +84,12 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
         let pipeline = super::guards::install(pipeline, &args.common, &config)?;
+        let content_target = super::content::ContentTarget {
+            name: def.name.clone(),
+            config: config.content,
+            namespace: false,
+        };
+        let pipeline = super::content::install(pipeline, &config, vec![content_target]);
         let pipeline = audit.observe(pipeline);
         let gateway = Gateway::start(vec![def], pipeline, options)
             .await

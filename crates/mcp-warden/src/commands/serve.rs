@@ -88,6 +88,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
         let pipeline = super::guards::install(pipeline, &args.common, &config)?;
+        let pipeline =
+            super::content::install(pipeline, &config, super::content::serve_targets(&config));
         // Authentication before the gateway starts its upstreams: a bad [auth] stops startup.
         let auth_shutdown = CancellationToken::new();
         let _stop_auth = auth_shutdown.clone().drop_guard();
@@ -95,6 +97,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             crate::auth::http_auth(&config, data_dir.as_deref(), &super::env(), &auth_shutdown)
                 .await?;
         let pipeline = audit.observe(pipeline);
+        http.audit = audit.log();
         let gateway = Gateway::start(defs, pipeline, options)
             .await
             .context("cannot start the gateway")?;

@@ -385,3 +385,107 @@ async fn full_capture_writes_values_with_secrets_redacted() {
         "{call}"
     );
 }
+
+/// `mcp-warden keys create --principal P --format json` in `dir`: the key.
+async fn create_key(dir: &Path, principal: &str) -> String {
+    let out = Command::new(bin())
+        .args([
+            "keys",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "create",
+            "--principal",
+            principal,
+            "--format",
+            "json",
+        ])
+        .env("MCP_WARDEN_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn authentication_attempts_are_recorded_without_credentials() {
+    // Proves: LOG-2 (authorization failures recorded), RUN-4 (no credential in the record)
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "ci-bot").await;
+    let wrong = "mwk_0000000000000000_wrongwrongwrongwrongwrongwrong";
+    let port = warden_test::free_port();
+    let config = dir.path().join("warden.toml");
+    let server = everything_stdio();
+    let args: Vec<String> = server[1..]
+        .iter()
+        .map(|a| crate::support::toml_str(a))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[upstreams.e]\ncommand = {}\nargs = [{}]\n[auth]\napi_keys = true\n",
+            crate::support::toml_str(&server[0]),
+            args.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("MCP_WARDEN_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let guard = warden_test::process::Guard::spawn(cmd).unwrap();
+    warden_test::wait_port(port, EXIT_BOUND).await.unwrap();
+    let client = warden_test::http::HttpClient::new(format!("http://127.0.0.1:{port}/mcp"));
+    let init = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": VERSION, "capabilities": {},
+        "clientInfo": {"name": "audit-test", "version": "0"}}}))
+    .unwrap();
+    let refused = client
+        .post_raw(
+            init.clone(),
+            &[("authorization", &format!("Bearer {wrong}"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    // The refusal was on disk before the 401 was sent: read it now, with the gateway running.
+    let text = std::fs::read_to_string(log_path(dir.path())).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"event\":\"auth\"") && l.contains("\"outcome\":\"failure\"")),
+        "{text}"
+    );
+    let ok = client
+        .post_raw(init, &[("authorization", &format!("Bearer {key}"))])
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    drop(guard);
+
+    let all = records(dir.path()).await;
+    let auth: Vec<&Value> = all.iter().filter(|r| r["event"] == "auth").collect();
+    assert!(auth.iter().any(|r| r["outcome"] == "failure"), "{auth:?}");
+    assert!(
+        auth.iter().any(|r| r["outcome"] == "success"
+            && r["principal"] == "ci-bot"
+            && r["method"] == "api_key"),
+        "{auth:?}"
+    );
+    let text = std::fs::read_to_string(log_path(dir.path())).unwrap();
+    assert!(
+        !text.contains(wrong) && !text.contains(&key),
+        "a credential reached the audit log"
+    );
+}

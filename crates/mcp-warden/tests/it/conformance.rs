@@ -81,9 +81,13 @@ async fn fixture_as_stdio_upstream_passes_what_it_passes_directly() {
          command = {}\n\
          args = [{}, \"--stdio\", \"--quiet\"]\n\
          env = {{ WARDEN_NPM_MODULES = {} }}\n\
-         namespace = false\n",
+         namespace = false\n\
+         [upstreams.fixture.sandbox]\n\
+         read = [{}]\n",
         path_str(&deps::node()),
         path_str(&deps::fixture("conformance/server.mjs")),
+        path_str(&deps::node_modules()),
+        // The fixture loads the SDK from a directory named in its environment.
         path_str(&deps::node_modules()),
     );
     compare(work, Target::Fixture, "stdio", &direct.url, &upstream).await;

@@ -105,10 +105,27 @@ s/"result": {{"/"result": {{{fields}, "/"#
 fn upstream_toml(name: &str, command: &[String]) -> String {
     let args: Vec<String> = command[1..].iter().map(|a| toml_str(a)).collect();
     format!(
-        "[upstreams.{name}]\ncommand = {}\nargs = [{}]\nera = \"legacy\"\n",
+        "[upstreams.{name}]\ncommand = {}\nargs = [{}]\nera = \"legacy\"\n\
+         [upstreams.{name}.sandbox]\nenabled = false\n",
         toml_str(&command[0]),
         args.join(", ")
     )
+}
+
+/// These tests are about hostile *protocol* traffic; their fixtures append what they receive
+/// to the test's files (`tee`) and report their own pids, which a sandbox forbids and
+/// renumbers. The sandbox's containment has its own tests (`sandbox.rs`).
+const UNSANDBOXED: &str = "[sandbox]\nenabled = false\n";
+
+/// A configuration file for `run` with the sandbox off (see [`UNSANDBOXED`]; `serve`
+/// upstreams get `[upstreams.<name>.sandbox]` in [`upstream_toml`]).
+fn unsandboxed_config() -> &'static Path {
+    static CONFIG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-unsandboxed.toml");
+        std::fs::write(&path, UNSANDBOXED).unwrap();
+        path
+    })
 }
 
 /// What the logging upstream has received so far (invalid UTF-8 shown as U+FFFD).
@@ -273,7 +290,10 @@ fn huge_prefix() -> Vec<u8> {
 /// `mcp-warden run [extra...] -- command...`, quiet unless something is badly wrong.
 fn start_run(extra: &[&str], command: &[String]) -> StdioClient {
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
-    let mut c = run_command(extra, &command);
+    let config = unsandboxed_config();
+    let mut extra = extra.to_vec();
+    extra.extend(["--config", config.to_str().unwrap()]);
+    let mut c = run_command(&extra, &command);
     c.env("MCP_WARDEN_LOG", "error");
     StdioClient::start(c).unwrap()
 }

@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod conformance;
+mod content;
 mod hostile;
 mod inspect;
 mod interop;

@@ -265,7 +265,7 @@ fn leeway_tolerates_small_skew_only() {
 fn audience_compares_canonical_resource_uris() {
     assert!(same_resource("https://GW.example.com/mcp", AUD));
     assert!(same_resource("HTTPS://gw.example.com:443/mcp/", AUD));
-    assert!(same_resource(&format!("{AUD}"), AUD));
+    assert!(same_resource(AUD, AUD));
     assert!(!same_resource("https://gw.example.com/mcp2", AUD));
     assert!(!same_resource("https://gw.example.com/MCP", AUD));
     assert!(!same_resource("https://gw.example.com.evil/mcp", AUD));

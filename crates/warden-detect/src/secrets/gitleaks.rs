@@ -55,6 +55,19 @@ const ASSIGNMENT_TEMPLATE: &str =
 /// and 3 quotes or spaces, rounded up.
 const ASSIGNMENT_REACH: usize = 64;
 
+/// Whether `pattern` uses the assignment template with every keyword inside the name before
+/// the operator (checked by matching each keyword against the pattern's name part). Rules whose
+/// keywords are in the value (`lob-api-key` keys on `live_`) are not gated by the operator.
+fn keywords_name_the_value(pattern: &str, keywords: &[&str]) -> bool {
+    let Some(at) = pattern.find(ASSIGNMENT_TEMPLATE) else {
+        return false;
+    };
+    let Ok((name, _)) = compile(&pattern[..at]) else {
+        return false;
+    };
+    keywords.iter().all(|k| name.is_match(k))
+}
+
 /// Whether an assignment operator (`=`, `>`, `:`, `|`, `?`, `,`) follows `at` after at most
 /// [`ASSIGNMENT_REACH`] name characters (word characters, `.`, `-`, whitespace, quotes). A
 /// necessary condition for a match of an assignment-template rule whose keyword ends at `at`.
@@ -395,16 +408,17 @@ fn compile_rule(def: &'static RuleDef) -> Result<Rule, String> {
             has_paths: !list.paths.is_empty(),
         });
     }
+    let assignment = keywords_name_the_value(&pattern, def.keywords);
     Ok(Rule {
         def,
         regex,
         max_len,
         allow,
         generic: def.id.starts_with("generic"),
-        assignment: pattern.contains(ASSIGNMENT_TEMPLATE),
-        // In the assignment template the keyword group is part of the match; otherwise a
-        // keyword the pattern does not spell may be elsewhere.
-        distant_keywords: !pattern.contains(ASSIGNMENT_TEMPLATE) && {
+        assignment,
+        // A keyword matched by the name part of the assignment template is part of the match;
+        // otherwise a keyword the pattern does not spell may be elsewhere.
+        distant_keywords: !assignment && {
             let lower = pattern.to_ascii_lowercase();
             !def.keywords
                 .iter()
@@ -608,10 +622,12 @@ impl Gitleaks {
                 .unwrap_or_else(|| whole.clone()),
         };
         let secret = &text[span.clone()];
-        if let Some(min) = rule.def.entropy {
-            if entropy::shannon(secret.as_bytes()) <= min {
-                return Err(span.start);
-            }
+        if rule
+            .def
+            .entropy
+            .is_some_and(|min| entropy::shannon(secret.as_bytes()) <= min)
+        {
+            return Err(span.start);
         }
         if rule.generic
             && (!secret.bytes().any(|b| b.is_ascii_digit())

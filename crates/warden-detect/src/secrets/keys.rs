@@ -238,7 +238,7 @@ fn double_sha256_ok(raw: &[u8]) -> bool {
 /// steps of 3, whose last bits are the SHA-256 checksum of the entropy.
 pub fn bip39_checksum_ok(words: &[u16]) -> bool {
     let n = words.len();
-    if !(12..=24).contains(&n) || n % 3 != 0 {
+    if !(12..=24).contains(&n) || !n.is_multiple_of(3) {
         return false;
     }
     let total_bits = n * 11;

@@ -64,6 +64,7 @@ pub(crate) fn well_known(
 /// complete response: status, `WWW-Authenticate` challenge and a JSON-RPC error with id null.
 pub(crate) async fn authenticate(
     auth: Option<&HttpAuth>,
+    audit: Option<&warden_audit::AuditLog>,
     parts: &Parts,
 ) -> Result<Principal, Response<ResponseBody>> {
     let Some(HttpAuth(authenticator)) = auth else {
@@ -76,8 +77,12 @@ pub(crate) async fn authenticate(
         .map(HeaderValue::as_bytes)
         .collect();
     match authenticator.authenticate(&values, parts.uri.query()).await {
-        Ok(principal) => Ok(principal),
+        Ok(principal) => {
+            super::audit::auth_success(audit, &principal);
+            Ok(principal)
+        }
         Err(failure) => {
+            super::audit::auth_failure(audit, &failure).await;
             debug!(reason = %failure.detail, status = failure.status(), "refused request: authentication");
             let status = StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             let code = match failure.kind {

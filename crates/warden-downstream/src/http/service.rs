@@ -145,7 +145,7 @@ impl<H: Handler> Shared<H> {
     /// is configured). It runs before any session lookup, so a refused caller never learns
     /// whether a session exists.
     async fn authenticate(&self, parts: &Parts) -> Result<Principal, Response<ResponseBody>> {
-        auth::authenticate(self.opts.auth.as_ref(), parts).await
+        auth::authenticate(self.opts.auth.as_ref(), self.opts.audit.as_ref(), parts).await
     }
 
     async fn post(

@@ -385,3 +385,44 @@ async fn changed_instructions_are_withheld_until_approved() {
         Verdict::Continue
     ));
 }
+
+#[tokio::test]
+async fn an_unreadable_pin_store_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    // `<data dir>/pins` is a file: the store cannot be opened.
+    std::fs::write(dir.path().join(crate::PIN_STORE_DIR), b"not a directory").unwrap();
+    let book = Arc::new(PinBook::file(dir.path()));
+    let upstreams = HashMap::from([(
+        "srv".to_owned(),
+        UpstreamPins {
+            pin_id: "srv".into(),
+            mode: PinMode::Block,
+        },
+    )]);
+    let p = Pinning::new(book, upstreams, Arc::new(|_: &str, t: &str| t.to_owned()));
+    let pipeline = warden_guard::Pipeline::passthrough()
+        .with(warden_guard::Stage::Pinning, p.list_guard())
+        .with(warden_guard::Stage::PinnedCall, p.call_guard());
+    let principal = Principal::local();
+    let m = list(vec![tool("a", "A")], None);
+    let mut call = Call::new(&m, Direction::ToClient, &principal);
+    call.upstream = Some("srv");
+    call.request_method = Some("tools/list");
+    let warden_guard::Outcome::Deny(d) = pipeline.run(&call).await else {
+        panic!("a list the guard cannot record must be refused")
+    };
+    assert_eq!(d.guard, NAME);
+    // A call the guard must check against the store is refused too.
+    let m = call_message("a");
+    let target = Target {
+        upstream: "srv".into(),
+        name: Some("a".into()),
+        tool: Some(Arc::new(tool("a", "A"))),
+    };
+    let mut call = Call::new(&m, Direction::ToUpstream, &principal);
+    call.target = Some(&target);
+    assert!(matches!(
+        pipeline.run(&call).await,
+        warden_guard::Outcome::Deny(_)
+    ));
+}

@@ -116,6 +116,12 @@ async fn ssrf_targets_are_refused() {
         .await
         .unwrap_err();
     assert!(msg.contains("loopback"), "{msg}");
+    // Application URI schemes name no network host: nothing is resolved or refused.
+    assert!(
+        run(&g, "resources/read", json!({"uri": "greeting://localhost"}))
+            .await
+            .is_ok()
+    );
     // Public literal addresses pass without DNS.
     assert!(
         run(

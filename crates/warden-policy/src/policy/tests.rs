@@ -410,3 +410,63 @@ proptest! {
         prop_assert_eq!(allowed, crate::glob::Glob::new(&pattern).matches(&name));
     }
 }
+
+#[test]
+#[ignore]
+fn tmp_profile() {
+    use std::time::Instant as I;
+    let mut roles = BTreeMap::new();
+    roles.insert("developer".to_string(), role(&["github/*", "files/read_*"]));
+    roles.insert("viewer".to_string(), role(&["github/get_*"]));
+    let g = PolicyGuard::from_sources(&[("r".into(), compile_roles(&roles))]).unwrap();
+    let p = Principal::new("alice", AuthMethod::Bearer).with_roles(["developer", "viewer"]);
+    let n = 2000;
+    let t = I::now();
+    for _ in 0..n {
+        let _ = uid("Principal", "alice").unwrap();
+    }
+    eprintln!("uid {:?}", t.elapsed() / n);
+    let t = I::now();
+    for _ in 0..n {
+        let _ = principal_entity(uid("Principal", "alice").unwrap(), &p).unwrap();
+    }
+    eprintln!("principal_entity {:?}", t.elapsed() / n);
+    let t = I::now();
+    for _ in 0..n {
+        let _ = resource_entity(tool("github", "x", None)).unwrap();
+    }
+    eprintln!("resource_entity {:?}", t.elapsed() / n);
+    let pe = principal_entity(uid("Principal", "alice").unwrap(), &p).unwrap();
+    let (_, re) = resource_entity(tool("github", "x", None)).unwrap();
+    let t = I::now();
+    for _ in 0..n {
+        let _ = Entities::from_entities([pe.clone(), re.clone()], None).unwrap();
+    }
+    eprintln!("entities {:?}", t.elapsed() / n);
+    let ents = Entities::from_entities([pe.clone(), re.clone()], None).unwrap();
+    let t = I::now();
+    for _ in 0..n {
+        let _ = Request::new(
+            uid("Principal", "alice").unwrap(),
+            uid("Action", "tools/call").unwrap(),
+            uid("Tool", "github/x").unwrap(),
+            Context::empty(),
+            None,
+        )
+        .unwrap();
+    }
+    eprintln!("request {:?}", t.elapsed() / n);
+    let req = Request::new(
+        uid("Principal", "alice").unwrap(),
+        uid("Action", "tools/call").unwrap(),
+        uid("Tool", "github/x").unwrap(),
+        Context::empty(),
+        None,
+    )
+    .unwrap();
+    let t = I::now();
+    for _ in 0..n {
+        let _ = g.authorizer.is_authorized(&req, &g.policies, &ents);
+    }
+    eprintln!("authorize {:?}", t.elapsed() / n);
+}

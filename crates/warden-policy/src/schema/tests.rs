@@ -121,3 +121,15 @@ fn validators_are_cached_by_schema_text() {
         .unwrap();
     assert!(!Arc::ptr_eq(&a, &other));
 }
+
+#[test]
+fn a_listed_definition_finds_its_validator_by_identity_and_only_while_alive() {
+    let g = guard();
+    let def = Arc::new(tool(json!({"type": "object", "required": ["x"]})));
+    assert!(g.validate_listed(&def, Some(&json!({"x": 1}))).is_ok());
+    assert!(g.validate_listed(&def, Some(&json!({}))).is_err());
+    // A new definition (even at a reused address) is validated by its own schema.
+    drop(def);
+    let other = Arc::new(tool(json!({"type": "object"})));
+    assert!(g.validate_listed(&other, Some(&json!({}))).is_ok());
+}

@@ -127,7 +127,7 @@ proptest! {
     }
 
     #[test]
-    fn with_id_round_trips(key in "[a-z]{1,6}", val in "[a-z0-9 ]{0,12}", old in any::<i64>(), new in any::<u64>()) {
+    fn with_id_round_trips(key in "[a-z]{1,6}".prop_filter("params already has an `id`", |k| k != "id"), val in "[a-z0-9 ]{0,12}", old in any::<i64>(), new in any::<u64>()) {
         let text = format!(r#"{{"jsonrpc":"2.0","params":{{"{key}":"{val}","id":[1,{{"id":2}}]}},"id":{old},"method":"m"}}"#);
         let m = msg(&text).unwrap();
         let re = m.with_id(&Id::from(new));
@@ -227,5 +227,24 @@ mod recovery {
         fn never_panics_on_json_like_text(text in "[{}\\[\\]\":,a-z0-9\\\\ ]{0,200}") {
             let _ = recover_response_id(text.as_bytes());
         }
+    }
+}
+
+#[test]
+fn numeric_ids_read_back_as_the_parser_reads_them() {
+    for text in [
+        "0",
+        "7",
+        "-7",
+        "-0",
+        "1.0",
+        "1e3",
+        "18446744073709551615",
+        "-9223372036854775808",
+        "18446744073709551616",
+    ] {
+        let id = Id::Number(text.into());
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(id.to_value(), parsed, "{text}");
     }
 }

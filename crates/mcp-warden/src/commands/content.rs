@@ -1,0 +1,111 @@
+//! The content guards (`[content]`, `[upstreams.<name>.content]`) installed into the pipeline
+//! `run` and `serve` build: poisoning analysis of definitions, injection scan, secret and
+//! personal-data redaction, output sanitising (docs/guards.md).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use warden_config::{Config, ContentConfig, ContentMode, DefinitionMode, SanitizeSetting};
+use warden_content::{
+    ContentModes, Exposure, InjectionGuard, Mode, Modes, Poisoning, RedactGuard, SanitizeGuard,
+    SanitizeMode,
+};
+use warden_guard::{Pipeline, Stage};
+
+/// One upstream the content guards watch.
+pub(crate) struct ContentTarget {
+    /// The gateway's name for it.
+    pub(crate) name: String,
+    /// Its settings.
+    pub(crate) config: ContentConfig,
+    /// Whether the client sees its tools as `<name>__<tool>`.
+    pub(crate) namespace: bool,
+}
+
+fn mode(m: ContentMode) -> Mode {
+    match m {
+        ContentMode::Off => Mode::Off,
+        ContentMode::Report => Mode::Report,
+        ContentMode::Redact => Mode::Redact,
+        ContentMode::Block => Mode::Block,
+    }
+}
+
+fn modes(c: &ContentConfig) -> Modes {
+    Modes {
+        poisoning: match c.poisoning {
+            DefinitionMode::Off => Mode::Off,
+            DefinitionMode::Report => Mode::Report,
+            DefinitionMode::Block => Mode::Block,
+        },
+        injection: mode(c.injection),
+        secrets: mode(c.secrets),
+        pii: mode(c.pii),
+        sanitize: match c.sanitize {
+            SanitizeSetting::Off => SanitizeMode::Off,
+            SanitizeSetting::Strip => SanitizeMode::Strip,
+            SanitizeSetting::Visible => SanitizeMode::Visible,
+        },
+    }
+}
+
+/// The targets of `serve`: every enabled upstream with its own settings.
+pub(crate) fn serve_targets(config: &Config) -> Vec<ContentTarget> {
+    config
+        .upstreams
+        .iter()
+        .filter(|u| u.enabled)
+        .map(|u| ContentTarget {
+            name: u.name.clone(),
+            config: config.content_of(u),
+            namespace: u.namespace,
+        })
+        .collect()
+}
+
+/// Installs the content guards into `pipeline`; a guard every target turns off is not
+/// installed at all (and `check` reports it off).
+pub(crate) fn install(
+    pipeline: Pipeline,
+    config: &Config,
+    targets: Vec<ContentTarget>,
+) -> Pipeline {
+    let content = ContentModes {
+        default: modes(&config.content),
+        upstreams: targets
+            .iter()
+            .map(|t| (t.name.clone(), modes(&t.config)))
+            .collect(),
+    };
+    let namespaced: HashMap<String, bool> = targets
+        .iter()
+        .map(|t| (t.name.clone(), t.namespace))
+        .collect();
+    let expose: Exposure = Arc::new(move |upstream: &str, raw: &str| {
+        if namespaced.get(upstream).copied().unwrap_or(false) {
+            warden_session::naming::expose(upstream, raw).0
+        } else {
+            raw.to_owned()
+        }
+    });
+    let mut pipeline = pipeline;
+    if content.any(|m| m.poisoning != Mode::Off) {
+        let poisoning = Poisoning::new(content.clone(), expose);
+        pipeline = pipeline
+            .with(Stage::Poisoning, poisoning.list_guard())
+            .with(Stage::PoisonedCall, poisoning.call_guard());
+    }
+    if content.any(|m| m.injection != Mode::Off) {
+        pipeline = pipeline.with(
+            Stage::InjectionScan,
+            Arc::new(InjectionGuard::new(content.clone())),
+        );
+    }
+    if content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off) {
+        pipeline = pipeline.with(Stage::Redact, Arc::new(RedactGuard::new(content.clone())));
+    }
+    if content.any(|m| m.sanitize != SanitizeMode::Off) {
+        pipeline = pipeline.with(Stage::Sanitize, Arc::new(SanitizeGuard::new(content)));
+    }
+    pipeline
+}

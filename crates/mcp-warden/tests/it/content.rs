@@ -1,0 +1,117 @@
+//! The content guards end to end, zero configuration: the real `mcp-warden run` in front of a
+//! real Python SDK server (`fixtures/python/pinning_server.py`).
+//!
+//! Proves: PROMPT-7, MGMT-4 (poisoned definition withheld, calls refused, upstream never saw
+//! them), DATA-5 (a credential in a result is redacted), UX-5 (terminal escapes stripped).
+
+use serde_json::{Value, json};
+use warden_test::deps;
+use warden_test::stdio::StdioClient;
+
+use crate::support::run_command;
+
+async fn run_server(description: &str) -> StdioClient {
+    let server = [
+        deps::python().display().to_string(),
+        deps::fixture("python/pinning_server.py")
+            .display()
+            .to_string(),
+        "stdio".into(),
+        "--description-file".into(),
+        deps::fixture(description).display().to_string(),
+    ];
+    let args: Vec<&str> = server.iter().map(String::as_str).collect();
+    let mut client = StdioClient::start(run_command(&[], &args)).unwrap();
+    let init = client.initialize("2025-11-25").await.unwrap();
+    assert!(init.get("protocolVersion").is_some(), "{init}");
+    client
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn seen_calls(client: &mut StdioClient) -> String {
+    let r = client
+        .request("tools/call", json!({"name": "calls", "arguments": {}}))
+        .await
+        .unwrap();
+    r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_poisoned_tool_is_withheld_and_calls_to_it_never_reach_the_server() {
+    let mut client = run_server("python/poisoned-description.txt").await;
+    let list = client.request("tools/list", json!({})).await.unwrap();
+    let tools = names(&list);
+    assert!(!tools.contains(&"fetch".to_owned()), "{tools:?}");
+    assert!(
+        tools.contains(&"echo".to_owned()),
+        "the rest of the server stays usable"
+    );
+    let r = client
+        .request(
+            "tools/call",
+            json!({"name": "fetch", "arguments": {"url": "https://x.example"}}),
+        )
+        .await
+        .unwrap();
+    assert!(r.get("error").is_some(), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("poisoning"),
+        "{r}"
+    );
+    assert_eq!(
+        seen_calls(&mut client).await,
+        "",
+        "the server never saw the call"
+    );
+}
+
+#[tokio::test]
+async fn the_same_tool_with_a_benign_description_is_listed_and_works() {
+    let mut client = run_server("python/benign-description.txt").await;
+    let list = client.request("tools/list", json!({})).await.unwrap();
+    assert!(names(&list).contains(&"fetch".to_owned()));
+    let r = client
+        .request(
+            "tools/call",
+            json!({"name": "fetch", "arguments": {"url": "https://x.example"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r["result"]["content"][0]["text"], "fetched https://x.example",
+        "{r}"
+    );
+    assert_eq!(seen_calls(&mut client).await, "https://x.example");
+}
+
+#[tokio::test]
+async fn secrets_are_redacted_and_escapes_stripped_from_results() {
+    let mut client = run_server("python/benign-description.txt").await;
+    let key = "AKIAZ3MSJV7WQ4TLBN2K";
+    let r = client
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": format!("key={key} \u{1b}[2J\u{1b}]0;owned\u{7}done")}}),
+        )
+        .await
+        .unwrap();
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(!text.contains(key), "{text}");
+    assert!(text.contains("[REDACTED:aws-access-token]"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.ends_with("done"), "{text:?}");
+}

@@ -1,0 +1,155 @@
+//! Content guard settings: `[content]` (the default of every upstream, and the setting of
+//! `mcp-warden run`) and `[upstreams.<name>.content]` (per upstream; keys not given there fall
+//! back to `[content]`).
+//!
+//! ```toml
+//! [content]
+//! poisoning = "block"    # definitions: off | report | block
+//! injection = "report"   # results: off | report | redact | block
+//! secrets = "redact"     # results: off | report | redact | block
+//! pii = "report"         # results: off | report | redact | block
+//! sanitize = "strip"     # off | strip | visible
+//! ```
+
+use serde::Deserialize;
+
+/// What a content guard does with what it finds in results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentMode {
+    /// The guard does not run.
+    Off,
+    /// Log and audit findings; forward unchanged.
+    Report,
+    /// Replace what was found.
+    Redact,
+    /// Refuse the result.
+    Block,
+}
+
+/// What the poisoning analysis does with a definition that fails it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefinitionMode {
+    /// The analysis does not run.
+    Off,
+    /// Log and audit findings; list the definition anyway.
+    Report,
+    /// Withhold the definition from lists and refuse calls to it.
+    Block,
+}
+
+/// What the sanitizer does with terminal escapes and invisible characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SanitizeSetting {
+    /// Leave them.
+    Off,
+    /// Remove them.
+    Strip,
+    /// Replace each with a visible marker.
+    Visible,
+}
+
+/// `[content]` or `[upstreams.<name>.content]` as written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct RawContent {
+    /// `poisoning`.
+    pub poisoning: Option<DefinitionMode>,
+    /// `injection`.
+    pub injection: Option<ContentMode>,
+    /// `secrets`.
+    pub secrets: Option<ContentMode>,
+    /// `pii`.
+    pub pii: Option<ContentMode>,
+    /// `sanitize`.
+    pub sanitize: Option<SanitizeSetting>,
+}
+
+/// The content guard settings in force for one upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentConfig {
+    /// Poisoning analysis of tool and prompt definitions and server instructions.
+    pub poisoning: DefinitionMode,
+    /// Indirect prompt injection in results and server-initiated messages.
+    pub injection: ContentMode,
+    /// Credentials in results and server-initiated messages.
+    pub secrets: ContentMode,
+    /// Personal data in results and server-initiated messages.
+    pub pii: ContentMode,
+    /// Terminal escapes and invisible characters.
+    pub sanitize: SanitizeSetting,
+}
+
+impl Default for ContentConfig {
+    /// Zero configuration: poisoned definitions withheld, injections reported, secrets redacted,
+    /// personal data reported (many tools legitimately return names and addresses; set
+    /// `pii = "redact"` to remove them), escapes and invisible characters stripped.
+    fn default() -> Self {
+        Self {
+            poisoning: DefinitionMode::Block,
+            injection: ContentMode::Report,
+            secrets: ContentMode::Redact,
+            pii: ContentMode::Report,
+            sanitize: SanitizeSetting::Strip,
+        }
+    }
+}
+
+impl ContentConfig {
+    /// `raw` over `self`: keys `raw` sets replace, the rest are kept.
+    pub fn with(self, raw: &RawContent) -> Self {
+        Self {
+            poisoning: raw.poisoning.unwrap_or(self.poisoning),
+            injection: raw.injection.unwrap_or(self.injection),
+            secrets: raw.secrets.unwrap_or(self.secrets),
+            pii: raw.pii.unwrap_or(self.pii),
+            sanitize: raw.sanitize.unwrap_or(self.sanitize),
+        }
+    }
+}
+
+impl crate::Config {
+    /// The content settings in force for `upstream`: its own `content` keys over `[content]`.
+    pub fn content_of(&self, upstream: &crate::UpstreamConfig) -> ContentConfig {
+        match &upstream.content {
+            Some(raw) => self.content.with(raw),
+            None => self.content,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Doc {
+        content: RawContent,
+    }
+
+    #[test]
+    fn parses_modes_and_merges_over_the_default() {
+        let doc: Doc =
+            toml::from_str("[content]\nsecrets = \"block\"\nsanitize = \"visible\"").unwrap();
+        let c = ContentConfig::default().with(&doc.content);
+        assert_eq!(c.secrets, ContentMode::Block);
+        assert_eq!(c.sanitize, SanitizeSetting::Visible);
+        assert_eq!(
+            c.poisoning,
+            DefinitionMode::Block,
+            "unset keys keep the default"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_modes_and_keys() {
+        assert!(
+            toml::from_str::<Doc>("[content]\npoisoning = \"redact\"").is_err(),
+            "definitions are withheld, not redacted"
+        );
+        assert!(toml::from_str::<Doc>("[content]\nsecrets = \"hide\"").is_err());
+        assert!(toml::from_str::<Doc>("[content]\nsecret = \"redact\"").is_err());
+    }
+}

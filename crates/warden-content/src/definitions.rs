@@ -1,0 +1,275 @@
+//! Poisoning analysis of definitions: tools and prompts on list results, and the server's
+//! instructions on `initialize` / `server/discover` results.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use warden_detect::{Context, Finding, TextKind, Verdict as DetectVerdict};
+use warden_guard::{Call, Denial, Direction, Guard, GuardError, Verdict};
+use warden_proto::{ErrorCode, Message};
+
+use crate::mode::{ContentModes, Mode};
+
+/// Checklist controls the definition guards enforce.
+pub const CONTROLS: &[&str] = &["PROMPT-7", "MGMT-4", "PROMPT-2", "MULTI-2"];
+
+/// Guard name in audit records and `check`.
+pub const NAME: &str = "poisoning";
+
+/// The client-facing name of tool `raw` of upstream `upstream`.
+pub type Exposure = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
+
+/// State shared by the list guard and the call guard.
+pub struct Poisoning {
+    modes: ContentModes,
+    expose: Exposure,
+    /// (upstream, raw tool name) of definitions withheld, and their client-facing names.
+    blocked: Mutex<HashSet<(String, String)>>,
+    blocked_names: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Poisoning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poisoning")
+            .field("modes", &self.modes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Poisoning {
+    /// Poisoning analysis under `modes`; `expose` names tools as the client sees them.
+    pub fn new(modes: ContentModes, expose: Exposure) -> Arc<Self> {
+        Arc::new(Self {
+            modes,
+            expose,
+            blocked: Mutex::new(HashSet::new()),
+            blocked_names: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The guard for list and initialize results (install in `Stage::Poisoning`).
+    pub fn list_guard(self: &Arc<Self>) -> Arc<dyn Guard> {
+        Arc::new(DefinitionGuard(self.clone()))
+    }
+
+    /// The guard refusing calls to withheld tools (install in `Stage::PoisonedCall`).
+    pub fn call_guard(self: &Arc<Self>) -> Arc<dyn Guard> {
+        Arc::new(PoisonedCallGuard(self.clone()))
+    }
+
+    fn set_blocked(&self, upstream: &str, raw: &str, blocked: bool) {
+        let key = (upstream.to_owned(), raw.to_owned());
+        let name = (self.expose)(upstream, raw);
+        let mut b = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut n = self
+            .blocked_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if blocked {
+            b.insert(key);
+            n.insert(name);
+        } else {
+            b.remove(&key);
+            n.remove(&name);
+        }
+    }
+
+    fn is_blocked(&self, upstream: Option<&str>, raw: Option<&str>, client_name: &str) -> bool {
+        if let (Some(u), Some(r)) = (upstream, raw)
+            && self
+                .blocked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&(u.to_owned(), r.to_owned()))
+        {
+            return true;
+        }
+        self.blocked_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(client_name)
+    }
+}
+
+fn log_findings(upstream: &str, what: &str, name: &str, findings: &[Finding], withheld: bool) {
+    for f in findings {
+        tracing::warn!(
+            upstream,
+            item = what,
+            name,
+            rule = f.rule,
+            severity = %f.severity,
+            location = %f.location,
+            withheld,
+            "suspicious definition"
+        );
+    }
+}
+
+fn rewrite(value: Value) -> Result<Verdict, GuardError> {
+    Message::from_value(value)
+        .map(Verdict::Rewrite)
+        .map_err(|e| GuardError::Unavailable {
+            guard: NAME,
+            source: Box::new(e),
+        })
+}
+
+/// Analyses definitions on list and initialize results.
+pub struct DefinitionGuard(Arc<Poisoning>);
+
+impl DefinitionGuard {
+    fn check_sync(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
+        if call.direction != Direction::ToClient || call.message.method().is_some() {
+            return Ok(Verdict::Continue);
+        }
+        let upstream = call.upstream.unwrap_or("");
+        let mode = self.0.modes.of(call.upstream).poisoning;
+        if mode == Mode::Off {
+            return Ok(Verdict::Continue);
+        }
+        let block = mode == Mode::Block || mode == Mode::Redact;
+        let Some(result) = call.message.result() else {
+            return Ok(Verdict::Continue);
+        };
+        match call.request_method {
+            Some("tools/list") => {
+                let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+                    return Ok(Verdict::Continue);
+                };
+                let findings = warden_detect::analyze_tools(tools);
+                let mut kept = Vec::with_capacity(tools.len());
+                let mut withheld = 0;
+                for (tool, found) in tools.iter().zip(findings) {
+                    let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
+                    let verdict = DetectVerdict::from_findings(&found);
+                    let bad = verdict == DetectVerdict::Block;
+                    log_findings(upstream, "tool", name, &found, bad && block);
+                    self.0.set_blocked(upstream, name, bad && block);
+                    if bad && block {
+                        withheld += 1;
+                    } else {
+                        kept.push(tool.clone());
+                    }
+                }
+                if withheld == 0 {
+                    return Ok(Verdict::Continue);
+                }
+                let mut value = call.message.value().clone();
+                value["result"]["tools"] = Value::Array(kept);
+                rewrite(value)
+            }
+            Some("prompts/list") => {
+                let Some(prompts) = result.get("prompts").and_then(Value::as_array) else {
+                    return Ok(Verdict::Continue);
+                };
+                let mut kept = Vec::with_capacity(prompts.len());
+                let mut withheld = 0;
+                for (i, p) in prompts.iter().enumerate() {
+                    let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+                    // A prompt is a definition like a tool: same analysis of all its strings.
+                    let found = warden_detect::analyze_tool(
+                        p,
+                        &Context {
+                            path: format!("prompts[{i}]"),
+                        },
+                    );
+                    let bad = DetectVerdict::from_findings(&found) == DetectVerdict::Block;
+                    log_findings(upstream, "prompt", name, &found, bad && block);
+                    if bad && block {
+                        withheld += 1;
+                    } else {
+                        kept.push(p.clone());
+                    }
+                }
+                if withheld == 0 {
+                    return Ok(Verdict::Continue);
+                }
+                let mut value = call.message.value().clone();
+                value["result"]["prompts"] = Value::Array(kept);
+                rewrite(value)
+            }
+            Some("initialize" | "server/discover") => {
+                let Some(text) = result.get("instructions").and_then(Value::as_str) else {
+                    return Ok(Verdict::Continue);
+                };
+                let found = warden_detect::analyze_text(text, TextKind::ServerInstructions);
+                let bad = DetectVerdict::from_findings(&found) == DetectVerdict::Block;
+                log_findings(upstream, "instructions", "", &found, bad && block);
+                if !(bad && block) {
+                    return Ok(Verdict::Continue);
+                }
+                let mut value = call.message.value().clone();
+                if let Some(Value::Object(r)) = value.get_mut("result") {
+                    r.remove("instructions");
+                }
+                rewrite(value)
+            }
+            _ => Ok(Verdict::Continue),
+        }
+    }
+}
+
+impl Guard for DefinitionGuard {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        CONTROLS
+    }
+    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        let r = self.check_sync(call);
+        async move { r }.boxed()
+    }
+}
+
+/// Refuses calls to tools the definition guard withheld.
+pub struct PoisonedCallGuard(Arc<Poisoning>);
+
+impl Guard for PoisonedCallGuard {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        CONTROLS
+    }
+    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        let verdict = (|| {
+            if call.direction != Direction::ToUpstream
+                || call.message.method() != Some("tools/call")
+            {
+                return Verdict::Continue;
+            }
+            let Some(name) = call
+                .message
+                .params()
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str)
+            else {
+                return Verdict::Continue;
+            };
+            let upstream = call.target.map(|t| t.upstream.as_ref());
+            let raw = call.target.and_then(|t| t.name.as_deref());
+            if !self.0.is_blocked(upstream, raw, name) {
+                return Verdict::Continue;
+            }
+            Verdict::Deny(Denial {
+                guard: NAME,
+                code: ErrorCode::Denied,
+                message: format!(
+                    "tool `{name}` is withheld: its definition failed the poisoning analysis"
+                ),
+                detail: format!("tool {name} withheld by poisoning analysis"),
+                controls: CONTROLS,
+                retry_after: None,
+            })
+        })();
+        async move { Ok(verdict) }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,59 @@
+//! The content guards: what the gateway does to the text servers hand to the model.
+//!
+//! - [`DefinitionGuard`] (stage `poisoning`, list and `initialize` results): every tool and
+//!   prompt definition and the server's instructions go through the detection engine; in
+//!   `block` mode a definition whose verdict is `block` is removed from the list and calls to
+//!   it are refused ([`PoisonedCallGuard`], stage `poisoned_call`).
+//! - [`InjectionGuard`] (stage `injection_scan`): tool results, resource contents, prompts and
+//!   server-initiated sampling/elicitation messages are scanned for indirect prompt injection.
+//! - [`RedactGuard`] (stage `redact`): secrets and personal data in the same traffic are
+//!   replaced by typed markers, in text and in structured content, keeping valid JSON.
+//! - [`SanitizeGuard`] (stage `sanitize`): terminal escapes and invisible characters are
+//!   removed (or made visible) from everything the client will display.
+//!
+//! Each is configured per upstream as off / report / redact / block. Redaction rather than
+//! blocking is the default for results: refusing a whole read-only result for one match is
+//! what users of other gateways complain about most.
+//!
+//! Position on the request path: response direction, after pinning. This crate performs no I/O.
+#![forbid(unsafe_code)]
+
+mod definitions;
+mod mode;
+mod results;
+pub mod sanitize;
+
+pub use definitions::{
+    CONTROLS as POISONING_CONTROLS, DefinitionGuard, Exposure, NAME as POISONING,
+    PoisonedCallGuard, Poisoning,
+};
+pub use mode::{ContentModes, Mode, Modes, SanitizeMode};
+pub use results::{InjectionGuard, RedactGuard, SanitizeGuard};
+
+use serde_json::Value;
+use warden_guard::{Call, Direction};
+
+/// Methods whose results carry server content the model will read.
+const CONTENT_RESULTS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
+
+/// Server-initiated requests whose params carry content for the user or the model.
+const CONTENT_REQUESTS: &[&str] = &["sampling/createMessage", "elicitation/create"];
+
+/// The part of a message toward the client that carries content, and whether it is a result
+/// (`true`) or the params of a server-initiated request (`false`).
+fn content_of<'a>(call: &'a Call<'_>) -> Option<(&'a Value, bool)> {
+    if call.direction != Direction::ToClient {
+        return None;
+    }
+    if let Some(method) = call.message.method() {
+        return CONTENT_REQUESTS
+            .contains(&method)
+            .then(|| call.message.params().map(|p| (p, false)))
+            .flatten();
+    }
+    let method = call.request_method?;
+    if !CONTENT_RESULTS.contains(&method) {
+        return None;
+    }
+    call.message.result().map(|r| (r, true))
+}

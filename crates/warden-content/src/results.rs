@@ -1,0 +1,355 @@
+//! Guards on content: tool results, resource contents, prompts, and server-initiated
+//! sampling and elicitation messages.
+
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use warden_detect::redact::{RedactOptions, redact_tool_result};
+use warden_detect::{Severity, TextKind};
+use warden_guard::{Call, Denial, Guard, GuardError, Verdict};
+use warden_proto::{ErrorCode, Message};
+
+use crate::content_of;
+use crate::mode::{ContentModes, Mode, SanitizeMode};
+use crate::sanitize::sanitize_json;
+
+fn rewrite(
+    guard: &'static str,
+    call: &Call<'_>,
+    content: Value,
+    is_result: bool,
+) -> Result<Verdict, GuardError> {
+    let mut value = call.message.value().clone();
+    value[if is_result { "result" } else { "params" }] = content;
+    Message::from_value(value)
+        .map(Verdict::Rewrite)
+        .map_err(|e| GuardError::Unavailable {
+            guard,
+            source: Box::new(e),
+        })
+}
+
+fn text_kind(call: &Call<'_>) -> TextKind {
+    match (call.message.method(), call.request_method) {
+        (Some(_), _) => TextKind::SamplingMessage,
+        (None, Some("resources/read")) => TextKind::Resource,
+        (None, Some("prompts/get")) => TextKind::Prompt,
+        _ => TextKind::ToolResult,
+    }
+}
+
+/// Indirect prompt injection in content.
+pub struct InjectionGuard {
+    modes: ContentModes,
+}
+
+impl InjectionGuard {
+    /// Guard name.
+    pub const NAME: &'static str = "injection_scan";
+    /// Controls.
+    pub const CONTROLS: &'static [&'static str] = &["PROMPT-1", "PROMPT-2", "TOOL-7", "API-3"];
+
+    /// Under `modes`.
+    pub fn new(modes: ContentModes) -> Self {
+        Self { modes }
+    }
+
+    fn check_sync(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
+        let mode = self.modes.of(call.upstream).injection;
+        if mode == Mode::Off {
+            return Ok(Verdict::Continue);
+        }
+        let Some((content, is_result)) = content_of(call) else {
+            return Ok(Verdict::Continue);
+        };
+        let findings = warden_detect::analyze_json_text(content, text_kind(call));
+        let serious: Vec<_> = findings
+            .iter()
+            .filter(|f| f.severity >= Severity::Medium)
+            .collect();
+        if serious.is_empty() {
+            return Ok(Verdict::Continue);
+        }
+        for f in &serious {
+            tracing::warn!(
+                upstream = call.upstream.unwrap_or(""),
+                rule = f.rule,
+                severity = %f.severity,
+                location = %f.location,
+                mode = ?mode,
+                "possible prompt injection in content"
+            );
+        }
+        match mode {
+            Mode::Off | Mode::Report => Ok(Verdict::Continue),
+            Mode::Block => Ok(Verdict::Deny(Denial {
+                guard: Self::NAME,
+                code: ErrorCode::Denied,
+                message: "the server's answer was withheld: it contains text that tries to instruct the model".into(),
+                detail: serious
+                    .iter()
+                    .map(|f| format!("{} at {}", f.rule, f.location))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                controls: Self::CONTROLS,
+                retry_after: None,
+            })),
+            Mode::Redact => {
+                // Replace each string holding a serious finding with a notice; keep the shape.
+                let mut value = content.clone();
+                let mut fields: Vec<&str> = serious.iter().map(|f| f.location.field.as_str()).collect();
+                fields.sort_unstable();
+                fields.dedup();
+                let mut replaced = 0;
+                for field in fields {
+                    if let Some(slot) = string_at(&mut value, field) {
+                        let rules: Vec<&str> = serious
+                            .iter()
+                            .filter(|f| f.location.field == field)
+                            .map(|f| f.rule)
+                            .collect();
+                        *slot = format!(
+                            "[mcp-warden removed {} bytes suspected of prompt injection ({})]",
+                            slot.len(),
+                            rules.join(", ")
+                        );
+                        replaced += 1;
+                    }
+                }
+                if replaced == 0 {
+                    // Could not locate the text: refuse rather than forward it.
+                    return Ok(Verdict::Deny(Denial {
+                        guard: Self::NAME,
+                        code: ErrorCode::Denied,
+                        message: "the server's answer was withheld: it contains text that tries to instruct the model".into(),
+                        detail: "injection finding could not be located for redaction".into(),
+                        controls: Self::CONTROLS,
+                        retry_after: None,
+                    }));
+                }
+                rewrite(Self::NAME, call, value, is_result)
+            }
+        }
+    }
+}
+
+/// The string at a finding's field path (`content[0].text`, `structuredContent.a.b`, `text`).
+fn string_at<'v>(value: &'v mut Value, field: &str) -> Option<&'v mut String> {
+    let mut cur = value;
+    for part in field.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            cur = cur.get_mut(key)?;
+        }
+        for idx in indexes.split('[').filter(|s| !s.is_empty()) {
+            let n: usize = idx.trim_end_matches(']').parse().ok()?;
+            cur = cur.get_mut(n)?;
+        }
+    }
+    match cur {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+impl Guard for InjectionGuard {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        Self::CONTROLS
+    }
+    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        let r = self.check_sync(call);
+        async move { r }.boxed()
+    }
+}
+
+/// Secrets and personal data in content.
+pub struct RedactGuard {
+    modes: ContentModes,
+}
+
+impl RedactGuard {
+    /// Guard name.
+    pub const NAME: &'static str = "redact";
+    /// Controls.
+    pub const CONTROLS: &'static [&'static str] = &["DATA-5", "PROMPT-4", "SAMP-2", "DATA-1"];
+
+    /// Under `modes`.
+    pub fn new(modes: ContentModes) -> Self {
+        Self { modes }
+    }
+
+    fn check_sync(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
+        let modes = self.modes.of(call.upstream);
+        if modes.secrets == Mode::Off && modes.pii == Mode::Off {
+            return Ok(Verdict::Continue);
+        }
+        let Some((content, is_result)) = content_of(call) else {
+            return Ok(Verdict::Continue);
+        };
+        let mut value = content.clone();
+        // Detect both classes the modes care about; rewrite only those set to redact.
+        let found = redact_tool_result(
+            &mut value,
+            RedactOptions {
+                secrets: modes.secrets != Mode::Off,
+                pii: modes.pii != Mode::Off,
+            },
+        );
+        if found.is_empty() {
+            return Ok(Verdict::Continue);
+        }
+        let mode_of = |class: warden_detect::secrets::DataClass| match class {
+            warden_detect::secrets::DataClass::Secret => modes.secrets,
+            _ => modes.pii,
+        };
+        for f in &found {
+            tracing::info!(
+                upstream = call.upstream.unwrap_or(""),
+                kind = f.redacted.kind,
+                pointer = %f.pointer,
+                mode = ?mode_of(f.redacted.class),
+                "sensitive data in content"
+            );
+        }
+        if found
+            .iter()
+            .any(|f| mode_of(f.redacted.class) == Mode::Block)
+        {
+            return Ok(Verdict::Deny(Denial {
+                guard: Self::NAME,
+                code: ErrorCode::Denied,
+                message:
+                    "the server's answer was withheld: it contains credentials or personal data"
+                        .into(),
+                detail: found
+                    .iter()
+                    .map(|f| format!("{} at {}", f.redacted.kind, f.pointer))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                controls: Self::CONTROLS,
+                retry_after: None,
+            }));
+        }
+        let redact_secrets = modes.secrets == Mode::Redact;
+        let redact_pii = modes.pii == Mode::Redact;
+        if !found
+            .iter()
+            .any(|f| mode_of(f.redacted.class) == Mode::Redact)
+        {
+            return Ok(Verdict::Continue);
+        }
+        // Redact again with exactly the classes set to redact (the first pass may have
+        // rewritten classes that are only reported).
+        let mut value = content.clone();
+        redact_tool_result(
+            &mut value,
+            RedactOptions {
+                secrets: redact_secrets,
+                pii: redact_pii,
+            },
+        );
+        rewrite(Self::NAME, call, value, is_result)
+    }
+}
+
+impl Guard for RedactGuard {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        Self::CONTROLS
+    }
+    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        let r = self.check_sync(call);
+        async move { r }.boxed()
+    }
+}
+
+/// Which members' values the sanitizer leaves alone.
+type KeyFilter = dyn Fn(&str) -> bool;
+
+/// Terminal escapes and invisible characters in everything the client displays.
+pub struct SanitizeGuard {
+    modes: ContentModes,
+}
+
+impl SanitizeGuard {
+    /// Guard name.
+    pub const NAME: &'static str = "sanitize";
+    /// Controls.
+    pub const CONTROLS: &'static [&'static str] = &["UX-5", "API-3", "PROMPT-7"];
+
+    /// Under `modes`.
+    pub fn new(modes: ContentModes) -> Self {
+        Self { modes }
+    }
+
+    fn check_sync(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
+        let mode = self.modes.of(call.upstream).sanitize;
+        if mode == SanitizeMode::Off {
+            return Ok(Verdict::Continue);
+        }
+        // Definitions too: hidden text in a description is the model's to read and the
+        // user's never to see. Names and URIs are identifiers the client sends back: kept.
+        let (content, is_result, skip): (&Value, bool, &KeyFilter) =
+            match (call.message.method(), call.request_method) {
+                (
+                    None,
+                    Some(
+                        "tools/list"
+                        | "prompts/list"
+                        | "resources/list"
+                        | "resources/templates/list",
+                    ),
+                )
+                | (None, Some("initialize" | "server/discover")) => match call.message.result() {
+                    Some(r) => (r, true, &|k: &str| {
+                        matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor")
+                    }),
+                    None => return Ok(Verdict::Continue),
+                },
+                _ => match content_of(call) {
+                    Some((c, r)) => (c, r, &|k: &str| matches!(k, "data" | "blob" | "uri")),
+                    None => return Ok(Verdict::Continue),
+                },
+            };
+        // Cheap pre-check on the raw bytes: escapes are ESC or `\u001b`/`\u009b` in JSON, and
+        // invisible characters are multi-byte UTF-8 or escaped; pure printable ASCII with no
+        // backslash needs no walk.
+        let bytes = call.message.bytes();
+        if bytes
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\' || b == b'\n')
+        {
+            return Ok(Verdict::Continue);
+        }
+        let mut value = content.clone();
+        if sanitize_json(&mut value, mode, skip) == 0 {
+            return Ok(Verdict::Continue);
+        }
+        tracing::info!(upstream = call.upstream.unwrap_or(""), mode = ?mode, "terminal escapes or invisible characters removed");
+        rewrite(Self::NAME, call, value, is_result)
+    }
+}
+
+impl Guard for SanitizeGuard {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        Self::CONTROLS
+    }
+    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        let r = self.check_sync(call);
+        async move { r }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! Terminal escapes and invisible characters, removed or made visible.
+//!
+//! What counts: ANSI/VT escape sequences (CSI `ESC [ ... final`, OSC `ESC ] ... BEL|ST`, and
+//! two-byte `ESC x`), the C1 CSI introducer U+009B, other C0 and C1 controls except tab,
+//! newline and carriage return, zero-width characters, bidirectional controls and Unicode tag
+//! characters (U+E0000..U+E007F, which can spell out instructions no one sees). One pass,
+//! linear time.
+
+use crate::SanitizeMode;
+
+/// True for a character the sanitizer removes (outside escape sequences).
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+        | '\u{ad}'                       // soft hyphen
+        | '\u{180e}'                     // Mongolian vowel separator
+        | '\u{200b}'..='\u{200f}'        // zero-width space/joiners, LRM/RLM
+        | '\u{202a}'..='\u{202e}'        // bidi embeddings and overrides
+        | '\u{2060}'..='\u{2064}'        // word joiner, invisible operators
+        | '\u{2066}'..='\u{2069}'        // bidi isolates
+        | '\u{feff}'                     // zero-width no-break space
+        | '\u{e0000}'..='\u{e007f}'      // tag characters
+    )
+}
+
+/// `s` with escapes and invisible characters handled per `mode`; `None` when nothing changed.
+pub fn sanitize(s: &str, mode: SanitizeMode) -> Option<String> {
+    if mode == SanitizeMode::Off || !s.chars().any(|c| c == '\u{1b}' || is_invisible(c)) {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' || c == '\u{9b}' {
+            // Consume the whole sequence so no half of it reaches a terminal.
+            let kind = if c == '\u{9b}' {
+                Some('[')
+            } else {
+                chars.next()
+            };
+            match kind {
+                Some('[') => {
+                    // CSI: parameters and intermediates, then one final byte @..~.
+                    for d in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&d) {
+                            break;
+                        }
+                    }
+                }
+                Some(']' | 'P' | '_' | '^' | 'X') => {
+                    // OSC/DCS/APC/PM/SOS: up to BEL or ST (ESC \).
+                    while let Some(d) = chars.next() {
+                        if d == '\u{7}' || d == '\u{9c}' {
+                            break;
+                        }
+                        if d == '\u{1b}' && chars.peek() == Some(&'\\') {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if mode == SanitizeMode::Visible {
+                out.push_str("⟦ESC⟧");
+            }
+            continue;
+        }
+        if is_invisible(c) {
+            if mode == SanitizeMode::Visible {
+                out.push_str(&format!("⟦U+{:04X}⟧", c as u32));
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    Some(out)
+}
+
+/// Sanitizes every string of `value` in place (object keys too, except where `keep_key`
+/// says a member's value must stay as sent, such as tool names the client calls back with).
+/// Returns how many strings changed.
+pub fn sanitize_json(
+    value: &mut serde_json::Value,
+    mode: SanitizeMode,
+    skip: &dyn Fn(&str) -> bool,
+) -> usize {
+    fn walk(
+        v: &mut serde_json::Value,
+        mode: SanitizeMode,
+        skip: &dyn Fn(&str) -> bool,
+        depth: usize,
+        n: &mut usize,
+    ) {
+        if depth > 256 {
+            return;
+        }
+        match v {
+            serde_json::Value::String(s) => {
+                if let Some(t) = sanitize(s, mode) {
+                    *s = t;
+                    *n += 1;
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    walk(x, mode, skip, depth + 1, n);
+                }
+            }
+            serde_json::Value::Object(o) => {
+                for (k, x) in o.iter_mut() {
+                    if !skip(k) {
+                        walk(x, mode, skip, depth + 1, n);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut n = 0;
+    walk(value, mode, skip, 0, &mut n);
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn strips_escapes_and_invisible_characters() {
+        let s = "ok\u{1b}[31mred\u{1b}[0m \u{1b}]0;title\u{7}x\u{200b}y\u{202e}z\u{e0041}\u{e0042}!\ttab\n";
+        assert_eq!(
+            sanitize(s, SanitizeMode::Strip).unwrap(),
+            "okred xyz!\ttab\n"
+        );
+        let v = sanitize("a\u{200b}b", SanitizeMode::Visible).unwrap();
+        assert_eq!(v, "a⟦U+200B⟧b");
+        assert_eq!(
+            sanitize("plain text, ünïcödé 漢字", SanitizeMode::Strip),
+            None
+        );
+        assert_eq!(sanitize("a\u{200b}b", SanitizeMode::Off), None);
+    }
+
+    #[test]
+    fn an_unterminated_sequence_is_removed_to_the_end() {
+        assert_eq!(
+            sanitize("a\u{1b}]8;;http://x", SanitizeMode::Strip).unwrap(),
+            "a"
+        );
+        assert_eq!(sanitize("a\u{1b}", SanitizeMode::Strip).unwrap(), "a");
+    }
+
+    proptest! {
+        /// Nothing the sanitizer removes survives it, and a second pass changes nothing.
+        #[test]
+        fn output_is_clean_and_idempotent(s in "\\PC{0,40}|[\\x00-\\x7f\u{200b}\u{202e}\u{e0041}\u{9b}]{0,40}") {
+            if let Some(out) = sanitize(&s, SanitizeMode::Strip) {
+                prop_assert!(!out.chars().any(|c| c == '\u{1b}' || is_invisible(c)), "{:?}", out);
+                prop_assert_eq!(sanitize(&out, SanitizeMode::Strip), None);
+            }
+            if let Some(out) = sanitize(&s, SanitizeMode::Visible) {
+                prop_assert!(!out.chars().any(|c| c == '\u{1b}' || is_invisible(c)), "{:?}", out);
+            }
+        }
+    }
+}
