@@ -22,6 +22,9 @@ pub(crate) enum Command {
     /// Audits the MCP servers configured in this machine's clients (or in the given files):
     /// plaintext credentials, unpinned packages, plain HTTP, collisions, unrouted servers.
     Scan(crate::commands::scan::ScanArgs),
+    /// Checklist posture of a configuration (without `--config`: of zero-config `run`), one
+    /// row per control ID.
+    Check(crate::commands::check::CheckArgs),
     /// Routes every server of a client's configuration through `mcp-warden run`.
     Wrap(crate::commands::wrap::WrapArgs),
     /// Restores what `wrap` changed, byte for byte.

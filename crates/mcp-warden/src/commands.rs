@@ -1,11 +1,13 @@
 //! One module per subcommand.
 
 pub(crate) mod audit;
+pub(crate) mod check;
 pub(crate) mod content;
 pub(crate) mod guards;
 pub(crate) mod inspect;
 pub(crate) mod keys;
 pub(crate) mod pins;
+pub(crate) mod pipeline;
 pub(crate) mod redact;
 pub(crate) mod run;
 pub(crate) mod scan;
@@ -25,6 +27,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Scan(args) => scan::scan(args),
+        Command::Check(args) => check::check(args),
         Command::Wrap(args) => wrap::wrap(args, false),
         Command::Unwrap(args) => wrap::wrap(args, true),
         Command::Serve(args) => serve::serve(args),

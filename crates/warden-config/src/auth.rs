@@ -629,3 +629,130 @@ impl Validator<'_> {
         Some(url)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn errors(text: &str) -> String {
+        Config::parse(text, "warden.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_a_full_section() {
+        let config = Config::parse(
+            r#"
+public_url = "https://gw.example.com/mcp"
+[auth]
+issuer = "https://as.example.com/realms/a"
+algorithms = ["ES256", "EdDSA", "ES256"]
+leeway = "10s"
+roles_claims = ["realm_access.roles"]
+required_scopes = ["mcp:tools"]
+api_keys = true
+[auth.introspection]
+endpoint = "https://as.example.com/introspect"
+client_id = "gw"
+client_secret = "env:INTROSPECTION_SECRET"
+"#,
+            "warden.toml",
+        )
+        .unwrap();
+        let auth = &config.auth;
+        assert!(auth.is_enabled());
+        let oauth = auth.oauth.as_ref().unwrap();
+        assert_eq!(oauth.audience, "https://gw.example.com/mcp");
+        assert_eq!(
+            oauth.algorithms,
+            [super::JwsAlgorithm::Es256, super::JwsAlgorithm::EdDsa]
+        );
+        assert_eq!(oauth.leeway, std::time::Duration::from_secs(10));
+        assert!(
+            !oauth.jwt,
+            "introspection without jwks_uri introspects every token"
+        );
+        assert_eq!(auth.scopes_supported, ["mcp:tools"]);
+        assert_eq!(
+            auth.api_keys.as_ref().unwrap().refresh,
+            super::DEFAULT_API_KEY_REFRESH
+        );
+    }
+
+    #[test]
+    fn absent_section_disables_authentication() {
+        assert!(!Config::parse("", "warden.toml").unwrap().auth.is_enabled());
+    }
+
+    #[test]
+    fn refuses_none_hmac_and_unknown_algorithms() {
+        let text = errors(
+            "public_url = \"https://gw.example.com/mcp\"\n[auth]\nissuer = \"https://as.example.com\"\nalgorithms = [\"none\", \"HS256\", \"ES512\"]\n",
+        );
+        assert!(
+            text.contains("auth.algorithms[0]: algorithm \"none\" is refused"),
+            "{text}"
+        );
+        assert!(
+            text.contains("auth.algorithms[1]: algorithm \"HS256\" is refused"),
+            "{text}"
+        );
+        assert!(
+            text.contains("auth.algorithms[2]: unsupported algorithm \"ES512\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn refuses_insecure_urls_plain_secrets_and_missing_resource() {
+        let text = errors(
+            "[auth]\nissuer = \"http://as.example.com\"\njwks_uri = \"http://10.0.0.1/jwks\"\n[auth.introspection]\nendpoint = \"https://as.example.com/i\"\nclient_id = \"gw\"\nclient_secret = \"hunter2\"\n",
+        );
+        assert!(
+            text.contains("auth.issuer: \"http://as.example.com\" must use https"),
+            "{text}"
+        );
+        assert!(
+            text.contains("auth.jwks_uri: \"http://10.0.0.1/jwks\" must use https"),
+            "{text}"
+        );
+        assert!(
+            text.contains("auth.introspection.client_secret: plain secret values are not allowed"),
+            "{text}"
+        );
+        assert!(text.contains("requires `resource`"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        // Loopback http is accepted (local testing).
+        Config::parse(
+            "[auth]\nresource = \"http://127.0.0.1:8080/mcp\"\nissuer = \"http://127.0.0.1:9000\"\n",
+            "warden.toml",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn refuses_oauth_keys_without_issuer_and_bad_scopes() {
+        let text = errors(
+            "[auth]\njwks_uri = \"https://as.example.com/jwks\"\nrequired_scopes = [\"a b\"]\nleeway = \"10m\"\napi_key_refresh = \"1s\"\n",
+        );
+        assert!(
+            text.contains("auth.jwks_uri: `jwks_uri` requires `issuer`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("auth.leeway: `leeway` requires `issuer`"),
+            "{text}"
+        );
+        assert!(text.contains("invalid scope \"a b\""), "{text}");
+        assert!(
+            text.contains("`api_key_refresh` requires `api_keys = true`"),
+            "{text}"
+        );
+        let text = errors(
+            "public_url = \"https://gw.example.com/mcp\"\n[auth]\nissuer = \"https://as.example.com\"\nleeway = \"10m\"\n",
+        );
+        assert!(
+            text.contains("auth.leeway: \"10m\" is longer than the maximum of 5m"),
+            "{text}"
+        );
+    }
+}

@@ -418,3 +418,78 @@ pub(crate) async fn install(
         .with(warden_guard::Stage::Pinning, pinning.list_guard())
         .with(warden_guard::Stage::PinnedCall, pinning.call_guard()))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<PinsCommand, clap::Error> {
+        let mut all = vec!["mcp-warden", "pins"];
+        all.extend(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Pins(p) => Ok(p.command),
+            other => panic!("not pins: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn approve_takes_a_tool_instructions_or_all_but_only_one_of_them() {
+        assert!(matches!(
+            parse(&["approve", "fx", "fetch", "--hash", "sha256:ab"]).unwrap(),
+            PinsCommand::Approve { tool: Some(t), hash: Some(_), all: false, .. } if t == "fetch"
+        ));
+        assert!(matches!(
+            parse(&["approve", "fx", "--all", "--format", "json"]).unwrap(),
+            PinsCommand::Approve {
+                all: true,
+                format: PinsFormat::Json,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["approve", "fx", "--instructions"]).unwrap(),
+            PinsCommand::Approve {
+                instructions: true,
+                tool: None,
+                ..
+            }
+        ));
+        assert!(parse(&["approve", "fx"]).is_err());
+        assert!(parse(&["approve", "fx", "fetch", "--all"]).is_err());
+        assert!(parse(&["approve", "fx", "--all", "--hash", "sha256:ab"]).is_err());
+        assert!(parse(&["revoke", "fx", "fetch", "--instructions"]).is_err());
+    }
+
+    #[test]
+    fn every_subcommand_accepts_the_data_dir() {
+        for args in [
+            vec!["list", "--data-dir", "/d"],
+            vec!["diff", "fx", "--data-dir", "/d"],
+            vec!["approve", "fx", "t", "--data-dir", "/d"],
+            vec!["revoke", "fx", "--all", "--data-dir", "/d"],
+        ] {
+            let command = parse(&args).unwrap();
+            assert_eq!(
+                command.common().data_dir.as_deref(),
+                Some(std::path::Path::new("/d"))
+            );
+        }
+    }
+
+    #[test]
+    fn run_pin_ids_differ_by_command_line_and_url() {
+        let a = run_pin_id("python3", &["python3".into(), "a.py".into()], None);
+        let b = run_pin_id("python3", &["python3".into(), "b.py".into()], None);
+        let u: url::Url = "https://mcp.example.com/mcp".parse().unwrap();
+        let c = run_pin_id("mcp.example.com", &[], Some(&u));
+        assert_ne!(a, b);
+        assert!(c.starts_with("mcp.example.com@"), "{c}");
+        assert_eq!(
+            a,
+            run_pin_id("python3", &["python3".into(), "a.py".into()], None)
+        );
+    }
+}

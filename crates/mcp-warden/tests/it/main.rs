@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod check;
 mod conformance;
 mod content;
 mod hostile;

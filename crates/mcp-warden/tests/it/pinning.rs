@@ -25,7 +25,7 @@ const BENIGN: &str = "Fetch a URL.";
 const CHANGED: &str = "Fetch a URL and return its body as text.";
 const VERSION: &str = "2025-11-25";
 const INSTRUCTIONS: &str = "Use fetch for web pages.";
-const NEW_INSTRUCTIONS: &str = "Use fetch for web pages. Always call fetch before any other tool.";
+const NEW_INSTRUCTIONS: &str = "Use fetch for web pages, and echo to test the connection.";
 
 /// One test's files: data dir, the fixture's description of `fetch` and its instructions.
 struct Files {

@@ -1,0 +1,644 @@
+//! `mcp-warden check [--config F]`: one row per control ID of the checklist, `enforced`,
+//! `partial`, `off` or `n/a`, each with its reason.
+//!
+//! Statuses are derived from what the configuration actually builds: the guard pipeline
+//! (each installed guard names the controls it enforces), the sandbox as probed on this
+//! machine, the HTTP face, the audit log and the upstreams. Without `--config` the posture is
+//! that of zero-config `mcp-warden run`.
+
+mod controls;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use warden_config::{Config, ContentMode, UpstreamTransport};
+use warden_sandbox::Control;
+
+use crate::cli::Common;
+
+/// Output format of `check`.
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub(crate) enum CheckFormat {
+    /// A table for people.
+    #[default]
+    Table,
+    /// `[{"id","status","reason"}]`.
+    Json,
+}
+
+/// `mcp-warden check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) common: Common,
+    /// Report the posture of `serve` with this configuration (default: `run` when no
+    /// configuration is given, `serve` when one is).
+    #[arg(long, value_enum)]
+    pub(crate) mode: Option<CheckMode>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
+    pub(crate) format: CheckFormat,
+}
+
+/// Which command's posture to report.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum CheckMode {
+    /// `mcp-warden run` (stdio, one upstream).
+    Run,
+    /// `mcp-warden serve` (Streamable HTTP, several upstreams).
+    Serve,
+}
+
+/// A control's status. Ordered so that the strongest claim wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub(crate) enum Status {
+    /// Outside a gateway's reach.
+    #[serde(rename = "n/a")]
+    NotApplicable,
+    /// Available but not enforced by this configuration.
+    #[serde(rename = "off")]
+    Off,
+    /// Enforced in part (the reason says what is missing).
+    #[serde(rename = "partial")]
+    Partial,
+    /// Enforced.
+    #[serde(rename = "enforced")]
+    Enforced,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Row {
+    pub(crate) id: &'static str,
+    pub(crate) status: Status,
+    pub(crate) reason: String,
+}
+
+#[derive(Default)]
+struct Claims(HashMap<&'static str, Vec<(Status, String)>>);
+
+impl Claims {
+    fn add(&mut self, ids: &[&'static str], status: Status, reason: impl Into<String>) {
+        let reason = reason.into();
+        for id in ids {
+            self.0.entry(id).or_default().push((status, reason.clone()));
+        }
+    }
+}
+
+/// What the report is computed from.
+pub(crate) struct Built<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) serve: bool,
+    pub(crate) pipeline: &'a warden_guard::Pipeline,
+    pub(crate) sandbox: &'a warden_sandbox::Availability,
+}
+
+fn sandbox_claims(b: &Built<'_>, c: &mut Claims) {
+    let cfg = &b.config.sandbox;
+    let stdio = !b.serve
+        || b.config
+            .upstreams
+            .iter()
+            .any(|u| u.enabled && matches!(u.transport, UpstreamTransport::Stdio(_)));
+    let ids = &[
+        "RUN-1", "RUN-2", "ISO-1", "AUTH-4", "TOOL-2", "PLAT-1", "TOOL-4", "TOOL-6",
+    ];
+    if !stdio {
+        c.add(
+            ids,
+            Status::NotApplicable,
+            "no stdio upstream: remote servers run elsewhere",
+        );
+        return;
+    }
+    let disabled: Vec<&str> = b
+        .config
+        .upstreams
+        .iter()
+        .filter(|u| u.enabled)
+        .filter(|u| match &u.transport {
+            UpstreamTransport::Stdio(s) => !b.config.sandbox_of(s).enabled,
+            UpstreamTransport::Http(_) => false,
+        })
+        .map(|u| u.name.as_str())
+        .collect();
+    let stdio_count = b
+        .config
+        .upstreams
+        .iter()
+        .filter(|u| u.enabled && matches!(u.transport, UpstreamTransport::Stdio(_)))
+        .count();
+    if (!b.serve && !cfg.enabled) || (b.serve && disabled.len() == stdio_count) {
+        c.add(
+            ids,
+            Status::Off,
+            "the sandbox is disabled ([sandbox] enabled = false)",
+        );
+        c.add(
+            &["ISO-2", "RUN-5", "RUN-4"],
+            Status::Off,
+            "the sandbox is disabled",
+        );
+        return;
+    }
+    let core = [
+        Control::UserNamespace,
+        Control::MountNamespace,
+        Control::Landlock,
+        Control::Seccomp,
+        Control::NoNewPrivileges,
+        Control::Capabilities,
+    ];
+    let missing: Vec<String> = core
+        .iter()
+        .filter(|k| !b.sandbox.is_available(**k))
+        .map(|k| format!("{k:?}"))
+        .collect();
+    let (status, reason) = if !missing.is_empty() {
+        (
+            Status::Partial,
+            format!(
+                "sandbox on, but unavailable on this machine: {}",
+                missing.join(", ")
+            ),
+        )
+    } else if !disabled.is_empty() {
+        (
+            Status::Partial,
+            format!("sandbox on, except for upstream(s) {}", disabled.join(", ")),
+        )
+    } else {
+        (Status::Enforced, "every stdio upstream runs in the sandbox: user and mount namespaces, Landlock, seccomp, no new privileges, no capabilities".to_owned())
+    };
+    c.add(ids, status, reason);
+    let fs = b.sandbox.is_available(Control::Landlock);
+    let net = b.sandbox.is_available(Control::NetworkNamespace);
+    c.add(
+        &["ISO-2"],
+        match (fs, net) {
+            (true, true) => Status::Enforced,
+            (false, false) => Status::Off,
+            _ => Status::Partial,
+        },
+        format!(
+            "per-upstream filesystem rules {}, network {}",
+            if fs { "on" } else { "unavailable" },
+            if net {
+                format!("{:?}", cfg.network).to_lowercase()
+            } else {
+                "unrestricted (no network namespace)".into()
+            }
+        ),
+    );
+    let limits = b.sandbox.is_available(Control::ResourceLimits);
+    c.add(
+        &["RUN-5"],
+        if limits {
+            Status::Enforced
+        } else {
+            Status::Partial
+        },
+        format!(
+            "message size cap {} bytes{}",
+            b.config.limits.max_message_bytes,
+            if limits {
+                "; rlimits on every stdio upstream"
+            } else {
+                "; rlimits unavailable"
+            }
+        ),
+    );
+    c.add(&["RUN-4"], Status::Enforced, "upstreams get an environment built from an allow-list, never the gateway's; values are never logged");
+    c.add(
+        &["LIFE-2"],
+        Status::Enforced,
+        if b.sandbox.is_available(Control::PidNamespace) {
+            "process group, parent-death signal and PID namespace: no upstream process outlives the gateway"
+        } else {
+            "process group and parent-death signal (no PID namespace on this machine)"
+        },
+    );
+}
+
+fn face_claims(b: &Built<'_>, c: &mut Claims) {
+    let cfg = b.config;
+    if !b.serve {
+        c.add(
+            &[
+                "CAUTH-1", "CAUTH-2", "CAUTH-3", "DATA-3", "AUTH-5", "AUTH-6", "TOKEN-1", "TLS-3",
+                "TLS-4",
+            ],
+            Status::NotApplicable,
+            "run speaks stdio to one local client: no network face to authenticate or encrypt",
+        );
+        c.add(
+            &[
+                "MGMT-3", "MGMT-5", "MGMT-7", "MGMT-9", "MGMT-12", "TOOL-9", "MULTI-1",
+            ],
+            Status::NotApplicable,
+            "run fronts a single server: no names from several servers to collide",
+        );
+        return;
+    }
+    let loopback = cfg.listen.ip().is_loopback();
+    let oauth = cfg.auth.oauth.is_some();
+    let keys = cfg.auth.api_keys.is_some();
+    match (oauth || keys, loopback) {
+        (true, _) => c.add(
+            &["CAUTH-1"],
+            Status::Enforced,
+            format!(
+                "every request authenticated ({})",
+                [
+                    oauth.then_some("OAuth bearer tokens"),
+                    keys.then_some("API keys")
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
+            ),
+        ),
+        (false, true) => c.add(
+            &["CAUTH-1"],
+            Status::Partial,
+            "no authentication, but the face listens on loopback only",
+        ),
+        (false, false) => c.add(
+            &["CAUTH-1"],
+            Status::Off,
+            "no authentication on a non-loopback address (explicit opt-out)",
+        ),
+    }
+    if oauth {
+        c.add(&["CAUTH-2", "AUTH-6", "TOKEN-1"], Status::Enforced, "OAuth 2.1 resource server: JWT validation against JWKS, audience bound to this gateway, RFC 9728 metadata, scope checks");
+    } else {
+        c.add(
+            &["CAUTH-2", "AUTH-6", "TOKEN-1"],
+            Status::Off,
+            "no [auth] oauth configured",
+        );
+    }
+    if keys {
+        c.add(
+            &["AUTH-5"],
+            Status::Enforced,
+            "API keys stored as keyed hashes, with expiry, several per principal, revocation",
+        );
+    } else {
+        c.add(&["AUTH-5"], Status::Off, "API keys disabled");
+    }
+    c.add(
+        &["CAUTH-3"],
+        Status::Enforced,
+        "Host and Origin checked on every request (DNS-rebinding defence)",
+    );
+    c.add(
+        &["DATA-3"],
+        Status::Enforced,
+        "sessions are bound to the principal that created them; ids are 128-bit CSPRNG values",
+    );
+    match (&cfg.http.tls, loopback) {
+        (Some(_), _) => c.add(
+            &["TLS-3", "TLS-4"],
+            Status::Enforced,
+            "TLS 1.2+ (rustls, no weak suites) on the HTTP face",
+        ),
+        (None, true) => c.add(
+            &["TLS-3", "TLS-4"],
+            Status::Partial,
+            "plain HTTP, on loopback only",
+        ),
+        (None, false) => c.add(
+            &["TLS-3", "TLS-4"],
+            Status::Off,
+            "plain HTTP on a non-loopback address",
+        ),
+    }
+    let all_namespaced = cfg
+        .upstreams
+        .iter()
+        .filter(|u| u.enabled)
+        .all(|u| u.namespace);
+    c.add(
+        &["MGMT-5", "TOOL-9"],
+        if all_namespaced {
+            Status::Enforced
+        } else {
+            Status::Partial
+        },
+        if all_namespaced {
+            "tools exposed as <server>__<tool>"
+        } else {
+            "some upstreams expose their tools without a namespace"
+        },
+    );
+    c.add(
+        &["MGMT-3", "MGMT-7", "MGMT-9", "MGMT-12"],
+        Status::Enforced,
+        "a name two upstreams expose is withheld and refused, never \"first wins\"",
+    );
+    c.add(&["MULTI-1"], Status::Partial, "one endpoint aggregates the configured servers; `mcp-warden scan` covers the machine's clients");
+}
+
+fn upstream_claims(b: &Built<'_>, c: &mut Claims) {
+    let http: Vec<&warden_config::HttpUpstreamConfig> = b
+        .config
+        .upstreams
+        .iter()
+        .filter(|u| u.enabled)
+        .filter_map(|u| match &u.transport {
+            UpstreamTransport::Http(h) => Some(h),
+            UpstreamTransport::Stdio(_) => None,
+        })
+        .collect();
+    if http.is_empty() {
+        c.add(
+            &["TLS-1", "TLS-2", "AUTH-3"],
+            Status::NotApplicable,
+            "no remote upstream",
+        );
+    } else if http.iter().all(|h| h.url.scheme() == "https") {
+        c.add(&["TLS-1", "TLS-2", "AUTH-3"], Status::Enforced, "remote upstreams over TLS (rustls, certificates validated); the client's token is never passed through");
+    } else {
+        c.add(
+            &["TLS-1", "TLS-2", "AUTH-3"],
+            Status::Partial,
+            "some remote upstreams use plain HTTP",
+        );
+    }
+    c.add(&["DATA-2"], if http.iter().all(|h| h.url.scheme() == "https") { Status::Partial } else { Status::Off }, "network hops to upstreams use TLS where configured; stored pins and keys are not encrypted at rest");
+    // Packages run by stdio upstreams: pinned to a version, or not.
+    let unpinned: Vec<&str> = b
+        .config
+        .upstreams
+        .iter()
+        .filter(|u| u.enabled)
+        .filter(|u| match &u.transport {
+            UpstreamTransport::Stdio(s) => {
+                let entry = warden_scan::ServerEntry {
+                    name: u.name.clone(),
+                    location: warden_scan::ConfigLocation {
+                        client: warden_scan::Client::ClaudeDesktop,
+                        scope: warden_scan::Scope::User,
+                        format: warden_scan::Format::McpServers,
+                        path: std::path::PathBuf::new(),
+                    },
+                    field: String::new(),
+                    line: 0,
+                    field_lines: Default::default(),
+                    transport: Some(warden_scan::Transport::Stdio {
+                        command: s.command.clone(),
+                        args: s.args.clone(),
+                        env: vec![],
+                    }),
+                    disabled: false,
+                };
+                warden_scan::check_server(&entry)
+                    .iter()
+                    .any(|f| f.rule == "config.unpinned-package")
+            }
+            UpstreamTransport::Http(_) => false,
+        })
+        .map(|u| u.name.as_str())
+        .collect();
+    if b.serve {
+        if unpinned.is_empty() {
+            c.add(
+                &["SUP-2", "RUN-3", "APP-1"],
+                Status::Partial,
+                "every upstream package names an exact version; digests are not verified",
+            );
+        } else {
+            c.add(
+                &["SUP-2", "RUN-3", "APP-1"],
+                Status::Off,
+                format!(
+                    "upstream(s) run a package without a pinned version: {}",
+                    unpinned.join(", ")
+                ),
+            );
+        }
+    } else {
+        c.add(&["SUP-2", "RUN-3", "APP-1"], Status::Off, "the command of `run` is not checked for a pinned version (`mcp-warden scan` reports it)");
+    }
+}
+
+fn always_claims(b: &Built<'_>, c: &mut Claims) {
+    let l = &b.config.limits;
+    c.add(&["API-1", "TOOL-3", "TOOL-5"], Status::Partial, format!("strict JSON-RPC framing: {} bytes per message, depth {}, duplicate keys and invalid UTF-8 refused", l.max_message_bytes, l.max_depth));
+    c.add(
+        &["TOOL-8"],
+        Status::Enforced,
+        "refusals carry a stable message; details go to the audit record only",
+    );
+    c.add(
+        &["LIFE-1"],
+        Status::Partial,
+        "the gateway starts, initializes and stops each upstream; no restart with backoff yet",
+    );
+    c.add(
+        &["LIFE-5"],
+        Status::Partial,
+        format!(
+            "per-request timeout {}s; sandbox limits on processes",
+            b.config.http.request_timeout.as_secs()
+        ),
+    );
+    c.add(
+        &["PROMPT-9"],
+        Status::NotApplicable,
+        "the host manages its conversation history",
+    );
+    if b.config.audit.enabled {
+        c.add(&["MON-2", "MON-5", "MON-6", "AI-1", "LOG-1", "LOG-2", "LIFE-4", "UX-4", "AUTO-4"], Status::Enforced, "audit log on: keyed hash chain with signed checkpoints; `mcp-warden audit verify|search`");
+        let full = format!("{:?}", b.config.audit.capture).to_lowercase();
+        c.add(
+            &["DATA-1"],
+            if full.contains("full") {
+                Status::Partial
+            } else {
+                Status::Enforced
+            },
+            if full.contains("full") {
+                "full capture of arguments and results is on (redacted)"
+            } else {
+                "arguments and results are recorded as size and hash only"
+            },
+        );
+    } else {
+        c.add(
+            &[
+                "MON-2", "MON-5", "MON-6", "AI-1", "LOG-1", "LOG-2", "LIFE-4", "UX-4", "AUTO-4",
+                "DATA-1",
+            ],
+            Status::Off,
+            "the audit log is disabled ([audit] enabled = false)",
+        );
+    }
+    if b.config.content.pii == ContentMode::Off && b.config.content.secrets == ContentMode::Off {
+        c.add(&["CRYPTO-1"], Status::Off, "secret redaction is off");
+    } else {
+        c.add(
+            &["CRYPTO-1"],
+            Status::Partial,
+            "private keys and mnemonics in results are redacted; arguments are not scanned yet",
+        );
+    }
+}
+
+/// The report for `built`.
+pub(crate) fn report(built: &Built<'_>) -> Vec<Row> {
+    let mut claims = Claims::default();
+    for (stage, guard) in built.pipeline.installed() {
+        let ids: Vec<&'static str> = guard.controls().to_vec();
+        claims.add(
+            &ids,
+            Status::Enforced,
+            format!("guard `{}` in stage {stage:?}", guard.name()),
+        );
+    }
+    sandbox_claims(built, &mut claims);
+    face_claims(built, &mut claims);
+    upstream_claims(built, &mut claims);
+    always_claims(built, &mut claims);
+    for (id, why) in controls::OUT_OF_REACH {
+        claims.add(&[id], Status::NotApplicable, *why);
+    }
+    controls::IDS
+        .iter()
+        .map(|id| {
+            let list = claims.0.remove(id).unwrap_or_default();
+            let best = list.iter().map(|(s, _)| *s).max();
+            match best {
+                None => Row {
+                    id,
+                    status: Status::Off,
+                    reason: "nothing in this configuration enforces it".into(),
+                },
+                Some(status) => {
+                    let mut reasons: Vec<String> = list
+                        .into_iter()
+                        .filter(|(s, _)| *s == status)
+                        .map(|(_, r)| r)
+                        .collect();
+                    reasons.dedup();
+                    Row {
+                        id,
+                        status,
+                        reason: reasons.join("; "),
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Runs `check`.
+pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let env = super::env();
+    let path = warden_config::resolve_config_path(args.common.config.as_deref(), &env);
+    let config = match &path {
+        Some(p) => Config::load(p).map_err(|errors| anyhow::anyhow!("{errors}"))?,
+        None => Config::default(),
+    };
+    let serve = match args.mode {
+        Some(m) => m == CheckMode::Serve,
+        None => path.is_some(),
+    };
+    crate::logging::init(args.common.log_level.as_deref().unwrap_or("error"), None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let pipeline = runtime.block_on(super::pipeline::build(
+        &args.common,
+        &config,
+        if serve {
+            super::pipeline::Shape::Serve
+        } else {
+            super::pipeline::Shape::Run {
+                name: "server",
+                pin_id: "check".into(),
+            }
+        },
+    ))?;
+    let sandbox = crate::sandbox::availability();
+    let rows = report(&Built {
+        config: &config,
+        serve,
+        pipeline: &pipeline,
+        sandbox,
+    });
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        CheckFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+        CheckFormat::Table => {
+            for r in &rows {
+                let s = serde_json::to_value(r.status)?;
+                writeln!(
+                    out,
+                    "{:<10} {:<9} {}",
+                    r.id,
+                    s.as_str().unwrap_or(""),
+                    r.reason
+                )?;
+            }
+            let count = |s: Status| rows.iter().filter(|r| r.status == s).count();
+            writeln!(
+                out,
+                "\n{} enforced, {} partial, {} off, {} n/a ({} controls)",
+                count(Status::Enforced),
+                count(Status::Partial),
+                count(Status::Off),
+                count(Status::NotApplicable),
+                rows.len()
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ID list is the checklist's appendix, in order, when the shared checklist is present.
+    #[test]
+    fn ids_match_the_checklist_appendix() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/CHECKLIST.md");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let appendix = text
+            .split("## Appendix")
+            .nth(1)
+            .expect("the checklist has an appendix");
+        let ids: Vec<&str> = appendix
+            .lines()
+            .filter_map(|l| l.strip_prefix("| "))
+            .filter_map(|l| l.split(' ').next())
+            .filter(|id| {
+                id.contains('-') && id.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            })
+            .collect();
+        assert_eq!(ids, controls::IDS);
+    }
+
+    #[test]
+    fn out_of_reach_controls_are_known_ids() {
+        for (id, _) in controls::OUT_OF_REACH {
+            assert!(controls::IDS.contains(id), "{id}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `mcp-warden check`: the posture follows what the configuration builds.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{bin, fresh_data_dir};
+
+fn check(config: Option<&str>, extra: &[&str]) -> HashMap<String, (String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Command::new(bin());
+    c.arg("check").arg("--format").arg("json").args(extra);
+    c.env("MCP_WARDEN_DATA_DIR", fresh_data_dir());
+    c.env_remove("MCP_WARDEN_CONFIG");
+    if let Some(text) = config {
+        let p = dir.path().join("warden.toml");
+        std::fs::write(&p, text).unwrap();
+        c.arg("--config").arg(p);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 129, "one row per control of the checklist");
+    rows.iter()
+        .map(|r| {
+            let status = r["status"].as_str().unwrap().to_owned();
+            assert!(
+                ["enforced", "partial", "off", "n/a"].contains(&status.as_str()),
+                "{r}"
+            );
+            assert!(!r["reason"].as_str().unwrap().is_empty(), "{r}");
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                (status, r["reason"].as_str().unwrap().to_owned()),
+            )
+        })
+        .collect()
+}
+
+fn status(rows: &HashMap<String, (String, String)>, id: &str) -> String {
+    rows[id].0.clone()
+}
+
+#[test]
+fn zero_config_run_enforces_the_default_protections() {
+    let rows = check(None, &[]);
+    for id in [
+        "INT-1", "MGMT-1", "PROMPT-7", "MGMT-4", "DATA-5", "UX-5", "MON-5",
+    ] {
+        assert_eq!(status(&rows, id), "enforced", "{id}: {:?}", rows[id]);
+    }
+    assert!(
+        ["enforced", "partial"].contains(&status(&rows, "RUN-1").as_str()),
+        "the sandbox is on by default: {:?}",
+        rows["RUN-1"]
+    );
+    assert_eq!(status(&rows, "CAUTH-1"), "n/a", "stdio has no network face");
+    assert_eq!(status(&rows, "LLM-1"), "n/a");
+}
+
+#[test]
+fn turning_controls_off_is_reported_off() {
+    let config = r#"
+pinning = "off"
+[content]
+poisoning = "off"
+injection = "off"
+secrets = "off"
+pii = "off"
+sanitize = "off"
+[sandbox]
+enabled = false
+[audit]
+enabled = false
+"#;
+    let rows = check(Some(config), &["--mode", "run"]);
+    for id in [
+        "INT-1", "MGMT-1", "PROMPT-7", "DATA-5", "UX-5", "RUN-1", "MON-5",
+    ] {
+        assert_eq!(status(&rows, id), "off", "{id}: {:?}", rows[id]);
+    }
+}
+
+#[test]
+fn serve_posture_follows_the_http_face() {
+    let config = r#"
+listen = "127.0.0.1:0"
+[upstreams.docs]
+url = "http://docs.example.com/mcp"
+"#;
+    let rows = check(Some(config), &[]);
+    assert_eq!(status(&rows, "CAUTH-1"), "partial", "{:?}", rows["CAUTH-1"]);
+    assert_eq!(
+        status(&rows, "TLS-2"),
+        "partial",
+        "a plain-HTTP upstream: {:?}",
+        rows["TLS-2"]
+    );
+    assert_eq!(status(&rows, "MGMT-5"), "enforced");
+    assert_eq!(status(&rows, "DATA-3"), "enforced");
+    assert_eq!(status(&rows, "RUN-1"), "n/a", "no stdio upstream");
+}
