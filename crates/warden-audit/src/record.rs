@@ -94,6 +94,56 @@ pub struct Content {
     /// The value itself, with secrets redacted (full capture only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// Bytes still to be measured and digested by the writer (see
+    /// [`crate::AuditLog::content_deferred`]); never serialised.
+    #[serde(skip)]
+    pub(crate) deferred: Option<Deferred>,
+}
+
+impl Content {
+    /// A measured and digested content: `bytes` long, with `hmac` (hex), and the redacted
+    /// value under full capture.
+    pub fn new(bytes: u64, hmac: String, value: Option<Value>) -> Self {
+        Self {
+            bytes,
+            hmac,
+            value,
+            deferred: None,
+        }
+    }
+}
+
+/// Which part of a JSON-RPC message a deferred [`Content`] stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The whole message, as it travelled.
+    Message,
+    /// Its `params`, re-encoded compactly.
+    Params,
+    /// Its `params.arguments` (or `params` when it has none), re-encoded compactly.
+    Arguments,
+}
+
+/// A message's bytes (a cheap reference-counted handle) and the part of it to digest.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Deferred {
+    pub(crate) bytes: bytes::Bytes,
+    pub(crate) part: Part,
+}
+
+impl Event {
+    /// Every content of this event that the writer still has to digest.
+    pub(crate) fn contents_mut(&mut self) -> impl Iterator<Item = &mut Content> {
+        let (a, b) = match self {
+            Event::Call {
+                arguments, result, ..
+            } => (arguments.as_mut(), result.as_mut()),
+            Event::Message { params, .. } => (params.as_mut(), None),
+            Event::Config { digest, .. } => (digest.as_mut(), None),
+            _ => (None, None),
+        };
+        a.into_iter().chain(b)
+    }
 }
 
 /// What happened.

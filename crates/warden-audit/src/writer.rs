@@ -1,31 +1,39 @@
-//! The audit handle the gateway holds, and the writer task behind its bounded queue.
+//! The audit handle the gateway holds, and the writer thread behind its bounded queue.
 //!
-//! The request path never touches the file: it builds an [`Event`], hands it to
-//! [`AuditLog::record`] (non-blocking) or [`AuditLog::record_durable`] (waits until the record
-//! is on disk, bounded by a timeout), and carries on. One writer task drains the queue in
-//! batches, encodes and chains the records and appends them with one `write` per batch on the
-//! blocking pool; records that must be durable are synced (`fdatasync`) before their callers
-//! are released, so many of them share one sync (group commit).
+//! The request path never touches the file, and pays for as little as it can: it builds an
+//! [`Event`] from data at hand (arguments and results as reference-counted message bytes,
+//! [`AuditLog::content_deferred`]), stamps it and pushes it onto a bounded in-memory queue
+//! under a short uncontended lock, without waking anybody. One dedicated OS thread (not the
+//! async runtime, not its blocking pool) drains the queue in batches: it formats timestamps,
+//! digests contents, encodes and chains the records and appends them with one `write` per
+//! batch. It wakes when a record must be durable ([`AuditLog::record_durable`]: a denial, a
+//! sensitive call), when the queue is half full, and otherwise every [`LINGER`]; durable
+//! records are synced (`fdatasync`) before their callers are released, so many of them share
+//! one sync (group commit), and everything queued before them is on disk with them (FIFO).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use ring::hmac;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::oneshot;
 
 use crate::error::AuditError;
 use crate::file::{FileOptions, LogFile};
 use crate::keys::{AuditKeys, PublicKey};
-use crate::record::{AuditRecord, Content, Event};
+use crate::record::{AuditRecord, Content, Deferred, Event, Part};
 
 /// Most records written in one batch: bounds the latency one batch adds to the records behind it.
 const MAX_BATCH: usize = 512;
 /// Least time between two "queue full" alerts in the log: a full queue is an alert, not a flood.
 const ALERT_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest time a record that nobody waits for stays in the queue before the writer takes it.
+pub const LINGER: Duration = Duration::from_millis(20);
+/// How often a caller waiting for room in a full queue looks again.
+const ROOM_POLL: Duration = Duration::from_millis(1);
 
 /// When records reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -121,23 +129,161 @@ impl AuditOptions {
 }
 
 enum Item {
-    Record(Box<AuditRecord>, Option<oneshot::Sender<bool>>),
+    Record(SystemTime, Box<Event>, Option<oneshot::Sender<bool>>),
     Flush(oneshot::Sender<bool>),
     Close(oneshot::Sender<bool>),
 }
 
-struct Shared {
-    tx: mpsc::Sender<Item>,
+/// The bounded queue between the request path and the writer thread.
+struct Queue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+    capacity: usize,
+}
+
+struct QueueState {
+    items: VecDeque<Item>,
+    /// Something in `items` has a caller waiting for it.
+    urgent: bool,
+    /// Every handle is gone: the writer closes the file and stops.
+    closed: bool,
+}
+
+enum Push {
+    Done,
+    Full(Item),
+    Closed,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A writer that panicked mid-batch leaves consistent queue state behind (items are
+        // only pushed and popped whole), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Pushes without blocking; wakes the writer when `urgent` or when the queue is half full.
+    fn push(&self, item: Item, urgent: bool) -> Push {
+        let mut s = self.lock();
+        if s.closed {
+            return Push::Closed;
+        }
+        if s.items.len() >= self.capacity {
+            return Push::Full(item);
+        }
+        s.items.push_back(item);
+        let wake = urgent || s.items.len() * 2 >= self.capacity;
+        s.urgent |= urgent;
+        drop(s);
+        if wake {
+            self.wake.notify_one();
+        }
+        Push::Done
+    }
+
+    /// Pushes an item a caller waits for, waiting up to `timeout` for room (None: forever).
+    async fn push_waiting(&self, mut item: Item, timeout: Option<Duration>) -> Push {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            match self.push(item, true) {
+                Push::Full(back) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Push::Full(back);
+                    }
+                    item = back;
+                    tokio::time::sleep(ROOM_POLL).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+}
+
+/// What the writer needs to finish records: the content key and the capture mode.
+struct Finisher {
     keys: Arc<AuditKeys>,
+    capture: Capture,
+    redactor: Option<Arc<dyn Redactor>>,
+}
+
+impl Finisher {
+    fn digest(&self, bytes: &[u8], value: impl FnOnce() -> Value) -> Content {
+        let tag = hmac::sign(self.keys.content_key(), bytes);
+        let value = match (self.capture, &self.redactor) {
+            (Capture::Full, Some(r)) => {
+                let mut v = value();
+                r.redact(&mut v);
+                Some(v)
+            }
+            _ => None,
+        };
+        Content::new(bytes.len() as u64, crate::chain::hex(tag.as_ref()), value)
+    }
+
+    fn value(&self, value: &Value) -> Content {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        self.digest(&bytes, || value.clone())
+    }
+
+    fn resolve(&self, d: &Deferred) -> Content {
+        match d.part {
+            Part::Message => self.digest(&d.bytes, || {
+                serde_json::from_slice(&d.bytes).unwrap_or(Value::Null)
+            }),
+            Part::Params | Part::Arguments => {
+                let msg: Value = serde_json::from_slice(&d.bytes).unwrap_or(Value::Null);
+                let params = msg.get("params").unwrap_or(&Value::Null);
+                let part = match (d.part, params.get("arguments")) {
+                    (Part::Arguments, Some(a)) => a,
+                    _ => params,
+                };
+                self.value(part)
+            }
+        }
+    }
+
+    /// The record of a queued event: timestamp formatted, deferred contents digested.
+    fn finish(&self, at: SystemTime, mut event: Event) -> AuditRecord {
+        for c in event.contents_mut() {
+            if let Some(d) = c.deferred.take() {
+                *c = self.resolve(&d);
+            }
+        }
+        AuditRecord {
+            ts: crate::record::timestamp(at),
+            event,
+        }
+    }
+}
+
+struct Shared {
+    queue: Arc<Queue>,
+    finisher: Arc<Finisher>,
     flush: FlushPolicy,
     on_full: OnFull,
     durable_timeout: Duration,
-    capture: Capture,
     sensitive: Vec<String>,
-    redactor: Option<Arc<dyn Redactor>>,
     dropped: Arc<AtomicU64>,
-    last_alert: std::sync::Mutex<Option<Instant>>,
+    last_alert: Mutex<Option<Instant>>,
     path: PathBuf,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last handle is gone: the writer writes what is queued, closes the file, stops.
+        self.queue.close();
+    }
 }
 
 /// The handle on one audit log. Cheap to clone; every clone feeds the same writer.
@@ -165,8 +311,8 @@ impl PartialEq for AuditLog {
 impl Eq for AuditLog {}
 
 impl AuditLog {
-    /// Loads (or creates) the keys, opens the log, and starts the writer task on the current
-    /// tokio runtime. `redactor` is required for [`Capture::Full`].
+    /// Loads (or creates) the keys, opens the log, and starts the writer thread.
+    /// `redactor` is required for [`Capture::Full`].
     pub fn open(
         opts: AuditOptions,
         redactor: Option<Arc<dyn Redactor>>,
@@ -184,27 +330,44 @@ impl AuditLog {
                 checkpoint_every: opts.checkpoint_every,
             },
         )?;
-        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let capacity = opts.queue.max(1);
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState {
+                items: VecDeque::with_capacity(capacity.min(MAX_BATCH * 2)),
+                urgent: false,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            capacity,
+        });
+        let finisher = Arc::new(Finisher {
+            keys,
+            capture: opts.capture,
+            redactor,
+        });
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(writer(
+        let writer = Writer {
             file,
-            rx,
-            dropped.clone(),
-            opts.sync_interval,
-            opts.checkpoint_interval,
-        ));
+            queue: queue.clone(),
+            finisher: finisher.clone(),
+            dropped: dropped.clone(),
+            sync_interval: opts.sync_interval,
+            checkpoint_interval: opts.checkpoint_interval,
+        };
+        std::thread::Builder::new()
+            .name("warden-audit".into())
+            .spawn(move || writer.run())
+            .map_err(AuditError::Thread)?;
         Ok(AuditLog {
             shared: Arc::new(Shared {
-                tx,
-                keys,
+                queue,
+                finisher,
                 flush: opts.flush,
                 on_full: opts.on_full,
                 durable_timeout: opts.durable_timeout,
-                capture: opts.capture,
                 sensitive: opts.sensitive_tools,
-                redactor,
                 dropped,
-                last_alert: std::sync::Mutex::new(None),
+                last_alert: Mutex::new(None),
                 path: opts.path,
             }),
         })
@@ -214,14 +377,11 @@ impl AuditLog {
     /// (the caller refuses the operation); with [`OnFull::FailOpen`] the record is dropped and
     /// counted.
     pub fn record(&self, event: Event) -> Result<(), AuditError> {
-        match self
-            .shared
-            .tx
-            .try_send(Item::Record(Box::new(AuditRecord::now(event)), None))
-        {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => self.full(),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(AuditError::Closed),
+        let item = Item::Record(SystemTime::now(), Box::new(event), None);
+        match self.shared.queue.push(item, false) {
+            Push::Done => Ok(()),
+            Push::Full(_) => self.full(),
+            Push::Closed => Err(AuditError::Closed),
         }
     }
 
@@ -230,12 +390,12 @@ impl AuditLog {
     /// [`OnFull::FailOpen`] a timeout is logged and counted and the caller carries on.
     pub async fn record_durable(&self, event: Event) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
-        let item = Item::Record(Box::new(AuditRecord::now(event)), Some(ack));
+        let item = Item::Record(SystemTime::now(), Box::new(event), Some(ack));
         let timeout = self.shared.durable_timeout;
-        match self.shared.tx.send_timeout(item, timeout).await {
-            Ok(()) => {}
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => return self.full(),
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(AuditError::Closed),
+        match self.shared.queue.push_waiting(item, Some(timeout)).await {
+            Push::Done => {}
+            Push::Full(_) => return self.full(),
+            Push::Closed => return Err(AuditError::Closed),
         }
         match tokio::time::timeout(timeout, done).await {
             Ok(Ok(true)) => Ok(()),
@@ -301,11 +461,10 @@ impl AuditLog {
     /// Waits until everything queued so far is on disk.
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
-        self.shared
-            .tx
-            .send(Item::Flush(ack))
-            .await
-            .map_err(|_| AuditError::Closed)?;
+        match self.shared.queue.push_waiting(Item::Flush(ack), None).await {
+            Push::Done => {}
+            _ => return Err(AuditError::Closed),
+        }
         match done.await {
             Ok(true) => Ok(()),
             _ => Err(AuditError::NotDurable),
@@ -316,11 +475,10 @@ impl AuditLog {
     /// [`AuditError::Closed`].
     pub async fn close(&self) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
-        self.shared
-            .tx
-            .send(Item::Close(ack))
-            .await
-            .map_err(|_| AuditError::Closed)?;
+        match self.shared.queue.push_waiting(Item::Close(ack), None).await {
+            Push::Done => {}
+            _ => return Err(AuditError::Closed),
+        }
         match done.await {
             Ok(true) => Ok(()),
             _ => Err(AuditError::NotDurable),
@@ -329,7 +487,7 @@ impl AuditLog {
 
     /// Records waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.shared.tx.max_capacity() - self.shared.tx.capacity()
+        self.shared.queue.len()
     }
 
     /// Records dropped so far (fail-open only).
@@ -339,7 +497,7 @@ impl AuditLog {
 
     /// The public checkpoint key.
     pub fn public_key(&self) -> PublicKey {
-        self.shared.keys.public_key()
+        self.shared.finisher.keys.public_key()
     }
 
     /// The log file.
@@ -356,38 +514,36 @@ impl AuditLog {
     /// True when a record can be queued now, or the policy is fail-open: a fail-closed
     /// gateway refuses a call up front rather than perform it unaudited.
     pub fn has_room(&self) -> bool {
-        self.shared.on_full == OnFull::FailOpen || self.shared.tx.capacity() > 0
+        self.shared.on_full == OnFull::FailOpen
+            || self.shared.queue.len() < self.shared.queue.capacity
     }
 
-    /// The minimised form of an argument or result: size and keyed digest of its compact JSON,
-    /// plus the redacted value under full capture.
+    /// The minimised form of an argument or result, computed now: size and keyed digest of
+    /// its compact JSON, plus the redacted value under full capture. The request path should
+    /// prefer [`AuditLog::content_deferred`].
     pub fn content(&self, value: &Value) -> Content {
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
-        self.digest(&bytes, || value.clone())
+        self.shared.finisher.value(value)
     }
 
     /// [`AuditLog::content`] of a message as it travelled (its bytes): the digest covers the
-    /// whole JSON-RPC message, which spares the request path a re-encoding.
+    /// whole JSON-RPC message.
     pub fn content_bytes(&self, bytes: &[u8]) -> Content {
-        self.digest(bytes, || {
-            serde_json::from_slice(bytes).unwrap_or(Value::Null)
+        self.shared.finisher.resolve(&Deferred {
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+            part: Part::Message,
         })
     }
 
-    fn digest(&self, bytes: &[u8], value: impl FnOnce() -> Value) -> Content {
-        let tag = hmac::sign(self.shared.keys.content_key(), bytes);
-        let value = match (self.shared.capture, &self.shared.redactor) {
-            (Capture::Full, Some(r)) => {
-                let mut v = value();
-                r.redact(&mut v);
-                Some(v)
-            }
-            _ => None,
-        };
+    /// The minimised form of `part` of the message `bytes`, left for the writer thread to
+    /// compute: the request path only clones a reference-counted handle. The record holds the
+    /// same size, digest (and redacted value) as [`AuditLog::content`] of that part would
+    /// ([`Part::Message`]: of the bytes as they are).
+    pub fn content_deferred(&self, bytes: bytes::Bytes, part: Part) -> Content {
         Content {
-            bytes: bytes.len() as u64,
-            hmac: crate::chain::hex(tag.as_ref()),
-            value,
+            bytes: 0,
+            hmac: String::new(),
+            value: None,
+            deferred: Some(Deferred { bytes, part }),
         }
     }
 }
@@ -412,128 +568,172 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     remaining.len() >= last.len() && remaining.ends_with(last)
 }
 
-async fn writer(
+struct Writer {
     file: LogFile,
-    mut rx: mpsc::Receiver<Item>,
+    queue: Arc<Queue>,
+    finisher: Arc<Finisher>,
     dropped: Arc<AtomicU64>,
     sync_interval: Duration,
     checkpoint_interval: Duration,
-) {
-    let mut file = Some(file);
-    let mut dirty = false;
-    let mut last_sync = Instant::now();
-    let mut last_checkpoint = Instant::now();
-    let mut records_since_checkpoint = false;
-    loop {
-        let deadline = if dirty {
-            Some(last_sync + sync_interval)
-        } else if records_since_checkpoint {
-            Some(last_checkpoint + checkpoint_interval)
-        } else {
-            None
-        };
-        let first = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-                Ok(item) => item,
-                // Deadline reached: a flush nobody waits for (sync, and checkpoint if due).
-                Err(_) => Some(Item::Flush(oneshot::channel().0)),
-            },
-            None => rx.recv().await,
-        };
-        let Some(first) = first else {
-            // Every handle is gone: close the file cleanly.
-            if let Some(mut f) = file.take() {
-                let _ = tokio::task::spawn_blocking(move || f.close()).await;
+}
+
+impl Writer {
+    /// Waits for work: an urgent item, a half-full queue, a closed queue, or `LINGER` (or an
+    /// earlier sync/checkpoint deadline) with anything queued. Returns the batch, up to
+    /// [`MAX_BATCH`] items, and whether the queue is closed; an empty batch means a deadline
+    /// passed with nothing queued.
+    fn take(&self, deadline: Option<Instant>, batch: &mut Vec<Item>) -> bool {
+        let mut s = self.queue.lock();
+        let linger_end = Instant::now() + LINGER;
+        loop {
+            if s.closed || s.urgent || s.items.len() * 2 >= self.queue.capacity {
+                break;
             }
-            return;
-        };
-        let mut records = Vec::new();
-        let mut acks = Vec::new();
-        let mut sync = false;
-        let mut close = None;
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            match item {
-                Item::Record(r, ack) => {
-                    records.push(*r);
-                    if let Some(a) = ack {
+            let now = Instant::now();
+            let mut until = if s.items.is_empty() {
+                deadline
+            } else {
+                Some(linger_end)
+            };
+            if let (Some(u), Some(d)) = (until, deadline) {
+                until = Some(u.min(d));
+            }
+            match until {
+                Some(u) if now >= u => break,
+                Some(u) => {
+                    s = self
+                        .queue
+                        .wake
+                        .wait_timeout(s, u - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+                None => {
+                    s = self
+                        .queue
+                        .wake
+                        .wait(s)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+        }
+        let n = s.items.len().min(MAX_BATCH);
+        batch.extend(s.items.drain(..n));
+        // Urgent items left behind keep the flag; a conservative `true` costs one early wake.
+        s.urgent = s.urgent && !s.items.is_empty();
+        s.closed && s.items.is_empty()
+    }
+
+    fn run(mut self) {
+        let mut dirty = false;
+        let mut last_sync = Instant::now();
+        let mut last_checkpoint = Instant::now();
+        let mut records_since_checkpoint = false;
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut records = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let deadline = if dirty {
+                Some(last_sync + self.sync_interval)
+            } else if records_since_checkpoint {
+                Some(last_checkpoint + self.checkpoint_interval)
+            } else {
+                None
+            };
+            let closed = self.take(deadline, &mut batch);
+            let mut acks = Vec::new();
+            let mut sync = false;
+            let mut close = None;
+            records.clear();
+            let mut items = batch.drain(..);
+            for item in items.by_ref() {
+                match item {
+                    Item::Record(at, event, ack) => {
+                        records.push(self.finisher.finish(at, *event));
+                        if let Some(a) = ack {
+                            acks.push(a);
+                            sync = true;
+                        }
+                    }
+                    Item::Flush(a) => {
                         acks.push(a);
                         sync = true;
                     }
-                }
-                Item::Flush(a) => {
-                    acks.push(a);
-                    sync = true;
-                }
-                Item::Close(a) => {
-                    close = Some(a);
-                    break;
-                }
-            }
-            if records.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            records.insert(0, AuditRecord::now(Event::Dropped { count: lost }));
-        }
-        let now = Instant::now();
-        if dirty && now >= last_sync + sync_interval {
-            sync = true;
-        }
-        let checkpoint_due = now >= last_checkpoint + checkpoint_interval;
-        let closing = close.is_some();
-        let Some(mut f) = file.take() else { return };
-        let had_records = !records.is_empty();
-        // Records this batch stands for: its own, plus the drops its `dropped` record counts.
-        let batch_len = records.len() as u64 - u64::from(lost > 0) + lost;
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = if closing {
-                f.write_batch(&records, true, true)
-            } else {
-                f.write_batch(&records, sync, checkpoint_due)
-            };
-            (f, r)
-        })
-        .await;
-        let ok = match joined {
-            Ok((f, r)) => {
-                file = Some(f);
-                match r {
-                    Ok(()) => true,
-                    Err(e) => {
-                        // The batch is lost: count it, so the next successful write records
-                        // the gap (`dropped`) in the chain itself.
-                        dropped.fetch_add(batch_len, Ordering::Relaxed);
-                        tracing::error!(error = %e, records = batch_len, "audit write failed");
-                        false
+                    Item::Close(a) => {
+                        close = Some(a);
+                        break;
                     }
                 }
             }
-            Err(_) => {
-                tracing::error!("audit writer task failed");
+            // Anything queued behind a close is answered as not written.
+            for item in items {
+                match item {
+                    Item::Record(_, _, Some(a)) | Item::Flush(a) | Item::Close(a) => {
+                        let _ = a.send(false);
+                    }
+                    Item::Record(_, _, None) => {}
+                }
+            }
+            let lost = self.dropped.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                records.insert(0, AuditRecord::now(Event::Dropped { count: lost }));
+            }
+            let now = Instant::now();
+            // A deadline with nothing queued: a flush nobody waits for.
+            if records.is_empty() && acks.is_empty() && close.is_none() && !closed {
+                sync = dirty;
+            }
+            if dirty && now >= last_sync + self.sync_interval {
+                sync = true;
+            }
+            let checkpoint_due = now >= last_checkpoint + self.checkpoint_interval;
+            let closing = close.is_some() || closed;
+            let had_records = !records.is_empty();
+            // Records this batch stands for: its own, plus the drops its `dropped` record counts.
+            let batch_len = records.len() as u64 - u64::from(lost > 0) + lost;
+            let r = if closing {
+                self.file.write_batch(&records, true, true)
+            } else if had_records || sync || checkpoint_due {
+                self.file.write_batch(
+                    &records,
+                    sync,
+                    checkpoint_due && had_records | records_since_checkpoint,
+                )
+            } else {
+                Ok(())
+            };
+            let ok = match r {
+                Ok(()) => true,
+                Err(e) => {
+                    // The batch is lost: count it, so the next successful write records the
+                    // gap (`dropped`) in the chain itself.
+                    self.dropped.fetch_add(batch_len, Ordering::Relaxed);
+                    tracing::error!(error = %e, records = batch_len, "audit write failed");
+                    false
+                }
+            };
+            if had_records {
+                records_since_checkpoint = true;
+                dirty = true;
+            }
+            if sync || closing {
+                last_sync = now;
+                dirty = !ok;
+            }
+            if checkpoint_due || closing {
+                last_checkpoint = now;
+                records_since_checkpoint = false;
+            }
+            for a in acks {
+                let _ = a.send(ok);
+            }
+            if closing {
+                let _ = self.file.close();
+                self.queue.close();
+                if let Some(a) = close {
+                    let _ = a.send(ok);
+                }
                 return;
             }
-        };
-        if had_records {
-            records_since_checkpoint = true;
-            dirty = true;
-        }
-        if sync || closing {
-            last_sync = now;
-            dirty = !ok;
-        }
-        if checkpoint_due || closing {
-            last_checkpoint = now;
-            records_since_checkpoint = false;
-        }
-        for a in acks {
-            let _ = a.send(ok);
-        }
-        if let Some(a) = close {
-            let _ = a.send(ok);
-            return;
         }
     }
 }

@@ -147,7 +147,17 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, JwtError> {
 pub fn algorithm(header: &Header, allowed: &[JwsAlgorithm]) -> Result<JwsAlgorithm, JwtError> {
     JwsAlgorithm::from_name(&header.alg)
         .filter(|alg| allowed.contains(alg))
-        .ok_or_else(|| JwtError::Algorithm(header.alg.chars().take(32).collect()))
+        // The name is attacker-chosen and ends up in logs: printable ASCII only, bounded.
+        .ok_or_else(|| {
+            JwtError::Algorithm(
+                header
+                    .alg
+                    .chars()
+                    .take(32)
+                    .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                    .collect(),
+            )
+        })
 }
 
 /// A public key from a JWKS, decoded once when the JWKS is fetched.

@@ -65,7 +65,7 @@ pub use raw::RawConfig;
 pub use sandbox::{
     DEFAULT_SANDBOX_CPU_TIME, DEFAULT_SANDBOX_FILE_SIZE, DEFAULT_SANDBOX_MEMORY,
     DEFAULT_SANDBOX_OPEN_FILES, DEFAULT_SANDBOX_PROCESSES, DEFAULT_SANDBOX_TMP_SIZE, RawSandbox,
-    SandboxConfig, SandboxNetwork, SandboxOverride, parse_size,
+    SandboxConfig, SandboxNetwork, SandboxOverride, SizeError, parse_size,
 };
 pub use value_ref::{ENV_PREFIX, FILE_PREFIX, ValueRef, ValueRefError};
 

@@ -669,4 +669,52 @@ mod tests {
         assert!(parse_rate("10/0s").is_err());
         assert!(parse_rate("10/fortnight").is_err());
     }
+
+    #[test]
+    fn reports_every_request_guard_problem_with_its_field() {
+        let text = r#"
+[policy.roles."bad role"]
+tools = ["x"]
+
+[policy.roles.dev]
+tools = ["noslash", "files/*"]
+
+[rate_limit]
+per_tool = "0/s"
+global = { rate = "10/s", burst = 0 }
+
+[arguments]
+path_roots = ["relative"]
+
+[[arguments.rules]]
+tool = "files/*"
+argument = "mode"
+pattern = "("
+"#;
+        let errors = crate::Config::parse(text, "warden.toml")
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "warden.toml:2: policy.roles.\"bad role\": invalid role name",
+            "policy.roles.dev.tools[0]: pattern \"noslash\" must be <server>/<name>",
+            "rate_limit.per_tool: rate \"0/s\" must allow at least one request",
+            "rate_limit.global.burst: 0 is out of range",
+            "arguments.path_roots[0]: path root \"relative\" must be absolute",
+            "arguments.rules[0].pattern: invalid pattern",
+        ] {
+            assert!(
+                errors.contains(expected),
+                "missing {expected:?} in:\n{errors}"
+            );
+        }
+        let ok = crate::Config::parse(
+            "[policy.roles.dev]\ntools = [\"files/*\"]\nread_only_tools = true\n[rate_limit]\nper_principal = \"10/s\"\n",
+            "warden.toml",
+        )
+        .unwrap();
+        let policy = ok.policy.unwrap();
+        assert!(policy.roles["dev"].read_only_tools);
+        let rate = ok.rate_limit.per_principal.unwrap();
+        assert_eq!((rate.count.get(), rate.burst.get()), (10, 10));
+    }
 }

@@ -256,7 +256,7 @@ pub(crate) fn upstream(
         value.and_then(|value| match parse_size(&value) {
             Ok(Some(bytes)) => Some(Some(bytes)),
             Ok(None) if allow_unlimited => Some(None),
-            Ok(None) | Err(()) => {
+            Ok(None) | Err(SizeError) => {
                 problems.push((
                     path.key(field),
                     ConfigErrorKind::Invalid {
@@ -329,9 +329,17 @@ pub(crate) fn upstream(
     }
 }
 
+/// A size that does not parse: not a positive whole number of bytes with a known unit, or too
+/// large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid size; expected a positive number of bytes with an optional unit (KiB, MiB, GiB, TiB)"
+)]
+pub struct SizeError;
+
 /// `"512MiB"` -> `Ok(Some(536870912))`; `"unlimited"` -> `Ok(None)`; zero, overflow or an
-/// unknown unit -> `Err(())`.
-pub fn parse_size(value: &str) -> Result<Option<u64>, ()> {
+/// unknown unit -> [`SizeError`].
+pub fn parse_size(value: &str) -> Result<Option<u64>, SizeError> {
     let value = value.trim();
     if value == "unlimited" {
         return Ok(None);
@@ -340,17 +348,21 @@ pub fn parse_size(value: &str) -> Result<Option<u64>, ()> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(value.len());
     let (digits, unit) = value.split_at(split);
-    let number: u64 = digits.parse().map_err(|_| ())?;
+    let number: u64 = digits.parse().map_err(|_| SizeError)?;
     let shift = match unit.trim() {
         "" | "B" => 0,
         "KiB" => 10,
         "MiB" => 20,
         "GiB" => 30,
         "TiB" => 40,
-        _ => return Err(()),
+        _ => return Err(SizeError),
     };
-    let bytes = number.checked_mul(1u64 << shift).ok_or(())?;
-    if bytes == 0 { Err(()) } else { Ok(Some(bytes)) }
+    let bytes = number.checked_mul(1u64 << shift).ok_or(SizeError)?;
+    if bytes == 0 {
+        Err(SizeError)
+    } else {
+        Ok(Some(bytes))
+    }
 }
 
 #[cfg(test)]
@@ -365,7 +377,7 @@ mod tests {
         assert_eq!(parse_size("1024"), Ok(Some(1024)));
         assert_eq!(parse_size("unlimited"), Ok(None));
         for bad in ["", "0", "1.5GiB", "12GB", "-1", "99999999999TiB", "MiB"] {
-            assert_eq!(parse_size(bad), Err(()), "{bad}");
+            assert_eq!(parse_size(bad), Err(SizeError), "{bad}");
         }
     }
 
@@ -376,7 +388,7 @@ mod tests {
             let parsed = parse_size(&format!("{n}{name}"));
             match n.checked_mul(1u64 << shift) {
                 Some(bytes) => prop_assert_eq!(parsed, Ok(Some(bytes))),
-                None => prop_assert_eq!(parsed, Err(())),
+                None => prop_assert_eq!(parsed, Err(SizeError)),
             }
         }
 

@@ -363,7 +363,10 @@ fn render(datasets: &[(String, &'static str, Vec<Item>)], verbose: bool) -> Stri
          medium or above). *Block* columns count `block` verdicts only (high or critical).\n\
          Precision is computed per kind (tool definitions, results) against the benign items of the\n\
          same kind: the real-server tools plus the development hard negatives for tools, and the\n\
-         development benign results plus MSB's benign results for results.\n"
+         development benign results plus MSB's benign results for results.\n\n\
+         The development data (`dev ...` rows) was written alongside the rules and is optimistic\n\
+         by construction; the public-corpus rows were measured, not tuned item by item. BIPIA rows\n\
+         are BIPIA payloads spliced into the development benign results (carrier `i mod n`).\n"
     );
     // Pools per kind for precision.
     let mut benign_fp: BTreeMap<&str, (usize, usize)> = BTreeMap::new();

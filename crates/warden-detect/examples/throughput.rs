@@ -3,6 +3,10 @@
 //! `poisoning` is the reference).
 #![expect(clippy::print_stdout, reason = "prints its figure")]
 
+#[expect(
+    clippy::disallowed_types,
+    reason = "a wall-clock figure in a plain binary, no async runtime whose time could be paused"
+)]
 fn main() {
     let mib: usize = std::env::args()
         .nth(1)

@@ -277,7 +277,14 @@ fn rule_list(findings: &[Finding]) -> String {
     }
     rules.sort_unstable();
     rules.dedup();
-    rules.join(", ")
+    // Bounded, like all evidence.
+    let more = rules.len().saturating_sub(3);
+    rules.truncate(3);
+    let mut list = rules.join(", ");
+    if more > 0 {
+        list.push_str(&format!(" and {more} more"));
+    }
+    list
 }
 
 /// `s` made safe to print on a terminal: at most `max` characters, control, invisible and
@@ -313,11 +320,14 @@ fn snippet_max(s: &str, max: usize) -> String {
         }
         last_space = false;
         if c.is_control() || fold::is_invisible(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            // The escape counts for what it prints: the limit bounds the output.
+            let escaped = format!("\\u{{{:x}}}", c as u32);
+            n += escaped.len();
+            out.push_str(&escaped);
         } else {
             out.push(c);
+            n += 1;
         }
-        n += 1;
     }
     out.trim().to_owned()
 }

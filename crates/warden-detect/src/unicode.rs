@@ -357,7 +357,10 @@ pub(crate) fn name_checks(name: &str) -> Vec<Raw> {
             severity: Severity::High,
             start: 0,
             end: name.len(),
-            evidence: format!("mixed scripts; reads as `{}`", skeleton_of(name)),
+            evidence: format!(
+                "mixed scripts; reads as `{}`",
+                crate::text::snippet(&skeleton_of(name))
+            ),
             hidden: None,
         });
     } else {

@@ -57,6 +57,10 @@ const LISTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Decisions kept per guard when no policy reads `context` (then a decision is a pure function
+/// of principal, action and resource, so the cache is exact); bounds memory.
+const MAX_CACHED_DECISIONS: usize = 16 * 1024;
+
 /// Server-initiated requests governed by policy (resource: the sending `Server`).
 const SERVER_REQUESTS: &[&str] = &["sampling/createMessage", "elicitation/create", "roots/list"];
 
@@ -136,6 +140,8 @@ pub struct PolicyGuard {
     /// Whether any policy mentions `context`: building the context costs a copy of the
     /// arguments, skipped when nothing reads it.
     uses_context: bool,
+    /// Decisions by everything they depend on, used only when `!uses_context`.
+    decisions: std::sync::RwLock<HashMap<String, Decided>>,
 }
 
 impl std::fmt::Debug for PolicyGuard {
@@ -195,6 +201,7 @@ impl PolicyGuard {
             policies,
             authorizer: Authorizer::new(),
             uses_context,
+            decisions: std::sync::RwLock::new(HashMap::new()),
         })
     }
 
@@ -207,10 +214,28 @@ impl PolicyGuard {
         arguments: Option<&Value>,
         listing: bool,
     ) -> Decided {
-        match self.evaluate(principal, action, resource, arguments, listing) {
+        let key = (!self.uses_context).then(|| decision_key(principal, action, resource, listing));
+        if let Some(key) = &key
+            && let Some(hit) = self
+                .decisions
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+        {
+            return hit.clone();
+        }
+        let decided = match self.evaluate(principal, action, resource, arguments, listing) {
             Ok(d) => d,
             Err(e) => Decided::Deny(format!("policy evaluation failed: {e}")),
+        };
+        if let Some(key) = key {
+            let mut cache = self.decisions.write().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= MAX_CACHED_DECISIONS {
+                cache.clear();
+            }
+            cache.insert(key, decided.clone());
         }
+        decided
     }
 
     fn evaluate(
@@ -429,6 +454,75 @@ impl Guard for PolicyGuard {
         };
         async move { Ok(verdict) }.boxed()
     }
+}
+
+/// Everything a context-free decision depends on, unambiguously joined (lengths prefix each
+/// part, so no choice of names makes two different inputs collide).
+fn decision_key(
+    principal: &Principal,
+    action: &str,
+    resource: Resource<'_>,
+    listing: bool,
+) -> String {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(128);
+    let mut part = |s: &str| {
+        let _ = write!(key, "{}:{s}|", s.len());
+    };
+    part(implicit_role(principal.method));
+    part(&format!("{:?}", principal.method));
+    part(&principal.subject);
+    for r in principal.roles.iter() {
+        part(r);
+    }
+    part("/roles");
+    for s in principal.scopes.iter() {
+        part(s);
+    }
+    part("/scopes");
+    part(action);
+    part(if listing { "listing" } else { "call" });
+    match resource {
+        Resource::Tool {
+            server,
+            name,
+            definition,
+        } => {
+            part("tool");
+            part(server);
+            part(name);
+            let hints = definition.and_then(|d| d.get("annotations"));
+            for k in [
+                "readOnlyHint",
+                "destructiveHint",
+                "idempotentHint",
+                "openWorldHint",
+            ] {
+                let v = hints.and_then(|h| h.get(k)).and_then(Value::as_bool);
+                part(match v {
+                    None => "-",
+                    Some(true) => "t",
+                    Some(false) => "f",
+                });
+            }
+        }
+        Resource::Prompt { server, name } => {
+            part("prompt");
+            part(server);
+            part(name);
+        }
+        Resource::Uri { server, uri } => {
+            part("uri");
+            part(server.unwrap_or("\u{0}none"));
+            part(uri);
+        }
+        Resource::Server(server) => {
+            part("server");
+            part(server);
+        }
+        Resource::Gateway => part("gateway"),
+    }
+    key
 }
 
 fn deny_detail(reasons: &[String]) -> String {

@@ -246,6 +246,10 @@ struct RawEnvelope {
     result: Option<Shape>,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per decode, on the stack; boxing it would cost an allocation"
+)]
 enum Top {
     Object(RawEnvelope),
     Other { is_array: bool },

@@ -63,8 +63,8 @@ impl Reply {
 enum ReplyInner {
     /// Fed by another task.
     Channel(mpsc::Receiver<Message>),
-    /// One message, already known.
-    Single(Option<Message>),
+    /// One message, already known (boxed: a `Reply` stays small).
+    Single(Option<Box<Message>>),
     /// An upstream exchange, driven by whoever polls the stream (no task of its own).
     Pump(Box<dispatch::Pump>),
 }
@@ -88,7 +88,7 @@ impl ReplyStream {
 
     /// A stream holding only `response`.
     pub fn single(response: Message) -> Self {
-        Self::of(ReplyInner::Single(Some(response)))
+        Self::of(ReplyInner::Single(Some(Box::new(response))))
     }
 
     pub(crate) fn pump(pump: dispatch::Pump) -> Self {
@@ -110,7 +110,7 @@ impl ReplyStream {
     pub async fn next(&mut self) -> Option<Message> {
         let next = match &mut self.inner {
             ReplyInner::Channel(rx) => rx.recv().await,
-            ReplyInner::Single(m) => m.take(),
+            ReplyInner::Single(m) => m.take().map(|m| *m),
             ReplyInner::Pump(p) => p.next().await,
         };
         match &next {

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use warden_guard::Pipeline;
 use warden_session::{EraPreference, Gateway, GatewayOptions};
 
 use crate::cli::{EraArg, RunArgs};
@@ -69,27 +68,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..options
         };
         // Pins of a `run` server are keyed by its command line or URL (docs/pinning.md).
-        let pin_target = super::pins::PinTarget {
-            name: def.name.clone(),
+        let shape = super::pipeline::Shape::Run {
+            name: &def.name,
             pin_id: super::pins::run_pin_id(&def.name, &args.command, args.url.as_ref()),
-            mode: config.pinning,
-            namespace: false,
         };
-        let pipeline = super::pins::install(
-            Pipeline::passthrough(),
-            &args.common,
-            &config,
-            vec![pin_target],
-            true,
-        )
-        .await?;
-        let pipeline = super::guards::install(pipeline, &args.common, &config)?;
-        let content_target = super::content::ContentTarget {
-            name: def.name.clone(),
-            config: config.content,
-            namespace: false,
-        };
-        let pipeline = super::content::install(pipeline, &config, vec![content_target]);
+        let pipeline = super::pipeline::build(&args.common, &config, shape).await?;
         let pipeline = audit.observe(pipeline);
         let gateway = Gateway::start(vec![def], pipeline, options)
             .await

@@ -6,7 +6,6 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use warden_config::Config;
 use warden_downstream::{HttpOptions, TlsFiles};
-use warden_guard::Pipeline;
 use warden_session::{Gateway, GatewayOptions};
 
 use crate::cli::ServeArgs;
@@ -68,28 +67,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             audit: audit.log(),
             ..options
         };
-        let pin_targets = config
-            .upstreams
-            .iter()
-            .filter(|u| u.enabled)
-            .map(|u| super::pins::PinTarget {
-                name: u.name.clone(),
-                pin_id: u.name.clone(),
-                mode: config.pinning_of(u),
-                namespace: u.namespace,
-            })
-            .collect();
-        let pipeline = super::pins::install(
-            Pipeline::passthrough(),
-            &args.common,
-            &config,
-            pin_targets,
-            false,
-        )
-        .await?;
-        let pipeline = super::guards::install(pipeline, &args.common, &config)?;
         let pipeline =
-            super::content::install(pipeline, &config, super::content::serve_targets(&config));
+            super::pipeline::build(&args.common, &config, super::pipeline::Shape::Serve).await?;
         // Authentication before the gateway starts its upstreams: a bad [auth] stops startup.
         let auth_shutdown = CancellationToken::new();
         let _stop_auth = auth_shutdown.clone().drop_guard();

@@ -217,10 +217,6 @@ async fn session(url: &str, credential: &str) -> HttpClient {
         .await
         .unwrap();
     assert_eq!(response.status, 200, "tools/list: {}", response.text);
-    eprintln!(
-        "DEBUG tools/list {}",
-        &response.text[..response.text.len().min(300)]
-    );
     client
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    SeccompRule, TargetArch, sock_filter,
 };
 
 use super::sys::Failure;
@@ -82,6 +82,42 @@ const NAMESPACE_FLAGS: &[libc::c_int] = &[
     libc::CLONE_NEWCGROUP,
 ];
 
+/// On x86_64, system-call numbers with this bit set are the x32 ABI's: the same calls under
+/// other numbers, which a deny-list keyed by number would miss on kernels built with x32.
+#[cfg(target_arch = "x86_64")]
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// A filter that fails every x32 system call with ENOSYS (x86_64 only; elsewhere empty).
+fn x32_guard() -> BpfProgram {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // linux/filter.h and linux/seccomp.h; offsets into struct seccomp_data.
+        const LD_W_ABS: u16 = 0x20;
+        const JEQ_K: u16 = 0x15;
+        const JGE_K: u16 = 0x35;
+        const RET_K: u16 = 0x06;
+        const OFFSET_NR: u32 = 0;
+        const OFFSET_ARCH: u32 = 4;
+        const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+        const RET_ALLOW: u32 = 0x7fff_0000;
+        const RET_ERRNO: u32 = 0x0005_0000;
+        let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+        vec![
+            op(LD_W_ABS, 0, 0, OFFSET_ARCH),
+            // Another architecture: not ours to judge here (the main filter kills it).
+            op(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+            op(LD_W_ABS, 0, 0, OFFSET_NR),
+            op(JGE_K, 0, 1, X32_SYSCALL_BIT),
+            op(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS.unsigned_abs()),
+            op(RET_K, 0, 0, RET_ALLOW),
+        ]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
+}
+
 fn arch() -> Result<TargetArch, Failure> {
     TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| Failure::message("seccomp", format!("unsupported architecture: {e}")))
@@ -133,9 +169,59 @@ pub(crate) fn install(options: &Seccomp) -> Result<usize, Failure> {
         BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
         libc::ENOSYS,
     )?;
-    for program in [&clone3, &main] {
+    let x32 = x32_guard();
+    for program in [&x32, &clone3, &main] {
+        if program.is_empty() {
+            continue;
+        }
         seccompiler::apply_filter(program)
             .map_err(|e| Failure::message("seccomp", e.to_string()))?;
     }
     Ok(denied + 1)
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Runs a classic-BPF program (the instructions the guard uses) on `seccomp_data` with
+    /// this system-call number and architecture; returns the action.
+    fn run(program: &[sock_filter], nr: u32, arch: u32) -> u32 {
+        let mut acc = 0u32;
+        let mut pc = 0usize;
+        loop {
+            let op = &program[pc];
+            match op.code {
+                0x20 => acc = if op.k == 0 { nr } else { arch },
+                0x15 | 0x35 => {
+                    let taken = if op.code == 0x15 {
+                        acc == op.k
+                    } else {
+                        acc >= op.k
+                    };
+                    pc += usize::from(if taken { op.jt } else { op.jf });
+                }
+                0x06 => return op.k,
+                other => panic!("unexpected instruction {other:#x}"),
+            }
+            pc += 1;
+        }
+    }
+
+    #[test]
+    fn x32_guard_refuses_only_x32_numbers() {
+        let guard = x32_guard();
+        let x86_64 = 62 | 0x8000_0000 | 0x4000_0000;
+        let enosys = 0x0005_0000 | libc::ENOSYS.unsigned_abs();
+        let ptrace = u32::try_from(libc::SYS_ptrace).unwrap();
+        assert_eq!(run(&guard, ptrace | X32_SYSCALL_BIT, x86_64), enosys);
+        assert_eq!(run(&guard, X32_SYSCALL_BIT, x86_64), enosys);
+        assert_eq!(run(&guard, ptrace, x86_64), 0x7fff_0000);
+        assert_eq!(run(&guard, 0, x86_64), 0x7fff_0000);
+        // Another architecture is left to the main filter.
+        assert_eq!(
+            run(&guard, ptrace | X32_SYSCALL_BIT, 3 | 0x4000_0000),
+            0x7fff_0000
+        );
+    }
 }

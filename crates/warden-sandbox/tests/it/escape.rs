@@ -239,12 +239,18 @@ async fn process_and_memory_limits_hold() {
     )
     .await;
     assert_eq!(outcome(&report, "fork_bomb"), "EAGAIN", "{report}");
-    // The memory cgroup's OOM killer ends the process that went over.
-    assert_eq!(
-        outcome(&report, "allocate"),
-        "killed by signal 9",
-        "{report}"
-    );
+    if crate::availability().is_available(warden_sandbox::Control::MemoryLimit) {
+        // The memory cgroup's OOM killer ends the process that went over.
+        assert_eq!(
+            outcome(&report, "allocate"),
+            "killed by signal 9",
+            "{report}"
+        );
+    } else {
+        // No writable memory cgroup (an unprivileged run without delegation): the probe says
+        // so, and nothing bounds resident memory. The address-space bound below still holds.
+        assert_eq!(outcome(&report, "allocate"), "ok", "{report}");
+    }
 
     // The address-space rlimit, for runtimes that tolerate one, fails the allocation itself.
     let mut settings = Settings::default();
