@@ -37,6 +37,9 @@ pub enum AuditError {
     /// The writer has stopped.
     #[error("audit log is closed")]
     Closed,
+    /// The writer thread could not be started.
+    #[error("cannot start the audit writer thread")]
+    Thread(#[source] std::io::Error),
     /// Full capture was requested without a redactor.
     #[error("full capture of arguments and results needs a redactor")]
     NoRedactor,

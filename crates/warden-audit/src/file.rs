@@ -335,11 +335,6 @@ impl LogFile {
         }
         Ok(())
     }
-
-    /// A final checkpoint and sync (clean shutdown).
-    pub(crate) fn close(&mut self) -> Result<(), AuditError> {
-        self.write_batch(&[], true, true)
-    }
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> AuditError + use<> {

@@ -3,7 +3,7 @@
 //! Position on the request path: beside it, never in it. The session layer builds typed
 //! [`AuditRecord`]s (sessions, authentication attempts, calls with their latency and outcome,
 //! guard decisions, upstream lifecycle, configuration) and hands them to an [`AuditLog`]
-//! handle; a writer task behind a bounded queue chains, writes and syncs them. Records that
+//! handle; a writer thread behind a bounded queue chains, writes and syncs them. Records that
 //! describe a refusal (and, by policy, sensitive calls) are on disk before the client learns
 //! the outcome.
 //!
@@ -29,7 +29,7 @@ mod writer;
 pub use error::AuditError;
 pub use file::rotated_files;
 pub use keys::{AuditKeys, KeyError, PublicKey};
-pub use record::{AuditRecord, AuthOutcome, Content, Direction, Event, Status, Verdict};
+pub use record::{AuditRecord, AuthOutcome, Content, Direction, Event, Part, Status, Verdict};
 pub use writer::{AuditLog, AuditOptions, Capture, FlushPolicy, OnFull, Redactor, glob_match};
 
 /// File name of the key file inside the data directory.

@@ -31,7 +31,7 @@ const MAX_BATCH: usize = 512;
 /// Least time between two "queue full" alerts in the log: a full queue is an alert, not a flood.
 const ALERT_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest time a record that nobody waits for stays in the queue before the writer takes it.
-pub const LINGER: Duration = Duration::from_millis(20);
+pub(crate) const LINGER: Duration = Duration::from_millis(20);
 /// How often a caller waiting for room in a full queue looks again.
 const ROOM_POLL: Duration = Duration::from_millis(1);
 
@@ -640,6 +640,7 @@ impl Writer {
                 None
             };
             let closed = self.take(deadline, &mut batch);
+            let nothing_queued = batch.is_empty();
             let mut acks = Vec::new();
             let mut sync = false;
             let mut close = None;
@@ -678,9 +679,10 @@ impl Writer {
                 records.insert(0, AuditRecord::now(Event::Dropped { count: lost }));
             }
             let now = Instant::now();
-            // A deadline with nothing queued: a flush nobody waits for.
-            if records.is_empty() && acks.is_empty() && close.is_none() && !closed {
-                sync = dirty;
+            // An empty batch means a deadline passed: a flush nobody waits for (sync, and
+            // checkpoint if due).
+            if nothing_queued {
+                sync = true;
             }
             if dirty && now >= last_sync + self.sync_interval {
                 sync = true;
@@ -692,14 +694,8 @@ impl Writer {
             let batch_len = records.len() as u64 - u64::from(lost > 0) + lost;
             let r = if closing {
                 self.file.write_batch(&records, true, true)
-            } else if had_records || sync || checkpoint_due {
-                self.file.write_batch(
-                    &records,
-                    sync,
-                    checkpoint_due && had_records | records_since_checkpoint,
-                )
             } else {
-                Ok(())
+                self.file.write_batch(&records, sync, checkpoint_due)
             };
             let ok = match r {
                 Ok(()) => true,
@@ -727,7 +723,6 @@ impl Writer {
                 let _ = a.send(ok);
             }
             if closing {
-                let _ = self.file.close();
                 self.queue.close();
                 if let Some(a) = close {
                     let _ = a.send(ok);

@@ -238,7 +238,12 @@ impl SchemaGuard {
             .and_then(|p| p.get("name"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        let Some(tool) = call.target.and_then(|t| t.tool.as_ref()) else {
+        let Some(target) = call.target else {
+            // The session could not route the name to any upstream (unknown, or withheld as a
+            // collision): nothing can be forwarded, and routing answers with the precise reason.
+            return Verdict::Continue;
+        };
+        let Some(tool) = target.tool.as_ref() else {
             return self.deny(
                 format!("tool {shown:?} is not in the upstream's tool list; the call cannot be validated"),
                 "no listed definition for the called tool".into(),

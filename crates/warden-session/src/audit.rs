@@ -2,7 +2,7 @@
 //! upstream messages, and (through [`DecisionAudit`], a pipeline observer) every guard decision.
 //!
 //! Each event costs the request path one record built from data already at hand and one
-//! non-blocking queue push; the writer task does the hashing and the I/O. The exception is the
+//! non-blocking queue push; the writer thread does the hashing and the I/O. The exception is the
 //! flush policy: a call that was denied or held, or that named a sensitive tool, waits until
 //! its record (and every record queued before it, including the guard's decision) is on disk
 //! before the client receives the response.
@@ -202,7 +202,10 @@ impl PendingCall {
             Some(m) => (
                 Status::Result,
                 None,
-                Some(data.log.content_bytes(m.bytes())),
+                Some(
+                    data.log
+                        .content_deferred(m.bytes().clone(), warden_audit::Part::Message),
+                ),
             ),
         };
         let log = data.log.clone();
@@ -253,9 +256,14 @@ impl Gateway {
         }
         let method = message.method().unwrap_or("").to_owned();
         let name = target_name(&message);
-        let arguments = message.params().map(|p| match p.get("arguments") {
-            Some(a) if method == "tools/call" => log.content(a),
-            _ => log.content(p),
+        // The digest is computed by the writer thread from the message's shared bytes.
+        let arguments = message.params().map(|_| {
+            let part = if method == "tools/call" {
+                warden_audit::Part::Arguments
+            } else {
+                warden_audit::Part::Params
+            };
+            log.content_deferred(message.bytes().clone(), part)
         });
         let sensitive =
             method == "tools/call" && name.as_deref().is_some_and(|n| log.is_sensitive_tool(n));
@@ -307,7 +315,9 @@ impl Gateway {
                 "notification"
             }
             .to_owned(),
-            params: Some(log.content_bytes(message.bytes())),
+            params: Some(
+                log.content_deferred(message.bytes().clone(), warden_audit::Part::Message),
+            ),
         };
         if let Err(e) = log.record(event) {
             tracing::error!(error = %e, "upstream message could not be audited");

@@ -101,6 +101,11 @@ s/"result": {{"/"result": {{{fields}, "/"#
     command
 }
 
+/// `serve` configuration `toml` with argument validation off (see [`UNSANDBOXED`]).
+fn bare(toml: &str) -> String {
+    format!("[arguments]\nvalidate_schema = false\n{toml}")
+}
+
 /// TOML for one `[upstreams.<name>]` table running `command`.
 fn upstream_toml(name: &str, command: &[String]) -> String {
     let args: Vec<String> = command[1..].iter().map(|a| toml_str(a)).collect();
@@ -114,8 +119,10 @@ fn upstream_toml(name: &str, command: &[String]) -> String {
 
 /// These tests are about hostile *protocol* traffic; their fixtures append what they receive
 /// to the test's files (`tee`) and report their own pids, which a sandbox forbids and
-/// renumbers. The sandbox's containment has its own tests (`sandbox.rs`).
-const UNSANDBOXED: &str = "[sandbox]\nenabled = false\n";
+/// renumbers. The sandbox's containment has its own tests (`sandbox.rs`). The fixtures are not
+/// MCP servers (they list no tools), so argument validation, which refuses calls to tools an
+/// upstream never listed, is off too; it has its own tests (`request_guards.rs`).
+const UNSANDBOXED: &str = "[sandbox]\nenabled = false\n[arguments]\nvalidate_schema = false\n";
 
 /// A configuration file for `run` with the sandbox off (see [`UNSANDBOXED`]; `serve`
 /// upstreams get `[upstreams.<name>.sandbox]` in [`upstream_toml`]).
@@ -289,8 +296,12 @@ fn huge_prefix() -> Vec<u8> {
 
 /// `mcp-warden run [extra...] -- command...`, quiet unless something is badly wrong.
 fn start_run(extra: &[&str], command: &[String]) -> StdioClient {
+    start_run_with(unsandboxed_config(), extra, command)
+}
+
+/// [`start_run`] with its own configuration file (which must include [`UNSANDBOXED`]).
+fn start_run_with(config: &Path, extra: &[&str], command: &[String]) -> StdioClient {
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
-    let config = unsandboxed_config();
     let mut extra = extra.to_vec();
     extra.extend(["--config", config.to_str().unwrap()]);
     let mut c = run_command(&extra, &command);
@@ -496,10 +507,14 @@ async fn run_never_forwards_upstream_garbage() {
     // batch, a JSON-RPC 1.0 object, invalid UTF-8 and a too-deep notification.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("warden.toml");
-    std::fs::write(&config, "[limits]\nmax_message_bytes = 4096\n").unwrap();
-    let config = config.to_string_lossy().into_owned();
-    let mut c = start_run(
-        &["--config", &config, "--era", "legacy"],
+    std::fs::write(
+        &config,
+        format!("{UNSANDBOXED}[limits]\nmax_message_bytes = 4096\n"),
+    )
+    .unwrap();
+    let mut c = start_run_with(
+        &config,
+        &["--era", "legacy"],
         &[python(), fixture("garbage_server.py"), "10000".into()],
     );
     let init = c.initialize(VERSION).await.unwrap();
@@ -685,7 +700,7 @@ async fn post_huge(port: u16, chunked: bool) -> u16 {
 async fn serve_refuses_malformed_bodies_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("upstream.log");
-    let serve = Serve::start(&upstream_toml("echo", &logged_echo(&log)))
+    let serve = Serve::start(&bare(&upstream_toml("echo", &logged_echo(&log))))
         .await
         .unwrap();
     let mut client = serve_client(&serve).await;
@@ -722,7 +737,7 @@ async fn serve_refuses_malformed_bodies_and_keeps_serving() {
 async fn serve_refuses_100_mb_bodies_with_413_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("upstream.log");
-    let serve = Serve::start(&upstream_toml("echo", &logged_echo(&log)))
+    let serve = Serve::start(&bare(&upstream_toml("echo", &logged_echo(&log))))
         .await
         .unwrap();
     let mut client = serve_client(&serve).await;
@@ -749,7 +764,7 @@ async fn serve_refuses_bad_sessions_origins_hosts_and_slow_heads() {
         "[http]\nheader_read_timeout = \"1s\"\n{}",
         upstream_toml("echo", &logged_echo(&log))
     );
-    let serve = Serve::start(&toml).await.unwrap();
+    let serve = Serve::start(&bare(&toml)).await.unwrap();
     let port = serve.port;
     let mut client = serve_client(&serve).await;
     let call = |what: &str| {
@@ -848,7 +863,7 @@ async fn serve_refuses_bad_sessions_origins_hosts_and_slow_heads() {
 async fn serve_answers_at_once_when_the_upstream_response_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("upstream.log");
-    let serve = Serve::start(&upstream_toml("echo", &logged_echo(&log)))
+    let serve = Serve::start(&bare(&upstream_toml("echo", &logged_echo(&log))))
         .await
         .unwrap();
     let mut client = serve_client(&serve).await;
@@ -890,7 +905,7 @@ async fn serve_survives_garbage_stray_responses_and_a_dying_upstream() {
         ),
         upstream_toml("dying", &with_initialize_result("dying_server.py", &[])),
     );
-    let serve = Serve::start(&toml).await.unwrap();
+    let serve = Serve::start(&bare(&toml)).await.unwrap();
     let mut client = serve_client(&serve).await;
     let mut call = async |name: &str| {
         let answer = tokio::time::timeout(

@@ -283,3 +283,59 @@ async fn full_capture_requires_a_redactor_and_digests_are_keyed() {
     log.close().await.unwrap();
     log2.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn deferred_contents_are_digested_by_the_writer_like_eager_ones() {
+    let fx = Fixture::new();
+    let log = AuditLog::open(fx.options(), None).unwrap();
+    let args = serde_json::json!({"path": "/etc/passwd", "n": 3});
+    let msg = bytes::Bytes::from(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","arguments":{"path":"/etc/passwd", "n":3}}}"#,
+    );
+    let params: serde_json::Value =
+        serde_json::from_slice::<serde_json::Value>(&msg).unwrap()["params"].clone();
+    let expect_args = log.content(&args);
+    let expect_params = log.content(&params);
+    let expect_msg = log.content_bytes(&msg);
+    // The deferred form carries nothing measured yet: the request path did no digest.
+    let d = log.content_deferred(msg.clone(), warden_audit::Part::Arguments);
+    assert!(d.hmac.is_empty() && d.bytes == 0);
+    let mut ev = call("read", Status::Result);
+    if let Event::Call {
+        arguments, result, ..
+    } = &mut ev
+    {
+        *arguments = Some(d);
+        *result = Some(log.content_deferred(msg.clone(), warden_audit::Part::Message));
+    }
+    log.record(ev).unwrap();
+    log.record(Event::Message {
+        session: None,
+        direction: warden_audit::Direction::ToClient,
+        method: "tools/call".into(),
+        upstream: None,
+        kind: "request".into(),
+        params: Some(log.content_deferred(msg.clone(), warden_audit::Part::Params)),
+    })
+    .unwrap();
+    log.flush().await.unwrap();
+    let lines = fx.lines();
+    let rec = |i: usize| -> serde_json::Value { serde_json::from_str(&lines[i]).unwrap() };
+    let (call_rec, msg_rec) = (rec(0), rec(1));
+    let find = |v: &serde_json::Value, k: &str| -> serde_json::Value {
+        v.get(k)
+            .or_else(|| v.get("rec").and_then(|r| r.get(k)))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {k} in {v}"))
+    };
+    let check = |got: serde_json::Value, want: &warden_audit::Content| {
+        assert_eq!(got["hmac"], want.hmac.as_str());
+        assert_eq!(got["bytes"], want.bytes);
+    };
+    check(find(&call_rec, "arguments"), &expect_args);
+    check(find(&call_rec, "result"), &expect_msg);
+    check(find(&msg_rec, "params"), &expect_params);
+    assert_ne!(expect_args.hmac, expect_params.hmac);
+    assert!(fx.verify().unwrap().head_checked);
+    log.close().await.unwrap();
+}

@@ -377,3 +377,12 @@ proptest! {
         prop_assert!(rules_at_least(&result(&padding_only), Severity::Medium).is_empty());
     }
 }
+
+#[test]
+fn evidence_is_bounded_even_when_every_character_is_escaped() {
+    // Found by the `detect_text` fuzz target: escapes counted as one character each.
+    let text = format!("<!--{}-->", "\u{7}".repeat(500));
+    for f in description(&text) {
+        assert!(f.evidence.chars().count() <= 200, "{}", f.evidence.len());
+    }
+}

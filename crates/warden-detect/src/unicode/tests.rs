@@ -62,3 +62,16 @@ fn cyrillic_lookalike_name_is_mixed_script_and_confusable() {
 fn distinct_names_are_not_confusable() {
     assert!(confusable_pairs(&["get_issue", "get_issues", "list_issues"]).is_empty());
 }
+
+#[test]
+fn evidence_of_a_long_mixed_script_name_is_bounded() {
+    // Found by the `detect_tool` fuzz target: the skeleton was quoted whole.
+    let name = format!("rеad{}", "m".repeat(2000));
+    let raws = name_checks(&name);
+    assert_eq!(raws[0].rule, rules::MIXED_SCRIPT_NAME);
+    assert!(
+        raws[0].evidence.chars().count() <= 120,
+        "{}",
+        raws[0].evidence.len()
+    );
+}

@@ -192,6 +192,9 @@ async fn serve_withholds_a_name_two_plain_upstreams_share() {
         c.extend(server);
         c
     };
+    // Unprefixed names; no sandbox, because `tee` records what each upstream receives in the
+    // test's scratch directory, which the sandbox rightly keeps the upstream from writing.
+    const UNSANDBOXED_PLAIN: &str = "namespace = false\nsandbox = { enabled = false }";
     let everything_log = scratch.path("everything-stdin.jsonl");
     let py_log = scratch.path("py-stdin.jsonl");
     let gateway = Serve::start(&format!(
@@ -199,9 +202,9 @@ async fn serve_withholds_a_name_two_plain_upstreams_share() {
         stdio_upstream(
             "everything",
             &tee(&everything_log, everything_stdio()),
-            "namespace = false"
+            UNSANDBOXED_PLAIN
         ),
-        stdio_upstream("py", &tee(&py_log, python_stdio(&[])), "namespace = false")
+        stdio_upstream("py", &tee(&py_log, python_stdio(&[])), UNSANDBOXED_PLAIN)
     ))
     .await
     .unwrap();
