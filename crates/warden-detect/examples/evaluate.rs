@@ -119,6 +119,10 @@ fn item(v: &Value, verdict_rules: (Verdict, Vec<&'static str>), technique: Optio
     }
 }
 
+/// Everything after this line of the report is kept as it is by the next run.
+const KEEP_MARKER: &str =
+    "\n<!-- Sections below are written by other evaluations and kept as they are. -->\n\n";
+
 /// Splices a payload into a carrier after its first paragraph (or first line).
 fn splice(carrier: &str, payload: &str) -> String {
     let at = carrier
@@ -312,7 +316,19 @@ fn main() {
         }
     }
 
-    let report = render(&datasets, verbose);
+    let mut report = render(&datasets, verbose);
+    // Other sections of the same report (the secrets evaluation) are written by other tools:
+    // keep whatever follows the marker (or, in a report without it, the `## Secrets` section).
+    report.push_str(KEEP_MARKER);
+    if let Ok(old) = std::fs::read_to_string(&out) {
+        let kept = old
+            .find(KEEP_MARKER)
+            .map(|i| &old[i + KEEP_MARKER.len()..])
+            .or_else(|| old.find("\n## Secrets").map(|i| &old[i + 1..]));
+        if let Some(kept) = kept {
+            report.push_str(kept);
+        }
+    }
     if let Err(e) = std::fs::write(&out, &report) {
         println!("cannot write {}: {e}", out.display());
     }

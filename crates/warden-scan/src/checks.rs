@@ -81,6 +81,12 @@ pub const RULES: &[Rule] = &[
         severity: Severity::Low,
     },
     Rule {
+        id: "server.bad-tls",
+        summary: "a remote server presents a TLS certificate that does not validate",
+        controls: &["TLS-1", "TLS-2"],
+        severity: Severity::High,
+    },
+    Rule {
         id: "server.unreachable",
         summary: "the server could not be started or reached for analysis",
         controls: &[],

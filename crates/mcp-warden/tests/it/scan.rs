@@ -471,3 +471,49 @@ fn scan_start_analyses_the_servers_tools() {
     }
     assert_eq!(code, 1, "a high finding fails the scan");
 }
+
+/// `scan --connect` reports a remote server whose certificate does not validate (here a real
+/// `mcp-warden serve` with a self-signed certificate on 127.0.0.1).
+#[tokio::test]
+async fn scan_connect_reports_a_bad_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let serve = crate::support::Serve::start(&format!(
+        "[http]\ntls_cert = {}\ntls_key = {}\n",
+        crate::support::toml_str(&cert.display().to_string()),
+        crate::support::toml_str(&key.display().to_string())
+    ))
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("project")).unwrap();
+    let p = home.path().join(".cursor/mcp.json");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let url = format!("https://127.0.0.1:{}/mcp", serve.port);
+    std::fs::write(
+        &p,
+        serde_json::json!({"mcpServers": {"selfsigned": {"url": url}}}).to_string(),
+    )
+    .unwrap();
+    let home_path = home.path().to_owned();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        warden(
+            &home_path,
+            &["scan", "--connect", "--timeout", "20", "--format", "json"],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let f: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let bad = f
+        .iter()
+        .find(|x| x["rule"] == "server.bad-tls")
+        .unwrap_or_else(|| panic!("{f:#?}"));
+    assert_eq!(bad["server"], "selfsigned");
+    assert_eq!(bad["severity"], "high");
+}

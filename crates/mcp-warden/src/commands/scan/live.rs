@@ -222,6 +222,32 @@ fn to_scan(entry: &ServerEntry, what: &str, f: Finding) -> ScanFinding {
     }
 }
 
+/// For an `https` server: `Some(reason)` when its certificate is refused (untrusted issuer,
+/// expired, wrong name). Any HTTP answer, even an error status, means TLS itself is sound.
+async fn tls_problem(url: &str, timeout: Duration) -> Option<String> {
+    if !url.starts_with("https://") {
+        return None;
+    }
+    let client = reqwest::Client::builder()
+        .timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .ok()?;
+    let err = client.get(url).send().await.err()?;
+    let mut chain = vec![err.to_string()];
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    let text = chain.join(": ");
+    let lower = text.to_lowercase();
+    (lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("notvalidforname"))
+    .then_some(text)
+}
+
 /// Starts or connects to each server the consent allows and analyses what it exposes.
 pub(crate) async fn analyse(entries: &[ServerEntry], consent: Consent) -> Vec<ScanFinding> {
     let jobs = entries
@@ -243,6 +269,24 @@ pub(crate) async fn analyse(entries: &[ServerEntry], consent: Consent) -> Vec<Sc
         .collect()
         .await;
     let mut out = Vec::new();
+    if consent.connect {
+        for e in entries.iter().filter(|e| !e.disabled) {
+            if let Some(ConfigTransport::Remote { url, .. }) = &e.transport
+                && let Some(why) = tls_problem(url, consent.timeout).await
+            {
+                out.push(ScanFinding {
+                    rule: "server.bad-tls",
+                    severity: Severity::High,
+                    file: e.location.path.display().to_string(),
+                    line: e.line,
+                    client: e.location.client,
+                    server: e.name.clone(),
+                    message: "the server's TLS certificate is not valid for it: a client that accepts it can be impersonated".into(),
+                    evidence: why,
+                });
+            }
+        }
+    }
     let mut fetched: Vec<(&ServerEntry, Fetched)> = Vec::new();
     for (e, r) in results {
         match r {
