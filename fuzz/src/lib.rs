@@ -1064,7 +1064,10 @@ pub fn jwt_parse(data: &[u8]) {
                 if let Some(key) = &key {
                     let verified = key.verify(alg, parsed.signing_input, &parsed.signature);
                     if !key.fits(alg) {
-                        assert!(verified.is_err(), "a key verified for an algorithm it does not fit");
+                        assert!(
+                            verified.is_err(),
+                            "a key verified for an algorithm it does not fit"
+                        );
                     }
                 }
             }
@@ -1085,7 +1088,11 @@ pub fn jwt_parse(data: &[u8]) {
             assert!(!accepted.subject.is_empty());
             assert!(accepted.expires.saturating_add(rules.leeway) >= now);
             assert!(accepted.roles.len() <= MAX_ROLES && accepted.scopes.len() <= MAX_SCOPES);
-            assert!(accepted.not_before.is_none_or(|nbf| nbf <= now + rules.leeway));
+            assert!(
+                accepted
+                    .not_before
+                    .is_none_or(|nbf| nbf <= now + rules.leeway)
+            );
         }
     }
 }

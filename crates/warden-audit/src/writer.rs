@@ -3,23 +3,23 @@
 //! The request path never touches the file, and pays for as little as it can: it builds an
 //! [`Event`] from data at hand (arguments and results as reference-counted message bytes,
 //! [`AuditLog::content_deferred`]), stamps it and pushes it onto a bounded in-memory queue
-//! under a short uncontended lock, without waking anybody. One dedicated OS thread (not the
-//! async runtime, not its blocking pool) drains the queue in batches: it formats timestamps,
-//! digests contents, encodes and chains the records and appends them with one `write` per
-//! batch. It wakes when a record must be durable ([`AuditLog::record_durable`]: a denial, a
-//! sensitive call), when the queue is half full, and otherwise every [`LINGER`]; durable
-//! records are synced (`fdatasync`) before their callers are released, so many of them share
-//! one sync (group commit), and everything queued before them is on disk with them (FIFO).
+//! under a short uncontended lock, signalling the writer only when it is idle. One dedicated OS
+//! thread (not the async runtime, not its blocking pool) drains the queue in batches: it formats
+//! timestamps, digests contents, encodes and chains the records and appends them with one
+//! `write` per batch. Durable records are synced (`fdatasync`) before their callers are
+//! released, so many of them share one sync (group commit), and everything queued before them
+//! is on disk with them (FIFO).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use ring::hmac;
 use serde_json::Value;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::error::AuditError;
 use crate::file::{FileOptions, LogFile};
@@ -30,8 +30,6 @@ use crate::record::{AuditRecord, Content, Deferred, Event, Part};
 const MAX_BATCH: usize = 512;
 /// Least time between two "queue full" alerts in the log: a full queue is an alert, not a flood.
 const ALERT_INTERVAL: Duration = Duration::from_secs(10);
-/// Longest time a record that nobody waits for stays in the queue before the writer takes it.
-pub(crate) const LINGER: Duration = Duration::from_millis(20);
 /// How often a caller waiting for room in a full queue looks again.
 const ROOM_POLL: Duration = Duration::from_millis(1);
 
@@ -143,8 +141,8 @@ struct Queue {
 
 struct QueueState {
     items: VecDeque<Item>,
-    /// Something in `items` has a caller waiting for it.
-    urgent: bool,
+    /// The writer is blocked waiting for items (a push must signal it).
+    idle: bool,
     /// Every handle is gone: the writer closes the file and stops.
     closed: bool,
 }
@@ -164,8 +162,8 @@ impl Queue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Pushes without blocking; wakes the writer when `urgent` or when the queue is half full.
-    fn push(&self, item: Item, urgent: bool) -> Push {
+    /// Pushes without blocking; signals the writer when it is idle.
+    fn push(&self, item: Item) -> Push {
         let mut s = self.lock();
         if s.closed {
             return Push::Closed;
@@ -174,8 +172,7 @@ impl Queue {
             return Push::Full(item);
         }
         s.items.push_back(item);
-        let wake = urgent || s.items.len() * 2 >= self.capacity;
-        s.urgent |= urgent;
+        let wake = s.idle;
         drop(s);
         if wake {
             self.wake.notify_one();
@@ -187,7 +184,7 @@ impl Queue {
     async fn push_waiting(&self, mut item: Item, timeout: Option<Duration>) -> Push {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            match self.push(item, true) {
+            match self.push(item) {
                 Push::Full(back) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Push::Full(back);
@@ -334,7 +331,7 @@ impl AuditLog {
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
                 items: VecDeque::with_capacity(capacity.min(MAX_BATCH * 2)),
-                urgent: false,
+                idle: false,
                 closed: false,
             }),
             wake: Condvar::new(),
@@ -378,7 +375,7 @@ impl AuditLog {
     /// counted.
     pub fn record(&self, event: Event) -> Result<(), AuditError> {
         let item = Item::Record(SystemTime::now(), Box::new(event), None);
-        match self.shared.queue.push(item, false) {
+        match self.shared.queue.push(item) {
             Push::Done => Ok(()),
             Push::Full(_) => self.full(),
             Push::Closed => Err(AuditError::Closed),
@@ -578,49 +575,36 @@ struct Writer {
 }
 
 impl Writer {
-    /// Waits for work: an urgent item, a half-full queue, a closed queue, or `LINGER` (or an
-    /// earlier sync/checkpoint deadline) with anything queued. Returns the batch, up to
-    /// [`MAX_BATCH`] items, and whether the queue is closed; an empty batch means a deadline
-    /// passed with nothing queued.
+    /// Waits for work: anything queued, a closed queue, or `deadline` (the next sync or
+    /// checkpoint). Takes up to [`MAX_BATCH`] items into `batch` and returns true when the
+    /// queue is closed and empty; an empty batch means the deadline passed.
     fn take(&self, deadline: Option<Instant>, batch: &mut Vec<Item>) -> bool {
         let mut s = self.queue.lock();
-        let linger_end = Instant::now() + LINGER;
-        loop {
-            if s.closed || s.urgent || s.items.len() * 2 >= self.queue.capacity {
-                break;
-            }
+        while !s.closed && s.items.is_empty() {
             let now = Instant::now();
-            let mut until = if s.items.is_empty() {
-                deadline
-            } else {
-                Some(linger_end)
-            };
-            if let (Some(u), Some(d)) = (until, deadline) {
-                until = Some(u.min(d));
-            }
-            match until {
-                Some(u) if now >= u => break,
-                Some(u) => {
-                    s = self
-                        .queue
+            s.idle = true;
+            s = match deadline {
+                Some(d) if now >= d => {
+                    s.idle = false;
+                    break;
+                }
+                Some(d) => {
+                    self.queue
                         .wake
-                        .wait_timeout(s, u - now)
+                        .wait_timeout(s, d - now)
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
+                        .0
                 }
-                None => {
-                    s = self
-                        .queue
-                        .wake
-                        .wait(s)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                }
-            }
+                None => self
+                    .queue
+                    .wake
+                    .wait(s)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+            s.idle = false;
         }
         let n = s.items.len().min(MAX_BATCH);
         batch.extend(s.items.drain(..n));
-        // Urgent items left behind keep the flag; a conservative `true` costs one early wake.
-        s.urgent = s.urgent && !s.items.is_empty();
         s.closed && s.items.is_empty()
     }
 

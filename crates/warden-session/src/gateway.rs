@@ -42,6 +42,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How to reach one upstream.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once per upstream at startup; boxing would buy nothing"
+)]
 pub enum Transport {
     /// A child process speaking stdio.
     Stdio(StdioSpec),

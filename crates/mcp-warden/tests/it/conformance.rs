@@ -108,13 +108,22 @@ async fn fixture_as_http_upstream_passes_what_it_passes_directly() {
     compare(work, Target::Fixture, "http", &server.url, &upstream).await;
 }
 
+/// The suite's server scenarios call the `test_*` tools of its own fixture; server-everything
+/// lists none of them, and some scenarios call its `echo` without the arguments its
+/// `inputSchema` requires. With argument validation on (the default, API-1) the gateway refuses
+/// those calls itself (`-32602`) where server-everything answers with its own error, and 10
+/// checks differ from the direct run (docs/conformance.md). The comparison with the direct run
+/// is about transport and era handling, so these two runs turn validation off; the fixture's
+/// runs, whose tools are all listed, keep it on.
+const SUITE_CALLS_UNLISTED_TOOLS: &str = "[arguments]\nvalidate_schema = false\n";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn server_everything_as_stdio_upstream_passes_what_it_passes_directly() {
     let _serial = SUITE_LOCK.lock().await;
     let work = tempfile::tempdir().unwrap();
     let direct = start_everything_http(work.path()).await;
     let upstream = format!(
-        "[upstreams.everything]\ncommand = {}\nargs = [{}, \"stdio\"]\nnamespace = false\n",
+        "{SUITE_CALLS_UNLISTED_TOOLS}[upstreams.everything]\ncommand = {}\nargs = [{}, \"stdio\"]\nnamespace = false\n",
         path_str(&deps::node()),
         path_str(&deps::server_everything()),
     );
@@ -134,7 +143,7 @@ async fn server_everything_as_http_upstream_passes_what_it_passes_directly() {
     let work = tempfile::tempdir().unwrap();
     let server = start_everything_http(work.path()).await;
     let upstream = format!(
-        "[upstreams.everything]\nurl = {}\nnamespace = false\n",
+        "{SUITE_CALLS_UNLISTED_TOOLS}[upstreams.everything]\nurl = {}\nnamespace = false\n",
         toml_str(&server.url)
     );
     compare(
