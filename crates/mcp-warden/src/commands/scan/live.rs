@@ -261,7 +261,17 @@ pub(crate) async fn analyse(entries: &[ServerEntry], consent: Consent) -> Vec<Sc
     let results: Vec<(&ServerEntry, Result<Fetched, String>)> = futures::stream::iter(jobs)
         .map(|(e, def)| async move {
             match def {
-                Ok(def) => (e, fetch(def, consent.timeout).await),
+                Ok(mut def) => {
+                    // Speak the initialize-based era first: the listings below use it, and a
+                    // dual-era stdio server would otherwise be started twice (once per era).
+                    // A server that only speaks the stateless era is retried with detection.
+                    let auto = def.clone();
+                    def.era = EraPreference::Legacy;
+                    match fetch(def, consent.timeout).await {
+                        Ok(f) => (e, Ok(f)),
+                        Err(_) => (e, fetch(auto, consent.timeout).await),
+                    }
+                }
                 Err(why) => (e, Err(why)),
             }
         })
