@@ -102,6 +102,11 @@ pub(crate) fn install(
         );
     }
     if content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off) {
+        // Compile the secret rules off the start-up path, so neither start-up nor the first
+        // result pays for it.
+        let _ = std::thread::Builder::new()
+            .name("warden-rules".into())
+            .spawn(warden_detect::secrets::warm_up);
         pipeline = pipeline.with(Stage::Redact, Arc::new(RedactGuard::new(content.clone())));
     }
     if content.any(|m| m.sanitize != SanitizeMode::Off) {
