@@ -38,6 +38,28 @@ fn text_kind(call: &Call<'_>) -> TextKind {
     }
 }
 
+/// Implements [`Guard`] for a content guard whose decision needs no I/O: its inherent
+/// `NAME`, `CONTROLS` and `check_sync`.
+macro_rules! sync_guard {
+    ($guard:ty) => {
+        impl Guard for $guard {
+            fn name(&self) -> &'static str {
+                Self::NAME
+            }
+            fn controls(&self) -> &'static [&'static str] {
+                Self::CONTROLS
+            }
+            fn check<'a>(
+                &'a self,
+                call: &'a Call<'a>,
+            ) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+                let r = self.check_sync(call);
+                async move { r }.boxed()
+            }
+        }
+    };
+}
+
 /// Indirect prompt injection in content.
 pub struct InjectionGuard {
     modes: ContentModes,
@@ -52,6 +74,18 @@ impl InjectionGuard {
     /// Under `modes`.
     pub fn new(modes: ContentModes) -> Self {
         Self { modes }
+    }
+
+    /// The refusal of a result that tries to instruct the model; `detail` goes to the audit only.
+    fn withheld(detail: String) -> Verdict {
+        Verdict::Deny(Denial {
+            guard: Self::NAME,
+            code: ErrorCode::Denied,
+            message: "the server's answer was withheld: it contains text that tries to instruct the model".into(),
+            detail,
+            controls: Self::CONTROLS,
+            retry_after: None,
+        })
     }
 
     fn check_sync(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
@@ -82,22 +116,18 @@ impl InjectionGuard {
         }
         match mode {
             Mode::Off | Mode::Report => Ok(Verdict::Continue),
-            Mode::Block => Ok(Verdict::Deny(Denial {
-                guard: Self::NAME,
-                code: ErrorCode::Denied,
-                message: "the server's answer was withheld: it contains text that tries to instruct the model".into(),
-                detail: serious
+            Mode::Block => Ok(Self::withheld(
+                serious
                     .iter()
                     .map(|f| format!("{} at {}", f.rule, f.location))
                     .collect::<Vec<_>>()
                     .join("; "),
-                controls: Self::CONTROLS,
-                retry_after: None,
-            })),
+            )),
             Mode::Redact => {
                 // Replace each string holding a serious finding with a notice; keep the shape.
                 let mut value = content.clone();
-                let mut fields: Vec<&str> = serious.iter().map(|f| f.location.field.as_str()).collect();
+                let mut fields: Vec<&str> =
+                    serious.iter().map(|f| f.location.field.as_str()).collect();
                 fields.sort_unstable();
                 fields.dedup();
                 let mut replaced = 0;
@@ -118,14 +148,9 @@ impl InjectionGuard {
                 }
                 if replaced == 0 {
                     // Could not locate the text: refuse rather than forward it.
-                    return Ok(Verdict::Deny(Denial {
-                        guard: Self::NAME,
-                        code: ErrorCode::Denied,
-                        message: "the server's answer was withheld: it contains text that tries to instruct the model".into(),
-                        detail: "injection finding could not be located for redaction".into(),
-                        controls: Self::CONTROLS,
-                        retry_after: None,
-                    }));
+                    return Ok(Self::withheld(
+                        "injection finding could not be located for redaction".into(),
+                    ));
                 }
                 rewrite(Self::NAME, call, value, is_result)
             }
@@ -155,18 +180,7 @@ fn string_at<'v>(value: &'v mut Value, field: &str) -> Option<&'v mut String> {
     }
 }
 
-impl Guard for InjectionGuard {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-    fn controls(&self) -> &'static [&'static str] {
-        Self::CONTROLS
-    }
-    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
-        let r = self.check_sync(call);
-        async move { r }.boxed()
-    }
-}
+sync_guard!(InjectionGuard);
 
 /// Secrets and personal data in content.
 pub struct RedactGuard {
@@ -258,18 +272,7 @@ impl RedactGuard {
     }
 }
 
-impl Guard for RedactGuard {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-    fn controls(&self) -> &'static [&'static str] {
-        Self::CONTROLS
-    }
-    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
-        let r = self.check_sync(call);
-        async move { r }.boxed()
-    }
-}
+sync_guard!(RedactGuard);
 
 /// Which members' values the sanitizer leaves alone.
 type KeyFilter = dyn Fn(&str) -> bool;
@@ -338,18 +341,7 @@ impl SanitizeGuard {
     }
 }
 
-impl Guard for SanitizeGuard {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-    fn controls(&self) -> &'static [&'static str] {
-        Self::CONTROLS
-    }
-    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
-        let r = self.check_sync(call);
-        async move { r }.boxed()
-    }
-}
+sync_guard!(SanitizeGuard);
 
 #[cfg(test)]
 mod tests;

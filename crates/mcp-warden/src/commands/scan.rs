@@ -62,11 +62,17 @@ pub(crate) struct ScanArgs {
     pub(crate) timeout: u64,
 }
 
-/// The files to read: the given paths, or every known location that exists.
-fn targets(args: &ScanArgs) -> anyhow::Result<Vec<ConfigLocation>> {
-    if !args.paths.is_empty() {
+/// The configuration files to work on: the given `paths` (client and format recognised from
+/// each file), or every known location of `client` (or of every client) that exists on this
+/// machine, with the project-scoped ones under `project` when given.
+pub(crate) fn locate(
+    paths: &[PathBuf],
+    client: Option<&str>,
+    project: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<ConfigLocation>> {
+    if !paths.is_empty() {
         let mut out = Vec::new();
-        for path in &args.paths {
+        for path in paths {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read `{}`", path.display()))?;
             let (client, format) = clients::identify(path, &text);
@@ -81,22 +87,27 @@ fn targets(args: &ScanArgs) -> anyhow::Result<Vec<ConfigLocation>> {
     }
     let platform = Platform::current(|k| std::env::var(k).ok())
         .context("cannot find the home directory (HOME is not set)")?;
-    let project = match &args.project {
-        Some(p) => Some(p.clone()),
-        None => std::env::current_dir().ok(),
-    };
-    let wanted = match &args.client {
+    let wanted = match client {
         Some(name) => Some(
             warden_scan::Client::from_name(name)
                 .with_context(|| format!("unknown client `{name}`"))?,
         ),
         None => None,
     };
-    Ok(clients::locations(&platform, project.as_deref())
+    Ok(clients::locations(&platform, project)
         .into_iter()
         .filter(|l| wanted.is_none_or(|c| l.client == c))
         .filter(|l| l.path.is_file())
         .collect())
+}
+
+/// The files `scan` reads: project scope under `--project` (default: the current directory).
+fn targets(args: &ScanArgs) -> anyhow::Result<Vec<ConfigLocation>> {
+    let project = match &args.project {
+        Some(p) => Some(p.clone()),
+        None => std::env::current_dir().ok(),
+    };
+    locate(&args.paths, args.client.as_deref(), project.as_deref())
 }
 
 /// What a scan found, before formatting.

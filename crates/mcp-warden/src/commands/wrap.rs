@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use warden_scan::clients::{self, ConfigLocation, Platform};
+use warden_scan::clients::ConfigLocation;
 use warden_scan::wrap::{self, Manifest};
 
 /// `mcp-warden wrap` / `unwrap`.
@@ -32,40 +32,10 @@ pub(crate) struct WrapArgs {
     pub(crate) dry_run: bool,
 }
 
+/// User and system scopes only: project files belong to repositories and are wrapped only
+/// when named explicitly.
 fn targets(args: &WrapArgs) -> anyhow::Result<Vec<ConfigLocation>> {
-    if !args.paths.is_empty() {
-        return args
-            .paths
-            .iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read `{}`", p.display()))?;
-                let (client, format) = clients::identify(p, &text);
-                Ok(ConfigLocation {
-                    client,
-                    scope: clients::Scope::User,
-                    format,
-                    path: p.clone(),
-                })
-            })
-            .collect();
-    }
-    let platform = Platform::current(|k| std::env::var(k).ok())
-        .context("cannot find the home directory (HOME is not set)")?;
-    let wanted = match &args.client {
-        Some(name) => Some(
-            warden_scan::Client::from_name(name)
-                .with_context(|| format!("unknown client `{name}`"))?,
-        ),
-        None => None,
-    };
-    // User and system scopes only: project files belong to repositories and are wrapped
-    // only when named explicitly.
-    Ok(clients::locations(&platform, None)
-        .into_iter()
-        .filter(|l| wanted.is_none_or(|c| l.client == c))
-        .filter(|l| l.path.is_file())
-        .collect())
+    super::scan::locate(&args.paths, args.client.as_deref(), None)
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
