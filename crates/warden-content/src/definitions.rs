@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use warden_detect::{Context, Finding, TextKind, Verdict as DetectVerdict};
 use warden_guard::{Call, Denial, Direction, Guard, GuardError, Verdict};
-use warden_proto::{ErrorCode, Message};
+use warden_proto::ErrorCode;
 
 use crate::mode::{ContentModes, Mode};
 
@@ -110,12 +110,7 @@ fn log_findings(upstream: &str, what: &str, name: &str, findings: &[Finding], wi
 }
 
 fn rewrite(value: Value) -> Result<Verdict, GuardError> {
-    Message::from_value(value)
-        .map(Verdict::Rewrite)
-        .map_err(|e| GuardError::Unavailable {
-            guard: NAME,
-            source: Box::new(e),
-        })
+    Verdict::rewrite(NAME, value)
 }
 
 /// Analyses definitions on list and initialize results.

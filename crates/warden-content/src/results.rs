@@ -7,7 +7,7 @@ use serde_json::Value;
 use warden_detect::redact::{RedactOptions, redact_tool_result};
 use warden_detect::{Severity, TextKind};
 use warden_guard::{Call, Denial, Guard, GuardError, Verdict};
-use warden_proto::{ErrorCode, Message};
+use warden_proto::ErrorCode;
 
 use crate::content_of;
 use crate::mode::{ContentModes, Mode, SanitizeMode};
@@ -21,12 +21,7 @@ fn rewrite(
 ) -> Result<Verdict, GuardError> {
     let mut value = call.message.value().clone();
     value[if is_result { "result" } else { "params" }] = content;
-    Message::from_value(value)
-        .map(Verdict::Rewrite)
-        .map_err(|e| GuardError::Unavailable {
-            guard,
-            source: Box::new(e),
-        })
+    Verdict::rewrite(guard, value)
 }
 
 fn text_kind(call: &Call<'_>) -> TextKind {

@@ -232,6 +232,19 @@ pub enum Verdict {
     Hold(ApprovalTicket),
 }
 
+impl Verdict {
+    /// `Rewrite` to the message `value`; a value that is not a valid JSON-RPC message (which a
+    /// guard editing a decoded message cannot produce) means `guard` could not decide.
+    pub fn rewrite(guard: &'static str, value: Value) -> Result<Verdict, GuardError> {
+        Message::from_value(value)
+            .map(Verdict::Rewrite)
+            .map_err(|e| GuardError::Unavailable {
+                guard,
+                source: Box::new(e),
+            })
+    }
+}
+
 /// A refusal, with a stable client-facing message and an audit-only detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {

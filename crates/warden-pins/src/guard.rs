@@ -13,7 +13,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use warden_guard::{Call, Denial, Direction, Guard, GuardError, Verdict};
-use warden_proto::{ErrorCode, Message};
+use warden_proto::ErrorCode;
 
 use crate::book::{PinBook, PinError, tool_name};
 use crate::canonical::definition_hash;
@@ -219,11 +219,7 @@ impl Pinning {
         if let Some(slot) = value.get_mut("result").and_then(|r| r.get_mut("tools")) {
             *slot = Value::Array(kept);
         }
-        let message = Message::from_value(value).map_err(|e| GuardError::Unavailable {
-            guard: NAME,
-            source: Box::new(e),
-        })?;
-        Ok(Verdict::Rewrite(message))
+        Verdict::rewrite(NAME, value)
     }
 
     /// Pins the server's `instructions` in an `initialize` or `server/discover` result, and
@@ -266,11 +262,7 @@ impl Pinning {
         if let Some(Value::Object(result)) = value.get_mut("result") {
             result.remove("instructions");
         }
-        let message = Message::from_value(value).map_err(|e| GuardError::Unavailable {
-            guard: NAME,
-            source: Box::new(e),
-        })?;
-        Ok(Verdict::Rewrite(message))
+        Verdict::rewrite(NAME, value)
     }
 
     async fn check_call(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
