@@ -30,7 +30,9 @@ pub use error::AuditError;
 pub use file::rotated_files;
 pub use keys::{AuditKeys, KeyError, PublicKey};
 pub use record::{AuditRecord, AuthOutcome, Content, Direction, Event, Part, Status, Verdict};
-pub use writer::{AuditLog, AuditOptions, Capture, FlushPolicy, OnFull, Redactor, glob_match};
+pub use writer::{
+    AuditLog, AuditOptions, AuditTap, Capture, FlushPolicy, OnFull, Redactor, glob_match,
+};
 
 /// File name of the key file inside the data directory.
 pub const KEY_FILE_NAME: &str = "audit.key";

@@ -74,6 +74,16 @@ pub trait Redactor: Send + Sync + 'static {
     fn redact(&self, value: &mut Value);
 }
 
+/// Receives every record after the writer has appended it to the log, on the writer thread,
+/// off the request path: how metrics, alerts and trace exporters see what the gateway did
+/// without adding work to a request. A tap must return quickly (hand heavy work to a thread of
+/// its own); it sees records in chain order, each exactly once, including records of a batch
+/// whose write failed (`written` is false then).
+pub trait AuditTap: Send + Sync + std::fmt::Debug + 'static {
+    /// Called once per written batch, in order.
+    fn records(&self, records: &[AuditRecord], written: bool);
+}
+
 /// Settings of an audit log.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
@@ -103,6 +113,8 @@ pub struct AuditOptions {
     pub checkpoint_every: u64,
     /// Sign a checkpoint at least this often while records arrive.
     pub checkpoint_interval: Duration,
+    /// Observers of every written record (metrics, alerts, traces).
+    pub taps: Vec<Arc<dyn AuditTap>>,
 }
 
 impl AuditOptions {
@@ -122,6 +134,7 @@ impl AuditOptions {
             rotate_age: None,
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(60),
+            taps: Vec::new(),
         }
     }
 }
@@ -350,6 +363,7 @@ impl AuditLog {
             dropped: dropped.clone(),
             sync_interval: opts.sync_interval,
             checkpoint_interval: opts.checkpoint_interval,
+            taps: opts.taps,
         };
         std::thread::Builder::new()
             .name("warden-audit".into())
@@ -572,6 +586,7 @@ struct Writer {
     dropped: Arc<AtomicU64>,
     sync_interval: Duration,
     checkpoint_interval: Duration,
+    taps: Vec<Arc<dyn AuditTap>>,
 }
 
 impl Writer {
@@ -705,6 +720,11 @@ impl Writer {
             }
             for a in acks {
                 let _ = a.send(ok);
+            }
+            if had_records {
+                for tap in &self.taps {
+                    tap.records(&records, ok);
+                }
             }
             if closing {
                 self.queue.close();

@@ -339,3 +339,53 @@ async fn deferred_contents_are_digested_by_the_writer_like_eager_ones() {
     assert!(fx.verify().unwrap().head_checked);
     log.close().await.unwrap();
 }
+
+/// Collects what a tap is shown.
+#[derive(Debug, Default)]
+struct Collect(std::sync::Mutex<Vec<(String, bool)>>);
+
+impl warden_audit::AuditTap for Collect {
+    fn records(&self, records: &[warden_audit::AuditRecord], written: bool) {
+        let mut seen = self.0.lock().unwrap();
+        for r in records {
+            let v = serde_json::to_value(r).unwrap();
+            let what = v["event"].as_str().unwrap_or("?").to_owned();
+            seen.push((what, written));
+        }
+    }
+}
+
+#[tokio::test]
+async fn taps_see_every_written_record_once_in_order() {
+    let f = Fixture::new();
+    let tap = std::sync::Arc::new(Collect::default());
+    let mut opts = f.options();
+    opts.taps.push(tap.clone());
+    let log = AuditLog::open(opts, None).unwrap();
+    log.record(call("read_file", Status::Result)).unwrap();
+    log.record_durable(call("delete_file", Status::Denied))
+        .await
+        .unwrap();
+    log.record(Event::GatewayStop { pid: 7 }).unwrap();
+    log.close().await.unwrap();
+    let seen = tap.0.lock().unwrap().clone();
+    let events: Vec<&str> = seen
+        .iter()
+        .map(|(e, _)| e.as_str())
+        .filter(|e| *e != "checkpoint")
+        .collect();
+    assert_eq!(events, ["call", "call", "gateway_stop"]);
+    assert!(seen.iter().all(|(_, written)| *written));
+    // The file holds exactly what the tap was shown.
+    let on_disk: Vec<String> = f
+        .lines()
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["rec"]["event"].as_str().unwrap().to_owned()
+        })
+        .filter(|e| e != "checkpoint")
+        .collect();
+    let shown: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
+    assert_eq!(on_disk, shown);
+}
