@@ -29,6 +29,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("policy_eval", policy_eval),
     ("pin_canonical", pin_canonical),
     ("jwt_parse", jwt_parse),
+    ("trace_context", trace_context),
+    ("launcher_spec", launcher_spec),
+    ("egress_allow", egress_allow),
 ];
 
 /// The target called `name`.
@@ -1094,5 +1097,206 @@ pub fn jwt_parse(data: &[u8]) {
                     .is_none_or(|nbf| nbf <= now + rules.leeway)
             );
         }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// trace_context
+
+/// Input: a JSON-RPC message from a client (or, failing that, a `traceparent` header value).
+/// Invariants:
+/// - `TraceParent::parse` never panics, and anything it accepts prints back to exactly the
+///   input (only canonical version-00 headers are parents);
+/// - for a decodable request, `Propagator::start` never panics; its span is a child of the
+///   client's `params._meta.traceparent` exactly when that is a valid header, and then keeps
+///   its trace id;
+/// - the forwarded request decodes, keeps kind, id and method, and equals the client's with
+///   only `params._meta.traceparent` set to the gateway span (and `tracestate` dropped under a
+///   new trace); a request whose `params` or `_meta` is not an object is forwarded unchanged.
+pub fn trace_context(data: &[u8]) {
+    use warden_trace::{Propagator, Sampler, TraceParent};
+
+    let text = String::from_utf8_lossy(data);
+    if let Ok(tp) = TraceParent::parse(&text) {
+        assert_eq!(
+            tp.to_string(),
+            text,
+            "a non-canonical traceparent was accepted"
+        );
+    }
+    let Ok(message) = decode(Bytes::copy_from_slice(data), &Limits::default()) else {
+        return;
+    };
+    if !message.is_request() {
+        return;
+    }
+    let original = message.value().clone();
+    let (out, ctx) = Propagator::new(Sampler::ratio(0.5)).start(message);
+    let client = original
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("traceparent"))
+        .and_then(Value::as_str)
+        .and_then(|t| TraceParent::parse(t).ok());
+    assert_eq!(ctx.parent, client.map(|c| c.parent_id));
+    if let Some(c) = client {
+        assert_eq!(ctx.trace_id, c.trace_id);
+        assert_eq!(ctx.sampled, c.sampled());
+    }
+    let forwarded = decode(
+        out.bytes().clone(),
+        &Limits {
+            max_message_bytes: usize::MAX,
+            max_depth: usize::MAX,
+        },
+    )
+    .expect("the forwarded request decodes");
+    assert!(forwarded.is_request());
+    assert_eq!(forwarded.id(), out.id());
+    assert_eq!(
+        forwarded.method(),
+        original.get("method").and_then(Value::as_str)
+    );
+    let params_is_object = match original.get("params") {
+        None => true,
+        Some(p) => p.is_object() && p.get("_meta").is_none_or(Value::is_object),
+    };
+    let mut expected = original;
+    if params_is_object {
+        if expected.get("params").is_none() {
+            expected["params"] = serde_json::json!({});
+        }
+        if expected["params"].get("_meta").is_none() {
+            expected["params"]["_meta"] = serde_json::json!({});
+        }
+        let meta = expected["params"]["_meta"]
+            .as_object_mut()
+            .expect("checked to be an object");
+        meta.insert(
+            "traceparent".into(),
+            Value::String(ctx.traceparent().to_string()),
+        );
+        let keep_state = client.is_some()
+            && meta
+                .get("tracestate")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.len() <= warden_trace::propagate::MAX_TRACESTATE_BYTES);
+        if !keep_state {
+            meta.remove("tracestate");
+        }
+    } else {
+        assert_eq!(
+            out.bytes().as_ref(),
+            data,
+            "an unchanged request was re-encoded"
+        );
+    }
+    assert!(
+        same_json(forwarded.value(), &expected),
+        "the forwarded request differs beyond the trace keys"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// launcher_spec
+
+/// The launcher parser of command pins, `check` and `scan` (`warden_pins::command::spec`)
+/// over a command line (arguments separated by newlines or NULs; the first is the program):
+/// - it never panics;
+/// - every package it reports was written in one argument, and its name and requested
+///   version are part of it (with URL credentials masked);
+/// - an `exact` package has a requested version;
+/// - a reported name never carries URL credentials (`user:pass@` in a URL's authority);
+/// - `without_userinfo` is idempotent;
+/// - an interpreter's script argument is one of the arguments.
+pub fn launcher_spec(data: &[u8]) {
+    use warden_pins::command::script_argument;
+    use warden_pins::command::spec::{Pinning, packages, without_userinfo};
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split(['\n', '\0']).map(str::to_owned);
+    let Some(program) = parts.next() else { return };
+    let args: Vec<String> = parts.collect();
+    for p in packages(&program, &args) {
+        assert!(
+            args.iter().any(|a| a.contains(&p.raw)),
+            "package {:?} not written in an argument",
+            p.raw
+        );
+        let clean = without_userinfo(&p.raw);
+        if let Some(r) = &p.requested {
+            assert!(
+                clean.contains(r.as_str()),
+                "requested {r:?} not in {clean:?}"
+            );
+        }
+        assert!(
+            clean.contains(p.name.as_str()),
+            "name {:?} not in {clean:?}",
+            p.name
+        );
+        if p.pinning == Pinning::Exact {
+            assert!(p.requested.is_some(), "exact without a version: {p:?}");
+        }
+        if let Some((_, rest)) = p.name.split_once("://") {
+            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            assert!(
+                !authority.contains('@')
+                    || authority.starts_with("***@") && authority.matches('@').count() == 1,
+                "credentials in a package name: {:?}",
+                p.name
+            );
+        }
+        let once = without_userinfo(&p.raw);
+        assert_eq!(
+            without_userinfo(&once),
+            once,
+            "without_userinfo is not idempotent"
+        );
+    }
+    if let Some(s) = script_argument(&program, &args) {
+        assert!(
+            args.iter().any(|a| a == s),
+            "script {s:?} is not an argument"
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// egress_allow
+
+/// Input: allow-list entries separated by `,`, then `\n`, then a `CONNECT` authority.
+/// Invariants:
+/// - `AllowList::parse` and `parse_authority` never panic;
+/// - every accepted rule prints back to text that parses to the same rule;
+/// - an accepted authority is matched by a list holding exactly its own `host:port`, and by
+///   no rule with another port; a `*.` rule never matches the name it is built on.
+pub fn egress_allow(data: &[u8]) {
+    use warden_config::egress_allow::{AllowList, HostPattern, Target, parse_authority};
+
+    let text = String::from_utf8_lossy(data);
+    let (entries, authority) = text.split_once('\n').unwrap_or((&text, ""));
+    let entries: Vec<&str> = entries.split(',').collect();
+    if let Ok(list) = AllowList::parse(&entries) {
+        for rule in list.rules() {
+            let printed = rule.to_string();
+            let again = AllowList::parse(&[printed.as_str()]).expect("a printed rule parses");
+            assert_eq!(again.rules(), std::slice::from_ref(rule), "{printed}");
+            if let HostPattern::Suffix(apex) = &rule.host {
+                let apex = Target::Name(apex.clone());
+                assert!(again.find(&apex, rule.port).is_none(), "{printed}");
+            }
+        }
+    }
+    if let Some((target, port)) = parse_authority(authority) {
+        let own = match &target {
+            Target::Name(name) => format!("{name}:{port}"),
+            Target::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+            Target::Ip(ip) => format!("{ip}:{port}"),
+        };
+        let list =
+            AllowList::parse(&[own.as_str()]).expect("an accepted authority is a valid rule");
+        assert!(list.find(&target, port).is_some(), "{own}");
+        let other = if port == u16::MAX { 1 } else { port + 1 };
+        assert!(list.find(&target, other).is_none(), "{own}");
     }
 }

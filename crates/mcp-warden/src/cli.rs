@@ -36,6 +36,9 @@ pub(crate) enum Command {
     Keys(KeysArgs),
     /// Tool-definition pins: list, diff, approve, revoke.
     Pins(crate::commands::pins::PinsArgs),
+    /// Secrets in the OS keyring for `keyring:SERVICE/USER` references: set (from stdin),
+    /// check, delete, audit-key.
+    Secrets(crate::commands::secrets::SecretsArgs),
     /// Secrets and personal data redacted from text: `mcp-warden redact FILE|-`.
     Redact(crate::commands::redact::RedactArgs),
     /// Offline analysis of tool definitions (`inspect FILE|-`) or of a tool result
@@ -86,6 +89,9 @@ pub(crate) struct RunArgs {
     /// Protocol era of the server.
     #[arg(long, value_enum, default_value_t = EraArg::Auto)]
     pub(crate) era: EraArg,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`[metrics] listen` applies to `serve` only).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
     /// The server command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub(crate) command: Vec<String>,

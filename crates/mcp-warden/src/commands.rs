@@ -1,17 +1,21 @@
 //! One module per subcommand.
 
+pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod check;
 pub(crate) mod content;
 pub(crate) mod guards;
 pub(crate) mod inspect;
 pub(crate) mod keys;
+pub(crate) mod metrics;
 pub(crate) mod pins;
 pub(crate) mod pipeline;
 pub(crate) mod redact;
 pub(crate) mod run;
 pub(crate) mod scan;
+pub(crate) mod secrets;
 pub(crate) mod serve;
+pub(crate) mod trace;
 pub(crate) mod wrap;
 
 use std::process::ExitCode;
@@ -34,6 +38,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::audit(args),
         Command::Keys(args) => keys::keys(args),
         Command::Pins(args) => pins::pins(args),
+        Command::Secrets(args) => secrets::secrets(args),
         Command::Redact(args) => redact::redact(args),
         Command::Inspect(args) => inspect::inspect(args),
     }

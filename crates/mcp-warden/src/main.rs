@@ -8,7 +8,10 @@
 
 mod auth;
 mod cli;
+mod command_pins;
 mod commands;
+mod egress;
+mod keyring;
 mod logging;
 mod sandbox;
 mod upstreams;

@@ -61,6 +61,8 @@ fn settings(config: &SandboxConfig) -> Settings {
             SandboxNetwork::None => Network::None,
             SandboxNetwork::Loopback => Network::Loopback,
             SandboxNetwork::Full => Network::Full,
+            // With the egress proxy's socket set by the caller (`egress_proxy`).
+            SandboxNetwork::AllowList => Network::Loopback,
         },
         read: config.read.clone(),
         write: config.write.clone(),
@@ -75,6 +77,7 @@ fn settings(config: &SandboxConfig) -> Settings {
         },
         tmp_bytes: config.tmp_size,
         allow_unix_sockets: config.unix_sockets,
+        egress_proxy: None,
     }
 }
 
@@ -106,8 +109,12 @@ pub(crate) fn prepare(
     } else {
         Availability::none("sandbox disabled")
     };
+    let mut settings = settings(config);
+    if config.enabled && config.network == SandboxNetwork::AllowList {
+        settings.egress_proxy = Some(crate::egress::socket_for(name, &config.network_allow)?);
+    }
     let planned = warden_sandbox::plan(
-        &settings(config),
+        &settings,
         &availability,
         &launcher,
         &std::env::temp_dir(),
@@ -146,6 +153,7 @@ pub(crate) fn prepare(
         program = %profile.program.display(),
         namespaces = profile.namespaces,
         network = profile.network.as_str(),
+        egress_proxy = profile.egress_proxy.is_some(),
         landlock = profile.filesystem.is_some(),
         seccomp = profile.seccomp.is_some(),
         pids_cgroup = profile.cgroup_pids,

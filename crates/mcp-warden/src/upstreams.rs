@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use warden_config::env::EnvSource;
-use warden_config::{Config, Era, UpstreamConfig, UpstreamTransport, ValueRef};
+use warden_config::{
+    Config, Era, LifecycleConfig, RestartPolicy, UnhealthyAction, UpstreamConfig,
+    UpstreamTransport, ValueRef,
+};
 use warden_proto::Limits;
-use warden_session::{EraPreference, Transport, UpstreamDef};
-use warden_upstream::{HttpSpec, StdioSpec};
+use warden_session::{EraPreference, LifecyclePolicy, Transport, UpstreamDef};
+use warden_upstream::{HttpSpec, StderrBudget, StdioSpec};
 
 /// Captured stderr per line: bounds what a chatty or hostile server can put in our logs.
 const STDERR_LINE_CAP: usize = 4096;
@@ -31,6 +34,39 @@ fn era(e: Era) -> EraPreference {
     }
 }
 
+/// The supervision policy of `[upstreams.<name>.lifecycle]` (docs/lifecycle.md).
+fn lifecycle(l: &LifecycleConfig) -> LifecyclePolicy {
+    LifecyclePolicy {
+        restart: l.restart == RestartPolicy::OnFailure,
+        backoff_initial: l.backoff_initial,
+        backoff_max: l.backoff_max,
+        backoff_jitter: f64::from(l.backoff_jitter_permille) / 1000.0,
+        max_restarts: l.max_restarts,
+        restart_window: l.restart_window,
+        down_retry: l.down_retry,
+        health_interval: l.health_interval,
+        health_timeout: l.health_timeout,
+        health_failures: l.health_failures,
+        on_unhealthy: match l.on_unhealthy {
+            UnhealthyAction::Restart => warden_session::Unhealthy::Restart,
+            UnhealthyAction::MarkDown => warden_session::Unhealthy::MarkDown,
+        },
+    }
+}
+
+/// The stderr budget of `[upstreams.<name>.lifecycle]`.
+fn stderr_budget(l: &LifecycleConfig) -> Option<StderrBudget> {
+    l.stderr_budget.map(|bytes| StderrBudget {
+        bytes,
+        window: l.stderr_window,
+    })
+}
+
+/// The stderr budget of `run` (no upstream table): the defaults.
+fn default_stderr_budget() -> Option<StderrBudget> {
+    stderr_budget(&LifecycleConfig::default())
+}
+
 /// Resolves a value reference. Errors name the upstream and key, never the value.
 pub(crate) fn resolve(value: &ValueRef, env: &dyn EnvSource, what: &str) -> anyhow::Result<String> {
     match value {
@@ -42,6 +78,11 @@ pub(crate) fn resolve(value: &ValueRef, env: &dyn EnvSource, what: &str) -> anyh
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("{what}: cannot read {}", path.display()))?;
             Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        // Read here, in the gateway, before the upstream is spawned (servers cannot reach the
+        // keyring: their seccomp filter denies keyctl).
+        ValueRef::Keyring { service, user } => {
+            crate::keyring::get(service, user).with_context(|| what.to_owned())
         }
     }
 }
@@ -82,6 +123,8 @@ pub(crate) fn from_config(
                 limits,
                 shutdown_grace: s.shutdown_grace,
                 stderr_cap: STDERR_LINE_CAP,
+                stderr_budget: stderr_budget(&upstream.lifecycle),
+                max_call_duration: Some(upstream.lifecycle.max_call_duration),
                 sandbox: prepared.sandbox,
             })
         }
@@ -100,6 +143,7 @@ pub(crate) fn from_config(
                 limits,
                 request_timeout: upstream.request_timeout,
                 connect_timeout: CONNECT_TIMEOUT,
+                max_call_duration: Some(upstream.lifecycle.max_call_duration),
             })
         }
     };
@@ -110,6 +154,7 @@ pub(crate) fn from_config(
         request_timeout: upstream.request_timeout,
         startup_timeout: upstream.startup_timeout,
         namespace: upstream.namespace,
+        lifecycle: lifecycle(&upstream.lifecycle),
     })
 }
 
@@ -158,12 +203,16 @@ pub(crate) fn from_command(
             limits: limits(config),
             shutdown_grace: warden_config::DEFAULT_SHUTDOWN_GRACE,
             stderr_cap: STDERR_LINE_CAP,
+            stderr_budget: default_stderr_budget(),
+            max_call_duration: Some(warden_config::DEFAULT_MAX_CALL_DURATION),
             sandbox: prepared.sandbox,
         }),
         era: pref,
         request_timeout: config.http.request_timeout,
         startup_timeout: warden_config::DEFAULT_STARTUP_TIMEOUT,
         namespace: true,
+        // `run` never restarts its upstream (docs/lifecycle.md).
+        lifecycle: LifecyclePolicy::default(),
     })
 }
 
@@ -206,10 +255,13 @@ pub(crate) fn from_url(
             limits: limits(config),
             request_timeout: config.http.request_timeout,
             connect_timeout: CONNECT_TIMEOUT,
+            max_call_duration: Some(warden_config::DEFAULT_MAX_CALL_DURATION),
         }),
         era: pref,
         request_timeout: config.http.request_timeout,
         startup_timeout: warden_config::DEFAULT_STARTUP_TIMEOUT,
         namespace: true,
+        // `run` never restarts its upstream (docs/lifecycle.md).
+        lifecycle: LifecyclePolicy::default(),
     })
 }

@@ -21,6 +21,7 @@ fn call_record() -> AuditRecord {
             code: None,
             arguments: None,
             result: None,
+            trace: None,
         },
     }
 }

@@ -26,6 +26,7 @@ fn call(arguments: Content, result: Content) -> Event {
         code: None,
         arguments: Some(arguments),
         result: Some(result),
+        trace: None,
     }
 }
 

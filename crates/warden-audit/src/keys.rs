@@ -71,6 +71,12 @@ pub enum KeyError {
         /// The file.
         path: PathBuf,
     },
+    /// Key text from elsewhere than a file (the OS keyring) is not a key file's text.
+    #[error("the audit key from {source_name} is malformed")]
+    MalformedText {
+        /// Where it came from (`keyring:SERVICE/USER`), never the text.
+        source_name: String,
+    },
 }
 
 /// The secret keys of one audit log.
@@ -118,24 +124,51 @@ impl AuditKeys {
         file.take(MAX_KEY_FILE)
             .read_to_string(&mut text)
             .map_err(io)?;
-        let malformed = || KeyError::Malformed {
+        Self::parse(&text).ok_or_else(|| KeyError::Malformed {
             path: path.to_owned(),
-        };
+        })
+    }
+
+    /// Keys from the text of a key file held elsewhere (an OS keyring entry); `source_name`
+    /// names that place in the error, the text never appears.
+    pub fn from_text(text: &str, source_name: &str) -> Result<Self, KeyError> {
+        Self::parse(text).ok_or_else(|| KeyError::MalformedText {
+            source_name: source_name.to_owned(),
+        })
+    }
+
+    /// The text of a key file with fresh random keys (for storing in an OS keyring).
+    pub fn generate_text() -> Result<String, KeyError> {
+        let rng = ring::rand::SystemRandom::new();
+        let mut master = [0u8; 32];
+        let mut seed = [0u8; 32];
+        rng.fill(&mut master).map_err(|_| KeyError::Random)?;
+        rng.fill(&mut seed).map_err(|_| KeyError::Random)?;
+        Ok(format!(
+            "{HEADER}\nmaster {}\nsign {}\n",
+            chain::hex(&master),
+            chain::hex(&seed)
+        ))
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        if text.len() as u64 > MAX_KEY_FILE {
+            return None;
+        }
         let mut lines = text.lines();
         if lines.next() != Some(HEADER) {
-            return Err(malformed());
+            return None;
         }
-        let mut field = |name: &str| -> Result<Hash, KeyError> {
-            let line = lines.next().ok_or_else(malformed)?;
-            let value = line
+        let mut field = |name: &str| -> Option<Hash> {
+            let value = lines
+                .next()?
                 .strip_prefix(name)
-                .and_then(|r| r.strip_prefix(' '))
-                .ok_or_else(malformed)?;
-            chain::parse_hex(value.as_bytes()).map_err(|_| malformed())
+                .and_then(|r| r.strip_prefix(' '))?;
+            chain::parse_hex(value.as_bytes()).ok()
         };
         let master = field("master")?;
         let seed = field("sign")?;
-        Self::from_secrets(&master, &seed).ok_or_else(malformed)
+        Self::from_secrets(&master, &seed)
     }
 
     fn create(path: &Path) -> Result<Self, KeyError> {
@@ -364,6 +397,30 @@ mod tests {
         for line in text.lines().skip(1) {
             assert!(!err.contains(line.split(' ').nth(1).unwrap()), "{err}");
         }
+    }
+
+    #[test]
+    fn key_text_from_a_keyring_loads_like_the_file() {
+        let text = AuditKeys::generate_text().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.key");
+        std::fs::write(&path, &text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let from_file = AuditKeys::load(&path).unwrap();
+        let from_text = AuditKeys::from_text(&text, "keyring:s/u").unwrap();
+        assert_eq!(from_file.public_key(), from_text.public_key());
+        assert_ne!(
+            AuditKeys::generate_text().unwrap(),
+            text,
+            "every generated key is fresh"
+        );
+        let bad = text.replacen("master ", "master 0", 1);
+        let err = AuditKeys::from_text(&bad, "keyring:s/u")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "the audit key from keyring:s/u is malformed");
+        let secret = text.lines().nth(1).unwrap().split(' ').nth(1).unwrap();
+        assert!(!err.contains(secret));
     }
 
     #[test]

@@ -29,9 +29,12 @@ mod writer;
 pub use error::AuditError;
 pub use file::rotated_files;
 pub use keys::{AuditKeys, KeyError, PublicKey};
-pub use record::{AuditRecord, AuthOutcome, Content, Direction, Event, Part, Status, Verdict};
+pub use record::{
+    AuditRecord, AuthOutcome, Content, Direction, Event, Part, Status, TraceRef, Verdict,
+};
 pub use writer::{
-    AuditLog, AuditOptions, AuditTap, Capture, FlushPolicy, OnFull, Redactor, glob_match,
+    AuditLog, AuditOptions, AuditTap, Capture, DEFAULT_LINGER, FlushPolicy, OnFull, Redactor,
+    glob_match,
 };
 
 /// File name of the key file inside the data directory.

@@ -71,6 +71,9 @@ pub enum Verdict {
     Rewrite,
     /// The guard could not decide and its fail-open mode let the message through.
     Skip,
+    /// The guard let the message through unchanged but found something (a report or warn
+    /// mode: an injection reported, a pinned definition that changed under `warn`).
+    Report,
 }
 
 /// Result of an authentication attempt.
@@ -146,9 +149,26 @@ impl Event {
     }
 }
 
+/// A span of an OpenTelemetry trace (W3C ids, lowercase hex): ties a record to the trace
+/// exported for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceRef {
+    /// Trace id (32 hex digits).
+    pub trace_id: String,
+    /// Span id (16 hex digits).
+    pub span_id: String,
+    /// The parent span (the client's), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "`Call` is the most frequent record: boxing it would cost an allocation per call"
+)]
 pub enum Event {
     /// The gateway started writing this log.
     GatewayStart {
@@ -232,6 +252,9 @@ pub enum Event {
         /// The response's `result`.
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<Content>,
+        /// The gateway's trace span for this call, when tracing recorded it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trace: Option<Box<TraceRef>>,
     },
     /// A notification (either way) or a server-initiated request.
     Message {
@@ -280,6 +303,9 @@ pub enum Event {
         /// Approval ticket, for a hold.
         #[serde(skip_serializing_if = "Option::is_none")]
         ticket: Option<String>,
+        /// The trace span of the request being handled, when tracing recorded it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trace: Option<Box<TraceRef>>,
     },
     /// Upstream lifecycle: `started`, `exited`, `restarted`, `health_failed`, `handshake_failed`.
     Upstream {

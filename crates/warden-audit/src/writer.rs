@@ -30,6 +30,8 @@ use crate::record::{AuditRecord, Content, Deferred, Event, Part};
 const MAX_BATCH: usize = 512;
 /// Least time between two "queue full" alerts in the log: a full queue is an alert, not a flood.
 const ALERT_INTERVAL: Duration = Duration::from_secs(10);
+/// Default [`AuditOptions::linger`].
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 /// How often a caller waiting for room in a full queue looks again.
 const ROOM_POLL: Duration = Duration::from_millis(1);
 
@@ -80,7 +82,8 @@ pub trait Redactor: Send + Sync + 'static {
 /// its own); it sees records in chain order, each exactly once, including records of a batch
 /// whose write failed (`written` is false then).
 pub trait AuditTap: Send + Sync + std::fmt::Debug + 'static {
-    /// Called once per written batch, in order.
+    /// Called once per written batch, in order, before anyone waiting for the batch (a durable
+    /// record, a flush) is answered.
     fn records(&self, records: &[AuditRecord], written: bool);
 }
 
@@ -91,6 +94,8 @@ pub struct AuditOptions {
     pub path: PathBuf,
     /// The key file (created 0600 on first use).
     pub key_file: PathBuf,
+    /// Keys held elsewhere (the OS keyring): used instead of `key_file` when set.
+    pub keys: Option<Arc<AuditKeys>>,
     /// When records reach the disk.
     pub flush: FlushPolicy,
     /// Longest time a written record stays unsynced.
@@ -115,6 +120,12 @@ pub struct AuditOptions {
     pub checkpoint_interval: Duration,
     /// Observers of every written record (metrics, alerts, traces).
     pub taps: Vec<Arc<dyn AuditTap>>,
+    /// After writing a batch, how long the writer lets records that nobody waits for gather
+    /// before it writes the next one (zero: write each as it comes). Records a caller waits for
+    /// (durable records, flushes) end the wait at once, so the flush policy is unchanged; what
+    /// this trades is the window of other records a SIGKILL can lose (at most `linger` of them,
+    /// still in memory) against one writer wake-up per record on the request path.
+    pub linger: Duration,
 }
 
 impl AuditOptions {
@@ -123,6 +134,7 @@ impl AuditOptions {
         Self {
             path,
             key_file,
+            keys: None,
             flush: FlushPolicy::Decisions,
             sync_interval: Duration::from_secs(1),
             queue: 4096,
@@ -135,6 +147,7 @@ impl AuditOptions {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(60),
             taps: Vec::new(),
+            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -150,12 +163,19 @@ struct Queue {
     state: Mutex<QueueState>,
     wake: Condvar,
     capacity: usize,
+    /// Queue length at which a lingering writer is woken anyway.
+    wake_at: usize,
 }
 
 struct QueueState {
     items: VecDeque<Item>,
     /// The writer is blocked waiting for items (a push must signal it).
     idle: bool,
+    /// The writer is letting records gather (only a push someone waits for, or one that
+    /// fills the queue past `wake_at`, signals it).
+    lingering: bool,
+    /// An item someone waits for is queued: the writer must not linger.
+    urgent: bool,
     /// Every handle is gone: the writer closes the file and stops.
     closed: bool,
 }
@@ -184,8 +204,10 @@ impl Queue {
         if s.items.len() >= self.capacity {
             return Push::Full(item);
         }
+        let urgent = !matches!(item, Item::Record(_, _, None));
         s.items.push_back(item);
-        let wake = s.idle;
+        s.urgent |= urgent;
+        let wake = s.idle || (s.lingering && (urgent || s.items.len() >= self.wake_at));
         drop(s);
         if wake {
             self.wake.notify_one();
@@ -330,7 +352,10 @@ impl AuditLog {
         if opts.capture == Capture::Full && redactor.is_none() {
             return Err(AuditError::NoRedactor);
         }
-        let keys = Arc::new(AuditKeys::load_or_create(&opts.key_file)?);
+        let keys = match &opts.keys {
+            Some(keys) => keys.clone(),
+            None => Arc::new(AuditKeys::load_or_create(&opts.key_file)?),
+        };
         let file = LogFile::open(
             &opts.path,
             keys.clone(),
@@ -345,10 +370,13 @@ impl AuditLog {
             state: Mutex::new(QueueState {
                 items: VecDeque::with_capacity(capacity.min(MAX_BATCH * 2)),
                 idle: false,
+                lingering: false,
+                urgent: false,
                 closed: false,
             }),
             wake: Condvar::new(),
             capacity,
+            wake_at: (capacity / 2).clamp(1, MAX_BATCH),
         });
         let finisher = Arc::new(Finisher {
             keys,
@@ -364,6 +392,7 @@ impl AuditLog {
             sync_interval: opts.sync_interval,
             checkpoint_interval: opts.checkpoint_interval,
             taps: opts.taps,
+            linger: opts.linger,
         };
         std::thread::Builder::new()
             .name("warden-audit".into())
@@ -587,26 +616,48 @@ struct Writer {
     sync_interval: Duration,
     checkpoint_interval: Duration,
     taps: Vec<Arc<dyn AuditTap>>,
+    linger: Duration,
 }
 
 impl Writer {
     /// Waits for work: anything queued, a closed queue, or `deadline` (the next sync or
-    /// checkpoint). Takes up to [`MAX_BATCH`] items into `batch` and returns true when the
-    /// queue is closed and empty; an empty batch means the deadline passed.
-    fn take(&self, deadline: Option<Instant>, batch: &mut Vec<Item>) -> bool {
+    /// checkpoint). Until `linger_until`, queued records nobody waits for are left to gather
+    /// (see [`AuditOptions::linger`]). Takes up to [`MAX_BATCH`] items into `batch` and returns
+    /// true when the queue is closed and empty; an empty batch means the deadline passed.
+    fn take(
+        &self,
+        deadline: Option<Instant>,
+        linger_until: Option<Instant>,
+        batch: &mut Vec<Item>,
+    ) -> bool {
         let mut s = self.queue.lock();
-        while !s.closed && s.items.is_empty() {
+        loop {
+            if s.closed {
+                break;
+            }
             let now = Instant::now();
-            s.idle = true;
-            s = match deadline {
-                Some(d) if now >= d => {
-                    s.idle = false;
-                    break;
-                }
-                Some(d) => {
+            if deadline.is_some_and(|d| now >= d) {
+                break;
+            }
+            let linger = linger_until
+                .filter(|l| now < *l && !s.urgent && s.items.len() < self.queue.wake_at);
+            if !s.items.is_empty() && linger.is_none() {
+                break;
+            }
+            let until = match (deadline, linger) {
+                (Some(d), Some(l)) => Some(d.min(l)),
+                (d, l) => d.or(l),
+            };
+            if linger.is_some() {
+                s.lingering = true;
+            } else {
+                s.idle = true;
+            }
+            s = match until {
+                Some(u) => {
                     self.queue
                         .wake
-                        .wait_timeout(s, d - now)
+                        .wait_timeout(s, u - now)
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0
                 }
@@ -617,9 +668,13 @@ impl Writer {
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
             };
             s.idle = false;
+            s.lingering = false;
         }
         let n = s.items.len().min(MAX_BATCH);
         batch.extend(s.items.drain(..n));
+        if s.items.is_empty() {
+            s.urgent = false;
+        }
         s.closed && s.items.is_empty()
     }
 
@@ -630,6 +685,7 @@ impl Writer {
         let mut records_since_checkpoint = false;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut records = Vec::with_capacity(MAX_BATCH);
+        let mut linger_until = None;
         loop {
             let deadline = if dirty {
                 Some(last_sync + self.sync_interval)
@@ -638,7 +694,7 @@ impl Writer {
             } else {
                 None
             };
-            let closed = self.take(deadline, &mut batch);
+            let closed = self.take(deadline, linger_until, &mut batch);
             let nothing_queued = batch.is_empty();
             let mut acks = Vec::new();
             let mut sync = false;
@@ -710,6 +766,7 @@ impl Writer {
                 records_since_checkpoint = true;
                 dirty = true;
             }
+            linger_until = (had_records && !self.linger.is_zero()).then(|| now + self.linger);
             if sync || closing {
                 last_sync = now;
                 dirty = !ok;
@@ -718,13 +775,15 @@ impl Writer {
                 last_checkpoint = now;
                 records_since_checkpoint = false;
             }
-            for a in acks {
-                let _ = a.send(ok);
-            }
+            // Taps first: once a flush or a durable record is acknowledged, every tap has seen
+            // it (a metric or an alert is never behind what a caller knows is written).
             if had_records {
                 for tap in &self.taps {
                     tap.records(&records, ok);
                 }
+            }
+            for a in acks {
+                let _ = a.send(ok);
             }
             if closing {
                 self.queue.close();

@@ -16,6 +16,9 @@ use crate::validate::Validator;
 
 /// Longest a batched record may stay unsynced: bounds what a power loss can take.
 pub const DEFAULT_AUDIT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `linger`: records that no response waits for are written in batches at most this
+/// far apart, instead of waking the writer once per record.
+pub const DEFAULT_AUDIT_LINGER: Duration = Duration::from_millis(5);
 /// Records the writer queue holds: a few seconds of a busy gateway's traffic.
 pub const DEFAULT_AUDIT_QUEUE: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 /// Largest queue accepted: bounds memory.
@@ -41,6 +44,8 @@ pub struct RawAudit {
     pub flush: Option<AuditFlush>,
     /// `sync_interval`.
     pub sync_interval: Option<RawDuration>,
+    /// `linger`.
+    pub linger: Option<RawDuration>,
     /// `queue`.
     pub queue: Option<u64>,
     /// `on_full`: `fail_closed` or `fail_open`.
@@ -61,6 +66,8 @@ pub struct RawAudit {
     pub checkpoint_interval: Option<RawDuration>,
     /// `key_file`.
     pub key_file: Option<PathBuf>,
+    /// `key`: a `keyring:SERVICE/USER` reference to the key (instead of a key file).
+    pub key: Option<crate::ValueRef>,
 }
 
 /// When audit records reach the disk.
@@ -108,6 +115,8 @@ pub struct AuditConfig {
     pub flush: AuditFlush,
     /// Longest time a batched record stays unsynced.
     pub sync_interval: Duration,
+    /// How long records nobody waits for may gather in memory before they are written.
+    pub linger: Duration,
     /// Queue capacity.
     pub queue: NonZeroUsize,
     /// Full-queue policy.
@@ -129,6 +138,9 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// The key file; `None` means `audit.key` in the data directory.
     pub key_file: Option<PathBuf>,
+    /// The key in the OS keyring (a [`crate::ValueRef::Keyring`]), used instead of a key
+    /// file: the entry holds the key file's text (`mcp-warden secrets audit-key` creates it).
+    pub key: Option<crate::ValueRef>,
 }
 
 impl Default for AuditConfig {
@@ -137,6 +149,7 @@ impl Default for AuditConfig {
             enabled: true,
             flush: AuditFlush::default(),
             sync_interval: DEFAULT_AUDIT_SYNC_INTERVAL,
+            linger: DEFAULT_AUDIT_LINGER,
             queue: DEFAULT_AUDIT_QUEUE,
             on_full: AuditOnFull::default(),
             durable_timeout: DEFAULT_AUDIT_DURABLE_TIMEOUT,
@@ -147,6 +160,7 @@ impl Default for AuditConfig {
             checkpoint_every: DEFAULT_AUDIT_CHECKPOINT_EVERY,
             checkpoint_interval: DEFAULT_AUDIT_CHECKPOINT_INTERVAL,
             key_file: None,
+            key: None,
         }
     }
 }
@@ -207,6 +221,29 @@ impl Validator<'_> {
             }
             other => other,
         };
+        let key = match raw.key {
+            // Keys never come from the configuration text, and a key file has its own key.
+            Some(crate::ValueRef::Keyring { .. }) if key_file.is_some() => {
+                self.report(
+                    path.key("key"),
+                    ConfigErrorKind::Invalid {
+                        reason: "set either key or key_file, not both".into(),
+                    },
+                );
+                None
+            }
+            Some(k @ crate::ValueRef::Keyring { .. }) => Some(k),
+            Some(_) => {
+                self.report(
+                    path.key("key"),
+                    ConfigErrorKind::Invalid {
+                        reason: "the audit key comes from the OS keyring (keyring:SERVICE/USER) or from key_file, never from this file".into(),
+                    },
+                );
+                None
+            }
+            None => None,
+        };
         AuditConfig {
             enabled: raw.enabled.unwrap_or(d.enabled),
             flush: raw.flush.unwrap_or(d.flush),
@@ -215,6 +252,7 @@ impl Validator<'_> {
                 raw.sync_interval,
                 d.sync_interval,
             ),
+            linger: self.duration_allowing_zero(path.key("linger"), raw.linger, d.linger),
             queue,
             on_full: raw.on_full.unwrap_or(d.on_full),
             durable_timeout: self.duration(
@@ -235,6 +273,7 @@ impl Validator<'_> {
                 d.checkpoint_interval,
             ),
             key_file,
+            key,
         }
     }
 }
@@ -261,6 +300,7 @@ mod tests {
 enabled = true
 flush = "always"
 sync_interval = "250ms"
+linger = "0s"
 queue = 128
 on_full = "fail_open"
 durable_timeout = "2s"
@@ -278,6 +318,7 @@ key_file = "keys/audit.key"
         let a = c.audit;
         assert_eq!(a.flush, AuditFlush::Always);
         assert_eq!(a.sync_interval, Duration::from_millis(250));
+        assert_eq!(a.linger, Duration::ZERO);
         assert_eq!(a.queue.get(), 128);
         assert_eq!(a.on_full, AuditOnFull::FailOpen);
         assert_eq!(a.capture, AuditCapture::Full);
@@ -286,6 +327,41 @@ key_file = "keys/audit.key"
         assert_eq!(a.rotate_age, Some(Duration::from_secs(86400)));
         assert_eq!(a.checkpoint_every, 10);
         assert_eq!(a.key_file, Some(PathBuf::from("keys/audit.key")));
+    }
+
+    #[test]
+    fn the_key_comes_from_the_keyring_never_from_the_text() {
+        let c = Config::parse(
+            "[audit]\nkey = \"keyring:mcp-warden/audit\"\n",
+            "warden.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.audit.key,
+            Some(crate::ValueRef::Keyring {
+                service: "mcp-warden".into(),
+                user: "audit".into()
+            })
+        );
+        for (text, line) in [
+            (
+                "[audit]\nkey = \"6d6173746572\"\n",
+                "warden.toml:2: audit.key: the audit key comes from the OS keyring",
+            ),
+            (
+                "[audit]\nkey = \"env:AUDIT_KEY\"\n",
+                "warden.toml:2: audit.key: the audit key comes from the OS keyring",
+            ),
+            (
+                "[audit]\nkey_file = \"k\"\nkey = \"keyring:s/u\"\n",
+                "warden.toml:3: audit.key: set either key or key_file",
+            ),
+        ] {
+            let errors = Config::parse(text, "warden.toml").unwrap_err().to_string();
+            assert!(errors.contains(line), "{errors}");
+            // The rejected value is never repeated.
+            assert!(!errors.contains("6d6173746572"), "{errors}");
+        }
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct Config {
     /// `pinning`: tool-definition pinning of upstreams without their own `pinning`, and of
     /// `run` (default `block`; see `docs/pinning.md`).
     pub pinning: crate::pinning::PinningMode,
+    /// `command_pinning`: command pinning of stdio upstreams without their own, and of `run`
+    /// (default: the top-level `pinning`; see `docs/pinning.md` and
+    /// [`Config::command_pinning_of`]).
+    pub command_pinning: Option<crate::pinning::PinningMode>,
     /// `[content]`: content guards of upstreams without their own, and of `run` (see
     /// `docs/guards.md` and [`Config::content_of`]).
     pub content: crate::content::ContentConfig,
@@ -60,6 +64,15 @@ pub struct Config {
     /// `[sandbox]`: the sandbox of every stdio upstream (on by default; see
     /// `docs/sandbox.md` and [`Config::sandbox_of`]).
     pub sandbox: crate::sandbox::SandboxConfig,
+    /// `[metrics]`: the Prometheus `/metrics` listener (off by default; see
+    /// `docs/observability.md`).
+    pub metrics: crate::metrics::MetricsConfig,
+    /// `[alerts]`: anomaly rules over the audit stream and their sinks (off by default; see
+    /// `docs/alerts.md`).
+    pub alerts: crate::alerts::AlertsConfig,
+    /// `[tracing]`: OpenTelemetry trace export over OTLP/HTTP; `None` (the default) traces
+    /// nothing and leaves requests as they are (see `docs/tracing.md`).
+    pub tracing: Option<crate::tracing::TracingConfig>,
 }
 
 impl Default for Config {
@@ -79,11 +92,15 @@ impl Default for Config {
             audit: crate::audit::AuditConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             pinning: crate::pinning::PinningMode::default(),
+            command_pinning: None,
             content: crate::content::ContentConfig::default(),
             policy: None,
             rate_limit: crate::policy::RateLimitConfig::default(),
             arguments: crate::policy::ArgumentsConfig::default(),
             sandbox: crate::sandbox::SandboxConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
+            tracing: None,
         }
     }
 }
@@ -190,9 +207,13 @@ pub struct UpstreamConfig {
     /// This upstream's `pinning`; `None` means the top-level `pinning` (see
     /// [`Config::pinning_of`]).
     pub pinning: Option<crate::pinning::PinningMode>,
+    /// This upstream's `command_pinning`; see [`Config::command_pinning_of`].
+    pub command_pinning: Option<crate::pinning::PinningMode>,
     /// This upstream's `[content]` keys; unset keys fall back to the top-level `[content]`
     /// (see [`Config::content_of`]).
     pub content: Option<crate::content::RawContent>,
+    /// `[upstreams.<name>.lifecycle]`, defaults filled in (see `docs/lifecycle.md`).
+    pub lifecycle: crate::lifecycle::LifecycleConfig,
 }
 
 /// How the gateway reaches an upstream.

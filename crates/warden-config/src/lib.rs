@@ -16,29 +16,42 @@
 //! Every key, default and error is described in `docs/configuration.md`.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod allow;
 mod audit;
 mod auth;
+mod command_pinning;
 mod config;
 mod content;
 mod defaults;
+pub mod egress_allow;
 pub mod env;
 mod error;
+mod lifecycle;
+mod metrics;
 mod parse;
 mod pinning;
 mod policy;
 pub mod raw;
 mod sandbox;
+mod tracing;
 mod validate;
 mod value_ref;
 
+pub use alerts::{
+    AlertLogConfig, AlertSeverity, AlertsConfig, DEFAULT_ALERTS_QUEUE, DEFAULT_UNTRUSTED_TOOLS,
+    DEFAULT_WEBHOOK_RETRIES, DEFAULT_WEBHOOK_TIMEOUT, MAX_ALERT_THRESHOLD, MAX_ALERTS_QUEUE,
+    MAX_WEBHOOK_RETRIES, MAX_WEBHOOK_TIMEOUT, RawAlertLog, RawAlerts, RawSequenceRule,
+    RawThresholdRule, RawWebhook, SequenceRule, ThresholdRule, WebhookConfig,
+};
 pub use allow::{
     HostAllowlist, HostPattern, OriginAllowlist, OriginPattern, OriginScheme, PortMatch,
 };
 pub use audit::{
     AuditCapture, AuditConfig, AuditFlush, AuditOnFull, DEFAULT_AUDIT_CHECKPOINT_EVERY,
-    DEFAULT_AUDIT_CHECKPOINT_INTERVAL, DEFAULT_AUDIT_DURABLE_TIMEOUT, DEFAULT_AUDIT_QUEUE,
-    DEFAULT_AUDIT_ROTATE_BYTES, DEFAULT_AUDIT_SYNC_INTERVAL, MAX_AUDIT_QUEUE, RawAudit,
+    DEFAULT_AUDIT_CHECKPOINT_INTERVAL, DEFAULT_AUDIT_DURABLE_TIMEOUT, DEFAULT_AUDIT_LINGER,
+    DEFAULT_AUDIT_QUEUE, DEFAULT_AUDIT_ROTATE_BYTES, DEFAULT_AUDIT_SYNC_INTERVAL, MAX_AUDIT_QUEUE,
+    RawAudit,
 };
 pub use auth::{
     ApiKeysConfig, AuthConfig, AuthConfigError, DEFAULT_API_KEY_REFRESH, DEFAULT_AUTH_HTTP_TIMEOUT,
@@ -53,6 +66,15 @@ pub use config::{
 pub use content::{ContentConfig, ContentMode, DefinitionMode, RawContent, SanitizeSetting};
 pub use defaults::*;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, FieldPath, PathSegment};
+pub use lifecycle::{
+    DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_JITTER, DEFAULT_BACKOFF_MAX, DEFAULT_DOWN_RETRY,
+    DEFAULT_HEALTH_FAILURES, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT,
+    DEFAULT_MAX_CALL_DURATION, DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW, DEFAULT_STDERR_BUDGET,
+    DEFAULT_STDERR_WINDOW, LifecycleConfig, RawLifecycle, RestartPolicy, UnhealthyAction,
+};
+pub use metrics::{
+    DEFAULT_METRICS_MAX_LABEL_VALUES, MAX_METRICS_LABEL_VALUES, MetricsConfig, RawMetrics,
+};
 pub use pinning::PinningMode;
 pub use policy::{
     ArgumentRule, ArgumentsConfig, DEFAULT_HOST_ARGUMENTS, DEFAULT_MAX_SCHEMA_BYTES,
@@ -67,7 +89,15 @@ pub use sandbox::{
     DEFAULT_SANDBOX_OPEN_FILES, DEFAULT_SANDBOX_PROCESSES, DEFAULT_SANDBOX_TMP_SIZE, RawSandbox,
     SandboxConfig, SandboxNetwork, SandboxOverride, SizeError, parse_size,
 };
-pub use value_ref::{ENV_PREFIX, FILE_PREFIX, ValueRef, ValueRefError};
+pub use sandbox::{RawNetwork, RawNetworkAllow};
+pub use tracing::{
+    DEFAULT_TRACING_EXPORT_INTERVAL, DEFAULT_TRACING_MAX_BATCH, DEFAULT_TRACING_QUEUE,
+    DEFAULT_TRACING_SERVICE_NAME, DEFAULT_TRACING_TIMEOUT, MAX_TRACING_QUEUE,
+    MAX_TRACING_SERVICE_NAME, RawTracing, SampleRatio, TracingConfig,
+};
+pub use value_ref::{
+    ENV_PREFIX, FILE_PREFIX, KEYRING_PREFIX, MAX_KEYRING_NAME, ValueRef, ValueRefError,
+};
 
 /// Checks an upstream name against the naming rule (`^[a-zA-Z0-9-]{1,32}$`), returning the
 /// broken rule. Names contain no `_`, so `<upstream>__<tool>` splits at the first `__`.

@@ -41,6 +41,8 @@ pub struct RawConfig {
     pub auth: Option<crate::auth::RawAuth>,
     /// `pinning`: default tool-definition pinning mode of every upstream (and of `run`).
     pub pinning: Option<crate::pinning::PinningMode>,
+    /// `command_pinning`: default command pinning mode of every stdio upstream (and of `run`).
+    pub command_pinning: Option<crate::pinning::PinningMode>,
     /// `[content]`: content guards of every upstream (and of `run`).
     pub content: Option<crate::content::RawContent>,
     /// `[policy]`.
@@ -51,6 +53,12 @@ pub struct RawConfig {
     pub arguments: Option<crate::policy::RawArguments>,
     /// `[sandbox]`: defaults of every stdio upstream's sandbox.
     pub sandbox: Option<crate::sandbox::RawSandbox>,
+    /// `[metrics]`: the Prometheus `/metrics` listener.
+    pub metrics: Option<crate::metrics::RawMetrics>,
+    /// `[alerts]`: anomaly rules and alert sinks.
+    pub alerts: Option<crate::alerts::RawAlerts>,
+    /// `[tracing]`: OpenTelemetry trace export.
+    pub tracing: Option<crate::tracing::RawTracing>,
 }
 
 /// `[limits]`.
@@ -123,10 +131,14 @@ pub struct RawUpstream {
     pub namespace: Option<bool>,
     /// `pinning`.
     pub pinning: Option<crate::pinning::PinningMode>,
+    /// `command_pinning`.
+    pub command_pinning: Option<crate::pinning::PinningMode>,
     /// `[upstreams.<name>.content]`: this upstream's content guard overrides.
     pub content: Option<crate::content::RawContent>,
     /// `[upstreams.<name>.sandbox]`: this stdio upstream's sandbox overrides.
     pub sandbox: Option<crate::sandbox::RawSandbox>,
+    /// `[upstreams.<name>.lifecycle]`: restarts, health checks, call and stderr limits.
+    pub lifecycle: Option<crate::lifecycle::RawLifecycle>,
 }
 
 /// A duration as written, such as `"30s"`; parsed with `humantime` during validation.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::egress_allow::AllowList;
 use crate::error::{ConfigErrorKind, FieldPath};
 use crate::raw::RawDuration;
 use crate::validate::Problem;
@@ -38,8 +39,8 @@ const MAX_OPEN_FILES: u64 = 1 << 20;
 pub struct RawSandbox {
     /// `enabled`.
     pub enabled: Option<bool>,
-    /// `network`: `none`, `loopback` or `full`.
-    pub network: Option<String>,
+    /// `network`: `none`, `loopback`, `full` or `{ allow = ["host:port", ..] }`.
+    pub network: Option<RawNetwork>,
     /// `read`: extra read-only paths.
     pub read: Option<Vec<PathBuf>>,
     /// `write`: extra read-write paths.
@@ -66,6 +67,33 @@ pub struct RawSandbox {
     pub require: Option<bool>,
 }
 
+/// `network` as written: a name or a table with an allow-list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "\"none\", \"loopback\", \"full\" or a table { allow = [\"host:port\", ..] }"
+)]
+pub enum RawNetwork {
+    /// `none`, `loopback` or `full`.
+    Name(String),
+    /// `{ allow = [..] }`.
+    Allow(RawNetworkAllow),
+}
+
+/// `network = { allow = [..] }` as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetworkAllow {
+    /// `host:port` entries.
+    pub allow: Vec<String>,
+}
+
+impl From<&str> for RawNetwork {
+    fn from(name: &str) -> RawNetwork {
+        RawNetwork::Name(name.to_owned())
+    }
+}
+
 /// Network access of a sandboxed upstream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum SandboxNetwork {
@@ -76,6 +104,9 @@ pub enum SandboxNetwork {
     Loopback,
     /// The host's network.
     Full,
+    /// A new network namespace with its own loopback, and egress only through the gateway's
+    /// proxy to the hosts of [`SandboxConfig::network_allow`].
+    AllowList,
 }
 
 /// The sandbox of one stdio upstream, every default filled in.
@@ -85,6 +116,8 @@ pub struct SandboxConfig {
     pub enabled: bool,
     /// Network access (default `none`).
     pub network: SandboxNetwork,
+    /// The hosts reachable with [`SandboxNetwork::AllowList`] (empty otherwise).
+    pub network_allow: AllowList,
     /// Extra read-only paths.
     pub read: Vec<PathBuf>,
     /// Extra read-write paths.
@@ -118,6 +151,7 @@ impl Default for SandboxConfig {
         Self {
             enabled: true,
             network: SandboxNetwork::None,
+            network_allow: AllowList::default(),
             read: Vec::new(),
             write: Vec::new(),
             inherit_env: Vec::new(),
@@ -141,6 +175,9 @@ pub struct SandboxOverride {
     pub enabled: Option<bool>,
     /// `network`.
     pub network: Option<SandboxNetwork>,
+    /// The allow-list that comes with `network = { allow = [..] }` (boxed: this struct sits
+    /// in every stdio upstream's configuration).
+    pub network_allow: Option<Box<AllowList>>,
     /// `read`, added to the global list.
     pub read: Vec<PathBuf>,
     /// `write`, added to the global list.
@@ -172,7 +209,10 @@ impl SandboxConfig {
     pub fn with(&self, o: &SandboxOverride) -> SandboxConfig {
         let mut merged = self.clone();
         merged.enabled = o.enabled.unwrap_or(self.enabled);
-        merged.network = o.network.unwrap_or(self.network);
+        if let Some(network) = o.network {
+            merged.network = network;
+            merged.network_allow = o.network_allow.as_deref().cloned().unwrap_or_default();
+        }
         merged.read.extend(o.read.iter().cloned());
         merged.write.extend(o.write.iter().cloned());
         merged.inherit_env.extend(o.inherit_env.iter().cloned());
@@ -205,22 +245,50 @@ pub(crate) fn upstream(
     problems: &mut Vec<Problem>,
 ) -> SandboxOverride {
     let mut report = |field: &str, kind: ConfigErrorKind| problems.push((path.key(field), kind));
-    let network = raw.network.and_then(|value| match value.as_str() {
-        "none" => Some(SandboxNetwork::None),
-        "loopback" => Some(SandboxNetwork::Loopback),
-        "full" => Some(SandboxNetwork::Full),
-        _ => {
+    let mut network_allow = None;
+    let network = match raw.network {
+        None => None,
+        Some(RawNetwork::Name(value)) => match value.as_str() {
+            "none" => Some(SandboxNetwork::None),
+            "loopback" => Some(SandboxNetwork::Loopback),
+            "full" => Some(SandboxNetwork::Full),
+            _ => {
+                report(
+                    "network",
+                    ConfigErrorKind::Invalid {
+                        reason: format!(
+                            "unknown network {value:?}; expected \"none\", \"loopback\", \"full\" or {{ allow = [\"host:port\", ..] }}"
+                        ),
+                    },
+                );
+                None
+            }
+        },
+        Some(RawNetwork::Allow(RawNetworkAllow { allow })) if allow.is_empty() => {
             report(
                 "network",
                 ConfigErrorKind::Invalid {
-                    reason: format!(
-                        "unknown network {value:?}; expected \"none\", \"loopback\" or \"full\" (host allow-lists are not available)"
-                    ),
+                    reason: "empty allow-list; use \"loopback\" for no egress".into(),
                 },
             );
             None
         }
-    });
+        Some(RawNetwork::Allow(RawNetworkAllow { allow })) => match AllowList::parse(&allow) {
+            Ok(list) => {
+                network_allow = Some(Box::new(list));
+                Some(SandboxNetwork::AllowList)
+            }
+            Err(error) => {
+                report(
+                    "network",
+                    ConfigErrorKind::Invalid {
+                        reason: error.to_string(),
+                    },
+                );
+                None
+            }
+        },
+    };
     let mut paths = |field: &str, list: Option<Vec<PathBuf>>| -> Vec<PathBuf> {
         let list = list.unwrap_or_default();
         for (index, p) in list.iter().enumerate() {
@@ -314,6 +382,7 @@ pub(crate) fn upstream(
     SandboxOverride {
         enabled: raw.enabled,
         network,
+        network_allow,
         read,
         write,
         inherit_env,
@@ -436,6 +505,44 @@ mod tests {
             SandboxConfig::default().with(&SandboxOverride::default()),
             SandboxConfig::default()
         );
+    }
+
+    #[test]
+    fn network_allow_lists_parse_merge_and_reject_bad_entries() {
+        let raw = |text: &str| toml::from_str::<RawSandbox>(text).unwrap();
+        let mut problems = Vec::new();
+        let global = global(
+            &FieldPath::root().key("sandbox"),
+            raw(r#"network = { allow = ["api.github.com:443", "*.example.com:443"] }"#),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(global.network, SandboxNetwork::AllowList);
+        assert_eq!(global.network_allow.rules().len(), 2);
+        // An upstream's `network` replaces the list with its own (or with none).
+        let o = upstream(
+            &FieldPath::root().key("u"),
+            raw(r#"network = "full""#),
+            &mut problems,
+        );
+        let merged = global.with(&o);
+        assert_eq!(merged.network, SandboxNetwork::Full);
+        assert!(merged.network_allow.rules().is_empty());
+        // An upstream that says nothing keeps the global list.
+        assert_eq!(global.with(&SandboxOverride::default()), global);
+        for bad in [
+            r#"network = { allow = [] }"#,
+            r#"network = { allow = ["api.github.com"] }"#,
+            r#"network = { allow = ["*:443"] }"#,
+        ] {
+            let mut problems = Vec::new();
+            let o = upstream(&FieldPath::root().key("u"), raw(bad), &mut problems);
+            assert_eq!(o.network, None, "{bad}");
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert_eq!(problems[0].0.to_string(), "u.network");
+        }
+        // Unknown keys in the table are refused by the parser.
+        assert!(toml::from_str::<RawSandbox>(r#"network = { allow = [], deny = [] }"#).is_err());
     }
 
     #[test]

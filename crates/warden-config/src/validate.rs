@@ -63,7 +63,7 @@ impl Validator<'_> {
         self.problems.push((path, kind));
     }
 
-    fn was_rejected(&self, path: &FieldPath) -> bool {
+    pub(crate) fn was_rejected(&self, path: &FieldPath) -> bool {
         self.rejected
             .iter()
             .any(|rejected| rejected.starts_with(path))
@@ -116,6 +116,19 @@ impl Validator<'_> {
         let auth = raw.auth.map_or_else(Default::default, |auth| {
             self.auth(&root.key("auth"), auth, public_url.as_ref())
         });
+        let audit_enabled = raw.audit.as_ref().and_then(|a| a.enabled) != Some(false);
+        let metrics = crate::metrics::metrics(
+            &root.key("metrics"),
+            raw.metrics.unwrap_or_default(),
+            audit_enabled,
+            &mut self.problems,
+        );
+        let alerts = raw.alerts.map_or_else(Default::default, |a| {
+            self.alerts(&root.key("alerts"), a, audit_enabled)
+        });
+        let tracing = raw
+            .tracing
+            .and_then(|t| self.tracing(&root.key("tracing"), t, audit_enabled));
         Config {
             listen,
             data_dir,
@@ -135,6 +148,7 @@ impl Validator<'_> {
                 .map_or_else(Default::default, |a| self.audit(&root.key("audit"), a)),
             auth,
             pinning: raw.pinning.unwrap_or_default(),
+            command_pinning: raw.command_pinning,
             content: crate::content::ContentConfig::default()
                 .with(&raw.content.unwrap_or_default()),
             policy: raw
@@ -151,6 +165,9 @@ impl Validator<'_> {
                 &mut self.problems,
             ),
             sandbox,
+            metrics,
+            alerts,
+            tracing,
         }
     }
 
@@ -405,6 +422,12 @@ impl Validator<'_> {
                 url.map(|url| UpstreamTransport::Http(HttpUpstreamConfig { url, headers }))
             }
         };
+        let lifecycle = crate::lifecycle::upstream(
+            self,
+            &path.key("lifecycle"),
+            raw.lifecycle.unwrap_or_default(),
+            matches!(transport, Some(UpstreamTransport::Stdio(_))),
+        );
         let transport = transport.filter(|_| name_ok)?;
         Some(UpstreamConfig {
             name,
@@ -415,7 +438,9 @@ impl Validator<'_> {
             enabled: raw.enabled.unwrap_or(true),
             namespace: raw.namespace.unwrap_or(true),
             pinning: raw.pinning,
+            command_pinning: raw.command_pinning,
             content: raw.content,
+            lifecycle,
         })
     }
 
@@ -487,7 +512,11 @@ impl Validator<'_> {
         })
     }
 
-    fn headers(&mut self, path: &FieldPath, headers: RawMap<ValueRef>) -> Vec<(String, ValueRef)> {
+    pub(crate) fn headers(
+        &mut self,
+        path: &FieldPath,
+        headers: RawMap<ValueRef>,
+    ) -> Vec<(String, ValueRef)> {
         let mut seen = HashSet::new();
         for (name, value) in &headers.0 {
             let field = path.key(name.as_str());

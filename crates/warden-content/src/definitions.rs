@@ -8,7 +8,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use warden_detect::{Context, Finding, TextKind, Verdict as DetectVerdict};
-use warden_guard::{Call, Denial, Direction, Guard, GuardError, Verdict};
+use warden_guard::{Call, Denial, Direction, Guard, GuardError, Report, Verdict};
 use warden_proto::ErrorCode;
 
 use crate::mode::{ContentModes, Mode};
@@ -113,6 +113,32 @@ fn rewrite(value: Value) -> Result<Verdict, GuardError> {
     Verdict::rewrite(NAME, value)
 }
 
+/// `report` mode: what `block` would have withheld, let through and audited (item kind, name,
+/// rule ids and locations; never the text).
+#[derive(Default)]
+struct Reported(Vec<String>);
+
+impl Reported {
+    fn add(&mut self, what: &str, name: &str, findings: &[Finding]) {
+        let rules: Vec<String> = findings
+            .iter()
+            .map(|f| format!("{} at {}", f.rule, f.location))
+            .collect();
+        self.0
+            .push(format!("{what} `{name}`: {}", rules.join(", ")));
+    }
+
+    fn verdict(self) -> Verdict {
+        if self.0.is_empty() {
+            return Verdict::Continue;
+        }
+        Verdict::Report(Report {
+            detail: self.0.join("; "),
+            controls: CONTROLS,
+        })
+    }
+}
+
 /// Analyses definitions on list and initialize results.
 pub struct DefinitionGuard(Arc<Poisoning>);
 
@@ -138,6 +164,7 @@ impl DefinitionGuard {
                 let findings = warden_detect::analyze_tools(tools);
                 let mut kept = Vec::with_capacity(tools.len());
                 let mut withheld = 0;
+                let mut reported = Reported::default();
                 for (tool, found) in tools.iter().zip(findings) {
                     let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
                     let verdict = DetectVerdict::from_findings(&found);
@@ -147,11 +174,14 @@ impl DefinitionGuard {
                     if bad && block {
                         withheld += 1;
                     } else {
+                        if bad {
+                            reported.add("tool", name, &found);
+                        }
                         kept.push(tool.clone());
                     }
                 }
                 if withheld == 0 {
-                    return Ok(Verdict::Continue);
+                    return Ok(reported.verdict());
                 }
                 let mut value = call.message.value().clone();
                 value["result"]["tools"] = Value::Array(kept);
@@ -163,6 +193,7 @@ impl DefinitionGuard {
                 };
                 let mut kept = Vec::with_capacity(prompts.len());
                 let mut withheld = 0;
+                let mut reported = Reported::default();
                 for (i, p) in prompts.iter().enumerate() {
                     let name = p.get("name").and_then(Value::as_str).unwrap_or("");
                     // A prompt is a definition like a tool: same analysis of all its strings.
@@ -177,11 +208,14 @@ impl DefinitionGuard {
                     if bad && block {
                         withheld += 1;
                     } else {
+                        if bad {
+                            reported.add("prompt", name, &found);
+                        }
                         kept.push(p.clone());
                     }
                 }
                 if withheld == 0 {
-                    return Ok(Verdict::Continue);
+                    return Ok(reported.verdict());
                 }
                 let mut value = call.message.value().clone();
                 value["result"]["prompts"] = Value::Array(kept);
@@ -195,7 +229,11 @@ impl DefinitionGuard {
                 let bad = DetectVerdict::from_findings(&found) == DetectVerdict::Block;
                 log_findings(upstream, "instructions", "", &found, bad && block);
                 if !(bad && block) {
-                    return Ok(Verdict::Continue);
+                    let mut reported = Reported::default();
+                    if bad {
+                        reported.add("instructions", "", &found);
+                    }
+                    return Ok(reported.verdict());
                 }
                 let mut value = call.message.value().clone();
                 if let Some(Value::Object(r)) = value.get_mut("result") {

@@ -4,14 +4,14 @@
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use warden_detect::redact::{RedactOptions, redact_tool_result};
+use warden_detect::redact::{RedactOptions, redact_tool_result, scan_tool_result};
 use warden_detect::{Severity, TextKind};
-use warden_guard::{Call, Denial, Guard, GuardError, Verdict};
+use warden_guard::{Call, Denial, Guard, GuardError, Report, Verdict};
 use warden_proto::ErrorCode;
 
 use crate::content_of;
 use crate::mode::{ContentModes, Mode, SanitizeMode};
-use crate::sanitize::sanitize_json;
+use crate::sanitize::{json_needs_sanitizing, sanitize_json};
 
 fn rewrite(
     guard: &'static str,
@@ -110,7 +110,16 @@ impl InjectionGuard {
             );
         }
         match mode {
-            Mode::Off | Mode::Report => Ok(Verdict::Continue),
+            Mode::Off => Ok(Verdict::Continue),
+            // Let through, but audited: rule ids and locations, never the matched text.
+            Mode::Report => Ok(Verdict::Report(Report {
+                detail: serious
+                    .iter()
+                    .map(|f| format!("{} at {}", f.rule, f.location))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                controls: Self::CONTROLS,
+            })),
             Mode::Block => Ok(Self::withheld(
                 serious
                     .iter()
@@ -201,10 +210,10 @@ impl RedactGuard {
         let Some((content, is_result)) = content_of(call) else {
             return Ok(Verdict::Continue);
         };
-        let mut value = content.clone();
-        // Detect both classes the modes care about; rewrite only those set to redact.
-        let found = redact_tool_result(
-            &mut value,
+        // Detect both classes the modes care about on the borrowed result; copy and rewrite
+        // only when some class is set to redact and was found.
+        let found = scan_tool_result(
+            content,
             RedactOptions {
                 secrets: modes.secrets != Mode::Off,
                 pii: modes.pii != Mode::Off,
@@ -251,10 +260,19 @@ impl RedactGuard {
             .iter()
             .any(|f| mode_of(f.redacted.class) == Mode::Redact)
         {
-            return Ok(Verdict::Continue);
+            // Every class found is only reported: let through, audited (kinds and JSON
+            // pointers, never the values).
+            return Ok(Verdict::Report(Report {
+                detail: found
+                    .iter()
+                    .map(|f| format!("{} at {}", f.redacted.kind, f.pointer))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                controls: Self::CONTROLS,
+            }));
         }
-        // Redact again with exactly the classes set to redact (the first pass may have
-        // rewritten classes that are only reported).
+        // Redact with exactly the classes set to redact (the scan also found classes that are
+        // only reported).
         let mut value = content.clone();
         redact_tool_result(
             &mut value,
@@ -325,6 +343,11 @@ impl SanitizeGuard {
             .iter()
             .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\' || b == b'\n')
         {
+            return Ok(Verdict::Continue);
+        }
+        // Checked on the borrowed value: text with non-ASCII letters but nothing to remove is
+        // not copied.
+        if !json_needs_sanitizing(content, skip) {
             return Ok(Verdict::Continue);
         }
         let mut value = content.clone();

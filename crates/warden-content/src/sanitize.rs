@@ -25,7 +25,7 @@ pub fn is_invisible(c: char) -> bool {
 
 /// `s` with escapes and invisible characters handled per `mode`; `None` when nothing changed.
 pub fn sanitize(s: &str, mode: SanitizeMode) -> Option<String> {
-    if mode == SanitizeMode::Off || !s.chars().any(|c| c == '\u{1b}' || is_invisible(c)) {
+    if mode == SanitizeMode::Off || !needs_sanitizing(s) {
         return None;
     }
     let mut out = String::with_capacity(s.len());
@@ -75,6 +75,30 @@ pub fn sanitize(s: &str, mode: SanitizeMode) -> Option<String> {
         out.push(c);
     }
     Some(out)
+}
+
+/// Whether `s` holds anything [`sanitize`] removes or makes visible.
+pub fn needs_sanitizing(s: &str) -> bool {
+    s.chars().any(|c| c == '\u{1b}' || is_invisible(c))
+}
+
+/// Whether [`sanitize_json`] would change any string of `value` (same walk, same `skip`), read
+/// from the borrowed value, so a clean result is never copied.
+pub fn json_needs_sanitizing(value: &serde_json::Value, skip: &dyn Fn(&str) -> bool) -> bool {
+    fn walk(v: &serde_json::Value, skip: &dyn Fn(&str) -> bool, depth: usize) -> bool {
+        if depth > 256 {
+            return false;
+        }
+        match v {
+            serde_json::Value::String(s) => needs_sanitizing(s),
+            serde_json::Value::Array(a) => a.iter().any(|x| walk(x, skip, depth + 1)),
+            serde_json::Value::Object(o) => {
+                o.iter().any(|(k, x)| !skip(k) && walk(x, skip, depth + 1))
+            }
+            _ => false,
+        }
+    }
+    walk(value, skip, 0)
 }
 
 /// Sanitizes every string of `value` in place (object keys too, except where `keep_key`
@@ -164,6 +188,21 @@ mod tests {
             if let Some(out) = sanitize(&s, SanitizeMode::Visible) {
                 prop_assert!(!out.chars().any(|c| c == '\u{1b}' || is_invisible(c)), "{:?}", out);
             }
+        }
+
+        /// The borrowed check agrees with the rewriting walk: it says "needs" exactly when
+        /// sanitizing changes something.
+        #[test]
+        fn the_borrowed_check_agrees_with_the_walk(
+            a in "\\PC{0,20}|[\\x00-\\x7f\u{200b}\u{202e}\u{e0041}\u{9b}]{0,20}",
+            b in "\\PC{0,20}|[\\x00-\\x7f\u{200b}\u{202e}\u{e0041}\u{9b}]{0,20}",
+        ) {
+            let value = serde_json::json!({"name": a.clone(), "content": [{"text": b.clone()}, a.clone()]});
+            let skip = |k: &str| k == "name";
+            let needs = json_needs_sanitizing(&value, &skip);
+            let mut copy = value.clone();
+            let changed = sanitize_json(&mut copy, SanitizeMode::Strip, &skip);
+            prop_assert_eq!(needs, changed > 0);
         }
     }
 }

@@ -384,6 +384,15 @@ pub fn redact_json(value: &mut Value) -> Vec<JsonRedacted> {
 
 /// Redacts one string; `key` is the member name the string is the value of, if any.
 fn redact_string(s: &mut String, key: Option<&str>, options: RedactOptions) -> Vec<Redacted> {
+    let spans = string_spans(s, key, options);
+    if !spans.is_empty() {
+        *s = apply(s, &spans);
+    }
+    spans
+}
+
+/// What [`redact_string`] would replace in `s`, without changing it.
+fn string_spans(s: &str, key: Option<&str>, options: RedactOptions) -> Vec<Redacted> {
     let mut detections = Vec::new();
     // The value of a secret-like key, judged with the key as context.
     let keyed = key
@@ -407,11 +416,7 @@ fn redact_string(s: &mut String, key: Option<&str>, options: RedactOptions) -> V
             specificity: 0,
         });
     }
-    let spans = redact_spans(s, options, detections);
-    if !spans.is_empty() {
-        *s = apply(s, &spans);
-    }
-    spans
+    redact_spans(s, options, detections)
 }
 
 struct Walker {
@@ -511,6 +516,105 @@ impl Walker {
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
     }
+
+    /// What [`Walker::walk`] would redact, read from the borrowed value: the same findings, in
+    /// the same order, with the same pointers.
+    fn scan(
+        &self,
+        value: &Value,
+        pointer: &mut String,
+        key: Option<&str>,
+        depth: usize,
+        out: &mut Vec<JsonRedacted>,
+    ) {
+        let options = self.options;
+        if depth > MAX_JSON_DEPTH {
+            out.push(JsonRedacted {
+                pointer: pointer.clone(),
+                key: false,
+                redacted: Redacted {
+                    kind: "too-deep",
+                    start: 0,
+                    end: 0,
+                    rule: "secret.too-deep",
+                    class: DataClass::Secret,
+                },
+            });
+            return;
+        }
+        match value {
+            Value::String(s) => {
+                for r in string_spans(s, key, options) {
+                    out.push(JsonRedacted {
+                        pointer: pointer.clone(),
+                        key: false,
+                        redacted: r,
+                    });
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = pointer.len();
+                    pointer.push('/');
+                    pointer.push_str(&i.to_string());
+                    self.scan(item, pointer, None, depth + 1, out);
+                    pointer.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                for (name, member) in map {
+                    let len = pointer.len();
+                    pointer.push('/');
+                    pointer.push_str(&escape_pointer(name));
+                    if !self.is_binary(map, name) {
+                        self.scan(member, pointer, Some(name), depth + 1, out);
+                    }
+                    for r in string_spans(name, None, options) {
+                        out.push(JsonRedacted {
+                            pointer: pointer.clone(),
+                            key: true,
+                            redacted: r,
+                        });
+                    }
+                    pointer.truncate(len);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+}
+
+/// What [`redact_tool_result`] would redact in `result`, found without changing or copying it:
+/// the same findings with the same pointers. A guard that only reports, or finds nothing,
+/// never needs a copy of the result.
+///
+/// ```
+/// let result = serde_json::json!({
+///     "content": [{"type": "text", "text": "key AKIAZ3MSJV7WQ4TLBN2K"}]
+/// });
+/// let found = warden_detect::redact::scan_tool_result(&result, Default::default());
+/// assert_eq!(found[0].pointer, "/content/0/text");
+/// assert_eq!(found[0].redacted.kind, "aws-access-token");
+/// ```
+pub fn scan_tool_result(result: &Value, options: RedactOptions) -> Vec<JsonRedacted> {
+    let mut out = Vec::new();
+    let walker = Walker {
+        options,
+        skip_binary: true,
+    };
+    walker.scan(result, &mut String::new(), None, 0, &mut out);
+    out
+}
+
+/// What [`redact_json_with`] would redact in `value`, found without changing or copying it.
+pub fn scan_json_with(value: &Value, options: RedactOptions) -> Vec<JsonRedacted> {
+    let mut out = Vec::new();
+    let walker = Walker {
+        options,
+        skip_binary: false,
+    };
+    walker.scan(value, &mut String::new(), None, 0, &mut out);
+    out
 }
 
 #[cfg(test)]

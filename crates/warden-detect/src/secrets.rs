@@ -17,6 +17,7 @@ use crate::finding::{Finding, Location, Severity};
 pub mod generic;
 pub mod gitleaks;
 pub mod keys;
+mod reach;
 
 pub use gitleaks::{RuleInfo, SkippedRule, translate};
 
@@ -72,7 +73,8 @@ pub(crate) const VERIFIED: u8 = 4;
 /// Specificity of keyword-plus-entropy rules.
 pub(crate) const GENERIC: u8 = 1;
 
-static GITLEAKS: LazyLock<gitleaks::Gitleaks> = LazyLock::new(gitleaks::Gitleaks::new);
+static GITLEAKS: LazyLock<gitleaks::Gitleaks> =
+    LazyLock::new(|| gitleaks::Gitleaks::with_extra_keywords(generic::KEYWORDS));
 
 /// Compiles the rule set now rather than on first use (it takes a fraction of a second), so the
 /// first scanned message is not slower than the others.
@@ -109,8 +111,9 @@ pub fn active_rule_ids() -> Vec<&'static str> {
 
 /// Every secret in `text`, sorted by start offset. Spans may overlap.
 pub fn scan(text: &str) -> Vec<Detection> {
-    let mut out: Vec<Detection> = GITLEAKS
-        .scan(text)
+    // One keyword pass serves the gitleaks rules and the generic detectors.
+    let (matches, generic_hits) = GITLEAKS.scan(text);
+    let mut out: Vec<Detection> = matches
         .into_iter()
         .map(|m| Detection {
             kind: m.id,
@@ -126,7 +129,7 @@ pub fn scan(text: &str) -> Vec<Detection> {
         })
         .collect();
     keys::scan(text, &mut out);
-    generic::scan(text, &mut out);
+    generic::scan(text, &generic_hits, &mut out);
     out.sort_by(|a, b| (a.span.start, a.span.end, a.kind).cmp(&(b.span.start, b.span.end, b.kind)));
     out.dedup_by(|a, b| a.span == b.span && a.kind == b.kind);
     out

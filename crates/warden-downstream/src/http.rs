@@ -53,6 +53,8 @@
 //! | second concurrent GET stream of a session | 409 | `-32600` |
 //! | notification or response accepted | 202 | none |
 //! | request: final response first | 200 `application/json` | the response |
+//! | request: a rate-limit refusal (`-31004`) first | 429 + `Retry-After`; `application/json`, or one `text/event-stream` event when the client takes only SSE | the refusal, with `data.retryAfterMs` |
+//! | request: a rate-limit refusal after other events | (200 `text/event-stream` already sent) | the refusal as an event, with `data.retryAfterMs` |
 //! | request: anything before the response | 200 `text/event-stream` | events |
 //! | DELETE of a live session | 204 | none |
 
@@ -427,8 +429,10 @@ async fn serve_http1<H, S>(
         .timer(TokioTimer::new())
         .header_read_timeout(shared.opts.header_read_timeout)
         .keep_alive(true);
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
+        // The peer's address, for the audit records of authentication attempts.
+        request.extensions_mut().insert(audit::Remote(peer));
         async move { Ok::<_, Infallible>(shared.serve(request).await) }
     });
     let connection = builder.serve_connection(TokioIo::new(io), service);
@@ -461,8 +465,10 @@ async fn serve_http2<H, S>(
         .keep_alive_interval(shared.opts.http2_keepalive)
         .keep_alive_timeout(shared.opts.http2_keepalive)
         .max_concurrent_streams(HTTP2_MAX_STREAMS);
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
+        // The peer's address, for the audit records of authentication attempts.
+        request.extensions_mut().insert(audit::Remote(peer));
         async move { Ok::<_, Infallible>(shared.serve(request).await) }
     });
     let connection = builder.serve_connection(TokioIo::new(io), service);

@@ -151,6 +151,9 @@ pub struct Call<'a> {
     pub direction: Direction,
     /// The principal of the session.
     pub principal: &'a Principal,
+    /// The client session the message belongs to (its id), when there is one: `None` for
+    /// stateless requests and for what belongs to no caller (server instructions).
+    pub session: Option<&'a str>,
     /// The upstream the message is routed to or came from, when known.
     pub upstream: Option<&'a str>,
     /// For a response: the method of the request it answers.
@@ -170,6 +173,7 @@ impl<'a> Call<'a> {
             message,
             direction,
             principal,
+            session: None,
             upstream: None,
             request_method: None,
             target: None,
@@ -230,6 +234,19 @@ pub enum Verdict {
     Deny(Denial),
     /// Hold the message until a human decides.
     Hold(ApprovalTicket),
+    /// Let the message through unchanged, but record what was found (a guard in a report or
+    /// warn mode): the pipeline treats it as [`Verdict::Continue`] and tells its observer.
+    Report(Report),
+}
+
+/// A finding a guard lets through: audited, never shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// What was found, for the audit record only: rule ids and locations, never the matched
+    /// text (guards must not put content or secrets here).
+    pub detail: String,
+    /// Checklist controls the finding concerns.
+    pub controls: &'static [&'static str],
 }
 
 impl Verdict {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use warden_proto::{ErrorCode, Message};
 
-use crate::{ApprovalTicket, Call, Denial, Direction, FailMode, Guard, GuardError, Verdict};
+use crate::{
+    ApprovalTicket, Call, Denial, Direction, FailMode, Guard, GuardError, Report, Verdict,
+};
 
 /// The closed set of pipeline stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +110,8 @@ pub enum Decided<'a> {
     Rewrite,
     /// The guard could not decide and its fail-open mode let the message through.
     Skip(&'a GuardError),
+    /// The guard let the message through unchanged but reported a finding.
+    Report(&'a Report),
 }
 
 /// Receives every non-"continue" decision of a pipeline, synchronously and in order, before
@@ -174,6 +178,7 @@ impl Pipeline {
                 message: rewritten.as_ref().unwrap_or(call.message),
                 direction: call.direction,
                 principal: call.principal,
+                session: call.session,
                 upstream: call.upstream,
                 request_method: call.request_method,
                 target: call.target,
@@ -186,6 +191,7 @@ impl Pipeline {
                     Ok(Verdict::Rewrite(_)) => Some(Decided::Rewrite),
                     Ok(Verdict::Deny(d)) => Some(Decided::Deny(d)),
                     Ok(Verdict::Hold(t)) => Some(Decided::Hold(t)),
+                    Ok(Verdict::Report(r)) => Some(Decided::Report(r)),
                     Err(e) if guard.fail_mode() == FailMode::Open => Some(Decided::Skip(e)),
                     // Fail-closed errors are reported as the denial built below.
                     Err(_) => None,
@@ -195,7 +201,7 @@ impl Pipeline {
                 }
             }
             match verdict {
-                Ok(Verdict::Continue) => {}
+                Ok(Verdict::Continue | Verdict::Report(_)) => {}
                 Ok(Verdict::Rewrite(m)) => rewritten = Some(m),
                 Ok(Verdict::Deny(d)) => return Outcome::Deny(d),
                 Ok(Verdict::Hold(t)) => return Outcome::Hold(t),

@@ -107,8 +107,9 @@ impl std::fmt::Debug for PinBook {
     }
 }
 
-struct Txn<'a> {
-    store: DynStore,
+/// One transaction: the store, held open, and this process's turn.
+pub(crate) struct Txn<'a> {
+    pub(crate) store: DynStore,
     _serial: MutexGuard<'a, ()>,
 }
 
@@ -143,7 +144,7 @@ impl PinBook {
         }
     }
 
-    async fn begin(&self) -> Result<Txn<'_>, PinError> {
+    pub(crate) async fn begin(&self) -> Result<Txn<'_>, PinError> {
         let serial = self.txn.lock().await;
         let store = match &self.backend {
             Backend::Shared(s) => s.clone(),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use warden_guard::{Call, Denial, Direction, Guard, GuardError, Verdict};
+use warden_guard::{Call, Denial, Direction, Guard, GuardError, Report, Verdict};
 use warden_proto::ErrorCode;
 
 use crate::book::{PinBook, PinError, tool_name};
@@ -181,7 +181,8 @@ impl Pinning {
             tracing::warn!(upstream, pin = %pins.pin_id, tool = %name, "tool listed more than once; withheld");
         }
         if pins.mode != PinMode::Block {
-            return Ok(Verdict::Continue);
+            // `warn`: the list goes through unchanged, and the change is audited.
+            return Ok(list_report(&pins.pin_id, &obs));
         }
         {
             let mut state = self.state();
@@ -256,7 +257,14 @@ impl Pinning {
         };
         tracing::warn!(upstream, pin = %pins.pin_id, hash = %hash, mode = ?pins.mode, "server instructions differ from their pin");
         if pins.mode != PinMode::Block {
-            return Ok(Verdict::Continue);
+            // `warn`: released unchanged, and the change is audited.
+            return Ok(Verdict::Report(Report {
+                detail: format!(
+                    "pin {}: server instructions differ from their pin (sha256 {hash})",
+                    pins.pin_id
+                ),
+                controls: CONTROLS,
+            }));
         }
         let mut value = call.message.value().clone();
         if let Some(Value::Object(result)) = value.get_mut("result") {
@@ -378,6 +386,33 @@ impl Pinning {
         }
         Ok(Verdict::Continue)
     }
+}
+
+/// What a `warn`-mode list observation reports: changed, removed and ambiguous tools (names
+/// and hashes only), or `Continue` when the list matches its pins.
+fn list_report(pin_id: &str, obs: &crate::book::Observation) -> Verdict {
+    let mut parts: Vec<String> = obs
+        .held
+        .iter()
+        .map(|(name, hash)| format!("tool `{name}` differs from its pin (sha256 {hash})"))
+        .collect();
+    parts.extend(
+        obs.removed
+            .iter()
+            .map(|name| format!("pinned tool `{name}` missing")),
+    );
+    parts.extend(
+        obs.ambiguous
+            .iter()
+            .map(|name| format!("tool `{name}` listed more than once")),
+    );
+    if parts.is_empty() {
+        return Verdict::Continue;
+    }
+    Verdict::Report(Report {
+        detail: format!("pin {pin_id}: {}", parts.join("; ")),
+        controls: CONTROLS,
+    })
 }
 
 fn held_denial(name: &str, upstream: &str, pin_id: &str, raw: &str, hash: &str) -> Denial {

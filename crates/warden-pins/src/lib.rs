@@ -15,11 +15,17 @@
 //! stage `PinnedCall`. Records live in a [`warden_store::Store`] through [`PinBook`], which the
 //! `pins` command uses too.
 //!
-//! This crate reads and writes only the pin store; it never logs a definition's text.
+//! [Command pins](command) (RUN-3) live in the same store: what a stdio upstream's command runs
+//! (resolved executable and its SHA-256, an interpreter's script, launcher packages and
+//! versions), pinned on first start and compared before every start by the gateway.
+//!
+//! This crate reads and writes only the pin store (and, for command pins, reads the files a
+//! command runs); it never logs a definition's text.
 #![forbid(unsafe_code)]
 
 pub mod book;
 pub mod canonical;
+pub mod command;
 pub mod diff;
 pub mod guard;
 pub mod record;

@@ -6,7 +6,8 @@
 //! stages of the pipeline (`warden_guard::pipeline` states the order and why), after
 //! authentication has attached a principal and before anything is forwarded upstream. The
 //! policy guard also runs first in the response direction, where it cuts list results to what
-//! the principal may use and authorises server-initiated requests (sampling, elicitation).
+//! the principal may use, authorises server-initiated requests (sampling, elicitation) and
+//! drops server notifications that name what the principal may not use.
 //!
 //! I/O: reads policy files and canonicalises path roots when built; at run time canonicalises
 //! path arguments (file-system metadata only) and resolves host names (with a timeout). It
@@ -26,7 +27,7 @@ use std::sync::Arc;
 
 use warden_config::Config;
 use warden_guard::{Guard, Pipeline, Stage};
-use warden_store::DynStore;
+use warden_store::{DynStore, MemoryStore};
 
 pub use arguments::{ArgumentGuard, ArgumentsError};
 pub use policy::{PolicyError, PolicyGuard};
@@ -50,8 +51,9 @@ pub enum BuildError {
 /// The request guards a configuration asks for, each with its stage, in installation order.
 ///
 /// `base` is the directory relative policy files are read from (the configuration file's).
-/// `store`, when given, holds the rate-limit buckets (shared between replicas); otherwise they
-/// live in this process.
+/// The rate-limit buckets always go through the [`warden_store::Store`] interface: `store`,
+/// when given, is a store shared between replicas (buckets on wall-clock time); otherwise a
+/// [`warden_store::MemoryStore`] of this process holds them (on the monotonic clock).
 pub fn build(
     config: &Config,
     base: &Path,
@@ -61,7 +63,7 @@ pub fn build(
     if RateLimitGuard::is_active(&config.rate_limit) {
         let buckets: Arc<dyn Buckets> = match store {
             Some(store) => Arc::new(StoreBuckets::new(store)),
-            None => Arc::new(MemoryBuckets::default()),
+            None => Arc::new(StoreBuckets::local(Arc::new(MemoryStore::default()))),
         };
         guards.push((
             Stage::RateLimit,

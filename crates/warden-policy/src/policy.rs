@@ -34,7 +34,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use warden_config::{IMPLICIT_ROLES, PolicyConfig, RoleConfig};
 use warden_guard::{AuthMethod, Call, Denial, Direction, Guard, GuardError, Principal, Verdict};
-use warden_proto::ErrorCode;
+use warden_proto::{ErrorCode, Kind};
 
 /// Methods that are session plumbing, not access to anything: never subject to policy.
 const PLUMBING: &[&str] = &[
@@ -63,6 +63,16 @@ const MAX_CACHED_DECISIONS: usize = 16 * 1024;
 
 /// Server-initiated requests governed by policy (resource: the sending `Server`).
 const SERVER_REQUESTS: &[&str] = &["sampling/createMessage", "elicitation/create", "roots/list"];
+
+/// Server notifications that name something the principal may be refused, with the action
+/// that governs them: a principal only hears about what it could use. Notifications that name
+/// nothing (`notifications/message`, `notifications/progress`, `*/list_changed`, ...) pass.
+const GOVERNED_NOTIFICATIONS: &[(&str, &str)] = &[
+    // Names a resource URI: the principal must be allowed to read it.
+    ("notifications/resources/updated", "resources/read"),
+    // Completes a URL-mode elicitation: only for principals the server may elicit from.
+    ("notifications/elicitation/complete", "elicitation/create"),
+];
 
 /// Why a policy could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -356,8 +366,46 @@ impl PolicyGuard {
         }
     }
 
+    /// A server notification on its way to the client: dropped (a denial, which the session
+    /// drops and audits) when it names something the principal may not use. Fails closed: a
+    /// governed notification without the field it must name is dropped too.
+    fn on_notification(&self, call: &Call<'_>) -> Verdict {
+        let method = call.message.method().unwrap_or("");
+        let Some((_, action)) = GOVERNED_NOTIFICATIONS.iter().find(|(m, _)| *m == method) else {
+            return Verdict::Continue;
+        };
+        let what = format!("notification {method:?}");
+        let resource = match *action {
+            "resources/read" => {
+                let uri = call
+                    .message
+                    .params()
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str);
+                let Some(uri) = uri else {
+                    return self.deny(what, "the notification names no uri".into());
+                };
+                Resource::Uri {
+                    server: call.upstream,
+                    uri,
+                }
+            }
+            _ => match call.upstream {
+                Some(server) => Resource::Server(server),
+                None => return self.deny(what, "no upstream".into()),
+            },
+        };
+        match self.decide(call.principal, action, resource, None, false) {
+            Decided::Allow => Verdict::Continue,
+            Decided::Deny(detail) => self.deny(what, detail),
+        }
+    }
+
     fn on_response(&self, call: &Call<'_>) -> Verdict {
         let message = call.message;
+        if *message.kind() == Kind::Notification {
+            return self.on_notification(call);
+        }
         if message.is_request() {
             let method = message.method().unwrap_or("");
             if !SERVER_REQUESTS.contains(&method) {

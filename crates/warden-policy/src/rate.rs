@@ -1,10 +1,13 @@
 //! Rate limits: token buckets (GCRA) per principal, per principal and tool, and global; caps on
 //! concurrent in-flight calls per principal and per upstream.
 //!
-//! Buckets live behind [`Buckets`]: [`MemoryBuckets`] for one process, [`StoreBuckets`] on any
-//! [`warden_store::Store`] (one compare-and-swap per take, which maps to a Redis script) for
-//! replicas that share limits. A bucket is one number, its theoretical arrival time (GCRA), so
-//! a take is one read and one conditional write.
+//! Buckets live behind [`Buckets`]. The gateway keeps them in a [`warden_store::Store`]
+//! ([`StoreBuckets`]: one read and one compare-and-swap per take, which maps to a Redis script),
+//! by default a process-local [`warden_store::MemoryStore`] with a monotonic clock; a shared
+//! store (the Redis backend) plugs in through [`crate::build`]'s `store` with wall-clock time, so
+//! replicas share limits. A bucket is one number, its theoretical arrival time (GCRA).
+//! [`MemoryBuckets`] is a plain in-process table without the store interface, for embedders
+//! (and the benchmark's reference).
 //!
 //! Concurrency slots are process-local semaphores; a slot is a permit the guard leaves in the
 //! call's [`warden_guard::Permits`], released when the exchange's response reaches the client.
@@ -29,6 +32,15 @@ const MAX_KEYS_PER_SHARD: usize = 16 * 1024;
 const SHARDS: usize = 16;
 /// Retries of a compare-and-swap that lost a race before giving up (fail closed).
 const CAS_RETRIES: usize = 8;
+/// Longest bucket key stored as written; longer keys (long subjects or tool names) are stored
+/// as a SHA-256 digest, so no principal can exceed the store's key limit (and be refused for
+/// it) and a key still names exactly one bucket.
+const MAX_PLAIN_KEY_BYTES: usize = 200;
+/// How long a bucket's store entry outlives the moment the bucket is full again. A principal
+/// active within this time finds the value this gateway last wrote, so its take is one
+/// compare-and-swap without a read (a network round trip saved with a shared store). Also
+/// bounds the memory of idle principals.
+const RETAIN: Duration = Duration::from_secs(10);
 /// Retry hint of a concurrency refusal: the slot frees when some call finishes, which the
 /// gateway cannot predict.
 const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
@@ -93,7 +105,11 @@ pub trait Buckets: Send + Sync {
     ) -> BoxFuture<'a, Result<Taken, BucketError>>;
 }
 
-/// Buckets in this process's memory.
+/// Buckets in a plain table in this process's memory, without the store interface.
+///
+/// [`crate::build`] uses [`StoreBuckets`] over a [`warden_store::MemoryStore`] instead, so that
+/// every backend (and later Redis) goes through one code path; this table remains for
+/// embedders that never share limits, and as the benchmark's reference for that path's cost.
 pub struct MemoryBuckets {
     base: tokio::time::Instant,
     shards: Vec<Mutex<HashMap<String, u64>>>,
@@ -158,31 +174,161 @@ impl Buckets for MemoryBuckets {
     }
 }
 
-/// Buckets in a [`warden_store::Store`] ([`Namespace::RATE_LIMIT`]), shared by every gateway
-/// using that store. Timestamps are wall-clock milliseconds, so replicas need synchronised
-/// clocks (as Redis-based limiters do).
+/// The time a [`StoreBuckets`] measures GCRA in.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// Wall-clock nanoseconds since the Unix epoch: comparable between replicas sharing a
+    /// store (which need synchronised clocks, as Redis-based limiters do).
+    Wall,
+    /// Nanoseconds since `base` on the monotonic [`tokio::time::Instant`]: immune to wall-clock
+    /// steps, and paused with tokio's test clock. Only meaningful within one process.
+    Monotonic(tokio::time::Instant),
+}
+
+impl Clock {
+    fn now_ns(self) -> u64 {
+        match self {
+            Clock::Wall => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            Clock::Monotonic(base) => u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// Buckets in a [`warden_store::Store`] ([`Namespace::RATE_LIMIT`]).
+///
+/// One entry per bucket holds its theoretical arrival time in decimal nanoseconds; it expires
+/// 10 s after the bucket is full again, so idle principals cost nothing. A take is a
+/// compare-and-swap against the value this gateway last saw (one operation for an active
+/// principal); a refusal, a lost swap or no such value means a read and a compare-and-swap,
+/// retried up to 8 times when the race is lost, then the take fails (the guard fails closed).
 pub struct StoreBuckets {
     store: DynStore,
+    clock: Clock,
+    hints: Hints,
+}
+
+/// Per bucket, the theoretical arrival time this gateway last wrote or read: the `expected`
+/// value of the next compare-and-swap. A hint is only an optimisation: a wrong one costs the
+/// read it would have saved, never a wrong decision (a refusal is always confirmed by a read).
+struct Hints {
+    shards: Vec<Mutex<HashMap<String, u64>>>,
+}
+
+impl Hints {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<u64> {
+        let map = self.shards[shard_of(key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(key).copied()
+    }
+
+    fn set(&self, key: &str, tat: u64, now: u64) {
+        let mut map = self.shards[shard_of(key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = map.get_mut(key) {
+            *slot = tat;
+            return;
+        }
+        if map.len() >= MAX_KEYS_PER_SHARD {
+            // Entries past their retention are gone from the store too.
+            let retain = u64::try_from(RETAIN.as_nanos()).unwrap_or(u64::MAX);
+            map.retain(|_, t| t.saturating_add(retain) > now);
+            if map.len() >= MAX_KEYS_PER_SHARD {
+                return;
+            }
+        }
+        map.insert(key.to_owned(), tat);
+    }
 }
 
 impl StoreBuckets {
-    /// Buckets in `store`.
+    /// Buckets in `store` shared by every gateway using it, on wall-clock time.
     pub fn new(store: DynStore) -> Self {
-        Self { store }
+        Self {
+            store,
+            clock: Clock::Wall,
+            hints: Hints::new(),
+        }
+    }
+
+    /// Buckets in a store only this process uses (such as a [`warden_store::MemoryStore`]), on
+    /// the monotonic clock: a wall-clock step can neither refill nor freeze them.
+    pub fn local(store: DynStore) -> Self {
+        Self {
+            store,
+            clock: Clock::Monotonic(tokio::time::Instant::now()),
+            hints: Hints::new(),
+        }
     }
 }
 
 impl std::fmt::Debug for StoreBuckets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreBuckets").finish_non_exhaustive()
+        f.debug_struct("StoreBuckets")
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
     }
 }
 
-fn wall_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+/// The store key of bucket `key`: itself, or `#` and its SHA-256 in hex when long. Bucket keys
+/// start with `g`, `p:` or `t:`, so a digest key cannot equal a plain one.
+fn store_key(key: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    if key.len() <= MAX_PLAIN_KEY_BYTES {
+        return std::borrow::Cow::Borrowed(key);
+    }
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(1 + 64);
+    out.push('#');
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Parses a stored theoretical arrival time.
+fn parse_tat(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 20 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+impl StoreBuckets {
+    /// Writes `new` over `expected` (the entry lives until the bucket is full again, plus
+    /// [`RETAIN`]). Returns whether the swap happened.
+    async fn swap(
+        &self,
+        stored: &str,
+        expected: Option<&[u8]>,
+        new: u64,
+        now: u64,
+    ) -> Result<bool, BucketError> {
+        let ttl = Duration::from_nanos(new.saturating_sub(now))
+            .saturating_add(RETAIN)
+            .min(warden_store::MAX_TTL);
+        self.store
+            .compare_and_swap(
+                Namespace::RATE_LIMIT,
+                stored,
+                expected,
+                Some(Bytes::from(new.to_string())),
+                Some(ttl),
+            )
+            .await
+            .map_err(BucketError::Store)
+    }
 }
 
 impl Buckets for StoreBuckets {
@@ -192,40 +338,45 @@ impl Buckets for StoreBuckets {
         spec: &'a RateSpec,
     ) -> BoxFuture<'a, Result<Taken, BucketError>> {
         async move {
+            let stored = store_key(key);
+            // Usually one operation: swap against the value this gateway last saw. A refusal
+            // or a lost swap (another replica moved the bucket, or it expired) falls through
+            // to reading what the store holds.
+            if let Some(hint) = self.hints.get(&stored) {
+                let now = self.clock.now_ns();
+                if let Ok(new) = gcra(Some(hint), now, spec) {
+                    let expected = hint.to_string();
+                    if self
+                        .swap(&stored, Some(expected.as_bytes()), new, now)
+                        .await?
+                    {
+                        self.hints.set(&stored, new, now);
+                        return Ok(Taken::Allowed);
+                    }
+                }
+            }
             for _ in 0..CAS_RETRIES {
                 let current = self
                     .store
-                    .get(Namespace::RATE_LIMIT, key)
+                    .get(Namespace::RATE_LIMIT, &stored)
                     .await
                     .map_err(BucketError::Store)?;
                 let tat = match &current {
                     None => None,
-                    Some(b) => Some(
-                        std::str::from_utf8(b)
-                            .ok()
-                            .and_then(|s| s.parse::<u64>().ok())
-                            .ok_or_else(|| BucketError::Malformed(key.to_owned()))?,
-                    ),
+                    Some(b) => {
+                        Some(parse_tat(b).ok_or_else(|| BucketError::Malformed(key.to_owned()))?)
+                    }
                 };
-                let now = wall_ns();
+                let now = self.clock.now_ns();
+                if let Some(tat) = tat {
+                    self.hints.set(&stored, tat, now);
+                }
                 let new = match gcra(tat, now, spec) {
                     Err(retry_after) => return Ok(Taken::Limited { retry_after }),
                     Ok(new) => new,
                 };
-                // The entry may vanish once the bucket is full again.
-                let ttl = Duration::from_nanos(new - now).max(Duration::from_millis(1));
-                let swapped = self
-                    .store
-                    .compare_and_swap(
-                        Namespace::RATE_LIMIT,
-                        key,
-                        current.as_deref(),
-                        Some(Bytes::from(new.to_string())),
-                        Some(ttl),
-                    )
-                    .await
-                    .map_err(BucketError::Store)?;
-                if swapped {
+                if self.swap(&stored, current.as_deref(), new, now).await? {
+                    self.hints.set(&stored, new, now);
                     return Ok(Taken::Allowed);
                 }
             }

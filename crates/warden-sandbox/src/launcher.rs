@@ -14,7 +14,8 @@
 //!    namespaces and map the caller's uid/gid, fork;
 //! 2. init: parent-death signal (and check the supervisor is still there), make mounts
 //!    private, mount a fresh `/proc` and a size-capped tmpfs on the private directory, bring
-//!    loopback up (`network = "loopback"`), set rlimits, clear the capability bounding and
+//!    loopback up (`network = "loopback"`), fork the egress forwarder (with an allow-list,
+//!    see the `forwarder` module), set rlimits, clear the capability bounding and
 //!    ambient sets, lock securebits, `no_new_privs`, Landlock, clear the capability sets,
 //!    seccomp (last: it forbids `mount`, `unshare` and friends), fork;
 //! 3. server: parent-death signal, `chdir`, `execve` with the launcher's environment (which
@@ -36,6 +37,7 @@
 mod caps;
 mod cgroup;
 mod filesystem;
+mod forwarder;
 mod seccomp;
 mod sys;
 
@@ -63,6 +65,9 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 const PROBE_TMP_BYTES: u64 = 1 << 20;
 /// Memory bound of the probe's cgroup.
 const PROBE_MEMORY_BYTES: u64 = 64 << 20;
+/// Proxy variables: set to the egress forwarder with an allow-list (any inherited value,
+/// in any case, is dropped first; `NO_PROXY` is dropped and not set).
+const PROXY_VARS: &[&str] = &["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"];
 /// Prefix of private directories.
 const TMP_PREFIX: &str = "mcp-warden-sandbox-";
 
@@ -177,6 +182,8 @@ fn probe_profile(tmp_parent: &Path) -> Profile {
         },
         cgroup_pids: true,
         cgroup_memory: true,
+        // Never connected to: the probe only starts the forwarder.
+        egress_proxy: Some(tmp_parent.join("mcp-warden-probe-egress.sock")),
     }
 }
 
@@ -188,12 +195,14 @@ fn probe(tmp_parent: &Path) -> i32 {
     if let Err(failure) = sys::check_unshare() {
         profile.namespaces = false;
         profile.network = Network::Full;
+        profile.egress_proxy = None;
         profile.limits.processes = None;
         for control in [
             Control::UserNamespace,
             Control::MountNamespace,
             Control::PidNamespace,
             Control::NetworkNamespace,
+            Control::NetworkAllowList,
         ] {
             findings.failed(control, &failure);
         }
@@ -363,6 +372,10 @@ fn init(
 ) -> i32 {
     let result = build(profile, mode, tmp, &alive, &mut findings);
     drop(alive);
+    let (result, egress_port) = match result {
+        Ok(port) => (Ok(()), port),
+        Err(failure) => (Err(failure), None),
+    };
     match mode {
         Mode::Probe => {
             if let Err(failure) = result {
@@ -383,7 +396,7 @@ fn init(
             }
         }
         Mode::Exec => match result {
-            Ok(()) => run_server(profile, tmp),
+            Ok(()) => run_server(profile, tmp, egress_port),
             Err(failure) => report_failure(&failure),
         },
     }
@@ -416,7 +429,7 @@ fn build(
     tmp: Option<&Path>,
     alive: &std::os::fd::OwnedFd,
     findings: &mut Findings,
-) -> Result<(), Failure> {
+) -> Result<Option<u16>, Failure> {
     sys::set_parent_death_signal()?;
     sys::check_parent_alive(alive)?;
     if profile.namespaces {
@@ -440,6 +453,29 @@ fn build(
         };
         if profile.network != Network::Full {
             step(mode, findings, Control::NetworkNamespace, network)?;
+        }
+    }
+    // The egress forwarder, before any restriction of the server (see `forwarder`).
+    let mut egress_port = None;
+    if let Some(socket) = &profile.egress_proxy {
+        let started = if profile.namespaces && profile.network == Network::Loopback {
+            forwarder::start(socket)
+        } else {
+            Err(Failure::message(
+                "egress",
+                "an allow-list needs namespaces and network = \"loopback\"",
+            ))
+        };
+        match (started, mode) {
+            (Ok(port), _) => {
+                findings.ok(
+                    Control::NetworkAllowList,
+                    "forwarder on the sandbox's loopback to the gateway's proxy",
+                );
+                egress_port = Some(port);
+            }
+            (Err(failure), Mode::Probe) => findings.failed(Control::NetworkAllowList, &failure),
+            (Err(failure), Mode::Exec) => return Err(failure),
         }
     }
     let limits =
@@ -475,22 +511,15 @@ fn build(
             seccomp::install(options).map(|n| format!("{n} system calls denied")),
         )?;
     }
-    findings.failed(
-        Control::NetworkAllowList,
-        &Failure::message(
-            "network",
-            "host allow-lists are not implemented; use none, loopback or full",
-        ),
-    );
-    Ok(())
+    Ok(egress_port)
 }
 
 /// Forks the server, then reaps until it exits; returns its status.
-fn run_server(profile: &Profile, tmp: Option<&Path>) -> i32 {
+fn run_server(profile: &Profile, tmp: Option<&Path>, egress_port: Option<u16>) -> i32 {
     // Everything the child needs is prepared here, so that an error is reported before the
     // fork and the child only calls async-signal-safe functions (the process is
     // single-threaded, so this is belt and braces).
-    let exec = match Exec::prepare(profile, tmp) {
+    let exec = match Exec::prepare(profile, tmp, egress_port) {
         Ok(exec) => exec,
         Err(failure) => return report_failure(&failure),
     };
@@ -519,7 +548,11 @@ struct Exec {
 }
 
 impl Exec {
-    fn prepare(profile: &Profile, tmp: Option<&Path>) -> Result<Exec, Failure> {
+    fn prepare(
+        profile: &Profile,
+        tmp: Option<&Path>,
+        egress_port: Option<u16>,
+    ) -> Result<Exec, Failure> {
         let c = |what: &'static str, bytes: &[u8]| {
             CString::new(bytes).map_err(|_| Failure::message(what, "contains a NUL byte"))
         };
@@ -533,6 +566,13 @@ impl Exec {
             if tmp.is_some() && (key == "HOME" || key == "TMPDIR") {
                 continue;
             }
+            if egress_port.is_some()
+                && key
+                    .to_str()
+                    .is_some_and(|k| PROXY_VARS.iter().any(|v| v.eq_ignore_ascii_case(k)))
+            {
+                continue;
+            }
             let mut entry = key.as_bytes().to_vec();
             entry.push(b'=');
             entry.extend_from_slice(value.as_bytes());
@@ -543,6 +583,16 @@ impl Exec {
                 let mut entry = format!("{key}=").into_bytes();
                 entry.extend_from_slice(dir.as_os_str().as_bytes());
                 envp.push(c("environment", &entry)?);
+            }
+        }
+        if let Some(port) = egress_port {
+            for key in PROXY_VARS.iter().filter(|k| **k != "NO_PROXY") {
+                for key in [key.to_string(), key.to_ascii_lowercase()] {
+                    envp.push(c(
+                        "environment",
+                        format!("{key}=http://127.0.0.1:{port}").as_bytes(),
+                    )?);
+                }
             }
         }
         let cwd = match &profile.cwd {

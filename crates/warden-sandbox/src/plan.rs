@@ -112,6 +112,10 @@ pub struct Settings {
     pub tmp_bytes: u64,
     /// Allow `socket(AF_UNIX)`.
     pub allow_unix_sockets: bool,
+    /// Egress only through the gateway's proxy listening on this Unix socket
+    /// (`network = { allow = [..] }`; see [`Profile::egress_proxy`]). Implies a network
+    /// namespace with loopback, whatever [`Settings::network`] says.
+    pub egress_proxy: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -133,6 +137,7 @@ impl Default for Settings {
             },
             tmp_bytes: DEFAULT_TMP_BYTES,
             allow_unix_sockets: false,
+            egress_proxy: None,
         }
     }
 }
@@ -267,6 +272,20 @@ pub fn plan(
         note(Control::PidNamespace);
     }
     let mut network = settings.network;
+    let mut egress_proxy = None;
+    if let Some(socket) = &settings.egress_proxy {
+        // Without the forwarder the server keeps its own loopback and reaches nothing (fail
+        // closed); without a network namespace, the line below widens it to `full` and says so.
+        network = Network::Loopback;
+        if namespaces
+            && availability.is_available(Control::NetworkNamespace)
+            && availability.is_available(Control::NetworkAllowList)
+        {
+            egress_proxy = Some(socket.clone());
+        } else {
+            note(Control::NetworkAllowList);
+        }
+    }
     if network != Network::Full
         && !(namespaces && availability.is_available(Control::NetworkNamespace))
     {
@@ -326,6 +345,7 @@ pub fn plan(
         limits: settings.limits,
         cgroup_pids,
         cgroup_memory,
+        egress_proxy,
     };
     Ok(Planned {
         sandbox: Sandbox {

@@ -36,6 +36,12 @@ pub struct Profile {
     pub cgroup_pids: bool,
     /// Put the sandbox in a memory cgroup of its own bounded by `limits.memory`.
     pub cgroup_memory: bool,
+    /// Egress through the gateway's proxy (`network = { allow = [..] }`): the Unix socket of
+    /// that proxy. Needs `network = loopback` and namespaces: init starts a forwarder on
+    /// `127.0.0.1:<port>` in the sandbox's network namespace that relays each connection to
+    /// this socket, and the server gets `HTTPS_PROXY` and friends pointing at it.
+    #[serde(default)]
+    pub egress_proxy: Option<PathBuf>,
 }
 
 /// Network access of a sandboxed server.

@@ -57,6 +57,12 @@ pub const RULES: &[Rule] = &[
         severity: Severity::Medium,
     },
     Rule {
+        id: "config.mutable-package-reference",
+        summary: "the server runs a package named by a git branch or tag or by a URL: what that names can change",
+        controls: &["SUP-2", "RUN-3"],
+        severity: Severity::Low,
+    },
+    Rule {
         id: "config.insecure-transport",
         summary: "a remote server is reached over plain HTTP",
         controls: &["TLS-1"],
@@ -415,6 +421,7 @@ pub fn check_server(entry: &ServerEntry) -> Vec<ScanFinding> {
                     format!("{} {}", program_name(cmd), rest.join(" ")),
                 ));
             }
+            out.extend(mutable_references(entry, cmd, rest));
             if !is_routed(entry) {
                 out.push(finding(
                     entry,
@@ -496,6 +503,37 @@ pub fn check_collisions(entries: &[ServerEntry]) -> Vec<ScanFinding> {
         }
     }
     out
+}
+
+/// `config.mutable-package-reference`: packages a launcher fetches from a git branch or tag
+/// or from a URL (not already reported as unpinned).
+fn mutable_references(entry: &ServerEntry, cmd: &str, rest: &[String]) -> Vec<ScanFinding> {
+    use warden_pins::command::spec::{Ecosystem, Pinning, packages, without_userinfo};
+    packages(cmd, rest)
+        .into_iter()
+        .filter(|p| p.pinning == Pinning::Mutable)
+        .filter(|p| {
+            let runner = match p.ecosystem() {
+                Ecosystem::Npm => "npm",
+                Ecosystem::PyPi => "pypi",
+                Ecosystem::Oci => "oci",
+            };
+            // What `config.unpinned-package` reports is not reported twice.
+            is_pinned(runner, &p.raw)
+        })
+        .map(|p| {
+            let shown = without_userinfo(&p.raw);
+            finding(
+                entry,
+                "config.mutable-package-reference",
+                format!(
+                    "`{}` runs `{shown}`: a branch, tag or URL can point at other code tomorrow; pin a commit or an exact registry version",
+                    p.launcher.as_str()
+                ),
+                format!("{} {shown}", program_name(cmd)),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@ fn echo_def(namespace: bool) -> UpstreamDef {
         request_timeout: Duration::from_secs(10),
         startup_timeout: Duration::from_secs(10),
         namespace,
+        lifecycle: Default::default(),
     }
 }
 

@@ -91,9 +91,15 @@ impl Observer for DecisionAudit {
                 guard.controls(),
                 None,
             ),
+            Decided::Report(r) => (
+                warden_audit::Verdict::Report,
+                r.detail.clone(),
+                r.controls,
+                None,
+            ),
         };
         let event = Event::Decision {
-            session: None,
+            session: call.session.map(str::to_owned),
             principal: call.principal.subject.to_string(),
             direction: direction(call.direction),
             method: call
@@ -111,6 +117,8 @@ impl Observer for DecisionAudit {
             reason,
             controls: controls.iter().map(|c| (*c).to_owned()).collect(),
             ticket,
+            // The span of the request being handled (set by `audited_request` when traced).
+            trace: warden_trace::current().map(|c| c.audit_ref()),
         };
         // Queued, not awaited: the call's own record, written after this one, is what the
         // flush policy waits for, and the queue is FIFO.
@@ -136,6 +144,8 @@ struct CallData {
     upstream: Option<String>,
     arguments: Option<Content>,
     sensitive: bool,
+    /// The gateway's trace span, when tracing records this call.
+    span: Option<warden_trace::SpanContext>,
 }
 
 impl Drop for PendingCall {
@@ -164,11 +174,17 @@ impl CallData {
             code,
             arguments: self.arguments,
             result,
+            trace: self.span.map(|s| s.audit_ref()),
         }
     }
 }
 
 impl PendingCall {
+    /// The call's trace span, when tracing records it: response guards run under it too.
+    pub(crate) fn span(&self) -> Option<warden_trace::SpanContext> {
+        self.0.as_ref().and_then(|d| d.span)
+    }
+
     /// Completes the record with the response (or its absence) and, when the flush policy asks
     /// for it, waits until it is on disk. Under fail-closed, a response whose record cannot be
     /// written is replaced by an error: the client never acts on an unaudited result.
@@ -254,6 +270,15 @@ impl Gateway {
                 UNAUDITED,
             )));
         }
+        // Tracing: the gateway's span, and the request rewritten to carry it upstream. Only
+        // recorded (sampled) spans reach the audit record and the decisions made under them.
+        let (message, span) = match &self.opts.trace {
+            Some(propagator) => {
+                let (message, span) = propagator.start(message);
+                (message, Some(span).filter(|s| s.sampled))
+            }
+            None => (message, None),
+        };
         let method = message.method().unwrap_or("").to_owned();
         let name = target_name(&message);
         // The digest is computed by the writer thread from the message's shared bytes.
@@ -277,11 +302,14 @@ impl Gateway {
             name,
             arguments,
             sensitive,
+            span,
         })));
-        match self
-            .handle_request(session, routes, principal, message)
-            .await
-        {
+        let handled = self.handle_request(session, routes, principal, message);
+        let reply = match span {
+            Some(span) => warden_trace::in_span(span, handled).await,
+            None => handled.await,
+        };
+        match reply {
             Reply::Stream(s) => Reply::Stream(s.audited(pending)),
             // A request always gets a stream; nothing to finish otherwise.
             other => other,
@@ -364,7 +392,7 @@ impl Gateway {
             let event = Event::Upstream {
                 upstream: u.name.clone(),
                 action: "started".into(),
-                pid: u.conn.pid(),
+                pid: u.conn().pid(),
                 exit_code: None,
                 detail: None,
             };

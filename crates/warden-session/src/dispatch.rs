@@ -552,7 +552,13 @@ impl Gateway {
                 .ok()
                 .and_then(|d| d.as_ref().map(|d| d.era))
                 .unwrap_or(Era::Legacy);
-            return Ok((up.conn.clone(), era));
+            return Ok((up.conn(), era));
+        }
+        if up.life.is_down() {
+            // Marked down by its supervisor: fail at once, and leave it out of lists.
+            return Err(HandshakeError::Down {
+                name: up.name.clone(),
+            });
         }
         let client_era = if client.modern {
             Era::Modern
@@ -561,7 +567,7 @@ impl Gateway {
         };
         let era = up.era_for(&self.me, client_era).await?;
         if era == Era::Modern {
-            return Ok((up.conn.clone(), era));
+            return Ok((up.conn(), era));
         }
         let per_session = session.filter(|s| up.is_http && s.is_initialized());
         let Some(session) = per_session else {
@@ -575,7 +581,7 @@ impl Gateway {
             return Ok((c.clone(), Era::Legacy));
         }
         let conn = up
-            .conn
+            .conn()
             .fork_http()
             .ok_or_else(|| HandshakeError::NotModern {
                 name: up.name.clone(),
@@ -764,7 +770,15 @@ impl Gateway {
             .map(|(_, k, _)| *k)
             .unwrap_or("items");
         let items = self.collect_list(session, routes, message, client).await;
-        let items = self.guard_list(principal, &method, key, items).await;
+        let items = self
+            .guard_list(
+                session.map(|s| s.id().as_str()),
+                principal,
+                &method,
+                key,
+                items,
+            )
+            .await;
         let mut result = json!({ key: items });
         if client.modern {
             bridge::complete_modern_result(&method, &mut result);
@@ -928,7 +942,8 @@ impl Gateway {
             .map(|s| s.principal().clone())
             .unwrap_or_else(Principal::anonymous);
         match self
-            .guard(
+            .guard_in(
+                session,
                 out,
                 Direction::ToClient,
                 &principal,
@@ -981,7 +996,14 @@ impl Gateway {
             return;
         }
         let message = match self
-            .guard(message, Direction::ToUpstream, principal, None, None)
+            .guard_in(
+                session.map(|s| &**s),
+                message,
+                Direction::ToUpstream,
+                principal,
+                None,
+                None,
+            )
             .await
         {
             Ok(m) => m,
@@ -993,14 +1015,14 @@ impl Gateway {
                     .bridged_to_modern
                     .load(std::sync::atomic::Ordering::Relaxed)
             {
-                let _ = self.upstreams[0].conn.notify(&message).await;
+                let _ = self.upstreams[0].conn().notify(&message).await;
             }
             // Namespaced: the gateway initialized each upstream itself.
             return;
         }
         for u in &self.upstreams {
             if self.opts.transparent {
-                if let Err(e) = u.conn.notify(&message).await {
+                if let Err(e) = u.conn().notify(&message).await {
                     tracing::debug!(upstream = %u.name, error = %e, "notification not delivered");
                 }
                 continue;
@@ -1063,7 +1085,7 @@ impl Gateway {
             // The client's own probe goes to the upstream, so a client that falls back to
             // `initialize` on an error behaves exactly as it would directly (and keeps
             // server-to-client requests, which stateless clients cannot receive).
-            return match exchange(&up.conn, message.clone(), up.startup_timeout).await {
+            return match exchange(&up.conn(), message.clone(), up.startup_timeout).await {
                 Ok(Answer::Result(r)) => {
                     if let Some(d) = ServerDescription::from_discover(&r) {
                         *up.desc.lock().await = Some(d);
@@ -1134,7 +1156,7 @@ impl Gateway {
         };
         if up.era_pref != EraPreference::Modern {
             match exchange(
-                &up.conn,
+                &up.conn(),
                 message.clone(),
                 up.startup_timeout.max(up.request_timeout),
             )
@@ -1143,7 +1165,7 @@ impl Gateway {
                 Ok(Answer::Result(r)) => {
                     if let Some(d) = ServerDescription::from_initialize(&r) {
                         if up.is_http {
-                            up.conn.set_protocol_version(&d.protocol_version);
+                            up.conn().set_protocol_version(&d.protocol_version);
                         }
                         record(&d.protocol_version);
                         *up.desc.lock().await = Some(d);
@@ -1194,7 +1216,7 @@ impl Gateway {
             probe["_meta"][mcp::META_CLIENT_INFO] = i.clone();
         }
         let Ok(Answer::Result(r)) = exchange(
-            &up.conn,
+            &up.conn(),
             request("server/discover", probe),
             up.startup_timeout,
         )

@@ -80,6 +80,8 @@ pub struct UpstreamDef {
     pub startup_timeout: Duration,
     /// Expose names as `<name>__<item>` (true) or unchanged (false), in namespaced mode.
     pub namespace: bool,
+    /// Restarts, health checks and mark-down (`serve` only; see [`crate::supervise`]).
+    pub lifecycle: crate::supervise::Policy,
 }
 
 /// Gateway-wide options.
@@ -98,6 +100,25 @@ pub struct GatewayOptions {
     pub session_store: DynStore,
     /// The audit log (sessions, calls, upstream messages); `None` writes no records.
     pub audit: Option<warden_audit::AuditLog>,
+    /// Trace context for audited requests (`[tracing]`): each gets a gateway span and is
+    /// forwarded with it in `params._meta.traceparent`. `None` (the default) leaves requests
+    /// as they are.
+    pub trace: Option<warden_trace::Propagator>,
+    /// Asked before the gateway starts a stdio upstream's process again after start-up (a
+    /// restart, or the second process for legacy clients); a refusal means the process is
+    /// not started. `serve` and `run` re-check command pins (RUN-3) here, so an executable
+    /// replaced while the gateway runs is caught at its next start, not only at the first.
+    pub prelaunch: Option<Arc<dyn Prelaunch>>,
+}
+
+/// A check before a stdio upstream's process is started again ([`GatewayOptions::prelaunch`]).
+pub trait Prelaunch: Send + Sync + 'static {
+    /// `Ok` to start `upstream`'s command now; `Err` with the reason (for logs and the audit
+    /// detail, free of secrets) to refuse.
+    fn check<'a>(
+        &'a self,
+        upstream: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 impl std::fmt::Debug for GatewayOptions {
@@ -120,6 +141,8 @@ impl Default for GatewayOptions {
             max_sessions: 10_000,
             session_store: Arc::new(MemoryStore::default()),
             audit: None,
+            trace: None,
+            prelaunch: None,
         }
     }
 }
@@ -156,6 +179,12 @@ pub enum HandshakeError {
     /// A modern upstream that does not accept `initialize`.
     #[error("upstream `{name}` does not accept initialize")]
     NoLegacy {
+        /// The upstream.
+        name: String,
+    },
+    /// The upstream is marked down (crash loop or failed health checks).
+    #[error("upstream `{name}` is marked down")]
+    Down {
         /// The upstream.
         name: String,
     },
@@ -207,7 +236,11 @@ pub(crate) struct UpstreamState {
     pub(crate) index: usize,
     pub(crate) name: String,
     pub(crate) namespace: bool,
-    pub(crate) conn: Connection,
+    /// The current shared connection, replaced by the supervisor on restart: read it with
+    /// [`UpstreamState::conn`].
+    pub(crate) conn: crate::supervise::CurrentConn,
+    /// Supervision state (down flag, policy); see [`crate::supervise`].
+    pub(crate) life: crate::supervise::Life,
     pub(crate) is_http: bool,
     pub(crate) era_pref: EraPreference,
     pub(crate) request_timeout: Duration,
@@ -283,7 +316,7 @@ pub struct Gateway {
     pub(crate) parked: Mutex<HashMap<String, crate::mrtr::Parked>>,
     /// Routes of stateless requests (no session): only in-flight cancellation is used.
     stateless: Arc<Routes>,
-    shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -374,6 +407,7 @@ impl Gateway {
                 Transport::Stdio(spec) => Some(spec.clone()),
                 Transport::Http(_) => None,
             };
+            let life = crate::supervise::Life::new(def.lifecycle, def.transport.clone());
             let (conn, is_http) = match def.transport {
                 Transport::Stdio(spec) => (Connection::spawn_stdio(spec).await, false),
                 Transport::Http(spec) => (Connection::http(spec), true),
@@ -395,7 +429,8 @@ impl Gateway {
                 index,
                 name: def.name,
                 namespace: def.namespace,
-                conn,
+                conn: crate::supervise::current(conn),
+                life,
                 is_http,
                 era_pref: def.era,
                 request_timeout: def.request_timeout,
@@ -427,17 +462,8 @@ impl Gateway {
             });
             futures::future::join_all(probes).await;
         }
-        for u in &gateway.upstreams {
-            if let Some(rx) = u.conn.take_unsolicited() {
-                tokio::spawn(pump_unsolicited(
-                    Arc::downgrade(&gateway),
-                    u.clone(),
-                    u.conn.clone(),
-                    None,
-                    rx,
-                ));
-            }
-        }
+        // Unsolicited messages, stderr reports, restarts and health checks of every upstream.
+        crate::supervise::start(&gateway);
         tokio::spawn(sweep(Arc::downgrade(&gateway)));
         Ok(gateway)
     }
@@ -463,7 +489,7 @@ impl Gateway {
     pub fn upstream_pids(&self) -> Vec<u32> {
         let mut pids = vec![];
         for u in &self.upstreams {
-            pids.extend(u.conn.pid());
+            pids.extend(u.conn().pid());
             if let Ok(slot) = u.legacy_desc.try_lock()
                 && let Some(Some((_, c))) = slot.as_ref()
             {
@@ -504,8 +530,31 @@ impl Gateway {
             .collect()
     }
 
+    /// [`Gateway::guard_in`] for a message that belongs to no client session.
     pub(crate) async fn guard(
         &self,
+        message: Message,
+        direction: Direction,
+        principal: &Principal,
+        upstream: Option<&str>,
+        request_method: Option<&str>,
+    ) -> Result<Message, Message> {
+        self.guard_in(
+            None,
+            message,
+            direction,
+            principal,
+            upstream,
+            request_method,
+        )
+        .await
+    }
+
+    /// Runs the guards of `direction` on a message of `session` (named in their audit
+    /// records). `Ok` with the message to pass on, `Err` with the error for the sender.
+    pub(crate) async fn guard_in(
+        &self,
+        session: Option<&Session>,
         message: Message,
         direction: Direction,
         principal: &Principal,
@@ -521,6 +570,7 @@ impl Gateway {
                 message: &message,
                 direction,
                 principal,
+                session: session.map(|s| s.id().as_str()),
                 upstream,
                 request_method,
                 target: None,
@@ -591,9 +641,10 @@ impl UpstreamState {
         if let Some(d) = slot.as_ref() {
             return Ok(d.clone());
         }
+        let conn = self.conn();
         let d = detect(
             &self.name,
-            &self.conn,
+            &conn,
             self.era_pref,
             self.startup_timeout,
             capabilities,
@@ -601,7 +652,7 @@ impl UpstreamState {
         )
         .await?;
         if self.is_http && d.era == Era::Legacy {
-            self.conn.set_protocol_version(&d.protocol_version);
+            conn.set_protocol_version(&d.protocol_version);
         }
         *slot = Some(d.clone());
         Ok(d)
@@ -644,6 +695,18 @@ impl UpstreamState {
         if let Some(known) = slot.as_ref() {
             return known.clone();
         }
+        let allowed = match (&self.stdio_spec, gateway.upgrade()) {
+            (Some(_), Some(g)) => match &g.opts.prelaunch {
+                Some(p) => p.check(&self.name).await,
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        };
+        if let Err(reason) = allowed {
+            // Not remembered: once the change is approved, the next legacy client gets it.
+            tracing::error!(upstream = %self.name, %reason, "second process for legacy clients not started");
+            return None;
+        }
         let probe = match &self.stdio_spec {
             Some(spec) => match Connection::spawn_stdio(spec.clone()).await {
                 Ok(c) => Some(c),
@@ -652,7 +715,7 @@ impl UpstreamState {
                     None
                 }
             },
-            None => self.conn.fork_http(),
+            None => self.conn().fork_http(),
         };
         let outcome = match probe {
             Some(conn) => {
@@ -680,7 +743,7 @@ impl UpstreamState {
                     }
                     Ok(d) => {
                         conn.shutdown().await;
-                        Some((d, self.conn.clone()))
+                        Some((d, self.conn()))
                     }
                     Err(e) => {
                         conn.shutdown().await;
@@ -692,6 +755,10 @@ impl UpstreamState {
             None => None,
         };
         *slot = Some(outcome.clone());
+        // The supervisor watches the second process too (see `crate::supervise`); it reads
+        // the slot when woken, so the lock goes first.
+        drop(slot);
+        self.life.legacy_started();
         outcome
     }
 
@@ -702,7 +769,7 @@ impl UpstreamState {
     ) -> Result<Connection, HandshakeError> {
         let d = self.describe().await?;
         if d.era == Era::Legacy {
-            return Ok(self.conn.clone());
+            return Ok(self.conn());
         }
         match self.legacy(gateway).await {
             Some((_, conn)) if !self.is_http => Ok(conn),
@@ -722,7 +789,7 @@ impl UpstreamState {
 
     /// Every connection of this upstream the gateway owns outside sessions.
     async fn connections(&self) -> Vec<Connection> {
-        let mut all = vec![self.conn.clone()];
+        let mut all = vec![self.conn()];
         if let Some(Some((_, c))) = self.legacy_desc.lock().await.as_ref()
             && self.stdio_spec.is_some()
         {
@@ -786,6 +853,23 @@ pub(crate) async fn detect(
             conn.notify(&notification("notifications/initialized", None))
                 .await?;
             Ok(d)
+        }
+        // A modern error to `initialize` after a probe that timed out: the server was still
+        // starting when the probe's time ran out (an interpreter loading its SDK), then read
+        // the probe, answered it late and took the modern era. Its error says it is modern, so
+        // ask again, now that it is up, instead of failing the upstream.
+        Answer::Error(e) if pref != EraPreference::Legacy && bridge::is_modern_error(&e) => {
+            match exchange(
+                conn,
+                request("server/discover", bridge::discover_params()),
+                timeout,
+            )
+            .await?
+            {
+                Answer::Result(r) => ServerDescription::from_discover(&r)
+                    .ok_or_else(|| HandshakeError::NoCommonVersion { name: name.into() }),
+                Answer::Error(_) => Err(HandshakeError::NoCommonVersion { name: name.into() }),
+            }
         }
         Answer::Error(e) => Err(HandshakeError::InitializeRefused {
             name: name.into(),
@@ -888,7 +972,7 @@ impl UpstreamState {
 
 impl Gateway {
     /// Sessions an unsolicited message from a shared upstream connection goes to.
-    fn unsolicited_targets(
+    pub(crate) fn unsolicited_targets(
         &self,
         upstream: usize,
         method: &str,
@@ -967,7 +1051,8 @@ impl Gateway {
         };
         let client_id = msg.is_request().then(|| msg.id().cloned()).flatten();
         match self
-            .guard(
+            .guard_in(
+                Some(session),
                 msg,
                 Direction::ToClient,
                 session.principal(),

@@ -71,6 +71,7 @@ impl Gateway {
                 message: &message,
                 direction: Direction::ToUpstream,
                 principal,
+                session: session.map(|s| s.id().as_str()),
                 upstream: target.as_ref().map(|t| &*t.upstream),
                 request_method: None,
                 target: target.as_ref(),
@@ -163,6 +164,7 @@ impl Gateway {
     /// which upstream sent it. Items no upstream can be found for are withheld.
     pub(crate) async fn guard_list(
         &self,
+        session: Option<&str>,
         principal: &Principal,
         method: &str,
         key: &str,
@@ -204,6 +206,7 @@ impl Gateway {
                     message: &message,
                     direction: Direction::ToClient,
                     principal,
+                    session,
                     upstream: Some(&up.name),
                     request_method: Some(method),
                     target: None,

@@ -18,15 +18,19 @@ pub mod mrtr;
 pub mod naming;
 pub mod params;
 pub mod session;
+pub mod supervise;
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use warden_guard::{Permits, Principal};
 use warden_proto::Message;
 
-pub use gateway::{EraPreference, Gateway, GatewayError, GatewayOptions, Transport, UpstreamDef};
+pub use gateway::{
+    EraPreference, Gateway, GatewayError, GatewayOptions, Prelaunch, Transport, UpstreamDef,
+};
 pub use params::ParamHeader;
 pub use session::{Session, SessionError, SessionId, SessionRecord};
+pub use supervise::{Policy as LifecyclePolicy, Unhealthy};
 
 /// What the client receives for one message it sent.
 #[derive(Debug)]
@@ -111,7 +115,11 @@ impl ReplyStream {
         let next = match &mut self.inner {
             ReplyInner::Channel(rx) => rx.recv().await,
             ReplyInner::Single(m) => m.take().map(|m| *m),
-            ReplyInner::Pump(p) => p.next().await,
+            // Response guards run here: under the call's trace span, when it has one.
+            ReplyInner::Pump(p) => match self.audit.as_ref().and_then(audit::PendingCall::span) {
+                Some(span) => warden_trace::in_span(span, p.next()).await,
+                None => p.next().await,
+            },
         };
         match &next {
             Some(m) if !m.is_response() => next,

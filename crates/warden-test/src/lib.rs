@@ -15,6 +15,7 @@
 pub mod deps;
 pub mod http;
 pub mod oauth;
+pub mod otlp;
 pub mod process;
 pub mod stdio;
 

@@ -91,6 +91,9 @@ pub struct HttpSpec {
     pub request_timeout: Duration,
     /// Bounds establishing a TCP/TLS connection.
     pub connect_timeout: Duration,
+    /// For `tools/call` only: the longest a call may run in total, progress or not (see
+    /// [`StdioSpec::max_call_duration`](crate::StdioSpec::max_call_duration)).
+    pub max_call_duration: Option<Duration>,
 }
 
 impl HttpSpec {
@@ -103,6 +106,7 @@ impl HttpSpec {
             limits: Limits::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_call_duration: None,
         }
     }
 }
@@ -115,6 +119,7 @@ struct Endpoint {
     headers: HeaderMap,
     limits: Limits,
     request_timeout: Duration,
+    max_call: Option<Duration>,
     client: reqwest::Client,
 }
 
@@ -184,6 +189,7 @@ pub(crate) fn connect(spec: HttpSpec) -> Result<Handle, UpstreamError> {
         headers,
         limits: spec.limits,
         request_timeout: spec.request_timeout,
+        max_call: spec.max_call_duration,
         client,
     });
     Ok(Handle::new(endpoint))
@@ -270,6 +276,12 @@ impl Core {
 
     pub(crate) fn is_alive(&self) -> bool {
         !self.closed.load(Ordering::Acquire) && !self.expired.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection is shut down (an HTTP upstream that stops answering is
+    /// found by health checks, not here).
+    pub(crate) async fn closed(&self) {
+        self.stop.cancelled().await;
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -488,6 +500,11 @@ impl Core {
             send_cancel,
             Link::Http(self.clone()),
         );
+        if let Some(max) = self.endpoint.max_call
+            && message.method() == Some(pending::TOOLS_CALL)
+        {
+            stream.limit_call(timeout, max);
+        }
         trace!(upstream = %self.name(), id = %id, "posting request");
         let task = tokio::spawn(run_exchange(
             self.clone(),

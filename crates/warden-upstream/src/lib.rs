@@ -41,8 +41,13 @@ use warden_proto::{ErrorCode, Id, Message};
 pub use error::{CloseReason, Side, UpstreamError};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, HttpSpec};
 pub use stats::Stats;
-pub use stdio::{DEFAULT_SHUTDOWN_GRACE, DEFAULT_STDERR_CAP, StdioSpec};
-pub use stream::{CANCEL_REASON_DROPPED, CANCEL_REASON_TIMEOUT, ResponseStream};
+pub use stdio::{
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_STDERR_BUDGET, DEFAULT_STDERR_CAP, DEFAULT_STDERR_WINDOW,
+    StderrBudget, StderrReport, StdioSpec,
+};
+pub use stream::{
+    CANCEL_REASON_DROPPED, CANCEL_REASON_MAX_DURATION, CANCEL_REASON_TIMEOUT, ResponseStream,
+};
 
 /// Bounds the messages an upstream can queue for a consumer that is slow (or has not taken
 /// the receiver yet); further unsolicited messages are dropped and counted.
@@ -166,6 +171,30 @@ impl Connection {
         match &*self.inner {
             Inner::Stdio(_) => None,
             Inner::Http(h) => h.core.session_id(),
+        }
+    }
+
+    /// stdio: what the child wrote to stderr, one [`StderrReport`] per window that saw output
+    /// (see [`StdioSpec::stderr_budget`]). Returns `Some` once; `None` for HTTP. Reports are
+    /// dropped while nobody reads them.
+    pub fn take_stderr_reports(&self) -> Option<mpsc::Receiver<StderrReport>> {
+        match &*self.inner {
+            Inner::Stdio(h) => h.core.take_stderr_reports(),
+            Inner::Http(_) => None,
+        }
+    }
+
+    /// Resolves once this connection is gone: stdio, the child exited, closed its stdout,
+    /// stopped reading its stdin, or [`Connection::shutdown`] ran; HTTP, `shutdown` ran (an
+    /// unresponsive HTTP upstream is only found by asking it something). Returns the exit
+    /// status when a stdio child was reaped.
+    pub async fn closed(&self) -> Option<ExitStatus> {
+        match &*self.inner {
+            Inner::Stdio(h) => h.core.closed().await,
+            Inner::Http(h) => {
+                h.core.closed().await;
+                None
+            }
         }
     }
 

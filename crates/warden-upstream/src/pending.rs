@@ -30,6 +30,8 @@ pub(crate) const CANCELLED: &str = "notifications/cancelled";
 pub(crate) const LISTEN: &str = "subscriptions/listen";
 /// Method of the legacy handshake; it must never be cancelled.
 pub(crate) const INITIALIZE: &str = "initialize";
+/// The one method a maximum call duration applies to.
+pub(crate) const TOOLS_CALL: &str = "tools/call";
 
 /// Bounds memory per in-flight request: a caller that stops reading its stream while the
 /// upstream floods it with notifications loses notifications, never the response.
@@ -290,7 +292,12 @@ impl Pending {
             if let Some(route) = self.correlate(&message) {
                 return route;
             }
-            if let Some(entry) = self.entries.values().next() {
+            // The handshake is never what a server message is about: a notification that
+            // arrives on the standalone stream while `initialize` is still in flight (the
+            // stream opens as soon as the session id is known) is unsolicited.
+            if let Some(entry) = self.entries.values().next()
+                && &*entry.method != INITIALIZE
+            {
                 return Route::Note {
                     notes: entry.notes.clone(),
                     message,

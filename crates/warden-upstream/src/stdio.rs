@@ -38,6 +38,14 @@ use crate::{UNSOLICITED_CHANNEL_CAPACITY, lock};
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Enough for a stack-trace line; longer stderr lines are truncated.
 pub const DEFAULT_STDERR_CAP: usize = 4096;
+/// Stderr bytes logged per window: a few hundred lines of diagnostics; a server that writes
+/// more is counted, not logged.
+pub const DEFAULT_STDERR_BUDGET: u64 = 64 * 1024;
+/// The window [`DEFAULT_STDERR_BUDGET`] applies to.
+pub const DEFAULT_STDERR_WINDOW: Duration = Duration::from_secs(60);
+/// Stderr reports waiting for a reader; more are dropped (the next one still counts its
+/// window's bytes).
+const STDERR_REPORT_CAPACITY: usize = 16;
 
 /// Bounds memory between callers and the writer task.
 const WRITER_CHANNEL_CAPACITY: usize = 64;
@@ -82,6 +90,14 @@ pub struct StdioSpec {
     pub shutdown_grace: Duration,
     /// Longest stderr line logged, in bytes (the rest of the line is cut).
     pub stderr_cap: usize,
+    /// Stderr bytes logged per window (see [`StderrBudget`]); `None`: no byte budget (the line
+    /// rate bound still applies).
+    pub stderr_budget: Option<StderrBudget>,
+    /// For `tools/call` only: the longest a call may run in total. With it set, each
+    /// `notifications/progress` for the call pushes its deadline back by the request timeout,
+    /// up to this bound; without it, the request timeout is absolute. When the bound is reached
+    /// the call fails with [`UpstreamError::Timeout`] and is cancelled upstream.
+    pub max_call_duration: Option<Duration>,
     /// Run the child in this sandbox (`program`, `args` and `cwd` are then the profile's, and
     /// the environment is exactly `env`).
     pub sandbox: Option<warden_sandbox::Sandbox>,
@@ -100,9 +116,49 @@ impl StdioSpec {
             limits: Limits::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             stderr_cap: DEFAULT_STDERR_CAP,
+            stderr_budget: Some(StderrBudget::default()),
+            max_call_duration: None,
             sandbox: None,
         }
     }
+}
+
+/// How much of an upstream's stderr reaches the logs: at most `bytes` per `window`. Each
+/// window that saw output ends with a [`StderrReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StderrBudget {
+    /// Bytes logged per window (lines after the per-line cap, each with its newline).
+    pub bytes: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Default for StderrBudget {
+    fn default() -> StderrBudget {
+        StderrBudget {
+            bytes: DEFAULT_STDERR_BUDGET,
+            window: DEFAULT_STDERR_WINDOW,
+        }
+    }
+}
+
+/// What one stdio upstream wrote to stderr in one window (see
+/// [`Connection::take_stderr_reports`](crate::Connection::take_stderr_reports)).
+#[derive(Debug, Clone)]
+pub struct StderrReport {
+    /// Bytes read from stderr in the window.
+    pub bytes: u64,
+    /// Lines among them.
+    pub lines: u64,
+    /// Bytes not logged because the window's budget was spent (lines after the line cap, each
+    /// with its newline).
+    pub over_budget: u64,
+    /// What was logged (each line cut at the line cap and ending with a newline): at most the
+    /// budget.
+    /// It may hold anything the server printed, secrets included: digest it, never log it.
+    pub logged: Bytes,
+    /// How long the window lasted.
+    pub window: Duration,
 }
 
 enum WriteCommand {
@@ -134,6 +190,11 @@ pub(crate) struct Core {
     shutting_down: AtomicBool,
     shutdown_done: OnceCell<()>,
     counters: Counters,
+    /// Cancelled when the connection dies (exit, closed stdout, failed write) or shuts down.
+    dead: CancellationToken,
+    /// See [`StdioSpec::max_call_duration`].
+    max_call: Option<Duration>,
+    stderr_reports: Mutex<Option<mpsc::Receiver<StderrReport>>>,
 }
 
 /// What a `Connection` holds: dropping the last one kills the process group.
@@ -178,6 +239,7 @@ pub(crate) async fn spawn(spec: StdioSpec) -> Result<Handle, UpstreamError> {
     let (unsolicited, unsolicited_rx) = mpsc::channel(UNSOLICITED_CHANNEL_CAPACITY);
     let (exit_tx, exit_rx) = watch::channel(None);
     let close_stdin = CancellationToken::new();
+    let (reports, reports_rx) = mpsc::channel(STDERR_REPORT_CAPACITY);
     let core = Arc::new(Core {
         name: name.clone(),
         pid,
@@ -195,6 +257,9 @@ pub(crate) async fn spawn(spec: StdioSpec) -> Result<Handle, UpstreamError> {
         shutting_down: AtomicBool::new(false),
         shutdown_done: OnceCell::new(),
         counters: Counters::default(),
+        dead: CancellationToken::new(),
+        max_call: spec.max_call_duration,
+        stderr_reports: Mutex::new(Some(reports_rx)),
     });
     // Built before the tasks so that any early return still kills the group.
     let handle = Handle { core: core.clone() };
@@ -208,7 +273,13 @@ pub(crate) async fn spawn(spec: StdioSpec) -> Result<Handle, UpstreamError> {
         close_stdin,
     ));
     tokio::spawn(read_stdout(core.clone(), stdout));
-    tokio::spawn(read_stderr(name, stderr, spec.stderr_cap));
+    tokio::spawn(read_stderr(
+        name,
+        stderr,
+        spec.stderr_cap,
+        spec.stderr_budget,
+        reports,
+    ));
     tokio::spawn(wait_for_exit(core, child, exit_tx));
     Ok(handle)
 }
@@ -236,6 +307,18 @@ impl Core {
 
     pub(crate) fn take_unsolicited(&self) -> Option<mpsc::Receiver<Message>> {
         lock(&self.unsolicited_rx).take()
+    }
+
+    pub(crate) fn take_stderr_reports(&self) -> Option<mpsc::Receiver<StderrReport>> {
+        lock(&self.stderr_reports).take()
+    }
+
+    /// Resolves once the connection is dead or shut down, with the exit status when the child
+    /// was reaped (waiting briefly for it after stdout closes).
+    pub(crate) async fn closed(&self) -> Option<ExitStatus> {
+        self.dead.cancelled().await;
+        self.wait_exit(EXIT_STATUS_WAIT).await;
+        self.exit_status()
     }
 
     fn closed_error(&self) -> UpstreamError {
@@ -268,6 +351,11 @@ impl Core {
             send_cancel,
             Link::Stdio(self.clone()),
         );
+        if let Some(max) = self.max_call
+            && message.method() == Some(pending::TOOLS_CALL)
+        {
+            stream.limit_call(timeout, max);
+        }
         trace!(upstream = %self.name, id = %id, "sending request");
         if let Err(error) = self
             .enqueue(prepared.message.bytes().clone(), deadline)
@@ -346,6 +434,7 @@ impl Core {
     /// Fails every request in flight and refuses new ones.
     fn fail_pending(&self, reason: CloseReason) {
         self.alive.store(false, Ordering::Release);
+        self.dead.cancel();
         let (entries, reason) = {
             let mut pending = lock(&self.pending);
             let entries = pending.close(reason);
@@ -365,6 +454,7 @@ impl Core {
         }
         self.alive.store(false, Ordering::Release);
         self.close_stdin.cancel();
+        self.dead.cancel();
         let entries = lock(&self.pending).close_with_exit(CloseReason::Exited(status));
         let in_flight = entries.len();
         for entry in entries {
@@ -656,33 +746,62 @@ async fn wait_for_exit(core: Arc<Core>, mut child: Child, exit: watch::Sender<Op
 }
 
 /// Logs stderr line by line: each line cut at `cap` bytes, at most a burst of
-/// [`STDERR_BURST`] lines then [`STDERR_LINES_PER_SECOND`]; the rest is counted and reported.
-async fn read_stderr(name: Arc<str>, mut stderr: ChildStderr, cap: usize) {
+/// [`STDERR_BURST`] lines then [`STDERR_LINES_PER_SECOND`], and at most the budget's bytes per
+/// window; the rest is counted and reported. Each window that saw output ends with a
+/// [`StderrReport`] on `reports` (dropped when nobody keeps up).
+async fn read_stderr(
+    name: Arc<str>,
+    mut stderr: ChildStderr,
+    cap: usize,
+    budget: Option<StderrBudget>,
+    reports: mpsc::Sender<StderrReport>,
+) {
     let cap = cap.max(1);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut limiter = LineLimiter::new();
+    let mut window = StderrWindow::new(budget);
     // True while skipping the rest of a line already logged in part.
     let mut skipping = false;
     loop {
         buf.reserve(READ_CHUNK);
-        match stderr.read_buf(&mut buf).await {
+        let before = buf.len();
+        let read = tokio::select! {
+            // `read_buf` is cancel safe: a window ending mid-read loses nothing.
+            read = stderr.read_buf(&mut buf) => read,
+            () = sleep_until_opt(window.end()) => {
+                window.close(&name, &reports);
+                continue;
+            }
+        };
+        match read {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
+        if window.expired() {
+            window.close(&name, &reports);
+        }
+        window.read((buf.len() - before) as u64);
         loop {
             match buf.iter().position(|&b| b == b'\n') {
                 Some(pos) => {
                     let line = buf.split_to(pos + 1);
+                    window.lines += 1;
                     if std::mem::take(&mut skipping) {
                         continue;
                     }
                     let text = &line[..pos];
-                    limiter.log(&name, &text[..text.len().min(cap)], text.len() > cap);
+                    let shown = &text[..text.len().min(cap)];
+                    if window.admit(&name, shown) {
+                        limiter.log(&name, shown, text.len() > cap);
+                    }
                 }
                 None => {
                     if buf.len() > cap {
                         if !skipping {
-                            limiter.log(&name, &buf[..cap], true);
+                            let shown = &buf[..cap];
+                            if window.admit(&name, shown) {
+                                limiter.log(&name, shown, true);
+                            }
                             skipping = true;
                         }
                         buf.clear();
@@ -693,9 +812,113 @@ async fn read_stderr(name: Arc<str>, mut stderr: ChildStderr, cap: usize) {
         }
     }
     if !buf.is_empty() && !skipping {
-        limiter.log(&name, &buf[..buf.len().min(cap)], buf.len() > cap);
+        window.lines += 1;
+        let shown = &buf[..buf.len().min(cap)];
+        if window.admit(&name, shown) {
+            limiter.log(&name, shown, buf.len() > cap);
+        }
     }
     limiter.report(&name);
+    window.close(&name, &reports);
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One stderr window: what was read, what was logged, and the byte budget.
+struct StderrWindow {
+    budget: Option<StderrBudget>,
+    /// Set by the first byte of a window; `None` while nothing was read.
+    started: Option<Instant>,
+    bytes: u64,
+    lines: u64,
+    over_budget: u64,
+    logged: BytesMut,
+    /// The budget ran out in this window (warned once).
+    exhausted: bool,
+}
+
+impl StderrWindow {
+    fn new(budget: Option<StderrBudget>) -> StderrWindow {
+        StderrWindow {
+            budget,
+            started: None,
+            bytes: 0,
+            lines: 0,
+            over_budget: 0,
+            logged: BytesMut::new(),
+            exhausted: false,
+        }
+    }
+
+    /// When the current window ends (none while nothing was read).
+    fn end(&self) -> Option<Instant> {
+        let window = self.budget.map_or(DEFAULT_STDERR_WINDOW, |b| b.window);
+        self.started.map(|s| deadline_after_from(s, window))
+    }
+
+    fn expired(&self) -> bool {
+        self.end().is_some_and(|end| Instant::now() >= end)
+    }
+
+    fn read(&mut self, bytes: u64) {
+        if self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    /// Whether `line` fits in what is left of the budget; counts it either way.
+    fn admit(&mut self, name: &str, line: &[u8]) -> bool {
+        let len = line.len() as u64;
+        let Some(budget) = self.budget else {
+            return true;
+        };
+        // Each logged line costs its bytes and its newline.
+        if (self.logged.len() as u64).saturating_add(len + 1) > budget.bytes {
+            self.over_budget = self.over_budget.saturating_add(len + 1);
+            if !std::mem::replace(&mut self.exhausted, true) {
+                warn!(upstream = %name, budget = budget.bytes, window_ms = budget.window.as_millis() as u64, "upstream stderr over its byte budget; the rest of this window is counted, not logged");
+            }
+            return false;
+        }
+        self.logged.extend_from_slice(line);
+        self.logged.extend_from_slice(b"\n");
+        true
+    }
+
+    /// Ends the window: reports it if anything was read, then starts afresh.
+    fn close(&mut self, name: &str, reports: &mpsc::Sender<StderrReport>) {
+        let Some(started) = self.started.take() else {
+            return;
+        };
+        let report = StderrReport {
+            bytes: std::mem::take(&mut self.bytes),
+            lines: std::mem::take(&mut self.lines),
+            over_budget: std::mem::take(&mut self.over_budget),
+            logged: std::mem::take(&mut self.logged).freeze(),
+            window: started.elapsed(),
+        };
+        self.exhausted = false;
+        if report.over_budget > 0 {
+            warn!(upstream = %name, bytes = report.bytes, over_budget = report.over_budget, "upstream stderr window ended over its budget");
+        }
+        if reports.try_send(report).is_err() {
+            debug!(upstream = %name, "stderr report dropped: nobody reads them");
+        }
+    }
+}
+
+/// `start + window`, saturating.
+fn deadline_after_from(start: Instant, window: Duration) -> Instant {
+    start
+        .checked_add(window)
+        .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365))
 }
 
 /// A token bucket for stderr lines.

@@ -8,13 +8,16 @@ use tokio_util::task::AbortOnDropHandle;
 use warden_proto::{Id, Message};
 
 use crate::error::{CloseReason, UpstreamError};
-use crate::pending::{Outcome, Receivers};
+use crate::pending::{Outcome, PROGRESS, Receivers};
 use crate::{http, stdio};
 
 /// Reason sent upstream in `notifications/cancelled` when a stream is dropped early.
 pub const CANCEL_REASON_DROPPED: &str = "request cancelled";
 /// Reason sent upstream in `notifications/cancelled` when a request times out.
 pub const CANCEL_REASON_TIMEOUT: &str = "timeout";
+/// Reason sent upstream in `notifications/cancelled` when a `tools/call` reaches the
+/// connection's maximum call duration (however much progress it reported).
+pub const CANCEL_REASON_MAX_DURATION: &str = "maximum call duration exceeded";
 
 /// The connection a stream belongs to, for cancellation.
 #[derive(Clone)]
@@ -61,6 +64,16 @@ pub struct ResponseStream {
     link: Link,
     /// The HTTP exchange feeding this stream; aborted (connection closed) on drop.
     task: Option<AbortOnDropHandle<()>>,
+    /// Set for a `tools/call` on a connection with a maximum call duration.
+    limit: Option<CallLimit>,
+}
+
+/// The deadlines of a long call: progress pushes the response deadline back by `idle` (the
+/// request timeout), never past `hard` (the maximum call duration).
+#[derive(Debug, Clone, Copy)]
+struct CallLimit {
+    idle: Duration,
+    hard: Instant,
 }
 
 impl std::fmt::Debug for ResponseStream {
@@ -98,7 +111,16 @@ impl ResponseStream {
             done: false,
             link,
             task: None,
+            limit: None,
         }
+    }
+
+    /// Makes this stream a long call: `notifications/progress` for it pushes the deadline back
+    /// to `idle` from its arrival, and nothing pushes it past `max` from now.
+    pub(crate) fn limit_call(&mut self, idle: Duration, max: Duration) {
+        let hard = deadline_after(max);
+        self.deadline = self.deadline.min(hard);
+        self.limit = Some(CallLimit { idle, hard });
     }
 
     pub(crate) fn set_task(&mut self, task: AbortOnDropHandle<()>) {
@@ -124,11 +146,25 @@ impl ResponseStream {
             // Notes first: everything the upstream sent before the response is queued before
             // the response is handed over, so this keeps the upstream's order.
             biased;
-            Some(note) = self.receivers.notes.recv() => return Some(Ok(note)),
+            Some(note) = self.receivers.notes.recv() => {
+                if let Some(limit) = self.limit
+                    && note.method() == Some(PROGRESS)
+                {
+                    self.deadline = deadline_after(limit.idle).min(limit.hard);
+                }
+                return Some(Ok(note));
+            }
             outcome = &mut self.receivers.outcome => outcome,
             () = tokio::time::sleep_until(self.deadline) => {
                 self.finish();
-                self.link.abandon(&self.upstream_id, self.send_cancel, CANCEL_REASON_TIMEOUT);
+                let reason = match self.limit {
+                    Some(limit) if self.deadline >= limit.hard => {
+                        tracing::warn!(upstream = %self.name, id = %self.upstream_id, "call reached the maximum call duration; cancelling it upstream");
+                        CANCEL_REASON_MAX_DURATION
+                    }
+                    _ => CANCEL_REASON_TIMEOUT,
+                };
+                self.link.abandon(&self.upstream_id, self.send_cancel, reason);
                 return Some(Err(UpstreamError::Timeout));
             }
         };

@@ -209,6 +209,17 @@ fn locate(common: &Common, file: Option<PathBuf>) -> anyhow::Result<(PathBuf, Co
     Ok((path, config))
 }
 
+/// The audit keys of `[audit] key = "keyring:SERVICE/USER"`, read from the OS keyring (none
+/// when the key comes from a key file). The entry holds a key file's text.
+fn keyring_keys(config: &Config) -> anyhow::Result<Option<AuditKeys>> {
+    let Some(warden_config::ValueRef::Keyring { service, user }) = &config.audit.key else {
+        return Ok(None);
+    };
+    let text = crate::keyring::get(service, user).context("audit.key")?;
+    let keys = AuditKeys::from_text(&text, &format!("keyring:{service}/{user}"))?;
+    Ok(Some(keys))
+}
+
 fn key_file(common: &Common, config: &Config) -> anyhow::Result<PathBuf> {
     if let Some(k) = &config.audit.key_file {
         return Ok(k.clone());
@@ -231,11 +242,11 @@ fn verify_cmd(
     let trust = match public_key {
         Some(pk) => Trust::PublicKey(PublicKey::read(&pk)?),
         None => {
-            let key = match key {
-                Some(k) => k,
-                None => key_file(common, &config)?,
+            keys = match (key, keyring_keys(&config)?) {
+                (Some(k), _) => AuditKeys::load(&k)?,
+                (None, Some(from_keyring)) => from_keyring,
+                (None, None) => AuditKeys::load(&key_file(common, &config)?)?,
             };
-            keys = AuditKeys::load(&key)?;
             Trust::Keys(&keys)
         }
     };
@@ -377,16 +388,27 @@ fn write_line(text: &str) -> anyhow::Result<()> {
 /// The audit log of a running gateway (`run`, `serve`), or nothing when `[audit]` is disabled.
 pub(crate) struct GatewayAudit {
     log: Option<AuditLog>,
+    /// The alert engine tapping the log (`[alerts]`), closed after the log.
+    alerts: Option<Arc<warden_alerts::Alerts>>,
 }
 
 impl GatewayAudit {
     /// Opens the configured audit log (creating the key file on first use) and records the
     /// start and the configuration. Fails when the log cannot be opened: a gateway that
-    /// should audit never runs unaudited.
-    pub(crate) fn open(common: &Common, config: &Config, mode: &str) -> anyhow::Result<Self> {
+    /// should audit never runs unaudited. `taps` (metrics, trace export) are fed every record
+    /// the writer writes; with `[audit]` disabled there is no writer and they see nothing.
+    pub(crate) fn open_with_taps(
+        common: &Common,
+        config: &Config,
+        mode: &str,
+        taps: Vec<Arc<dyn warden_audit::AuditTap>>,
+    ) -> anyhow::Result<Self> {
         if !config.audit.enabled {
             tracing::warn!("audit log disabled ([audit] enabled = false)");
-            return Ok(Self { log: None });
+            return Ok(Self {
+                log: None,
+                alerts: None,
+            });
         }
         let env = super::env();
         let data_dir = config
@@ -404,12 +426,15 @@ impl GatewayAudit {
                 .clone()
                 .unwrap_or_else(|| data_dir.join(warden_audit::KEY_FILE_NAME)),
         );
+        // `[audit] key = "keyring:..."`: the key from the OS keyring instead of a file.
+        opts.keys = keyring_keys(config)?.map(Arc::new);
         opts.flush = match a.flush {
             AuditFlush::Decisions => warden_audit::FlushPolicy::Decisions,
             AuditFlush::Always => warden_audit::FlushPolicy::Always,
             AuditFlush::Batched => warden_audit::FlushPolicy::Batched,
         };
         opts.sync_interval = a.sync_interval;
+        opts.linger = a.linger;
         opts.queue = a.queue.get();
         opts.on_full = match a.on_full {
             AuditOnFull::FailClosed => warden_audit::OnFull::FailClosed,
@@ -425,6 +450,12 @@ impl GatewayAudit {
         opts.rotate_age = a.rotate_age;
         opts.checkpoint_every = a.checkpoint_every;
         opts.checkpoint_interval = a.checkpoint_interval;
+        opts.taps.extend(taps);
+        // Config validation refuses `[alerts]` without the audit log, so this is the one place.
+        let alerts = super::alerts::start(config, &data_dir, &env)?;
+        if let Some(a) = &alerts {
+            opts.taps.push(a.clone());
+        }
         let log = AuditLog::open(opts, redactor())
             .with_context(|| format!("cannot open the audit log {}", path.display()))?;
         tracing::info!(path = %path.display(), key = %log.public_key().fingerprint(), "audit log open");
@@ -448,7 +479,10 @@ impl GatewayAudit {
             source: source.map(|p| p.display().to_string()),
             digest,
         })?;
-        Ok(Self { log: Some(log) })
+        Ok(Self {
+            log: Some(log),
+            alerts,
+        })
     }
 
     /// The handle for [`warden_session::GatewayOptions::audit`].
@@ -477,6 +511,10 @@ impl GatewayAudit {
         });
         if let Err(e) = log.close().await {
             tracing::error!(error = %e, "audit log did not close cleanly");
+        }
+        // After the log: the last records (the stop) have been through the rules.
+        if let Some(a) = &self.alerts {
+            a.close(super::alerts::CLOSE_TIMEOUT).await;
         }
     }
 }

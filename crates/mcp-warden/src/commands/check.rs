@@ -6,6 +6,7 @@
 //! machine, the HTTP face, the audit log and the upstreams. Without `--config` the posture is
 //! that of zero-config `mcp-warden run`.
 
+mod command_pins;
 mod controls;
 
 use std::collections::HashMap;
@@ -177,7 +178,10 @@ fn sandbox_claims(b: &Built<'_>, c: &mut Claims) {
     };
     c.add(ids, status, reason);
     let fs = b.sandbox.is_available(Control::Landlock);
-    let net = b.sandbox.is_available(Control::NetworkNamespace);
+    // `network = { allow = [..] }` also needs the egress forwarder (probed).
+    let net = b.sandbox.is_available(Control::NetworkNamespace)
+        && (cfg.network != warden_config::SandboxNetwork::AllowList
+            || b.sandbox.is_available(Control::NetworkAllowList));
     c.add(
         &["ISO-2"],
         match (fs, net) {
@@ -407,26 +411,8 @@ fn upstream_claims(b: &Built<'_>, c: &mut Claims) {
         })
         .map(|u| u.name.as_str())
         .collect();
-    if b.serve {
-        if unpinned.is_empty() {
-            c.add(
-                &["SUP-2", "RUN-3", "APP-1"],
-                Status::Partial,
-                "every upstream package names an exact version; digests are not verified",
-            );
-        } else {
-            c.add(
-                &["SUP-2", "RUN-3", "APP-1"],
-                Status::Off,
-                format!(
-                    "upstream(s) run a package without a pinned version: {}",
-                    unpinned.join(", ")
-                ),
-            );
-        }
-    } else {
-        c.add(&["SUP-2", "RUN-3", "APP-1"], Status::Off, "the command of `run` is not checked for a pinned version (`mcp-warden scan` reports it)");
-    }
+    // Command pins (resolved path, digest, package versions) and unpinned packages.
+    command_pins::claims(b, &unpinned, c);
 }
 
 fn always_claims(b: &Built<'_>, c: &mut Claims) {

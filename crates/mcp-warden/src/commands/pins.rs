@@ -4,6 +4,10 @@
 //! directory resolved as they resolve it: `--data-dir`, `MCP_WARDEN_DATA_DIR`, `data_dir` in the
 //! configuration, the user's data directory). The store is opened per operation, so this works
 //! while gateways run, and they see an approval on their next list or call of the tool.
+//!
+//! Command pins (what a stdio upstream's command runs; see `crate::command_pins`) are listed,
+//! diffed, approved and revoked by the same subcommands (`--command`); a gateway reads an
+//! approved command on its next start.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -15,6 +19,8 @@ use warden_pins::record::{INSTRUCTIONS_NAME, Kind};
 use warden_pins::{PinBook, ToolRecord, diff};
 
 use crate::cli::Common;
+
+mod command;
 
 /// `mcp-warden pins`.
 #[derive(Debug, Args)]
@@ -52,7 +58,11 @@ pub(crate) enum PinsCommand {
         /// Only this upstream.
         upstream: Option<String>,
         /// Only this tool.
+        #[arg(conflicts_with = "command")]
         tool: Option<String>,
+        /// Only command pins (what the upstream's command runs).
+        #[arg(long)]
+        command: bool,
         #[arg(long, value_enum, default_value_t)]
         format: PinsFormat,
     },
@@ -63,12 +73,15 @@ pub(crate) enum PinsCommand {
         /// The upstream.
         upstream: String,
         /// The tool, as the upstream names it.
-        #[arg(required_unless_present_any = ["all", "instructions"], conflicts_with_all = ["all", "instructions"])]
+        #[arg(required_unless_present_any = ["all", "instructions", "command"], conflicts_with_all = ["all", "instructions", "command"])]
         tool: Option<String>,
         /// The server's pending `instructions` instead of a tool.
-        #[arg(long, conflicts_with = "all")]
+        #[arg(long, conflicts_with_all = ["all", "command"])]
         instructions: bool,
-        /// Every pending definition of the upstream (tools and instructions).
+        /// The upstream's pending command (changed executable, script or package version).
+        #[arg(long, conflicts_with = "all")]
+        command: bool,
+        /// Every pending definition of the upstream (tools, instructions and command).
         #[arg(long)]
         all: bool,
         /// Approve only if the pending definition still has this hash (from `pins diff`).
@@ -85,12 +98,15 @@ pub(crate) enum PinsCommand {
         /// The upstream.
         upstream: String,
         /// The tool, as the upstream names it.
-        #[arg(required_unless_present_any = ["all", "instructions"], conflicts_with_all = ["all", "instructions"])]
+        #[arg(required_unless_present_any = ["all", "instructions", "command"], conflicts_with_all = ["all", "instructions", "command"])]
         tool: Option<String>,
         /// The pin of the server's `instructions` instead of a tool.
-        #[arg(long, conflicts_with = "all")]
+        #[arg(long, conflicts_with_all = ["all", "command"])]
         instructions: bool,
-        /// Every pin of the upstream, and its baseline.
+        /// The pin of the upstream's command: its next start pins it as a first use.
+        #[arg(long, conflicts_with = "all")]
+        command: bool,
+        /// Every pin of the upstream (tools, instructions, command), and its baseline.
         #[arg(long)]
         all: bool,
         #[arg(long, value_enum, default_value_t)]
@@ -137,38 +153,83 @@ async fn execute(book: &PinBook, command: PinsCommand) -> anyhow::Result<String>
             upstream, format, ..
         } => {
             let records = book.list(upstream.as_deref()).await?;
+            let commands = book.commands(upstream.as_deref()).await?;
             Ok(match format {
-                PinsFormat::Json => {
-                    json_doc(&Value::Array(records.iter().map(list_entry).collect()))
+                PinsFormat::Json => json_doc(&Value::Array(
+                    records
+                        .iter()
+                        .map(list_entry)
+                        .chain(commands.iter().map(command::list_entry))
+                        .collect(),
+                )),
+                PinsFormat::Text if records.is_empty() && !commands.is_empty() => {
+                    command::list_text(&commands)
                 }
-                PinsFormat::Text => list_text(&records),
+                PinsFormat::Text => list_text(&records) + &command::list_text(&commands),
             })
         }
         PinsCommand::Diff {
             upstream,
             tool,
+            command: only_command,
             format,
             ..
         } => {
-            let records: Vec<ToolRecord> = book
-                .list(upstream.as_deref())
-                .await?
-                .into_iter()
-                .filter(|r| r.pending.is_some())
-                .filter(|r| tool.as_deref().is_none_or(|t| t == r.tool))
-                .collect();
+            let records: Vec<ToolRecord> = if only_command {
+                Vec::new()
+            } else {
+                book.list(upstream.as_deref())
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.pending.is_some())
+                    .filter(|r| tool.as_deref().is_none_or(|t| t == r.tool))
+                    .collect()
+            };
+            let commands: Vec<warden_pins::command::CommandRecord> = if tool.is_some() {
+                Vec::new()
+            } else {
+                book.commands(upstream.as_deref())
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.pending.is_some())
+                    .collect()
+            };
             Ok(match format {
-                PinsFormat::Json => {
-                    json_doc(&Value::Array(records.iter().map(diff_entry).collect()))
+                PinsFormat::Json => json_doc(&Value::Array(
+                    records
+                        .iter()
+                        .map(diff_entry)
+                        .chain(commands.iter().map(command::diff_entry))
+                        .collect(),
+                )),
+                PinsFormat::Text if records.is_empty() && commands.is_empty() => {
+                    "no pending definitions\n".to_owned()
                 }
-                PinsFormat::Text if records.is_empty() => "no pending definitions\n".to_owned(),
-                PinsFormat::Text => records.iter().map(diff_text).collect(),
+                PinsFormat::Text => records
+                    .iter()
+                    .map(diff_text)
+                    .chain(commands.iter().map(command::diff_text))
+                    .collect(),
             })
+        }
+        PinsCommand::Approve {
+            upstream,
+            command: true,
+            hash,
+            format,
+            ..
+        } => {
+            let rec = book
+                .approve_command(&upstream, hash.as_deref())
+                .await
+                .with_context(|| format!("cannot approve the command of upstream {upstream:?}"))?;
+            Ok(command::approved(&[rec], format))
         }
         PinsCommand::Approve {
             upstream,
             tool,
             instructions,
+            all,
             hash,
             format,
             ..
@@ -196,20 +257,55 @@ async fn execute(book: &PinBook, command: PinsCommand) -> anyhow::Result<String>
                 .with_context(|| format!("cannot approve {t:?} of upstream {upstream:?}"))?;
                 approved.push(rec);
             }
+            // `--all` covers a pending command too.
+            let mut commands = vec![];
+            if all
+                && book
+                    .command(&upstream)
+                    .await?
+                    .is_some_and(|r| r.pending.is_some())
+            {
+                commands.push(
+                    book.approve_command(&upstream, None)
+                        .await
+                        .with_context(|| {
+                            format!("cannot approve the command of upstream {upstream:?}")
+                        })?,
+                );
+            }
             Ok(match format {
                 PinsFormat::Json => json_doc(&Value::Array(
                     approved
                         .iter()
                         .map(|r| json!({"upstream": r.upstream, "kind": r.kind, "tool": r.tool, "hash": pinned_hash(r)}))
+                        .chain(command::approved_entries(&commands))
                         .collect(),
                 )),
-                PinsFormat::Text if approved.is_empty() => {
+                PinsFormat::Text if approved.is_empty() && commands.is_empty() => {
                     format!("upstream {upstream:?} has no pending definitions\n")
                 }
                 PinsFormat::Text => approved
                     .iter()
                     .map(|r| format!("approved {}/{} {}\n", r.upstream, r.tool, pinned_hash(r)))
-                    .collect(),
+                    .collect::<String>()
+                    + &command::approved(&commands, format),
+            })
+        }
+        PinsCommand::Revoke {
+            upstream,
+            command: true,
+            format,
+            ..
+        } => {
+            let revoked = book.revoke_command(&upstream).await?;
+            Ok(match format {
+                PinsFormat::Json => json_doc(
+                    &json!({"upstream": upstream, "kind": "command", "tool": Value::Null, "revoked": usize::from(revoked)}),
+                ),
+                PinsFormat::Text if revoked => format!(
+                    "revoked the command pin of {upstream}; its next start pins its command as a first use\n"
+                ),
+                PinsFormat::Text => format!("no command pin for {upstream}\n"),
             })
         }
         PinsCommand::Revoke {
@@ -222,7 +318,10 @@ async fn execute(book: &PinBook, command: PinsCommand) -> anyhow::Result<String>
             let revoked = match (&tool, instructions) {
                 (Some(t), _) => usize::from(book.revoke(&upstream, t).await?),
                 (None, true) => usize::from(book.revoke_instructions(&upstream).await?),
-                (None, false) => book.revoke_upstream(&upstream).await?,
+                (None, false) => {
+                    book.revoke_upstream(&upstream).await?
+                        + usize::from(book.revoke_command(&upstream).await?)
+                }
             };
             let tool = tool.or_else(|| instructions.then(|| INSTRUCTIONS_NAME.to_owned()));
             Ok(match format {
@@ -461,6 +560,33 @@ mod tests {
         assert!(parse(&["approve", "fx", "fetch", "--all"]).is_err());
         assert!(parse(&["approve", "fx", "--all", "--hash", "sha256:ab"]).is_err());
         assert!(parse(&["revoke", "fx", "fetch", "--instructions"]).is_err());
+    }
+
+    #[test]
+    fn command_pins_are_approved_and_revoked_alone_or_with_all() {
+        assert!(matches!(
+            parse(&["approve", "fx", "--command", "--hash", "sha256:ab"]).unwrap(),
+            PinsCommand::Approve {
+                command: true,
+                tool: None,
+                hash: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["revoke", "fx", "--command"]).unwrap(),
+            PinsCommand::Revoke { command: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["diff", "fx", "--command"]).unwrap(),
+            PinsCommand::Diff { command: true, .. }
+        ));
+        // A command is not a tool, not the instructions, and not part of an explicit --all.
+        assert!(parse(&["approve", "fx", "fetch", "--command"]).is_err());
+        assert!(parse(&["approve", "fx", "--instructions", "--command"]).is_err());
+        assert!(parse(&["approve", "fx", "--all", "--command"]).is_err());
+        assert!(parse(&["revoke", "fx", "fetch", "--command"]).is_err());
+        assert!(parse(&["diff", "fx", "fetch", "--command"]).is_err());
     }
 
     #[test]

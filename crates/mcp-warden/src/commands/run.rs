@@ -50,7 +50,13 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(url) => upstreams::from_url(&config, url, &args.headers, pref, &super::env())?,
         None => upstreams::from_command(&config, &args.command, pref)?,
     };
+    // Command pin (RUN-3): what the command runs is read now and checked before the spawn.
+    let command_pin = match &args.url {
+        Some(_) => None,
+        None => crate::command_pins::for_run(&config, &def.name, &args.command, &super::env())?,
+    };
     let limits = upstreams::limits(&config);
+    let metrics = super::metrics::GatewayMetrics::from_config(&config, args.metrics)?;
     // One client, one upstream: a single-threaded runtime keeps every hop on one CPU, which
     // is what a round trip through the gateway costs least on.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -62,9 +68,42 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             transparent: true,
             ..GatewayOptions::default()
         };
-        let audit = super::audit::GatewayAudit::open(&args.common, &config, "run")?;
+        let audit = super::audit::GatewayAudit::open_with_taps(
+            &args.common,
+            &config,
+            "run",
+            super::metrics::taps(metrics.as_ref())
+                .into_iter()
+                .chain(super::trace::taps(&config, &super::env())?)
+                .collect(),
+        )?;
+        let mut prelaunch = None;
+        if let Some(target) = command_pin {
+            let data_dir = config
+                .resolve_data_dir(args.common.data_dir.as_deref(), &super::env())
+                .ok();
+            prelaunch = crate::command_pins::Recheck::for_run(
+                Some((&target.name, &target.pin_id, &args.command, target.mode)),
+                data_dir.as_deref(),
+                audit.log(),
+            );
+            let verdicts =
+                crate::command_pins::verify(data_dir.as_deref(), vec![target], audit.log().as_ref())
+                    .await?;
+            if let Some((_, message)) = verdicts.refused.into_iter().next() {
+                audit.close().await;
+                anyhow::bail!(message);
+            }
+        }
+        let metrics_shutdown = tokio_util::sync::CancellationToken::new();
+        let _stop_metrics = metrics_shutdown.clone().drop_guard();
+        if let Some(m) = &metrics {
+            m.start(audit.log(), metrics_shutdown.clone()).await?;
+        }
         let options = GatewayOptions {
             audit: audit.log(),
+            trace: super::trace::propagator(&config, audit.log().is_some()),
+            prelaunch,
             ..options
         };
         // Pins of a `run` server are keyed by its command line or URL (docs/pinning.md).
@@ -83,6 +122,9 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let served = tokio::select! {
             r = warden_downstream::stdio::serve_stdio(gateway.clone(), input, output, limits) => r.map_err(anyhow::Error::from),
             r = super::termination() => r,
+            // The upstream exited on its own: `run` does not restart it (the client's session
+            // lived in it; docs/lifecycle.md), so exit non-zero for the host to restart us.
+            name = gateway.upstream_lost() => Err(anyhow::anyhow!("upstream `{name}` exited; stopping so that the host can restart the server")),
         };
         // Client gone (stdin closed) or a signal: shut the upstream down as the specification
         // says (close its stdin, wait, SIGTERM, SIGKILL), then exit.

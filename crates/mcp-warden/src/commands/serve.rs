@@ -45,7 +45,10 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         tracing::warn!(%listen, "serving WITHOUT AUTHENTICATION on a non-loopback address (insecure_allow_unauthenticated_non_loopback = true)");
     }
-    let defs = upstreams::all(&config, &super::env())?;
+    let mut defs = upstreams::all(&config, &super::env())?;
+    // Command pins (RUN-3): what each stdio command runs is read now, checked before spawns.
+    let command_targets = crate::command_pins::for_config(&config, &super::env())?;
+    let metrics = super::metrics::GatewayMetrics::from_config(&config, config.metrics.listen)?;
     let mut http = http_options(&config, listen);
     let data_dir = config
         .resolve_data_dir(args.common.data_dir.as_deref(), &super::env())
@@ -62,9 +65,40 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_sessions: config.http.max_sessions.get(),
             ..GatewayOptions::default()
         };
-        let audit = super::audit::GatewayAudit::open(&args.common, &config, "serve")?;
+        let audit = super::audit::GatewayAudit::open_with_taps(
+            &args.common,
+            &config,
+            "serve",
+            super::metrics::taps(metrics.as_ref())
+                .into_iter()
+                .chain(super::trace::taps(&config, &super::env())?)
+                .collect(),
+        )?;
+        let verdicts = crate::command_pins::verify(
+            data_dir.as_deref(),
+            command_targets,
+            audit.log().as_ref(),
+        )
+        .await?;
+        for (name, message) in &verdicts.refused {
+            // Like an upstream that fails to start: served without it, loudly.
+            tracing::error!(upstream = %name, reason = %message, "upstream not started: its command changed since it was pinned");
+            defs.retain(|d| &d.name != name);
+        }
+        // The metrics listener before the upstreams: a port in use stops startup early.
+        let metrics_shutdown = CancellationToken::new();
+        let _stop_metrics = metrics_shutdown.clone().drop_guard();
+        if let Some(m) = &metrics {
+            m.start(audit.log(), metrics_shutdown.clone()).await?;
+        }
         let options = GatewayOptions {
             audit: audit.log(),
+            trace: super::trace::propagator(&config, audit.log().is_some()),
+            prelaunch: crate::command_pins::Recheck::for_config(
+                &config,
+                data_dir.as_deref(),
+                audit.log(),
+            ),
             ..options
         };
         let pipeline =

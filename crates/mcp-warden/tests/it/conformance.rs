@@ -65,6 +65,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// pass them (any baseline entry there is a gateway bug or pending work).
 const GATEWAY_OWN_SCENARIOS: [&str; 2] = ["dns-rebinding-protection", "http-header-validation"];
 
+mod authenticated;
+
 /// One suite at a time across this module's tests.
 static SUITE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -523,13 +525,24 @@ impl SuiteRun {
 
 /// Runs `conformance server --requirements REV` against `url` with `baseline`, writing to `out`.
 async fn run_suite(url: &str, rev: &str, out: &Path, baseline: &Path) -> SuiteRun {
+    run_suite_as(url, rev, out, baseline, None).await
+}
+
+/// [`run_suite`] sending `credential` on every request to the gateway.
+async fn run_suite_as(
+    url: &str,
+    rev: &str,
+    out: &Path,
+    baseline: &Path,
+    credential: Option<&Credential>,
+) -> SuiteRun {
     let mut args = vec![
         "--requirements".into(),
         rev.into(),
         "--expected-failures".into(),
     ];
     args.push(baseline.as_os_str().to_owned());
-    let exit = run_conformance(url, &args, out).await;
+    let exit = run_conformance(url, &args, out, credential).await;
     let log = std::fs::read_to_string(out.join("conformance.log")).unwrap_or_default();
     read_checks(out, &log, exit, scored_scenarios(rev))
 }
@@ -537,17 +550,44 @@ async fn run_suite(url: &str, rev: &str, out: &Path, baseline: &Path) -> SuiteRu
 /// Runs one scenario alone (`--scenario X --spec-version REV`: no requirement scoring) and
 /// returns its checks.
 async fn run_scenario(url: &str, rev: &str, scenario: &str, out: &Path) -> SuiteRun {
+    run_scenario_as(url, rev, scenario, out, None).await
+}
+
+/// [`run_scenario`] sending `credential` on every request to the gateway.
+async fn run_scenario_as(
+    url: &str,
+    rev: &str,
+    scenario: &str,
+    out: &Path,
+    credential: Option<&Credential>,
+) -> SuiteRun {
     let args = ["--scenario", scenario, "--spec-version", rev].map(OsString::from);
-    let exit = run_conformance(url, &args, out).await;
+    let exit = run_conformance(url, &args, out, credential).await;
     // No "=== Running scenario" line in this mode: name the scenario, so a run that wrote no
     // checks.json still counts as a failure.
     let log = format!("=== Running scenario: {scenario} ===\n");
     read_checks(out, &log, exit, BTreeSet::new())
 }
 
+/// An `Authorization` header value the suite sends to the gateway, through the preload
+/// `conformance/authorization.cjs` (the suite itself has no option for request headers).
+struct Credential {
+    /// The header value, e.g. `Bearer eyJ...`.
+    header: String,
+    /// The gateway's `host:port`: only requests there carry the credential.
+    authority: String,
+    /// Where the preload appends, at exit, how many requests of each HTTP client it decorated.
+    log: PathBuf,
+}
+
 /// `node <conformance> server --url URL --timeout T -o OUT ARGS...`, console to
 /// `OUT/conformance.log`; the exit code (None: killed by a signal).
-async fn run_conformance(url: &str, args: &[OsString], out: &Path) -> Option<i32> {
+async fn run_conformance(
+    url: &str,
+    args: &[OsString],
+    out: &Path,
+    credential: Option<&Credential>,
+) -> Option<i32> {
     std::fs::create_dir_all(out).unwrap();
     let log = std::fs::File::create(out.join("conformance.log")).unwrap();
     let node = deps::node();
@@ -573,6 +613,15 @@ async fn run_conformance(url: &str, args: &[OsString], out: &Path) -> Option<i32
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
+    if let Some(credential) = credential {
+        let preload =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/conformance/authorization.cjs");
+        cmd.env("NODE_OPTIONS", format!("--require={}", preload.display()))
+            .env("WARDEN_CONFORMANCE_AUTHORIZATION", &credential.header)
+            .env("WARDEN_CONFORMANCE_AUTHORITY", &credential.authority)
+            .env("WARDEN_CONFORMANCE_AUTH_LOG", &credential.log)
+            .env("WARDEN_NPM_MODULES", deps::node_modules());
+    }
     let mut guard = Guard::spawn(cmd).unwrap();
     let status = guard.wait(RUN_TIMEOUT).await.unwrap_or_else(|e| {
         panic!(

@@ -3,17 +3,22 @@
 #![allow(missing_docs, unreachable_pub)]
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+mod alerts;
 mod audit;
 mod auth;
 mod check;
+mod command_pins;
 mod conformance;
 mod content;
 mod hostile;
 mod inspect;
 mod interop;
+mod lifecycle;
+mod metrics;
 mod pinning;
 mod redact;
 mod request_guards;
 mod sandbox;
 mod scan;
 mod support;
+mod tracing;

@@ -445,3 +445,264 @@ async fn run_mode_filters_lists_and_refuses_before_the_upstream() {
     assert_eq!(text(&r), "3");
     assert_eq!(fx.calls(), ["add {\"a\": 1, \"b\": 2}"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rate-limit refusals to a client that takes only SSE.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_call_to_an_sse_only_client_is_http_429_with_retry_after() {
+    // Proves: API-2 (HTTP 429 with Retry-After on the SSE response path too)
+    let fx = Fixture::new();
+    let gateway =
+        Serve::start(&fx.config("[rate_limit]\nper_tool = { rate = \"1/m\", burst = 1 }\n"))
+            .await
+            .unwrap();
+    let mut c = HttpClient::new(&gateway.url);
+    c.initialize(VERSION).await.unwrap();
+    // The first call spends the tool's bucket; the second is refused.
+    let first = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "fx__add", "arguments": {"a": 1, "b": 1}}});
+    let r = c.post(&first).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let add = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "fx__add", "arguments": {"a": 1, "b": 2}}});
+    // `HttpClient` always offers JSON too; this request offers only SSE.
+    let r = reqwest::Client::new()
+        .post(&gateway.url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.as_deref().unwrap())
+        .header("mcp-protocol-version", VERSION)
+        .body(serde_json::to_vec(&add).unwrap())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let headers = r.headers().clone();
+    assert_eq!(headers["content-type"], "text/event-stream");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+    let text = r.text().await.unwrap();
+    let messages = warden_test::http::sse_messages(&text);
+    assert_eq!(messages.len(), 1, "{text}");
+    let body = &messages[0];
+    assert_eq!(body["id"], 2);
+    assert_eq!(body["error"]["code"], RATE_LIMITED);
+    assert!(body["error"]["data"]["retryAfterMs"].as_u64().unwrap() > 0);
+    // The upstream saw the first call only.
+    assert_eq!(fx.calls(), ["add {\"a\": 1, \"b\": 1}"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-to-client traffic: notifications, sampling and elicitation per principal.
+
+/// `serve` with API keys for `principals` (name, role), created before it starts; returns the
+/// gateway's guard, URL and the keys in order.
+async fn serve_with_keys(
+    dir: &std::path::Path,
+    config: &str,
+    principals: &[(&str, &str)],
+) -> (warden_test::process::Guard, String, Vec<String>) {
+    let mut keys = Vec::new();
+    for (principal, role) in principals {
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(crate::support::bin())
+                .arg("keys")
+                .arg("--data-dir")
+                .arg(dir)
+                .args([
+                    "create",
+                    "--principal",
+                    principal,
+                    "--role",
+                    role,
+                    "--format",
+                    "json",
+                ])
+                .stdin(std::process::Stdio::null())
+                .output(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+        keys.push(created["key"].as_str().unwrap().to_owned());
+    }
+    let port = warden_test::free_port();
+    let file = dir.join("warden.toml");
+    std::fs::write(
+        &file,
+        format!("listen = \"127.0.0.1:{port}\"\n[auth]\napi_keys = true\n{config}"),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(crate::support::bin());
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("MCP_WARDEN_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    let guard = warden_test::process::Guard::spawn(command).unwrap();
+    warden_test::wait_port(port, Duration::from_secs(60))
+        .await
+        .unwrap();
+    (guard, format!("http://127.0.0.1:{port}/mcp"), keys)
+}
+
+/// The official Python SDK client with an API key, answering sampling and elicitation and
+/// recording every notification. It makes the upstream send `resources/updated` for a secret
+/// URI and then a public one (same connection, in that order), waits for the public one, then
+/// calls `ask_model` (sampling) and `ask_user` (elicitation). Prints a JSON summary.
+const TRAFFIC_CLIENT: &str = r#"
+import sys, json, anyio
+import mcp_types as types
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+async def main():
+    url, key = sys.argv[1], sys.argv[2]
+    seen, asked, public = [], {"sampling": 0, "elicitation": 0}, anyio.Event()
+
+    async def on_message(message):
+        root = getattr(message, "root", message)
+        method = getattr(root, "method", None)
+        if isinstance(message, Exception) or method is None:
+            return
+        params = getattr(root, "params", None)
+        uri = str(getattr(params, "uri", "")) if params is not None else ""
+        seen.append([method, uri])
+        if uri == "docs://public/readme":
+            public.set()
+
+    async def on_sampling(context, params):
+        asked["sampling"] += 1
+        return types.CreateMessageResult(role="assistant", model="test",
+            content=types.TextContent(type="text", text="hi from the model"))
+
+    async def on_elicitation(context, params):
+        asked["elicitation"] += 1
+        return types.ElicitResult(action="accept", content={"name": "ann"})
+
+    http = create_mcp_http_client(headers={"Authorization": "Bearer " + key})
+    async with http:
+        async with Client(streamable_http_client(url, http_client=http), mode="legacy",
+                          message_handler=on_message, sampling_callback=on_sampling,
+                          elicitation_callback=on_elicitation) as client:
+            out = {}
+            for uri in ["docs://secret/plan", "docs://public/readme"]:
+                await client.call_tool("st__touch", {"uri": uri})
+            with anyio.fail_after(30):
+                await public.wait()
+            out["ask_model"] = (await client.call_tool("st__ask_model", {"prompt": "hi"})).content[0].text
+            out["ask_user"] = (await client.call_tool("st__ask_user", {"message": "name?"})).content[0].text
+            out["seen"], out["asked"] = seen, asked
+            print(json.dumps(out, sort_keys=True))
+
+anyio.run(main)
+"#;
+
+async fn traffic_client(url: &str, key: &str) -> Value {
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(deps::python())
+            .arg("-c")
+            .arg(TRAFFIC_CLIENT)
+            .arg(url)
+            .arg(key)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the python client did not finish")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+// Proves: AUTH-1, DATA-3 (server-initiated traffic runs the policy per principal: a resource
+// update reaches only principals that may read the URI; sampling and elicitation reach only
+// principals granted them, and the upstream gets the refusal instead of an answer)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_traffic_reaches_only_principals_the_policy_allows() {
+    let fx = Fixture::new();
+    let upstream = format!(
+        "[upstreams.st]\ncommand = {}\nargs = [{}, \"stdio\", \"--calls-file\", {}]\n\
+         [upstreams.st.sandbox]\nwrite = [{}]\n\n\
+         [policy.roles.reader]\ntools = [\"st/*\"]\nresources = [\"docs://public/*\"]\nsampling = true\n\n\
+         [policy.roles.keeper]\ntools = [\"st/*\"]\nresources = [\"docs://*\"]\nelicitation = true\n",
+        toml_str(&deps::python().display().to_string()),
+        toml_str(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/it/request_guards/server_traffic.py")
+                .display()
+                .to_string()
+        ),
+        toml_str(&fx.calls.display().to_string()),
+        toml_str(&fx.dir.path().display().to_string()),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let (_gateway, url, keys) = serve_with_keys(
+        data.path(),
+        &upstream,
+        &[("reader-1", "reader"), ("keeper-1", "keeper")],
+    )
+    .await;
+
+    let reader = traffic_client(&url, &keys[0]).await;
+    let updated = |uri: &str| json!(["notifications/resources/updated", uri]);
+    let seen = reader["seen"].as_array().unwrap();
+    assert!(seen.contains(&updated("docs://public/readme")), "{reader}");
+    // Sent before the public one on the same connection: dropped, never delivered.
+    assert!(!seen.contains(&updated("docs://secret/plan")), "{reader}");
+    assert_eq!(reader["ask_model"], "sampled: hi from the model");
+    assert_eq!(reader["asked"]["sampling"], 1);
+    // Elicitation is not granted: the client was never asked; the upstream got the refusal.
+    assert_eq!(reader["asked"]["elicitation"], 0, "{reader}");
+    assert!(
+        reader["ask_user"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: request \"elicitation/create\" is not allowed"),
+        "{reader}"
+    );
+
+    let keeper = traffic_client(&url, &keys[1]).await;
+    let seen = keeper["seen"].as_array().unwrap();
+    assert!(seen.contains(&updated("docs://secret/plan")), "{keeper}");
+    assert!(seen.contains(&updated("docs://public/readme")), "{keeper}");
+    assert_eq!(keeper["ask_user"], "elicited: {\"name\": \"ann\"}");
+    assert_eq!(keeper["asked"]["sampling"], 0, "{keeper}");
+    assert!(
+        keeper["ask_model"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: request \"sampling/createMessage\" is not allowed"),
+        "{keeper}"
+    );
+    // Every tool call reached the upstream (these were allowed; what was refused was the
+    // upstream's traffic toward the client).
+    assert_eq!(
+        fx.calls()
+            .iter()
+            .filter(|c| c.starts_with("touch "))
+            .count(),
+        4
+    );
+}

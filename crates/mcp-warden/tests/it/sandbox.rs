@@ -322,3 +322,62 @@ async fn reference_servers_work_in_the_default_sandbox() {
     );
     report.finish();
 }
+
+/// An HTTP server on the host's 127.0.0.1 answering every request with `body`; counts
+/// connections.
+fn http_target(body: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            stream.set_read_timeout(Some(BOUND)).unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, count)
+}
+
+// Proves: ISO-2
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_listed_egress_goes_through_the_gateways_proxy_only() {
+    use std::sync::atomic::Ordering;
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (allowed, allowed_hits) = http_target("from the allowed host");
+    let (other, other_hits) = http_target("from elsewhere");
+    let config = scratch.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!("[sandbox]\nnetwork = {{ allow = [\"127.0.0.1:{allowed}\"] }}\n"),
+    )
+    .unwrap();
+    let data = scratch.path().join("data");
+    let mut client = start(&data, &["--config", config.to_str().unwrap()]).await;
+    let port = |p: u16| json!({"port": p});
+    assert_eq!(
+        call(&mut client, "fetch_via_proxy", port(allowed)).await,
+        "ok:from the allowed host"
+    );
+    assert_eq!(
+        call(&mut client, "fetch_via_proxy", port(other)).await,
+        "Tunnel connection failed: 403 Forbidden"
+    );
+    // Ignoring the proxy reaches nothing: the sandbox's loopback is its own.
+    assert_eq!(
+        call(&mut client, "connect", port(allowed)).await,
+        "ECONNREFUSED"
+    );
+    assert_eq!(allowed_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0);
+}

@@ -87,6 +87,7 @@ pub fn call(tool: &str, status: Status) -> Event {
         code: None,
         arguments: None,
         result: None,
+        trace: None,
     }
 }
 

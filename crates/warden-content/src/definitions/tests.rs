@@ -124,17 +124,31 @@ async fn block_withholds_the_poisoned_tool_and_refuses_calls_to_it() {
 #[tokio::test]
 async fn report_keeps_everything() {
     let p = poisoning(Mode::Report);
-    assert!(matches!(
-        run(
-            &p.list_guard(),
-            &list(),
-            Direction::ToClient,
-            Some("tools/list"),
-            None
-        )
-        .await,
-        Verdict::Continue
-    ));
+    // The list goes through unchanged; what `block` would withhold is reported for the audit
+    // (the tool's name and rule ids), never its text.
+    let Verdict::Report(report) = run(
+        &p.list_guard(),
+        &list(),
+        Direction::ToClient,
+        Some("tools/list"),
+        None,
+    )
+    .await
+    else {
+        panic!("a poisoned definition must be reported")
+    };
+    assert!(
+        report.detail.starts_with("tool `add`: "),
+        "{}",
+        report.detail
+    );
+    assert!(
+        !report.detail.contains("list_calendars"),
+        "{}",
+        report.detail
+    );
+    assert!(!report.detail.contains(POISONED), "{}", report.detail);
+    assert_eq!(report.controls, super::CONTROLS);
     assert!(matches!(
         run(
             &p.call_guard(),

@@ -65,10 +65,12 @@ async fn secrets_are_redacted_in_text_and_structured_content_by_default() {
 async fn personal_data_is_reported_not_rewritten_by_default_and_redacted_when_asked() {
     let text = "owner: jane.doe@corp.example.com";
     let g = RedactGuard::new(ContentModes::default());
-    assert!(matches!(
-        run(&g, &result_with(text), Some("tools/call")).await,
-        Verdict::Continue
-    ));
+    // Let through unchanged, reported for the audit: the kind and where, never the value.
+    let Verdict::Report(report) = run(&g, &result_with(text), Some("tools/call")).await else {
+        panic!("must report")
+    };
+    assert!(report.detail.starts_with("email at /"), "{}", report.detail);
+    assert!(!report.detail.contains("jane"), "{}", report.detail);
     let g = RedactGuard::new(modes(|m| m.pii = Mode::Redact));
     let Verdict::Rewrite(out) = run(&g, &result_with(text), Some("tools/call")).await else {
         panic!("must redact")
@@ -125,10 +127,18 @@ async fn injection_is_reported_by_default_redacted_or_blocked_when_asked() {
     // Proves: PROMPT-1, TOOL-7
     let m = result_with(INJECTION);
     let g = InjectionGuard::new(ContentModes::default());
-    assert!(matches!(
-        run(&g, &m, Some("tools/call")).await,
-        Verdict::Continue
-    ));
+    // Report mode lets the result through unchanged, with the finding for the audit: rule
+    // ids and locations, never the text.
+    let Verdict::Report(report) = run(&g, &m, Some("tools/call")).await else {
+        panic!("must report")
+    };
+    assert!(
+        report.detail.contains(" at content[0].text["),
+        "{}",
+        report.detail
+    );
+    assert!(!report.detail.contains("IGNORE"), "{}", report.detail);
+    assert_eq!(report.controls, InjectionGuard::CONTROLS);
     let g = InjectionGuard::new(modes(|x| x.injection = Mode::Block));
     assert!(matches!(
         run(&g, &m, Some("tools/call")).await,

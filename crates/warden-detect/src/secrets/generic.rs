@@ -6,7 +6,6 @@
 use std::ops::Range;
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_automata::Input;
 use regex_automata::meta::Regex;
 
@@ -24,8 +23,10 @@ pub enum KeyKind {
     Token,
 }
 
-/// Keywords that make a name secret-like. Lower case; matched case-insensitively.
-const KEYWORDS: &[&str] = &[
+/// Keywords that make a name secret-like, and the markers of URL credentials and
+/// `Authorization` values. Lower case; matched case-insensitively, in the same automaton pass
+/// as the gitleaks keywords.
+pub(crate) const KEYWORDS: &[&str] = &[
     "password",
     "passwd",
     "passphrase",
@@ -200,7 +201,6 @@ const PUBLIC_PREFIXES: &[&str] = &[
 ];
 
 struct Patterns {
-    keywords: AhoCorasick,
     uuid: Regex,
     snake_identifier: Regex,
     assignment: Regex,
@@ -212,11 +212,6 @@ struct Patterns {
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     let build = |p: &str| Regex::new(p).expect("a fixed, tested pattern compiles");
     Patterns {
-        keywords: AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(KEYWORDS)
-            .expect("a few short literals fit the automaton size limits"),
         // name, optional closing quote, separator, optional opening quote, value.
         assignment: build(
             r#"(?i)(?-u:\b)([a-z0-9_.-]{0,40}?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|auth[_-]?key|private[_-]?key|credentials?)[a-z0-9_.-]{0,24})["']?[ \t]{0,4}(?::=|=>|=|:)[ \t]{0,4}["'`]?([^\s"'`,;<>(){}\[\]|\\]{6,200})"#,
@@ -405,34 +400,38 @@ fn operator_follows(bytes: &[u8], at: usize) -> bool {
     false
 }
 
+/// Adds `window` to `windows`, merging it with the last one when they overlap. Hits come in
+/// order of their end, so a window may start before the last one (an overlapping keyword).
 fn push_window(windows: &mut Vec<Range<usize>>, window: Range<usize>) {
     match windows.last_mut() {
-        Some(last) if window.start <= last.end => last.end = last.end.max(window.end),
+        Some(last) if window.start <= last.end && window.end >= last.start => {
+            last.start = last.start.min(window.start);
+            last.end = last.end.max(window.end);
+        }
         _ => windows.push(window),
     }
 }
 
-/// Appends generic secrets in `text` to `out`.
-pub(crate) fn scan(text: &str, out: &mut Vec<Detection>) {
+/// Appends generic secrets in `text` to `out`. `hits` are the occurrences of [`KEYWORDS`] in
+/// `text`, in order of their end (from the shared keyword pass).
+pub(crate) fn scan(text: &str, hits: &[Range<usize>], out: &mut Vec<Detection>) {
     let p = &PATTERNS;
     let bytes = text.as_bytes();
     let mut assignments: Vec<Range<usize>> = Vec::new();
     let mut urls: Vec<Range<usize>> = Vec::new();
     let mut headers: Vec<Range<usize>> = Vec::new();
-    for hit in p.keywords.find_iter(text) {
+    for hit in hits {
         let around = |before: usize, after: usize| {
-            floor_boundary(text, hit.start().saturating_sub(before))
-                ..ceil_boundary(text, hit.end().saturating_add(after))
+            floor_boundary(text, hit.start.saturating_sub(before))
+                ..ceil_boundary(text, hit.end.saturating_add(after))
         };
-        match &bytes[hit.range()] {
+        match &bytes[hit.clone()] {
             b"://" => push_window(&mut urls, around(24, 200)),
             k if k.eq_ignore_ascii_case(b"bearer") || k.eq_ignore_ascii_case(b"basic ") => {
                 push_window(&mut headers, around(0, 2100));
             }
             // Names reach 40 bytes before the keyword and 24 after; values 200 after that.
-            _ if operator_follows(bytes, hit.end()) => {
-                push_window(&mut assignments, around(48, 280))
-            }
+            _ if operator_follows(bytes, hit.end) => push_window(&mut assignments, around(48, 280)),
             _ => {}
         }
     }

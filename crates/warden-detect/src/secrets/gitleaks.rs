@@ -9,8 +9,11 @@
 //! occurrence, and a rule runs only on windows around its own keywords. A window reaches as far
 //! as the longest match of the rule (computed from the pattern), so every match that contains a
 //! keyword is found; patterns without an upper bound are searched [`UNBOUNDED_WINDOW`] bytes
-//! each side of a keyword. Windows of one rule are merged, so each rule reads each input byte at
-//! most once: work per byte is bounded by the number of rules whose keywords occur.
+//! each side of a keyword. Rules written with gitleaks' assignment template are instead searched
+//! around the operator that follows their keyword, and only when a value can follow it
+//! (`AssignmentReach`). Windows of one rule are merged, so each rule reads each input byte at
+//! most once: work per byte is bounded by the number of rules whose keywords occur. The same
+//! keyword pass reports the generic detectors' keywords (`Gitleaks::with_extra_keywords`).
 
 use std::ops::Range;
 
@@ -68,13 +71,15 @@ fn keywords_name_the_value(pattern: &str, keywords: &[&str]) -> bool {
     keywords.iter().all(|k| name.is_match(k))
 }
 
-/// Whether an assignment operator (`=`, `>`, `:`, `|`, `?`, `,`) follows `at` after at most
-/// [`ASSIGNMENT_REACH`] name characters (word characters, `.`, `-`, whitespace, quotes). A
-/// necessary condition for a match of an assignment-template rule whose keyword ends at `at`.
-fn assignment_follows(text: &[u8], at: usize) -> bool {
-    for &b in text.iter().skip(at).take(ASSIGNMENT_REACH + 1) {
+/// Where the assignment operator (`=`, `>`, `:`, `|`, `?`, `,`) after `at` is, if one follows
+/// after at most [`ASSIGNMENT_REACH`] name characters (word characters, `.`, `-`, whitespace,
+/// quotes). A necessary condition for a match of an assignment-template rule whose keyword ends
+/// at `at`; and since none of those characters is an operator, the operator of such a match is
+/// this one.
+fn operator_after(text: &[u8], at: usize) -> Option<usize> {
+    for (i, &b) in text.iter().enumerate().skip(at).take(ASSIGNMENT_REACH + 1) {
         match b {
-            b'=' | b'>' | b':' | b'|' | b'?' | b',' => return true,
+            b'=' | b'>' | b':' | b'|' | b'?' | b',' => return Some(i),
             b'a'..=b'z'
             | b'A'..=b'Z'
             | b'0'..=b'9'
@@ -88,10 +93,104 @@ fn assignment_follows(text: &[u8], at: usize) -> bool {
             | b'\x0c'
             | b'\''
             | b'"' => {}
-            _ => return false,
+            _ => return None,
         }
     }
-    false
+    None
+}
+
+/// Longest operator of the assignment template (`:::=`).
+const OPERATOR_MAX: usize = 4;
+
+/// The part of [`ASSIGNMENT_TEMPLATE`] between the keyword group and the operator.
+const TEMPLATE_BEFORE_OPERATOR: &str = r#"(?:[ \t\w.-]{0,20})[\s'"]{0,3}"#;
+
+/// Where a match of an assignment-template rule can lie relative to its operator: the name and
+/// the template before the operator reach at most `before` bytes back, the value at most
+/// `tail` forward. Windows are then placed around operators rather than [`UNBOUNDED_WINDOW`]
+/// around keywords.
+struct AssignmentReach {
+    before: usize,
+    tail: super::reach::Tail,
+    /// The pattern after the operator (case-insensitive, so it accepts a superset of what
+    /// follows the operator in a match): a match uses an operator only when this matches right
+    /// after one of the operator's possible lengths.
+    rest: Regex,
+}
+
+impl AssignmentReach {
+    /// From a pattern written with the assignment template. `None` when a bound cannot be
+    /// derived (flags that change the meaning of the value part, or no cheap bound for it).
+    fn of(pattern: &str) -> Option<Self> {
+        let at = pattern.find(ASSIGNMENT_TEMPLATE)?;
+        let name = &pattern[..at];
+        // Flags set in the name part would carry over to the value part, which is analysed
+        // on its own below: only case-insensitivity is accounted for (by assuming it).
+        let flags = name.match_indices("(?").all(|(i, _)| {
+            let rest = &name[i + 2..];
+            (i == 0 && rest.starts_with("i)"))
+                || [":", "i:", "-i:", "-u:", "i-u:"]
+                    .iter()
+                    .any(|f| rest.starts_with(f))
+        });
+        if !flags {
+            return None;
+        }
+        let parse = |p: &str, case_insensitive: bool| {
+            syntax::parse_with(
+                &translate(p),
+                &syntax::Config::new()
+                    .nest_limit(250)
+                    .case_insensitive(case_insensitive),
+            )
+            .ok()
+        };
+        let name_max = parse(name, false)?.properties().maximum_len()?;
+        let template_max = parse(TEMPLATE_BEFORE_OPERATOR, false)?
+            .properties()
+            .maximum_len()?;
+        // Case-insensitive: a superset of the bytes the value can hold, whatever the flags.
+        let rest_hir = parse(&pattern[at + ASSIGNMENT_TEMPLATE.len()..], true)?;
+        let rest = meta::Builder::new()
+            .configure(
+                meta::Config::new()
+                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                    .dfa_size_limit(Some(REGEX_SIZE_LIMIT)),
+            )
+            .build_from_hir(&rest_hir)
+            .ok()?;
+        Some(AssignmentReach {
+            before: name_max.checked_add(template_max)?,
+            tail: super::reach::Tail::of(&rest_hir)?,
+            rest,
+        })
+    }
+
+    /// Whether a value can follow the operator at `op`: the part of the pattern after the
+    /// operator matches, anchored, after one of the operator's lengths. A necessary condition
+    /// for a match using this operator; an anchored search stops at the first byte that
+    /// cannot continue it, so most operators cost a few bytes.
+    fn value_follows(&self, text: &str, op: usize) -> bool {
+        (1..=OPERATOR_MAX).any(|len| {
+            let from = op + len;
+            from <= text.len()
+                && text.is_char_boundary(from)
+                && self.rest.is_match(
+                    Input::new(text)
+                        .range(from..)
+                        .anchored(regex_automata::Anchored::Yes),
+                )
+        })
+    }
+
+    /// The window around the operator at `op` that holds every match using it.
+    fn window(&self, text: &str, op: usize) -> Range<usize> {
+        let start = floor_boundary(text, op.saturating_sub(self.before));
+        let end = self
+            .tail
+            .end(text.as_bytes(), op + OPERATOR_MAX, UNBOUNDED_WINDOW);
+        start..ceil_boundary(text, end)
+    }
 }
 
 /// Lazy DFA cache per rule and thread (an upper bound; it grows only as states are built).
@@ -183,6 +282,8 @@ struct Rule {
     /// Written with gitleaks' assignment template (`<name with keyword> = <value>`): a keyword
     /// occurrence can only be part of a match when an assignment operator follows it.
     assignment: bool,
+    /// For assignment-template rules, where matches lie around the operator.
+    assignment_reach: Option<AssignmentReach>,
 }
 
 /// A match of one rule: the rule and the byte span of the secret in the input.
@@ -200,6 +301,9 @@ pub(crate) struct Gitleaks {
     keywords: AhoCorasick,
     /// For each keyword pattern, the rules it gates.
     keyword_rules: Vec<Vec<usize>>,
+    /// For each keyword pattern, whether it is also one of the extra keywords passed to
+    /// [`Gitleaks::with_extra_keywords`], whose hits [`Gitleaks::scan`] reports.
+    keyword_extra: Vec<bool>,
     global_allow: Option<Regex>,
     global_stopwords: AhoCorasick,
     skipped: Vec<SkippedRule>,
@@ -409,6 +513,7 @@ fn compile_rule(def: &'static RuleDef) -> Result<Rule, String> {
         });
     }
     let assignment = keywords_name_the_value(&pattern, def.keywords);
+    let assignment_reach = assignment.then(|| AssignmentReach::of(&pattern)).flatten();
     Ok(Rule {
         def,
         regex,
@@ -416,6 +521,7 @@ fn compile_rule(def: &'static RuleDef) -> Result<Rule, String> {
         allow,
         generic: def.id.starts_with("generic"),
         assignment,
+        assignment_reach,
         // A keyword matched by the name part of the assignment template is part of the match;
         // otherwise a keyword the pattern does not spell may be elsewhere.
         distant_keywords: !assignment && {
@@ -430,7 +536,15 @@ fn compile_rule(def: &'static RuleDef) -> Result<Rule, String> {
 impl Gitleaks {
     /// Compiles the vendored rule set. Rules that cannot run on content are recorded in
     /// [`Gitleaks::skipped`].
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::with_extra_keywords(&[])
+    }
+
+    /// Compiles the vendored rule set, with `extra` keywords in the same automaton (the generic
+    /// detectors' keywords: one pass over the text serves both). Rules that cannot run on
+    /// content are recorded in [`Gitleaks::skipped`].
+    pub(crate) fn with_extra_keywords(extra: &[&str]) -> Self {
         let mut rules = Vec::new();
         let mut skipped = Vec::new();
         for def in RULES {
@@ -453,6 +567,18 @@ impl Gitleaks {
                 }
             }
         }
+        let mut keyword_extra = vec![false; patterns.len()];
+        for keyword in extra {
+            let keyword = keyword.to_ascii_lowercase();
+            match patterns.iter().position(|p| *p == keyword) {
+                Some(p) => keyword_extra[p] = true,
+                None => {
+                    patterns.push(keyword);
+                    keyword_rules.push(Vec::new());
+                    keyword_extra.push(true);
+                }
+            }
+        }
         // A DFA: one table lookup per byte, which matters because short keywords (`ey`, `sk`,
         // `api`, `key`) occur on most lines of ordinary text.
         let keywords = AhoCorasickBuilder::new()
@@ -471,6 +597,7 @@ impl Gitleaks {
             rules,
             keywords,
             keyword_rules,
+            keyword_extra,
             global_allow,
             global_stopwords,
             skipped,
@@ -517,38 +644,50 @@ impl Gitleaks {
         self.rules.iter().map(|r| r.def.id)
     }
 
-    /// Every match of every rule in `text`, each with the span of the secret.
-    pub(crate) fn scan(&self, text: &str) -> Vec<RuleMatch> {
+    /// Every match of every rule in `text`, each with the span of the secret; and every
+    /// occurrence of an extra keyword (overlapping occurrences included), in order of their end.
+    pub(crate) fn scan(&self, text: &str) -> (Vec<RuleMatch>, Vec<Range<usize>>) {
+        let mut extra_hits = Vec::new();
         let mut windows: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.rules.len()];
+        // The operator each rule's last operator window was built for: several keywords of one
+        // name (`api_key_token =`) share an operator and so a window.
+        let mut last_operator: Vec<usize> = vec![usize::MAX; self.rules.len()];
         let bytes = text.as_bytes();
         for hit in self.keywords.find_overlapping_iter(text) {
+            if self.keyword_extra[hit.pattern().as_usize()] {
+                extra_hits.push(hit.range());
+            }
             // Computed once per hit, for all the assignment-template rules it gates.
-            let mut assignment = None;
+            let mut operator = None;
             for &index in &self.keyword_rules[hit.pattern().as_usize()] {
-                if self.rules[index].assignment
-                    && !*assignment.get_or_insert_with(|| assignment_follows(bytes, hit.end()))
-                {
-                    continue;
-                }
                 let rule = &self.rules[index];
-                let slack = if rule.distant_keywords {
-                    KEYWORD_SLACK
+                let window = if rule.assignment {
+                    let Some(op) =
+                        *operator.get_or_insert_with(|| operator_after(bytes, hit.end()))
+                    else {
+                        continue;
+                    };
+                    match &rule.assignment_reach {
+                        Some(_) if last_operator[index] == op => continue,
+                        Some(reach) => {
+                            last_operator[index] = op;
+                            if !reach.value_follows(text, op) {
+                                continue;
+                            }
+                            reach.window(text, op)
+                        }
+                        None => keyword_window(rule, text, hit.range()),
+                    }
                 } else {
-                    0
+                    keyword_window(rule, text, hit.range())
                 };
-                let reach = rule
-                    .max_len
-                    .unwrap_or(UNBOUNDED_WINDOW)
-                    .saturating_add(slack);
-                let start = floor_boundary(text, hit.start().saturating_sub(reach));
-                let end = ceil_boundary(text, hit.end().saturating_add(reach));
                 let list = &mut windows[index];
                 match list.last_mut() {
-                    Some(last) if start <= last.end => {
-                        last.start = last.start.min(start);
-                        last.end = last.end.max(end);
+                    Some(last) if window.start <= last.end && window.end >= last.start => {
+                        last.start = last.start.min(window.start);
+                        last.end = last.end.max(window.end);
                     }
-                    _ => list.push(start..end),
+                    _ => list.push(window),
                 }
             }
         }
@@ -601,7 +740,7 @@ impl Gitleaks {
                 }
             }
         }
-        out
+        (out, extra_hits)
     }
 
     /// Applies the rule's secret extraction, entropy and allowlists to one match.
@@ -670,6 +809,23 @@ impl Gitleaks {
         }
         Ok(span)
     }
+}
+
+/// The window around a keyword hit that holds every match of `rule` containing it: the rule's
+/// longest match (or [`UNBOUNDED_WINDOW`]) each side, plus [`KEYWORD_SLACK`] for rules whose
+/// keyword may lie outside the match.
+fn keyword_window(rule: &Rule, text: &str, hit: Range<usize>) -> Range<usize> {
+    let slack = if rule.distant_keywords {
+        KEYWORD_SLACK
+    } else {
+        0
+    };
+    let reach = rule
+        .max_len
+        .unwrap_or(UNBOUNDED_WINDOW)
+        .saturating_add(slack);
+    floor_boundary(text, hit.start.saturating_sub(reach))
+        ..ceil_boundary(text, hit.end.saturating_add(reach))
 }
 
 fn merge(list: &mut Vec<Range<usize>>) {

@@ -349,31 +349,54 @@ fn flush_mnemonics(run: &mut Vec<(u16, usize, usize)>, out: &mut Vec<Detection>)
     run.clear();
 }
 
+/// [`BYTE_CLASS`] bit: an ASCII letter or digit.
+const ALNUM: u8 = 1;
+/// [`BYTE_CLASS`] bit: whitespace or a comma, which may separate the words of a mnemonic.
+const GAP: u8 = 2;
+
+/// The class of every byte, for the word pass (one table read per byte).
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            t[b] = ALNUM;
+        } else if c.is_ascii_whitespace() || c == b',' {
+            t[b] = GAP;
+        }
+        b += 1;
+    }
+    t
+};
+
 /// One pass over the runs of ASCII letters and digits: wallet key candidates, and runs of
 /// BIP-39 words separated only by whitespace, commas or list numbers (`1. abandon 2) ability`).
+///
+/// Words are looked up in the word list only inside a streak of at least 12 words that could be
+/// on it (3 to 8 letters, nothing else between them): most text has no such streak, and a
+/// mnemonic is at least 12 words.
 fn words(text: &str, out: &mut Vec<Detection>) {
     let bytes = text.as_bytes();
+    let mut streak: Vec<(usize, usize)> = Vec::new();
     let mut run: Vec<(u16, usize, usize)> = Vec::new();
     let mut i = 0;
     // Whether the bytes since the last word keep a mnemonic going.
     let mut gap_ok = true;
     while i < bytes.len() {
-        let b = bytes[i];
-        if !b.is_ascii_alphanumeric() {
-            if !(b.is_ascii_whitespace() || b == b',') {
-                gap_ok = false;
-            }
+        let class = BYTE_CLASS[usize::from(bytes[i])];
+        if class & ALNUM == 0 {
+            gap_ok &= class & GAP != 0;
             i += 1;
             continue;
         }
         let start = i;
         let mut digits = false;
-        let mut letters = false;
-        while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+        while i < bytes.len() && BYTE_CLASS[usize::from(bytes[i])] & ALNUM != 0 {
             digits |= bytes[i].is_ascii_digit();
-            letters |= bytes[i].is_ascii_alphabetic();
             i += 1;
         }
+        let letters = !digits || bytes[start..i].iter().any(u8::is_ascii_alphabetic);
         let glued = (start > 0 && bytes[start - 1] == b'_') || bytes.get(i) == Some(&b'_');
         if digits && !letters && !glued && matches!(bytes.get(i), Some(b'.' | b')' | b':')) {
             // A list number: part of the gap.
@@ -381,26 +404,42 @@ fn words(text: &str, out: &mut Vec<Detection>) {
             continue;
         }
         if !gap_ok {
-            flush_mnemonics(&mut run, out);
+            flush_streak(bytes, &mut streak, &mut run, out);
         }
         gap_ok = true;
         if glued {
-            flush_mnemonics(&mut run, out);
+            flush_streak(bytes, &mut streak, &mut run, out);
             gap_ok = false;
             continue;
         }
-        match (letters && !digits)
-            .then(|| bip39_index(&bytes[start..i]))
-            .flatten()
-        {
-            Some(index) => run.push((index, start, i)),
-            None => {
-                flush_mnemonics(&mut run, out);
-                if i - start >= 51 {
-                    wallet_candidate(text, start..i, out);
-                }
+        if !digits && (3..=8).contains(&(i - start)) {
+            streak.push((start, i));
+        } else {
+            flush_streak(bytes, &mut streak, &mut run, out);
+            if i - start >= 51 {
+                wallet_candidate(text, start..i, out);
             }
         }
     }
-    flush_mnemonics(&mut run, out);
+    flush_streak(bytes, &mut streak, &mut run, out);
+}
+
+/// Ends a streak of possible word-list words: when it is long enough for a mnemonic, splits it
+/// at the words that are not on the list and checks each run of list words.
+fn flush_streak(
+    bytes: &[u8],
+    streak: &mut Vec<(usize, usize)>,
+    run: &mut Vec<(u16, usize, usize)>,
+    out: &mut Vec<Detection>,
+) {
+    if streak.len() >= 12 {
+        for &(start, end) in streak.iter() {
+            match bip39_index(&bytes[start..end]) {
+                Some(index) => run.push((index, start, end)),
+                None => flush_mnemonics(run, out),
+            }
+        }
+        flush_mnemonics(run, out);
+    }
+    streak.clear();
 }

@@ -116,6 +116,32 @@ proptest! {
         prop_assert!(redact::redact_json(&mut again).is_empty());
         prop_assert_eq!(again, value);
     }
+
+    /// Scanning the borrowed value finds exactly what redacting it in place replaces, with the
+    /// same pointers, for both walkers and every class selection.
+    #[test]
+    fn scanning_finds_what_redaction_replaces(
+        value in json_value(),
+        generator in 0usize..64,
+        seed in any::<u64>(),
+        secrets in any::<bool>(),
+        pii in any::<bool>(),
+    ) {
+        let (secret_text, _, _) = planted_text(generator, seed, "", "");
+        let value = serde_json::json!({
+            "content": [value, {"type": "text", "text": secret_text},
+                        {"type": "image", "data": secret_text}],
+            secret_text.clone(): {"password": "Tr0ub4dor&3x"},
+        });
+        let options = redact::RedactOptions { secrets, pii };
+        let scanned = redact::scan_tool_result(&value, options);
+        let mut rewritten = value.clone();
+        prop_assert_eq!(&scanned, &redact::redact_tool_result(&mut rewritten, options));
+        prop_assert_eq!(scanned.is_empty(), rewritten == value);
+        let scanned = redact::scan_json_with(&value, options);
+        let mut rewritten = value.clone();
+        prop_assert_eq!(&scanned, &redact::redact_json_with(&mut rewritten, options));
+    }
 }
 
 fn json_value() -> impl Strategy<Value = Value> {

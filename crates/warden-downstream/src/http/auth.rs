@@ -70,6 +70,7 @@ pub(crate) async fn authenticate(
     let Some(HttpAuth(authenticator)) = auth else {
         return Ok(Principal::anonymous());
     };
+    let remote = parts.extensions.get::<super::audit::Remote>().map(|r| r.0);
     let values: Vec<&[u8]> = parts
         .headers
         .get_all(AUTHORIZATION)
@@ -78,11 +79,12 @@ pub(crate) async fn authenticate(
         .collect();
     match authenticator.authenticate(&values, parts.uri.query()).await {
         Ok(principal) => {
-            super::audit::auth_success(audit, &principal);
+            super::audit::auth_success(audit, &principal, remote);
             Ok(principal)
         }
         Err(failure) => {
-            super::audit::auth_failure(audit, &failure).await;
+            let presented = super::audit::Presented::of(&values);
+            super::audit::auth_failure(audit, &failure, &presented, remote).await;
             debug!(reason = %failure.detail, status = failure.status(), "refused request: authentication");
             let status = StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             let code = match failure.kind {

@@ -420,6 +420,14 @@ impl<H: Handler> Shared<H> {
         if first.is_response() && exchange.accepts.json {
             return self.json_reply(first, &exchange).await;
         }
+        if first.is_response()
+            && let Some(retry) = retry_after(&first)
+        {
+            // A rate-limit refusal before anything was streamed, to a client that takes only
+            // SSE: still 429 with Retry-After. (Once a stream has started, the status is sent;
+            // the refusal is then an event whose `data.retryAfterMs` carries the hint.)
+            return self.limited_sse(first, retry, &exchange).await;
+        }
         if !exchange.accepts.sse {
             // The client takes JSON only: what comes before the response cannot reach it.
             let mut next = Some(first);
@@ -475,6 +483,34 @@ impl<H: Handler> Shared<H> {
             } else {
                 set_session_header(&mut response, session);
             }
+        }
+        response
+    }
+
+    /// A rate-limit refusal as the whole answer to a client that accepts only SSE: 429 with
+    /// `Retry-After`, and the error as the stream's one event.
+    async fn limited_sse(
+        &self,
+        message: Message,
+        retry: HeaderValue,
+        exchange: &Exchange<'_>,
+    ) -> Response<ResponseBody> {
+        let mut event = Vec::with_capacity(message.bytes().len() + 16);
+        warden_proto::sse::encode(&mut event, None, None, message.bytes());
+        let mut response = body::sse(SseBody::new(
+            VecDeque::from([Bytes::from(event)]),
+            None,
+            self.streams.config().keepalive,
+        ));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, retry);
+        if exchange.initialize
+            && let Some(session) = exchange.session
+        {
+            // A refused initialize opens nothing.
+            self.end_session(session).await;
         }
         response
     }

@@ -7,6 +7,7 @@
 
 mod http;
 mod modern;
+mod rate_limited;
 mod stdio;
 mod support;
 mod tls;

@@ -37,6 +37,7 @@ pub(crate) struct Seen {
 /// `params.ms`), `notify_first` (a progress notification, then the response), `gated` (two
 /// notifications, then waits for a permit on `gate`, then a third and the response), `push`
 /// (queues an unsolicited notification on the session), `unknown/method` (`-32601`),
+/// `limited` (a rate-limit refusal), `progress_then_limited` (a notification, then one),
 /// `pretty` (a pretty-printed response). Anything else is echoed.
 ///
 /// Tools: `region_tool` mirrors `region` into `Mcp-Param-Region` and `options.count` into
@@ -80,6 +81,14 @@ fn error(id: &Id, code: i64, message: &str) -> Message {
     Message::from_value(
         json!({"jsonrpc": "2.0", "id": id.to_value(), "error": {"code": code, "message": message}}),
     )
+    .unwrap()
+}
+
+/// What the rate-limit guard answers (`Denial::to_jsonrpc`), with a 2.5 s retry hint.
+fn limited(id: &Id) -> Message {
+    Message::from_value(json!({"jsonrpc": "2.0", "id": id.to_value(), "error": {
+        "code": -31004, "message": "request rate limit exceeded; retry after 2500 ms",
+        "data": {"retryAfterMs": 2500}}}))
     .unwrap()
 }
 
@@ -213,6 +222,19 @@ impl Handler for TestHandler {
                     single(result(&id, json!({})))
                 }
                 "unknown/method" => single(error(&id, -32601, "method not found")),
+                // A rate-limit refusal (-31004, retry hint 2.5 s), alone or after a
+                // progress notification (the stream has started).
+                "limited" => single(limited(&id)),
+                "progress_then_limited" => {
+                    let (tx, rx) = mpsc::channel(4);
+                    tx.try_send(notification(
+                        "notifications/progress",
+                        json!({"progress": 1}),
+                    ))
+                    .unwrap();
+                    tx.try_send(limited(&id)).unwrap();
+                    Reply::Stream(ReplyStream::new(rx))
+                }
                 "pretty" => {
                     let text = format!(
                         "{{\n  \"jsonrpc\": \"2.0\",\n  \"id\": {},\n  \"result\": {{\n    \"pretty\": true\n  }}\n}}",

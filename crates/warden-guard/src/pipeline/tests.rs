@@ -78,6 +78,7 @@ async fn run(p: &Pipeline) -> Outcome {
         message: &m,
         direction: Direction::ToUpstream,
         principal: &principal,
+        session: None,
         upstream: Some("u"),
         request_method: None,
         target: None,
@@ -158,17 +159,19 @@ fn denial_maps_to_a_stable_jsonrpc_error() {
 struct Seen(std::sync::Mutex<Vec<String>>);
 
 impl Observer for Seen {
-    fn decided(&self, _call: &Call<'_>, guard: &dyn Guard, decided: Decided<'_>) {
+    fn decided(&self, call: &Call<'_>, guard: &dyn Guard, decided: Decided<'_>) {
         let kind = match decided {
             Decided::Deny(d) => format!("deny({})", d.detail),
             Decided::Hold(t) => format!("hold({})", t.id),
             Decided::Rewrite => "rewrite".into(),
             Decided::Skip(_) => "skip".into(),
+            Decided::Report(r) => format!("report({})", r.detail),
         };
+        let session = call.session.unwrap_or("-");
         self.0
             .lock()
             .unwrap()
-            .push(format!("{}:{kind}", guard.name()));
+            .push(format!("{}:{kind}@{session}", guard.name()));
     }
 }
 
@@ -188,7 +191,7 @@ async fn observer_sees_every_decision_but_continue() {
     assert!(matches!(run(&p).await, Outcome::Deny(_)));
     assert_eq!(
         *seen.0.lock().unwrap(),
-        ["authn:skip", "policy:deny(rule 3)"]
+        ["authn:skip@-", "policy:deny(rule 3)@-"]
     );
 
     let seen = Arc::new(Seen::default());
@@ -199,4 +202,41 @@ async fn observer_sees_every_decision_but_continue() {
     let got = seen.0.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     assert!(got[0].starts_with("authn:deny("), "{got:?}");
+}
+
+fn report() -> Result<Verdict, GuardError> {
+    Ok(Verdict::Report(Report {
+        detail: "rule 7 at text[0..4]".into(),
+        controls: &["TEST-2"],
+    }))
+}
+
+#[tokio::test]
+async fn a_report_lets_the_message_through_and_reaches_the_observer_with_the_session() {
+    // Proves: MON-2 (a finding in a report mode is a decision the audit layer sees, with the
+    // session it belongs to), and a report changes nothing for the message or later stages
+    let seen = Arc::new(Seen::default());
+    let later = guard("later", || Ok(Verdict::Continue), FailMode::Closed);
+    let p = Pipeline::passthrough()
+        .with(Stage::Policy, guard("scan", report, FailMode::Closed))
+        .with(Stage::Schema, later.clone())
+        .observed(seen.clone());
+    let m = msg();
+    let principal = Principal::anonymous();
+    let outcome = p
+        .run(&Call {
+            session: Some("s-1"),
+            ..Call::new(&m, Direction::ToUpstream, &principal)
+        })
+        .await;
+    assert!(matches!(outcome, Outcome::Forward), "{outcome:?}");
+    assert_eq!(
+        later.calls.load(Ordering::SeqCst),
+        1,
+        "later stages still run"
+    );
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        ["scan:report(rule 7 at text[0..4])@s-1"]
+    );
 }

@@ -144,7 +144,23 @@ async fn report_mode_records_but_holds_nothing() {
     let (p, book) = pinning(PinMode::Report);
     on_list(&p, &list(vec![tool("a", "A")], None)).await;
     let v = on_list(&p, &list(vec![tool("a", "B"), tool("n", "N")], None)).await;
-    assert!(matches!(v, Verdict::Continue));
+    // Passed through unchanged, with the change for the audit (names and hashes only).
+    let Verdict::Report(report) = v else {
+        panic!("a changed list must be reported: {v:?}")
+    };
+    assert!(
+        report
+            .detail
+            .starts_with("pin srv: tool `a` differs from its pin (sha256 "),
+        "{}",
+        report.detail
+    );
+    assert!(
+        report.detail.contains("tool `n` differs"),
+        "{}",
+        report.detail
+    );
+    assert!(!report.detail.contains("\"B\""), "{}", report.detail);
     assert!(matches!(
         on_call(&p, "srv__a", None).await,
         Verdict::Continue

@@ -456,3 +456,134 @@ fn cached_decisions_follow_roles_scopes_and_annotations() {
         );
     }
 }
+
+/// The verdict on `message` from upstream `up` to `p`'s client.
+async fn to_client(g: &PolicyGuard, p: &Principal, up: Option<&str>, message: Value) -> Verdict {
+    let m = msg(message);
+    let mut call = Call::new(&m, Direction::ToClient, p);
+    call.upstream = up;
+    g.check(&call).await.unwrap()
+}
+
+#[tokio::test]
+async fn resource_updates_reach_only_principals_that_may_read_the_uri() {
+    // Proves: AUTH-1, DATA-3 (a notification names a resource only to those who may read it)
+    let reader = RoleConfig {
+        resources: vec!["docs://public/*".into()],
+        ..RoleConfig::default()
+    };
+    let g = guard(&[("reader", reader)], "");
+    let p = Principal::new("r", AuthMethod::ApiKey).with_roles(["reader"]);
+    let stranger = Principal::new("s", AuthMethod::ApiKey).with_roles(["other"]);
+    let updated = |uri: &str| json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}});
+    assert!(matches!(
+        to_client(&g, &p, Some("docs"), updated("docs://public/a")).await,
+        Verdict::Continue
+    ));
+    let Verdict::Deny(d) = to_client(&g, &p, Some("docs"), updated("docs://secret/a")).await else {
+        panic!("an update about an unreadable uri must be dropped");
+    };
+    assert_eq!(d.guard, PolicyGuard::NAME);
+    assert!(!d.message.contains("secret"), "{}", d.message);
+    assert!(matches!(
+        to_client(&g, &stranger, Some("docs"), updated("docs://public/a")).await,
+        Verdict::Deny(_)
+    ));
+    // Malformed (no uri): dropped, not passed.
+    assert!(matches!(
+        to_client(
+            &g,
+            &p,
+            Some("docs"),
+            json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {}})
+        )
+        .await,
+        Verdict::Deny(_)
+    ));
+    // Notifications that name nothing pass to everyone.
+    for method in [
+        "notifications/message",
+        "notifications/tools/list_changed",
+        "notifications/resources/list_changed",
+    ] {
+        assert!(matches!(
+            to_client(
+                &g,
+                &stranger,
+                Some("docs"),
+                json!({"jsonrpc": "2.0", "method": method, "params": {"level": "info", "data": "x"}})
+            )
+            .await,
+            Verdict::Continue
+        ));
+    }
+}
+
+#[tokio::test]
+async fn elicitation_completion_follows_the_elicitation_permission() {
+    let g = guard(
+        &[(
+            "asker",
+            RoleConfig {
+                elicitation: true,
+                ..RoleConfig::default()
+            },
+        )],
+        "",
+    );
+    let asker = Principal::new("a", AuthMethod::ApiKey).with_roles(["asker"]);
+    let other = Principal::new("b", AuthMethod::ApiKey);
+    let complete = json!({"jsonrpc": "2.0", "method": "notifications/elicitation/complete",
+        "params": {"elicitationId": "e-1"}});
+    assert!(matches!(
+        to_client(&g, &asker, Some("x"), complete.clone()).await,
+        Verdict::Continue
+    ));
+    assert!(matches!(
+        to_client(&g, &other, Some("x"), complete.clone()).await,
+        Verdict::Deny(_)
+    ));
+    // Without a known upstream there is nothing to authorise against: dropped.
+    assert!(matches!(
+        to_client(&g, &asker, None, complete).await,
+        Verdict::Deny(_)
+    ));
+}
+
+#[tokio::test]
+async fn server_requests_need_their_action() {
+    // Proves: AUTH-1 (sampling and elicitation from an upstream are authorised per principal)
+    let g = guard(
+        &[(
+            "sampler",
+            RoleConfig {
+                sampling: true,
+                ..RoleConfig::default()
+            },
+        )],
+        "",
+    );
+    let sampler = Principal::new("a", AuthMethod::ApiKey).with_roles(["sampler"]);
+    let other = Principal::new("b", AuthMethod::ApiKey);
+    let request =
+        |method: &str| json!({"jsonrpc": "2.0", "id": "warden-1", "method": method, "params": {}});
+    assert!(matches!(
+        to_client(&g, &sampler, Some("x"), request("sampling/createMessage")).await,
+        Verdict::Continue
+    ));
+    for (who, method) in [
+        (&other, "sampling/createMessage"),
+        (&sampler, "elicitation/create"),
+        (&other, "elicitation/create"),
+        (&other, "roots/list"),
+    ] {
+        assert!(
+            matches!(
+                to_client(&g, who, Some("x"), request(method)).await,
+                Verdict::Deny(_)
+            ),
+            "{method} for {}",
+            who.subject
+        );
+    }
+}

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use warden_guard::{Permits, Principal, Target};
 use warden_proto::Message;
-use warden_store::MemoryStore;
+use warden_store::{FileStore, Limits, MemoryStore};
 
 use super::*;
 
@@ -161,4 +161,152 @@ async fn a_capped_call_without_a_permit_holder_fails_closed() {
             .await
             .is_err()
     );
+}
+
+/// The bucket kinds a guard can run on: the plain table and the store path `build` uses.
+fn local_buckets() -> Vec<(&'static str, Arc<dyn Buckets>)> {
+    vec![
+        ("memory table", Arc::new(MemoryBuckets::default())),
+        (
+            "memory store",
+            Arc::new(StoreBuckets::local(Arc::new(MemoryStore::default()))),
+        ),
+    ]
+}
+
+#[tokio::test(start_paused = true)]
+async fn store_backed_buckets_refuse_and_refill_like_the_table() {
+    // Proves: API-2 (through the store interface the default build uses)
+    for (kind, buckets) in local_buckets() {
+        let g = RateLimitGuard::new(config(), buckets);
+        let alice = Principal::new("alice", warden_guard::AuthMethod::ApiKey);
+        let permits = Permits::default();
+        for _ in 0..2 {
+            assert!(
+                matches!(check(&g, &alice, &permits).await, Verdict::Continue),
+                "{kind}"
+            );
+        }
+        let Verdict::Deny(d) = check(&g, &alice, &permits).await else {
+            panic!("{kind}: third call within the minute must be refused");
+        };
+        assert_eq!(d.retry_after, Some(Duration::from_secs(30)), "{kind}");
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(
+            matches!(check(&g, &alice, &permits).await, Verdict::Deny(_)),
+            "{kind}"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            matches!(check(&g, &alice, &permits).await, Verdict::Continue),
+            "{kind}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn file_store_buckets_survive_a_restart_and_are_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Principal::new("alice", warden_guard::AuthMethod::ApiKey);
+    let permits = Permits::default();
+    {
+        let store: DynStore = Arc::new(
+            FileStore::open(dir.path(), Limits::default())
+                .await
+                .unwrap(),
+        );
+        let a = RateLimitGuard::new(config(), Arc::new(StoreBuckets::new(store.clone())));
+        let b = RateLimitGuard::new(config(), Arc::new(StoreBuckets::new(store)));
+        assert!(matches!(check(&a, &p, &permits).await, Verdict::Continue));
+        assert!(matches!(check(&b, &p, &permits).await, Verdict::Continue));
+        let Verdict::Deny(d) = check(&a, &p, &permits).await else {
+            panic!("the shared bucket is empty");
+        };
+        assert_eq!(d.code, ErrorCode::RateLimited);
+        assert!(d.retry_after.is_some_and(|r| r > Duration::from_secs(25)));
+    }
+    // A new process (a reopened store) still sees the empty bucket.
+    let store: DynStore = Arc::new(
+        FileStore::open(dir.path(), Limits::default())
+            .await
+            .unwrap(),
+    );
+    let g = RateLimitGuard::new(config(), Arc::new(StoreBuckets::new(store)));
+    assert!(matches!(check(&g, &p, &permits).await, Verdict::Deny(_)));
+    let bob = Principal::new("bob", warden_guard::AuthMethod::ApiKey);
+    assert!(matches!(check(&g, &bob, &permits).await, Verdict::Continue));
+}
+
+#[tokio::test]
+async fn long_subjects_get_their_own_digest_keyed_buckets() {
+    // A subject longer than the store's key limit must neither fail the guard (which would
+    // refuse the principal for its name) nor share a bucket with a similar subject.
+    let store: DynStore = Arc::new(MemoryStore::default());
+    let g = RateLimitGuard::new(config(), Arc::new(StoreBuckets::local(store.clone())));
+    let long = "x".repeat(4 * warden_store::MAX_KEY_BYTES);
+    let a = Principal::new(format!("{long}a"), warden_guard::AuthMethod::Bearer);
+    let b = Principal::new(format!("{long}b"), warden_guard::AuthMethod::Bearer);
+    let permits = Permits::default();
+    for _ in 0..2 {
+        assert!(matches!(check(&g, &a, &permits).await, Verdict::Continue));
+    }
+    assert!(matches!(check(&g, &a, &permits).await, Verdict::Deny(_)));
+    assert!(matches!(check(&g, &b, &permits).await, Verdict::Continue));
+    let keys = store.list(Namespace::RATE_LIMIT, "", 10).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter().all(|k| k.len() == 65 && k.starts_with('#')),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_bucket_fails_closed() {
+    let store: DynStore = Arc::new(MemoryStore::default());
+    let g = RateLimitGuard::new(config(), Arc::new(StoreBuckets::local(store.clone())));
+    let p = Principal::new("alice", warden_guard::AuthMethod::ApiKey);
+    let key = format!("p:{:?}:{}", p.method, p.subject);
+    for bad in [&b"soon"[..], b"", b"-5", b"123456789012345678901234"] {
+        store
+            .put(
+                Namespace::RATE_LIMIT,
+                &key,
+                Bytes::copy_from_slice(bad),
+                None,
+            )
+            .await
+            .unwrap();
+        let m = call_message();
+        let mut call = Call::new(&m, Direction::ToUpstream, &p);
+        call.upstream = Some("up");
+        let err = g.check(&call).await.unwrap_err();
+        assert!(matches!(err, GuardError::Unavailable { .. }), "{bad:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    // The store path decides exactly as the plain table for any arrival pattern.
+    #[test]
+    fn store_buckets_decide_as_the_table(
+        count in 1u32..20, burst in 1u32..10, gaps in proptest::collection::vec(0u64..400, 1..60),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s = spec(count, Duration::from_secs(1), burst);
+            let table = MemoryBuckets::default();
+            let store = StoreBuckets::local(Arc::new(MemoryStore::default()));
+            for gap in gaps {
+                tokio::time::advance(Duration::from_millis(gap)).await;
+                let a = table.take("k", &s).await.unwrap();
+                let b = store.take("k", &s).await.unwrap();
+                prop_assert_eq!(a, b);
+            }
+            Ok(())
+        })?;
+    }
 }

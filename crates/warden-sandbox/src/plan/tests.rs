@@ -170,3 +170,52 @@ fn reports_every_unavailable_control_instead_of_pretending() {
     assert!(profile.filesystem.is_none() && profile.seccomp.is_none());
     assert!(!profile.cgroup_pids && !profile.cgroup_memory);
 }
+
+#[test]
+fn an_allow_list_without_its_forwarder_fails_closed_to_loopback() {
+    let env = env_of(&[("PATH", "/usr/bin:/bin")]);
+    let command = Command {
+        program: "sh",
+        args: &[],
+        cwd: None,
+        gateway_cwd: Path::new("/"),
+        gateway_env: &env,
+        env: Vec::new(),
+    };
+    let settings = Settings {
+        egress_proxy: Some(PathBuf::from("/run/egress.sock")),
+        ..Settings::default()
+    };
+    let plan_with = |availability: &Availability| {
+        plan(
+            &settings,
+            availability,
+            Path::new("/launcher"),
+            Path::new("/tmp"),
+            &command,
+        )
+        .unwrap()
+    };
+    let planned = plan_with(&everything());
+    assert!(planned.degraded.is_empty());
+    assert_eq!(planned.sandbox.profile.network, Network::Loopback);
+    assert_eq!(
+        planned.sandbox.profile.egress_proxy,
+        Some(PathBuf::from("/run/egress.sock"))
+    );
+    let mut no_forwarder = everything();
+    no_forwarder
+        .controls
+        .retain(|(c, _)| *c != Control::NetworkAllowList);
+    no_forwarder.controls.push((
+        Control::NetworkAllowList,
+        crate::report::Status::Unavailable {
+            reason: "no loopback".into(),
+        },
+    ));
+    let planned = plan_with(&no_forwarder);
+    let degraded: Vec<Control> = planned.degraded.iter().map(|d| d.control).collect();
+    assert_eq!(degraded, [Control::NetworkAllowList]);
+    assert_eq!(planned.sandbox.profile.network, Network::Loopback);
+    assert_eq!(planned.sandbox.profile.egress_proxy, None);
+}

@@ -5,6 +5,7 @@
 #![allow(missing_docs, unreachable_pub)]
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+mod egress;
 mod escape;
 mod lifecycle;
 

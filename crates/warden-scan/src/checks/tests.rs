@@ -91,3 +91,70 @@ fn masking_never_shows_the_middle() {
     assert!(m.starts_with("ghp") && !m.contains("abcdefghijkl"), "{m}");
     assert_eq!(mask("short"), "*****");
 }
+
+#[test]
+fn mutable_package_references_are_a_finding_of_their_own() {
+    let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let entry = |command: &str, args: Vec<String>| ServerEntry {
+        name: "s".into(),
+        location: crate::ConfigLocation {
+            client: Client::ClaudeDesktop,
+            scope: crate::Scope::User,
+            format: crate::Format::McpServers,
+            path: std::path::PathBuf::from("claude.json"),
+        },
+        field: String::new(),
+        line: 1,
+        field_lines: Default::default(),
+        transport: Some(Transport::Stdio {
+            command: command.into(),
+            args,
+            env: vec![],
+        }),
+        disabled: false,
+    };
+    let rules = |e: &ServerEntry| {
+        check_server(e)
+            .into_iter()
+            .map(|f| f.rule)
+            .collect::<Vec<_>>()
+    };
+    // A git branch through uvx: pinned by the old rule's reading, mutable by the new one.
+    let git = entry(
+        "uvx",
+        a(&[
+            "--from",
+            "git+https://user:tok3n@github.com/o/r@main",
+            "server",
+        ]),
+    );
+    let found = check_server(&git);
+    let mutable: Vec<&ScanFinding> = found
+        .iter()
+        .filter(|f| f.rule == "config.mutable-package-reference")
+        .collect();
+    assert_eq!(mutable.len(), 1, "{found:?}");
+    assert!(
+        !mutable[0].evidence.contains("tok3n"),
+        "{}",
+        mutable[0].evidence
+    );
+    assert!(mutable[0].evidence.contains("***@github.com/o/r@main"));
+    // Pinned to a commit: no finding.
+    let commit = entry(
+        "uvx",
+        a(&[
+            "--from",
+            "git+https://github.com/o/r@0123456789abcdef0123456789abcdef01234567",
+            "server",
+        ]),
+    );
+    assert!(!rules(&commit).contains(&"config.mutable-package-reference"));
+    // An unpinned package is reported once, by the older rule.
+    let floating = entry("npx", a(&["-y", "pkg"]));
+    let r = rules(&floating);
+    assert!(r.contains(&"config.unpinned-package"));
+    assert!(!r.contains(&"config.mutable-package-reference"));
+    // A rule with metadata, so SARIF names it.
+    assert!(rule("config.mutable-package-reference").is_some());
+}

@@ -16,6 +16,8 @@ use warden_session::{
 };
 use warden_upstream::StdioSpec;
 
+mod lifecycle;
+
 const WAIT: Duration = Duration::from_secs(30);
 
 fn fixture() -> String {
@@ -45,6 +47,7 @@ fn def(u: &Upstream, dir: &Path) -> UpstreamDef {
         request_timeout: WAIT,
         startup_timeout: WAIT,
         namespace: u.namespace,
+        lifecycle: Default::default(),
     }
 }
 
@@ -853,4 +856,53 @@ async fn a_denied_or_held_call_never_reaches_the_upstream() {
         assert!(list.get("result").is_some(), "{list}");
         f.stop().await;
     }
+}
+
+/// A modern server that was still starting when the `server/discover` probe gave up: the
+/// gateway falls back to `initialize` (as the specification says for a timeout), the server
+/// then answers the late probe and refuses `initialize` with a modern error, and the gateway
+/// takes that as the modern era instead of failing the upstream.
+#[tokio::test]
+async fn a_modern_server_slower_than_the_probe_is_still_detected_as_modern() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = StdioSpec::new("late", "python3");
+    spec.args = vec![
+        fixture(),
+        "modern-late".into(),
+        dir.path().join("late.jsonl").display().to_string(),
+        // Longer than the probe waits (5 s at most), shorter than the start-up timeout.
+        "5.5".into(),
+    ];
+    let up = UpstreamDef {
+        name: "late".into(),
+        transport: Transport::Stdio(spec),
+        era: EraPreference::Auto,
+        request_timeout: WAIT,
+        startup_timeout: WAIT,
+        namespace: true,
+        lifecycle: Default::default(),
+    };
+    let gateway = Gateway::start(vec![up], Pipeline::passthrough(), GatewayOptions::default())
+        .await
+        .unwrap();
+    let f = Fixture { gateway, dir };
+    // Start-up itself recovered: the second ask happened before any client request (a
+    // failed start-up handshake would only be retried when a request arrives).
+    let methods: Vec<String> = f
+        .received_methods("late")
+        .into_iter()
+        .filter(|m| !m.starts_with("notifications/"))
+        .collect();
+    assert_eq!(
+        methods,
+        ["server/discover", "initialize", "server/discover"],
+        "probe, fallback, then the second ask after the modern refusal"
+    );
+    let p = Principal::local();
+    let list = f.call(None, &p, modern("tools/list", 1, json!({}))).await;
+    assert!(
+        tool_names(&list).contains(&"late__echo".to_owned()),
+        "the late modern upstream is served: {list}"
+    );
+    f.stop().await;
 }

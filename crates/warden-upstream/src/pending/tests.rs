@@ -276,3 +276,33 @@ fn cancellation_names_the_upstream_id() {
         &json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":17,"reason":"timeout"}})
     );
 }
+
+#[test]
+fn a_sole_request_takes_uncorrelated_messages_unless_it_is_the_handshake() {
+    let ids = IdAllocator::default();
+    let log = msg(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"data":1}}"#);
+
+    let mut pending = Pending::default();
+    let (_call, _rc) = register(
+        &mut pending,
+        &ids,
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call"}"#,
+    );
+    assert!(matches!(
+        pending.route_with(log.clone(), None, true),
+        Route::Note { .. }
+    ));
+
+    // The standalone stream opens as soon as `initialize` names a session: what it carries
+    // while the handshake is still in flight is not the handshake's.
+    let mut pending = Pending::default();
+    let (_init, _ri) = register(
+        &mut pending,
+        &ids,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#,
+    );
+    assert!(matches!(
+        pending.route_with(log, None, true),
+        Route::Unsolicited(_)
+    ));
+}

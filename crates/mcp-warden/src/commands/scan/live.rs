@@ -100,6 +100,7 @@ fn def_for(entry: &ServerEntry, consent: Consent) -> Result<Option<UpstreamDef>,
         request_timeout: consent.timeout,
         startup_timeout: consent.timeout,
         namespace: false,
+        lifecycle: Default::default(),
     }))
 }
 

@@ -5,7 +5,8 @@ name. Targets come in the tool arguments, so nothing on the server's command lin
 (the sandbox grants read access to files named there).
 
 Tools: read_file(path), write_file(path), connect(port), ptrace(pid), kill(pid), env(name),
-status(), spawn_children() (a background child and one in its own session; returns their
+status(), fetch_via_proxy(port) (GET / on 127.0.0.1:port through HTTPS_PROXY with CONNECT;
+the body, or the error), spawn_children() (a background child and one in its own session; returns their
 pids as seen inside), busy(seconds).
 """
 
@@ -61,6 +62,27 @@ def connect(port: int) -> str:
     def go():
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     return outcome(go)
+
+
+@mcp.tool()
+def fetch_via_proxy(port: int) -> str:
+    import http.client
+    import urllib.parse
+
+    try:
+        proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+        conn = http.client.HTTPConnection(proxy.hostname, proxy.port, timeout=10)
+        conn.set_tunnel("127.0.0.1", port)
+        conn.request("GET", "/")
+        body = conn.getresponse().read().decode()
+        conn.close()
+        return "ok:" + body
+    except KeyError:
+        return "no HTTPS_PROXY"
+    except OSError as e:
+        if e.errno:
+            return errno.errorcode.get(e.errno, str(e.errno))
+        return str(e)
 
 
 @mcp.tool()

@@ -52,7 +52,7 @@ fn every_content_rule_compiles_and_only_path_rules_and_replaced_rules_are_skippe
 fn finds_the_secret_group_not_the_context() {
     let g = Gitleaks::new();
     let text = "config:\n  DB_PASSWORD=8ae31cacf141669ddfb5da\n";
-    let found = g.scan(text);
+    let found = g.scan(text).0;
     let m = found
         .iter()
         .find(|m| m.id == "generic-api-key")
@@ -66,6 +66,7 @@ fn applies_rule_allowlists_and_entropy() {
     // Allowlisted documentation key.
     assert!(
         g.scan("aws_access_key_id = AKIAIOSFODNN7EXAMPLE")
+            .0
             .iter()
             .all(|m| m.id != "aws-access-token")
     );
@@ -73,6 +74,7 @@ fn applies_rule_allowlists_and_entropy() {
     let text = "aws_access_key_id = AKIAZ3MSJV7WQ4TLBN2K";
     let m = g
         .scan(text)
+        .0
         .into_iter()
         .find(|m| m.id == "aws-access-token")
         .expect("found");
@@ -80,6 +82,7 @@ fn applies_rule_allowlists_and_entropy() {
     // Below the rule's entropy threshold.
     assert!(
         g.scan("AKIAAAAAAAAAAAAAAAAA")
+            .0
             .iter()
             .all(|m| m.id != "aws-access-token")
     );
@@ -89,7 +92,11 @@ fn applies_rule_allowlists_and_entropy() {
 fn a_rule_without_its_keyword_nearby_never_runs() {
     let g = Gitleaks::new();
     // The GitHub PAT pattern needs `ghp_`; the same body without it is not a finding.
-    assert!(g.scan("0123456789abcdefghijklmnopqrstuvwxyZAB").is_empty());
+    assert!(
+        g.scan("0123456789abcdefghijklmnopqrstuvwxyZAB")
+            .0
+            .is_empty()
+    );
 }
 
 #[test]
@@ -97,10 +104,12 @@ fn global_stopwords_allowlist_sequential_alphabets() {
     let g = Gitleaks::new();
     assert!(
         g.scan("ghp_0123456789abcdefghijklmnopqrstuvwxyZ")
+            .0
             .is_empty()
     );
     assert!(
         !g.scan("ghp_R8xT2mQv9LpZ4nW7yK1sB6cJ0dF3hG5aE2uV")
+            .0
             .is_empty()
     );
 }
@@ -138,6 +147,7 @@ fn openai_keys_ending_in_punctuation_characters_are_found() {
     let text = format!("The key is {key}.");
     let m = g
         .scan(&text)
+        .0
         .into_iter()
         .find(|m| m.id == "openai-api-key")
         .expect("found");
@@ -157,10 +167,48 @@ fn the_assignment_gate_recognises_the_upstream_template() {
             .iter()
             .any(|r| r.def.id == "generic-api-key" && r.assignment)
     );
-    assert!(assignment_follows(b"api_key = x", 3));
-    assert!(assignment_follows(b"sonar_login\"  : x", 5));
-    assert!(!assignment_follows(b"key every 90 days.", 3));
-    assert!(!assignment_follows(b"key (x) = 1", 3));
+    assert_eq!(operator_after(b"api_key = x", 3), Some(8));
+    assert_eq!(operator_after(b"sonar_login\"  : x", 5), Some(14));
+    assert_eq!(operator_after(b"key every 90 days.", 3), None);
+    assert_eq!(operator_after(b"key (x) = 1", 3), None);
+}
+
+#[test]
+fn assignment_rules_are_searched_around_their_operator() {
+    let g = Gitleaks::new();
+    let with_reach = g
+        .rules
+        .iter()
+        .filter(|r| r.assignment_reach.is_some())
+        .count();
+    let templated = g.rules.iter().filter(|r| r.assignment).count();
+    assert_eq!(with_reach, templated, "every assignment rule gets a reach");
+    let generic = g
+        .rules
+        .iter()
+        .find(|r| r.def.id == "generic-api-key")
+        .and_then(|r| r.assignment_reach.as_ref())
+        .expect("generic-api-key is an assignment rule");
+    // Its value is unbounded (`[a-z0-9][a-z0-9+/]{11,}`): the window follows the run, in
+    // either case, however long it is.
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let value: String = (0..3000usize)
+        .map(|i| char::from(alphabet[(i * 7919 + i * i / 3) % alphabet.len()]))
+        .collect();
+    let text = format!("intro text. api_key = {value} and more text after the value");
+    let op = text.find('=').expect("has an operator");
+    let w = generic.window(&text, op);
+    assert!(w.start <= text.find("api_key").expect("has a name"));
+    assert!(w.end > op + 2 + value.len(), "{w:?}");
+    // ... and stops a few bytes after it, not a fixed 16 KiB further.
+    assert!(w.end < text.len(), "{w:?}");
+    let found = g.scan(&text).0;
+    assert!(
+        found
+            .iter()
+            .any(|m| m.id == "generic-api-key" && m.span == (op + 2..op + 2 + value.len())),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -178,5 +226,10 @@ fn only_rules_whose_keywords_can_be_outside_the_match_reach_further() {
     assert!(!distant.contains(&"github-pat"));
     // A keyword on the line before the secret still opens the rule.
     let text = "facebook settings\n123456789012345|q8Zr2LmX0pV7tN4cW9yB3kH6sJ1dF5gA\n";
-    assert!(g.scan(text).iter().any(|m| m.id == "facebook-access-token"));
+    assert!(
+        g.scan(text)
+            .0
+            .iter()
+            .any(|m| m.id == "facebook-access-token")
+    );
 }

@@ -1,0 +1,258 @@
+//! Upstream supervision through the real binary: `[upstreams.<name>.lifecycle]` read from
+//! `warden.toml` drives restarts under `serve` (audited), and `run` exits non-zero when its
+//! upstream dies instead of restarting it. The server is the misbehaving Python SDK fixture of
+//! warden-session (`tests/fixtures/lifecycle_server.py`), sandboxed as by default.
+// Proves: LIFE-1
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use warden_test::deps;
+use warden_test::http::HttpClient;
+use warden_test::stdio::StdioClient;
+
+use crate::support::{Serve, bin, run_command, toml_str};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn fixture() -> PathBuf {
+    deps::repo().join("crates/warden-session/tests/fixtures/lifecycle_server.py")
+}
+
+fn text(r: &Value) -> String {
+    r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a text result: {r}"))
+        .to_owned()
+}
+
+/// `upstream` audit records of the log in `dir`, via `audit search --format json`.
+async fn upstream_records(dir: &Path) -> Vec<Value> {
+    let out = tokio::process::Command::new(bin())
+        .args(["audit", "search", "--data-dir"])
+        .arg(dir)
+        .args(["--format", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "upstream")
+        .collect()
+}
+
+#[tokio::test]
+async fn serve_restarts_a_crashed_upstream_as_its_lifecycle_table_says() {
+    let state = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[upstreams.flaky]
+command = {python}
+args = [{fixture}, {state}]
+[upstreams.flaky.sandbox]
+write = [{state}]
+[upstreams.flaky.lifecycle]
+backoff_initial = "100ms"
+backoff_max = "200ms"
+max_restarts = 2
+health_interval = "0s"
+"#,
+        python = toml_str(&deps::python().display().to_string()),
+        fixture = toml_str(&fixture().display().to_string()),
+        state = toml_str(&state.path().display().to_string()),
+    );
+    let serve = Serve::start(&config).await.unwrap();
+    let mut client = HttpClient::new(serve.url.clone());
+    client.initialize("2025-11-25").await.unwrap();
+    let list = client.request("tools/list", json!({})).await.unwrap();
+    assert!(list.to_string().contains("flaky__crash"), "{list}");
+    let first = client
+        .request(
+            "tools/call",
+            json!({"name": "flaky__whoami", "arguments": {}}),
+        )
+        .await
+        .unwrap();
+    assert!(first.get("result").is_some(), "{first}");
+    // Pids inside the sandbox's PID namespace repeat: count the starts the fixture records.
+    let starts = || {
+        std::fs::read_to_string(state.path().join("starts"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let before = starts();
+    let crashed = client
+        .request(
+            "tools/call",
+            json!({"name": "flaky__crash", "arguments": {"code": 5}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(crashed["error"]["code"], json!(-31001), "{crashed}");
+    // The next call is served by a new process, in the same client session.
+    let limit = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = client
+            .request(
+                "tools/call",
+                json!({"name": "flaky__whoami", "arguments": {}}),
+            )
+            .await
+            .unwrap();
+        if r.get("result").is_some() {
+            assert!(!text(&r).is_empty());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < limit, "never restarted: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(starts() > before, "a new process answered");
+
+    let records = upstream_records(serve.dir.path()).await;
+    let actions: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"exited"), "{records:?}");
+    assert!(actions.contains(&"restarted"), "{records:?}");
+    let exited = records.iter().find(|r| r["action"] == "exited").unwrap();
+    assert_eq!(exited["exit_code"], json!(5), "{exited}");
+}
+
+#[tokio::test]
+async fn run_exits_with_an_error_when_its_upstream_dies() {
+    let state = tempfile::tempdir().unwrap();
+    let python = deps::python().display().to_string();
+    let fixture = fixture().display().to_string();
+    let state_arg = state.path().display().to_string();
+    // The fixture records its starts in STATE: the (default) sandbox lets it write there.
+    let config = state.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!("[sandbox]\nwrite = [{}]\n", toml_str(&state_arg)),
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+    let mut client = StdioClient::start(run_command(
+        &["--config", &config_arg],
+        &[&python, &fixture, &state_arg],
+    ))
+    .unwrap();
+    client.initialize("2025-11-25").await.unwrap();
+    let r = client
+        .request("tools/call", json!({"name": "whoami", "arguments": {}}))
+        .await
+        .unwrap();
+    assert!(r.get("result").is_some(), "{r}");
+    let crashed = client
+        .request(
+            "tools/call",
+            json!({"name": "crash", "arguments": {"code": 4}}),
+        )
+        .await
+        .unwrap();
+    assert!(crashed.get("error").is_some(), "{crashed}");
+    let status = client.guard.wait(WAIT).await.unwrap();
+    // The status of every runtime error of the binary.
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "run exits non-zero for its host to see"
+    );
+    // Never restarted.
+    let starts = std::fs::read_to_string(state.path().join("starts")).unwrap();
+    assert_eq!(starts.lines().count(), 1, "{starts}");
+}
+
+/// A restart is a new start: the command pin (RUN-3) is checked again, so a script replaced
+/// while the gateway runs is refused before it runs, and the refusal is audited.
+#[tokio::test]
+async fn a_restart_rechecks_the_command_pin_and_refuses_a_changed_script() {
+    let state = tempfile::tempdir().unwrap();
+    let script = state.path().join("server.py");
+    std::fs::copy(fixture(), &script).unwrap();
+    let config = format!(
+        r#"
+[upstreams.flaky]
+command = {python}
+args = [{script}, {state}]
+[upstreams.flaky.sandbox]
+write = [{state}]
+[upstreams.flaky.lifecycle]
+backoff_initial = "100ms"
+backoff_max = "200ms"
+max_restarts = 2
+health_interval = "0s"
+"#,
+        python = toml_str(&deps::python().display().to_string()),
+        script = toml_str(&script.display().to_string()),
+        state = toml_str(&state.path().display().to_string()),
+    );
+    let serve = Serve::start(&config).await.unwrap();
+    let mut client = HttpClient::new(serve.url.clone());
+    client.initialize("2025-11-25").await.unwrap();
+    let first = client
+        .request(
+            "tools/call",
+            json!({"name": "flaky__whoami", "arguments": {}}),
+        )
+        .await
+        .unwrap();
+    assert!(first.get("result").is_some(), "{first}");
+    let starts = || {
+        std::fs::read_to_string(state.path().join("starts"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let before = starts();
+    // Replaced while it runs: the same path, other bytes.
+    let mut text_now = std::fs::read_to_string(&script).unwrap();
+    text_now.push_str("\n# replaced while the gateway runs\n");
+    std::fs::write(&script, text_now).unwrap();
+    let crashed = client
+        .request(
+            "tools/call",
+            json!({"name": "flaky__crash", "arguments": {"code": 5}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(crashed["error"]["code"], json!(-31001), "{crashed}");
+    // Wait for the supervisor to try (and be refused) every restart it may make.
+    let limit = tokio::time::Instant::now() + WAIT;
+    loop {
+        let records = upstream_records(serve.dir.path()).await;
+        let refused = records
+            .iter()
+            .filter(|r| r["action"] == "command_refused")
+            .count();
+        if refused >= 1
+            && records
+                .iter()
+                .any(|r| r["action"] == "marked_down" || r["action"] == "start_failed")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < limit,
+            "no refused restart: {records:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = client
+        .request(
+            "tools/call",
+            json!({"name": "flaky__whoami", "arguments": {}}),
+        )
+        .await
+        .unwrap();
+    assert!(
+        after.get("error").is_some(),
+        "no process may serve: {after}"
+    );
+    assert_eq!(starts(), before, "the changed script never ran");
+}

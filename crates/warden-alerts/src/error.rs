@@ -1,0 +1,23 @@
+//! Why the alert engine could not start.
+
+use std::path::PathBuf;
+
+/// Why [`crate::Alerts::start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    /// The alert log file could not be opened.
+    #[error("cannot open the alert log file `{}`", path.display())]
+    LogFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The webhook's HTTP client could not be built.
+    #[error("cannot build the alert webhook client")]
+    Client(#[source] reqwest::Error),
+    /// The alert thread or its runtime could not be started.
+    #[error("cannot start the alert thread")]
+    Thread(#[source] std::io::Error),
+}
