@@ -70,6 +70,9 @@ pub enum Refusal {
     NonPublic(AddressClass),
     /// No resolved address accepted the connection in time (`502`).
     Connect,
+    /// The tunnel was allowed but the observer of [`Proxy::on_decision_required`] could not
+    /// record it (a fail-closed audit log that is full or closed) (`503`).
+    Unrecorded,
 }
 
 impl Refusal {
@@ -84,12 +87,13 @@ impl Refusal {
             Refusal::Resolve => "name did not resolve",
             Refusal::NonPublic(class) => class.noun(),
             Refusal::Connect => "target did not accept the connection",
+            Refusal::Unrecorded => "decision could not be recorded",
         }
     }
 
     fn status(self) -> &'static str {
         match self {
-            Refusal::TooManyConnections => "503 Service Unavailable",
+            Refusal::TooManyConnections | Refusal::Unrecorded => "503 Service Unavailable",
             Refusal::Handshake => "408 Request Timeout",
             Refusal::Malformed => "400 Bad Request",
             Refusal::NotConnect => "405 Method Not Allowed",
@@ -136,7 +140,8 @@ pub enum ProxyError {
     },
 }
 
-type Observer = Arc<dyn Fn(&Decision) + Send + Sync>;
+/// Returns whether the decision was recorded (see [`Proxy::on_decision_required`]).
+type Observer = Arc<dyn Fn(&Decision) -> bool + Send + Sync>;
 
 /// The egress proxy of one upstream.
 #[derive(Clone)]
@@ -192,6 +197,21 @@ impl Proxy {
     /// Calls `observer` with every decision (for audit records), on the connection's task.
     #[must_use]
     pub fn on_decision(mut self, observer: impl Fn(&Decision) + Send + Sync + 'static) -> Proxy {
+        self.observer = Some(Arc::new(move |decision: &Decision| {
+            observer(decision);
+            true
+        }));
+        self
+    }
+
+    /// Like [`Proxy::on_decision`], for an observer that must record every tunnel: it returns
+    /// whether it recorded the decision, and an allowed tunnel it could not record is closed
+    /// before a byte is relayed and refused with [`Refusal::Unrecorded`] (itself observed).
+    #[must_use]
+    pub fn on_decision_required(
+        mut self,
+        observer: impl Fn(&Decision) -> bool + Send + Sync + 'static,
+    ) -> Proxy {
         self.observer = Some(Arc::new(observer));
         self
     }
@@ -250,9 +270,11 @@ impl Proxy {
         }
     }
 
-    fn observe(&self, decision: &Decision) {
-        if let Some(observer) = &self.observer {
-            observer(decision);
+    /// Whether the observer (if any) recorded `decision`.
+    fn observe(&self, decision: &Decision) -> bool {
+        match &self.observer {
+            Some(observer) => observer(decision),
+            None => true,
         }
     }
 
@@ -277,7 +299,8 @@ impl Proxy {
         let _ = tokio::time::timeout(self.limits.handshake, stream.write_all(response.as_bytes()))
             .await;
         let _ = stream.shutdown().await;
-        self.observe(&Decision::Refused { host, port, reason });
+        // A refusal is final whether or not it was recorded.
+        let _ = self.observe(&Decision::Refused { host, port, reason });
     }
 
     async fn handle(&self, mut stream: UnixStream) {
@@ -333,12 +356,18 @@ impl Proxy {
                     .await;
             }
         };
-        info!(upstream = %self.upstream, host = %host, port, %address, "egress tunnel opened");
-        self.observe(&Decision::Allowed {
-            host,
+        let allowed = Decision::Allowed {
+            host: host.clone(),
             port,
             address,
-        });
+        };
+        if !self.observe(&allowed) {
+            drop(upstream);
+            return self
+                .refuse(&mut stream, Some(host), Some(port), Refusal::Unrecorded)
+                .await;
+        }
+        info!(upstream = %self.upstream, host = %host, port, %address, "egress tunnel opened");
         let established = b"HTTP/1.1 200 Connection Established\r\n\r\n";
         if stream.write_all(established).await.is_err() {
             return;

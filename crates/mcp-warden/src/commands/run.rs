@@ -77,6 +77,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .chain(super::trace::taps(&config, &super::env())?)
                 .collect(),
         )?;
+        // The sandbox's egress proxies record their decisions here (docs/sandbox.md).
+        crate::egress::audit_to(audit.log());
         let mut prelaunch = None;
         if let Some(target) = command_pin {
             let data_dir = config

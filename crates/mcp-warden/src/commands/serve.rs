@@ -74,6 +74,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .chain(super::trace::taps(&config, &super::env())?)
                 .collect(),
         )?;
+        // The sandbox's egress proxies record their decisions here (docs/sandbox.md).
+        crate::egress::audit_to(audit.log());
         let verdicts = crate::command_pins::verify(
             data_dir.as_deref(),
             command_targets,

@@ -380,4 +380,69 @@ async fn allow_listed_egress_goes_through_the_gateways_proxy_only() {
     );
     assert_eq!(allowed_hits.load(Ordering::SeqCst), 1);
     assert_eq!(other_hits.load(Ordering::SeqCst), 0);
+    // Both decisions are in the audit log (read once the gateway has closed it).
+    client.close_stdin();
+    let status = client.guard.wait(BOUND).await.unwrap();
+    assert!(status.success(), "the gateway exited cleanly: {status}");
+    let records = audit_records(&data).await;
+    let egress = |action: &str| -> Vec<Value> {
+        records
+            .iter()
+            .filter(|r| r["event"] == "upstream" && r["action"] == action)
+            .cloned()
+            .collect()
+    };
+    let refused = egress("egress_refused");
+    assert_eq!(refused.len(), 1, "one refusal: {refused:?}");
+    assert_eq!(
+        refused[0]["detail"],
+        format!("127.0.0.1:{other}: target not on the allow-list")
+    );
+    assert!(
+        refused[0]["upstream"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty()),
+        "{refused:?}"
+    );
+    let allowed_records = egress("egress_allowed");
+    assert_eq!(allowed_records.len(), 1, "one tunnel: {allowed_records:?}");
+    assert_eq!(
+        allowed_records[0]["detail"],
+        format!("127.0.0.1:{allowed}: tunnel opened to 127.0.0.1:{allowed}")
+    );
+    // The CONNECT heads carried a Proxy-Authorization header: no record holds any of it.
+    let log = records
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    for leaked in [
+        "d2FyZGVuLXByb3h5LWNyZWRlbnRpYWw=",
+        "Proxy-Authorization",
+        "Basic ",
+    ] {
+        assert!(!log.contains(leaked), "`{leaked}` in the audit log: {log}");
+    }
+}
+
+/// Every record of the audit log in `data`, via `audit search --format json`.
+async fn audit_records(data: &std::path::Path) -> Vec<Value> {
+    let out = tokio::time::timeout(
+        BOUND,
+        tokio::process::Command::new(crate::support::bin())
+            .args(["audit", "search", "--data-dir"])
+            .arg(data)
+            .args(["--format", "json"])
+            .output(),
+    )
+    .await
+    .expect("audit search finished")
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    assert!(!records.is_empty(), "an audit log in {}", data.display());
+    records
 }

@@ -49,6 +49,16 @@ impl Server {
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+
+    /// The count once it reached `n` (the accept thread may run after the proxy's connect
+    /// returned), or as it stands after [`WAIT`].
+    async fn connections_reaching(&self, n: usize) -> usize {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.connections() < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.connections()
+    }
 }
 
 struct Harness {
@@ -229,7 +239,7 @@ async fn bounds_hold() {
     )
     .await;
     assert_eq!(status(&second), "503", "{second}");
-    assert_eq!(server.connections(), 1);
+    assert_eq!(server.connections_reaching(1).await, 1);
 }
 
 #[tokio::test]
@@ -239,4 +249,63 @@ async fn dropping_the_handle_removes_the_socket() {
     assert!(path.exists());
     drop(h.handle);
     assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn a_tunnel_the_observer_cannot_record_is_refused_before_a_byte_moves() {
+    // A target that reports every byte of its first connection once the proxy closes it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (received, bytes_of) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        let _ = received.send(bytes);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let decisions = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&decisions);
+    // An observer whose log refuses every record (a full fail-closed audit log).
+    let handle = Proxy::new(
+        "test",
+        AllowList::parse(&[format!("127.0.0.1:{port}")]).unwrap(),
+        Limits::default(),
+    )
+    .on_decision_required(move |d| {
+        seen.lock().unwrap().push(d.clone());
+        false
+    })
+    .bind(&dir.path().join("egress.sock"))
+    .unwrap();
+    let (response, mut stream) = request(
+        handle.path(),
+        &format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\nsmuggled bytes\n"),
+    )
+    .await;
+    assert_eq!(status(&response), "503", "{response}");
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty(), "nothing after the refusal: {rest:?}");
+    let decisions = decisions.lock().unwrap().clone();
+    assert!(
+        matches!(
+            &decisions[..],
+            [
+                Decision::Allowed { port: p, .. },
+                Decision::Refused { reason: Refusal::Unrecorded, port: Some(q), .. },
+            ] if *p == port && *q == port
+        ),
+        "{decisions:?}"
+    );
+    // The proxy closed its connection to the target without relaying a byte.
+    let bytes = tokio::time::timeout(WAIT, bytes_of).await.unwrap().unwrap();
+    assert!(bytes.is_empty(), "{:?}", String::from_utf8_lossy(&bytes));
+    drop(handle);
 }

@@ -5,8 +5,8 @@ name. Targets come in the tool arguments, so nothing on the server's command lin
 (the sandbox grants read access to files named there).
 
 Tools: read_file(path), write_file(path), connect(port), ptrace(pid), kill(pid), env(name),
-status(), fetch_via_proxy(port) (GET / on 127.0.0.1:port through HTTPS_PROXY with CONNECT;
-the body, or the error), spawn_children() (a background child and one in its own session; returns their
+status(), fetch_via_proxy(port) (GET / on 127.0.0.1:port through HTTPS_PROXY with CONNECT and a
+Proxy-Authorization header; the body, or the error), spawn_children() (a background child and one in its own session; returns their
 pids as seen inside), busy(seconds).
 """
 
@@ -64,6 +64,9 @@ def connect(port: int) -> str:
     return outcome(go)
 
 
+PROXY_CREDENTIAL = "d2FyZGVuLXByb3h5LWNyZWRlbnRpYWw="
+
+
 @mcp.tool()
 def fetch_via_proxy(port: int) -> str:
     import http.client
@@ -72,7 +75,10 @@ def fetch_via_proxy(port: int) -> str:
     try:
         proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
         conn = http.client.HTTPConnection(proxy.hostname, proxy.port, timeout=10)
-        conn.set_tunnel("127.0.0.1", port)
+        # A credential in the CONNECT head, which no audit record may carry.
+        conn.set_tunnel(
+            "127.0.0.1", port, headers={"Proxy-Authorization": "Basic " + PROXY_CREDENTIAL}
+        )
         conn.request("GET", "/")
         body = conn.getresponse().read().decode()
         conn.close()
