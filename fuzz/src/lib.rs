@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("trace_context", trace_context),
     ("launcher_spec", launcher_spec),
     ("egress_allow", egress_allow),
+    ("hidden_tags", hidden_tags),
 ];
 
 /// The target called `name`.
@@ -1298,5 +1299,73 @@ pub fn egress_allow(data: &[u8]) {
         assert!(list.find(&target, port).is_some(), "{own}");
         let other = if port == u16::MAX { 1 } else { port + 1 };
         assert!(list.find(&target, other).is_none(), "{own}");
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// hidden_tags
+
+/// Hidden tags and HTML comments in content (`warden_content::hidden`), on the input as text
+/// and, when it parses, as JSON. Invariants:
+/// - `visible` and `strip` change the text exactly when a hidden tag is found, leave none
+///   behind, and are idempotent; `report` changes nothing;
+/// - `visible` only swaps `<`/`>` for `‹`/`›`: the text is otherwise the same;
+/// - rewritten JSON serialises, parses back to itself, and a second pass changes nothing.
+pub fn hidden_tags(data: &[u8]) {
+    use warden_content::hidden::{self as h, HiddenTagsMode as M};
+    let text = String::from_utf8_lossy(data);
+    let norm = |t: &str| {
+        t.chars()
+            .map(|c| match c {
+                '‹' => '<',
+                '›' => '>',
+                c => c,
+            })
+            .collect::<String>()
+    };
+    assert_eq!(
+        h::surface(&text, M::Report),
+        None,
+        "report changed the text"
+    );
+    for mode in [M::Visible, M::Strip] {
+        let once = h::surface(&text, mode);
+        assert_eq!(
+            once.is_some(),
+            h::has_hidden_tags(&text),
+            "{mode:?}: change without a tag"
+        );
+        if let Some(once) = once {
+            assert!(
+                !h::has_hidden_tags(&once),
+                "{mode:?}: a hidden tag survived"
+            );
+            assert_eq!(h::surface(&once, mode), None, "{mode:?}: not idempotent");
+            if mode == M::Visible {
+                assert_eq!(
+                    norm(&once),
+                    norm(&text),
+                    "visible changed more than delimiters"
+                );
+            }
+        }
+    }
+    if let Ok(mut value) = serde_json::from_slice::<Value>(data) {
+        let skip = |k: &str| k == "uri";
+        let needs = h::json_has_hidden_tags(&value, &skip);
+        let changed = h::surface_json(&mut value, M::Strip, &skip);
+        assert_eq!(
+            needs,
+            changed > 0,
+            "the borrowed check disagrees with the walk"
+        );
+        let encoded = serde_json::to_string(&value).expect("rewritten JSON serialises");
+        let decoded: Value = serde_json::from_str(&encoded).expect("rewritten JSON parses");
+        assert_eq!(decoded, value, "rewritten JSON does not round-trip");
+        assert_eq!(
+            h::surface_json(&mut value, M::Strip, &skip),
+            0,
+            "JSON strip not idempotent"
+        );
     }
 }

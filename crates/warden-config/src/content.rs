@@ -9,6 +9,7 @@
 //! secrets = "redact"     # results: off | report | redact | block
 //! pii = "report"         # results: off | report | redact | block
 //! sanitize = "strip"     # off | strip | visible
+//! hidden_tags = "visible" # results: report | visible | strip (`<SECRET>`, `<!-- -->`)
 //! ```
 
 use serde::Deserialize;
@@ -51,6 +52,19 @@ pub enum SanitizeSetting {
     Visible,
 }
 
+/// What the sanitizer does with hidden tags (`<SECRET>`, `<IMPORTANT>`) and HTML comments in
+/// results and server-initiated messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HiddenTagsSetting {
+    /// Leave them (the injection guard reports them).
+    Report,
+    /// Rewrite their `<` `>` to `‹` `›` so any renderer shows them as text.
+    Visible,
+    /// Remove each comment and tag block with its content.
+    Strip,
+}
+
 /// `[content]` or `[upstreams.<name>.content]` as written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
@@ -65,6 +79,8 @@ pub struct RawContent {
     pub pii: Option<ContentMode>,
     /// `sanitize`.
     pub sanitize: Option<SanitizeSetting>,
+    /// `hidden_tags`.
+    pub hidden_tags: Option<HiddenTagsSetting>,
 }
 
 /// The content guard settings in force for one upstream.
@@ -80,12 +96,16 @@ pub struct ContentConfig {
     pub pii: ContentMode,
     /// Terminal escapes and invisible characters.
     pub sanitize: SanitizeSetting,
+    /// Hidden tags and HTML comments in results and server-initiated messages.
+    pub hidden_tags: HiddenTagsSetting,
 }
 
 impl Default for ContentConfig {
     /// Zero configuration: poisoned definitions withheld, injections reported, secrets redacted,
     /// personal data reported (many tools legitimately return names and addresses; set
-    /// `pii = "redact"` to remove them), escapes and invisible characters stripped.
+    /// `pii = "redact"` to remove them), escapes and invisible characters stripped, hidden
+    /// tags and HTML comments in results made visible (nothing is removed, nothing stays
+    /// hidden from the user).
     fn default() -> Self {
         Self {
             poisoning: DefinitionMode::Block,
@@ -93,6 +113,7 @@ impl Default for ContentConfig {
             secrets: ContentMode::Redact,
             pii: ContentMode::Report,
             sanitize: SanitizeSetting::Strip,
+            hidden_tags: HiddenTagsSetting::Visible,
         }
     }
 }
@@ -106,6 +127,7 @@ impl ContentConfig {
             secrets: raw.secrets.unwrap_or(self.secrets),
             pii: raw.pii.unwrap_or(self.pii),
             sanitize: raw.sanitize.unwrap_or(self.sanitize),
+            hidden_tags: raw.hidden_tags.unwrap_or(self.hidden_tags),
         }
     }
 }
@@ -151,5 +173,25 @@ mod tests {
         );
         assert!(toml::from_str::<Doc>("[content]\nsecrets = \"hide\"").is_err());
         assert!(toml::from_str::<Doc>("[content]\nsecret = \"redact\"").is_err());
+        assert!(toml::from_str::<Doc>("[content]\nhidden_tags = \"redact\"").is_err());
+    }
+
+    #[test]
+    fn hidden_tags_default_to_visible_and_parse_every_mode() {
+        assert_eq!(
+            ContentConfig::default().hidden_tags,
+            HiddenTagsSetting::Visible
+        );
+        for (text, want) in [
+            ("report", HiddenTagsSetting::Report),
+            ("visible", HiddenTagsSetting::Visible),
+            ("strip", HiddenTagsSetting::Strip),
+        ] {
+            let doc: Doc = toml::from_str(&format!("[content]\nhidden_tags = \"{text}\"")).unwrap();
+            assert_eq!(
+                ContentConfig::default().with(&doc.content).hidden_tags,
+                want
+            );
+        }
     }
 }

@@ -63,7 +63,9 @@ pub use config::{
     Config, Era, HttpConfig, HttpUpstreamConfig, LimitsConfig, PathError, StdioUpstreamConfig,
     TlsConfig, UpstreamConfig, UpstreamTransport, resolve_config_path,
 };
-pub use content::{ContentConfig, ContentMode, DefinitionMode, RawContent, SanitizeSetting};
+pub use content::{
+    ContentConfig, ContentMode, DefinitionMode, HiddenTagsSetting, RawContent, SanitizeSetting,
+};
 pub use defaults::*;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, FieldPath, PathSegment};
 pub use lifecycle::{

@@ -4,12 +4,16 @@
 //!   prompt definition and the server's instructions go through the detection engine; in
 //!   `block` mode a definition whose verdict is `block` is removed from the list and calls to
 //!   it are refused ([`PoisonedCallGuard`], stage `poisoned_call`).
+//! - [`CrossServerGuard`] (stage `poisoning`, after the definition guard, `serve` with two
+//!   or more upstreams): name collisions, look-alike names and references to another
+//!   upstream's tools across upstreams, reported ([`cross`]).
 //! - [`InjectionGuard`] (stage `injection_scan`): tool results, resource contents, prompts and
 //!   server-initiated sampling/elicitation messages are scanned for indirect prompt injection.
 //! - [`RedactGuard`] (stage `redact`): secrets and personal data in the same traffic are
 //!   replaced by typed markers, in text and in structured content, keeping valid JSON.
 //! - [`SanitizeGuard`] (stage `sanitize`): terminal escapes and invisible characters are
-//!   removed (or made visible) from everything the client will display.
+//!   removed (or made visible) from everything the client will display; in content, hidden
+//!   tags (`<SECRET>`) and HTML comments are made visible or stripped ([`hidden`]).
 //!
 //! Each is configured per upstream as off / report / redact / block. Redaction rather than
 //! blocking is the default for results: refusing a whole read-only result for one match is
@@ -18,16 +22,19 @@
 //! Position on the request path: response direction, after pinning. This crate performs no I/O.
 #![forbid(unsafe_code)]
 
+pub mod cross;
 mod definitions;
+pub mod hidden;
 mod mode;
 mod results;
 pub mod sanitize;
 
+pub use cross::CrossServerGuard;
 pub use definitions::{
     CONTROLS as POISONING_CONTROLS, DefinitionGuard, Exposure, NAME as POISONING,
     PoisonedCallGuard, Poisoning,
 };
-pub use mode::{ContentModes, Mode, Modes, SanitizeMode};
+pub use mode::{ContentModes, HiddenTagsMode, Mode, Modes, SanitizeMode};
 pub use results::{InjectionGuard, RedactGuard, SanitizeGuard};
 
 use serde_json::Value;

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+pub use crate::hidden::HiddenTagsMode;
+
 /// What a content guard does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -41,12 +43,14 @@ pub struct Modes {
     pub pii: Mode,
     /// Terminal escapes and invisible characters.
     pub sanitize: SanitizeMode,
+    /// Hidden tags (`<SECRET>`) and HTML comments in content (not in definitions).
+    pub hidden_tags: HiddenTagsMode,
 }
 
 impl Default for Modes {
     /// The zero-config posture: poisoned definitions blocked, injections reported, secrets
     /// redacted, personal data reported (many tools legitimately return names and emails),
-    /// escapes and invisible characters stripped.
+    /// escapes and invisible characters stripped, hidden tags and comments made visible.
     fn default() -> Self {
         Modes {
             poisoning: Mode::Block,
@@ -54,6 +58,7 @@ impl Default for Modes {
             secrets: Mode::Redact,
             pii: Mode::Report,
             sanitize: SanitizeMode::Strip,
+            hidden_tags: HiddenTagsMode::Visible,
         }
     }
 }

@@ -10,6 +10,7 @@ use warden_guard::{Call, Denial, Guard, GuardError, Report, Verdict};
 use warden_proto::ErrorCode;
 
 use crate::content_of;
+use crate::hidden::{HiddenTagsMode, json_has_hidden_tags, surface_json};
 use crate::mode::{ContentModes, Mode, SanitizeMode};
 use crate::sanitize::{json_needs_sanitizing, sanitize_json};
 
@@ -290,7 +291,8 @@ sync_guard!(RedactGuard);
 /// Which members' values the sanitizer leaves alone.
 type KeyFilter = dyn Fn(&str) -> bool;
 
-/// Terminal escapes and invisible characters in everything the client displays.
+/// Terminal escapes and invisible characters in everything the client displays, and hidden
+/// tags and HTML comments in content (results, sampling and elicitation messages).
 pub struct SanitizeGuard {
     modes: ContentModes,
 }
@@ -307,13 +309,16 @@ impl SanitizeGuard {
     }
 
     fn check_sync(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
-        let mode = self.modes.of(call.upstream).sanitize;
-        if mode == SanitizeMode::Off {
+        let modes = self.modes.of(call.upstream);
+        let mode = modes.sanitize;
+        // Hidden tags are a matter of content only: definitions are the poisoning guard's.
+        let hidden = modes.hidden_tags;
+        if mode == SanitizeMode::Off && hidden == HiddenTagsMode::Report {
             return Ok(Verdict::Continue);
         }
         // Definitions too: hidden text in a description is the model's to read and the
         // user's never to see. Names and URIs are identifiers the client sends back: kept.
-        let (content, is_result, skip): (&Value, bool, &KeyFilter) =
+        let (content, is_result, skip, is_content): (&Value, bool, &KeyFilter, bool) =
             match (call.message.method(), call.request_method) {
                 (
                     None,
@@ -325,41 +330,88 @@ impl SanitizeGuard {
                     ),
                 )
                 | (None, Some("initialize" | "server/discover")) => match call.message.result() {
-                    Some(r) => (r, true, &|k: &str| {
-                        matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor")
-                    }),
+                    Some(r) => (
+                        r,
+                        true,
+                        &|k: &str| matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor"),
+                        false,
+                    ),
                     None => return Ok(Verdict::Continue),
                 },
                 _ => match content_of(call) {
-                    Some((c, r)) => (c, r, &|k: &str| matches!(k, "data" | "blob" | "uri")),
+                    Some((c, r)) => (c, r, &|k: &str| matches!(k, "data" | "blob" | "uri"), true),
                     None => return Ok(Verdict::Continue),
                 },
             };
-        // Cheap pre-check on the raw bytes: escapes are ESC or `\u001b`/`\u009b` in JSON, and
+        let hidden = if is_content {
+            hidden
+        } else {
+            HiddenTagsMode::Report
+        };
+        // Cheap pre-checks on the raw bytes: escapes are ESC or `\u001b`/`\u009b` in JSON, and
         // invisible characters are multi-byte UTF-8 or escaped; pure printable ASCII with no
-        // backslash needs no walk.
+        // backslash needs no walk. Hidden tags need a `<` (or an escaped one).
         let bytes = call.message.bytes();
-        if bytes
-            .iter()
-            .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\' || b == b'\n')
-        {
-            return Ok(Verdict::Continue);
-        }
+        let chars = mode != SanitizeMode::Off
+            && !bytes
+                .iter()
+                .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\' || b == b'\n');
+        let tags =
+            hidden != HiddenTagsMode::Report && bytes.iter().any(|&b| b == b'<' || b == b'\\');
         // Checked on the borrowed value: text with non-ASCII letters but nothing to remove is
         // not copied.
-        if !json_needs_sanitizing(content, skip) {
+        let chars = chars && json_needs_sanitizing(content, skip);
+        let tags = tags && json_has_hidden_tags(content, skip);
+        if !chars && !tags {
             return Ok(Verdict::Continue);
         }
         let mut value = content.clone();
-        if sanitize_json(&mut value, mode, skip) == 0 {
+        // Characters first: a zero-width character inside `<SECRET>` must not hide the tag.
+        let changed_chars = if chars {
+            sanitize_json(&mut value, mode, skip)
+        } else {
+            0
+        };
+        let changed_tags = if hidden != HiddenTagsMode::Report {
+            surface_json(&mut value, hidden, skip)
+        } else {
+            0
+        };
+        if changed_chars + changed_tags == 0 {
             return Ok(Verdict::Continue);
         }
-        tracing::info!(upstream = call.upstream.unwrap_or(""), mode = ?mode, "terminal escapes or invisible characters removed");
+        if changed_chars > 0 {
+            tracing::info!(upstream = call.upstream.unwrap_or(""), mode = ?mode, "terminal escapes or invisible characters removed");
+        }
+        if changed_tags > 0 {
+            tracing::info!(upstream = call.upstream.unwrap_or(""), mode = ?hidden, strings = changed_tags, "hidden tags or comments surfaced in content");
+        }
         rewrite(Self::NAME, call, value, is_result)
     }
 }
 
-sync_guard!(SanitizeGuard);
+impl SanitizeGuard {
+    /// Controls when only hidden tags are handled (every upstream's `sanitize` is off):
+    /// output encoding, not terminal safety.
+    pub const HIDDEN_TAGS_CONTROLS: &'static [&'static str] = &["API-3"];
+}
+
+impl Guard for SanitizeGuard {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        if self.modes.any(|m| m.sanitize != SanitizeMode::Off) {
+            Self::CONTROLS
+        } else {
+            Self::HIDDEN_TAGS_CONTROLS
+        }
+    }
+    fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        let r = self.check_sync(call);
+        async move { r }.boxed()
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -23,5 +23,6 @@ pub mod unicode;
 pub use finding::{Finding, Location, Severity, Verdict};
 pub use text::{TextKind, analyze_json_text, analyze_text};
 pub use tool::{
-    Context, ServerTools, analyze_instructions, analyze_servers, analyze_tool, analyze_tools,
+    Context, ServerTools, analyze_across_servers, analyze_instructions, analyze_servers,
+    analyze_tool, analyze_tools,
 };

@@ -497,6 +497,41 @@ pub fn analyze_servers(servers: &[ServerTools<'_>]) -> Vec<Vec<Vec<Finding>>> {
                 .collect()
         })
         .collect();
+    cross_checks(servers, false, &mut out);
+    out
+}
+
+/// Only the checks that relate tools of different servers: the same name on two servers,
+/// look-alike names (UTS #39 skeletons, qualifier variants) across servers, and definitions
+/// that name another server's tools. No per-definition analysis, so it is cheap enough to
+/// run on every aggregated list: linear in the text of all definitions plus the confusable
+/// pairs. Same shape as [`analyze_servers`] (per server, per tool, in input order); pairs
+/// within one server are left out (per-server analysis reports those).
+///
+/// ```
+/// use serde_json::json;
+/// use warden_detect::{ServerTools, analyze_across_servers};
+/// let a = [json!({"name": "read_file", "description": "Reads a file."})];
+/// let b = [json!({"name": "read_file", "description": "Also reads."})];
+/// let found = analyze_across_servers(&[
+///     ServerTools { server: "a", tools: &a },
+///     ServerTools { server: "b", tools: &b },
+/// ]);
+/// assert_eq!(found[1][0][0].rule, "poison.name-collision");
+/// assert!(found[0][0].iter().all(|f| f.evidence.contains("server `b`")));
+/// ```
+pub fn analyze_across_servers(servers: &[ServerTools<'_>]) -> Vec<Vec<Vec<Finding>>> {
+    let mut out: Vec<Vec<Vec<Finding>>> = servers
+        .iter()
+        .map(|s| vec![Vec::new(); s.tools.len()])
+        .collect();
+    cross_checks(servers, true, &mut out);
+    out
+}
+
+/// The cross-tool checks of [`analyze_servers`], appended to `out`; with `across_only`,
+/// pairs of tools of the same server are skipped.
+fn cross_checks(servers: &[ServerTools<'_>], across_only: bool, out: &mut [Vec<Vec<Finding>>]) {
     // (server index, tool index, name)
     let mut names: Vec<(usize, usize, &str)> = Vec::new();
     for (si, s) in servers.iter().enumerate() {
@@ -526,8 +561,11 @@ pub fn analyze_servers(servers: &[ServerTools<'_>]) -> Vec<Vec<Vec<Finding>>> {
             let others: Vec<_> = group
                 .iter()
                 .map(|&o| names[o])
-                .filter(|o| (o.0, o.1) != (me.0, me.1))
+                .filter(|o| (o.0, o.1) != (me.0, me.1) && !(across_only && o.0 == me.0))
                 .collect();
+            if others.is_empty() {
+                continue;
+            }
             let sev = if others.iter().any(|o| o.0 != me.0) {
                 Severity::High
             } else {
@@ -560,6 +598,9 @@ pub fn analyze_servers(servers: &[ServerTools<'_>]) -> Vec<Vec<Vec<Finding>>> {
     // spelling is blocked. When both or neither are plain, both are blocked.
     let plain = |n: &str| n.is_ascii() && !n.bytes().any(|c| c.is_ascii_uppercase());
     for (i, j) in unicode::confusable_pairs(&just_names) {
+        if across_only && names[i].0 == names[j].0 {
+            continue;
+        }
         for (me, other) in [(names[i], names[j]), (names[j], names[i])] {
             let severity = if plain(me.2) && !plain(other.2) {
                 Severity::Medium
@@ -604,6 +645,9 @@ pub fn analyze_servers(servers: &[ServerTools<'_>]) -> Vec<Vec<Vec<Finding>>> {
             }
             if let Some(&k) = by_skeleton.get(&unicode::skeleton_of(&rest)) {
                 let other = names[k];
+                if across_only && other.0 == me.0 {
+                    continue;
+                }
                 out[me.0][me.1].push(Finding {
                     rule: rules::LOOKALIKE_NAME,
                     severity: Severity::Medium,
@@ -620,8 +664,8 @@ pub fn analyze_servers(servers: &[ServerTools<'_>]) -> Vec<Vec<Vec<Finding>>> {
             }
         }
     }
-    cross_server_references(servers, &names, &mut out);
-    for server in &mut out {
+    cross_server_references(servers, &names, out);
+    for server in out.iter_mut() {
         for findings in server {
             findings.sort_by(|a, b| {
                 a.location
@@ -632,7 +676,6 @@ pub fn analyze_servers(servers: &[ServerTools<'_>]) -> Vec<Vec<Vec<Finding>>> {
             });
         }
     }
-    out
 }
 
 /// Definitions that name a tool of another server (word-bounded, case-sensitive), with

@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use warden_config::{Config, ContentConfig, ContentMode, DefinitionMode, SanitizeSetting};
+use warden_config::{
+    Config, ContentConfig, ContentMode, DefinitionMode, HiddenTagsSetting, SanitizeSetting,
+};
 use warden_content::{
-    ContentModes, Exposure, InjectionGuard, Mode, Modes, Poisoning, RedactGuard, SanitizeGuard,
-    SanitizeMode,
+    ContentModes, CrossServerGuard, Exposure, HiddenTagsMode, InjectionGuard, Mode, Modes,
+    Poisoning, RedactGuard, SanitizeGuard, SanitizeMode,
 };
 use warden_guard::{Pipeline, Stage};
 
@@ -45,6 +47,11 @@ fn modes(c: &ContentConfig) -> Modes {
             SanitizeSetting::Off => SanitizeMode::Off,
             SanitizeSetting::Strip => SanitizeMode::Strip,
             SanitizeSetting::Visible => SanitizeMode::Visible,
+        },
+        hidden_tags: match c.hidden_tags {
+            HiddenTagsSetting::Report => HiddenTagsMode::Report,
+            HiddenTagsSetting::Visible => HiddenTagsMode::Visible,
+            HiddenTagsSetting::Strip => HiddenTagsMode::Strip,
         },
     }
 }
@@ -94,6 +101,14 @@ pub(crate) fn install(
         pipeline = pipeline
             .with(Stage::Poisoning, poisoning.list_guard())
             .with(Stage::PoisonedCall, poisoning.call_guard());
+        // Cross-server checks need two upstreams; after the list guard, so withheld tools
+        // are not compared.
+        if targets.len() >= 2 {
+            pipeline = pipeline.with(
+                Stage::Poisoning,
+                Arc::new(CrossServerGuard::new(content.clone())),
+            );
+        }
     }
     if content.any(|m| m.injection != Mode::Off) {
         pipeline = pipeline.with(
@@ -109,7 +124,7 @@ pub(crate) fn install(
             .spawn(warden_detect::secrets::warm_up);
         pipeline = pipeline.with(Stage::Redact, Arc::new(RedactGuard::new(content.clone())));
     }
-    if content.any(|m| m.sanitize != SanitizeMode::Off) {
+    if content.any(|m| m.sanitize != SanitizeMode::Off || m.hidden_tags != HiddenTagsMode::Report) {
         pipeline = pipeline.with(Stage::Sanitize, Arc::new(SanitizeGuard::new(content)));
     }
     pipeline

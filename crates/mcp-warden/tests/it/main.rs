@@ -10,6 +10,7 @@ mod check;
 mod command_pins;
 mod conformance;
 mod content;
+mod cross_server;
 mod hostile;
 mod inspect;
 mod interop;

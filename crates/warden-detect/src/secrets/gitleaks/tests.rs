@@ -233,3 +233,28 @@ fn only_rules_whose_keywords_can_be_outside_the_match_reach_further() {
             .any(|m| m.id == "facebook-access-token")
     );
 }
+
+#[test]
+fn a_vault_token_that_starts_with_24_letters_is_not_allowlisted() {
+    // The first 24 characters after `hvs.` are letters: the upstream allowlist, unanchored,
+    // used to match inside it (found by the planted-secret property test, CSV context).
+    let token = "hvs.nvQpKYXOgDqDyXutuCNGIwKsiD44dHA2saZiRESFw6yybaQVyHZbrT9cafXM_ucuxApthkCxSX9US_2XgJR0LylNJeJvnuW";
+    let text = format!("id,name,value\n17,prod,{token},2024-05-01\n");
+    let found = crate::secrets::scan(&text);
+    let start = text.find(token).unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|d| d.span.start <= start && d.span.end >= start + token.len()),
+        "{found:?}"
+    );
+    // What the allowlist is for still holds: a legacy `s.` value of letters only.
+    let legacy = "token = \"s.abcdefghijklmnopqrstuvwx\"\n";
+    assert!(
+        !crate::secrets::scan(legacy)
+            .iter()
+            .any(|d| d.kind == "vault-service-token"),
+        "{:?}",
+        crate::secrets::scan(legacy)
+    );
+}
