@@ -307,43 +307,10 @@ pub fn surface_json(
     mode: HiddenTagsMode,
     skip: &dyn Fn(&str) -> bool,
 ) -> usize {
-    fn walk(
-        v: &mut serde_json::Value,
-        mode: HiddenTagsMode,
-        skip: &dyn Fn(&str) -> bool,
-        depth: usize,
-        n: &mut usize,
-    ) {
-        if depth > 256 {
-            return;
-        }
-        match v {
-            serde_json::Value::String(s) => {
-                if let Some(t) = surface(s, mode) {
-                    *s = t;
-                    *n += 1;
-                }
-            }
-            serde_json::Value::Array(a) => {
-                for x in a {
-                    walk(x, mode, skip, depth + 1, n);
-                }
-            }
-            serde_json::Value::Object(o) => {
-                for (k, x) in o.iter_mut() {
-                    if !skip(k) {
-                        walk(x, mode, skip, depth + 1, n);
-                    }
-                }
-            }
-            _ => {}
-        }
+    if mode == HiddenTagsMode::Report {
+        return 0;
     }
-    let mut n = 0;
-    if mode != HiddenTagsMode::Report {
-        walk(value, mode, skip, 0, &mut n);
-    }
-    n
+    crate::sanitize::rewrite_strings(value, skip, &|s| surface(s, mode))
 }
 
 /// Whether [`surface_json`] would change any string of `value` (same walk), on the borrowed

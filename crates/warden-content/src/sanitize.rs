@@ -101,18 +101,18 @@ pub fn json_needs_sanitizing(value: &serde_json::Value, skip: &dyn Fn(&str) -> b
     walk(value, skip, 0)
 }
 
-/// Sanitizes every string of `value` in place (object keys too, except where `keep_key`
-/// says a member's value must stay as sent, such as tool names the client calls back with).
-/// Returns how many strings changed.
-pub fn sanitize_json(
+/// Rewrites every string value of `value` in place with `rewrite` (which returns `None` to
+/// leave a string as it is), skipping members whose key `skip` names and anything nested deeper
+/// than 256 levels. Object keys are never rewritten. Returns how many strings changed.
+pub(crate) fn rewrite_strings(
     value: &mut serde_json::Value,
-    mode: SanitizeMode,
     skip: &dyn Fn(&str) -> bool,
+    rewrite: &dyn Fn(&str) -> Option<String>,
 ) -> usize {
     fn walk(
         v: &mut serde_json::Value,
-        mode: SanitizeMode,
         skip: &dyn Fn(&str) -> bool,
+        rewrite: &dyn Fn(&str) -> Option<String>,
         depth: usize,
         n: &mut usize,
     ) {
@@ -121,20 +121,20 @@ pub fn sanitize_json(
         }
         match v {
             serde_json::Value::String(s) => {
-                if let Some(t) = sanitize(s, mode) {
+                if let Some(t) = rewrite(s) {
                     *s = t;
                     *n += 1;
                 }
             }
             serde_json::Value::Array(a) => {
                 for x in a {
-                    walk(x, mode, skip, depth + 1, n);
+                    walk(x, skip, rewrite, depth + 1, n);
                 }
             }
             serde_json::Value::Object(o) => {
                 for (k, x) in o.iter_mut() {
                     if !skip(k) {
-                        walk(x, mode, skip, depth + 1, n);
+                        walk(x, skip, rewrite, depth + 1, n);
                     }
                 }
             }
@@ -142,8 +142,19 @@ pub fn sanitize_json(
         }
     }
     let mut n = 0;
-    walk(value, mode, skip, 0, &mut n);
+    walk(value, skip, rewrite, 0, &mut n);
     n
+}
+
+/// Sanitizes every string value of `value` in place (not object keys), except members `skip`
+/// names, whose value must stay as sent (such as tool names the client calls back with).
+/// Returns how many strings changed.
+pub fn sanitize_json(
+    value: &mut serde_json::Value,
+    mode: SanitizeMode,
+    skip: &dyn Fn(&str) -> bool,
+) -> usize {
+    rewrite_strings(value, skip, &|s| sanitize(s, mode))
 }
 
 #[cfg(test)]
