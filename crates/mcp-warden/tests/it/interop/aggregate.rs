@@ -1,5 +1,7 @@
 //! `serve` over two upstreams at once: server-everything and the Python SDK server.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use warden_test::http::HttpClient;
 
@@ -265,6 +267,14 @@ async fn serve_withholds_a_name_two_plain_upstreams_share() {
             .map(|m| m["params"]["name"].as_str().unwrap_or("").to_owned())
             .collect()
     };
+    // The logs are written by `tee` processes behind the servers' pipes: an answered call's
+    // line can still be in flight, so wait (bounded) until both have caught up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (calls(&py_log).is_empty() || calls(&everything_log).is_empty())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(calls(&py_log), ["add"]);
     assert_eq!(calls(&everything_log), ["get-sum"]);
 }
