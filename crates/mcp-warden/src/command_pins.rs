@@ -193,28 +193,38 @@ fn record(
     Ok(())
 }
 
+/// Every enabled stdio upstream of `config` whose command pinning is on, with its mode.
+fn pinned_stdio(
+    config: &warden_config::Config,
+) -> impl Iterator<Item = (&str, &warden_config::StdioUpstreamConfig, PinningMode)> {
+    config
+        .upstreams
+        .iter()
+        .filter(|u| u.enabled)
+        .filter_map(|u| {
+            let warden_config::UpstreamTransport::Stdio(s) = &u.transport else {
+                return None;
+            };
+            let mode = config.command_pinning_of(u);
+            (mode != PinningMode::Off).then_some((u.name.as_str(), s, mode))
+        })
+}
+
 /// The command targets of `serve`: every enabled stdio upstream whose command pinning is on.
 pub(crate) fn for_config(
     config: &warden_config::Config,
     env: &dyn EnvSource,
 ) -> anyhow::Result<Vec<CommandTarget>> {
-    let mut out = Vec::new();
-    for u in config.upstreams.iter().filter(|u| u.enabled) {
-        let warden_config::UpstreamTransport::Stdio(s) = &u.transport else {
-            continue;
-        };
-        let mode = config.command_pinning_of(u);
-        if mode == PinningMode::Off {
-            continue;
-        }
-        out.push(CommandTarget {
-            name: u.name.clone(),
-            pin_id: u.name.clone(),
-            mode,
-            snapshot: observe(&u.name, &s.command, &s.args, s.cwd.as_deref(), env)?,
-        });
-    }
-    Ok(out)
+    pinned_stdio(config)
+        .map(|(name, s, mode)| {
+            Ok(CommandTarget {
+                name: name.to_owned(),
+                pin_id: name.to_owned(),
+                mode,
+                snapshot: observe(name, &s.command, &s.args, s.cwd.as_deref(), env)?,
+            })
+        })
+        .collect()
 }
 
 /// The command target of `run -- CMD ARGS...` (none when command pinning is off).
@@ -281,49 +291,37 @@ impl Recheck {
         data_dir: Option<&Path>,
         audit: Option<AuditLog>,
     ) -> Option<std::sync::Arc<dyn warden_session::Prelaunch>> {
-        let mut watched = std::collections::HashMap::new();
-        for u in config.upstreams.iter().filter(|u| u.enabled) {
-            let warden_config::UpstreamTransport::Stdio(s) = &u.transport else {
-                continue;
-            };
-            let mode = config.command_pinning_of(u);
-            if mode == PinningMode::Off {
-                continue;
-            }
-            watched.insert(
-                u.name.clone(),
-                Watched {
-                    pin_id: u.name.clone(),
+        let watched = pinned_stdio(config)
+            .map(|(name, s, mode)| {
+                let w = Watched {
+                    pin_id: name.to_owned(),
                     mode,
                     program: s.command.clone(),
                     args: s.args.clone(),
                     cwd: s.cwd.clone(),
-                },
-            );
-        }
+                };
+                (name.to_owned(), w)
+            })
+            .collect();
         Self::installed(data_dir, audit, watched)
     }
 
-    /// The re-check for `run`'s upstream, given the target checked at start-up.
+    /// The re-check for `run`'s upstream: `target` (checked at start-up) runs `command`.
     pub(crate) fn for_run(
-        target: Option<(&str, &str, &[String], PinningMode)>,
+        target: &CommandTarget,
+        command: &[String],
         data_dir: Option<&Path>,
         audit: Option<AuditLog>,
     ) -> Option<std::sync::Arc<dyn warden_session::Prelaunch>> {
-        let (name, pin_id, command, mode) = target?;
         let (program, args) = command.split_first()?;
-        let mut watched = std::collections::HashMap::new();
-        watched.insert(
-            name.to_owned(),
-            Watched {
-                pin_id: pin_id.to_owned(),
-                mode,
-                program: program.clone(),
-                args: args.to_vec(),
-                cwd: None,
-            },
-        );
-        Self::installed(data_dir, audit, watched)
+        let w = Watched {
+            pin_id: target.pin_id.clone(),
+            mode: target.mode,
+            program: program.clone(),
+            args: args.to_vec(),
+            cwd: None,
+        };
+        Self::installed(data_dir, audit, [(target.name.clone(), w)].into())
     }
 }
 

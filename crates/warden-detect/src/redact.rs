@@ -425,6 +425,21 @@ struct Walker {
     skip_binary: bool,
 }
 
+/// The finding for a value nested deeper than [`MAX_JSON_DEPTH`] (replaced whole by a marker).
+fn too_deep(pointer: &str) -> JsonRedacted {
+    JsonRedacted {
+        pointer: pointer.to_owned(),
+        key: false,
+        redacted: Redacted {
+            kind: "too-deep",
+            start: 0,
+            end: 0,
+            rule: "secret.too-deep",
+            class: DataClass::Secret,
+        },
+    }
+}
+
 impl Walker {
     /// Whether member `name` of `object` is an MCP binary payload.
     fn is_binary(&self, object: &serde_json::Map<String, Value>, name: &str) -> bool {
@@ -450,17 +465,7 @@ impl Walker {
         let options = self.options;
         if depth > MAX_JSON_DEPTH {
             *value = Value::String(marker("too-deep"));
-            out.push(JsonRedacted {
-                pointer: pointer.clone(),
-                key: false,
-                redacted: Redacted {
-                    kind: "too-deep",
-                    start: 0,
-                    end: 0,
-                    rule: "secret.too-deep",
-                    class: DataClass::Secret,
-                },
-            });
+            out.push(too_deep(pointer));
             return;
         }
         match value {
@@ -529,17 +534,7 @@ impl Walker {
     ) {
         let options = self.options;
         if depth > MAX_JSON_DEPTH {
-            out.push(JsonRedacted {
-                pointer: pointer.clone(),
-                key: false,
-                redacted: Redacted {
-                    kind: "too-deep",
-                    start: 0,
-                    end: 0,
-                    rule: "secret.too-deep",
-                    class: DataClass::Secret,
-                },
-            });
+            out.push(too_deep(pointer));
             return;
         }
         match value {

@@ -85,7 +85,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .resolve_data_dir(args.common.data_dir.as_deref(), &super::env())
                 .ok();
             prelaunch = crate::command_pins::Recheck::for_run(
-                Some((&target.name, &target.pin_id, &args.command, target.mode)),
+                &target,
+                &args.command,
                 data_dir.as_deref(),
                 audit.log(),
             );

@@ -42,22 +42,6 @@ async fn audit_cli(args: &[&str]) -> (i32, String) {
     )
 }
 
-/// Every record of the log in `dir`, via `audit search --format json`.
-async fn records(dir: &Path) -> Vec<Value> {
-    let (code, out) = audit_cli(&[
-        "search",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--format",
-        "json",
-    ])
-    .await;
-    assert_eq!(code, 0, "{out}");
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn log_path(dir: &Path) -> PathBuf {
     dir.join("audit.jsonl")
 }
@@ -151,7 +135,7 @@ async fn a_real_session_is_recorded_and_verifies() {
         "session_end",
         "gateway_stop",
     ];
-    let all = records(dir.path()).await;
+    let all = crate::support::audit_records(dir.path()).await;
     let calls: Vec<&Value> = all.iter().filter(|r| r["event"] == "call").collect();
     // Digests, not values (DATA-1): the argument text is nowhere in the record.
     let echo_call = calls.iter().find(|r| r["name"] == "echo").unwrap();
@@ -241,7 +225,7 @@ async fn sigkill_mid_traffic_loses_no_answered_denial() {
         code, 0,
         "the log must verify up to its last complete record: {out}"
     );
-    let all = records(dir.path()).await;
+    let all = crate::support::audit_records(dir.path()).await;
     let count = |status: &str| {
         all.iter()
             .filter(|r| r["event"] == "call" && r["name"] == "echo" && r["status"] == status)
@@ -367,7 +351,7 @@ async fn full_capture_writes_values_with_secrets_redacted() {
     c.guard.wait(EXIT_BOUND).await.expect("run did not exit");
     let text = std::fs::read_to_string(log_path(dir.path())).unwrap();
     assert!(!text.contains(aws), "the key reached the audit log");
-    let all = records(dir.path()).await;
+    let all = crate::support::audit_records(dir.path()).await;
     let call = all
         .iter()
         .find(|r| r["event"] == "call" && r["name"] == "echo")
@@ -496,7 +480,7 @@ async fn authentication_attempts_are_recorded_without_credentials() {
     assert_eq!(ok.status, 200, "{}", ok.text);
     drop(guard);
 
-    let all = records(dir.path()).await;
+    let all = crate::support::audit_records(dir.path()).await;
     let auth: Vec<&Value> = all.iter().filter(|r| r["event"] == "auth").collect();
     assert!(
         auth.iter().any(|r| r["outcome"] == "success"
@@ -561,7 +545,7 @@ async fn decisions_name_their_session_and_report_mode_findings_are_audited() {
     c.close_stdin();
     c.guard.wait(EXIT_BOUND).await.expect("run did not exit");
 
-    let all = records(dir.path()).await;
+    let all = crate::support::audit_records(dir.path()).await;
     let starts: Vec<&Value> = all
         .iter()
         .filter(|r| r["event"] == "session_start")

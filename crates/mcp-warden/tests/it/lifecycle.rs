@@ -12,7 +12,7 @@ use warden_test::deps;
 use warden_test::http::HttpClient;
 use warden_test::stdio::StdioClient;
 
-use crate::support::{Serve, bin, run_command, toml_str};
+use crate::support::{Serve, run_command, toml_str};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -29,17 +29,9 @@ fn text(r: &Value) -> String {
 
 /// `upstream` audit records of the log in `dir`, via `audit search --format json`.
 async fn upstream_records(dir: &Path) -> Vec<Value> {
-    let out = tokio::process::Command::new(bin())
-        .args(["audit", "search", "--data-dir"])
-        .arg(dir)
-        .args(["--format", "json"])
-        .output()
+    crate::support::audit_records(dir)
         .await
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .into_iter()
         .filter(|r| r["event"] == "upstream")
         .collect()
 }

@@ -43,23 +43,6 @@ async fn create_key(dir: &Path, principal: &str) -> String {
     v["key"].as_str().unwrap().to_owned()
 }
 
-/// Every audit record of the log in `dir`.
-async fn audit_records(dir: &Path) -> Vec<Value> {
-    let out = Command::new(bin())
-        .args(["audit", "search", "--data-dir", dir.to_str().unwrap()])
-        .args(["--format", "json"])
-        .env("MCP_WARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// The samples of a scrape body: `name{labels}` -> value (the series exactly as rendered).
 fn samples(body: &str) -> BTreeMap<String, f64> {
     body.lines()
@@ -314,7 +297,7 @@ async fn counters_match_the_workload_and_the_audit_log() {
     assert!(!body.contains(&key) && !body.contains(wrong) && !body.contains("mwk_"));
 
     // Every request counter equals the number of call records in the audit log.
-    let records = audit_records(dir.path()).await;
+    let records = crate::support::audit_records(dir.path()).await;
     let mut from_log: BTreeMap<String, f64> = BTreeMap::new();
     for r in records.iter().filter(|r| r["event"] == "call") {
         let series = format!(
@@ -404,7 +387,7 @@ async fn counters_match_the_workload_and_the_audit_log() {
     let (s, body) = scrape_until(&http, &metrics_url, |s| ended(s) >= 1.0).await;
     assert_eq!(ended(&s), 1.0, "{body}");
     assert_eq!(get(&s, "warden_sessions_active"), 0.0, "{body}");
-    let records = audit_records(dir.path()).await;
+    let records = crate::support::audit_records(dir.path()).await;
     let end = records
         .iter()
         .find(|r| r["event"] == "session_end")

@@ -384,7 +384,8 @@ async fn allow_listed_egress_goes_through_the_gateways_proxy_only() {
     client.close_stdin();
     let status = client.guard.wait(BOUND).await.unwrap();
     assert!(status.success(), "the gateway exited cleanly: {status}");
-    let records = audit_records(&data).await;
+    let records = crate::support::audit_records(&data).await;
+    assert!(!records.is_empty(), "an audit log in {}", data.display());
     let egress = |action: &str| -> Vec<Value> {
         records
             .iter()
@@ -423,26 +424,4 @@ async fn allow_listed_egress_goes_through_the_gateways_proxy_only() {
     ] {
         assert!(!log.contains(leaked), "`{leaked}` in the audit log: {log}");
     }
-}
-
-/// Every record of the audit log in `data`, via `audit search --format json`.
-async fn audit_records(data: &std::path::Path) -> Vec<Value> {
-    let out = tokio::time::timeout(
-        BOUND,
-        tokio::process::Command::new(crate::support::bin())
-            .args(["audit", "search", "--data-dir"])
-            .arg(data)
-            .args(["--format", "json"])
-            .output(),
-    )
-    .await
-    .expect("audit search finished")
-    .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .collect();
-    assert!(!records.is_empty(), "an audit log in {}", data.display());
-    records
 }

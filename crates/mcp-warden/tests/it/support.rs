@@ -80,3 +80,26 @@ impl Serve {
         })
     }
 }
+
+/// Every record of the audit log in the data directory `dir`, read the way an operator would:
+/// `mcp-warden audit search --format json` (bounded in time; the command must succeed).
+pub async fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new(bin())
+            .args(["audit", "search", "--data-dir"])
+            .arg(dir)
+            .args(["--format", "json"])
+            .env("MCP_WARDEN_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("audit search finished in time")
+    .expect("audit search started");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record per line"))
+        .collect()
+}

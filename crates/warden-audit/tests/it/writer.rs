@@ -389,3 +389,37 @@ async fn taps_see_every_written_record_once_in_order() {
     let shown: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
     assert_eq!(on_disk, shown);
 }
+
+/// Records nobody waits for, pushed while the writer lingers after a batch (a push then does
+/// not signal it), still reach the file without a flush or a close: the writer wakes when its
+/// linger ends.
+#[tokio::test]
+async fn lingering_records_are_written_without_a_flush() {
+    let fx = Fixture::new();
+    let mut opts = fx.options();
+    opts.linger = std::time::Duration::from_millis(50);
+    let log = AuditLog::open(opts, None).unwrap();
+    // A durable record: written at once, and it starts a linger.
+    log.record_durable(call("delete_everything", Status::Denied))
+        .await
+        .unwrap();
+    // Pushed during the linger, so no push wakes the writer.
+    for i in 0..3 {
+        log.record(call(&format!("read_{i}"), Status::Result))
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let lines = fx.lines();
+        if lines.iter().filter(|l| l.contains("read_")).count() == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lingering records never written: {lines:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(fx.verify().unwrap().head_checked);
+    log.close().await.unwrap();
+}
