@@ -5,13 +5,19 @@
 //! (each installed guard names the controls it enforces), the sandbox as probed on this
 //! machine, the HTTP face, the audit log and the upstreams. Without `--config` the posture is
 //! that of zero-config `mcp-warden run`.
+//!
+//! In `serve` shape, when the `cross_server` guard is installed, the rows of the controls it
+//! names also carry the cross-server analysis of the tool definitions in the pin store
+//! (`check/cross_server.rs`): no upstream is contacted.
 
 mod command_pins;
 mod controls;
+mod cross_server;
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -27,7 +33,8 @@ pub(crate) enum CheckFormat {
     /// A table for people.
     #[default]
     Table,
-    /// `[{"id","status","reason"}]`.
+    /// `[{"id","status","reason"}]`; the MULTI-2 and PROMPT-7 rows of `serve` also carry
+    /// `cross_server` (see docs/scanner.md).
     Json,
 }
 
@@ -77,16 +84,40 @@ pub(crate) struct Row {
     pub(crate) id: &'static str,
     pub(crate) status: Status,
     pub(crate) reason: String,
+    /// The cross-server analysis of the pinned definitions, on the rows of the controls the
+    /// `cross_server` guard names (`serve` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cross_server: Option<Arc<cross_server::CrossServer>>,
 }
 
 #[derive(Default)]
-struct Claims(HashMap<&'static str, Vec<(Status, String)>>);
+struct Claims {
+    by_id: HashMap<&'static str, Vec<(Status, String)>>,
+    /// Reasons shown first whatever the status, each with the status it caps the row at.
+    notes: HashMap<&'static str, Vec<(Status, String)>>,
+}
 
 impl Claims {
     fn add(&mut self, ids: &[&'static str], status: Status, reason: impl Into<String>) {
         let reason = reason.into();
         for id in ids {
-            self.0.entry(id).or_default().push((status, reason.clone()));
+            self.by_id
+                .entry(id)
+                .or_default()
+                .push((status, reason.clone()));
+        }
+    }
+
+    /// A reason every row of `ids` shows first, capping its status at `cap` (a control
+    /// enforced by one guard is only `partial` while findings stand that another guard
+    /// only reports).
+    fn note(&mut self, ids: &[&'static str], cap: Status, reason: impl Into<String>) {
+        let reason = reason.into();
+        for id in ids {
+            self.notes
+                .entry(id)
+                .or_default()
+                .push((cap, reason.clone()));
         }
     }
 }
@@ -97,6 +128,8 @@ pub(crate) struct Built<'a> {
     pub(crate) serve: bool,
     pub(crate) pipeline: &'a warden_guard::Pipeline,
     pub(crate) sandbox: &'a warden_sandbox::Availability,
+    /// The cross-server analysis of the pin store, when the `cross_server` guard is installed.
+    pub(crate) cross: Option<Arc<cross_server::CrossServer>>,
 }
 
 fn sandbox_claims(b: &Built<'_>, c: &mut Claims) {
@@ -493,19 +526,22 @@ pub(crate) fn report(built: &Built<'_>) -> Vec<Row> {
     face_claims(built, &mut claims);
     upstream_claims(built, &mut claims);
     always_claims(built, &mut claims);
+    cross_server_claims(built, &mut claims);
     for (id, why) in controls::OUT_OF_REACH {
         claims.add(&[id], Status::NotApplicable, *why);
     }
     controls::IDS
         .iter()
         .map(|id| {
-            let list = claims.0.remove(id).unwrap_or_default();
+            let list = claims.by_id.remove(id).unwrap_or_default();
+            let notes = claims.notes.remove(id).unwrap_or_default();
             let best = list.iter().map(|(s, _)| *s).max();
-            match best {
+            let mut row = match best {
                 None => Row {
                     id,
                     status: Status::Off,
                     reason: "nothing in this configuration enforces it".into(),
+                    cross_server: None,
                 },
                 Some(status) => {
                     let mut reasons: Vec<String> = list
@@ -518,11 +554,67 @@ pub(crate) fn report(built: &Built<'_>) -> Vec<Row> {
                         id,
                         status,
                         reason: reasons.join("; "),
+                        cross_server: None,
                     }
                 }
+            };
+            if !notes.is_empty() {
+                let mut reasons: Vec<String> = Vec::with_capacity(notes.len() + 1);
+                for (cap, reason) in notes {
+                    row.status = row.status.min(cap);
+                    reasons.push(reason);
+                }
+                reasons.push(row.reason);
+                row.reason = reasons.join("; ");
             }
+            if warden_content::cross::CONTROLS.contains(id) {
+                row.cross_server = built.cross.clone();
+            }
+            row
         })
         .collect()
+}
+
+/// The `cross_server` guard reports, never withholds: with findings on the definitions the
+/// pin store says clients are served, its controls are `partial` (whatever another guard
+/// enforces for them), and the reason counts the findings.
+fn cross_server_claims(b: &Built<'_>, c: &mut Claims) {
+    let Some(cross) = &b.cross else {
+        return;
+    };
+    let cap = if cross.findings.is_empty() && !cross.unreadable() {
+        Status::Enforced
+    } else {
+        Status::Partial
+    };
+    c.note(warden_content::cross::CONTROLS, cap, cross.reason());
+}
+
+/// The table for people: one line per row, the totals, then the cross-server analysis.
+fn render_table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let s = match r.status {
+            Status::NotApplicable => "n/a",
+            Status::Off => "off",
+            Status::Partial => "partial",
+            Status::Enforced => "enforced",
+        };
+        out.push_str(&format!("{:<10} {:<9} {}\n", r.id, s, r.reason));
+    }
+    let count = |s: Status| rows.iter().filter(|r| r.status == s).count();
+    out.push_str(&format!(
+        "\n{} enforced, {} partial, {} off, {} n/a ({} controls)\n",
+        count(Status::Enforced),
+        count(Status::Partial),
+        count(Status::Off),
+        count(Status::NotApplicable),
+        rows.len()
+    ));
+    if let Some(cross) = rows.iter().find_map(|r| r.cross_server.as_ref()) {
+        out.push_str(&cross.table(warden_content::cross::CONTROLS));
+    }
+    out
 }
 
 /// Runs `check`.
@@ -555,11 +647,29 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         },
     ))?;
     let sandbox = crate::sandbox::availability();
+    // The cross-server guard compares the lists of several upstreams as they pass; offline,
+    // the pin store holds the definitions it would compare.
+    let cross = if serve
+        && pipeline
+            .installed()
+            .any(|(_, g)| g.name() == warden_content::cross::NAME)
+    {
+        let data_dir = config
+            .resolve_data_dir(args.common.data_dir.as_deref(), &env)
+            .map_err(|e| e.to_string());
+        Some(Arc::new(runtime.block_on(cross_server::from_pins(
+            cross_server::serve_targets(&config),
+            data_dir.as_deref().map_err(Clone::clone),
+        ))))
+    } else {
+        None
+    };
     let rows = report(&Built {
         config: &config,
         serve,
         pipeline: &pipeline,
         sandbox,
+        cross,
     });
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -567,28 +677,7 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &rows)?;
             writeln!(out)?;
         }
-        CheckFormat::Table => {
-            for r in &rows {
-                let s = serde_json::to_value(r.status)?;
-                writeln!(
-                    out,
-                    "{:<10} {:<9} {}",
-                    r.id,
-                    s.as_str().unwrap_or(""),
-                    r.reason
-                )?;
-            }
-            let count = |s: Status| rows.iter().filter(|r| r.status == s).count();
-            writeln!(
-                out,
-                "\n{} enforced, {} partial, {} off, {} n/a ({} controls)",
-                count(Status::Enforced),
-                count(Status::Partial),
-                count(Status::Off),
-                count(Status::NotApplicable),
-                rows.len()
-            )?;
-        }
+        CheckFormat::Table => out.write_all(render_table(&rows).as_bytes())?,
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -626,6 +715,147 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, controls::IDS);
+    }
+
+    /// A serve-shaped report whose pipeline has the definition guard and the cross-server
+    /// guard, with `cross` as the analysis of the pin store.
+    fn serve_rows(cross: cross_server::CrossServer) -> Vec<Row> {
+        let config = Config::default();
+        let targets = ["alpha", "beta"]
+            .map(|name| crate::commands::content::ContentTarget {
+                name: name.into(),
+                config: config.content,
+                namespace: true,
+            })
+            .into();
+        let pipeline = crate::commands::content::install(
+            warden_guard::Pipeline::passthrough(),
+            &config,
+            targets,
+        );
+        report(&Built {
+            config: &config,
+            serve: true,
+            pipeline: &pipeline,
+            sandbox: &warden_sandbox::Availability::none("not probed in unit tests"),
+            cross: Some(Arc::new(cross)),
+        })
+    }
+
+    fn pinned(upstream: &str, names: &[&str]) -> Option<cross_server::Stored> {
+        let records = names
+            .iter()
+            .map(|name| {
+                let definition = serde_json::json!({"name": name, "description": "A tool."});
+                warden_pins::ToolRecord {
+                    v: warden_pins::record::RECORD_VERSION,
+                    kind: warden_pins::record::Kind::Tool,
+                    upstream: upstream.into(),
+                    tool: (*name).into(),
+                    pinned: Some(warden_pins::Snapshot {
+                        hash: warden_pins::definition_hash(&definition),
+                        definition,
+                        seen_at: 0,
+                    }),
+                    pending: None,
+                    removed_at: None,
+                }
+            })
+            .collect();
+        Some(cross_server::Stored::Records {
+            records,
+            baseline: true,
+        })
+    }
+
+    fn analysed(alpha: &[&str], beta: &[&str]) -> cross_server::CrossServer {
+        let target = |name: &str| cross_server::Target {
+            upstream: name.into(),
+            pin_id: name.into(),
+            pinning: warden_config::PinningMode::Block,
+            poisoning: warden_config::DefinitionMode::Block,
+        };
+        cross_server::analyse(
+            &[target("alpha"), target("beta")],
+            vec![pinned("alpha", alpha), pinned("beta", beta)],
+        )
+    }
+
+    #[test]
+    fn cross_server_findings_make_its_controls_partial_and_are_carried_on_their_rows() {
+        // Proves: MULTI-2 (findings on the pinned lists are counted and listed)
+        let rows = serve_rows(analysed(&["echo", "fetch"], &["echo"]));
+        for id in warden_content::cross::CONTROLS {
+            let row = rows.iter().find(|r| r.id == *id).unwrap();
+            assert_eq!(row.status, Status::Partial, "{row:?}");
+            assert!(
+                row.reason.starts_with("2 cross-server findings on the pinned tool definitions clients are served (alpha, beta); the `cross_server` guard reports them and withholds nothing; "),
+                "{row:?}"
+            );
+            // The guards' own claims follow.
+            assert!(
+                row.reason
+                    .contains("guard `cross_server` in stage Poisoning"),
+                "{row:?}"
+            );
+            let json = serde_json::to_value(row).unwrap();
+            assert_eq!(json["cross_server"]["source"], "pins");
+            assert_eq!(
+                json["cross_server"]["findings"].as_array().unwrap().len(),
+                2
+            );
+            assert_eq!(
+                json["cross_server"]["findings"][0]["rule"],
+                "poison.name-collision"
+            );
+            assert_eq!(json["cross_server"]["findings"][0]["upstream"], "alpha");
+            assert_eq!(json["cross_server"]["findings"][0]["tool"], "echo");
+            assert_eq!(json["cross_server"]["findings"][0]["field"], "name");
+            assert_eq!(json["cross_server"]["findings"][0]["severity"], "high");
+        }
+        // Every other row keeps the documented shape.
+        for row in rows
+            .iter()
+            .filter(|r| !warden_content::cross::CONTROLS.contains(&r.id))
+        {
+            let json = serde_json::to_value(row).unwrap();
+            let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["id", "status", "reason"], "{json}");
+        }
+        let table = render_table(&rows);
+        assert_eq!(
+            table
+                .matches("Cross-server analysis (MULTI-2, PROMPT-7)")
+                .count(),
+            1,
+            "the section is printed once: {table}"
+        );
+        assert!(
+            table.contains("  high     poison.name-collision            alpha/echo at name[0..4]: same name as `echo` of server `beta`\n"),
+            "{table}"
+        );
+        assert!(
+            table
+                .contains("\n2 findings (reported by the `cross_server` guard, never withheld):\n"),
+            "{table}"
+        );
+        let multi = table.lines().find(|l| l.starts_with("MULTI-2 ")).unwrap();
+        assert!(
+            multi.starts_with("MULTI-2    partial   2 cross-server findings"),
+            "{multi}"
+        );
+    }
+
+    #[test]
+    fn clean_pinned_lists_leave_the_controls_enforced_and_say_so() {
+        let rows = serve_rows(analysed(&["fetch"], &["add_tool"]));
+        let row = rows.iter().find(|r| r.id == "MULTI-2").unwrap();
+        assert_eq!(row.status, Status::Enforced, "{row:?}");
+        assert!(
+            row.reason.starts_with("no cross-server finding on the pinned tool definitions clients are served (alpha, beta)"),
+            "{row:?}"
+        );
+        assert!(render_table(&rows).ends_with("No cross-server findings.\n"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod alerts;
 mod audit;
 mod auth;
 mod check;
+mod check_cross_server;
 mod command_pins;
 mod conformance;
 mod content;
