@@ -136,7 +136,7 @@ fn routes_progress_by_token_and_restores_the_callers_token() {
     }
 }
 
-fn notes_of(pending: &Pending, id: &Id) -> mpsc::Sender<Message> {
+fn notes_of(pending: &Pending, id: &Id) -> NoteSender {
     pending.entries[id].notes.clone()
 }
 
