@@ -217,11 +217,18 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let depth_left = self.enter()?;
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!("{DUPLICATE_PREFIX}{key:?}")));
+            // One hash per key: the entry both detects the duplicate and takes the value.
+            match out.entry(key) {
+                serde_json::map::Entry::Occupied(e) => {
+                    return Err(de::Error::custom(format_args!(
+                        "{DUPLICATE_PREFIX}{:?}",
+                        e.key()
+                    )));
+                }
+                serde_json::map::Entry::Vacant(e) => {
+                    e.insert(map.next_value_seed(StrictSeed { depth_left })?);
+                }
             }
-            let v = map.next_value_seed(StrictSeed { depth_left })?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }
