@@ -312,18 +312,46 @@ fn pick(role: Role, ids: (&'static str, &'static str)) -> &'static str {
     }
 }
 
-/// Clause boundaries (offsets just after a clause terminator) and, per clause, whether it
-/// holds a quotation mark or `<` (for the "citing an attack" downgrade).
-fn clauses_of(folded: &str) -> (Vec<usize>, Vec<bool>) {
+/// Bytes [`clauses_of`] acts on: quotation marks, `<`, the ASCII terminators and the UTF-8
+/// lead bytes of the CJK and Arabic ones (`。` 0xE3, `！` `？` `；` 0xEF, `؟` 0xD8). Every
+/// other byte is skipped without decoding.
+const CLAUSE_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let bytes = [
+        b'\'', b'"', b'<', b'\n', b'.', b'!', b'?', b';', 0xD8, 0xE3, 0xEF,
+    ];
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// The clauses of a folded string: boundaries (offsets just after a clause terminator) and,
+/// per clause, whether it holds a quotation mark or `<` (for the "citing an attack"
+/// downgrade). Computed once per string and shared by the plain and the ROT13 evaluation.
+#[derive(Debug, Default)]
+pub(crate) struct Clauses {
+    ends: Vec<usize>,
+    quoted: Vec<bool>,
+}
+
+/// The clauses of `folded` (see [`Clauses`]).
+pub(crate) fn clauses_of(folded: &str) -> Clauses {
     let b = folded.as_bytes();
     let mut ends = Vec::new();
     let mut quoted = vec![false];
-    for (i, &x) in b.iter().enumerate() {
+    let mut i = 0;
+    while let Some(p) = b[i..].iter().position(|&x| CLAUSE_BYTES[usize::from(x)]) {
+        i += p;
+        let x = b[i];
         if x < 0x80 {
             if matches!(x, b'\'' | b'"' | b'<') {
                 if let Some(q) = quoted.last_mut() {
                     *q = true;
                 }
+                i += 1;
                 continue;
             }
             let end = i + 1;
@@ -340,7 +368,7 @@ fn clauses_of(folded: &str) -> (Vec<usize>, Vec<bool>) {
                 ends.push(end);
                 quoted.push(false);
             }
-        } else if x >= 0xC0 {
+        } else {
             // Start of a multi-byte character: CJK and Arabic terminators.
             let c = folded[i..].chars().next().unwrap_or(' ');
             if matches!(c, '。' | '！' | '？' | '；' | '؟') {
@@ -348,8 +376,9 @@ fn clauses_of(folded: &str) -> (Vec<usize>, Vec<bool>) {
                 quoted.push(false);
             }
         }
+        i += 1;
     }
-    (ends, quoted)
+    Clauses { ends, quoted }
 }
 
 /// `e.g.`, `i.e.`, `etc.`, `vs.`, single letters: a dot that does not end a sentence.
@@ -370,18 +399,24 @@ struct Clause {
     any: bool,
 }
 
-/// Evaluates the rules on the cue hits of one string. `hits` may be in any order.
+/// Evaluates the rules on the cue hits of one string, whose clauses are `clauses`
+/// ([`clauses_of`] of the folded text). `hits` may be in any order.
 pub(crate) fn evaluate(
     folded: &Folded,
+    clauses: &Clauses,
     hits: &mut [Hit],
     role: Role,
     strong_only: bool,
 ) -> Vec<Fired> {
+    if hits.is_empty() {
+        // No clause holds a cue: no window is evaluated and no rule fires.
+        return Vec::new();
+    }
     let text = &folded.text;
     hits.sort_by_key(|h| h.start);
-    let (ends, quoted) = clauses_of(text);
+    let (ends, quoted) = (&clauses.ends, &clauses.quoted);
     let mut clauses = vec![Clause::default(); ends.len() + 1];
-    for (c, q) in clauses.iter_mut().zip(&quoted) {
+    for (c, q) in clauses.iter_mut().zip(quoted) {
         if *q {
             c.cues.add(Cue::Quote);
         }

@@ -144,6 +144,20 @@ const ROLE_WORDS: &[&str] = &[
     "المساعد",
 ];
 
+/// The ASCII first letters of [`ROLE_WORDS`].
+const ROLE_ASCII_FIRST: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < ROLE_WORDS.len() {
+        let first = ROLE_WORDS[i].as_bytes()[0];
+        if first < 0x80 {
+            t[first as usize] = true;
+        }
+        i += 1;
+    }
+    t
+};
+
 pub(crate) fn structure(
     s: &str,
     folded: &Folded,
@@ -381,6 +395,20 @@ fn role_lines(s: &str, role: Role, cues_in: &dyn Fn(usize, usize) -> usize, st: 
         let trimmed = line.trim_start_matches(|c: char| {
             c.is_whitespace() || matches!(c, '#' | '*' | '>' | '-' | '[' | '<' | '|')
         });
+        // Most lines start with no role word's first letter: rejected before any other work
+        // (`lower` below starts with the lower case of the line's first character).
+        let Some(first) = trimmed.chars().next() else {
+            continue;
+        };
+        let first = first.to_lowercase().next().unwrap_or(first);
+        let may_start_role = if first.is_ascii() {
+            ROLE_ASCII_FIRST[first as usize]
+        } else {
+            ROLE_WORDS.iter().any(|w| w.starts_with(first))
+        };
+        if !may_start_role {
+            continue;
+        }
         let offset = start + (line.len() - trimmed.len());
         // A role label ends in a colon within its first 32 bytes; most lines have none.
         let head_end = (0..=trimmed.len().min(32))
@@ -462,14 +490,23 @@ fn has_placeholder(url: &str) -> bool {
         || url.contains("...")
 }
 
+/// The starts of what [`images_and_templates`] looks at.
+static IMAGE_OR_URL: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(["![", "http://", "https://"])
+            .expect("three short literals fit the automaton size limits")
+    });
+
 /// Markdown images (`![x](https://host/p?q=...)`) and URL templates with placeholders.
 fn images_and_templates(s: &str, role: Role, st: &mut Structure) {
     let b = s.as_bytes();
     let mut i = 0;
     while i + 1 < b.len() {
-        // Jump to the next `!` or `h`, the only bytes that can start an image or a URL.
-        match s[i..].find(['!', 'h']) {
-            Some(p) => i += p,
+        // Jump to the next `![`, `http://` or `https://` (a vectorised search).
+        match IMAGE_OR_URL.find(aho_corasick::Input::new(b).span(i..b.len())) {
+            Some(m) => i = m.start(),
             None => break,
         }
         if i + 1 >= b.len() {
@@ -586,7 +623,11 @@ fn identifiers(s: &str, folded: &Folded, vocab: &[&str], st: &mut Structure) {
     // moves forward.
     let mut i = 0;
     while i < b.len() {
-        let Some(anchor) = s[i..].find(['_', '`']).map(|p| p + i) else {
+        let Some(anchor) = b[i..]
+            .iter()
+            .position(|&c| c == b'_' || c == b'`')
+            .map(|p| p + i)
+        else {
             break;
         };
         let mut start = anchor;
@@ -689,9 +730,17 @@ fn texty(bytes: &[u8]) -> Option<String> {
     (printable * 100 >= total * 95 && letters * 2 >= total).then(|| s.to_owned())
 }
 
-fn b64_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
-}
+/// Bytes an encoded run is made of: base64 (both alphabets), `=` and `%`.
+const RUN_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let x = c as u8;
+        t[c] = x.is_ascii_alphanumeric() || matches!(x, b'+' | b'/' | b'-' | b'_' | b'=' | b'%');
+        c += 1;
+    }
+    t
+};
 
 /// Base64, hex and percent-encoded runs that decode to text. The decoded bytes of all runs
 /// together never exceed the input length (each decoding shrinks its run).
@@ -701,25 +750,33 @@ pub(crate) fn encoded_runs(s: &str) -> Vec<Encoded> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if !b64_byte(b[i]) && b[i] != b'%' {
-            i += 1;
+        // A run starts at a base64 byte or `%` (not at `=`) and goes on over run bytes.
+        let Some(p) = b[i..]
+            .iter()
+            .position(|&x| RUN_BYTE[usize::from(x)] && x != b'=')
+        else {
+            break;
+        };
+        let start = i + p;
+        let j = b[start..]
+            .iter()
+            .position(|&x| !RUN_BYTE[usize::from(x)])
+            .map_or(b.len(), |q| start + q);
+        i = j.max(start + 1);
+        // Runs shorter than any encoding this reports (4 percent escapes, 32 hex digits,
+        // 20 base64 characters) are words, numbers and identifiers: skipped.
+        if j - start < 12 {
             continue;
         }
-        let start = i;
-        let mut j = i;
-        let mut percent = 0usize;
-        while j < b.len() && (b64_byte(b[j]) || b[j] == b'=' || b[j] == b'%') {
-            if b[j] == b'%'
-                && j + 2 < b.len()
-                && b[j + 1].is_ascii_hexdigit()
-                && b[j + 2].is_ascii_hexdigit()
-            {
-                percent += 1;
-            }
-            j += 1;
-        }
         let run = &s[start..j];
-        i = j.max(i + 1);
+        let percent = (start..j)
+            .filter(|&k| {
+                b[k] == b'%'
+                    && k + 2 < b.len()
+                    && b[k + 1].is_ascii_hexdigit()
+                    && b[k + 2].is_ascii_hexdigit()
+            })
+            .count();
         if percent >= 4 {
             if let Some(text) = texty(&percent_decode(run.as_bytes())) {
                 out.push(Encoded {

@@ -321,8 +321,20 @@ pub struct JsonRedacted {
     pub redacted: Redacted,
 }
 
-fn escape_pointer(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
+/// Appends `segment` to a JSON pointer, escaped (`~` as `~0`, `/` as `~1`); most keys need
+/// no escaping and are copied as they are.
+fn push_escaped(pointer: &mut String, segment: &str) {
+    if !segment.contains(['~', '/']) {
+        pointer.push_str(segment);
+        return;
+    }
+    for c in segment.chars() {
+        match c {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            c => pointer.push(c),
+        }
+    }
 }
 
 /// Redacts every string value and object key of `value` in place under `options`, keeping it
@@ -495,7 +507,7 @@ impl Walker {
                 for ((name, mut member), binary) in old.into_iter().zip(binary) {
                     let len = pointer.len();
                     pointer.push('/');
-                    pointer.push_str(&escape_pointer(&name));
+                    push_escaped(pointer, &name);
                     if !binary {
                         self.walk(&mut member, pointer, Some(&name), depth + 1, out);
                     }
@@ -560,7 +572,7 @@ impl Walker {
                 for (name, member) in map {
                     let len = pointer.len();
                     pointer.push('/');
-                    pointer.push_str(&escape_pointer(name));
+                    push_escaped(pointer, name);
                     if !self.is_binary(map, name) {
                         self.scan(member, pointer, Some(name), depth + 1, out);
                     }

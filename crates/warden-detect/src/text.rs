@@ -188,7 +188,13 @@ fn scan_inner(field: &str, s: &str, role: Role, vocab: &[&str], depth: u8, out: 
             format!("{}: \"{}\"", raw.evidence, snippet(&s[raw.start..raw.end])),
         ));
     }
-    for f in injection::evaluate(&folded, &mut hits, role, false) {
+    // The clauses are needed only when there is a cue to place in them.
+    let clauses = if hits.is_empty() && rotated.is_empty() {
+        injection::Clauses::default()
+    } else {
+        injection::clauses_of(&folded.text)
+    };
+    for f in injection::evaluate(&folded, &clauses, &mut hits, role, false) {
         let (a, b) = folded.original_span(s, f.start, f.end);
         out.push(mk(
             f.rule,
@@ -202,7 +208,7 @@ fn scan_inner(field: &str, s: &str, role: Role, vocab: &[&str], depth: u8, out: 
     // 5. The ROT13 view, matched in the same automaton pass: strong rules only (a rotated
     // text has no business matching "ignore previous instructions").
     if !rotated.is_empty() {
-        for f in injection::evaluate(&folded, &mut rotated, role, true) {
+        for f in injection::evaluate(&folded, &clauses, &mut rotated, role, true) {
             let (a, b) = folded.original_span(s, f.start, f.end);
             let rule = match role {
                 Role::Content => poison::rules::ENCODED.1,

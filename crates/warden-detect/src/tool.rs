@@ -43,11 +43,16 @@ pub struct ServerTools<'a> {
     pub tools: &'a [Value],
 }
 
-fn join(prefix: &str, segment: &str) -> String {
-    let plain = !segment.is_empty()
+/// Whether a key is written as `.key` in a field path (else as `["key"]`).
+fn is_plain_segment(segment: &str) -> bool {
+    !segment.is_empty()
         && segment
             .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'$'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'$'))
+}
+
+fn join(prefix: &str, segment: &str) -> String {
+    let plain = is_plain_segment(segment);
     let seg = if plain {
         segment.to_owned()
     } else {
@@ -143,26 +148,57 @@ fn segments(path: &str) -> Option<Vec<Segment>> {
 /// Calls `f(path, string, is_key)` for every string and every object key in `value`, in
 /// document order. Depth-first with an explicit stack, so deep nesting cannot overflow.
 pub(crate) fn walk_strings(value: &Value, prefix: &str, f: &mut dyn FnMut(&str, &str, bool)) {
-    let mut stack: Vec<(String, &Value)> = vec![(prefix.to_owned(), value)];
-    while let Some((path, v)) = stack.pop() {
-        match v {
-            Value::String(s) => f(&path, s, false),
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate().rev() {
-                    stack.push((format!("{path}[{i}]"), item));
-                }
+    let mut path = String::with_capacity(prefix.len() + 64);
+    path.push_str(prefix);
+    walk_strings_in(value, &mut path, f);
+}
+
+/// [`walk_strings`] with one path buffer for the whole walk: each segment is appended before a
+/// child is visited and cut off after, so no path is allocated per string. Recursive: a
+/// `Value` is no deeper than its own (recursive) drop allows, and decoded ones are bounded by
+/// the decoder's depth limit.
+fn walk_strings_in(value: &Value, path: &mut String, f: &mut dyn FnMut(&str, &str, bool)) {
+    match value {
+        Value::String(s) => f(path, s, false),
+        Value::Array(items) => {
+            let len = path.len();
+            for (i, item) in items.iter().enumerate() {
+                use std::fmt::Write as _;
+                // Writing to a `String` cannot fail.
+                let _ = write!(path, "[{i}]");
+                walk_strings_in(item, path, f);
+                path.truncate(len);
             }
-            Value::Object(map) => {
-                let mut children = Vec::with_capacity(map.len());
-                for (k, child) in map {
-                    let p = join(&path, k);
-                    f(&format!("{p}#key"), k, true);
-                    children.push((p, child));
-                }
-                stack.extend(children.into_iter().rev());
-            }
-            _ => {}
         }
+        Value::Object(map) => {
+            let len = path.len();
+            for k in map.keys() {
+                push_segment(path, k);
+                path.push_str("#key");
+                f(path, k, true);
+                path.truncate(len);
+            }
+            for (k, child) in map {
+                push_segment(path, k);
+                walk_strings_in(child, path, f);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Appends `segment` to `path` as [`join`] joins them.
+fn push_segment(path: &mut String, segment: &str) {
+    if is_plain_segment(segment) {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(segment);
+    } else {
+        path.push('[');
+        path.push_str(&serde_json::to_string(segment).unwrap_or_default());
+        path.push(']');
     }
 }
 

@@ -243,6 +243,9 @@ pub(crate) fn warm_up() {
 /// assert_eq!(key_kind("token_type"), None);
 /// ```
 pub fn key_kind(name: &str) -> Option<KeyKind> {
+    if !may_name_secret(name) {
+        return None;
+    }
     let lower = name.to_ascii_lowercase();
     // A redacted name says nothing about its value any more (and the marker's own kind,
     // `[REDACTED:private-key]`, must not make it look secret-like on a second pass).
@@ -282,6 +285,29 @@ pub fn key_kind(name: &str) -> Option<KeyKind> {
         .iter()
         .any(|k| compact.contains(k))
         .then_some(KeyKind::Token)
+}
+
+/// Every name [`key_kind`] accepts contains one of these in its lowercase letters and digits
+/// (`password`, `passwd`, `passphrase` contain `pass`; `apikey`, `accesskey`, `authkey`,
+/// `privatekey` contain `key`).
+const SECRET_NAME_STEMS: [&[u8]; 6] = [b"pass", b"pwd", b"secret", b"token", b"key", b"credential"];
+
+/// The allocation-free first test of [`key_kind`]: most JSON keys (`type`, `text`, `content`)
+/// contain no stem of a secret's name and are rejected here.
+fn may_name_secret(name: &str) -> bool {
+    if name.len() > 64 {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
+        buf[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    let compact = &buf[..n];
+    SECRET_NAME_STEMS
+        .iter()
+        .any(|stem| compact.windows(stem.len()).any(|w| w == *stem))
 }
 
 /// Whether `value` assigned to a name of kind `kind` looks like a real secret rather than a

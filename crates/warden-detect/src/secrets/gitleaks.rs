@@ -284,6 +284,12 @@ struct Rule {
     assignment: bool,
     /// For assignment-template rules, where matches lie around the operator.
     assignment_reach: Option<AssignmentReach>,
+    /// For rules without a longest match whose keyword is part of the match, where matches
+    /// lie around a keyword occurrence.
+    around: Option<super::reach::Around>,
+    /// Every match starts with a keyword of the rule (its pattern starts with a literal that
+    /// starts with the keyword): windows start at keyword occurrences.
+    starts_with_keyword: bool,
 }
 
 /// A match of one rule: the rule and the byte span of the secret in the input.
@@ -412,10 +418,20 @@ fn repetition_len(s: &str) -> Option<usize> {
 }
 
 fn compile(pattern: &str) -> Result<(Regex, Option<usize>), String> {
+    compile_with_around(pattern).map(|(regex, max_len, _)| (regex, max_len))
+}
+
+/// [`compile`], with where matches lie around a keyword they contain when the pattern has no
+/// longest match (see [`super::reach::Around`]).
+fn compile_with_around(pattern: &str) -> Result<(Regex, Option<usize>, Shape), String> {
     let translated = translate(pattern);
     let hir = syntax::parse_with(&translated, &syntax::Config::new().nest_limit(250))
         .map_err(|e| e.to_string())?;
     let max_len = hir.properties().maximum_len();
+    let around = Shape {
+        around: super::reach::Around::of(&hir),
+        prefix: leading_literal(&hir),
+    };
     let regex = meta::Builder::new()
         .configure(
             meta::Config::new()
@@ -428,7 +444,30 @@ fn compile(pattern: &str) -> Result<(Regex, Option<usize>), String> {
         )
         .build_from_hir(&hir)
         .map_err(|e| e.to_string())?;
-    Ok((regex, max_len))
+    Ok((regex, max_len, around))
+}
+
+/// What the scanner uses of a pattern's structure to place its windows.
+struct Shape {
+    /// See [`super::reach::Around`].
+    around: Option<super::reach::Around>,
+    /// The literal every match starts with (after zero-width assertions), if any.
+    prefix: Option<Vec<u8>>,
+}
+
+/// The literal every match of `hir` starts with, looking through captures and leading
+/// zero-width assertions (`\b`).
+fn leading_literal(hir: &regex_syntax::hir::Hir) -> Option<Vec<u8>> {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Literal(lit) => Some(lit.0.to_vec()),
+        HirKind::Capture(cap) => leading_literal(&cap.sub),
+        HirKind::Concat(subs) => subs
+            .iter()
+            .find(|s| !matches!(s.kind(), HirKind::Look(_)))
+            .and_then(leading_literal),
+        _ => None,
+    }
 }
 
 /// Compiles several patterns into one automaton that matches when any of them does.
@@ -516,7 +555,7 @@ fn compile_rule(def: &'static RuleDef) -> Result<Rule, String> {
     if def.keywords.is_empty() {
         return Err("has no keywords to gate it".to_owned());
     }
-    let (regex, max_len) = compile(&pattern)?;
+    let (regex, max_len, shape) = compile_with_around(&pattern)?;
     let mut allow = Vec::new();
     for list in def.allowlists {
         let patched: Vec<String> = list
@@ -536,6 +575,25 @@ fn compile_rule(def: &'static RuleDef) -> Result<Rule, String> {
     }
     let assignment = keywords_name_the_value(&pattern, def.keywords);
     let assignment_reach = assignment.then(|| AssignmentReach::of(&pattern)).flatten();
+    let distant_keywords = !assignment && {
+        let lower = pattern.to_ascii_lowercase();
+        !def.keywords
+            .iter()
+            .all(|k| lower.contains(&k.to_ascii_lowercase()))
+    };
+    // Only for rules whose keyword is part of the match (assignment-template rules are
+    // searched around their operator instead).
+    let around = shape.around.filter(|_| !distant_keywords && !assignment);
+    // Every match starts with one of the rule's keywords: it is found from the keyword
+    // occurrence at its start, so windows need not reach back from a keyword.
+    let starts_with_keyword = !assignment
+        && around.is_none()
+        && shape.prefix.is_some_and(|prefix| {
+            let prefix = prefix.to_ascii_lowercase();
+            def.keywords
+                .iter()
+                .any(|k| !k.is_empty() && prefix.starts_with(k.to_ascii_lowercase().as_bytes()))
+        });
     Ok(Rule {
         def,
         regex,
@@ -546,12 +604,9 @@ fn compile_rule(def: &'static RuleDef) -> Result<Rule, String> {
         assignment_reach,
         // A keyword matched by the name part of the assignment template is part of the match;
         // otherwise a keyword the pattern does not spell may be elsewhere.
-        distant_keywords: !assignment && {
-            let lower = pattern.to_ascii_lowercase();
-            !def.keywords
-                .iter()
-                .all(|k| lower.contains(&k.to_ascii_lowercase()))
-        },
+        distant_keywords,
+        around,
+        starts_with_keyword,
     })
 }
 
@@ -669,13 +724,21 @@ impl Gitleaks {
     /// Every match of every rule in `text`, each with the span of the secret; and every
     /// occurrence of an extra keyword (overlapping occurrences included), in order of their end.
     pub(crate) fn scan(&self, text: &str) -> (Vec<RuleMatch>, Vec<Range<usize>>) {
+        // Most strings of a result name no keyword: they cost one automaton pass and none of
+        // the per-rule state below (which is sized by the rule count, not by the text).
+        let mut hits = self.keywords.find_overlapping_iter(text).peekable();
+        if hits.peek().is_none() {
+            return (Vec::new(), Vec::new());
+        }
         let mut extra_hits = Vec::new();
         let mut windows: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.rules.len()];
         // The operator each rule's last operator window was built for: several keywords of one
         // name (`api_key_token =`) share an operator and so a window.
         let mut last_operator: Vec<usize> = vec![usize::MAX; self.rules.len()];
+        // What each rule's keyword-run walks have seen (rules with `around` only).
+        let mut seen: Vec<super::reach::Seen> = vec![Default::default(); self.rules.len()];
         let bytes = text.as_bytes();
-        for hit in self.keywords.find_overlapping_iter(text) {
+        for hit in hits {
             if self.keyword_extra[hit.pattern().as_usize()] {
                 extra_hits.push(hit.range());
             }
@@ -700,6 +763,9 @@ impl Gitleaks {
                         }
                         None => keyword_window(rule, text, hit.range()),
                     }
+                } else if let Some(around) = &rule.around {
+                    let w = around.window(bytes, hit.range(), UNBOUNDED_WINDOW, &mut seen[index]);
+                    floor_boundary(text, w.start)..ceil_boundary(text, w.end)
                 } else {
                     keyword_window(rule, text, hit.range())
                 };
@@ -835,7 +901,9 @@ impl Gitleaks {
 
 /// The window around a keyword hit that holds every match of `rule` containing it: the rule's
 /// longest match (or [`UNBOUNDED_WINDOW`]) each side, plus [`KEYWORD_SLACK`] for rules whose
-/// keyword may lie outside the match.
+/// keyword may lie outside the match. For rules whose matches start with a keyword, only
+/// forward: a match containing the hit also contains the keyword occurrence it starts with,
+/// whose own window holds it.
 fn keyword_window(rule: &Rule, text: &str, hit: Range<usize>) -> Range<usize> {
     let slack = if rule.distant_keywords {
         KEYWORD_SLACK
@@ -846,7 +914,8 @@ fn keyword_window(rule: &Rule, text: &str, hit: Range<usize>) -> Range<usize> {
         .max_len
         .unwrap_or(UNBOUNDED_WINDOW)
         .saturating_add(slack);
-    floor_boundary(text, hit.start.saturating_sub(reach))
+    let back = if rule.starts_with_keyword { 0 } else { reach };
+    floor_boundary(text, hit.start.saturating_sub(back))
         ..ceil_boundary(text, hit.end.saturating_add(reach))
 }
 

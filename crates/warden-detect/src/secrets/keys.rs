@@ -4,6 +4,7 @@
 
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use base64::Engine as _;
 use regex_automata::Input;
 use regex_automata::meta::Regex;
@@ -24,6 +25,10 @@ struct Patterns {
     pem_begin: Regex,
     jwt: Regex,
     wallet_context: Regex,
+    /// `-----BEGIN `, searched with a vectorised substring search.
+    pem_marker: AhoCorasick,
+    /// `eyJ`, the start of every JWT, likewise.
+    jwt_marker: AhoCorasick,
 }
 
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
@@ -34,8 +39,16 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         wallet_context: build(
             r"(?i)(?:priv(?:ate)?[ _.-]?key|privkey|secret[ _.-]?key|wallet|signing[ _.-]?key|(?:eth|evm|sol|btc)[ _.-]?key|seed)",
         ),
+        pem_marker: AhoCorasick::new(["-----BEGIN "]).expect("one short literal"),
+        jwt_marker: AhoCorasick::new(["eyJ"]).expect("one short literal"),
     }
 });
+
+/// The first occurrence of `marker` in `text` at or after `from`.
+fn next_marker(marker: &AhoCorasick, text: &str, from: usize) -> Option<usize> {
+    let rest = text.as_bytes().get(from..)?;
+    marker.find(rest).map(|m| from + m.start())
+}
 
 /// Compiles the patterns now.
 pub(crate) fn warm_up() {
@@ -79,7 +92,7 @@ fn pem_body_byte(b: u8) -> bool {
 fn pem(text: &str, out: &mut Vec<Detection>) {
     let p = &PATTERNS;
     let mut from = 0;
-    while let Some(pos) = text[from..].find("-----BEGIN ").map(|i| from + i) {
+    while let Some(pos) = next_marker(&p.pem_marker, text, from) {
         from = pos + 1;
         let header_end = ceil_boundary(text, pos + 80);
         let Some(begin) = p.pem_begin.find(
@@ -144,7 +157,7 @@ fn jwt_segment(segment: &str) -> Option<serde_json::Map<String, serde_json::Valu
 fn jwt(text: &str, out: &mut Vec<Detection>) {
     let p = &PATTERNS;
     let mut from = 0;
-    while let Some(pos) = text[from..].find("eyJ").map(|i| from + i) {
+    while let Some(pos) = next_marker(&p.jwt_marker, text, from) {
         from = pos + 3;
         // A JWT is at most a few KiB; 16 KiB bounds the work per candidate.
         let limit = ceil_boundary(text, pos + 16 * 1024);

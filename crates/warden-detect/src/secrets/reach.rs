@@ -81,6 +81,122 @@ impl Tail {
     }
 }
 
+/// Where a match of a pattern without a longest match can lie around a keyword occurrence it
+/// contains. The pattern is a concatenation of a bounded head (at most `before` bytes), a
+/// middle made of bytes from `run` only, and a bounded tail (at most `after` bytes); a match
+/// containing the keyword therefore lies inside the contiguous run of `run` bytes around the
+/// keyword, widened by `before` and `after`. Found by walking that run in the text, instead
+/// of searching [`super::gitleaks::UNBOUNDED_WINDOW`] bytes each side of every keyword (the
+/// `jwt` rule's `ey` occurs on most lines of text).
+#[derive(Debug, Clone)]
+pub(crate) struct Around {
+    before: usize,
+    after: usize,
+    run: Box<[bool; 256]>,
+}
+
+/// What the walks of one rule have already seen: `[start, end)` holds `run` bytes only.
+/// Keeps the walks linear when many keywords lie in one run.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Seen {
+    start: usize,
+    end: usize,
+}
+
+impl Around {
+    /// From a whole pattern. `None` when it has no unbounded middle, or when the middle can
+    /// hold a space or a line break (its runs would be whole paragraphs: no gain).
+    pub(crate) fn of(hir: &Hir) -> Option<Around> {
+        if hir.properties().maximum_len().is_some() {
+            return None;
+        }
+        let parts: Vec<&Hir> = match hir.kind() {
+            HirKind::Concat(subs) => subs.iter().collect(),
+            _ => vec![hir],
+        };
+        let bounded = |p: &&&Hir| p.properties().maximum_len().is_some();
+        let head = parts.iter().take_while(bounded).count();
+        let tail = parts[head..].iter().rev().take_while(bounded).count();
+        let mut before = 0usize;
+        for p in &parts[..head] {
+            before = before.checked_add(p.properties().maximum_len()?)?;
+        }
+        let mut after = 0usize;
+        for p in &parts[parts.len() - tail..] {
+            after = after.checked_add(p.properties().maximum_len()?)?;
+        }
+        let mut run = Box::new([false; 256]);
+        for p in &parts[head..parts.len() - tail] {
+            bytes_of(p, &mut run);
+        }
+        if run[usize::from(b' ')] || run[usize::from(b'\n')] {
+            return None;
+        }
+        Some(Around { before, after, run })
+    }
+
+    /// The window that holds every match containing the keyword occurrence `hit`, with runs
+    /// followed at most `cap` bytes. `seen` carries what earlier walks of the same rule found.
+    ///
+    /// A match `m` containing `hit` is `head · middle · tail`, the middle `[y0, y1)` all run
+    /// bytes. It ends by `y1 + after`: either `y1 <= hit.start + before`, or the middle covers
+    /// `[hit.start + before, y1)`, which the forward walk from there crosses. It starts at or
+    /// after `y0 - before`: either `y0 >= hit.end - after`, or the middle covers
+    /// `[y0, hit.end - after)`, which the backward walk from there crosses.
+    pub(crate) fn window(
+        &self,
+        text: &[u8],
+        hit: std::ops::Range<usize>,
+        cap: usize,
+        seen: &mut Seen,
+    ) -> std::ops::Range<usize> {
+        let n = text.len();
+        // Forward.
+        let q = hit.start.saturating_add(self.before).min(n);
+        let limit = q.saturating_add(cap).min(n);
+        let known = seen.start <= q && q <= seen.end;
+        let mut at = if known { seen.end } else { q };
+        if at >= limit {
+            at = limit;
+        } else {
+            while at < limit && self.run[usize::from(text[at])] {
+                at += 1;
+            }
+        }
+        *seen = Seen {
+            start: if known { seen.start } else { q },
+            end: at.max(if known { seen.end } else { q }),
+        };
+        let end = at.saturating_add(self.after).max(hit.end).min(n);
+        // Backward.
+        let q = hit.end.saturating_sub(self.after).min(n);
+        let limit = q.saturating_sub(cap);
+        let mut at = q;
+        while at > limit {
+            if seen.start < at && at <= seen.end {
+                // `[seen.start, seen.end)` is known to be run bytes.
+                at = seen.start.max(limit);
+                continue;
+            }
+            if !self.run[usize::from(text[at - 1])] {
+                break;
+            }
+            at -= 1;
+        }
+        // `[at, q)` is run bytes too: kept with what was seen when the two touch.
+        *seen = if at <= seen.end && q >= seen.start {
+            Seen {
+                start: seen.start.min(at),
+                end: seen.end.max(q),
+            }
+        } else {
+            Seen { start: at, end: q }
+        };
+        let start = at.saturating_sub(self.before).min(hit.start);
+        start..end
+    }
+}
+
 /// See [`Part`]; the unbounded repetition's byte set goes to `run`. `None` when there is a
 /// second one or one nested in a repetition.
 fn walk(hir: &Hir, in_repetition: bool, run: &mut Option<Box<[bool; 256]>>) -> Option<Part> {
@@ -227,6 +343,91 @@ mod tests {
         assert_eq!(t.end(text.as_bytes(), 0, 500), 6 + 500 + 6);
         // A short value: the path avoiding the run is the longer bound.
         assert_eq!(t.end(b"abc def ghi", 0, 16 * 1024), 11);
+    }
+
+    /// The `jwt` rule's shape: a bounded head, runs of token bytes, a bounded terminator.
+    const JWT_LIKE: &str = r#"(?-u:\b)(ey[a-zA-Z0-9]{3,}\.ey[a-zA-Z0-9/\\_-]{3,}\.(?:[a-zA-Z0-9/\\_-]{2,}={0,2})?)(?:[\x60'"\s;]|\\[nr]|$)"#;
+
+    fn around(p: &str) -> Option<Around> {
+        Around::of(&regex_syntax::parse(p).expect("test pattern parses"))
+    }
+
+    /// Every match of `pattern` in `text` that contains an occurrence of `keyword` lies in
+    /// the window of that occurrence, the occurrences taken in order with one [`Seen`], as
+    /// the scanner does.
+    fn check_windows_hold_matches(pattern: &str, keyword: &str, text: &str, cap: usize) {
+        let a = around(pattern).expect("a run pattern");
+        let re = regex_automata::meta::Regex::new(pattern).expect("test pattern compiles");
+        let mut seen = Seen::default();
+        let hits: Vec<usize> = text.match_indices(keyword).map(|(i, _)| i).collect();
+        let windows: Vec<std::ops::Range<usize>> = hits
+            .iter()
+            .map(|&h| a.window(text.as_bytes(), h..h + keyword.len(), cap, &mut seen))
+            .collect();
+        // All matches, at every start (overlapping candidates included).
+        for start in 0..text.len() {
+            let input = regex_automata::Input::new(text)
+                .range(start..)
+                .anchored(regex_automata::Anchored::Yes);
+            let Some(m) = re.find(input) else { continue };
+            if m.len() > cap {
+                continue;
+            }
+            for (h, w) in hits.iter().zip(&windows) {
+                if m.start() <= *h && h + keyword.len() <= m.end() {
+                    assert!(
+                        w.start <= m.start() && m.end() <= w.end,
+                        "match {:?} outside window {w:?} of keyword at {h} in {text:?}",
+                        m.range()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn runs_around_a_keyword_hold_its_matches() {
+        let a = around(JWT_LIKE).expect("head, runs, tail");
+        // The terminator: `\s` is Unicode here (up to 3 bytes).
+        assert_eq!((a.before, a.after), (0, 3));
+        assert!(a.run[usize::from(b'.')] && !a.run[usize::from(b' ')]);
+        let token = "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl";
+        let text = format!("the key is {token} and they said hey");
+        let mut seen = Seen::default();
+        let at = text.find(token).expect("planted");
+        // The window is the token's run plus the terminator, not 16 KiB (the backward walk
+        // starts `after` bytes before the keyword's end, so it takes in the word `is`).
+        let w = a.window(text.as_bytes(), at..at + 2, 16 * 1024, &mut seen);
+        assert_eq!(w, at - 3..at + token.len() + 3);
+        // `ey` inside `key`: the word's run only.
+        let mut seen = Seen::default();
+        let w = a.window(text.as_bytes(), 5..7, 16 * 1024, &mut seen);
+        assert_eq!(w, 4..10);
+        check_windows_hold_matches(JWT_LIKE, "ey", &text, 16 * 1024);
+        // Patterns whose middle holds spaces, or without an unbounded part, are not handled.
+        assert!(around(r"curl(?:.*?)-u [a-z]+").is_none());
+        assert!(around(r"ey[a-z]{3,20}").is_none());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Random texts made of JWT-like tokens and noise over the bytes that matter (token
+        /// bytes, dots, `ey`, spaces, terminators, non-ASCII), with small caps too: windows
+        /// always hold the matches containing their keyword, however many keywords share a run.
+        #[test]
+        fn windows_hold_every_match_containing_the_keyword(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "ey[a-zA-Z0-9]{3,6}\\.ey[a-z0-9_-]{3,6}\\.([a-z0-9]{2,4}={0,2})?",
+                    "(ey|eyJ|[a-zA-Z0-9]|\\.|-|_|/|=|;| |\n|é|\\\\n){0,12}",
+                ],
+                0..8,
+            ),
+            cap in proptest::prop_oneof![proptest::prelude::Just(16 * 1024), 4usize..40],
+        ) {
+            check_windows_hold_matches(JWT_LIKE, "ey", &pieces.concat(), cap);
+        }
     }
 
     #[test]

@@ -258,3 +258,42 @@ fn a_vault_token_that_starts_with_24_letters_is_not_allowlisted() {
         crate::secrets::scan(legacy)
     );
 }
+
+#[test]
+fn unbounded_rules_get_narrow_windows_that_still_find_their_matches() {
+    let g = Gitleaks::new();
+    let rule = |id: &str| {
+        g.rules
+            .iter()
+            .find(|r| r.def.id == id)
+            .unwrap_or_else(|| panic!("rule {id} in use"))
+    };
+    // `jwt` (`ey` occurs on most lines) is searched in the run of token bytes around `ey`;
+    // `curl-auth-user` only forward from `curl`, which starts every match.
+    assert!(rule("jwt").around.is_some());
+    assert!(!rule("jwt").starts_with_keyword);
+    assert!(rule("curl-auth-user").around.is_none());
+    assert!(rule("curl-auth-user").starts_with_keyword);
+    // Rules whose keyword may be outside the match, or that are searched around their
+    // operator, keep their windows.
+    assert!(rule("facebook-access-token").around.is_none());
+    assert!(!rule("facebook-access-token").starts_with_keyword);
+    assert!(rule("generic-api-key").around.is_none());
+    assert!(!rule("generic-api-key").starts_with_keyword);
+
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+    // Keys, money and they on the lines around: `ey` everywhere, the token still found whole.
+    let text = format!("the key they paid money for\ntoken {jwt}\nhey, they said\n");
+    let found = g.scan(&text).0;
+    let start = text.find(jwt).expect("planted");
+    assert!(
+        found
+            .iter()
+            .any(|m| m.id == "jwt" && m.span == (start..start + jwt.len())),
+        "{found:?}"
+    );
+    let curl = "curl -s https://api.example.com/v1/items \\\n  -u admin:Q7vLm2Xp9RtZ";
+    let text = format!("run this:\n{curl}\nthen curl again\n");
+    let found = g.scan(&text).0;
+    assert!(found.iter().any(|m| m.id == "curl-auth-user"), "{found:?}");
+}
