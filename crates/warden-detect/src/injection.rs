@@ -141,6 +141,11 @@ pub(crate) fn rot13(c: char) -> char {
     }
 }
 
+/// Builds the phrase automaton now.
+pub(crate) fn warm_up() {
+    let _ = matcher();
+}
+
 fn matcher() -> &'static Matcher {
     static MATCHER: OnceLock<Matcher> = OnceLock::new();
     MATCHER.get_or_init(|| {

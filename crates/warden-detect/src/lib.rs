@@ -26,3 +26,10 @@ pub use tool::{
     Context, ServerTools, analyze_across_servers, analyze_instructions, analyze_servers,
     analyze_tool, analyze_tools,
 };
+
+/// Builds the analysis automata now (the phrase lexicon of the injection and poisoning rules,
+/// about 45 ms) rather than on the first definition or result analysed. The secret and
+/// personal-data rules have their own: [`redact::warm_up`].
+pub fn warm_up_analysis() {
+    injection::warm_up();
+}

@@ -19,6 +19,7 @@
 
 pub mod launcher;
 pub mod plan;
+pub mod priority;
 pub mod profile;
 pub mod report;
 mod spawn;

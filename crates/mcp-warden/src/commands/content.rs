@@ -116,12 +116,28 @@ pub(crate) fn install(
             Arc::new(InjectionGuard::new(content.clone())),
         );
     }
-    if content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off) {
-        // Compile the secret rules off the start-up path, so neither start-up nor the first
-        // result pays for it.
+    let redact = content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off);
+    let analyse = content.any(|m| m.poisoning != Mode::Off || m.injection != Mode::Off);
+    if redact || analyse {
+        // Compile the rules off the start-up path (about 200 ms of CPU for the secret rules,
+        // 45 ms for the phrase lexicon), so neither start-up nor the first result pays for
+        // it, at the lowest priority: on a busy CPU this runs in the time the request path
+        // leaves. A request that needs a rule set first waits for it (or builds it) either way.
         let _ = std::thread::Builder::new()
             .name("warden-rules".into())
-            .spawn(warden_detect::secrets::warm_up);
+            .spawn(move || {
+                if let Err(error) = warden_sandbox::priority::lower_current_thread_priority() {
+                    tracing::debug!(%error, "rule compilation runs at normal priority");
+                }
+                if analyse {
+                    warden_detect::warm_up_analysis();
+                }
+                if redact {
+                    warden_detect::redact::warm_up();
+                }
+            });
+    }
+    if redact {
         pipeline = pipeline.with(Stage::Redact, Arc::new(RedactGuard::new(content.clone())));
     }
     if content.any(|m| m.sanitize != SanitizeMode::Off || m.hidden_tags != HiddenTagsMode::Report) {
