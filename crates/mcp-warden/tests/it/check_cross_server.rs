@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use warden_test::deps;
 use warden_test::http::HttpClient;
 
-use crate::support::{Serve, bin, toml_str};
+use crate::support::{Serve, bin, sorted_tool_names, toml_str};
 
 /// `[upstreams.<name>]` running `fixture` (with `args`) outside the sandbox, as the other
 /// `serve` tests do; `extra` goes into the table.
@@ -121,17 +121,6 @@ fn states(rows: &[Value]) -> Vec<(String, String, u64, u64)> {
         .collect()
 }
 
-fn names(list: &Value) -> Vec<String> {
-    let mut n: Vec<String> = list["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no tools: {list}"))
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect();
-    n.sort();
-    n
-}
-
 /// Starts `serve` on `upstreams`, lists its tools once with a real client (which pins every
 /// upstream's list), runs `during` with the client, and stops the gateway. Returns the data
 /// directory (also holding `warden.toml`) and the names listed.
@@ -145,7 +134,7 @@ where
     } = serve;
     let mut client = HttpClient::new(url);
     client.initialize("2025-11-25").await.unwrap();
-    let listed = names(&client.request("tools/list", json!({})).await.unwrap());
+    let listed = sorted_tool_names(&client.request("tools/list", json!({})).await.unwrap());
     during(&mut client, dir.path()).await;
     // Killing the process group stops the gateway and its upstreams; every pin was written
     // before the list that recorded it was answered.
@@ -176,7 +165,7 @@ async fn check_lists_the_cross_server_findings_of_what_serve_pinned() {
         loop {
             let list = client.request("tools/list", json!({})).await.unwrap();
             assert!(
-                !names(&list).contains(&"gamma__echo_secure".to_owned()),
+                !sorted_tool_names(&list).contains(&"gamma__echo_secure".to_owned()),
                 "a held tool is withheld: {list}"
             );
             let pins = warden(

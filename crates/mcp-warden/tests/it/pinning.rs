@@ -17,7 +17,7 @@ use warden_test::http::HttpClient;
 use warden_test::process::Guard;
 use warden_test::stdio::StdioClient;
 
-use crate::support::{bin, toml_str};
+use crate::support::{bin, sorted_tool_names, toml_str};
 
 const BENIGN: &str = "Fetch a URL.";
 /// A changed description that is harmless in itself: pinning holds any change (a poisoned one
@@ -116,17 +116,6 @@ impl Files {
     }
 }
 
-fn names(list: &Value) -> Vec<String> {
-    let mut n: Vec<String> = list["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no tools: {list}"))
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect();
-    n.sort();
-    n
-}
-
 fn text(result: &Value) -> &str {
     result["result"]["content"][0]["text"]
         .as_str()
@@ -200,7 +189,10 @@ async fn run_holds_a_definition_changed_between_runs_until_approved() {
     // First run: everything pinned on first sight, and usable.
     let mut first = files.run().await;
     let list = first.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["calls", "echo", "fetch", "rug_pull"]);
+    assert_eq!(
+        sorted_tool_names(&list),
+        ["calls", "echo", "fetch", "rug_pull"]
+    );
     assert_eq!(
         text(&call_fetch(&mut first, "fetch", "https://a.example").await),
         "fetched https://a.example"
@@ -221,7 +213,7 @@ async fn run_holds_a_definition_changed_between_runs_until_approved() {
     files.describe_fetch(CHANGED);
     let mut second = files.run().await;
     let list = second.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["calls", "echo", "rug_pull"]);
+    assert_eq!(sorted_tool_names(&list), ["calls", "echo", "rug_pull"]);
     assert_held(
         &call_fetch(&mut second, "fetch", "https://b.example").await,
         "fetch",
@@ -282,7 +274,10 @@ async fn run_holds_a_definition_changed_between_runs_until_approved() {
         "fetched https://c.example"
     );
     let list = second.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["calls", "echo", "fetch", "rug_pull"]);
+    assert_eq!(
+        sorted_tool_names(&list),
+        ["calls", "echo", "fetch", "rug_pull"]
+    );
     assert_eq!(stdio_seen(&mut second).await, ["https://c.example"]);
     drop(second);
 
@@ -291,7 +286,7 @@ async fn run_holds_a_definition_changed_between_runs_until_approved() {
     assert_eq!(revoked["revoked"], 1, "{revoked}");
     let mut third = files.run().await;
     let list = third.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["calls", "echo", "rug_pull"]);
+    assert_eq!(sorted_tool_names(&list), ["calls", "echo", "rug_pull"]);
     assert_held(
         &call_fetch(&mut third, "fetch", "https://d.example").await,
         "fetch",
@@ -308,7 +303,10 @@ async fn run_holds_a_definition_changed_between_runs_until_approved() {
     files.pins_json(&["revoke", &id, "--all"]).await;
     let mut fourth = files.run().await;
     let list = fourth.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["calls", "echo", "fetch", "rug_pull"]);
+    assert_eq!(
+        sorted_tool_names(&list),
+        ["calls", "echo", "fetch", "rug_pull"]
+    );
     assert_eq!(
         text(&call_fetch(&mut fourth, "fetch", "https://e.example").await),
         "fetched https://e.example"
@@ -320,7 +318,10 @@ async fn run_holds_a_rug_pull_announced_mid_session() {
     let files = Files::new();
     let mut client = files.run().await;
     let list = client.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["calls", "echo", "fetch", "rug_pull"]);
+    assert_eq!(
+        sorted_tool_names(&list),
+        ["calls", "echo", "fetch", "rug_pull"]
+    );
 
     let (r, before) = client
         .request_with(
@@ -339,7 +340,7 @@ async fn run_holds_a_rug_pull_announced_mid_session() {
         assert_eq!(m["method"], "notifications/tools/list_changed", "{m}");
     }
     let list = client.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["calls", "echo", "rug_pull"]);
+    assert_eq!(sorted_tool_names(&list), ["calls", "echo", "rug_pull"]);
     assert_held(
         &call_fetch(&mut client, "fetch", "https://evil.example").await,
         "fetch",
@@ -414,7 +415,7 @@ async fn serve_holds_a_changed_definition_and_releases_it_on_approval_without_re
         let mut c = http_client(&gateway).await;
         let list = c.request("tools/list", json!({})).await.unwrap();
         assert_eq!(
-            names(&list),
+            sorted_tool_names(&list),
             ["fx__calls", "fx__echo", "fx__fetch", "fx__rug_pull"]
         );
         let r = c
@@ -446,7 +447,10 @@ async fn serve_holds_a_changed_definition_and_releases_it_on_approval_without_re
         "changed instructions reached the client: {init}"
     );
     let list = c.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["fx__calls", "fx__echo", "fx__rug_pull"]);
+    assert_eq!(
+        sorted_tool_names(&list),
+        ["fx__calls", "fx__echo", "fx__rug_pull"]
+    );
     let r = c
         .request(
             "tools/call",
@@ -473,7 +477,7 @@ async fn serve_holds_a_changed_definition_and_releases_it_on_approval_without_re
 
     let list = c.request("tools/list", json!({})).await.unwrap();
     assert_eq!(
-        names(&list),
+        sorted_tool_names(&list),
         ["fx__calls", "fx__echo", "fx__fetch", "fx__rug_pull"]
     );
     let r = c
@@ -505,7 +509,7 @@ async fn serve_holds_a_rug_pull_mid_session_and_report_mode_only_records() {
     let mut c = http_client(&gateway).await;
     let list = c.request("tools/list", json!({})).await.unwrap();
     assert_eq!(
-        names(&list),
+        sorted_tool_names(&list),
         ["fx__calls", "fx__echo", "fx__fetch", "fx__rug_pull"]
     );
     let r = c
@@ -517,7 +521,10 @@ async fn serve_holds_a_rug_pull_mid_session_and_report_mode_only_records() {
         .unwrap();
     assert_eq!(text(&r), "changed");
     let list = c.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["fx__calls", "fx__echo", "fx__rug_pull"]);
+    assert_eq!(
+        sorted_tool_names(&list),
+        ["fx__calls", "fx__echo", "fx__rug_pull"]
+    );
     let r = c
         .request(
             "tools/call",
@@ -545,7 +552,7 @@ async fn serve_holds_a_rug_pull_mid_session_and_report_mode_only_records() {
     assert_eq!(text(&r), "changed");
     let list = c.request("tools/list", json!({})).await.unwrap();
     assert_eq!(
-        names(&list),
+        sorted_tool_names(&list),
         ["fx__calls", "fx__echo", "fx__fetch", "fx__rug_pull"]
     );
     let r = c
@@ -576,7 +583,10 @@ async fn run_withholds_changed_server_instructions_until_approved() {
     );
     // Tools are not affected by held instructions.
     let list = second.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(names(&list), ["calls", "echo", "fetch", "rug_pull"]);
+    assert_eq!(
+        sorted_tool_names(&list),
+        ["calls", "echo", "fetch", "rug_pull"]
+    );
     drop(second);
 
     let diff = files.pins_json(&["diff", &id]).await;

@@ -103,3 +103,15 @@ pub async fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("a JSON record per line"))
         .collect()
 }
+
+/// The tool names of a `tools/list` response, sorted.
+pub fn sorted_tool_names(list: &serde_json::Value) -> Vec<String> {
+    let mut n: Vec<String> = list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools: {list}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    n.sort();
+    n
+}
