@@ -321,6 +321,13 @@ pub struct JsonRedacted {
     pub redacted: Redacted,
 }
 
+/// Appends `/i` to a JSON pointer without a temporary string.
+fn push_index(pointer: &mut String, i: usize) {
+    use std::fmt::Write as _;
+    // Writing to a `String` cannot fail.
+    let _ = write!(pointer, "/{i}");
+}
+
 /// Appends `segment` to a JSON pointer, escaped (`~` as `~0`, `/` as `~1`); most keys need
 /// no escaping and are copied as they are.
 fn push_escaped(pointer: &mut String, segment: &str) {
@@ -493,8 +500,7 @@ impl Walker {
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
                     let len = pointer.len();
-                    pointer.push('/');
-                    pointer.push_str(&i.to_string());
+                    push_index(pointer, i);
                     self.walk(item, pointer, None, depth + 1, out);
                     pointer.truncate(len);
                 }
@@ -562,8 +568,7 @@ impl Walker {
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let len = pointer.len();
-                    pointer.push('/');
-                    pointer.push_str(&i.to_string());
+                    push_index(pointer, i);
                     self.scan(item, pointer, None, depth + 1, out);
                     pointer.truncate(len);
                 }

@@ -79,6 +79,17 @@ impl Setup {
     }
 
     /// The server command after the script: the Python SDK fixture over stdio.
+    /// `[upstreams.marked]` running the script with the fixture server's arguments, followed
+    /// by `extra` (more keys of the upstream, then other sections).
+    fn upstream_toml(&self, extra: &str) -> String {
+        let args: Vec<String> = self.server_args().iter().map(|a| toml_str(a)).collect();
+        format!(
+            "[upstreams.marked]\ncommand = {}\nargs = [{}]\n{extra}",
+            toml_str(&self.script().display().to_string()),
+            args.join(", ")
+        )
+    }
+
     fn server_args(&self) -> Vec<String> {
         vec![
             deps::python().display().to_string(),
@@ -310,17 +321,7 @@ async fn report_mode_warns_and_starts_a_changed_command() {
 #[tokio::test]
 async fn serve_does_not_start_a_changed_upstream_until_approved() {
     let s = Setup::new();
-    let mut args = vec![s.script().display().to_string()];
-    args.extend(s.server_args());
-    let upstream = format!(
-        "[upstreams.marked]\ncommand = {}\nargs = [{}]\n",
-        toml_str(&args[0]),
-        args[1..]
-            .iter()
-            .map(|a| toml_str(a))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let upstream = s.upstream_toml("");
     let served = Served::start(&s, &upstream, "first").await;
     assert!(!served.tool_names().await.is_empty());
     served.stop().await;
@@ -398,17 +399,9 @@ async fn keyring_secret_reaches_the_upstream_env_and_no_log_or_audit_line() {
         return;
     };
     let s = Setup::new();
-    let mut args = vec![s.script().display().to_string()];
-    args.extend(s.server_args());
-    let upstream = format!(
-        "[upstreams.marked]\ncommand = {}\nargs = [{}]\nenv = {{ WARDEN_TEST_SECRET = \"keyring:{service}/upstream-token\" }}\n[audit]\ncapture = \"full\"\n",
-        toml_str(&args[0]),
-        args[1..]
-            .iter()
-            .map(|a| toml_str(a))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let upstream = s.upstream_toml(&format!(
+        "env = {{ WARDEN_TEST_SECRET = \"keyring:{service}/upstream-token\" }}\n[audit]\ncapture = \"full\"\n"
+    ));
     let served = Served::start(&s, &upstream, "keyring").await;
     assert!(!served.tool_names().await.is_empty());
     let log = served.stop().await;

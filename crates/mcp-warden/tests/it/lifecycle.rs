@@ -70,12 +70,7 @@ health_interval = "0s"
         .unwrap();
     assert!(first.get("result").is_some(), "{first}");
     // Pids inside the sandbox's PID namespace repeat: count the starts the fixture records.
-    let starts = || {
-        std::fs::read_to_string(state.path().join("starts"))
-            .unwrap()
-            .lines()
-            .count()
-    };
+    let starts = || starts_recorded(state.path());
     let before = starts();
     let crashed = client
         .request(
@@ -195,12 +190,7 @@ health_interval = "0s"
         .await
         .unwrap();
     assert!(first.get("result").is_some(), "{first}");
-    let starts = || {
-        std::fs::read_to_string(state.path().join("starts"))
-            .unwrap()
-            .lines()
-            .count()
-    };
+    let starts = || starts_recorded(state.path());
     let before = starts();
     // Replaced while it runs: the same path, other bytes.
     let mut text_now = std::fs::read_to_string(&script).unwrap();
@@ -247,4 +237,13 @@ health_interval = "0s"
         "no process may serve: {after}"
     );
     assert_eq!(starts(), before, "the changed script never ran");
+}
+
+/// How many times the flaky fixture started: it appends a line to `starts` in its state
+/// directory at each start (pids inside the sandbox's PID namespace repeat).
+fn starts_recorded(state: &std::path::Path) -> usize {
+    std::fs::read_to_string(state.join("starts"))
+        .unwrap()
+        .lines()
+        .count()
 }
