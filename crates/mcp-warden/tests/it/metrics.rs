@@ -92,6 +92,36 @@ async fn scrape_until(
     }
 }
 
+/// Asserts that every series of counter `family` equals the number of audit records of
+/// `event` with those label values, and that there are no other series: labels are named
+/// after the record fields they come from (an absent field is the empty label value).
+fn assert_family_counts_records(
+    s: &BTreeMap<String, f64>,
+    body: &str,
+    records: &[Value],
+    event: &str,
+    family: &str,
+    labels: &[&str],
+) {
+    let mut from_log: BTreeMap<String, f64> = BTreeMap::new();
+    for r in records.iter().filter(|r| r["event"] == event) {
+        let values: Vec<String> = labels
+            .iter()
+            .map(|l| format!("{l}=\"{}\"", r[*l].as_str().unwrap_or("")))
+            .collect();
+        *from_log
+            .entry(format!("{family}{{{}}}", values.join(",")))
+            .or_default() += 1.0;
+    }
+    let prefix = format!("{family}{{");
+    let from_metrics: BTreeMap<String, f64> = s
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    assert_eq!(from_metrics, from_log, "{family}: {body}");
+}
+
 fn get(s: &BTreeMap<String, f64>, series: &str) -> f64 {
     s.get(series).copied().unwrap_or(0.0)
 }
@@ -298,39 +328,23 @@ async fn counters_match_the_workload_and_the_audit_log() {
 
     // Every request counter equals the number of call records in the audit log.
     let records = crate::support::audit_records(dir.path()).await;
-    let mut from_log: BTreeMap<String, f64> = BTreeMap::new();
-    for r in records.iter().filter(|r| r["event"] == "call") {
-        let series = format!(
-            "warden_requests_total{{direction=\"{}\",method=\"{}\",upstream=\"{}\",status=\"{}\"}}",
-            r["direction"].as_str().unwrap(),
-            r["method"].as_str().unwrap(),
-            r["upstream"].as_str().unwrap_or(""),
-            r["status"].as_str().unwrap(),
-        );
-        *from_log.entry(series).or_default() += 1.0;
-    }
-    let from_metrics: BTreeMap<String, f64> = s
-        .iter()
-        .filter(|(k, _)| k.starts_with("warden_requests_total{"))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    assert_eq!(from_metrics, from_log, "{body}");
+    assert_family_counts_records(
+        &s,
+        &body,
+        &records,
+        "call",
+        "warden_requests_total",
+        &["direction", "method", "upstream", "status"],
+    );
     // Likewise every upstream lifecycle counter, and the restarts among them.
-    let mut from_log: BTreeMap<String, f64> = BTreeMap::new();
-    for r in records.iter().filter(|r| r["event"] == "upstream") {
-        let series = format!(
-            "warden_upstream_events_total{{upstream=\"{}\",action=\"{}\"}}",
-            r["upstream"].as_str().unwrap(),
-            r["action"].as_str().unwrap(),
-        );
-        *from_log.entry(series).or_default() += 1.0;
-    }
-    let from_metrics: BTreeMap<String, f64> = s
-        .iter()
-        .filter(|(k, _)| k.starts_with("warden_upstream_events_total{"))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    assert_eq!(from_metrics, from_log, "{body}");
+    assert_family_counts_records(
+        &s,
+        &body,
+        &records,
+        "upstream",
+        "warden_upstream_events_total",
+        &["upstream", "action"],
+    );
     assert_eq!(
         get(&s, "warden_upstream_restarts_total{upstream=\"fx\"}"),
         get(
@@ -340,21 +354,14 @@ async fn counters_match_the_workload_and_the_audit_log() {
         "{body}"
     );
     // Likewise every authentication counter, by method and outcome.
-    let mut from_log: BTreeMap<String, f64> = BTreeMap::new();
-    for r in records.iter().filter(|r| r["event"] == "auth") {
-        let series = format!(
-            "warden_auth_attempts_total{{method=\"{}\",outcome=\"{}\"}}",
-            r["method"].as_str().unwrap(),
-            r["outcome"].as_str().unwrap(),
-        );
-        *from_log.entry(series).or_default() += 1.0;
-    }
-    let from_metrics: BTreeMap<String, f64> = s
-        .iter()
-        .filter(|(k, _)| k.starts_with("warden_auth_attempts_total{"))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    assert_eq!(from_metrics, from_log, "{body}");
+    assert_family_counts_records(
+        &s,
+        &body,
+        &records,
+        "auth",
+        "warden_auth_attempts_total",
+        &["method", "outcome"],
+    );
     assert!(
         get(
             &s,
