@@ -134,18 +134,7 @@ impl Gateway {
             ),
         )
         .unwrap();
-        let mut command = Command::new(bin());
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("MCP_WARDEN_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let guard = Guard::spawn(command).unwrap();
+        let guard = Guard::spawn(crate::support::serve_command(&config, dir.path())).unwrap();
         warden_test::wait_port(port, BOUND).await.unwrap();
         Gateway {
             _guard: guard,
@@ -263,7 +252,13 @@ async fn every_deny_path_is_refused_before_the_upstream() {
     let (revoked_key, revoked_id) = create_key(dir.path(), "svc-revoked", &[]).await;
     let (expiring_key, _) = create_key(dir.path(), "svc-expiring", &["--expires-in", "1s"]).await;
     cli(dir.path(), &["keys", "revoke", &revoked_id]).await;
-    let gateway = Gateway::start(dir, &oauth_section(&issuer, "")).await;
+    // The refresh interval outlasts the test however slow the machine, so the single JWKS
+    // fetch asserted at the end does not depend on timing.
+    let gateway = Gateway::start(
+        dir,
+        &oauth_section(&issuer, "jwks_min_refresh_interval = \"1h\"\n"),
+    )
+    .await;
 
     let claims = |sub: &str| {
         json!({"iss": issuer.url, "aud": RESOURCE, "sub": sub, "exp": now() + 600,
@@ -433,7 +428,7 @@ async fn every_deny_path_is_refused_before_the_upstream() {
         "the upstream received a credential"
     );
     // The JWKS was fetched once, at first use: the unknown kid came within
-    // `jwks_min_refresh_interval` of that fetch, so it caused none.
+    // `jwks_min_refresh_interval` (1 h here) of that fetch, so it caused none.
     assert_eq!(issuer.hits("/jwks"), 1);
 }
 
