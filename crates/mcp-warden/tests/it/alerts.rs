@@ -129,17 +129,8 @@ async fn a_burst_of_bad_api_keys_posts_one_signed_alert() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("MCP_WARDEN_LOG", "warn")
-        .env(SECRET_VAR, SECRET)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    let mut cmd = crate::support::serve_command(&config, dir.path());
+    cmd.env(SECRET_VAR, SECRET);
     let mut guard = warden_test::process::Guard::spawn(cmd).unwrap();
     warden_test::wait_port(port, BOUND).await.unwrap();
 

@@ -434,16 +434,7 @@ async fn authentication_attempts_are_recorded_without_credentials() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("MCP_WARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    let cmd = crate::support::serve_command(&config, dir.path());
     let guard = warden_test::process::Guard::spawn(cmd).unwrap();
     warden_test::wait_port(port, EXIT_BOUND).await.unwrap();
     let client = warden_test::http::HttpClient::new(format!("http://127.0.0.1:{port}/mcp"));

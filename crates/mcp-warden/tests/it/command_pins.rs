@@ -179,15 +179,8 @@ impl Served {
         let port = warden_test::free_port();
         let config = s.config(&format!("listen = \"127.0.0.1:{port}\"\n{config_extra}"));
         let stderr = s.path(&format!("{name}.stderr"));
-        let mut c = Command::new(bin());
-        c.arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(s.data())
-            .env("MCP_WARDEN_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let mut c = crate::support::serve_command(&config, &s.data());
+        c.env("MCP_WARDEN_LOG", "debug")
             .stderr(std::fs::File::create(&stderr).unwrap());
         let guard = Guard::spawn(c).unwrap();
         warden_test::wait_port(port, BOUND).await.unwrap();

@@ -155,16 +155,7 @@ async fn counters_match_the_workload_and_the_audit_log() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("MCP_WARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    let cmd = crate::support::serve_command(&config, dir.path());
     let _guard = warden_test::process::Guard::spawn(cmd).unwrap();
     warden_test::wait_port(port, BOUND).await.unwrap();
     warden_test::wait_port(metrics_port, BOUND).await.unwrap();

@@ -380,17 +380,7 @@ async fn serve(files: &Files, config_dir: &Path, extra: &str) -> Serve {
         ),
     )
     .unwrap();
-    let mut c = Command::new(bin());
-    c.arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&files.data)
-        .env("MCP_WARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let guard = Guard::spawn(c).unwrap();
+    let guard = Guard::spawn(crate::support::serve_command(&config, &files.data)).unwrap();
     warden_test::wait_port(port, Duration::from_secs(60))
         .await
         .unwrap();

@@ -542,18 +542,8 @@ async fn serve_with_keys(
         format!("listen = \"127.0.0.1:{port}\"\n[auth]\napi_keys = true\n{config}"),
     )
     .unwrap();
-    let mut command = tokio::process::Command::new(crate::support::bin());
-    command
-        .arg("serve")
-        .arg("--config")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("MCP_WARDEN_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
-    let guard = warden_test::process::Guard::spawn(command).unwrap();
+    let guard =
+        warden_test::process::Guard::spawn(crate::support::serve_command(&file, dir)).unwrap();
     warden_test::wait_port(port, Duration::from_secs(60))
         .await
         .unwrap();

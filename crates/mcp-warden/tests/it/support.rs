@@ -60,17 +60,7 @@ impl Serve {
             &config,
             format!("listen = \"127.0.0.1:{port}\"\n{upstreams}\n"),
         )?;
-        let mut c = Command::new(bin());
-        c.arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("MCP_WARDEN_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let guard = Guard::spawn(c)?;
+        let guard = Guard::spawn(serve_command(&config, dir.path()))?;
         warden_test::wait_port(port, Duration::from_secs(60)).await?;
         Ok(Serve {
             guard,
@@ -114,4 +104,20 @@ pub fn sorted_tool_names(list: &serde_json::Value) -> Vec<String> {
         .collect();
     n.sort();
     n
+}
+
+/// `mcp-warden serve --config CONFIG --data-dir DATA` with warn-level logs, no standard input
+/// or output and the test's standard error; callers add variables or redirect stderr.
+pub fn serve_command(config: &std::path::Path, data_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("MCP_WARDEN_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    c
 }

@@ -56,18 +56,7 @@ async fn start_gateway(dir: &Path, config: &str) -> Gateway {
     let port = warden_test::free_port();
     let file = dir.join("warden.toml");
     std::fs::write(&file, format!("listen = \"127.0.0.1:{port}\"\n{config}\n")).unwrap();
-    let mut command = Command::new(bin());
-    command
-        .arg("serve")
-        .arg("--config")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("MCP_WARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let guard = Guard::spawn(command).unwrap();
+    let guard = Guard::spawn(crate::support::serve_command(&file, dir)).unwrap();
     warden_test::wait_port(port, START_TIMEOUT).await.unwrap();
     Gateway {
         _guard: guard,
