@@ -393,11 +393,29 @@ pub(crate) struct GatewayAudit {
 }
 
 impl GatewayAudit {
+    /// The audit of `run` and `serve`: the log with the metrics (`metrics`) and trace export
+    /// taps, and the sandbox's egress proxies recording their decisions in it
+    /// (docs/sandbox.md).
+    pub(crate) fn open_for_gateway(
+        common: &Common,
+        config: &Config,
+        mode: &str,
+        metrics: Option<&super::metrics::GatewayMetrics>,
+    ) -> anyhow::Result<Self> {
+        let taps = super::metrics::taps(metrics)
+            .into_iter()
+            .chain(super::trace::taps(config, &super::env())?)
+            .collect();
+        let audit = Self::open_with_taps(common, config, mode, taps)?;
+        crate::egress::audit_to(audit.log());
+        Ok(audit)
+    }
+
     /// Opens the configured audit log (creating the key file on first use) and records the
     /// start and the configuration. Fails when the log cannot be opened: a gateway that
     /// should audit never runs unaudited. `taps` (metrics, trace export) are fed every record
     /// the writer writes; with `[audit]` disabled there is no writer and they see nothing.
-    pub(crate) fn open_with_taps(
+    fn open_with_taps(
         common: &Common,
         config: &Config,
         mode: &str,

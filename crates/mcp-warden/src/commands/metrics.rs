@@ -98,7 +98,7 @@ impl GatewayMetrics {
     }
 }
 
-/// The taps of `metrics`, for [`super::audit::GatewayAudit::open_with_taps`].
+/// The taps of `metrics`, for [`super::audit::GatewayAudit::open_for_gateway`].
 pub(crate) fn taps(metrics: Option<&GatewayMetrics>) -> Vec<Arc<dyn AuditTap>> {
     metrics.map(GatewayMetrics::tap).into_iter().collect()
 }

@@ -68,17 +68,12 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             transparent: true,
             ..GatewayOptions::default()
         };
-        let audit = super::audit::GatewayAudit::open_with_taps(
+        let audit = super::audit::GatewayAudit::open_for_gateway(
             &args.common,
             &config,
             "run",
-            super::metrics::taps(metrics.as_ref())
-                .into_iter()
-                .chain(super::trace::taps(&config, &super::env())?)
-                .collect(),
+            metrics.as_ref(),
         )?;
-        // The sandbox's egress proxies record their decisions here (docs/sandbox.md).
-        crate::egress::audit_to(audit.log());
         let mut prelaunch = None;
         if let Some(target) = command_pin {
             let data_dir = config

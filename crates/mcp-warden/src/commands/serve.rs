@@ -65,17 +65,12 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_sessions: config.http.max_sessions.get(),
             ..GatewayOptions::default()
         };
-        let audit = super::audit::GatewayAudit::open_with_taps(
+        let audit = super::audit::GatewayAudit::open_for_gateway(
             &args.common,
             &config,
             "serve",
-            super::metrics::taps(metrics.as_ref())
-                .into_iter()
-                .chain(super::trace::taps(&config, &super::env())?)
-                .collect(),
+            metrics.as_ref(),
         )?;
-        // The sandbox's egress proxies record their decisions here (docs/sandbox.md).
-        crate::egress::audit_to(audit.log());
         let verdicts = crate::command_pins::verify(
             data_dir.as_deref(),
             command_targets,
