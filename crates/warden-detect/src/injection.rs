@@ -201,9 +201,13 @@ fn matcher() -> &'static Matcher {
                 rotated: false,
             });
         }
+        // A contiguous NFA rather than a DFA: over 2,277 phrases (and their ROT13 forms) the
+        // DFA holds 22 MB and takes ~40 ms to build; the NFA holds ~1 MB, builds in ~5 ms and
+        // costs ~50 ns more per short string (136 -> 189 ns on a 48-byte result; bulk 368 ->
+        // 272 MB/s for this pass alone, which is a small part of the analysis).
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(&texts)
             .or_else(|_| {
                 AhoCorasick::builder()

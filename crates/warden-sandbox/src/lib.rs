@@ -17,6 +17,7 @@
 //! This crate never logs an environment value and never reads a secret: the environment it
 //! is given is passed through to the child only.
 
+pub mod heap;
 pub mod launcher;
 pub mod plan;
 pub mod priority;

@@ -135,6 +135,9 @@ pub(crate) fn install(
                 if redact {
                     warden_detect::redact::warm_up();
                 }
+                // Building the automata freed several megabytes of scratch space in this
+                // thread's allocator arena, which no other thread would reuse.
+                warden_sandbox::heap::release_free_heap();
             });
     }
     if redact {

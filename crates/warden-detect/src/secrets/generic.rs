@@ -200,6 +200,26 @@ const PUBLIC_PREFIXES: &[&str] = &[
     "ecdsa-sha2-",
 ];
 
+/// Longest assignment value, in characters: a longer run is cut here (its first
+/// `MAX_VALUE_CHARS` characters are the value, and a search resumes after them).
+const MAX_VALUE_CHARS: usize = 200;
+
+/// Longest `Authorization` value, in bytes (its alphabet is ASCII), cut the same way.
+const MAX_HEADER_VALUE: usize = 2048;
+
+/// The first `max_chars` characters of `span` in `text`.
+fn cut(text: &str, span: Range<usize>, max_chars: usize) -> Range<usize> {
+    match text[span.clone()].char_indices().nth(max_chars) {
+        Some((at, _)) => span.start..span.start + at,
+        None => span,
+    }
+}
+
+// The values' lengths are bounded after matching (`cut`) rather than in the patterns: a
+// counted repetition of a class is compiled as that many copies of it (`{16,2048}` alone held
+// 1.1 MB), while a match of `{n,}` cut to `m` characters is the match `{n,m}` finds (the value
+// is the pattern's last part, so its length decides nothing else), and the searches resume
+// where the cut value ends, as they would after a bounded match.
 struct Patterns {
     uuid: Regex,
     snake_identifier: Regex,
@@ -214,12 +234,12 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     Patterns {
         // name, optional closing quote, separator, optional opening quote, value.
         assignment: build(
-            r#"(?i)(?-u:\b)([a-z0-9_.-]{0,40}?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|auth[_-]?key|private[_-]?key|credentials?)[a-z0-9_.-]{0,24})["']?[ \t]{0,4}(?::=|=>|=|:)[ \t]{0,4}["'`]?([^\s"'`,;<>(){}\[\]|\\]{6,200})"#,
+            r#"(?i)(?-u:\b)([a-z0-9_.-]{0,40}?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|auth[_-]?key|private[_-]?key|credentials?)[a-z0-9_.-]{0,24})["']?[ \t]{0,4}(?::=|=>|=|:)[ \t]{0,4}["'`]?([^\s"'`,;<>(){}\[\]|\\]{6,})"#,
         ),
         url_credentials: build(
             r"(?i)(?-u:\b)[a-z][a-z0-9+.-]{1,20}://[^\s:/@?#]{1,64}:([^\s:/@?#]{3,128})@[a-z0-9\[]",
         ),
-        auth_header: build(r"(?i)(?-u:\b)(?:bearer|basic)[ \t]+([A-Za-z0-9._~+/=-]{16,2048})"),
+        auth_header: build(r"(?i)(?-u:\b)(?:bearer|basic)[ \t]+([A-Za-z0-9._~+/=-]{16,})"),
         uuid: build(
             r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
         ),
@@ -474,7 +494,7 @@ pub(crate) fn scan(text: &str, hits: &[Range<usize>], out: &mut Vec<Detection>) 
             else {
                 break;
             };
-            let (name, value) = (name.range(), value.range());
+            let (name, value) = (name.range(), cut(text, value.range(), MAX_VALUE_CHARS));
             let accepted = key_kind(&text[name.clone()]).filter(|&kind| {
                 plausible_value(kind, &text[value.clone()])
                     && !generic_veto(
@@ -485,8 +505,9 @@ pub(crate) fn scan(text: &str, hits: &[Range<usize>], out: &mut Vec<Detection>) 
             });
             match accepted {
                 Some(kind) => {
+                    // The end of the (cut) value: where the bounded match ended.
+                    at = value.end;
                     out.push(detection(kind, value));
-                    at = m.end();
                 }
                 None => at = value.start.max(ceil_boundary(text, m.start() + 1)),
             }
@@ -510,20 +531,136 @@ pub(crate) fn scan(text: &str, hits: &[Range<usize>], out: &mut Vec<Detection>) 
         }
     }
     for window in headers {
-        for c in p.auth_header.captures_iter(Input::new(text).span(window)) {
-            let Some(secret) = c.get_group(1) else {
-                continue;
+        let mut caps = p.auth_header.create_captures();
+        let mut at = window.start;
+        while at < window.end {
+            p.auth_header
+                .search_captures(&Input::new(text).span(at..window.end), &mut caps);
+            let Some(secret) = caps.get_group(1) else {
+                break;
             };
-            let value = &text[secret.range()];
+            // ASCII alphabet: characters are bytes.
+            let secret = cut(text, secret.range(), MAX_HEADER_VALUE);
+            at = secret.end;
+            let value = &text[secret.clone()];
             if entropy::shannon(value.as_bytes()) >= 3.5
                 && entropy::char_classes(value.as_bytes()) >= 2
             {
                 out.push(Detection {
                     kind: "authorization",
                     rule: "secret.authorization",
-                    ..detection(KeyKind::Token, secret.range())
+                    ..detection(KeyKind::Token, secret)
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex_automata::meta::Regex;
+
+    /// The patterns as they were, with the values' bounds in the repetition, next to the
+    /// patterns in use and the bound.
+    fn bounded() -> &'static [(Regex, &'static Regex, usize); 2] {
+        static BOUNDED: LazyLock<[(Regex, &'static Regex, usize); 2]> = LazyLock::new(|| {
+            [
+            (
+                Regex::new(
+                    r#"(?i)(?-u:\b)([a-z0-9_.-]{0,40}?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|auth[_-]?key|private[_-]?key|credentials?)[a-z0-9_.-]{0,24})["']?[ \t]{0,4}(?::=|=>|=|:)[ \t]{0,4}["'`]?([^\s"'`,;<>(){}\[\]|\\]{6,200})"#,
+                )
+                .expect("compiles"),
+                &PATTERNS.assignment,
+                MAX_VALUE_CHARS,
+            ),
+            (
+                Regex::new(r"(?i)(?-u:\b)(?:bearer|basic)[ \t]+([A-Za-z0-9._~+/=-]{16,2048})")
+                    .expect("compiles"),
+                &PATTERNS.auth_header,
+                MAX_HEADER_VALUE,
+            ),
+        ]
+        });
+        &BOUNDED
+    }
+
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![
+                Just("password".to_owned()),
+                Just("api_key".to_owned()),
+                Just("Bearer ".to_owned()),
+                Just(" = ".to_owned()),
+                Just(": \"".to_owned()),
+                Just(" ".to_owned()),
+                Just("\n".to_owned()),
+                Just("é".to_owned()),
+                "[a-zA-Z0-9._~+/=-]{1,12}",
+                (1usize..300).prop_map(|n| "x".repeat(n)),
+                (1usize..300).prop_map(|n| "Ab9".repeat(n)),
+                (1usize..120).prop_map(|n| "ü1".repeat(n)),
+            ],
+            1..12,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// An unbounded value cut to its bound is what the bounded pattern matches, from every
+        /// search start: same match start, same groups.
+        #[test]
+        fn cut_unbounded_values_are_the_bounded_matches(text in text(), from in 0usize..64) {
+            let from = floor_boundary(&text, from.min(text.len()));
+            for (old, new, max) in bounded() {
+                let max = *max;
+                let (mut a, mut b) = (old.create_captures(), new.create_captures());
+                old.search_captures(&Input::new(&text).span(from..text.len()), &mut a);
+                new.search_captures(&Input::new(&text).span(from..text.len()), &mut b);
+                proptest::prop_assert_eq!(a.get_match().map(|m| m.start()), b.get_match().map(|m| m.start()));
+                let last = old.group_info().group_len(regex_automata::PatternID::ZERO) - 1;
+                for g in 1..last {
+                    proptest::prop_assert_eq!(a.get_group(g), b.get_group(g));
+                }
+                proptest::prop_assert_eq!(
+                    a.get_group(last).map(|s| s.range()),
+                    b.get_group(last).map(|s| cut(&text, s.range(), max))
+                );
+                // The bounded match ends where its value does: searches resume there.
+                if let Some(m) = a.get_match() {
+                    proptest::prop_assert_eq!(Some(m.end()), a.get_group(last).map(|s| s.end));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_values_are_cut_at_their_bound() {
+        // High-entropy values (a fixed pseudo-random sequence over the values' alphabets).
+        let mut state = 0x2545_f491_u32;
+        let mut next = |alphabet: &[char]| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            alphabet[(state >> 16) as usize % alphabet.len()]
+        };
+        let ascii: Vec<char> = ('a'..='z').chain('A'..='Z').chain('0'..='9').collect();
+        let token: String = (0..3000).map(|_| next(&ascii)).collect();
+        let text = format!("Authorization: Bearer {token}");
+        let mut found = Vec::new();
+        let keyword = 15..21;
+        scan(&text, std::slice::from_ref(&keyword), &mut found);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].span, 22..22 + MAX_HEADER_VALUE);
+        let wide: Vec<char> = "üéß1234567890xyzXYZ".chars().collect();
+        let value: String = (0..300).map(|_| next(&wide)).collect();
+        let text = format!("password = {value}");
+        let mut found = Vec::new();
+        let keyword = 0..8;
+        scan(&text, std::slice::from_ref(&keyword), &mut found);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let expected: String = value.chars().take(MAX_VALUE_CHARS).collect();
+        assert_eq!(&text[found[0].span.clone()], expected);
     }
 }

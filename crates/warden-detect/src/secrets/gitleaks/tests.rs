@@ -49,6 +49,57 @@ fn every_content_rule_compiles_and_only_path_rules_and_replaced_rules_are_skippe
 }
 
 #[test]
+fn every_lazily_built_regex_builds() {
+    let g = Gitleaks::new();
+    let mut count = 0;
+    for (id, lazy) in g.all_lazy() {
+        assert!(!lazy.is_built(), "{id}: built before use");
+        if let Err(e) = lazy.build() {
+            panic!("{id}: {e}");
+        }
+        assert!(lazy.get().is_some(), "{id}");
+        count += 1;
+    }
+    // Each active rule has its own regex, plus allowlists and operator gates.
+    assert!(
+        count > g.active(),
+        "{count} regexes for {} rules",
+        g.active()
+    );
+}
+
+#[test]
+fn a_scan_builds_only_the_rules_its_keywords_gate() {
+    let g = Gitleaks::new();
+    let built = |g: &Gitleaks| -> Vec<&'static str> {
+        g.rules
+            .iter()
+            .filter(|r| r.regex.is_built())
+            .map(|r| r.def.id)
+            .collect()
+    };
+    // No keyword: nothing is built.
+    let (found, _) = g.scan("plain words, nothing to see here");
+    assert!(found.is_empty());
+    assert!(built(&g).is_empty(), "{:?}", built(&g));
+    // A GitHub token: the rules gated by `ghp_` run (and find it); the others stay unbuilt.
+    let token = "ghp_0123456789abcdefABCDEF0123456789abcd";
+    let (found, _) = g.scan(&format!("token is {token} ok"));
+    assert!(found.iter().any(|m| m.id == "github-pat"), "{found:?}");
+    let now = built(&g);
+    assert!(now.contains(&"github-pat"), "{now:?}");
+    assert!(
+        now.len() < g.active() / 4,
+        "{} of {} rules built: {now:?}",
+        now.len(),
+        g.active()
+    );
+    // The generic rules are built ahead of time on request.
+    g.build_common();
+    assert!(built(&g).iter().any(|id| id.starts_with("generic")));
+}
+
+#[test]
 fn finds_the_secret_group_not_the_context() {
     let g = Gitleaks::new();
     let text = "config:\n  DB_PASSWORD=8ae31cacf141669ddfb5da\n";
