@@ -74,6 +74,9 @@ pub(crate) fn prepare(
     let data_dir = config
         .resolve_data_dir(common.data_dir.as_deref(), &env)
         .ok();
+    if let Some(dir) = &data_dir {
+        crate::sandbox::cache_probe_in(dir);
+    }
     let audit_log = data_dir
         .as_deref()
         .map(|d| config.resolve_audit_log(common.audit_log.as_deref(), d, &env));

@@ -3,12 +3,13 @@
 //! (`mcp-warden __sandbox-exec`).
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use warden_config::env::EnvSource;
 use warden_config::{SandboxConfig, SandboxNetwork};
 use warden_sandbox::launcher::LAUNCHER_ARG;
@@ -26,19 +27,64 @@ pub(crate) fn launcher_main() -> Option<ExitCode> {
     Some(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
 }
 
-/// What this machine enforces, probed once per gateway process with the real launcher.
+mod probe_cache;
+
+/// The data directory, where the probe's result is cached (set once at start-up).
+static PROBE_CACHE_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Whether [`availability`] came from the cache.
+static FROM_CACHE: AtomicBool = AtomicBool::new(false);
+
+/// Caches the probe's result in `data_dir` (see `probe_cache`). Without this call every
+/// process probes.
+pub(crate) fn cache_probe_in(data_dir: &Path) {
+    let _ = PROBE_CACHE_DIR.set(data_dir.to_owned());
+}
+
+/// Forgets a cached probe result after an upstream failed to start, so that the next start
+/// probes again (the machine may have changed in a way the cache key does not capture).
+pub(crate) fn forget_cached_probe() {
+    if FROM_CACHE.load(Ordering::Relaxed)
+        && let Some(dir) = PROBE_CACHE_DIR.get()
+    {
+        probe_cache::forget(dir);
+    }
+}
+
+/// What this machine enforces, probed once per gateway process with the real launcher (or
+/// read from the cache of an earlier probe in the same context).
 pub(crate) fn availability() -> &'static Availability {
     static AVAILABILITY: OnceLock<Availability> = OnceLock::new();
     AVAILABILITY.get_or_init(|| {
-        let probed = std::env::current_exe()
-            .context("locating the gateway binary for the sandbox launcher")
-            .and_then(|exe| {
-                warden_sandbox::probe(&exe, &std::env::temp_dir()).map_err(anyhow::Error::from)
-            });
-        match probed {
-            Ok(availability) => availability,
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
             Err(error) => {
-                warn!(error = %format!("{error:#}"), "sandbox probe failed; treating every sandbox control as unavailable");
+                warn!(%error, "cannot locate the gateway binary for the sandbox launcher; treating every sandbox control as unavailable");
+                return Availability::none("the sandbox probe could not run");
+            }
+        };
+        let tmp = std::env::temp_dir();
+        let cache = PROBE_CACHE_DIR
+            .get()
+            .and_then(|dir| Some((dir, probe_cache::fingerprint(&exe, &tmp)?)));
+        if let Some((dir, fingerprint)) = &cache
+            && let Some(cached) = probe_cache::load(dir, fingerprint)
+        {
+            FROM_CACHE.store(true, Ordering::Relaxed);
+            debug!(file = %dir.join(probe_cache::FILE_NAME).display(), "sandbox availability from the probe cache");
+            return cached;
+        }
+        match warden_sandbox::probe(&exe, &tmp) {
+            Ok(availability) => {
+                if let Some((dir, fingerprint)) = &cache
+                    && let Err(error) = probe_cache::store(dir, fingerprint, &availability)
+                {
+                    debug!(%error, "cannot cache the sandbox probe's result");
+                }
+                availability
+            }
+            Err(error) => {
+                warn!(error = %format!("{:#}", anyhow::Error::from(error)), "sandbox probe failed; treating every sandbox control as unavailable");
                 Availability::none("the sandbox probe could not run")
             }
         }

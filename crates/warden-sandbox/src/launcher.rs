@@ -239,9 +239,8 @@ fn supervise(profile: &Profile, mode: Mode, mut findings: Findings) -> Result<i3
                     cgroup::Limit::Pids(_) => (Control::ProcessLimit, crate::report::PIDS_CGROUP),
                     cgroup::Limit::Memory(_) => (Control::MemoryLimit, "memory cgroup"),
                 };
-                match cgroup::Groups::join(&[*limit]) {
-                    Ok(group) => {
-                        group.leave();
+                match cgroup::Groups::check(*limit) {
+                    Ok(()) => {
                         findings.ok(control, detail);
                         pids |= control == Control::ProcessLimit;
                     }

@@ -113,6 +113,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let pipeline = audit.observe(pipeline);
         let gateway = Gateway::start(vec![def], pipeline, options)
             .await
+            .inspect_err(|_| crate::sandbox::forget_cached_probe())
             .context("cannot start the upstream server")?;
         audit.started(&gateway);
         tracing::info!(pids = ?gateway.upstream_pids(), "upstream started");

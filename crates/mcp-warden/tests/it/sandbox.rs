@@ -212,6 +212,99 @@ async fn hostile_sdk_server_is_contained_by_the_default_sandbox() {
     let _ = victim.wait();
 }
 
+/// The sandbox a server gets, as it reports it: the checks of the test above that need no
+/// fixture outside the data directory.
+async fn assert_contained(client: &mut StdioClient) {
+    let secret = call(client, "env", json!({"name": "WARDEN_TEST_GATEWAY_SECRET"})).await;
+    assert_eq!(secret, "null");
+    let status: Value = serde_json::from_str(&call(client, "status", json!({})).await).unwrap();
+    assert_eq!(status["pid"], 2, "{status}");
+    assert_eq!(status["Seccomp"], "2", "{status}");
+    assert_eq!(status["NoNewPrivs"], "1", "{status}");
+    assert_eq!(status["CapEff"], "0000000000000000", "{status}");
+}
+
+async fn stop(mut client: StdioClient) {
+    client.close_stdin();
+    client.guard.wait(BOUND).await.unwrap();
+}
+
+fn inode(path: &std::path::Path) -> Option<u64> {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).ok()?).into()
+}
+
+// Proves: RUN-1 (a cached probe never weakens the sandbox)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cached_probe_result_sandboxes_as_the_probe_does() {
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data = scratch.path().join("data");
+    let cache = data.join("sandbox-probe.json");
+    let probe = std::process::Command::new(crate::support::bin())
+        .args(["__sandbox-exec", "--probe"])
+        .arg(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let everything_available = probed["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c[1]["status"] == "available");
+
+    let mut client = start(&data, &[]).await;
+    assert_contained(&mut client).await;
+    stop(client).await;
+    if !everything_available {
+        // Only a result with every control available is cached.
+        assert!(!cache.exists(), "cached although a control is unavailable");
+        return;
+    }
+    let first = inode(&cache).expect("the probe's result is cached");
+
+    // The next start uses it (the file is not rewritten) and sandboxes the same way.
+    let mut client = start(&data, &[]).await;
+    assert_contained(&mut client).await;
+    stop(client).await;
+    assert_eq!(
+        inode(&cache),
+        Some(first),
+        "probed again instead of using the cache"
+    );
+
+    // A cache that would remove a control is not used, whoever wrote it: the gateway probes
+    // again (and rewrites it) and the server is as contained as before.
+    let mut entry: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    for control in entry["availability"]["controls"].as_array_mut().unwrap() {
+        control[1] = json!({"status": "unavailable", "reason": "planted"});
+    }
+    std::fs::write(&cache, serde_json::to_vec(&entry).unwrap()).unwrap();
+    let planted = inode(&cache);
+    let mut client = start(&data, &[]).await;
+    assert_contained(&mut client).await;
+    stop(client).await;
+    assert_ne!(inode(&cache), planted, "the planted result was used");
+    let rewritten: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(rewritten["availability"], probed);
+
+    // A result cached for another context (here: another binary) is not used either.
+    let mut entry = rewritten;
+    let fingerprint = entry["fingerprint"]
+        .as_str()
+        .unwrap()
+        .replacen("ino=", "ino=1", 1);
+    entry["fingerprint"] = json!(fingerprint);
+    std::fs::write(&cache, serde_json::to_vec(&entry).unwrap()).unwrap();
+    let foreign = inode(&cache);
+    let mut client = start(&data, &[]).await;
+    assert_contained(&mut client).await;
+    stop(client).await;
+    assert_ne!(
+        inode(&cache),
+        foreign,
+        "a result for another binary was used"
+    );
+}
+
 /// Starts the hostile server, has it start two children (one in a session of its own, out
 /// of the process group) and a long call in flight; returns the client and every process
 /// under the gateway.

@@ -95,6 +95,33 @@ impl Groups {
             .map_err(|e| Failure::os("cgroup join", e))
     }
 
+    /// What the probe checks for `limit`, without moving any process: creates the group,
+    /// writes the limit, opens for writing the `cgroup.procs` files a join writes (the new
+    /// group's, and the parent's, which is the common ancestor whose write access the kernel
+    /// checks for a move and where [`Groups::leave`] moves back), then removes the group.
+    ///
+    /// Moving a process between cgroups waits for an RCU grace period (several milliseconds
+    /// on cgroup v1, per move); a probe that joined and left both hierarchies paid four of
+    /// them on every start. A join that fails after this check passed fails the launch (the
+    /// upstream does not start, with the error), so the check cannot weaken a sandbox.
+    pub(crate) fn check(limit: Limit) -> Result<(), Failure> {
+        let parent = current_group(limit.controller())?;
+        let dir = parent.join(format!("mcp-warden-{}", std::process::id()));
+        sweep(&parent);
+        std::fs::create_dir(&dir).map_err(|e| Failure::os("cgroup create", e))?;
+        let checked = limit.apply(&dir).and_then(|()| {
+            for procs in [dir.join("cgroup.procs"), parent.join("cgroup.procs")] {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&procs)
+                    .map_err(|e| Failure::os("cgroup join", e))?;
+            }
+            Ok(())
+        });
+        let _ = std::fs::remove_dir(&dir);
+        checked
+    }
+
     /// Moves the caller back to the parent groups and removes its own (empty once init and
     /// its namespace are gone). Best effort: a leftover empty group is harmless and swept by
     /// the next supervisor.
