@@ -28,7 +28,7 @@ pub use tool::{
 };
 
 /// Builds the analysis automata now (the phrase lexicon of the injection and poisoning rules,
-/// about 45 ms) rather than on the first definition or result analysed. The secret and
+/// about 5 ms) rather than on the first definition or result analysed. The secret and
 /// personal-data rules have their own: [`redact::warm_up`].
 pub fn warm_up_analysis() {
     injection::warm_up();

@@ -52,18 +52,9 @@ fn is_plain_segment(segment: &str) -> bool {
 }
 
 fn join(prefix: &str, segment: &str) -> String {
-    let plain = is_plain_segment(segment);
-    let seg = if plain {
-        segment.to_owned()
-    } else {
-        format!("[{}]", serde_json::to_string(segment).unwrap_or_default())
-    };
-    match (prefix.is_empty(), plain) {
-        (true, true) => seg,
-        (true, false) => seg,
-        (false, true) => format!("{prefix}.{seg}"),
-        (false, false) => format!("{prefix}{seg}"),
-    }
+    let mut path = prefix.to_owned();
+    push_segment(&mut path, segment);
+    path
 }
 
 /// The string a finding's `field` names inside `value` (relative to the value the analysis
@@ -146,7 +137,7 @@ fn segments(path: &str) -> Option<Vec<Segment>> {
 }
 
 /// Calls `f(path, string, is_key)` for every string and every object key in `value`, in
-/// document order. Depth-first with an explicit stack, so deep nesting cannot overflow.
+/// document order, depth-first (see [`walk_strings_in`] on depth).
 pub(crate) fn walk_strings(value: &Value, prefix: &str, f: &mut dyn FnMut(&str, &str, bool)) {
     let mut path = String::with_capacity(prefix.len() + 64);
     path.push_str(prefix);
@@ -188,7 +179,8 @@ fn walk_strings_in(value: &Value, path: &mut String, f: &mut dyn FnMut(&str, &st
     }
 }
 
-/// Appends `segment` to `path` as [`join`] joins them.
+/// Appends `segment` to a field path: `.key` for a plain key (no dot at the start), else
+/// `["key"]`.
 fn push_segment(path: &mut String, segment: &str) {
     if is_plain_segment(segment) {
         if !path.is_empty() {

@@ -119,9 +119,9 @@ pub(crate) fn install(
     let redact = content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off);
     let analyse = content.any(|m| m.poisoning != Mode::Off || m.injection != Mode::Off);
     if redact || analyse {
-        // Compile the rules off the start-up path (about 200 ms of CPU for the secret rules,
-        // 45 ms for the phrase lexicon), so neither start-up nor the first result pays for
-        // it, at the lowest priority: on a busy CPU this runs in the time the request path
+        // Build the rules off the start-up path (parsing the secret rules and building the
+        // generic ones, the phrase lexicon, the PII patterns: tens of milliseconds of CPU), so
+        // neither start-up nor the first result pays for it, at the lowest priority: on a busy CPU this runs in the time the request path
         // leaves. A request that needs a rule set first waits for it (or builds it) either way.
         let _ = std::thread::Builder::new()
             .name("warden-rules".into())

@@ -40,7 +40,6 @@ const SETTINGS: &[&str] = &[
     "/proc/sys/kernel/unprivileged_userns_clone",
     "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
     "/proc/sys/kernel/apparmor_restrict_unprivileged_unconfined",
-    "/proc/sys/kernel/random/boot_id",
     "/proc/self/cgroup",
     "/sys/kernel/security/lsm",
 ];
@@ -92,9 +91,11 @@ pub(crate) fn fingerprint(launcher: &Path, tmp_parent: &Path) -> Option<String> 
     file(&mut out, launcher, true)?;
     file(&mut out, tmp_parent, false)?;
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    if boot.trim().is_empty() {
+    let boot = boot.trim();
+    if boot.is_empty() {
         return None;
     }
+    let _ = writeln!(out, "boot_id={boot}");
     for setting in SETTINGS {
         let value = std::fs::read_to_string(setting).unwrap_or_else(|_| "-".to_owned());
         let _ = writeln!(out, "{setting}={}", value.trim_end());

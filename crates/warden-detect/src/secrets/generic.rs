@@ -263,15 +263,16 @@ pub(crate) fn warm_up() {
 /// assert_eq!(key_kind("token_type"), None);
 /// ```
 pub fn key_kind(name: &str) -> Option<KeyKind> {
+    // Also rejects names longer than 64 bytes.
     if !may_name_secret(name) {
         return None;
     }
-    let lower = name.to_ascii_lowercase();
     // A redacted name says nothing about its value any more (and the marker's own kind,
     // `[REDACTED:private-key]`, must not make it look secret-like on a second pass).
-    if lower.len() > 64 || name.contains("[REDACTED:") {
+    if name.contains("[REDACTED:") {
         return None;
     }
+    let lower = name.to_ascii_lowercase();
     let words: Vec<&str> = lower
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -313,7 +314,8 @@ pub fn key_kind(name: &str) -> Option<KeyKind> {
 const SECRET_NAME_STEMS: [&[u8]; 6] = [b"pass", b"pwd", b"secret", b"token", b"key", b"credential"];
 
 /// The allocation-free first test of [`key_kind`]: most JSON keys (`type`, `text`, `content`)
-/// contain no stem of a secret's name and are rejected here.
+/// contain no stem of a secret's name and are rejected here, as are names longer than 64
+/// bytes.
 fn may_name_secret(name: &str) -> bool {
     if name.len() > 64 {
         return false;

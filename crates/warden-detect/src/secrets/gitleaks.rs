@@ -497,14 +497,14 @@ fn parse_rule_pattern(pattern: &str) -> Result<(LazyRegex, Option<usize>, Shape)
     let hir = syntax::parse_with(&translated, &syntax::Config::new().nest_limit(NEST_LIMIT))
         .map_err(|e| e.to_string())?;
     let max_len = hir.properties().maximum_len();
-    let around = Shape {
+    let shape = Shape {
         around: super::reach::Around::of(&hir),
         prefix: leading_literal(&hir),
     };
     // The generic rules' lazy DFAs outgrow the default 2 MiB cache on ordinary text and would
     // be rebuilt over and over; the cache grows only as needed.
     let regex = LazyRegex::new(vec![translated], false, Some(LAZY_DFA_CACHE));
-    Ok((regex, max_len, around))
+    Ok((regex, max_len, shape))
 }
 
 /// What the scanner uses of a pattern's structure to place its windows.

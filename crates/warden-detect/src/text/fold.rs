@@ -124,6 +124,17 @@ impl Builder {
         }
     }
 
+    /// Appends the whitespace run `pending` (original offset, holds a line break) as one
+    /// space or line break, unless it leads the text.
+    #[inline]
+    fn flush_whitespace(&mut self, pending: &mut Option<(usize, bool)>) {
+        if let Some((start, nl)) = pending.take()
+            && !self.text.is_empty()
+        {
+            self.push(if nl { '\n' } else { ' ' }, start);
+        }
+    }
+
     /// Appends one folded character produced by the original character at `at`.
     #[inline]
     fn push(&mut self, ch: char, at: usize) {
@@ -211,11 +222,7 @@ pub(crate) fn fold(s: &str) -> Folded {
         // Space and line break are the only bytes below 0x21 copied as they are, and only
         // inside a run (see below).
         if PLAIN[usize::from(x)] {
-            if let Some((start, nl)) = pending.take()
-                && !out.text.is_empty()
-            {
-                out.push(if nl { '\n' } else { ' ' }, start);
-            }
+            out.flush_whitespace(&mut pending);
             // A single space or line break between printable bytes folds to itself: it
             // continues the run (words of prose are copied as one run, not one by one).
             let mut end = at;
@@ -269,11 +276,7 @@ pub(crate) fn fold(s: &str) -> Folded {
             });
             continue;
         }
-        if let Some((start, nl)) = pending.take()
-            && !out.text.is_empty()
-        {
-            out.push(if nl { '\n' } else { ' ' }, start);
-        }
+        out.flush_whitespace(&mut pending);
         if is_unspaced_script(c) {
             // CJK, kana, Hangul, Arabic: no case, no look-alikes to map.
             out.push(latin_lookalike(c), here);
