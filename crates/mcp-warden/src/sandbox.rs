@@ -41,14 +41,22 @@ pub(crate) fn cache_probe_in(data_dir: &Path) {
     let _ = PROBE_CACHE_DIR.set(data_dir.to_owned());
 }
 
-/// Forgets a cached probe result after an upstream failed to start, so that the next start
+/// The gateway's upstream exit hook: when the launcher reports that it could not build a
+/// sandbox (exit status 125), a cached probe result is forgotten, so that the next start
 /// probes again (the machine may have changed in a way the cache key does not capture).
-pub(crate) fn forget_cached_probe() {
-    if FROM_CACHE.load(Ordering::Relaxed)
-        && let Some(dir) = PROBE_CACHE_DIR.get()
-    {
-        probe_cache::forget(dir);
-    }
+pub(crate) fn exit_hook() -> warden_session::gateway::ExitHook {
+    std::sync::Arc::new(|upstream: &str, code: Option<i32>| {
+        if code == Some(warden_sandbox::launcher::EXIT_SETUP_FAILED)
+            && FROM_CACHE.load(Ordering::Relaxed)
+            && let Some(dir) = PROBE_CACHE_DIR.get()
+        {
+            warn!(
+                upstream,
+                "the sandbox could not be built; the cached probe result is dropped and the next start probes again"
+            );
+            probe_cache::forget(dir);
+        }
+    })
 }
 
 /// What this machine enforces, probed once per gateway process with the real launcher (or

@@ -109,7 +109,14 @@ pub struct GatewayOptions {
     /// not started. `serve` and `run` re-check command pins (RUN-3) here, so an executable
     /// replaced while the gateway runs is caught at its next start, not only at the first.
     pub prelaunch: Option<Arc<dyn Prelaunch>>,
+    /// Told each time an upstream's process exits, with its exit code (`None` when killed by
+    /// a signal or when the code is unknown). `serve` and `run` drop a cached sandbox probe
+    /// result when the sandbox launcher reports that it could not build a sandbox.
+    pub on_exit: Option<ExitHook>,
 }
+
+/// See [`GatewayOptions::on_exit`]: called with the upstream's name and exit code.
+pub type ExitHook = Arc<dyn Fn(&str, Option<i32>) + Send + Sync>;
 
 /// A check before a stdio upstream's process is started again ([`GatewayOptions::prelaunch`]).
 pub trait Prelaunch: Send + Sync + 'static {
@@ -143,6 +150,7 @@ impl Default for GatewayOptions {
             audit: None,
             trace: None,
             prelaunch: None,
+            on_exit: None,
         }
     }
 }

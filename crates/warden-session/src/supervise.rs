@@ -427,6 +427,9 @@ impl Supervisor {
             None => (None, "connection closed".to_owned()),
         };
         tracing::warn!(upstream = %self.up.name, pid = ?conn.pid(), exit_code = ?code, detail = %detail, "upstream exited");
+        if let Some(on_exit) = &g.opts.on_exit {
+            on_exit(&self.up.name, code);
+        }
         g.audit_upstream_exit(&self.up.name, "exited", conn.pid(), code, detail);
     }
 

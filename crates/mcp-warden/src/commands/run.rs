@@ -102,6 +102,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             audit: audit.log(),
             trace: super::trace::propagator(&config, audit.log().is_some()),
             prelaunch,
+            on_exit: Some(crate::sandbox::exit_hook()),
             ..options
         };
         // Pins of a `run` server are keyed by its command line or URL (docs/pinning.md).
@@ -113,7 +114,6 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let pipeline = audit.observe(pipeline);
         let gateway = Gateway::start(vec![def], pipeline, options)
             .await
-            .inspect_err(|_| crate::sandbox::forget_cached_probe())
             .context("cannot start the upstream server")?;
         audit.started(&gateway);
         tracing::info!(pids = ?gateway.upstream_pids(), "upstream started");

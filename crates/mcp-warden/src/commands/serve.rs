@@ -96,6 +96,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 data_dir.as_deref(),
                 audit.log(),
             ),
+            on_exit: Some(crate::sandbox::exit_hook()),
             ..options
         };
         let pipeline =
@@ -110,7 +111,6 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         http.audit = audit.log();
         let gateway = Gateway::start(defs, pipeline, options)
             .await
-            .inspect_err(|_| crate::sandbox::forget_cached_probe())
             .context("cannot start the gateway")?;
         audit.started(&gateway);
         let server = warden_downstream::bind_http(gateway.clone(), http)

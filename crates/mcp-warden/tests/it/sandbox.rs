@@ -230,7 +230,9 @@ async fn stop(mut client: StdioClient) {
 }
 
 fn inode(path: &std::path::Path) -> Option<u64> {
-    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).ok()?).into()
+    Some(std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(path).ok()?,
+    ))
 }
 
 // Proves: RUN-1 (a cached probe never weakens the sandbox)
@@ -302,6 +304,35 @@ async fn the_cached_probe_result_sandboxes_as_the_probe_does() {
         inode(&cache),
         foreign,
         "a result for another binary was used"
+    );
+
+    // The cache is used again, and dropped when the sandboxed process exits with the
+    // launcher's "sandbox could not be built" status (125): the next start probes. Any other
+    // exit keeps it.
+    let exits = |code: u8| {
+        let script = format!("exit {code}");
+        let mut command = run_command(
+            &["--data-dir", data.to_str().unwrap()],
+            &["/bin/sh", "-c", &script],
+        );
+        command.stderr(std::process::Stdio::null());
+        async move {
+            // The client keeps its end open: the gateway stops because its server exited.
+            let mut client = StdioClient::start(command).unwrap();
+            client.guard.wait(BOUND).await.unwrap()
+        }
+    };
+    let kept = inode(&cache);
+    let status = exits(1).await;
+    assert!(
+        !status.success(),
+        "the gateway stops when its server exits: {status}"
+    );
+    assert_eq!(inode(&cache), kept, "dropped after an ordinary exit");
+    exits(125).await;
+    assert!(
+        !cache.exists(),
+        "kept after the launcher's setup failure status"
     );
 }
 
