@@ -41,6 +41,29 @@ impl Guard {
         let child = self.child.as_mut().unwrap();
         Ok(tokio::time::timeout(timeout, child.wait()).await??)
     }
+
+    /// Sends SIGTERM to the process (not its group: a gateway stops its own children) and
+    /// waits for it to exit, up to `timeout`: the clean-stop path, on which a gateway drains
+    /// and closes its audit log. A SIGKILL (what dropping the guard does) may lose records that
+    /// were queued but not yet written.
+    pub async fn terminate(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        if let Some(pid) = self.pgid.filter(|p| *p > 1) {
+            signal_term(pid);
+        }
+        self.wait(timeout).await
+    }
+}
+
+#[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
+fn signal_term(pid: i32) {
+    // SAFETY: kill(2) with the positive pid of a child this guard spawned and has not reaped
+    // (its `Child` is still held, so the pid cannot have been reused); no memory is touched.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
 }
 
 impl Drop for Guard {

@@ -89,17 +89,6 @@ async fn create_key(dir: &Path, principal: &str) -> String {
     v["key"].as_str().unwrap().to_owned()
 }
 
-/// SIGTERM to the gateway this test started (its clean-stop path).
-#[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
-fn terminate(pid: u32) {
-    let pid = i32::try_from(pid).unwrap();
-    assert!(pid > 1);
-    // SAFETY: a plain syscall on the pid of a child this test spawned and still owns.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-}
-
 fn hmac_hex(key: &[u8], body: &[u8]) -> String {
     let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), body);
     tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
@@ -205,8 +194,7 @@ async fn a_burst_of_bad_api_keys_posts_one_signed_alert() {
     assert_eq!(ok.status, 200, "{}", ok.text);
 
     // A clean stop delivers whatever is queued; the burst still yields exactly one alert.
-    terminate(guard.pid());
-    let status = guard.wait(BOUND).await.unwrap();
+    let status = guard.terminate(BOUND).await.unwrap();
     assert!(status.success(), "{status:?}");
     assert!(
         deliveries.try_recv().is_err(),

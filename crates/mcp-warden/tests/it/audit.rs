@@ -435,7 +435,7 @@ async fn authentication_attempts_are_recorded_without_credentials() {
     )
     .unwrap();
     let cmd = crate::support::serve_command(&config, dir.path());
-    let guard = warden_test::process::Guard::spawn(cmd).unwrap();
+    let mut guard = warden_test::process::Guard::spawn(cmd).unwrap();
     warden_test::wait_port(port, EXIT_BOUND).await.unwrap();
     let client = warden_test::http::HttpClient::new(format!("http://127.0.0.1:{port}/mcp"));
     let init = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -469,7 +469,10 @@ async fn authentication_attempts_are_recorded_without_credentials() {
         .await
         .unwrap();
     assert_eq!(ok.status, 200, "{}", ok.text);
-    drop(guard);
+    // An accepted credential is queued, not awaited: stop cleanly so the queue is drained
+    // (a SIGKILL could lose the success record before the writer reaches it).
+    let status = guard.terminate(EXIT_BOUND).await.unwrap();
+    assert!(status.success(), "serve exited with {status}");
 
     let all = crate::support::audit_records(dir.path()).await;
     let auth: Vec<&Value> = all.iter().filter(|r| r["event"] == "auth").collect();

@@ -212,22 +212,9 @@ impl Served {
 
     /// SIGTERM, then wait: the gateway shuts its upstreams down and closes the audit log.
     async fn stop(mut self) -> String {
-        terminate(self.guard.pid());
-        let status = self.guard.wait(BOUND).await.unwrap();
+        let status = self.guard.terminate(BOUND).await.unwrap();
         assert!(status.success(), "serve exited with {status}");
         std::fs::read_to_string(&self.stderr).unwrap()
-    }
-}
-
-/// SIGTERM to the gateway this test started (its clean-stop path).
-#[expect(unsafe_code, reason = "kill(2) has no safe wrapper in std")]
-fn terminate(pid: u32) {
-    let pid = i32::try_from(pid).unwrap();
-    assert!(pid > 1);
-    // SAFETY: kill(2) with the positive pid of a child this test spawned and still owns (its
-    // guard has not reaped it); no memory is touched.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
     }
 }
 

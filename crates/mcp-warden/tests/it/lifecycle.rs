@@ -99,13 +99,21 @@ health_interval = "0s"
     }
     assert!(starts() > before, "a new process answered");
 
-    let records = upstream_records(serve.dir.path()).await;
-    let actions: Vec<&str> = records
-        .iter()
-        .filter_map(|r| r["action"].as_str())
-        .collect();
-    assert!(actions.contains(&"exited"), "{records:?}");
-    assert!(actions.contains(&"restarted"), "{records:?}");
+    // Upstream events are queued for the audit writer, not awaited: poll until both are on
+    // disk (bounded).
+    let limit = tokio::time::Instant::now() + WAIT;
+    let records = loop {
+        let records = upstream_records(serve.dir.path()).await;
+        let has = |a: &str| records.iter().any(|r| r["action"] == a);
+        if has("exited") && has("restarted") {
+            break records;
+        }
+        assert!(
+            tokio::time::Instant::now() < limit,
+            "no exited and restarted records: {records:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let exited = records.iter().find(|r| r["action"] == "exited").unwrap();
     assert_eq!(exited["exit_code"], json!(5), "{exited}");
 }
