@@ -207,6 +207,50 @@ const MAX_VALUE_CHARS: usize = 200;
 /// Longest `Authorization` value, in bytes (its alphabet is ASCII), cut the same way.
 const MAX_HEADER_VALUE: usize = 2048;
 
+/// Characters of a URL's user name: 1 to this many.
+const MAX_URL_USER_CHARS: usize = 64;
+
+/// Characters of a URL's password: `MIN_URL_PASSWORD_CHARS` to this many.
+const MAX_URL_PASSWORD_CHARS: usize = 128;
+const MIN_URL_PASSWORD_CHARS: usize = 3;
+
+/// The passwords of `scheme://user:password@host` URLs in `window` of `text`.
+///
+/// The pattern leaves the user and password lengths open and they are checked here: neither
+/// part may hold `:`, `@` or `/`, so each `://` decides both parts, and a start whose parts are
+/// out of bounds fails for every start sharing its `://`. The next candidate's scheme begins
+/// after the `@`, which is where the search resumes after a rejected match (an accepted one
+/// resumes at its end, one character later, as the bounded pattern's iteration does). So the
+/// matches kept are those of the pattern with the bounds in its repetitions.
+fn url_passwords(text: &str, window: Range<usize>) -> Vec<Range<usize>> {
+    let p = &*PATTERNS;
+    let mut caps = p.url_credentials.create_captures();
+    let mut found = Vec::new();
+    let mut at = window.start;
+    while at < window.end {
+        p.url_credentials
+            .search_captures(&Input::new(text).span(at..window.end), &mut caps);
+        let (Some(m), Some(user), Some(password)) =
+            (caps.get_match(), caps.get_group(1), caps.get_group(2))
+        else {
+            break;
+        };
+        let chars = |s: regex_automata::Span| text[s.range()].chars().count();
+        let (user_len, password_len) = (chars(user), chars(password));
+        if user_len <= MAX_URL_USER_CHARS
+            && (MIN_URL_PASSWORD_CHARS..=MAX_URL_PASSWORD_CHARS).contains(&password_len)
+        {
+            found.push(password.range());
+            // After a match, where the bounded pattern's match ends too.
+            at = m.end();
+        } else {
+            // Just past the `@` (one byte).
+            at = password.end + 1;
+        }
+    }
+    found
+}
+
 /// The first `max_chars` characters of `span` in `text`.
 fn cut(text: &str, span: Range<usize>, max_chars: usize) -> Range<usize> {
     match text[span.clone()].char_indices().nth(max_chars) {
@@ -237,7 +281,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
             r#"(?i)(?-u:\b)([a-z0-9_.-]{0,40}?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|auth[_-]?key|private[_-]?key|credentials?)[a-z0-9_.-]{0,24})["']?[ \t]{0,4}(?::=|=>|=|:)[ \t]{0,4}["'`]?([^\s"'`,;<>(){}\[\]|\\]{6,})"#,
         ),
         url_credentials: build(
-            r"(?i)(?-u:\b)[a-z][a-z0-9+.-]{1,20}://[^\s:/@?#]{1,64}:([^\s:/@?#]{3,128})@[a-z0-9\[]",
+            r"(?i)(?-u:\b)[a-z][a-z0-9+.-]{1,20}://([^\s:/@?#]+):([^\s:/@?#]+)@[a-z0-9\[]",
         ),
         auth_header: build(r"(?i)(?-u:\b)(?:bearer|basic)[ \t]+([A-Za-z0-9._~+/=-]{16,})"),
         uuid: build(
@@ -516,18 +560,12 @@ pub(crate) fn scan(text: &str, hits: &[Range<usize>], out: &mut Vec<Detection>) 
         }
     }
     for window in urls {
-        for c in p
-            .url_credentials
-            .captures_iter(Input::new(text).span(window))
-        {
-            let Some(secret) = c.get_group(1) else {
-                continue;
-            };
-            if plausible_value(KeyKind::Password, &text[secret.range()]) {
+        for secret in url_passwords(text, window.clone()) {
+            if plausible_value(KeyKind::Password, &text[secret.clone()]) {
                 out.push(Detection {
                     kind: "url-credentials",
                     rule: "secret.url-credentials",
-                    ..detection(KeyKind::Password, secret.range())
+                    ..detection(KeyKind::Password, secret)
                 });
             }
         }
@@ -637,6 +675,86 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// URL passwords with the parts' bounds checked after matching are the matches of the
+    /// pattern with the bounds in its repetitions, from every search start.
+    fn url_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![
+                Just("https://".to_owned()),
+                Just("x.y-z+w://".to_owned()),
+                Just(":".to_owned()),
+                Just("@".to_owned()),
+                Just("@h".to_owned()),
+                Just("/".to_owned()),
+                Just(" ".to_owned()),
+                Just("é".to_owned()),
+                "[a-zA-Z0-9._~+-]{1,12}",
+                (1usize..140).prop_map(|n| "u".repeat(n)),
+                (1usize..70).prop_map(|n| "ü1".repeat(n)),
+                // Whole URLs, the parts' lengths around their bounds.
+                (
+                    prop_oneof![Just("s"), Just("git+ssh"), Just("a.b")],
+                    prop_oneof![0usize..3, 62usize..67],
+                    prop_oneof![1usize..5, 126usize..131],
+                    any::<bool>(),
+                )
+                    .prop_map(|(scheme, user, password, wide)| {
+                        let c = if wide { "ß" } else { "p" };
+                        format!("{scheme}://{}:{}@h", "u".repeat(user), c.repeat(password))
+                    }),
+            ],
+            1..8,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1024, ..Default::default() })]
+
+        #[test]
+        fn url_passwords_are_the_bounded_matches(text in url_text(), from in 0usize..64) {
+            static BOUNDED: LazyLock<Regex> = LazyLock::new(|| {
+                Regex::new(
+                    r"(?i)(?-u:\b)[a-z][a-z0-9+.-]{1,20}://[^\s:/@?#]{1,64}:([^\s:/@?#]{3,128})@[a-z0-9\[]",
+                )
+                .expect("compiles")
+            });
+            let from = floor_boundary(&text, from.min(text.len()));
+            let expected: Vec<Range<usize>> = BOUNDED
+                .captures_iter(Input::new(&text).span(from..text.len()))
+                .filter_map(|c| c.get_group(1).map(|s| s.range()))
+                .collect();
+            proptest::prop_assert_eq!(url_passwords(&text, from..text.len()), expected);
+        }
+    }
+
+    #[test]
+    fn url_password_bounds_are_inclusive() {
+        let url = |user: usize, password: usize| {
+            format!(
+                "see https://{}:{}@example.com",
+                "u".repeat(user),
+                "ü".repeat(password)
+            )
+        };
+        let found = |t: &str| url_passwords(t, 0..t.len()).len();
+        assert_eq!(found(&url(64, 128)), 1);
+        assert_eq!(found(&url(1, 3)), 1);
+        assert_eq!(found(&url(65, 10)), 0);
+        assert_eq!(found(&url(10, 129)), 0);
+        assert_eq!(found(&url(10, 2)), 0);
+        // A rejected URL does not hide one right after its `@`.
+        let t = format!(
+            "{}http://a:bcd@h",
+            url(65, 10).trim_end_matches("example.com")
+        );
+        assert_eq!(
+            url_passwords(&t, 0..t.len()),
+            vec![t.len() - 5..t.len() - 2]
+        );
     }
 
     #[test]
