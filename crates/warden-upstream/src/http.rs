@@ -7,14 +7,25 @@
 //! stream, which is the 2026-07-28 cancellation signal. Redirects are never followed (an
 //! upstream must not steer the gateway to another host), and every body is read under the
 //! message size limit.
+//!
+//! The client is hyper's pooled client over rustls (ring, TLS 1.2 and 1.3, the Mozilla root
+//! set, HTTP/1.1 or HTTP/2 by ALPN), driven directly: the endpoint's URI is parsed once and
+//! each request is built from prepared headers, with nothing a general-purpose client adds
+//! (redirect policy, proxy lookup, URL re-parsing) on the path of every call.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::timeout;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -74,6 +85,13 @@ const MANAGED_HEADERS: &[&str] = &[
     LAST_EVENT_ID,
 ];
 
+/// The pooled client of one endpoint (forks share it).
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A request about to be sent.
+type Outgoing = http::Request<Full<Bytes>>;
+/// An answer whose body is still to be read.
+type Response = http::Response<Incoming>;
+
 /// How to reach a Streamable HTTP upstream.
 #[derive(Debug, Clone)]
 pub struct HttpSpec {
@@ -115,12 +133,14 @@ impl HttpSpec {
 /// the client with its connection pool.
 struct Endpoint {
     name: Arc<str>,
-    url: Url,
+    /// The endpoint, parsed once.
+    uri: Uri,
+    /// Configured headers and the user agent.
     headers: HeaderMap,
     limits: Limits,
     request_timeout: Duration,
     max_call: Option<Duration>,
-    client: reqwest::Client,
+    client: HttpClient,
 }
 
 /// State of one connection (one legacy session at most).
@@ -159,6 +179,11 @@ pub(crate) fn connect(spec: HttpSpec) -> Result<Handle, UpstreamError> {
             spec.url
         )));
     }
+    if !spec.url.username().is_empty() || spec.url.password().is_some() {
+        return Err(config(
+            "the url carries credentials; configure an Authorization header instead".to_owned(),
+        ));
+    }
     let mut headers = HeaderMap::new();
     for (name, value) in &spec.headers {
         let header = HeaderName::from_bytes(name.as_bytes())
@@ -174,18 +199,22 @@ pub(crate) fn connect(spec: HttpSpec) -> Result<Handle, UpstreamError> {
         value.set_sensitive(true);
         headers.append(header, value);
     }
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(spec.connect_timeout)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        // Proxies come from configuration, not from the gateway's environment.
-        .no_proxy()
-        .user_agent(concat!("mcp-warden/", env!("CARGO_PKG_VERSION")))
-        .build()
+    if !headers.contains_key(USER_AGENT) {
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("mcp-warden/", env!("CARGO_PKG_VERSION"))),
+        );
+    }
+    let uri: Uri = spec
+        .url
+        .as_str()
+        .parse()
+        .map_err(|_| config(format!("url `{}` is not a valid request target", spec.url)))?;
+    let client = build_client(spec.connect_timeout)
         .map_err(|_| config("the http client cannot be built".to_owned()))?;
     let endpoint = Arc::new(Endpoint {
         name: spec.name.as_str().into(),
-        url: spec.url,
+        uri,
         headers,
         limits: spec.limits,
         request_timeout: spec.request_timeout,
@@ -193,6 +222,50 @@ pub(crate) fn connect(spec: HttpSpec) -> Result<Handle, UpstreamError> {
         client,
     });
     Ok(Handle::new(endpoint))
+}
+
+/// The pooled client: TCP with `TCP_NODELAY` and a connect timeout, rustls on `https`
+/// (ring, TLS 1.2+, Mozilla roots, `h2` or `http/1.1` by ALPN). No proxy is taken from the
+/// environment (proxies come from configuration) and no redirect is followed (the client
+/// does not follow any: a 3xx is an answer like another).
+fn build_client(connect_timeout: Duration) -> Result<HttpClient, rustls::Error> {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(tcp);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .build(connector))
+}
+
+/// The next data chunk of a body (trailers are skipped), `None` at its end.
+async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a client error was a timeout (the connector's connect timeout).
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl Handle {
@@ -321,8 +394,8 @@ impl Core {
         }
     }
 
-    fn transport_error(&self, error: reqwest::Error) -> UpstreamError {
-        if error.is_timeout() {
+    fn transport_error(&self, error: hyper_util::client::legacy::Error) -> UpstreamError {
+        if is_timeout(&error) {
             UpstreamError::Timeout
         } else {
             UpstreamError::Io {
@@ -353,19 +426,29 @@ impl Core {
         headers
     }
 
-    fn post(&self, message: &Message) -> reqwest::RequestBuilder {
-        self.post_with(message, &[])
+    /// A request to the endpoint with `headers` and `body`.
+    fn request_to(&self, method: Method, headers: HeaderMap, body: Bytes) -> Outgoing {
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = self.endpoint.uri.clone();
+        *request.headers_mut() = headers;
+        request
     }
 
-    /// A POST of `message` with `extra` headers (2026-07-28 `Mcp-Param-*` mirrors), which
-    /// never replace the headers the transport manages.
-    fn post_with(
+    fn post(&self, message: &Message) -> Outgoing {
+        let headers = self.post_headers(message, self.version_for(message).as_deref(), &[]);
+        self.request_to(Method::POST, headers, message.bytes().clone())
+    }
+
+    /// The headers of a POST of `message` under `version`, with `extra` headers (2026-07-28
+    /// `Mcp-Param-*` mirrors), which never replace the headers the transport manages.
+    fn post_headers(
         &self,
         message: &Message,
+        version: Option<&str>,
         extra: &[(HeaderName, HeaderValue)],
-    ) -> reqwest::RequestBuilder {
-        let version = self.version_for(message);
-        let mut headers = self.base_headers(version.as_deref());
+    ) -> HeaderMap {
+        let mut headers = self.base_headers(version);
         for (name, value) in extra {
             if !headers.contains_key(name) {
                 headers.append(name.clone(), value.clone());
@@ -376,7 +459,7 @@ impl Core {
             HeaderValue::from_static("application/json, text/event-stream"),
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if version.as_deref().is_some_and(is_modern) {
+        if version.is_some_and(is_modern) {
             let mirrored = [
                 (MCP_METHOD, message.method()),
                 (MCP_NAME, mcp::header_name(message)),
@@ -393,31 +476,34 @@ impl Core {
                 }
             }
         }
-        self.endpoint
-            .client
-            .post(self.endpoint.url.clone())
-            .headers(headers)
-            .body(message.bytes().clone())
+        headers
     }
 
-    fn get_stream(&self, last_event_id: Option<&str>) -> reqwest::RequestBuilder {
+    fn get_stream(&self, last_event_id: Option<&str>) -> Outgoing {
         let version = lock(&self.version).clone();
         let mut headers = self.base_headers(version.as_deref());
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         if let Some(id) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
             headers.insert(HeaderName::from_static(LAST_EVENT_ID), id);
         }
-        self.endpoint
-            .client
-            .get(self.endpoint.url.clone())
-            .headers(headers)
+        self.request_to(Method::GET, headers, Bytes::new())
     }
 
-    async fn send_bounded(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        match timeout(self.endpoint.request_timeout, request.send()).await {
+    async fn send(&self, request: Outgoing) -> Result<Response, UpstreamError> {
+        self.endpoint
+            .client
+            .request(request)
+            .await
+            .map_err(|e| self.transport_error(e))
+    }
+
+    async fn send_bounded(&self, request: Outgoing) -> Result<Response, UpstreamError> {
+        match timeout(
+            self.endpoint.request_timeout,
+            self.endpoint.client.request(request),
+        )
+        .await
+        {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(self.transport_error(error)),
             Err(_) => Err(UpstreamError::Timeout),
@@ -425,20 +511,28 @@ impl Core {
     }
 
     /// Reads a whole body under the message size limit.
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Bytes, UpstreamError> {
+    async fn read_body(&self, response: Response) -> Result<Bytes, UpstreamError> {
         let limit = self.endpoint.limits.max_message_bytes;
         let too_large = || {
             self.counters.invalid();
             UpstreamError::protocol(self.name(), refusal_reason(None))
         };
-        if response.content_length().is_some_and(|n| n > limit as u64) {
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
+        let mut incoming = response.into_body();
         let mut body = BytesMut::new();
-        while let Some(chunk) = response
-            .chunk()
+        while let Some(chunk) = next_chunk(&mut incoming)
             .await
-            .map_err(|e| self.transport_error(e))?
+            .map_err(|e| UpstreamError::Io {
+                name: self.name().to_owned(),
+                source: std::io::Error::other(e),
+            })?
         {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
@@ -448,7 +542,7 @@ impl Core {
         Ok(body.freeze())
     }
 
-    fn capture_session(&self, response: &reqwest::Response) {
+    fn capture_session(&self, response: &Response) {
         let Some(value) = response.headers().get(MCP_SESSION_ID) else {
             return;
         };
@@ -487,9 +581,11 @@ impl Core {
         lock(&self.pending)
             .register(id.clone(), entry)
             .map_err(|reason| UpstreamError::closed(self.name(), reason))?;
-        let modern = self
-            .version_for(&prepared.message)
-            .is_some_and(|v| is_modern(&v));
+        // The version and the mirrored values come from the message as the caller passed it
+        // (parsed already); the prepared copy differs only in its id and progress token.
+        let version = self.version_for(message);
+        let modern = version.as_deref().is_some_and(is_modern);
+        let headers = self.post_headers(message, version.as_deref(), &extra);
         // 2026-07-28: closing the stream is the cancellation; no notification exists.
         let send_cancel = !is_initialize && !modern;
         let mut stream = ResponseStream::new(
@@ -506,14 +602,8 @@ impl Core {
             stream.limit_call(timeout, max);
         }
         trace!(upstream = %self.name(), id = %id, "posting request");
-        let task = tokio::spawn(run_exchange(
-            self.clone(),
-            prepared.message,
-            id,
-            !modern,
-            is_initialize,
-            extra,
-        ));
+        let post = self.request_to(Method::POST, headers, prepared.message.bytes().clone());
+        let task = tokio::spawn(run_exchange(self.clone(), post, id, !modern, is_initialize));
         stream.set_task(AbortOnDropHandle::new(task));
         Ok(stream)
     }
@@ -566,8 +656,9 @@ impl Core {
         let request = self.post(&pending::cancellation(id, reason));
         let limit = self.endpoint.request_timeout;
         let name = self.endpoint.name.clone();
+        let client = self.endpoint.client.clone();
         runtime.spawn(async move {
-            match timeout(limit, request.send()).await {
+            match timeout(limit, client.request(request)).await {
                 Ok(Ok(response)) if response.status().is_success() => {}
                 Ok(Ok(response)) => {
                     debug!(upstream = %name, status = %response.status(), "upstream refused a cancellation");
@@ -633,17 +724,12 @@ impl Core {
     /// One request's POST and everything that answers it.
     async fn exchange(
         &self,
-        message: &Message,
+        post: Outgoing,
         id: &Id,
         resumable: bool,
         is_initialize: bool,
-        extra: &[(HeaderName, HeaderValue)],
     ) -> Result<(), UpstreamError> {
-        let response = self
-            .post_with(message, extra)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let response = self.send(post).await?;
         let status = response.status();
         let had_session = self.session_id().is_some();
         if is_initialize && status.is_success() {
@@ -727,7 +813,7 @@ impl Core {
     /// closes it before the response (SSE polling, 2025-11-25).
     async fn consume_sse(
         &self,
-        mut response: reqwest::Response,
+        mut response: Response,
         id: &Id,
         resumable: bool,
     ) -> Result<(), UpstreamError> {
@@ -777,7 +863,7 @@ impl Core {
     /// request is answered). Returns whether any event arrived.
     async fn read_events(
         &self,
-        response: &mut reqwest::Response,
+        response: &mut Response,
         cursor: &mut Cursor,
         own: Option<&Id>,
     ) -> bool {
@@ -786,7 +872,7 @@ impl Core {
         let mut buf = BytesMut::new();
         let mut progressed = false;
         loop {
-            let chunk = match response.chunk().await {
+            let chunk = match next_chunk(response.body_mut()).await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return progressed,
                 Err(error) => {
@@ -875,11 +961,11 @@ impl Core {
             return;
         }
         let version = lock(&self.version).clone();
-        let request = self
-            .endpoint
-            .client
-            .delete(self.endpoint.url.clone())
-            .headers(self.base_headers(version.as_deref()));
+        let request = self.request_to(
+            Method::DELETE,
+            self.base_headers(version.as_deref()),
+            Bytes::new(),
+        );
         match self.send_bounded(request).await {
             Ok(response) if response.status() == StatusCode::METHOD_NOT_ALLOWED => {
                 debug!(upstream = %self.name(), "upstream does not let clients end sessions");
@@ -894,15 +980,8 @@ impl Core {
     }
 }
 
-async fn run_exchange(
-    core: Arc<Core>,
-    message: Message,
-    id: Id,
-    resumable: bool,
-    init: bool,
-    extra: Vec<(HeaderName, HeaderValue)>,
-) {
-    let result = core.exchange(&message, &id, resumable, init, &extra).await;
+async fn run_exchange(core: Arc<Core>, post: Outgoing, id: Id, resumable: bool, init: bool) {
+    let result = core.exchange(post, &id, resumable, init).await;
     // Anything short of a delivered response ends the request with an error.
     let error = match result {
         Ok(()) if !core.is_pending(&id) => return,

@@ -504,3 +504,67 @@ async fn an_unreachable_upstream_is_an_io_error() {
     })
     .await;
 }
+
+/// The causes of an error, outermost first, joined.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_https_upstream_with_an_untrusted_certificate_is_refused() {
+    // A TLS server on loopback with a self-signed certificate for `localhost`: the client
+    // speaks TLS to it (offering HTTP/2 and HTTP/1.1 by ALPN), finds the certificate issued
+    // by no root it trusts, and sends nothing over the connection.
+    bounded(async {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let start =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+                    .await
+                    .unwrap();
+            let alpn: Vec<Vec<u8>> = start
+                .client_hello()
+                .alpn()
+                .map(|p| p.map(<[u8]>::to_vec).collect())
+                .unwrap_or_default();
+            let handshake = start.into_stream(std::sync::Arc::new(config)).await;
+            (alpn, handshake.is_ok())
+        });
+        let url = url::Url::parse(&format!("https://localhost:{port}/mcp")).unwrap();
+        let conn = Connection::http(HttpSpec::new("untrusted", url)).unwrap();
+        let mut stream = conn
+            .request(&request(json!(1), "echo", json!({})), CALL)
+            .await
+            .unwrap();
+        let error = match stream.next().await {
+            Some(Err(error @ UpstreamError::Io { .. })) => error,
+            other => panic!("expected an i/o error, got {other:?}"),
+        };
+        let text = causes(&error);
+        assert!(text.contains("UnknownIssuer"), "{text}");
+        let (alpn, handshake_ok) = server.await.unwrap();
+        assert_eq!(alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert!(!handshake_ok, "the client must abort the handshake");
+    })
+    .await;
+}
