@@ -152,6 +152,14 @@ impl DefinitionGuard {
         if mode == Mode::Off {
             return Ok(Verdict::Continue);
         }
+        // Only these answers carry definitions: any other result (a tool call's above all)
+        // is not parsed here.
+        if !matches!(
+            call.request_method,
+            Some("tools/list" | "prompts/list" | "initialize" | "server/discover")
+        ) {
+            return Ok(Verdict::Continue);
+        }
         let block = mode == Mode::Block || mode == Mode::Redact;
         let Some(result) = call.message.result() else {
             return Ok(Verdict::Continue);
