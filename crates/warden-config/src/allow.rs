@@ -77,6 +77,11 @@ impl HostAllowlist {
     /// Whether a request's `Host` header value is allowed, given the local port the request
     /// arrived on.
     pub fn allows(&self, host_header: &str, local_port: u16) -> bool {
+        if let Self::Loopback = self
+            && let Some(allowed) = loopback_fast_path(host_header, local_port)
+        {
+            return allowed;
+        }
         let Some((host, port)) = parse_host_header(host_header) else {
             return false;
         };
@@ -235,6 +240,23 @@ fn loopback_hosts() -> [Host<String>; 3] {
     ]
 }
 
+/// The loopback check for the spellings clients send (`localhost`, `127.0.0.1`, `[::1]`, with
+/// or without a port) without parsing the host as a URL host (IDNA and all, on every request).
+/// `None` for anything else, which the full parse decides; where it answers, it answers as
+/// the full parse does.
+fn loopback_fast_path(host_header: &str, local_port: u16) -> Option<bool> {
+    let (host, port) = split_host_port(host_header.trim()).ok()?;
+    let canonical = matches!(host, "127.0.0.1" | "[::1]") || host.eq_ignore_ascii_case("localhost");
+    if !canonical {
+        return None;
+    }
+    Some(match parse_port(port, false) {
+        Ok(PortMatch::Exact(port)) => port == local_port,
+        Ok(_) => true,
+        Err(_) => false,
+    })
+}
+
 /// A `Host` header value as host and optional port; `None` if malformed.
 fn parse_host_header(value: &str) -> Option<(Host<String>, Option<u16>)> {
     let (host, port) = split_host_port(value.trim()).ok()?;
@@ -336,6 +358,51 @@ fn parse_port(port: Option<&str>, allow_any: bool) -> Result<PortMatch, &'static
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The loopback check as it is without the fast path.
+    fn loopback_by_full_parse(host_header: &str, local_port: u16) -> bool {
+        parse_host_header(host_header).is_some_and(|(host, port)| {
+            loopback_hosts().contains(&host) && port.is_none_or(|port| port == local_port)
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2048, ..Default::default() })]
+
+        /// The fast path answers as the full parse would, wherever it answers.
+        #[test]
+        fn loopback_fast_path_agrees_with_the_full_parse(
+            host in proptest::prop_oneof![
+                proptest::strategy::Just("localhost".to_owned()),
+                proptest::strategy::Just("LocalHost".to_owned()),
+                proptest::strategy::Just("127.0.0.1".to_owned()),
+                proptest::strategy::Just("[::1]".to_owned()),
+                proptest::strategy::Just("127.1".to_owned()),
+                proptest::strategy::Just("[0:0::1]".to_owned()),
+                proptest::strategy::Just("localhost.".to_owned()),
+                "[a-zA-Z0-9.:\\[\\]*%-]{0,12}",
+            ],
+            port in proptest::prop_oneof![
+                proptest::strategy::Just(String::new()),
+                proptest::strategy::Just(":8080".to_owned()),
+                proptest::strategy::Just(":".to_owned()),
+                proptest::strategy::Just(":99999".to_owned()),
+                proptest::strategy::Just(":*".to_owned()),
+                ":[0-9]{1,5}",
+                ":[0-9a-z:]{0,6}",
+            ],
+            pad in proptest::prop_oneof![proptest::strategy::Just(""), proptest::strategy::Just(" ")],
+        ) {
+            let header = format!("{pad}{host}{port}{pad}");
+            for local in [8080u16, 80] {
+                let full = loopback_by_full_parse(&header, local);
+                if let Some(fast) = loopback_fast_path(&header, local) {
+                    proptest::prop_assert_eq!(fast, full, "{:?}", header);
+                }
+                proptest::prop_assert_eq!(HostAllowlist::Loopback.allows(&header, local), full);
+            }
+        }
+    }
 
     #[test]
     fn loopback_hosts_accept_bound_port_and_no_port() {
