@@ -16,7 +16,7 @@ pub enum AlertsError {
     },
     /// The webhook's HTTP client could not be built.
     #[error("cannot build the alert webhook client")]
-    Client(#[source] reqwest::Error),
+    Client(#[source] warden_http::Error),
     /// The alert thread or its runtime could not be started.
     #[error("cannot start the alert thread")]
     Thread(#[source] std::io::Error),

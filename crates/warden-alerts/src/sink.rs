@@ -115,8 +115,10 @@ impl LogSink {
 
 /// The webhook sink: POSTs each alert as JSON, signed when a secret is configured.
 pub struct WebhookSink {
-    client: reqwest::Client,
+    client: warden_http::Client,
     url: Url,
+    uri: http::Uri,
+    timeout: Duration,
     secret: Option<Secret>,
     retries: u32,
 }
@@ -135,42 +137,54 @@ impl fmt::Debug for WebhookSink {
 /// Why one delivery attempt failed (for the log; never the URL's path or the body).
 enum Failure {
     Status(u16),
-    Transport(reqwest::Error),
+    Transport(warden_http::Error),
 }
 
 impl WebhookSink {
     /// A sink for `config`, signing with `secret` when given.
     pub fn new(config: &WebhookConfig, secret: Option<Secret>) -> Result<Self, AlertsError> {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(CONNECT_TIMEOUT.min(config.timeout))
-            // A signed alert goes where it was configured to go, nowhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mcp-warden/", env!("CARGO_PKG_VERSION")))
-            .build()
+        // The shared client follows no redirect: a signed alert goes where it was configured
+        // to go, nowhere else.
+        let client = warden_http::Client::new(CONNECT_TIMEOUT.min(config.timeout))
             .map_err(AlertsError::Client)?;
+        let uri = warden_http::uri(&config.url).map_err(AlertsError::Client)?;
         Ok(Self {
             client,
             url: config.url.clone(),
+            uri,
+            timeout: config.timeout,
             secret,
             retries: config.retries,
         })
     }
 
     async fn attempt(&self, alert: &Alert, body: &[u8]) -> Result<(), Failure> {
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(ALERT_ID_HEADER, &alert.id)
-            .body(body.to_vec());
-        if let Some(secret) = &self.secret {
-            request = request.header(SIGNATURE_HEADER, signature(secret, body));
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        if let Ok(id) = http::HeaderValue::from_str(&alert.id) {
+            headers.insert(http::HeaderName::from_static(ALERT_ID_HEADER), id);
         }
-        match request.send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(Failure::Status(r.status().as_u16())),
-            Err(e) => Err(Failure::Transport(e.without_url())),
+        if let Some(secret) = &self.secret
+            && let Ok(sig) = http::HeaderValue::from_str(&signature(secret, body))
+        {
+            headers.insert(http::HeaderName::from_static(SIGNATURE_HEADER), sig);
+        }
+        let request = warden_http::request(
+            http::Method::POST,
+            self.uri.clone(),
+            headers,
+            bytes::Bytes::copy_from_slice(body),
+        );
+        // The whole attempt, answer included, within the timeout; the answer's body is not
+        // read (only its status counts).
+        match tokio::time::timeout(self.timeout, self.client.send(request)).await {
+            Ok(Ok(r)) if r.status().is_success() => Ok(()),
+            Ok(Ok(r)) => Err(Failure::Status(r.status().as_u16())),
+            Ok(Err(e)) => Err(Failure::Transport(e)),
+            Err(_) => Err(Failure::Transport(warden_http::Error::Timeout)),
         }
     }
 

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::ACCEPT;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::Value;
 use url::Url;
 
@@ -18,7 +21,7 @@ pub enum FetchError {
         url: String,
         /// The cause.
         #[source]
-        source: reqwest::Error,
+        source: warden_http::Error,
     },
     /// A status other than 200.
     #[error("`{url}` answered HTTP {status}")]
@@ -42,59 +45,69 @@ pub enum FetchError {
     },
 }
 
-/// An HTTP client for the authorization server: every request bounded by `timeout`, redirects
-/// refused (a redirect is a second, unvetted URL), rustls with the platform's web roots.
-pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("mcp-warden/", env!("CARGO_PKG_VERSION")))
-        .build()
+/// The HTTP client for the authorization server: every request bounded by `timeout` (connect,
+/// answer and body together), no redirects (a redirect is a second, unvetted URL), rustls with
+/// the Mozilla roots (see [`warden_http`]).
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: warden_http::Client,
+    timeout: Duration,
 }
 
-/// Sends `request` and reads a JSON object of at most [`MAX_DOCUMENT_BYTES`].
-pub(crate) async fn json_object(
-    request: reqwest::RequestBuilder,
-    url: &Url,
-) -> Result<serde_json::Map<String, Value>, FetchError> {
-    let name = || url.as_str().to_owned();
-    let mut response = request
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|source| FetchError::Transport {
+impl Http {
+    /// A client whose requests take at most `timeout` each.
+    pub fn new(timeout: Duration) -> Result<Http, warden_http::Error> {
+        Ok(Http {
+            client: warden_http::Client::new(timeout)?,
+            timeout,
+        })
+    }
+
+    /// GETs a JSON object from `url`.
+    pub(crate) async fn get_object(
+        &self,
+        url: &Url,
+    ) -> Result<serde_json::Map<String, Value>, FetchError> {
+        self.json_object(Method::GET, url, HeaderMap::new(), Bytes::new())
+            .await
+    }
+
+    /// Sends a request and reads a JSON object of at most [`MAX_DOCUMENT_BYTES`].
+    pub(crate) async fn json_object(
+        &self,
+        method: Method,
+        url: &Url,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<serde_json::Map<String, Value>, FetchError> {
+        let name = || url.as_str().to_owned();
+        let transport = |source| FetchError::Transport {
             url: name(),
             source,
-        })?;
-    if response.status() != reqwest::StatusCode::OK {
-        return Err(FetchError::Status {
-            url: name(),
-            status: response.status().as_u16(),
-        });
-    }
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
-    {
-        return Err(FetchError::TooLarge { url: name() });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|source| FetchError::Transport {
-            url: name(),
-            source,
-        })?
-    {
-        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(FetchError::TooLarge { url: name() });
+        };
+        let uri = warden_http::uri(url).map_err(transport)?;
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let request = warden_http::request(method, uri, headers, body);
+        let fetched = match self
+            .client
+            .fetch(request, self.timeout, MAX_DOCUMENT_BYTES)
+            .await
+        {
+            Ok(fetched) => fetched,
+            Err(warden_http::Error::TooLarge(_)) => {
+                return Err(FetchError::TooLarge { url: name() });
+            }
+            Err(e) => return Err(transport(e)),
+        };
+        if fetched.status != StatusCode::OK {
+            return Err(FetchError::Status {
+                url: name(),
+                status: fetched.status.as_u16(),
+            });
         }
-        body.extend_from_slice(&chunk);
-    }
-    match serde_json::from_slice(&body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(FetchError::NotJson { url: name() }),
+        match serde_json::from_slice(&fetched.body) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(FetchError::NotJson { url: name() }),
+        }
     }
 }

@@ -6,6 +6,10 @@
 //! any other wrong-audience token. Answers are cached by the token's SHA-256 for at most
 //! `cache_ttl` and never beyond the token's `exp`.
 
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -33,17 +37,12 @@ pub struct Introspector {
     endpoint: Url,
     client_id: String,
     client_secret: Secret,
-    http: reqwest::Client,
+    http: fetch::Http,
 }
 
 impl Introspector {
     /// An introspector for `endpoint`.
-    pub fn new(
-        endpoint: Url,
-        client_id: String,
-        client_secret: Secret,
-        http: reqwest::Client,
-    ) -> Self {
+    pub fn new(endpoint: Url, client_id: String, client_secret: Secret, http: fetch::Http) -> Self {
         Self {
             endpoint,
             client_id,
@@ -59,15 +58,32 @@ impl Introspector {
         rules: &ClaimRules<'_>,
         now: u64,
     ) -> Result<Accepted, IntrospectionError> {
-        let request = self
+        // RFC 7617 basic credentials of the form-encoded id and secret (RFC 6749 2.3.1).
+        let credentials = format!(
+            "{}:{}",
+            form_encode(&self.client_id),
+            form_encode(self.client_secret.expose())
+        );
+        let mut authorization = HeaderValue::from_str(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        ))
+        .expect("form-encoded text in base64 is a valid header value");
+        authorization.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, authorization);
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .append_pair("token_type_hint", "access_token")
+            .finish();
+        let answer = self
             .http
-            .post(self.endpoint.clone())
-            .basic_auth(
-                form_encode(&self.client_id),
-                Some(form_encode(self.client_secret.expose())),
-            )
-            .form(&[("token", token), ("token_type_hint", "access_token")]);
-        let answer = fetch::json_object(request, &self.endpoint).await?;
+            .json_object(Method::POST, &self.endpoint, headers, Bytes::from(body))
+            .await?;
         accept(&answer, rules, now)
     }
 }

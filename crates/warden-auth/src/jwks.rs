@@ -61,14 +61,14 @@ pub struct Jwks {
     configured_uri: Option<Url>,
     max_age: std::time::Duration,
     min_refresh: std::time::Duration,
-    http: reqwest::Client,
+    http: fetch::Http,
     current: RwLock<Option<Arc<KeySet>>>,
     refresh: tokio::sync::Mutex<RefreshState>,
 }
 
 impl Jwks {
     /// A cache for the issuer of `config`; nothing is fetched yet.
-    pub fn new(config: &OAuthConfig, http: reqwest::Client) -> Self {
+    pub fn new(config: &OAuthConfig, http: fetch::Http) -> Self {
         Self {
             issuer: config.issuer.clone(),
             configured_uri: config.jwks_uri.clone(),
@@ -156,7 +156,7 @@ impl Jwks {
                 uri
             }
         };
-        let document = fetch::json_object(self.http.get(uri.clone()), &uri).await?;
+        let document = self.http.get_object(&uri).await?;
         let Some(Value::Array(keys)) = document.get("keys") else {
             return Err(JwksError::NoKeys);
         };
@@ -186,7 +186,7 @@ impl Jwks {
     async fn discover(&self) -> Result<Url, JwksError> {
         let mut last = None;
         for url in discovery_urls(&self.issuer) {
-            match fetch::json_object(self.http.get(url.clone()), &url).await {
+            match self.http.get_object(&url).await {
                 Ok(metadata) => {
                     if metadata.get("issuer").and_then(Value::as_str) != Some(&self.issuer) {
                         return Err(JwksError::Metadata {

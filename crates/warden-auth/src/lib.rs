@@ -39,7 +39,7 @@ use warden_config::{AuthConfig, JwsAlgorithm};
 use warden_guard::{AuthMethod, Principal};
 
 pub use api_key::{ApiKeyVerifier, HmacKey, KeyAdmin, KeyRecord};
-pub use fetch::{FetchError, MAX_DOCUMENT_BYTES};
+pub use fetch::{FetchError, Http, MAX_DOCUMENT_BYTES};
 pub use secret::Secret;
 
 use cache::TokenCache;
@@ -58,7 +58,7 @@ pub enum AuthError {
     MissingSecret,
     /// The outbound HTTP client could not be built.
     #[error("cannot build the http client for the authorization server")]
-    Http(#[source] reqwest::Error),
+    Http(#[source] warden_http::Error),
     /// OAuth is configured without a resource URI.
     #[error("OAuth needs the gateway's resource URI (`resource` or `public_url`)")]
     NoResource,
@@ -172,7 +172,7 @@ impl Authenticator {
             None => None,
             Some(o) => {
                 let resource = config.resource.as_ref().ok_or(AuthError::NoResource)?;
-                let http = fetch::client(o.http_timeout).map_err(AuthError::Http)?;
+                let http = fetch::Http::new(o.http_timeout).map_err(AuthError::Http)?;
                 let introspector = match &o.introspection {
                     None => None,
                     Some(i) => Some(Introspector::new(

@@ -81,7 +81,7 @@ pub enum ExportError {
     },
     /// The HTTP client could not be built.
     #[error("cannot build the trace export client")]
-    Client(#[source] reqwest::Error),
+    Client(#[source] warden_http::Error),
     /// The export thread could not be started.
     #[error("cannot start the trace export thread")]
     Thread(#[source] std::io::Error),
@@ -153,19 +153,17 @@ impl TraceExporter {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let client = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout)
-            // Credentials in the headers must not follow a redirect to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(ExportError::Client)?;
+        // The shared client follows no redirect: credentials in the headers must not follow
+        // one to another host.
+        let client = warden_http::Client::new(opts.timeout).map_err(ExportError::Client)?;
+        let uri = warden_http::uri(&url).map_err(ExportError::Client)?;
         let (sender, receiver) = mpsc::channel(opts.queue.max(1));
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
         let counters = Arc::new(Counters::default());
         let batcher = Batcher {
             client,
-            url,
+            uri,
+            timeout: opts.timeout,
             headers,
             resource: opts.resource,
             interval: opts.interval,
@@ -242,8 +240,10 @@ impl Drop for TraceExporter {
 
 /// The export thread's state.
 struct Batcher {
-    client: reqwest::Client,
-    url: Url,
+    client: warden_http::Client,
+    uri: http::Uri,
+    /// Bounds each export, answer included.
+    timeout: Duration,
     headers: HeaderMap,
     resource: Resource,
     interval: Duration,
@@ -282,13 +282,15 @@ impl Batcher {
     async fn send(&self, batch: &[Span]) {
         let n = u64::try_from(batch.len()).unwrap_or(u64::MAX);
         let body = otlp::encode(&self.resource, batch);
-        let response = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .body(body)
-            .send()
-            .await;
+        let request = warden_http::request(
+            http::Method::POST,
+            self.uri.clone(),
+            self.headers.clone(),
+            body.into(),
+        );
+        let response = tokio::time::timeout(self.timeout, self.client.send(request))
+            .await
+            .unwrap_or(Err(warden_http::Error::Timeout));
         match response {
             Ok(r) if r.status().is_success() => {
                 self.counters.exported.fetch_add(n, Ordering::Relaxed);

@@ -8,30 +8,24 @@
 //! upstream must not steer the gateway to another host), and every body is read under the
 //! message size limit.
 //!
-//! The client is hyper's pooled client over rustls (ring, TLS 1.2 and 1.3, the Mozilla root
-//! set, HTTP/1.1 or HTTP/2 by ALPN), driven directly: the endpoint's URI is parsed once and
-//! each request is built from prepared headers, with nothing a general-purpose client adds
-//! (redirect policy, proxy lookup, URL re-parsing) on the path of every call.
+//! The client is the gateway's shared one ([`warden_http`]: hyper over rustls, no redirects,
+//! no proxy from the environment), driven directly: the endpoint's URI is parsed once and each
+//! request is built from prepared headers, with no URL re-parsing on the path of every call.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::time::timeout;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, trace, warn};
 use url::Url;
+use warden_http::{Request as Outgoing, Response, next_chunk};
 use warden_proto::jsonrpc::{Recovered, recover_response_id};
 use warden_proto::mcp::{self, Era};
 use warden_proto::sse::{SseItem, SseParser};
@@ -67,8 +61,6 @@ const MAX_RESUME_ATTEMPTS: u32 = 5;
 const MAX_LISTEN_FAILURES: u32 = 5;
 /// Room for the `data:`/`id:`/`event:` field names around a message in one SSE event.
 const SSE_EVENT_OVERHEAD: usize = 64 * 1024;
-/// Keeps idle pooled connections long enough to be reused by the next call.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Headers the transport sets itself; a configured header may not override them.
 const MANAGED_HEADERS: &[&str] = &[
@@ -84,13 +76,6 @@ const MANAGED_HEADERS: &[&str] = &[
     MCP_NAME,
     LAST_EVENT_ID,
 ];
-
-/// The pooled client of one endpoint (forks share it).
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-/// A request about to be sent.
-type Outgoing = http::Request<Full<Bytes>>;
-/// An answer whose body is still to be read.
-type Response = http::Response<Incoming>;
 
 /// How to reach a Streamable HTTP upstream.
 #[derive(Debug, Clone)]
@@ -135,12 +120,13 @@ struct Endpoint {
     name: Arc<str>,
     /// The endpoint, parsed once.
     uri: Uri,
-    /// Configured headers and the user agent.
+    /// Configured headers.
     headers: HeaderMap,
     limits: Limits,
     request_timeout: Duration,
     max_call: Option<Duration>,
-    client: HttpClient,
+    /// The pooled client (forks share it).
+    client: warden_http::Client,
 }
 
 /// State of one connection (one legacy session at most).
@@ -199,18 +185,9 @@ pub(crate) fn connect(spec: HttpSpec) -> Result<Handle, UpstreamError> {
         value.set_sensitive(true);
         headers.append(header, value);
     }
-    if !headers.contains_key(USER_AGENT) {
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("mcp-warden/", env!("CARGO_PKG_VERSION"))),
-        );
-    }
-    let uri: Uri = spec
-        .url
-        .as_str()
-        .parse()
+    let uri: Uri = warden_http::uri(&spec.url)
         .map_err(|_| config(format!("url `{}` is not a valid request target", spec.url)))?;
-    let client = build_client(spec.connect_timeout)
+    let client = warden_http::Client::new(spec.connect_timeout)
         .map_err(|_| config("the http client cannot be built".to_owned()))?;
     let endpoint = Arc::new(Endpoint {
         name: spec.name.as_str().into(),
@@ -222,50 +199,6 @@ pub(crate) fn connect(spec: HttpSpec) -> Result<Handle, UpstreamError> {
         client,
     });
     Ok(Handle::new(endpoint))
-}
-
-/// The pooled client: TCP with `TCP_NODELAY` and a connect timeout, rustls on `https`
-/// (ring, TLS 1.2+, Mozilla roots, `h2` or `http/1.1` by ALPN). No proxy is taken from the
-/// environment (proxies come from configuration) and no redirect is followed (the client
-/// does not follow any: a 3xx is an answer like another).
-fn build_client(connect_timeout: Duration) -> Result<HttpClient, rustls::Error> {
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_nodelay(true);
-    tcp.set_connect_timeout(Some(connect_timeout));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(tcp);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        .build(connector))
-}
-
-/// The next data chunk of a body (trailers are skipped), `None` at its end.
-async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            return Ok(Some(data));
-        }
-    }
-    Ok(None)
-}
-
-/// Whether a client error was a timeout (the connector's connect timeout).
-fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(error);
-    while let Some(e) = source {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 impl Handle {
@@ -394,8 +327,8 @@ impl Core {
         }
     }
 
-    fn transport_error(&self, error: hyper_util::client::legacy::Error) -> UpstreamError {
-        if is_timeout(&error) {
+    fn transport_error(&self, error: warden_http::Error) -> UpstreamError {
+        if error.is_timeout() {
             UpstreamError::Timeout
         } else {
             UpstreamError::Io {
@@ -428,11 +361,7 @@ impl Core {
 
     /// A request to the endpoint with `headers` and `body`.
     fn request_to(&self, method: Method, headers: HeaderMap, body: Bytes) -> Outgoing {
-        let mut request = http::Request::new(Full::new(body));
-        *request.method_mut() = method;
-        *request.uri_mut() = self.endpoint.uri.clone();
-        *request.headers_mut() = headers;
-        request
+        warden_http::request(method, self.endpoint.uri.clone(), headers, body)
     }
 
     fn post(&self, message: &Message) -> Outgoing {
@@ -492,7 +421,7 @@ impl Core {
     async fn send(&self, request: Outgoing) -> Result<Response, UpstreamError> {
         self.endpoint
             .client
-            .request(request)
+            .send(request)
             .await
             .map_err(|e| self.transport_error(e))
     }
@@ -500,7 +429,7 @@ impl Core {
     async fn send_bounded(&self, request: Outgoing) -> Result<Response, UpstreamError> {
         match timeout(
             self.endpoint.request_timeout,
-            self.endpoint.client.request(request),
+            self.endpoint.client.send(request),
         )
         .await
         {
@@ -513,33 +442,15 @@ impl Core {
     /// Reads a whole body under the message size limit.
     async fn read_body(&self, response: Response) -> Result<Bytes, UpstreamError> {
         let limit = self.endpoint.limits.max_message_bytes;
-        let too_large = || {
-            self.counters.invalid();
-            UpstreamError::protocol(self.name(), refusal_reason(None))
-        };
-        let declared = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
-        }
-        let mut incoming = response.into_body();
-        let mut body = BytesMut::new();
-        while let Some(chunk) = next_chunk(&mut incoming)
-            .await
-            .map_err(|e| UpstreamError::Io {
-                name: self.name().to_owned(),
-                source: std::io::Error::other(e),
-            })?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(too_large());
+        let (parts, body) = response.into_parts();
+        match warden_http::read_body(&parts.headers, body, limit).await {
+            Ok(body) => Ok(body),
+            Err(warden_http::Error::TooLarge(_)) => {
+                self.counters.invalid();
+                Err(UpstreamError::protocol(self.name(), refusal_reason(None)))
             }
-            body.extend_from_slice(&chunk);
+            Err(error) => Err(self.transport_error(error)),
         }
-        Ok(body.freeze())
     }
 
     fn capture_session(&self, response: &Response) {
@@ -658,7 +569,7 @@ impl Core {
         let name = self.endpoint.name.clone();
         let client = self.endpoint.client.clone();
         runtime.spawn(async move {
-            match timeout(limit, client.request(request)).await {
+            match timeout(limit, client.send(request)).await {
                 Ok(Ok(response)) if response.status().is_success() => {}
                 Ok(Ok(response)) => {
                     debug!(upstream = %name, status = %response.status(), "upstream refused a cancellation");

@@ -229,19 +229,23 @@ async fn tls_problem(url: &str, timeout: Duration) -> Option<String> {
     if !url.starts_with("https://") {
         return None;
     }
-    let client = reqwest::Client::builder()
-        .timeout(timeout.min(Duration::from_secs(10)))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .ok()?;
-    let err = client.get(url).send().await.err()?;
-    let mut chain = vec![err.to_string()];
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        chain.push(s.to_string());
-        source = s.source();
-    }
-    let text = chain.join(": ");
+    let uri = url::Url::parse(url)
+        .ok()
+        .and_then(|u| warden_http::uri(&u).ok())?;
+    let limit = timeout.min(Duration::from_secs(10));
+    let client = warden_http::Client::new(limit).ok()?;
+    let request = warden_http::request(
+        http::Method::GET,
+        uri,
+        http::HeaderMap::new(),
+        bytes::Bytes::new(),
+    );
+    let err = match tokio::time::timeout(limit, client.send(request)).await {
+        Ok(Err(err)) => err,
+        // An answer (any status), or no answer in time: nothing says the certificate is bad.
+        Ok(Ok(_)) | Err(_) => return None,
+    };
+    let text = err.chain();
     let lower = text.to_lowercase();
     (lower.contains("certificate")
         || lower.contains("unknownissuer")
