@@ -2,45 +2,64 @@
 //! JWKS, introspection), alert webhooks, trace export and the scanner's TLS probe all use it,
 //! so the binary carries one client stack.
 //!
-//! hyper's pooled client over rustls: ring, TLS 1.2 and 1.3, the Mozilla root set (webpki
-//! roots, built in; the system store is not read), HTTP/2 or HTTP/1.1 by ALPN, `TCP_NODELAY`.
-//! It follows no redirect (a 3xx is an answer like any other: a redirect would be a second,
-//! unvetted URL) and takes no proxy from the environment. Bodies are read under a size bound.
+//! HTTP/1.1 on hyper's connection-level API, with a small pool of idle connections per host,
+//! over rustls on `https` (ring, TLS 1.2 and 1.3, the Mozilla root set from webpki roots,
+//! built in: the system store is not read; ALPN `http/1.1`). `TCP_NODELAY` is set. It follows
+//! no redirect (a 3xx is an answer like any other: a redirect would be a second, unvetted URL)
+//! and takes no proxy from the environment. Bodies are read under a size bound. Errors name no
+//! URL, header or body.
+//!
+//! HTTP/2 is not offered: every MCP server speaks HTTP/1.1, and a general-purpose pooled client
+//! with HTTP/2 (hyper-util's, which reqwest also wraps) is about a megabyte of code, most of
+//! the gateway's idle memory being its own code pages.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, USER_AGENT};
+use http::header::{CONTENT_LENGTH, HOST, USER_AGENT};
+use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// The `User-Agent` every request carries unless it sets its own.
 pub const USER_AGENT_VALUE: &str = concat!("mcp-warden/", env!("CARGO_PKG_VERSION"));
 
-/// Keeps idle pooled connections long enough to be reused by the next request.
+/// An idle pooled connection older than this is closed instead of reused.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per client (the oldest go first).
+const POOL_MAX_IDLE: usize = 32;
 
 /// A request about to be sent.
 pub type Request = http::Request<Full<Bytes>>;
 /// An answer whose body is still to be read.
 pub type Response = http::Response<Incoming>;
 
-/// Why a request failed. Never carries a header value or a body.
+/// Why a request failed. Never carries a URL, a header value or a body.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The URL is not a valid request target.
     #[error("the url is not a valid request target")]
     Url,
-    /// No answer within the time allowed.
+    /// No answer (or no connection) within the time allowed.
     #[error("timed out")]
     Timeout,
-    /// Connecting, TLS, or sending the request failed.
-    #[error("request failed")]
-    Transport(#[source] hyper_util::client::legacy::Error),
+    /// The host could not be resolved or connected to.
+    #[error("cannot connect")]
+    Connect(#[source] std::io::Error),
+    /// The TLS handshake failed (an untrusted or mismatched certificate, among others).
+    #[error("tls handshake failed")]
+    Handshake(#[source] std::io::Error),
+    /// The HTTP exchange failed (the connection broke, the answer was malformed).
+    #[error("http exchange failed")]
+    Http(#[source] hyper::Error),
     /// The body broke off.
     #[error("reading the body failed")]
     Body(#[source] hyper::Error),
@@ -53,13 +72,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// True for a timeout, including the connector's connect timeout.
+    /// True for a timeout, the connect timeout included.
     pub fn is_timeout(&self) -> bool {
-        match self {
-            Error::Timeout => true,
-            Error::Transport(e) => causes_include_timeout(e),
-            _ => false,
-        }
+        matches!(self, Error::Timeout)
     }
 
     /// The error and its causes, joined by `: ` (for logs and findings; names no secret).
@@ -75,19 +90,6 @@ impl Error {
     }
 }
 
-fn causes_include_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(error);
-    while let Some(e) = source {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
 /// A whole answer: status, headers and body.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -99,35 +101,117 @@ pub struct Fetched {
     pub body: Bytes,
 }
 
-/// The pooled client; clones share the pool.
-#[derive(Clone, Debug)]
+/// Where a connection goes: scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn of(uri: &Uri) -> Result<Origin, Error> {
+        let https = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTPS => true,
+            Some(s) if *s == Scheme::HTTP => false,
+            _ => return Err(Error::Url),
+        };
+        let authority = uri.authority().ok_or(Error::Url)?;
+        if authority.as_str().contains('@') {
+            return Err(Error::Url);
+        }
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() {
+            return Err(Error::Url);
+        }
+        Ok(Origin {
+            https,
+            host: host.to_owned(),
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        })
+    }
+}
+
+struct Idle {
+    origin: Origin,
+    sender: http1::SendRequest<Full<Bytes>>,
+    since: Instant,
+}
+
+struct Inner {
+    tls: tokio_rustls::TlsConnector,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// The client; clones share its pool.
+#[derive(Clone)]
 pub struct Client {
-    inner: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("connect_timeout", &self.inner.connect_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
-    /// A client whose connections are established within `connect_timeout`.
+    /// A client whose connections (TCP and TLS) are established within `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> Result<Client, Error> {
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(Error::Tls)?
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(tcp);
-        let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Ok(Client { inner })
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(Error::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Client {
+            inner: Arc::new(Inner {
+                tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+                connect_timeout,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
     }
 
-    /// Sends `request` and returns the answer's head; its body is the caller's to read.
-    pub async fn send(&self, request: Request) -> Result<Response, Error> {
-        self.inner.request(request).await.map_err(Error::Transport)
+    /// Sends `request` (absolute URI) and returns the answer's head; its body is the caller's
+    /// to read. A pooled connection the server closed before the request went out is replaced
+    /// by a new one, once.
+    pub async fn send(&self, mut request: Request) -> Result<Response, Error> {
+        let origin = Origin::of(request.uri())?;
+        to_origin_form(&mut request)?;
+        let mut fresh = false;
+        let mut sender = match self.checkout(&origin) {
+            Some(sender) => sender,
+            None => {
+                fresh = true;
+                self.connect(&origin).await?
+            }
+        };
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut error) => match error.take_message() {
+                // Never written: the pooled connection was gone. A new one, once.
+                Some(request) if !fresh => {
+                    sender = self.connect(&origin).await?;
+                    sender.send_request(request).await.map_err(Error::Http)?
+                }
+                _ => return Err(Error::Http(error.into_error())),
+            },
+        };
+        self.checkin_when_ready(origin, sender);
+        Ok(response)
     }
 
     /// Sends `request` and reads the whole answer, at most `max_body` bytes of body, all
@@ -152,6 +236,114 @@ impl Client {
             .await
             .map_err(|_| Error::Timeout)?
     }
+
+    /// The most recently used idle connection to `origin` that is still open and young.
+    fn checkout(&self, origin: &Origin) -> Option<http1::SendRequest<Full<Bytes>>> {
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        idle.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < POOL_IDLE_TIMEOUT);
+        let at = idle.iter().rposition(|i| i.origin == *origin)?;
+        Some(idle.remove(at).sender)
+    }
+
+    /// Returns the connection to the pool once its answer has been read to the end (an
+    /// HTTP/1.1 connection carries one exchange at a time); a connection that closes instead
+    /// (the body was dropped unread, or the server ended it) is not kept.
+    fn checkin_when_ready(&self, origin: Origin, mut sender: http1::SendRequest<Full<Bytes>>) {
+        let pool = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            if sender.ready().await.is_err() {
+                return;
+            }
+            let Some(inner) = pool.upgrade() else { return };
+            let mut idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() >= POOL_MAX_IDLE {
+                idle.remove(0);
+            }
+            idle.push(Idle {
+                origin,
+                sender,
+                since: Instant::now(),
+            });
+        });
+    }
+
+    /// A new connection to `origin`: TCP (each resolved address in turn), TLS for `https`,
+    /// the HTTP/1.1 handshake, all within the connect timeout.
+    async fn connect(&self, origin: &Origin) -> Result<http1::SendRequest<Full<Bytes>>, Error> {
+        let connect = async {
+            let tcp = tcp_connect(&origin.host, origin.port).await?;
+            if origin.https {
+                let name = ServerName::try_from(origin.host.clone()).map_err(|_| Error::Url)?;
+                let tls = self
+                    .inner
+                    .tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(Error::Handshake)?;
+                handshake(tls).await
+            } else {
+                handshake(tcp).await
+            }
+        };
+        tokio::time::timeout(self.inner.connect_timeout, connect)
+            .await
+            .map_err(|_| Error::Timeout)?
+    }
+}
+
+async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, Error> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port))
+        .await
+        .map_err(Error::Connect)?
+    {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                tcp.set_nodelay(true).map_err(Error::Connect)?;
+                return Ok(tcp);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::Connect(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+    })))
+}
+
+async fn handshake<T>(io: T) -> Result<http1::SendRequest<Full<Bytes>>, Error>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(Error::Http)?;
+    tokio::spawn(async move {
+        // Ends when the connection closes; an error here is the exchange's error too.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// An absolute URI becomes origin-form (`/path?query`) with a `Host` header, as HTTP/1.1
+/// sends it.
+fn to_origin_form(request: &mut Request) -> Result<(), Error> {
+    let authority = request.uri().authority().ok_or(Error::Url)?.clone();
+    if !request.headers().contains_key(HOST) {
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| Error::Url)?;
+        request.headers_mut().insert(HOST, host);
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::from(path);
+    Ok(())
 }
 
 /// A request of `method` to `uri` with `headers` (plus the user agent unless set) and `body`.

@@ -148,3 +148,78 @@ fn urls_with_credentials_or_fragments_are_refused() {
         "https://127.0.0.1:8443/mcp?x=1"
     );
 }
+
+/// A server answering every request with 256 KiB (not sent with the head); `keep_alive` false
+/// closes each connection after its answer. Returns the URL and the count of connections.
+async fn counting_server(
+    keep_alive: bool,
+) -> (
+    url::Url,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let port = listener.local_addr().expect("bound").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = service_fn(|_r| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(vec![
+                        b' ';
+                        256 * 1024
+                    ]))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(keep_alive)
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("a url");
+    (url, accepted, server)
+}
+
+#[tokio::test]
+async fn connections_are_reused_once_their_answer_is_read() {
+    bounded(async {
+        let (url, accepted, server) = counting_server(true).await;
+        let client = Client::new(Duration::from_secs(5)).unwrap();
+        for _ in 0..5 {
+            let fetched = client
+                .fetch(get(&url), Duration::from_secs(5), 1 << 20)
+                .await
+                .unwrap();
+            assert_eq!(fetched.body.len(), 256 * 1024);
+            // The connection goes back to the pool once the exchange is over.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        server.abort();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_the_server_closes_are_not_reused() {
+    bounded(async {
+        let (url, accepted, server) = counting_server(false).await;
+        let client = Client::new(Duration::from_secs(5)).unwrap();
+        for _ in 0..3 {
+            let fetched = client
+                .fetch(get(&url), Duration::from_secs(5), 1 << 20)
+                .await
+                .unwrap();
+            assert_eq!(fetched.body.len(), 256 * 1024);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+        server.abort();
+    })
+    .await;
+}

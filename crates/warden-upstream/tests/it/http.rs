@@ -520,8 +520,8 @@ fn causes(error: &(dyn std::error::Error + 'static)) -> String {
 #[tokio::test]
 async fn an_https_upstream_with_an_untrusted_certificate_is_refused() {
     // A TLS server on loopback with a self-signed certificate for `localhost`: the client
-    // speaks TLS to it (offering HTTP/2 and HTTP/1.1 by ALPN), finds the certificate issued
-    // by no root it trusts, and sends nothing over the connection.
+    // speaks TLS to it (offering HTTP/1.1 by ALPN), finds the certificate issued by no root
+    // it trusts, and sends nothing over the connection.
     bounded(async {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
@@ -563,7 +563,7 @@ async fn an_https_upstream_with_an_untrusted_certificate_is_refused() {
         let text = causes(&error);
         assert!(text.contains("UnknownIssuer"), "{text}");
         let (alpn, handshake_ok) = server.await.unwrap();
-        assert_eq!(alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(alpn, vec![b"http/1.1".to_vec()]);
         assert!(!handshake_ok, "the client must abort the handshake");
     })
     .await;
