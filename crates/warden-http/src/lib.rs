@@ -13,7 +13,9 @@
 //! with HTTP/2 (hyper-util's, which reqwest also wraps) is about a megabyte of code, most of
 //! the gateway's idle memory being its own code pages.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -25,7 +27,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -143,7 +145,9 @@ struct Idle {
 }
 
 struct Inner {
-    tls: tokio_rustls::TlsConnector,
+    /// Built on the first `https` connection: a client that only ever speaks plain HTTP (a
+    /// loopback upstream) never touches the TLS code.
+    tls: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, rustls::Error>>,
     connect_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
 }
@@ -165,24 +169,21 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client whose connections (TCP and TLS) are established within `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> Result<Client, Error> {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(Error::Tls)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Client {
             inner: Arc::new(Inner {
-                tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+                tls: std::sync::OnceLock::new(),
                 connect_timeout,
                 idle: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    fn tls(&self) -> Result<tokio_rustls::TlsConnector, Error> {
+        self.inner
+            .tls
+            .get_or_init(tls_connector)
+            .clone()
+            .map_err(Error::Tls)
     }
 
     /// Sends `request` (absolute URI) and returns the answer's head; its body is the caller's
@@ -277,23 +278,38 @@ impl Client {
     async fn connect(&self, origin: &Origin) -> Result<http1::SendRequest<Full<Bytes>>, Error> {
         let connect = async {
             let tcp = tcp_connect(&origin.host, origin.port).await?;
-            if origin.https {
+            let stream = if origin.https {
                 let name = ServerName::try_from(origin.host.clone()).map_err(|_| Error::Url)?;
                 let tls = self
-                    .inner
-                    .tls
+                    .tls()?
                     .connect(name, tcp)
                     .await
                     .map_err(Error::Handshake)?;
-                handshake(tls).await
+                Stream::Tls(Box::new(tls))
             } else {
-                handshake(tcp).await
-            }
+                Stream::Plain(tcp)
+            };
+            handshake(stream).await
         };
         tokio::time::timeout(self.inner.connect_timeout, connect)
             .await
             .map_err(|_| Error::Timeout)?
     }
+}
+
+/// rustls with ring, TLS 1.2 and 1.3, the Mozilla roots, ALPN `http/1.1`.
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, rustls::Error> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, Error> {
@@ -315,10 +331,72 @@ async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, Error> {
     })))
 }
 
-async fn handshake<T>(io: T) -> Result<http1::SendRequest<Full<Bytes>>, Error>
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
+/// A connection's byte stream, plain or TLS: one type, so hyper's HTTP/1.1 client code is
+/// compiled once (a generic `handshake` doubled it).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+async fn handshake(io: Stream) -> Result<http1::SendRequest<Full<Bytes>>, Error> {
     let (sender, connection) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(Error::Http)?;
