@@ -185,41 +185,29 @@ async fn counting_server(
     (url, accepted, server)
 }
 
+/// Connections `n` sequential requests open against a `counting_server(keep_alive)`, each
+/// answer read to the end (with a pause for the connection to go back to the pool).
+async fn connections_for(keep_alive: bool, n: usize) -> usize {
+    let (url, accepted, server) = counting_server(keep_alive).await;
+    let client = Client::new(Duration::from_secs(5)).expect("a client");
+    for _ in 0..n {
+        let fetched = client
+            .fetch(get(&url), Duration::from_secs(5), 1 << 20)
+            .await
+            .expect("an answer");
+        assert_eq!(fetched.body.len(), 256 * 1024);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.abort();
+    accepted.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 #[tokio::test]
 async fn connections_are_reused_once_their_answer_is_read() {
-    bounded(async {
-        let (url, accepted, server) = counting_server(true).await;
-        let client = Client::new(Duration::from_secs(5)).unwrap();
-        for _ in 0..5 {
-            let fetched = client
-                .fetch(get(&url), Duration::from_secs(5), 1 << 20)
-                .await
-                .unwrap();
-            assert_eq!(fetched.body.len(), 256 * 1024);
-            // The connection goes back to the pool once the exchange is over.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
-        server.abort();
-    })
-    .await;
+    assert_eq!(bounded(connections_for(true, 5)).await, 1);
 }
 
 #[tokio::test]
 async fn connections_the_server_closes_are_not_reused() {
-    bounded(async {
-        let (url, accepted, server) = counting_server(false).await;
-        let client = Client::new(Duration::from_secs(5)).unwrap();
-        for _ in 0..3 {
-            let fetched = client
-                .fetch(get(&url), Duration::from_secs(5), 1 << 20)
-                .await
-                .unwrap();
-            assert_eq!(fetched.body.len(), 256 * 1024);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
-        server.abort();
-    })
-    .await;
+    assert_eq!(bounded(connections_for(false, 3)).await, 3);
 }
