@@ -238,6 +238,15 @@ impl Client {
             .map_err(|_| Error::Timeout)?
     }
 
+    /// Idle connections in the pool now (for diagnostics and tests).
+    pub fn idle_connections(&self) -> usize {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// The most recently used idle connection to `origin` that is still open and young.
     fn checkout(&self, origin: &Origin) -> Option<http1::SendRequest<Full<Bytes>>> {
         let mut idle = self

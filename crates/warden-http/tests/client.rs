@@ -186,7 +186,8 @@ async fn counting_server(
 }
 
 /// Connections `n` sequential requests open against a `counting_server(keep_alive)`, each
-/// answer read to the end (with a pause for the connection to go back to the pool).
+/// answer read to the end. With keep-alive, each request waits until the connection is back
+/// in the pool (it goes back from a task of its own).
 async fn connections_for(keep_alive: bool, n: usize) -> usize {
     let (url, accepted, server) = counting_server(keep_alive).await;
     let client = Client::new(Duration::from_secs(5)).expect("a client");
@@ -196,7 +197,13 @@ async fn connections_for(keep_alive: bool, n: usize) -> usize {
             .await
             .expect("an answer");
         assert_eq!(fetched.body.len(), 256 * 1024);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if keep_alive {
+            while client.idle_connections() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     server.abort();
     accepted.load(std::sync::atomic::Ordering::SeqCst)
