@@ -14,8 +14,8 @@ pub enum AlertsError {
         #[source]
         source: std::io::Error,
     },
-    /// The webhook's HTTP client could not be built.
-    #[error("cannot build the alert webhook client")]
+    /// The webhook URL is not a request target the client can use.
+    #[error("the alert webhook url cannot be used")]
     Client(#[source] warden_http::Error),
     /// The alert thread or its runtime could not be started.
     #[error("cannot start the alert thread")]

@@ -145,8 +145,7 @@ impl WebhookSink {
     pub fn new(config: &WebhookConfig, secret: Option<Secret>) -> Result<Self, AlertsError> {
         // The shared client follows no redirect: a signed alert goes where it was configured
         // to go, nowhere else.
-        let client = warden_http::Client::new(CONNECT_TIMEOUT.min(config.timeout))
-            .map_err(AlertsError::Client)?;
+        let client = warden_http::Client::new(CONNECT_TIMEOUT.min(config.timeout));
         let uri = warden_http::uri(&config.url).map_err(AlertsError::Client)?;
         Ok(Self {
             client,

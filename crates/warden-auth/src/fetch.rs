@@ -56,11 +56,11 @@ pub struct Http {
 
 impl Http {
     /// A client whose requests take at most `timeout` each.
-    pub fn new(timeout: Duration) -> Result<Http, warden_http::Error> {
-        Ok(Http {
-            client: warden_http::Client::new(timeout)?,
+    pub fn new(timeout: Duration) -> Http {
+        Http {
+            client: warden_http::Client::new(timeout),
             timeout,
-        })
+        }
     }
 
     /// GETs a JSON object from `url`.

@@ -56,9 +56,6 @@ pub enum AuthError {
     /// Introspection is configured but its secret was not given.
     #[error("introspection is configured but no client secret was resolved")]
     MissingSecret,
-    /// The outbound HTTP client could not be built.
-    #[error("cannot build the http client for the authorization server")]
-    Http(#[source] warden_http::Error),
     /// OAuth is configured without a resource URI.
     #[error("OAuth needs the gateway's resource URI (`resource` or `public_url`)")]
     NoResource,
@@ -172,7 +169,7 @@ impl Authenticator {
             None => None,
             Some(o) => {
                 let resource = config.resource.as_ref().ok_or(AuthError::NoResource)?;
-                let http = fetch::Http::new(o.http_timeout).map_err(AuthError::Http)?;
+                let http = fetch::Http::new(o.http_timeout);
                 let introspector = match &o.introspection {
                     None => None,
                     Some(i) => Some(Introspector::new(

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HOST, USER_AGENT};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -81,15 +81,20 @@ impl Error {
 
     /// The error and its causes, joined by `: ` (for logs and findings; names no secret).
     pub fn chain(&self) -> String {
-        let mut out = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(e) = source {
-            out.push_str(": ");
-            out.push_str(&e.to_string());
-            source = e.source();
-        }
-        out
+        error_chain(self)
     }
+}
+
+/// An error and its causes on one line, joined by `: `.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
 }
 
 /// A whole answer: status, headers and body.
@@ -103,12 +108,12 @@ pub struct Fetched {
     pub body: Bytes,
 }
 
-/// Where a connection goes: scheme, host and port.
+/// Where a connection goes: scheme and authority (a cheap clone of the request's, so a
+/// request allocates nothing to find its pooled connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Origin {
     https: bool,
-    host: String,
-    port: u16,
+    authority: Authority,
 }
 
 impl Origin {
@@ -118,23 +123,26 @@ impl Origin {
             Some(s) if *s == Scheme::HTTP => false,
             _ => return Err(Error::Url),
         };
-        let authority = uri.authority().ok_or(Error::Url)?;
-        if authority.as_str().contains('@') {
+        let authority = uri.authority().ok_or(Error::Url)?.clone();
+        let origin = Origin { https, authority };
+        if origin.authority.as_str().contains('@') || origin.host().is_empty() {
             return Err(Error::Url);
         }
-        let host = authority.host();
-        let host = host
-            .strip_prefix('[')
+        Ok(origin)
+    }
+
+    /// The host, without the brackets of an IPv6 address.
+    fn host(&self) -> &str {
+        let host = self.authority.host();
+        host.strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        if host.is_empty() {
-            return Err(Error::Url);
-        }
-        Ok(Origin {
-            https,
-            host: host.to_owned(),
-            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
-        })
+            .unwrap_or(host)
+    }
+
+    fn port(&self) -> u16 {
+        self.authority
+            .port_u16()
+            .unwrap_or(if self.https { 443 } else { 80 })
     }
 }
 
@@ -168,14 +176,15 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// A client whose connections (TCP and TLS) are established within `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Result<Client, Error> {
-        Ok(Client {
+    /// Nothing is built yet (the TLS configuration waits for the first `https` connection).
+    pub fn new(connect_timeout: Duration) -> Client {
+        Client {
             inner: Arc::new(Inner {
                 tls: std::sync::OnceLock::new(),
                 connect_timeout,
                 idle: Mutex::new(Vec::new()),
             }),
-        })
+        }
     }
 
     fn tls(&self) -> Result<tokio_rustls::TlsConnector, Error> {
@@ -191,7 +200,7 @@ impl Client {
     /// by a new one, once.
     pub async fn send(&self, mut request: Request) -> Result<Response, Error> {
         let origin = Origin::of(request.uri())?;
-        to_origin_form(&mut request)?;
+        to_origin_form(&mut request, &origin)?;
         let mut fresh = false;
         let mut sender = match self.checkout(&origin) {
             Some(sender) => sender,
@@ -286,9 +295,10 @@ impl Client {
     /// the HTTP/1.1 handshake, all within the connect timeout.
     async fn connect(&self, origin: &Origin) -> Result<http1::SendRequest<Full<Bytes>>, Error> {
         let connect = async {
-            let tcp = tcp_connect(&origin.host, origin.port).await?;
+            let tcp = tcp_connect(origin.host(), origin.port()).await?;
             let stream = if origin.https {
-                let name = ServerName::try_from(origin.host.clone()).map_err(|_| Error::Url)?;
+                let name =
+                    ServerName::try_from(origin.host().to_owned()).map_err(|_| Error::Url)?;
                 let tls = self
                     .tls()?
                     .connect(name, tcp)
@@ -418,10 +428,9 @@ async fn handshake(io: Stream) -> Result<http1::SendRequest<Full<Bytes>>, Error>
 
 /// An absolute URI becomes origin-form (`/path?query`) with a `Host` header, as HTTP/1.1
 /// sends it.
-fn to_origin_form(request: &mut Request) -> Result<(), Error> {
-    let authority = request.uri().authority().ok_or(Error::Url)?.clone();
+fn to_origin_form(request: &mut Request, origin: &Origin) -> Result<(), Error> {
     if !request.headers().contains_key(HOST) {
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| Error::Url)?;
+        let host = HeaderValue::from_str(origin.authority.as_str()).map_err(|_| Error::Url)?;
         request.headers_mut().insert(HOST, host);
     }
     let path = request

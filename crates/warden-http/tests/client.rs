@@ -2,6 +2,8 @@
 //! answers, timeouts, and URLs it refuses.
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,32 +11,49 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use warden_http::{Client, Error};
 
-/// Serves `answer` for every request on a free loopback port; returns the base URL.
-async fn serve(
-    answer: fn(http::Request<Incoming>) -> http::Response<Full<Bytes>>,
-) -> (url::Url, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let port = listener.local_addr().expect("bound").port();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service = service_fn(move |r| async move { Ok::<_, Infallible>(answer(r)) });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
+/// A loopback HTTP/1.1 server answering every request with `answer`: its URL, the number of
+/// connections it accepted, and its task. With `keep_alive` false it closes each connection
+/// after its answer.
+struct TestServer {
+    url: url::Url,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start(
+        keep_alive: bool,
+        answer: fn(http::Request<Incoming>) -> http::Response<Full<Bytes>>,
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let port = listener.local_addr().expect("bound").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |r| async move { Ok::<_, Infallible>(answer(r)) });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/path")).expect("a url");
+        TestServer {
+            url,
+            accepted,
+            task,
         }
-    });
-    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/path")).expect("a url");
-    (url, task)
+    }
 }
 
 fn get(url: &url::Url) -> warden_http::Request {
@@ -55,7 +74,7 @@ async fn bounded<F: std::future::Future>(f: F) -> F::Output {
 #[tokio::test]
 async fn bodies_are_read_under_their_bound() {
     bounded(async {
-        let (url, server) = serve(|r| {
+        let server = TestServer::start(true, |r| {
             let n = if r.uri().query() == Some("big") {
                 2000
             } else {
@@ -64,7 +83,8 @@ async fn bodies_are_read_under_their_bound() {
             http::Response::new(Full::new(Bytes::from(vec![b'x'; n])))
         })
         .await;
-        let client = Client::new(Duration::from_secs(5)).unwrap();
+        let url = server.url.clone();
+        let client = Client::new(Duration::from_secs(5));
         let fetched = client
             .fetch(get(&url), Duration::from_secs(5), 1000)
             .await
@@ -75,7 +95,7 @@ async fn bodies_are_read_under_their_bound() {
         big.set_query(Some("big"));
         let refused = client.fetch(get(&big), Duration::from_secs(5), 1000).await;
         assert!(matches!(refused, Err(Error::TooLarge(1000))), "{refused:?}");
-        server.abort();
+        server.task.abort();
     })
     .await;
 }
@@ -84,7 +104,7 @@ async fn bodies_are_read_under_their_bound() {
 async fn a_redirect_is_an_answer_not_followed() {
     // Also: the user agent is set when the request sets none.
     bounded(async {
-        let (url, server) = serve(|r| {
+        let server = TestServer::start(true, |r| {
             assert_eq!(
                 r.headers()["user-agent"].to_str().unwrap(),
                 warden_http::USER_AGENT_VALUE
@@ -97,13 +117,14 @@ async fn a_redirect_is_an_answer_not_followed() {
             answer
         })
         .await;
-        let client = Client::new(Duration::from_secs(5)).unwrap();
+        let url = server.url.clone();
+        let client = Client::new(Duration::from_secs(5));
         let fetched = client
             .fetch(get(&url), Duration::from_secs(5), 1000)
             .await
             .unwrap();
         assert_eq!(fetched.status, StatusCode::FOUND);
-        server.abort();
+        server.task.abort();
     })
     .await;
 }
@@ -121,7 +142,7 @@ async fn a_silent_server_times_out() {
             }
         });
         let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
-        let client = Client::new(Duration::from_secs(5)).unwrap();
+        let client = Client::new(Duration::from_secs(5));
         let error = client
             .fetch(get(&url), Duration::from_millis(200), 1000)
             .await
@@ -149,48 +170,17 @@ fn urls_with_credentials_or_fragments_are_refused() {
     );
 }
 
-/// A server answering every request with 256 KiB (not sent with the head); `keep_alive` false
-/// closes each connection after its answer. Returns the URL and the count of connections.
-async fn counting_server(
-    keep_alive: bool,
-) -> (
-    url::Url,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let port = listener.local_addr().expect("bound").port();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = accepted.clone();
-    let server = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let service = service_fn(|_r| async {
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(vec![
-                        b' ';
-                        256 * 1024
-                    ]))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(keep_alive)
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
-        }
-    });
-    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("a url");
-    (url, accepted, server)
-}
-
-/// Connections `n` sequential requests open against a `counting_server(keep_alive)`, each
-/// answer read to the end. With keep-alive, each request waits until the connection is back
+/// Connections `n` sequential requests open against a `TestServer`, each answer read to the
+/// end. With keep-alive, each request waits until the connection is back
 /// in the pool (it goes back from a task of its own).
 async fn connections_for(keep_alive: bool, n: usize) -> usize {
-    let (url, accepted, server) = counting_server(keep_alive).await;
-    let client = Client::new(Duration::from_secs(5)).expect("a client");
+    // Large enough not to arrive with the head.
+    let server = TestServer::start(keep_alive, |_| {
+        http::Response::new(Full::new(Bytes::from(vec![b' '; 256 * 1024])))
+    })
+    .await;
+    let url = server.url.clone();
+    let client = Client::new(Duration::from_secs(5));
     for _ in 0..n {
         let fetched = client
             .fetch(get(&url), Duration::from_secs(5), 1 << 20)
@@ -205,8 +195,8 @@ async fn connections_for(keep_alive: bool, n: usize) -> usize {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    server.abort();
-    accepted.load(std::sync::atomic::Ordering::SeqCst)
+    server.task.abort();
+    server.accepted.load(Ordering::SeqCst)
 }
 
 #[tokio::test]
@@ -217,4 +207,34 @@ async fn connections_are_reused_once_their_answer_is_read() {
 #[tokio::test]
 async fn connections_the_server_closes_are_not_reused() {
     assert_eq!(bounded(connections_for(false, 3)).await, 3);
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_cut_off_at_its_bound() {
+    // Chunked, so no `Content-Length` announces the size: the bound applies as it arrives.
+    bounded(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = tcp.read(&mut head).await;
+            let chunk = vec![b'x'; 800];
+            let mut answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            for _ in 0..3 {
+                answer.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                answer.extend_from_slice(&chunk);
+                answer.extend_from_slice(b"\r\n");
+            }
+            answer.extend_from_slice(b"0\r\n\r\n");
+            let _ = tcp.write_all(&answer).await;
+        });
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let client = Client::new(Duration::from_secs(5));
+        let refused = client.fetch(get(&url), Duration::from_secs(5), 2000).await;
+        assert!(matches!(refused, Err(Error::TooLarge(2000))), "{refused:?}");
+        server.abort();
+    })
+    .await;
 }

@@ -79,8 +79,8 @@ pub enum ExportError {
         /// The endpoint.
         endpoint: String,
     },
-    /// The HTTP client could not be built.
-    #[error("cannot build the trace export client")]
+    /// The traces URL is not a request target the client can use.
+    #[error("the trace export url cannot be used")]
     Client(#[source] warden_http::Error),
     /// The export thread could not be started.
     #[error("cannot start the trace export thread")]
@@ -155,7 +155,7 @@ impl TraceExporter {
         );
         // The shared client follows no redirect: credentials in the headers must not follow
         // one to another host.
-        let client = warden_http::Client::new(opts.timeout).map_err(ExportError::Client)?;
+        let client = warden_http::Client::new(opts.timeout);
         let uri = warden_http::uri(&url).map_err(ExportError::Client)?;
         let (sender, receiver) = mpsc::channel(opts.queue.max(1));
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);

@@ -187,8 +187,7 @@ pub(crate) fn connect(spec: HttpSpec) -> Result<Handle, UpstreamError> {
     }
     let uri: Uri = warden_http::uri(&spec.url)
         .map_err(|_| config(format!("url `{}` is not a valid request target", spec.url)))?;
-    let client = warden_http::Client::new(spec.connect_timeout)
-        .map_err(|_| config("the http client cannot be built".to_owned()))?;
+    let client = warden_http::Client::new(spec.connect_timeout);
     let endpoint = Arc::new(Endpoint {
         name: spec.name.as_str().into(),
         uri,

@@ -505,18 +505,6 @@ async fn an_unreachable_upstream_is_an_io_error() {
     .await;
 }
 
-/// The causes of an error, outermost first, joined.
-fn causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
-}
-
 #[tokio::test]
 async fn an_https_upstream_with_an_untrusted_certificate_is_refused() {
     // A TLS server on loopback with a self-signed certificate for `localhost`: the client
@@ -560,7 +548,7 @@ async fn an_https_upstream_with_an_untrusted_certificate_is_refused() {
             Some(Err(error @ UpstreamError::Io { .. })) => error,
             other => panic!("expected an i/o error, got {other:?}"),
         };
-        let text = causes(&error);
+        let text = warden_http::error_chain(&error);
         assert!(text.contains("UnknownIssuer"), "{text}");
         let (alpn, handshake_ok) = server.await.unwrap();
         assert_eq!(alpn, vec![b"http/1.1".to_vec()]);

@@ -233,7 +233,7 @@ async fn tls_problem(url: &str, timeout: Duration) -> Option<String> {
         .ok()
         .and_then(|u| warden_http::uri(&u).ok())?;
     let limit = timeout.min(Duration::from_secs(10));
-    let client = warden_http::Client::new(limit).ok()?;
+    let client = warden_http::Client::new(limit);
     let request = warden_http::request(
         http::Method::GET,
         uri,
