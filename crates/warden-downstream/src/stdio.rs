@@ -321,7 +321,7 @@ async fn pump_unsolicited(
 /// keeps the framing intact.
 fn line_bytes(message: &Message) -> Bytes {
     let bytes = message.bytes();
-    if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+    if warden_proto::framing::has_line_break(bytes) {
         let flat: Vec<u8> = bytes
             .iter()
             .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })

@@ -132,7 +132,14 @@ impl LineDecoder {
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    memchr::memchr(needle, hay)
+}
+
+/// Whether `bytes` hold a raw CR or LF. In valid JSON these can only be whitespace between
+/// tokens (inside strings they must be escaped), so a writer that finds one replaces it with a
+/// space and keeps one message on one line.
+pub fn has_line_break(bytes: &[u8]) -> bool {
+    memchr::memchr2(b'\n', b'\r', bytes).is_some()
 }
 
 #[cfg(test)]
@@ -219,6 +226,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn has_line_break_finds_exactly_cr_and_lf(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let naive = bytes.iter().any(|&b| b == b'\n' || b == b'\r');
+            prop_assert_eq!(has_line_break(&bytes), naive);
+        }
+
         #[test]
         fn chunking_does_not_change_frames(lines in proptest::collection::vec("[a-z{}]{0,20}", 0..10), cut in 1usize..7) {
             let text: String = lines.iter().map(|l| format!("{l}\n")).collect();

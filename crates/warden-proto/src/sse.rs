@@ -82,7 +82,7 @@ impl SseParser {
                     self.started = true;
                 }
             }
-            let end = buf.iter().position(|&b| b == b'\n' || b == b'\r');
+            let end = memchr::memchr2(b'\n', b'\r', buf);
             let Some(end) = end else {
                 if !buf.is_empty() && self.size + buf.len() + 1 > self.max_event {
                     self.size += buf.len();

@@ -118,7 +118,7 @@ impl Gateway {
             return single(error(&idv, ErrorCode::InvalidParams, problem));
         }
         if client.modern
-            && let Some(reply) = self.resume(&message, principal, &method).await
+            && let Some(reply) = Box::pin(self.resume(&message, principal, &method)).await
         {
             // The retry of a call the gateway parked for this client's input.
             return reply.holding(held);
@@ -130,14 +130,15 @@ impl Gateway {
                 .holding(held);
         }
         let reply = match method.as_str() {
-            "initialize" => self.answer_initialize(session, &message, &idv).await,
+            // Boxed: rare methods whose futures would otherwise size every request's.
+            "initialize" => Box::pin(self.answer_initialize(session, &message, &idv)).await,
             "server/discover" => {
-                let d = self.aggregate_description(client).await;
+                let d = Box::pin(self.aggregate_description(client)).await;
                 single(response(&idv, d.to_discover_result()))
             }
             "ping" => single(response(&idv, json!({}))),
             "logging/setLevel" => {
-                self.broadcast_set_level(session, &routes, &message).await;
+                Box::pin(self.broadcast_set_level(session, &routes, &message)).await;
                 single(response(&idv, json!({})))
             }
             m if LISTS.iter().any(|(l, _, _)| *l == m) => {
@@ -186,7 +187,7 @@ impl Gateway {
                 }
             }
             "completion/complete" => {
-                self.route_completion(session, principal, routes, message, id, client)
+                Box::pin(self.route_completion(session, principal, routes, message, id, client))
                     .await
             }
             _ => {
@@ -571,7 +572,7 @@ impl Gateway {
         }
         let per_session = session.filter(|s| up.is_http && s.is_initialized());
         let Some(session) = per_session else {
-            let conn = up.ensure_legacy(&self.me).await?;
+            let conn = Box::pin(up.ensure_legacy(&self.me)).await?;
             return Ok((conn, Era::Legacy));
         };
         let mut conns = routes.conns.lock().await;
@@ -588,14 +589,14 @@ impl Gateway {
             })?;
         let caps = session.client_capabilities();
         let info = session.client_info();
-        let d = detect(
+        let d = Box::pin(detect(
             &up.name,
             &conn,
             EraPreference::Legacy,
             up.startup_timeout,
             caps.as_ref(),
             info.as_ref(),
-        )
+        ))
         .await?;
         conn.set_protocol_version(&d.protocol_version);
         if let Some(rx) = conn.take_unsolicited() {
@@ -1077,20 +1078,20 @@ impl Gateway {
         let id = message.id().cloned().expect("a request always has an id");
         let idv = id.to_value();
         if method == "initialize" {
-            return self
-                .transparent_initialize(session, &routes, &up, message, &idv)
+            // Boxed, as are the other rare branches: their futures would size every request's.
+            return Box::pin(self.transparent_initialize(session, &routes, &up, message, &idv))
                 .await;
         }
         if client.modern && method == "server/discover" && up.known_desc().is_none() {
             // The client's own probe goes to the upstream, so a client that falls back to
             // `initialize` on an error behaves exactly as it would directly (and keeps
             // server-to-client requests, which stateless clients cannot receive).
-            return match exchange(&up.conn(), message.clone(), up.startup_timeout).await {
+            return match Box::pin(exchange(&up.conn(), message.clone(), up.startup_timeout)).await {
                 Ok(Answer::Result(r)) => {
                     if let Some(d) = ServerDescription::from_discover(&r) {
                         *up.desc.lock().await = Some(d);
                     }
-                    let r = self.with_guarded_instructions(&up.name, r).await;
+                    let r = Box::pin(self.with_guarded_instructions(&up.name, r)).await;
                     single(response(&idv, r))
                 }
                 Ok(Answer::Error(e)) => single(relayed_error(&idv, &e)),
@@ -1102,12 +1103,11 @@ impl Gateway {
             // learn the upstream's era once, with this client's declared capabilities, and
             // bridge if it is legacy.
             let meta = mcp::meta(&message).cloned().unwrap_or_default();
-            let desc = up
-                .describe_as(
-                    meta.get(mcp::META_CLIENT_CAPABILITIES),
-                    meta.get(mcp::META_CLIENT_INFO),
-                )
-                .await;
+            let desc = Box::pin(up.describe_as(
+                meta.get(mcp::META_CLIENT_CAPABILITIES),
+                meta.get(mcp::META_CLIENT_INFO),
+            ))
+            .await;
             let desc = match desc {
                 Ok(d) => d,
                 Err(e) => return single(upstream_error(&idv, &up.name, &e)),
@@ -1275,7 +1275,7 @@ impl Pump {
                     },
                 )),
                 Some(Err(e)) => {
-                    gateway.forget_broken(ex.routes.as_ref(), &up, &e).await;
+                    Box::pin(gateway.forget_broken(ex.routes.as_ref(), &up, &e)).await;
                     Some(match warden_upstream::refused_response_reason(&e) {
                         // The upstream did answer, with something the gateway will not pass.
                         Some(reason) => {
@@ -1306,7 +1306,8 @@ impl Pump {
                         .await,
                 ),
                 Some(Ok(m)) if m.is_request() && ex.client.modern => {
-                    match gateway.input_required(ex, &m, idv).await {
+                    // Boxed, as `to_client` below: rare, and large futures.
+                    match Box::pin(gateway.input_required(ex, &m, idv)).await {
                         Some((state, out)) => {
                             parked = Some((state, m));
                             Some(out)
@@ -1316,9 +1317,15 @@ impl Pump {
                 }
                 Some(Ok(m)) => match &ex.session {
                     Some(s) => {
-                        gateway
-                            .to_client(m, s, &ex.routes, &ex.conn, &up.name, Some(&ex.method))
-                            .await
+                        Box::pin(gateway.to_client(
+                            m,
+                            s,
+                            &ex.routes,
+                            &ex.conn,
+                            &up.name,
+                            Some(&ex.method),
+                        ))
+                        .await
                     }
                     None => gateway
                         .guard(

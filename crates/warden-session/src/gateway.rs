@@ -680,14 +680,19 @@ impl UpstreamState {
         {
             return Ok(client_era);
         }
-        let d = self.describe().await?;
-        if d.era == client_era || d.supports(client_era) {
-            return Ok(client_era);
-        }
-        if client_era == Era::Legacy && self.legacy(gateway).await.is_some() {
-            return Ok(Era::Legacy);
-        }
-        Ok(d.era)
+        // The rest is boxed: it runs once per upstream, and its future (a handshake) would
+        // otherwise size every request's.
+        Box::pin(async {
+            let d = self.describe().await?;
+            if d.era == client_era || d.supports(client_era) {
+                return Ok(client_era);
+            }
+            if client_era == Era::Legacy && self.legacy(gateway).await.is_some() {
+                return Ok(Era::Legacy);
+            }
+            Ok(d.era)
+        })
+        .await
     }
 
     /// Legacy handshake of an upstream first described as modern, tried once, since a

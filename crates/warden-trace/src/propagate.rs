@@ -25,8 +25,11 @@ tokio::task_local! {
 
 /// Runs `future` with `ctx` as the span of the request being handled, so that what happens
 /// while handling it (guard decisions) can name the span ([`current`]).
-pub async fn in_span<F: Future>(ctx: SpanContext, future: F) -> F::Output {
-    CURRENT.scope(ctx, future).await
+///
+/// Not an `async fn`: that would hold `future` twice in its state (the argument and the scoped
+/// copy), and request futures are kilobytes that every poll of the caller then carries.
+pub fn in_span<F: Future>(ctx: SpanContext, future: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(ctx, future)
 }
 
 /// The span of the request this task is handling, inside [`in_span`].

@@ -679,7 +679,7 @@ async fn write_stdin(
 /// bytes are whitespace between tokens (pretty-printed input) and become spaces: a message
 /// can never span two lines.
 fn push_line(out: &mut Vec<u8>, bytes: &[u8]) {
-    if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+    if warden_proto::framing::has_line_break(bytes) {
         out.extend(
             bytes
                 .iter()

@@ -70,6 +70,16 @@ pub(crate) async fn authenticate(
     let Some(HttpAuth(authenticator)) = auth else {
         return Ok(Principal::anonymous());
     };
+    // Boxed: token validation (a JWKS fetch, introspection) is a future of kilobytes that
+    // would otherwise be part of every request's, authenticated or not.
+    Box::pin(authenticate_with(authenticator, audit, parts)).await
+}
+
+async fn authenticate_with(
+    authenticator: &Authenticator,
+    audit: Option<&warden_audit::AuditLog>,
+    parts: &Parts,
+) -> Result<Principal, Response<ResponseBody>> {
     let remote = parts.extensions.get::<super::audit::Remote>().map(|r| r.0);
     let values: Vec<&[u8]> = parts
         .headers
