@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+mod compact;
 mod error;
 mod file;
 pub mod keys;

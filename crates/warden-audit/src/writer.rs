@@ -274,13 +274,11 @@ impl Finisher {
                 serde_json::from_slice(&d.bytes).unwrap_or(Value::Null)
             }),
             Part::Params | Part::Arguments => {
-                let msg: Value = serde_json::from_slice(&d.bytes).unwrap_or(Value::Null);
-                let params = msg.get("params").unwrap_or(&Value::Null);
-                let part = match (d.part, params.get("arguments")) {
-                    (Part::Arguments, Some(a)) => a,
-                    _ => params,
-                };
-                self.value(part)
+                // The compact JSON of the part, usually borrowed from the message's bytes.
+                let json = crate::compact::part_json(&d.bytes, d.part == Part::Arguments);
+                self.digest(&json, || {
+                    serde_json::from_slice(&json).unwrap_or(Value::Null)
+                })
             }
         }
     }
