@@ -98,6 +98,12 @@ pub fn analyze_text(text: &str, kind: TextKind) -> Vec<Finding> {
 /// Analyses every string of a JSON value (e.g. `structuredContent`) as text of `kind`.
 /// Object keys are analysed too. Fields are JSON paths such as `items[2].body`.
 pub fn analyze_json_text(value: &serde_json::Value, kind: TextKind) -> Vec<Finding> {
+    analyze_json_text_with(value, kind, true)
+}
+
+/// [`analyze_json_text`], remembering short clean strings when `memo` is set (tests compare
+/// both).
+fn analyze_json_text_with(value: &serde_json::Value, kind: TextKind, memo: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     crate::tool::walk_strings(value, "", &mut |path, s, is_key| {
         let role = if is_key { Role::Name } else { kind.role() };
@@ -106,9 +112,75 @@ pub fn analyze_json_text(value: &serde_json::Value, kind: TextKind) -> Vec<Findi
         } else {
             role
         };
+        if !memo || s.len() > CLEAN_MAX_BYTES {
+            scan(path, s, role, &[], 0, &mut out);
+            return;
+        }
+        if CLEAN.with(|m| m.borrow().contains(s, role)) {
+            return;
+        }
+        let before = out.len();
         scan(path, s, role, &[], 0, &mut out);
+        if out.len() == before {
+            CLEAN.with(|m| m.borrow_mut().insert(s, role));
+        }
     });
     out
+}
+
+/// Longest string [`CleanMemo`] remembers.
+const CLEAN_MAX_BYTES: usize = 32;
+/// Strings it remembers (direct-mapped: a colliding string replaces the one in its slot).
+const CLEAN_SLOTS: usize = 64;
+
+thread_local! {
+    static CLEAN: std::cell::RefCell<CleanMemo> = const { std::cell::RefCell::new(CleanMemo::new()) };
+}
+
+/// Short strings of JSON content that analysed clean, per thread. A result's keys and tags
+/// (`content`, `type`, `text`, ...) are the same strings call after call, and the analysis of
+/// a string is a function of the string and its role alone (the rules are built once and
+/// never change; the field name only labels findings, and a clean string has none), so a
+/// remembered string is skipped: about two thirds of the strings of a typical small result.
+///
+/// A slot holds no role: the slot function seeds its hash with the role, and each step of it
+/// is a bijection modulo [`CLEAN_SLOTS`] (a power of two): XOR with a byte, then a product with
+/// an odd number. So one string never lands in the same slot under two roles (tested).
+struct CleanMemo {
+    slots: [Option<(u8, [u8; CLEAN_MAX_BYTES])>; CLEAN_SLOTS],
+}
+
+impl CleanMemo {
+    const fn new() -> Self {
+        Self {
+            slots: [None; CLEAN_SLOTS],
+        }
+    }
+
+    /// FNV-1a of the bytes, seeded with the role.
+    fn slot(s: &str, role: Role) -> usize {
+        let mut h: u32 = 0x811c_9dc5 ^ role as u32;
+        for &b in s.as_bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        h as usize % CLEAN_SLOTS
+    }
+
+    fn contains(&self, s: &str, role: Role) -> bool {
+        matches!(
+            &self.slots[Self::slot(s, role)],
+            Some((len, bytes)) if usize::from(*len) == s.len() && &bytes[..s.len()] == s.as_bytes()
+        )
+    }
+
+    /// `s` must be at most [`CLEAN_MAX_BYTES`] long.
+    fn insert(&mut self, s: &str, role: Role) {
+        let mut bytes = [0u8; CLEAN_MAX_BYTES];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        // At most CLEAN_MAX_BYTES (32), so it fits a u8.
+        let len = s.len() as u8;
+        self.slots[Self::slot(s, role)] = Some((len, bytes));
+    }
 }
 
 /// Analyses one string of a definition or of content, appending findings for `field`.
