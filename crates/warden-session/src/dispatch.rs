@@ -547,12 +547,7 @@ impl Gateway {
             // The client's own handshake reached the upstream (or the gateway bridged it and
             // recorded the description): never start another one here.
             // Only the era is needed: no clone of the whole description per request.
-            let era = up
-                .desc
-                .try_lock()
-                .ok()
-                .and_then(|d| d.as_ref().map(|d| d.era))
-                .unwrap_or(Era::Legacy);
+            let era = up.known_era().unwrap_or(Era::Legacy);
             return Ok((up.conn(), era));
         }
         if up.life.is_down() {
@@ -970,7 +965,7 @@ impl Gateway {
         if conns.get(&up.index).is_some() {
             conns.remove(&up.index);
         } else if up.is_http && matches!(e, UpstreamError::SessionExpired) {
-            *up.desc.lock().await = None;
+            up.set_desc(&mut *up.desc.lock().await, None);
         }
     }
 
@@ -1089,7 +1084,7 @@ impl Gateway {
             return match Box::pin(exchange(&up.conn(), message.clone(), up.startup_timeout)).await {
                 Ok(Answer::Result(r)) => {
                     if let Some(d) = ServerDescription::from_discover(&r) {
-                        *up.desc.lock().await = Some(d);
+                        up.set_desc(&mut *up.desc.lock().await, Some(d));
                     }
                     let r = Box::pin(self.with_guarded_instructions(&up.name, r)).await;
                     single(response(&idv, r))
@@ -1168,7 +1163,7 @@ impl Gateway {
                             up.conn().set_protocol_version(&d.protocol_version);
                         }
                         record(&d.protocol_version);
-                        *up.desc.lock().await = Some(d);
+                        up.set_desc(&mut *up.desc.lock().await, Some(d));
                     }
                     let r = self.with_guarded_instructions(&up.name, r).await;
                     return single(response(idv, r));
@@ -1230,7 +1225,7 @@ impl Gateway {
         routes
             .bridged_to_modern
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        *up.desc.lock().await = Some(d);
+        up.set_desc(&mut *up.desc.lock().await, Some(d));
         Some(single(response(idv, result)))
     }
 }

@@ -253,8 +253,14 @@ pub(crate) struct UpstreamState {
     pub(crate) era_pref: EraPreference,
     pub(crate) request_timeout: Duration,
     pub(crate) startup_timeout: Duration,
-    /// What the upstream said about itself on the shared connection.
+    /// What the upstream said about itself on the shared connection. Held across the
+    /// handshake, so that one client's handshake is not repeated by the next; set it with
+    /// [`UpstreamState::set_desc`], which also publishes it to [`UpstreamState::known_desc`].
     pub(crate) desc: tokio::sync::Mutex<Option<ServerDescription>>,
+    /// The last description set, readable without waiting: the request path reads it
+    /// (routing, the era of a transparent upstream). A `try_lock` of `desc` instead failed
+    /// whenever another request happened to hold it, which made a resource "unknown".
+    known: std::sync::RwLock<Option<ServerDescription>>,
     /// For an upstream first described as modern: whether it also accepts `initialize`
     /// (dual-era), learned the first time a legacy client needed it. `DiscoverResult` lists
     /// only stateless revisions, so trying is the only way to know.
@@ -444,6 +450,7 @@ impl Gateway {
                 request_timeout: def.request_timeout,
                 startup_timeout: def.startup_timeout,
                 desc: tokio::sync::Mutex::new(None),
+                known: std::sync::RwLock::new(None),
                 legacy_desc: tokio::sync::Mutex::new(None),
                 stdio_spec,
                 catalog: RwLock::new(Catalog::default()),
@@ -662,7 +669,7 @@ impl UpstreamState {
         if self.is_http && d.era == Era::Legacy {
             conn.set_protocol_version(&d.protocol_version);
         }
-        *slot = Some(d.clone());
+        self.set_desc(&mut slot, Some(d.clone()));
         Ok(d)
     }
 
@@ -675,9 +682,11 @@ impl UpstreamState {
         client_era: Era,
     ) -> Result<Era, HandshakeError> {
         // Per-request fast path: a known description that fits, read without cloning it.
-        if let Some(d) = self.desc.lock().await.as_ref()
-            && (d.era == client_era || d.supports(client_era))
-        {
+        let fits = self.known.read().is_ok_and(|d| {
+            d.as_ref()
+                .is_some_and(|d| d.era == client_era || d.supports(client_era))
+        });
+        if fits {
             return Ok(client_era);
         }
         // The rest is boxed: it runs once per upstream, and its future (a handshake) would
@@ -812,7 +821,27 @@ impl UpstreamState {
     }
 
     pub(crate) fn known_desc(&self) -> Option<ServerDescription> {
-        self.desc.try_lock().ok().and_then(|d| d.clone())
+        self.known.read().ok().and_then(|d| d.clone())
+    }
+
+    /// The era of the last description set, without cloning it.
+    pub(crate) fn known_era(&self) -> Option<Era> {
+        self.known
+            .read()
+            .ok()
+            .and_then(|d| d.as_ref().map(|d| d.era))
+    }
+
+    /// Sets the description (`slot` is the locked `desc`) and publishes it.
+    pub(crate) fn set_desc(
+        &self,
+        slot: &mut Option<ServerDescription>,
+        d: Option<ServerDescription>,
+    ) {
+        if let Ok(mut known) = self.known.write() {
+            known.clone_from(&d);
+        }
+        *slot = d;
     }
 }
 

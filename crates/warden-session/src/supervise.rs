@@ -560,7 +560,7 @@ impl Supervisor {
     /// Forgets what the upstream's previous process said about itself, and stops the second
     /// process of a dual-era stdio upstream: both belong to the old instance.
     async fn forget_handshake(&self) {
-        *self.up.desc.lock().await = None;
+        self.up.set_desc(&mut *self.up.desc.lock().await, None);
         let legacy = self.up.legacy_desc.lock().await.take();
         if let Some(Some((_, c))) = legacy
             && self.up.stdio_spec.is_some()
