@@ -87,7 +87,7 @@ fn first_byte(text: &[u8]) -> Option<u8> {
 }
 
 /// The definition: parse the whole message, take the part, re-encode it.
-pub(crate) fn by_value(message: &[u8], arguments: bool) -> Cow<'static, [u8]> {
+fn by_value(message: &[u8], arguments: bool) -> Cow<'static, [u8]> {
     let msg: Value = serde_json::from_slice(message).unwrap_or(Value::Null);
     let params = msg.get("params").unwrap_or(&Value::Null);
     let part = match (arguments, params.get("arguments")) {

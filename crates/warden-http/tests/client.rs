@@ -56,6 +56,22 @@ impl TestServer {
     }
 }
 
+/// A loopback TCP server that is not HTTP-aware: `serve` gets the listener and speaks (or
+/// stays silent) as it likes. Its URL and task.
+async fn raw_server<F, Fut>(serve: F) -> (url::Url, tokio::task::JoinHandle<()>)
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let port = listener.local_addr().expect("bound").port();
+    let task = tokio::spawn(serve(listener));
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("a url");
+    (url, task)
+}
+
 fn get(url: &url::Url) -> warden_http::Request {
     warden_http::request(
         Method::GET,
@@ -133,15 +149,13 @@ async fn a_redirect_is_an_answer_not_followed() {
 async fn a_silent_server_times_out() {
     bounded(async {
         // Accepts and never answers.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
+        let (url, server) = raw_server(|listener| async move {
             let mut held = Vec::new();
             while let Ok((tcp, _)) = listener.accept().await {
                 held.push(tcp);
             }
-        });
-        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        })
+        .await;
         let client = Client::new(Duration::from_secs(5));
         let error = client
             .fetch(get(&url), Duration::from_millis(200), 1000)
@@ -213,9 +227,7 @@ async fn connections_the_server_closes_are_not_reused() {
 async fn a_streamed_body_is_cut_off_at_its_bound() {
     // Chunked, so no `Content-Length` announces the size: the bound applies as it arrives.
     bounded(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
+        let (url, server) = raw_server(|listener| async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let (mut tcp, _) = listener.accept().await.unwrap();
             let mut head = [0u8; 1024];
@@ -229,8 +241,8 @@ async fn a_streamed_body_is_cut_off_at_its_bound() {
             }
             answer.extend_from_slice(b"0\r\n\r\n");
             let _ = tcp.write_all(&answer).await;
-        });
-        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        })
+        .await;
         let client = Client::new(Duration::from_secs(5));
         let refused = client.fetch(get(&url), Duration::from_secs(5), 2000).await;
         assert!(matches!(refused, Err(Error::TooLarge(2000))), "{refused:?}");

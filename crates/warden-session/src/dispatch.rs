@@ -117,7 +117,11 @@ impl Gateway {
             // Checked here for every upstream: a legacy one would silently ignore them.
             return single(error(&idv, ErrorCode::InvalidParams, problem));
         }
+        // Only a retry carries `requestState`: other requests skip the (boxed) lookup.
         if client.modern
+            && message
+                .params()
+                .is_some_and(|p| p.get("requestState").is_some())
             && let Some(reply) = Box::pin(self.resume(&message, principal, &method)).await
         {
             // The retry of a call the gateway parked for this client's input.
@@ -1097,12 +1101,18 @@ impl Gateway {
             // A modern request before any handshake (the client skipped `server/discover`):
             // learn the upstream's era once, with this client's declared capabilities, and
             // bridge if it is legacy.
-            let meta = mcp::meta(&message).cloned().unwrap_or_default();
-            let desc = Box::pin(up.describe_as(
-                meta.get(mcp::META_CLIENT_CAPABILITIES),
-                meta.get(mcp::META_CLIENT_INFO),
-            ))
-            .await;
+            // Known after the first request: no handshake, no box, no copy of `_meta`.
+            let desc = match up.known_desc() {
+                Some(d) => Ok(d),
+                None => {
+                    let meta = mcp::meta(&message).cloned().unwrap_or_default();
+                    Box::pin(up.describe_as(
+                        meta.get(mcp::META_CLIENT_CAPABILITIES),
+                        meta.get(mcp::META_CLIENT_INFO),
+                    ))
+                    .await
+                }
+            };
             let desc = match desc {
                 Ok(d) => d,
                 Err(e) => return single(upstream_error(&idv, &up.name, &e)),
