@@ -155,6 +155,9 @@ impl Guard for CrossServerGuard {
         let r = self.check_sync(call);
         async move { r }.boxed()
     }
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        Some(self.check_sync(call))
+    }
 }
 
 #[cfg(test)]

@@ -265,10 +265,44 @@ impl Guard for DefinitionGuard {
         let r = self.check_sync(call);
         async move { r }.boxed()
     }
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        Some(self.check_sync(call))
+    }
 }
 
 /// Refuses calls to tools the definition guard withheld.
 pub struct PoisonedCallGuard(Arc<Poisoning>);
+
+impl PoisonedCallGuard {
+    fn decide(&self, call: &Call<'_>) -> Verdict {
+        if call.direction != Direction::ToUpstream || call.message.method() != Some("tools/call") {
+            return Verdict::Continue;
+        }
+        let Some(name) = call
+            .message
+            .params()
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+        else {
+            return Verdict::Continue;
+        };
+        let upstream = call.target.map(|t| t.upstream.as_ref());
+        let raw = call.target.and_then(|t| t.name.as_deref());
+        if !self.0.is_blocked(upstream, raw, name) {
+            return Verdict::Continue;
+        }
+        Verdict::Deny(Denial {
+            guard: NAME,
+            code: ErrorCode::Denied,
+            message: format!(
+                "tool `{name}` is withheld: its definition failed the poisoning analysis"
+            ),
+            detail: format!("tool {name} withheld by poisoning analysis"),
+            controls: CONTROLS,
+            retry_after: None,
+        })
+    }
+}
 
 impl Guard for PoisonedCallGuard {
     fn name(&self) -> &'static str {
@@ -278,37 +312,11 @@ impl Guard for PoisonedCallGuard {
         CONTROLS
     }
     fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
-        let verdict = (|| {
-            if call.direction != Direction::ToUpstream
-                || call.message.method() != Some("tools/call")
-            {
-                return Verdict::Continue;
-            }
-            let Some(name) = call
-                .message
-                .params()
-                .and_then(|p| p.get("name"))
-                .and_then(Value::as_str)
-            else {
-                return Verdict::Continue;
-            };
-            let upstream = call.target.map(|t| t.upstream.as_ref());
-            let raw = call.target.and_then(|t| t.name.as_deref());
-            if !self.0.is_blocked(upstream, raw, name) {
-                return Verdict::Continue;
-            }
-            Verdict::Deny(Denial {
-                guard: NAME,
-                code: ErrorCode::Denied,
-                message: format!(
-                    "tool `{name}` is withheld: its definition failed the poisoning analysis"
-                ),
-                detail: format!("tool {name} withheld by poisoning analysis"),
-                controls: CONTROLS,
-                retry_after: None,
-            })
-        })();
+        let verdict = self.decide(call);
         async move { Ok(verdict) }.boxed()
+    }
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        Some(Ok(self.decide(call)))
     }
 }
 

@@ -52,6 +52,9 @@ macro_rules! sync_guard {
                 let r = self.check_sync(call);
                 async move { r }.boxed()
             }
+            fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+                Some(self.check_sync(call))
+            }
         }
     };
 }
@@ -410,6 +413,9 @@ impl Guard for SanitizeGuard {
     fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
         let r = self.check_sync(call);
         async move { r }.boxed()
+    }
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        Some(self.check_sync(call))
     }
 }
 

@@ -337,4 +337,12 @@ pub trait Guard: Send + Sync {
     }
     /// Decides on one message.
     fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>>;
+    /// Decides on one message without waiting, when the guard can: `Some` must be exactly what
+    /// [`Guard::check`] would return for this call, `None` means only `check` can decide. The
+    /// pipeline asks this first, so a guard whose decision needs no I/O, or that has nothing to
+    /// do for this message, costs no boxed future (several guards see every message).
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        let _ = call;
+        None
+    }
 }

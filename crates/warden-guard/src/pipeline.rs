@@ -184,7 +184,10 @@ impl Pipeline {
                 target: call.target,
                 permits: call.permits,
             };
-            let verdict = guard.check(&current).await;
+            let verdict = match guard.check_now(&current) {
+                Some(verdict) => verdict,
+                None => guard.check(&current).await,
+            };
             if let Some(o) = &self.observer {
                 let decided = match &verdict {
                     Ok(Verdict::Continue) => None,

@@ -452,6 +452,15 @@ impl Guard for PinListGuard {
     fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
         self.0.check_list(call).boxed()
     }
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        // `check_list`'s first test: only list and handshake results are its business.
+        let concerned = call.direction == Direction::ToClient
+            && matches!(
+                call.request_method,
+                Some("tools/list" | "initialize" | "server/discover")
+            );
+        (!concerned).then_some(Ok(Verdict::Continue))
+    }
 }
 
 impl Guard for PinCallGuard {
@@ -463,6 +472,12 @@ impl Guard for PinCallGuard {
     }
     fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
         self.0.check_call(call).boxed()
+    }
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        // `check_call`'s first test: only calls to tools are its business.
+        let concerned =
+            call.direction == Direction::ToUpstream && call.message.method() == Some("tools/call");
+        (!concerned).then_some(Ok(Verdict::Continue))
     }
 }
 

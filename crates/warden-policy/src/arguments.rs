@@ -475,6 +475,24 @@ impl Guard for ArgumentGuard {
     fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
         async move { Ok(self.decide(call).await) }.boxed()
     }
+
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        // The tests `decide` and `check_request` start with: requests toward the upstream of
+        // the methods that carry arguments or a URI. Only those can need a DNS answer.
+        let concerned = call.direction == Direction::ToUpstream
+            && call.message.is_request()
+            && matches!(
+                call.message.method(),
+                Some(
+                    "tools/call"
+                        | "prompts/get"
+                        | "resources/read"
+                        | "resources/subscribe"
+                        | "resources/unsubscribe"
+                )
+            );
+        (!concerned).then_some(Ok(Verdict::Continue))
+    }
 }
 
 #[cfg(test)]

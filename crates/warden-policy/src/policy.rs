@@ -486,6 +486,15 @@ impl PolicyGuard {
     }
 }
 
+impl PolicyGuard {
+    fn verdict(&self, call: &Call<'_>) -> Verdict {
+        match call.direction {
+            Direction::ToUpstream => self.on_request(call),
+            Direction::ToClient => self.on_response(call),
+        }
+    }
+}
+
 impl Guard for PolicyGuard {
     fn name(&self) -> &'static str {
         Self::NAME
@@ -496,11 +505,11 @@ impl Guard for PolicyGuard {
     }
 
     fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
-        let verdict = match call.direction {
-            Direction::ToUpstream => self.on_request(call),
-            Direction::ToClient => self.on_response(call),
-        };
+        let verdict = self.verdict(call);
         async move { Ok(verdict) }.boxed()
+    }
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        Some(Ok(self.verdict(call)))
     }
 }
 

@@ -572,6 +572,12 @@ impl Guard for RateLimitGuard {
     fn check<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
         self.decide(call).boxed()
     }
+
+    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        // `decide`'s first test: only requests toward the upstream are counted.
+        let concerned = call.direction == Direction::ToUpstream && call.message.is_request();
+        (!concerned).then_some(Ok(Verdict::Continue))
+    }
 }
 
 #[cfg(test)]

@@ -240,3 +240,71 @@ async fn a_report_lets_the_message_through_and_reaches_the_observer_with_the_ses
         ["scan:report(rule 7 at text[0..4])@s-1"]
     );
 }
+
+/// A guard that decides at once (`now`) when it can, and counts the calls to its `check`.
+struct Immediate {
+    now: Option<fn() -> Result<Verdict, GuardError>>,
+    later: fn() -> Result<Verdict, GuardError>,
+    checks: AtomicUsize,
+}
+
+impl Guard for Immediate {
+    fn name(&self) -> &'static str {
+        "immediate"
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        &["TEST-1"]
+    }
+    fn check<'a>(&'a self, _call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        let v = (self.later)();
+        async move { v }.boxed()
+    }
+    fn check_now(&self, _call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        self.now.map(|f| f())
+    }
+}
+
+fn immediate(
+    now: Option<fn() -> Result<Verdict, GuardError>>,
+    later: fn() -> Result<Verdict, GuardError>,
+) -> Arc<Immediate> {
+    Arc::new(Immediate {
+        now,
+        later,
+        checks: AtomicUsize::new(0),
+    })
+}
+
+#[tokio::test]
+async fn a_verdict_given_at_once_is_used_without_check() {
+    // Denial at once: `check` (which would let it through) is never asked.
+    let g = immediate(Some(deny), || Ok(Verdict::Continue));
+    let p = Pipeline::passthrough().with(Stage::Policy, g.clone());
+    assert!(matches!(run(&p).await, Outcome::Deny(d) if d.detail == "rule 3"));
+    assert_eq!(g.checks.load(Ordering::SeqCst), 0);
+
+    // Continue at once: later stages still run.
+    let first = immediate(Some(|| Ok(Verdict::Continue)), deny);
+    let later = guard("approval", deny, FailMode::Closed);
+    let p = Pipeline::passthrough()
+        .with(Stage::Policy, first.clone())
+        .with(Stage::Approval, later.clone());
+    assert!(matches!(run(&p).await, Outcome::Deny(_)));
+    assert_eq!(first.checks.load(Ordering::SeqCst), 0);
+    assert_eq!(later.calls.load(Ordering::SeqCst), 1);
+
+    // An error at once fails closed like an error from `check`.
+    let g = immediate(Some(broken), || Ok(Verdict::Continue));
+    let p = Pipeline::passthrough().with(Stage::Authn, g.clone());
+    assert!(matches!(run(&p).await, Outcome::Deny(d) if d.guard == "immediate"));
+    assert_eq!(g.checks.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn no_verdict_at_once_asks_check() {
+    let g = immediate(None, deny);
+    let p = Pipeline::passthrough().with(Stage::Policy, g.clone());
+    assert!(matches!(run(&p).await, Outcome::Deny(d) if d.detail == "rule 3"));
+    assert_eq!(g.checks.load(Ordering::SeqCst), 1);
+}

@@ -259,3 +259,46 @@ async fn unresolvable_names_follow_the_configured_choice() {
     .unwrap_err();
     assert!(msg.contains("does not resolve"), "{msg}");
 }
+
+#[tokio::test]
+async fn a_verdict_at_once_only_for_messages_without_arguments_to_check() {
+    let g = guard(&[]);
+    let p = Principal::anonymous();
+    let bad = json!({"name": "files__read", "uri": "http://127.0.0.1/", "arguments": {"url": "http://127.0.0.1/"}});
+    let message = |method: &str| {
+        Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": bad}))
+            .unwrap()
+    };
+    // The methods whose arguments or URI are checked wait for `check`, which refuses.
+    for method in [
+        "tools/call",
+        "prompts/get",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+    ] {
+        let m = message(method);
+        let call = Call::new(&m, Direction::ToUpstream, &p);
+        assert!(g.check_now(&call).is_none(), "{method}");
+        assert!(
+            matches!(g.check(&call).await, Ok(Verdict::Deny(_))),
+            "{method}"
+        );
+    }
+    // Anything else passes at once, and `check` agrees.
+    let response = Message::from_value(json!({"jsonrpc": "2.0", "id": 1, "result": bad})).unwrap();
+    let notification =
+        Message::from_value(json!({"jsonrpc": "2.0", "method": "tools/call", "params": bad}))
+            .unwrap();
+    let others = [
+        (message("completion/complete"), Direction::ToUpstream),
+        (message("tools/call"), Direction::ToClient),
+        (response, Direction::ToClient),
+        (notification, Direction::ToUpstream),
+    ];
+    for (m, direction) in &others {
+        let call = Call::new(m, *direction, &p);
+        assert!(matches!(g.check_now(&call), Some(Ok(Verdict::Continue))));
+        assert!(matches!(g.check(&call).await, Ok(Verdict::Continue)));
+    }
+}

@@ -310,3 +310,29 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn only_requests_toward_the_upstream_wait_for_the_buckets() {
+    let g = RateLimitGuard::new(config(), Arc::new(MemoryBuckets::default()));
+    let alice = Principal::new("alice", warden_guard::AuthMethod::ApiKey);
+    let permits = Permits::default();
+    let m = call_message();
+    let mut call = Call::new(&m, Direction::ToUpstream, &alice);
+    call.permits = Some(&permits);
+    // A request is counted: never decided at once, and the third is refused.
+    for _ in 0..2 {
+        assert!(g.check_now(&call).is_none());
+        assert!(matches!(g.check(&call).await, Ok(Verdict::Continue)));
+    }
+    assert!(g.check_now(&call).is_none());
+    assert!(matches!(g.check(&call).await, Ok(Verdict::Deny(_))));
+    // Responses and notifications are not counted: they pass at once, also now.
+    let back = Call::new(&m, Direction::ToClient, &alice);
+    assert!(matches!(g.check_now(&back), Some(Ok(Verdict::Continue))));
+    assert!(matches!(g.check(&back).await, Ok(Verdict::Continue)));
+    let n =
+        Message::from_value(json!({"jsonrpc": "2.0", "method": "notifications/progress"})).unwrap();
+    let note = Call::new(&n, Direction::ToUpstream, &alice);
+    assert!(matches!(g.check_now(&note), Some(Ok(Verdict::Continue))));
+    assert!(matches!(g.check(&note).await, Ok(Verdict::Continue)));
+}
