@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::finding::Finding;
 use crate::pii;
 use crate::secrets::{self, DataClass, Detection, generic};
+use crate::text::{CLEAN_MAX_BYTES, CleanMemo};
 
 /// Nesting beyond which a JSON value is replaced whole (fails closed): far deeper than any
 /// parser the gateway uses accepts.
@@ -412,11 +413,34 @@ fn redact_string(s: &mut String, key: Option<&str>, options: RedactOptions) -> V
 
 /// What [`redact_string`] would replace in `s`, without changing it.
 fn string_spans(s: &str, key: Option<&str>, options: RedactOptions) -> Vec<Redacted> {
+    string_spans_with(s, key, options, true)
+}
+
+thread_local! {
+    static CLEAN: std::cell::RefCell<CleanMemo> = const { std::cell::RefCell::new(CleanMemo::new()) };
+}
+
+/// [`string_spans`], remembering short strings that hold nothing when `memo` is set (tests
+/// compare both). Without a secret-like key the spans are a function of the string and the
+/// classes looked for alone (the rules are built once and never change), so a short string
+/// found clean before, such as a result's keys and tags, is not scanned again; the memo is
+/// per thread and seeded with the classes ([`CleanMemo`]).
+fn string_spans_with(
+    s: &str,
+    key: Option<&str>,
+    options: RedactOptions,
+    memo: bool,
+) -> Vec<Redacted> {
     let mut detections = Vec::new();
     // The value of a secret-like key, judged with the key as context.
     let keyed = key
         .filter(|_| options.secrets)
         .and_then(|name| Some((name, generic::key_kind(name)?)));
+    let seed = u8::from(options.secrets) | (u8::from(options.pii) << 1);
+    let remember = memo && keyed.is_none() && s.len() <= CLEAN_MAX_BYTES;
+    if remember && CLEAN.with(|m| m.borrow().contains(s, seed)) {
+        return Vec::new();
+    }
     if let Some((name, kind)) = keyed
         && generic::plausible_value(kind, s)
         && !s.starts_with("[REDACTED:")
@@ -435,7 +459,11 @@ fn string_spans(s: &str, key: Option<&str>, options: RedactOptions) -> Vec<Redac
             specificity: 0,
         });
     }
-    redact_spans(s, options, detections)
+    let spans = redact_spans(s, options, detections);
+    if remember && spans.is_empty() {
+        CLEAN.with(|m| m.borrow_mut().insert(s, seed));
+    }
+    spans
 }
 
 struct Walker {

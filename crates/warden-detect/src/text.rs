@@ -116,20 +116,20 @@ fn analyze_json_text_with(value: &serde_json::Value, kind: TextKind, memo: bool)
             scan(path, s, role, &[], 0, &mut out);
             return;
         }
-        if CLEAN.with(|m| m.borrow().contains(s, role)) {
+        if CLEAN.with(|m| m.borrow().contains(s, role as u8)) {
             return;
         }
         let before = out.len();
         scan(path, s, role, &[], 0, &mut out);
         if out.len() == before {
-            CLEAN.with(|m| m.borrow_mut().insert(s, role));
+            CLEAN.with(|m| m.borrow_mut().insert(s, role as u8));
         }
     });
     out
 }
 
 /// Longest string [`CleanMemo`] remembers.
-const CLEAN_MAX_BYTES: usize = 32;
+pub(crate) const CLEAN_MAX_BYTES: usize = 32;
 /// Strings it remembers (direct-mapped: a colliding string replaces the one in its slot).
 const CLEAN_SLOTS: usize = 64;
 
@@ -146,40 +146,44 @@ thread_local! {
 /// A slot holds no role: the slot function seeds its hash with the role, and each step of it
 /// is a bijection modulo [`CLEAN_SLOTS`] (a power of two): XOR with a byte, then a product with
 /// an odd number. So one string never lands in the same slot under two roles (tested).
-struct CleanMemo {
+///
+/// The role is a `seed` below [`CLEAN_SLOTS`]: the redaction scan keeps a memo of its own,
+/// seeded with the classes it looks for.
+pub(crate) struct CleanMemo {
     slots: [Option<(u8, [u8; CLEAN_MAX_BYTES])>; CLEAN_SLOTS],
 }
 
 impl CleanMemo {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             slots: [None; CLEAN_SLOTS],
         }
     }
 
     /// FNV-1a of the bytes, seeded with the role.
-    fn slot(s: &str, role: Role) -> usize {
-        let mut h: u32 = 0x811c_9dc5 ^ role as u32;
+    fn slot(s: &str, seed: u8) -> usize {
+        debug_assert!(usize::from(seed) < CLEAN_SLOTS);
+        let mut h: u32 = 0x811c_9dc5 ^ u32::from(seed);
         for &b in s.as_bytes() {
             h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
         }
         h as usize % CLEAN_SLOTS
     }
 
-    fn contains(&self, s: &str, role: Role) -> bool {
+    pub(crate) fn contains(&self, s: &str, seed: u8) -> bool {
         matches!(
-            &self.slots[Self::slot(s, role)],
+            &self.slots[Self::slot(s, seed)],
             Some((len, bytes)) if usize::from(*len) == s.len() && &bytes[..s.len()] == s.as_bytes()
         )
     }
 
     /// `s` must be at most [`CLEAN_MAX_BYTES`] long.
-    fn insert(&mut self, s: &str, role: Role) {
+    pub(crate) fn insert(&mut self, s: &str, seed: u8) {
         let mut bytes = [0u8; CLEAN_MAX_BYTES];
         bytes[..s.len()].copy_from_slice(s.as_bytes());
         // At most CLEAN_MAX_BYTES (32), so it fits a u8.
         let len = s.len() as u8;
-        self.slots[Self::slot(s, role)] = Some((len, bytes));
+        self.slots[Self::slot(s, seed)] = Some((len, bytes));
     }
 }
 

@@ -445,26 +445,28 @@ fn a_remembered_clean_string_does_not_hide_a_different_one() {
 #[test]
 fn the_memo_matches_whole_strings_of_the_same_role_only() {
     let mut m = CleanMemo::new();
-    m.insert("textual", Role::Content);
-    assert!(m.contains("textual", Role::Content));
-    assert!(!m.contains("textual", Role::Metadata));
+    m.insert("textual", Role::Content as u8);
+    assert!(m.contains("textual", Role::Content as u8));
+    assert!(!m.contains("textual", Role::Metadata as u8));
     // Direct-mapped: find strings that share a slot, so the slot itself cannot tell them apart.
-    let same_slot =
-        |a: &str, ra: Role, b: &str, rb: Role| CleanMemo::slot(a, ra) == CleanMemo::slot(b, rb);
+    let same_slot = |a: &str, ra: Role, b: &str, rb: Role| {
+        CleanMemo::slot(a, ra as u8) == CleanMemo::slot(b, rb as u8)
+    };
     let prefix = (0..10_000)
         .map(|i| format!("textual{i}"))
         .find(|long| same_slot(long, Role::Content, "textual", Role::Content))
         .expect("some extension shares the slot");
     let mut m = CleanMemo::new();
-    m.insert(&prefix, Role::Content);
+    m.insert(&prefix, Role::Content as u8);
     assert!(
-        !m.contains("textual", Role::Content),
+        !m.contains("textual", Role::Content as u8),
         "a prefix of {prefix:?}"
     );
     // One string never shares a slot under two roles: the memo holds no role because of it.
     for i in 0..10_000 {
         let s = format!("s{i}");
-        let slots = [Role::Name, Role::Metadata, Role::Content].map(|r| CleanMemo::slot(&s, r));
+        let slots =
+            [Role::Name, Role::Metadata, Role::Content].map(|r| CleanMemo::slot(&s, r as u8));
         assert!(
             slots[0] != slots[1] && slots[0] != slots[2] && slots[1] != slots[2],
             "{s}"
@@ -472,11 +474,11 @@ fn the_memo_matches_whole_strings_of_the_same_role_only() {
     }
     let other_role = "s0";
     let mut m = CleanMemo::new();
-    m.insert(other_role, Role::Content);
-    assert!(!m.contains(other_role, Role::Metadata));
+    m.insert(other_role, Role::Content as u8);
+    assert!(!m.contains(other_role, Role::Metadata as u8));
     let other_text = (0..10_000)
         .map(|i| format!("k{i}"))
         .find(|k| same_slot(k, Role::Content, other_role, Role::Content) && k != other_role)
         .expect("another string shares the slot");
-    assert!(!m.contains(&other_text, Role::Content));
+    assert!(!m.contains(&other_text, Role::Content as u8));
 }
