@@ -355,12 +355,8 @@ impl SanitizeGuard {
         // invisible characters are multi-byte UTF-8 or escaped; pure printable ASCII with no
         // backslash needs no walk. Hidden tags need a `<` (or an escaped one).
         let bytes = call.message.bytes();
-        let chars = mode != SanitizeMode::Off
-            && !bytes
-                .iter()
-                .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\' || b == b'\n');
-        let tags =
-            hidden != HiddenTagsMode::Report && bytes.iter().any(|&b| b == b'<' || b == b'\\');
+        let chars = mode != SanitizeMode::Off && !crate::sanitize::is_plain_text(bytes);
+        let tags = hidden != HiddenTagsMode::Report && crate::sanitize::may_hold_tags(bytes);
         // Checked on the borrowed value: text with non-ASCII letters but nothing to remove is
         // not copied.
         let chars = chars && json_needs_sanitizing(content, skip);

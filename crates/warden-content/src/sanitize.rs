@@ -82,6 +82,24 @@ pub fn needs_sanitizing(s: &str) -> bool {
     s.chars().any(|c| c == '\u{1b}' || is_invisible(c))
 }
 
+/// True when every byte is printable ASCII other than a backslash, or a newline: JSON text
+/// that can hold no escape sequence and no invisible character, which are control bytes,
+/// multi-byte UTF-8 or written as `\u` escapes. Branch-free within 64-byte blocks, so the
+/// compiler vectorises it: it reads every message a sanitising guard sees.
+pub fn is_plain_text(bytes: &[u8]) -> bool {
+    bytes.chunks(64).all(|block| {
+        block.iter().fold(true, |plain, &b| {
+            plain & (((0x20..0x7f).contains(&b) & (b != b'\\')) | (b == b'\n'))
+        })
+    })
+}
+
+/// True when `bytes` may hold a hidden tag or comment: a `<`, or a backslash (an escaped
+/// one, `\u003c`).
+pub fn may_hold_tags(bytes: &[u8]) -> bool {
+    memchr::memchr2(b'<', b'\\', bytes).is_some()
+}
+
 /// Whether [`sanitize_json`] would change any string of `value` (same walk, same `skip`), read
 /// from the borrowed value, so a clean result is never copied.
 pub fn json_needs_sanitizing(value: &serde_json::Value, skip: &dyn Fn(&str) -> bool) -> bool {
@@ -162,6 +180,44 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    fn bytes_near_the_edges() -> impl Strategy<Value = Vec<u8>> {
+        // Mostly printable ASCII with the bytes each test turns on: controls, newline, DEL,
+        // backslash, `<`, high bytes; lengths across the 64-byte blocks.
+        let byte = prop_oneof![
+            8 => 0x20u8..0x7f,
+            1 => prop_oneof![Just(b'\n'), Just(b'\\'), Just(b'<'), Just(0x7f), Just(0x1b), Just(0x1f), Just(0x20), Just(0x7e)],
+            1 => any::<u8>(),
+        ];
+        proptest::collection::vec(byte, 0..200)
+    }
+
+    proptest! {
+        /// The block-wise scans say exactly what the byte loops they replace said.
+        #[test]
+        fn the_fast_byte_scans_agree_with_the_byte_loops(bytes in bytes_near_the_edges()) {
+            let plain = bytes
+                .iter()
+                .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\' || b == b'\n');
+            prop_assert_eq!(is_plain_text(&bytes), plain);
+            let tags = bytes.iter().any(|&b| b == b'<' || b == b'\\');
+            prop_assert_eq!(may_hold_tags(&bytes), tags);
+        }
+    }
+
+    #[test]
+    fn plain_text_edges() {
+        assert!(is_plain_text(b""));
+        assert!(is_plain_text(b" ~\n"));
+        for bad in [0x1fu8, 0x7f, b'\\', b'\t', b'\r', 0x80, 0xff] {
+            // In every position of a block and past it.
+            for at in [0, 31, 63, 64, 100] {
+                let mut text = vec![b'a'; 101];
+                text[at] = bad;
+                assert!(!is_plain_text(&text), "{bad:#x} at {at}");
+            }
+        }
+    }
 
     #[test]
     fn strips_escapes_and_invisible_characters() {
