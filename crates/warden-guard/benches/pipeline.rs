@@ -1,6 +1,7 @@
 //! Cost of the guard pipeline on a typical `tools/call`: the pass-through pipeline every
 //! message crosses today, and pipelines of N trivial guards (each returns `Continue`) to show
-//! the fixed cost per installed stage (dynamic dispatch and one boxed future per guard).
+//! the fixed cost per installed stage: dynamic dispatch and one boxed future per guard, or,
+//! for guards that decide at once (`Guard::check_now`, as most of the gateway's do), no future.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::future::Future;
@@ -36,6 +37,24 @@ impl Guard for Nop {
     }
 }
 
+/// A guard that lets everything through, deciding at once.
+struct NopNow;
+
+impl Guard for NopNow {
+    fn name(&self) -> &'static str {
+        "nop-now"
+    }
+    fn controls(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn check<'a>(&'a self, _call: &'a Call<'a>) -> BoxFuture<'a, Result<Verdict, GuardError>> {
+        Box::pin(std::future::ready(Ok(Verdict::Continue)))
+    }
+    fn check_now(&self, _call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
+        Some(Ok(Verdict::Continue))
+    }
+}
+
 /// Polls a future that never waits (every guard here is ready at once).
 fn ready<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -47,12 +66,16 @@ fn ready<F: Future>(f: F) -> F::Output {
 
 /// `n` trivial guards spread over the stages of `direction`, in order.
 fn pipeline_of(n: usize, direction: Direction) -> Pipeline {
+    pipeline_with(n, direction, || Arc::new(Nop))
+}
+
+fn pipeline_with(n: usize, direction: Direction, guard: fn() -> Arc<dyn Guard>) -> Pipeline {
     let stages = match direction {
         Direction::ToUpstream => REQUEST_STAGES,
         Direction::ToClient => RESPONSE_STAGES,
     };
     (0..n).fold(Pipeline::passthrough(), |p, i| {
-        p.with(stages[i % stages.len()], Arc::new(Nop))
+        p.with(stages[i % stages.len()], guard())
     })
 }
 
@@ -102,6 +125,15 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline/request_guards");
     for n in [1, 2, 4, 6, 12] {
         let p = pipeline_of(n, Direction::ToUpstream);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &p, |b, p| {
+            b.iter(|| run(black_box(p), black_box(&to_upstream)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("pipeline/request_guards_at_once");
+    for n in [1, 6, 12] {
+        let p = pipeline_with(n, Direction::ToUpstream, || Arc::new(NopNow));
         group.bench_with_input(BenchmarkId::from_parameter(n), &p, |b, p| {
             b.iter(|| run(black_box(p), black_box(&to_upstream)))
         });
