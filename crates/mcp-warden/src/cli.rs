@@ -86,6 +86,10 @@ pub(crate) struct RunArgs {
     /// Header sent to the remote server, `NAME: VALUE` or `NAME: env:VAR` (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE", requires = "url")]
     pub(crate) headers: Vec<String>,
+    /// PEM certificates to trust for the https server besides the built-in roots (an
+    /// internal certificate authority).
+    #[arg(long, value_name = "PEM", requires = "url")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
     /// Protocol era of the server.
     #[arg(long, value_enum, default_value_t = EraArg::Auto)]
     pub(crate) era: EraArg,

@@ -144,6 +144,11 @@ pub(crate) fn from_config(
                 request_timeout: upstream.request_timeout,
                 connect_timeout: CONNECT_TIMEOUT,
                 max_call_duration: Some(upstream.lifecycle.max_call_duration),
+                extra_roots: match &h.ca_file {
+                    Some(path) => warden_http::read_ca_file(path)
+                        .map_err(|e| anyhow::anyhow!("upstreams.{}.ca_file: {e}", upstream.name))?,
+                    None => Vec::new(),
+                },
             })
         }
     };
@@ -221,6 +226,7 @@ pub(crate) fn from_url(
     config: &Config,
     url: &url::Url,
     headers: &[String],
+    ca_file: Option<&std::path::Path>,
     pref: EraPreference,
     env: &dyn EnvSource,
 ) -> anyhow::Result<UpstreamDef> {
@@ -256,6 +262,11 @@ pub(crate) fn from_url(
             request_timeout: config.http.request_timeout,
             connect_timeout: CONNECT_TIMEOUT,
             max_call_duration: Some(warden_config::DEFAULT_MAX_CALL_DURATION),
+            extra_roots: match ca_file {
+                Some(path) => warden_http::read_ca_file(path)
+                    .map_err(|e| anyhow::anyhow!("--ca-file: {e}"))?,
+                None => Vec::new(),
+            },
         }),
         era: pref,
         request_timeout: config.http.request_timeout,

@@ -249,6 +249,9 @@ pub struct HttpUpstreamConfig {
     pub url: Url,
     /// Headers added to every request, in file order; resolved when first needed.
     pub headers: Vec<(String, ValueRef)>,
+    /// PEM certificates trusted as roots for this upstream's `https` certificate, besides the
+    /// built-in Mozilla roots (an internal certificate authority).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Which protocol era an upstream speaks.

@@ -117,6 +117,9 @@ pub struct RawUpstream {
     pub url: Option<String>,
     /// `headers`: extra request headers.
     pub headers: Option<RawMap<ValueRef>>,
+    /// `ca_file`: PEM certificates an https upstream's certificate may chain to, besides the
+    /// built-in roots.
+    pub ca_file: Option<PathBuf>,
     /// `era`.
     pub era: Option<Era>,
     /// `request_timeout`.

@@ -390,6 +390,9 @@ impl Validator<'_> {
                 if raw.headers.is_some() {
                     self.wrong_transport(&path, "headers", "HTTP", "url");
                 }
+                if raw.ca_file.is_some() {
+                    self.wrong_transport(&path, "ca_file", "HTTP", "url");
+                }
                 let sandbox = crate::sandbox::upstream(
                     &path.key("sandbox"),
                     raw.sandbox.unwrap_or_default(),
@@ -419,7 +422,14 @@ impl Validator<'_> {
                 }
                 let url = self.http_url(path.key("url"), url);
                 let headers = self.headers(&path.key("headers"), raw.headers.unwrap_or_default());
-                url.map(|url| UpstreamTransport::Http(HttpUpstreamConfig { url, headers }))
+                let ca_file = self.path(path.key("ca_file"), raw.ca_file);
+                url.map(|url| {
+                    UpstreamTransport::Http(HttpUpstreamConfig {
+                        url,
+                        headers,
+                        ca_file,
+                    })
+                })
             }
         };
         let lifecycle = crate::lifecycle::upstream(

@@ -26,6 +26,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+pub use rustls::pki_types::CertificateDer;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -156,6 +157,8 @@ struct Inner {
     /// Built on the first `https` connection: a client that only ever speaks plain HTTP (a
     /// loopback upstream) never touches the TLS code.
     tls: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, rustls::Error>>,
+    /// Trusted for `https` besides the Mozilla roots ([`Client::with_roots`]).
+    extra_roots: Vec<CertificateDer<'static>>,
     connect_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
 }
@@ -178,9 +181,19 @@ impl Client {
     /// A client whose connections (TCP and TLS) are established within `connect_timeout`.
     /// Nothing is built yet (the TLS configuration waits for the first `https` connection).
     pub fn new(connect_timeout: Duration) -> Client {
+        Client::with_roots(connect_timeout, Vec::new())
+    }
+
+    /// [`Client::new`], trusting `extra_roots` (an internal certificate authority, read with
+    /// [`read_ca_file`]) besides the Mozilla roots for `https` connections.
+    pub fn with_roots(
+        connect_timeout: Duration,
+        extra_roots: Vec<CertificateDer<'static>>,
+    ) -> Client {
         Client {
             inner: Arc::new(Inner {
                 tls: std::sync::OnceLock::new(),
+                extra_roots,
                 connect_timeout,
                 idle: Mutex::new(Vec::new()),
             }),
@@ -190,7 +203,7 @@ impl Client {
     fn tls(&self) -> Result<tokio_rustls::TlsConnector, Error> {
         self.inner
             .tls
-            .get_or_init(tls_connector)
+            .get_or_init(|| tls_connector(&self.inner.extra_roots))
             .clone()
             .map_err(Error::Tls)
     }
@@ -316,11 +329,16 @@ impl Client {
     }
 }
 
-/// rustls with ring, TLS 1.2 and 1.3, the Mozilla roots, ALPN `http/1.1`.
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, rustls::Error> {
-    let roots = rustls::RootCertStore {
+/// rustls with ring, TLS 1.2 and 1.3, the Mozilla roots and `extra` ones, ALPN `http/1.1`.
+fn tls_connector(
+    extra: &[CertificateDer<'static>],
+) -> Result<tokio_rustls::TlsConnector, rustls::Error> {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    for cert in extra {
+        roots.add(cert.clone())?;
+    }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -329,6 +347,33 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, rustls::Error> {
     .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// The certificates of a PEM file, to trust as roots ([`Client::with_roots`]): at least one,
+/// each one a certificate rustls accepts as a trust anchor. The error says what is wrong with
+/// the file, without its contents.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut text.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+            path.display()
+        ));
+    }
+    let mut check = rustls::RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        check.add(cert.clone()).map_err(|e| {
+            format!(
+                "certificate {} of {} cannot be a trust anchor: {e}",
+                i + 1,
+                path.display()
+            )
+        })?;
+    }
+    Ok(certs)
 }
 
 async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, Error> {

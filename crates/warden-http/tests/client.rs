@@ -1,5 +1,6 @@
 //! The shared client against real servers on loopback: bounded bodies, redirects returned as
-//! answers, timeouts, and URLs it refuses.
+//! answers, timeouts, URLs it refuses, and https to a server of an internal certificate authority.
+#![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -249,4 +250,123 @@ async fn a_streamed_body_is_cut_off_at_its_bound() {
         server.abort();
     })
     .await;
+}
+
+/// A certificate authority made for the test and a server certificate for `localhost` it
+/// issued: (CA certificate PEM, CA DER, server chain, server key).
+fn internal_ca() -> (
+    String,
+    warden_http::CertificateDer<'static>,
+    Vec<warden_http::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mcp-warden test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap();
+    (
+        ca_cert.pem(),
+        ca_cert.der().clone(),
+        vec![server_cert.der().clone()],
+        key,
+    )
+}
+
+/// An HTTPS server on loopback (certificate for `localhost`) answering every request with
+/// "ok"; its port.
+async fn https_server(
+    chain: Vec<warden_http::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to serve.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(|_req: http::Request<Incoming>| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn an_internal_certificate_authority_is_trusted_only_when_given() {
+    bounded(async {
+        let (ca_pem, ca_der, chain, key) = internal_ca();
+        let (port, server) = https_server(chain, key).await;
+        let url = url::Url::parse(&format!("https://localhost:{port}/mcp")).unwrap();
+
+        // The Mozilla roots alone: the server's certificate chains to nothing trusted.
+        let plain = Client::new(Duration::from_secs(5));
+        let error = plain.send(get(&url)).await.unwrap_err();
+        let text = warden_http::error_chain(&error);
+        assert!(text.contains("UnknownIssuer"), "{text}");
+
+        // The CA read from its PEM file: trusted, and the request goes through.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, &ca_pem).unwrap();
+        let roots = warden_http::read_ca_file(&file).unwrap();
+        assert_eq!(roots, vec![ca_der]);
+        let trusting = Client::with_roots(Duration::from_secs(5), roots);
+        let response = trusting.send(get(&url)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        server.abort();
+    })
+    .await;
+}
+
+#[test]
+fn a_ca_file_must_hold_certificates_that_can_be_anchors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = warden_http::read_ca_file(&dir.path().join("absent.pem")).unwrap_err();
+    assert!(missing.contains("cannot read"), "{missing}");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let none = warden_http::read_ca_file(&empty).unwrap_err();
+    assert!(none.contains("holds no PEM certificate"), "{none}");
+
+    // Well-formed PEM around bytes that are no certificate.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let bad = warden_http::read_ca_file(&junk).unwrap_err();
+    assert!(bad.contains("cannot be a trust anchor"), "{bad}");
 }

@@ -207,7 +207,7 @@ pub enum HandshakeError {
 }
 
 /// Failures that may be timeouts (the client gets a distinct code for those).
-pub(crate) trait Failure: std::fmt::Display {
+pub(crate) trait Failure: std::error::Error {
     fn timed_out(&self) -> bool;
 }
 
@@ -391,7 +391,9 @@ pub(crate) fn upstream_error(id: &Value, upstream: &str, err: &dyn Failure) -> M
             format!("upstream `{upstream}` is unavailable"),
         ),
     };
-    tracing::warn!(upstream, error = %err, "upstream request failed");
+    // With its causes: "i/o with upstream failed" alone does not say that a certificate was
+    // refused or a connection reset.
+    tracing::warn!(upstream, error = %crate::supervise::error_chain(err), "upstream request failed");
     error(id, code, &text)
 }
 

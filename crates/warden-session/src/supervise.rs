@@ -673,7 +673,7 @@ fn exit_detail(status: std::process::ExitStatus) -> (Option<i32>, String) {
 }
 
 /// An error with its sources, for a log line or an audit detail.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

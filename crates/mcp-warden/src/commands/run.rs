@@ -47,7 +47,14 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         EraArg::Modern => EraPreference::Modern,
     };
     let def = match &args.url {
-        Some(url) => upstreams::from_url(&config, url, &args.headers, pref, &super::env())?,
+        Some(url) => upstreams::from_url(
+            &config,
+            url,
+            &args.headers,
+            args.ca_file.as_deref(),
+            pref,
+            &super::env(),
+        )?,
         None => upstreams::from_command(&config, &args.command, pref)?,
     };
     // Command pin (RUN-3): what the command runs is read now and checked before the spawn.

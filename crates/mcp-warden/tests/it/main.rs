@@ -23,4 +23,5 @@ mod request_guards;
 mod sandbox;
 mod scan;
 mod support;
+mod tls_upstream;
 mod tracing;

@@ -162,6 +162,7 @@ enabled = false
 [upstreams.remote]
 url = "http://127.0.0.1:3000/mcp"
 era = "legacy"
+ca_file = "/etc/mcp-warden/internal-ca.pem"
 
 [upstreams.remote.headers]
 Authorization = "env:REMOTE_TOKEN"
@@ -257,6 +258,7 @@ X-Tenant = "acme"
                 ("Authorization".into(), ValueRef::Env("REMOTE_TOKEN".into())),
                 ("X-Tenant".into(), ValueRef::Literal("acme".into())),
             ],
+            ca_file: Some("/etc/mcp-warden/internal-ca.pem".into()),
         })
     );
 }
@@ -441,6 +443,7 @@ fn rejects_keys_of_the_other_transport() {
 [upstreams.local]
 command = "server"
 headers = { X-A = "b" }
+ca_file = "ca.pem"
 [upstreams.remote]
 url = "https://r.example/mcp"
 args = ["x"]

@@ -1,0 +1,167 @@
+//! An https upstream whose certificate an internal certificate authority issued: trusted with
+//! `--ca-file` (and `ca_file` in `warden.toml`), refused without. The upstream is a real
+//! `mcp-warden serve` with TLS on loopback in front of the Python SDK fixture, and the client
+//! reaches it through `mcp-warden run --url`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use warden_test::deps;
+use warden_test::stdio::StdioClient;
+
+use crate::support::{Serve, bin, fresh_data_dir, toml_str};
+
+const BOUND: Duration = Duration::from_secs(60);
+
+/// Writes `ca.pem` (a certificate authority made here), and `cert.pem` / `key.pem` (a
+/// certificate for 127.0.0.1 it issued) into `dir`.
+fn internal_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mcp-warden test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// `serve` with TLS (`cert`, `key`) in front of the Python SDK fixture on stdio.
+async fn tls_upstream(cert: &Path, key: &Path) -> Serve {
+    let python = deps::python().to_string_lossy().into_owned();
+    let server = deps::fixture("python/server.py")
+        .to_string_lossy()
+        .into_owned();
+    Serve::start(&format!(
+        "[http]\ntls_cert = {}\ntls_key = {}\n\
+         [upstreams.py]\ncommand = {}\nargs = [{}, \"stdio\"]\nera = \"legacy\"\n",
+        toml_str(&cert.display().to_string()),
+        toml_str(&key.display().to_string()),
+        toml_str(&python),
+        toml_str(&server),
+    ))
+    .await
+    .unwrap()
+}
+
+/// `mcp-warden run --url URL` with `extra` options, its stderr in `log`.
+fn run_url(url: &str, extra: &[&str], log: &Path) -> StdioClient {
+    let mut c = tokio::process::Command::new(bin());
+    c.arg("run")
+        .arg("--url")
+        .arg(url)
+        .args(extra)
+        .env("MCP_WARDEN_LOG", "warn")
+        .env("MCP_WARDEN_DATA_DIR", fresh_data_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap());
+    StdioClient::start(c).unwrap()
+}
+
+#[tokio::test]
+async fn an_https_upstream_of_an_internal_ca_is_trusted_only_with_its_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = internal_ca(dir.path());
+    let upstream = tls_upstream(&cert, &key).await;
+    let url = format!("https://127.0.0.1:{}/mcp", upstream.port);
+    let ca_arg = ca.display().to_string();
+
+    // With the CA: the handshake, a list and a call go through.
+    let log = dir.path().join("trusted.log");
+    let mut client = run_url(&url, &["--ca-file", &ca_arg], &log);
+    tokio::time::timeout(BOUND, async {
+        client.initialize("2025-11-25").await.unwrap();
+        let list = client.request("tools/list", json!({})).await.unwrap();
+        let tools = list["result"]["tools"].as_array().expect("a tool list");
+        assert!(!tools.is_empty(), "{list}");
+    })
+    .await
+    .expect("in time");
+    client.close_stdin();
+    client.guard.wait(BOUND).await.unwrap();
+
+    // Without it the certificate chains to no trusted root: nothing succeeds, and the log
+    // says why.
+    let log = dir.path().join("untrusted.log");
+    let mut client = run_url(&url, &[], &log);
+    let outcome = tokio::time::timeout(BOUND, client.initialize("2025-11-25")).await;
+    assert!(
+        !matches!(outcome, Ok(Ok(_))),
+        "an untrusted certificate must not be accepted"
+    );
+    client.close_stdin();
+    let _ = client.guard.wait(BOUND).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("UnknownIssuer"), "{text}");
+}
+
+#[tokio::test]
+async fn a_bad_ca_file_is_a_start_up_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.pem");
+    // `run --url`.
+    let out = tokio::time::timeout(
+        BOUND,
+        tokio::process::Command::new(bin())
+            .args(["run", "--url", "https://127.0.0.1:9/mcp", "--ca-file"])
+            .arg(&missing)
+            .env("MCP_WARDEN_DATA_DIR", fresh_data_dir())
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--ca-file: cannot read"), "{err}");
+
+    // `serve`: the field is named.
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{}\"\n[upstreams.remote]\nurl = \"https://127.0.0.1:9/mcp\"\nca_file = {}\n",
+            warden_test::free_port(),
+            toml_str(&missing.display().to_string())
+        ),
+    )
+    .unwrap();
+    let out = tokio::time::timeout(
+        BOUND,
+        tokio::process::Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("upstreams.remote.ca_file: cannot read"),
+        "{err}"
+    );
+}
