@@ -252,36 +252,6 @@ async fn a_streamed_body_is_cut_off_at_its_bound() {
     .await;
 }
 
-/// A certificate authority made for the test and a server certificate for `localhost` it
-/// issued: (CA certificate PEM, CA DER, server chain, server key).
-fn internal_ca() -> (
-    String,
-    warden_http::CertificateDer<'static>,
-    Vec<warden_http::CertificateDer<'static>>,
-    rustls::pki_types::PrivateKeyDer<'static>,
-) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "mcp-warden test CA");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server_cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap();
-    (
-        ca_cert.pem(),
-        ca_cert.der().clone(),
-        vec![server_cert.der().clone()],
-        key,
-    )
-}
-
 /// An HTTPS server on loopback (certificate for `localhost`) answering every request with
 /// "ok"; its port.
 async fn https_server(
@@ -325,8 +295,9 @@ async fn https_server(
 #[tokio::test]
 async fn an_internal_certificate_authority_is_trusted_only_when_given() {
     bounded(async {
-        let (ca_pem, ca_der, chain, key) = internal_ca();
-        let (port, server) = https_server(chain, key).await;
+        let ca = warden_test::tls::internal_ca("localhost");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(ca.key_der.clone()).unwrap();
+        let (port, server) = https_server(vec![ca.cert_der.clone().into()], key).await;
         let url = url::Url::parse(&format!("https://localhost:{port}/mcp")).unwrap();
 
         // The Mozilla roots alone: the server's certificate chains to nothing trusted.
@@ -338,9 +309,9 @@ async fn an_internal_certificate_authority_is_trusted_only_when_given() {
         // The CA read from its PEM file: trusted, and the request goes through.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ca.pem");
-        std::fs::write(&file, &ca_pem).unwrap();
+        std::fs::write(&file, &ca.ca_pem).unwrap();
         let roots = warden_http::read_ca_file(&file).unwrap();
-        assert_eq!(roots, vec![ca_der]);
+        assert_eq!(roots, vec![ca.ca_der.clone().into()]);
         let trusting = Client::with_roots(Duration::from_secs(5), roots);
         let response = trusting.send(get(&url)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);

@@ -18,6 +18,7 @@ pub mod oauth;
 pub mod otlp;
 pub mod process;
 pub mod stdio;
+pub mod tls;
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
 pub fn free_port() -> u16 {

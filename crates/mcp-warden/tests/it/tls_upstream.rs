@@ -18,27 +18,15 @@ const BOUND: Duration = Duration::from_secs(60);
 /// Writes `ca.pem` (a certificate authority made here), and `cert.pem` / `key.pem` (a
 /// certificate for 127.0.0.1 it issued) into `dir`.
 fn internal_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "mcp-warden test CA");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
+    let ca = warden_test::tls::internal_ca("127.0.0.1");
     let paths = (
         dir.join("ca.pem"),
         dir.join("cert.pem"),
         dir.join("key.pem"),
     );
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    std::fs::write(&paths.0, &ca.ca_pem).unwrap();
+    std::fs::write(&paths.1, &ca.cert_pem).unwrap();
+    std::fs::write(&paths.2, &ca.key_pem).unwrap();
     paths
 }
 
