@@ -90,6 +90,12 @@ pub(crate) struct RunArgs {
     /// internal certificate authority).
     #[arg(long, value_name = "PEM", requires = "url")]
     pub(crate) ca_file: Option<std::path::PathBuf>,
+    /// PEM certificate chain to present when the https server asks for one (mutual TLS).
+    #[arg(long, value_name = "PEM", requires_all = ["url", "client_key"])]
+    pub(crate) client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--client-cert`.
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub(crate) client_key: Option<std::path::PathBuf>,
     /// Protocol era of the server.
     #[arg(long, value_enum, default_value_t = EraArg::Auto)]
     pub(crate) era: EraArg,

@@ -144,11 +144,14 @@ pub(crate) fn from_config(
                 request_timeout: upstream.request_timeout,
                 connect_timeout: CONNECT_TIMEOUT,
                 max_call_duration: Some(upstream.lifecycle.max_call_duration),
-                extra_roots: match &h.ca_file {
-                    Some(path) => warden_http::read_ca_file(path)
-                        .map_err(|e| anyhow::anyhow!("upstreams.{}.ca_file: {e}", upstream.name))?,
-                    None => Vec::new(),
-                },
+                tls: tls_options(
+                    h.ca_file.as_deref(),
+                    h.client_identity
+                        .as_ref()
+                        .map(|t| (t.cert.as_path(), t.key.as_path())),
+                    &format!("upstreams.{}.ca_file", upstream.name),
+                    &format!("upstreams.{}.client_cert", upstream.name),
+                )?,
             })
         }
     };
@@ -221,12 +224,40 @@ pub(crate) fn from_command(
     })
 }
 
+/// The TLS options of an HTTP upstream: `ca_file`'s certificates as extra roots, and a client
+/// certificate with its key. Errors name the field (`ca_field`, `identity_field`).
+fn tls_options(
+    ca_file: Option<&std::path::Path>,
+    client_identity: Option<(&std::path::Path, &std::path::Path)>,
+    ca_field: &str,
+    identity_field: &str,
+) -> anyhow::Result<warden_http::TlsOptions> {
+    let extra_roots = match ca_file {
+        Some(path) => {
+            warden_http::read_ca_file(path).map_err(|e| anyhow::anyhow!("{ca_field}: {e}"))?
+        }
+        None => Vec::new(),
+    };
+    let identity = match client_identity {
+        Some((cert, key)) => Some(std::sync::Arc::new(
+            warden_http::ClientIdentity::read(cert, key)
+                .map_err(|e| anyhow::anyhow!("{identity_field}: {e}"))?,
+        )),
+        None => None,
+    };
+    Ok(warden_http::TlsOptions {
+        extra_roots,
+        identity,
+    })
+}
+
 /// The upstream of `run --url URL`.
 pub(crate) fn from_url(
     config: &Config,
     url: &url::Url,
     headers: &[String],
     ca_file: Option<&std::path::Path>,
+    client_identity: Option<(&std::path::Path, &std::path::Path)>,
     pref: EraPreference,
     env: &dyn EnvSource,
 ) -> anyhow::Result<UpstreamDef> {
@@ -262,11 +293,7 @@ pub(crate) fn from_url(
             request_timeout: config.http.request_timeout,
             connect_timeout: CONNECT_TIMEOUT,
             max_call_duration: Some(warden_config::DEFAULT_MAX_CALL_DURATION),
-            extra_roots: match ca_file {
-                Some(path) => warden_http::read_ca_file(path)
-                    .map_err(|e| anyhow::anyhow!("--ca-file: {e}"))?,
-                None => Vec::new(),
-            },
+            tls: tls_options(ca_file, client_identity, "--ca-file", "--client-cert")?,
         }),
         era: pref,
         request_timeout: config.http.request_timeout,

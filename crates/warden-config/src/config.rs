@@ -252,6 +252,9 @@ pub struct HttpUpstreamConfig {
     /// PEM certificates trusted as roots for this upstream's `https` certificate, besides the
     /// built-in Mozilla roots (an internal certificate authority).
     pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM chain, PEM key) presented when the upstream asks for one
+    /// (mutual TLS).
+    pub client_identity: Option<TlsConfig>,
 }
 
 /// Which protocol era an upstream speaks.

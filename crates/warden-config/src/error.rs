@@ -274,7 +274,8 @@ pub enum ConfigErrorKind {
     /// A literal header value with a line break or NUL, which would split the request.
     #[error("header value must not contain CR, LF or NUL")]
     InvalidHeaderValue,
-    /// Only one of `tls_cert` and `tls_key` is set.
+    /// Only one of a certificate and its key is set (`tls_cert`/`tls_key`,
+    /// `client_cert`/`client_key`).
     #[error("`{present}` is set without `{missing}`; set both or neither")]
     TlsIncomplete {
         /// The key that is set.

@@ -120,6 +120,10 @@ pub struct RawUpstream {
     /// `ca_file`: PEM certificates an https upstream's certificate may chain to, besides the
     /// built-in roots.
     pub ca_file: Option<PathBuf>,
+    /// `client_cert`: PEM certificate chain presented to an https upstream that asks for one.
+    pub client_cert: Option<PathBuf>,
+    /// `client_key`: the PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
     /// `era`.
     pub era: Option<Era>,
     /// `request_timeout`.

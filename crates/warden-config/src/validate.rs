@@ -245,40 +245,51 @@ impl Validator<'_> {
         }
     }
 
-    fn http(&mut self, path: &FieldPath, raw: RawHttp) -> HttpConfig {
-        let defaults = HttpConfig::default();
-        let tls = match (raw.tls_cert, raw.tls_key) {
+    /// A certificate file and its key file, which come together (`tls_cert`/`tls_key`,
+    /// `client_cert`/`client_key`): both paths, or neither.
+    fn cert_and_key(
+        &mut self,
+        path: &FieldPath,
+        (cert_key, cert): (&'static str, Option<PathBuf>),
+        (key_key, key): (&'static str, Option<PathBuf>),
+    ) -> Option<TlsConfig> {
+        match (cert, key) {
             (Some(cert), Some(key)) => {
-                let cert = self.path(path.key("tls_cert"), Some(cert));
-                let key = self.path(path.key("tls_key"), Some(key));
+                let cert = self.path(path.key(cert_key), Some(cert));
+                let key = self.path(path.key(key_key), Some(key));
                 cert.zip(key).map(|(cert, key)| TlsConfig { cert, key })
             }
             (Some(_), None) => {
-                if !self.was_rejected(&path.key("tls_key")) {
+                if !self.was_rejected(&path.key(key_key)) {
                     self.report(
-                        path.key("tls_cert"),
+                        path.key(cert_key),
                         ConfigErrorKind::TlsIncomplete {
-                            present: "tls_cert",
-                            missing: "tls_key",
+                            present: cert_key,
+                            missing: key_key,
                         },
                     );
                 }
                 None
             }
             (None, Some(_)) => {
-                if !self.was_rejected(&path.key("tls_cert")) {
+                if !self.was_rejected(&path.key(cert_key)) {
                     self.report(
-                        path.key("tls_key"),
+                        path.key(key_key),
                         ConfigErrorKind::TlsIncomplete {
-                            present: "tls_key",
-                            missing: "tls_cert",
+                            present: key_key,
+                            missing: cert_key,
                         },
                     );
                 }
                 None
             }
             (None, None) => None,
-        };
+        }
+    }
+
+    fn http(&mut self, path: &FieldPath, raw: RawHttp) -> HttpConfig {
+        let defaults = HttpConfig::default();
+        let tls = self.cert_and_key(path, ("tls_cert", raw.tls_cert), ("tls_key", raw.tls_key));
         HttpConfig {
             header_read_timeout: self.duration(
                 path.key("header_read_timeout"),
@@ -390,8 +401,14 @@ impl Validator<'_> {
                 if raw.headers.is_some() {
                     self.wrong_transport(&path, "headers", "HTTP", "url");
                 }
-                if raw.ca_file.is_some() {
-                    self.wrong_transport(&path, "ca_file", "HTTP", "url");
+                for (key, present) in [
+                    ("ca_file", raw.ca_file.is_some()),
+                    ("client_cert", raw.client_cert.is_some()),
+                    ("client_key", raw.client_key.is_some()),
+                ] {
+                    if present {
+                        self.wrong_transport(&path, key, "HTTP", "url");
+                    }
                 }
                 let sandbox = crate::sandbox::upstream(
                     &path.key("sandbox"),
@@ -423,11 +440,17 @@ impl Validator<'_> {
                 let url = self.http_url(path.key("url"), url);
                 let headers = self.headers(&path.key("headers"), raw.headers.unwrap_or_default());
                 let ca_file = self.path(path.key("ca_file"), raw.ca_file);
+                let client_identity = self.cert_and_key(
+                    &path,
+                    ("client_cert", raw.client_cert),
+                    ("client_key", raw.client_key),
+                );
                 url.map(|url| {
                     UpstreamTransport::Http(HttpUpstreamConfig {
                         url,
                         headers,
                         ca_file,
+                        client_identity,
                     })
                 })
             }

@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 pub use rustls::pki_types::CertificateDer;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -157,8 +158,8 @@ struct Inner {
     /// Built on the first `https` connection: a client that only ever speaks plain HTTP (a
     /// loopback upstream) never touches the TLS code.
     tls: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, rustls::Error>>,
-    /// Trusted for `https` besides the Mozilla roots ([`Client::with_roots`]).
-    extra_roots: Vec<CertificateDer<'static>>,
+    /// Trust beyond the Mozilla roots, and a client certificate ([`Client::with_tls`]).
+    options: TlsOptions,
     connect_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
 }
@@ -181,19 +182,16 @@ impl Client {
     /// A client whose connections (TCP and TLS) are established within `connect_timeout`.
     /// Nothing is built yet (the TLS configuration waits for the first `https` connection).
     pub fn new(connect_timeout: Duration) -> Client {
-        Client::with_roots(connect_timeout, Vec::new())
+        Client::with_tls(connect_timeout, TlsOptions::default())
     }
 
-    /// [`Client::new`], trusting `extra_roots` (an internal certificate authority, read with
-    /// [`read_ca_file`]) besides the Mozilla roots for `https` connections.
-    pub fn with_roots(
-        connect_timeout: Duration,
-        extra_roots: Vec<CertificateDer<'static>>,
-    ) -> Client {
+    /// [`Client::new`] with `options` for its `https` connections: roots trusted besides the
+    /// Mozilla ones, a client certificate.
+    pub fn with_tls(connect_timeout: Duration, options: TlsOptions) -> Client {
         Client {
             inner: Arc::new(Inner {
                 tls: std::sync::OnceLock::new(),
-                extra_roots,
+                options,
                 connect_timeout,
                 idle: Mutex::new(Vec::new()),
             }),
@@ -203,7 +201,7 @@ impl Client {
     fn tls(&self) -> Result<tokio_rustls::TlsConnector, Error> {
         self.inner
             .tls
-            .get_or_init(|| tls_connector(&self.inner.extra_roots))
+            .get_or_init(|| tls_connector(&self.inner.options))
             .clone()
             .map_err(Error::Tls)
     }
@@ -329,27 +327,96 @@ impl Client {
     }
 }
 
-/// rustls with ring, TLS 1.2 and 1.3, the Mozilla roots and `extra` ones, ALPN `http/1.1`.
-fn tls_connector(
-    extra: &[CertificateDer<'static>],
-) -> Result<tokio_rustls::TlsConnector, rustls::Error> {
+/// What an `https` connection trusts and presents beyond the defaults.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+    /// Certificates trusted as roots besides the Mozilla ones (an internal certificate
+    /// authority; [`read_ca_file`]).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// A certificate to present when the server asks for one (mutual TLS).
+    pub identity: Option<Arc<ClientIdentity>>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("extra_roots", &self.extra_roots.len())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+/// A client certificate chain and its private key, for mutual TLS.
+pub struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// Reads a PEM certificate chain (`cert`, the client's own certificate first) and its PEM
+    /// private key (`key`: PKCS#8, PKCS#1 or SEC1), and checks that rustls can present them.
+    /// The error names the file and what is wrong, never the key.
+    pub fn read(cert: &std::path::Path, key: &std::path::Path) -> Result<ClientIdentity, String> {
+        let text =
+            std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+        let chain = rustls_pemfile::certs(&mut text.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{} is not valid PEM: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("{} holds no PEM certificate", cert.display()));
+        }
+        let text = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+        let key_der = rustls_pemfile::private_key(&mut text.as_slice())
+            .map_err(|e| format!("{} is not valid PEM: {e}", key.display()))?
+            .ok_or_else(|| format!("{} holds no PEM private key", key.display()))?;
+        let identity = ClientIdentity {
+            chain,
+            key: key_der,
+        };
+        // rustls checks here that it can sign with the key and that the key is the
+        // certificate's: a wrong pair fails at start-up, not at the first connection.
+        rustls::crypto::ring::default_provider()
+            .key_provider
+            .load_private_key(identity.key.clone_key())
+            .and_then(|signing| {
+                rustls::sign::CertifiedKey::new(identity.chain.clone(), signing).keys_match()
+            })
+            .map_err(|e| {
+                format!(
+                    "{} and {} cannot be used together: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+        Ok(identity)
+    }
+}
+
+/// rustls with ring, TLS 1.2 and 1.3, the Mozilla roots and `options`' extra ones, its client
+/// certificate if any, ALPN `http/1.1`.
+fn tls_connector(options: &TlsOptions) -> Result<tokio_rustls::TlsConnector, rustls::Error> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    for cert in extra {
+    for cert in &options.extra_roots {
         roots.add(cert.clone())?;
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let mut config = match &options.identity {
+        Some(identity) => {
+            builder.with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?
+        }
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-/// The certificates of a PEM file, to trust as roots ([`Client::with_roots`]): at least one,
+/// The certificates of a PEM file, to trust as roots ([`TlsOptions::extra_roots`]): at least one,
 /// each one a certificate rustls accepts as a trust anchor. The error says what is wrong with
 /// the file, without its contents.
 pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -253,19 +253,31 @@ async fn a_streamed_body_is_cut_off_at_its_bound() {
 }
 
 /// An HTTPS server on loopback (certificate for `localhost`) answering every request with
-/// "ok"; its port.
+/// "ok"; its port. With `clients_of`, it requires a client certificate that CA issued.
 async fn https_server(
     chain: Vec<warden_http::CertificateDer<'static>>,
     key: rustls::pki_types::PrivateKeyDer<'static>,
+    clients_of: Option<warden_http::CertificateDer<'static>>,
 ) -> (u16, tokio::task::JoinHandle<()>) {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match clients_of {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder.with_single_cert(chain, key).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -297,7 +309,7 @@ async fn an_internal_certificate_authority_is_trusted_only_when_given() {
     bounded(async {
         let ca = warden_test::tls::internal_ca("localhost");
         let key = rustls::pki_types::PrivateKeyDer::try_from(ca.key_der.clone()).unwrap();
-        let (port, server) = https_server(vec![ca.cert_der.clone().into()], key).await;
+        let (port, server) = https_server(vec![ca.cert_der.clone().into()], key, None).await;
         let url = url::Url::parse(&format!("https://localhost:{port}/mcp")).unwrap();
 
         // The Mozilla roots alone: the server's certificate chains to nothing trusted.
@@ -312,7 +324,13 @@ async fn an_internal_certificate_authority_is_trusted_only_when_given() {
         std::fs::write(&file, &ca.ca_pem).unwrap();
         let roots = warden_http::read_ca_file(&file).unwrap();
         assert_eq!(roots, vec![ca.ca_der.clone().into()]);
-        let trusting = Client::with_roots(Duration::from_secs(5), roots);
+        let trusting = Client::with_tls(
+            Duration::from_secs(5),
+            warden_http::TlsOptions {
+                extra_roots: roots,
+                identity: None,
+            },
+        );
         let response = trusting.send(get(&url)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         server.abort();
@@ -340,4 +358,80 @@ fn a_ca_file_must_hold_certificates_that_can_be_anchors() {
     .unwrap();
     let bad = warden_http::read_ca_file(&junk).unwrap_err();
     assert!(bad.contains("cannot be a trust anchor"), "{bad}");
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_presented_when_the_server_requires_one() {
+    bounded(async {
+        let ca = warden_test::tls::internal_ca("localhost");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(ca.key_der.clone()).unwrap();
+        let (port, server) = https_server(
+            vec![ca.cert_der.clone().into()],
+            key,
+            Some(ca.ca_der.clone().into()),
+        )
+        .await;
+        let url = url::Url::parse(&format!("https://localhost:{port}/mcp")).unwrap();
+        let roots = vec![warden_http::CertificateDer::from(ca.ca_der.clone())];
+
+        // Trusting the server but presenting nothing: the server ends the handshake.
+        let anonymous = Client::with_tls(
+            Duration::from_secs(5),
+            warden_http::TlsOptions {
+                extra_roots: roots.clone(),
+                identity: None,
+            },
+        );
+        assert!(anonymous.send(get(&url)).await.is_err());
+
+        // A certificate of the same authority, read from PEM files: answered.
+        let client = ca.issue("mcp-warden client");
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (
+            dir.path().join("client.pem"),
+            dir.path().join("client-key.pem"),
+        );
+        std::fs::write(&cert, &client.cert_pem).unwrap();
+        std::fs::write(&key, &client.key_pem).unwrap();
+        let identity = warden_http::ClientIdentity::read(&cert, &key).unwrap();
+        let presenting = Client::with_tls(
+            Duration::from_secs(5),
+            warden_http::TlsOptions {
+                extra_roots: roots,
+                identity: Some(Arc::new(identity)),
+            },
+        );
+        let response = presenting.send(get(&url)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        server.abort();
+    })
+    .await;
+}
+
+#[test]
+fn a_client_certificate_and_key_must_belong_together() {
+    let ca = warden_test::tls::internal_ca("localhost");
+    let other = ca.issue("someone else");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let wrong_key = dir.path().join("other-key.pem");
+    std::fs::write(&cert, &ca.cert_pem).unwrap();
+    std::fs::write(&key, &ca.key_pem).unwrap();
+    std::fs::write(&wrong_key, &other.key_pem).unwrap();
+    assert!(warden_http::ClientIdentity::read(&cert, &key).is_ok());
+    let mismatch = warden_http::ClientIdentity::read(&cert, &wrong_key)
+        .err()
+        .unwrap();
+    assert!(mismatch.contains("cannot be used together"), "{mismatch}");
+    let no_key = warden_http::ClientIdentity::read(&cert, &cert)
+        .err()
+        .unwrap();
+    assert!(no_key.contains("holds no PEM private key"), "{no_key}");
+    let missing = warden_http::ClientIdentity::read(&dir.path().join("absent.pem"), &key)
+        .err()
+        .unwrap();
+    assert!(missing.contains("cannot read"), "{missing}");
+    // The key never appears in an error.
+    assert!(!mismatch.contains("PRIVATE KEY"));
 }

@@ -1,7 +1,19 @@
-//! Certificates made for a test: a certificate authority and a server certificate it issued.
+//! Certificates made for a test: a certificate authority and certificates it issues.
+
+/// A certificate issued for a test, with its key, in PEM and DER.
+pub struct Issued {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// Its private key, PEM (PKCS#8).
+    pub key_pem: String,
+    /// Its private key, DER (PKCS#8).
+    pub key_der: Vec<u8>,
+}
 
 /// A certificate authority made for one test and a certificate it issued for one name (a host
-/// name or an IP address), each in PEM and DER.
+/// name or an IP address); [`InternalCa::issue`] makes more.
 pub struct InternalCa {
     /// The authority's certificate, PEM.
     pub ca_pem: String,
@@ -15,6 +27,24 @@ pub struct InternalCa {
     pub key_pem: String,
     /// The issued certificate's private key, DER (PKCS#8).
     pub key_der: Vec<u8>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl InternalCa {
+    /// Another certificate of this authority, for `name`.
+    pub fn issue(&self, name: &str) -> Issued {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        Issued {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+            key_der: key.serialize_der(),
+        }
+    }
 }
 
 /// A new authority and a certificate for `name` it signed.
@@ -26,18 +56,19 @@ pub fn internal_ca(name: &str) -> InternalCa {
         .push(rcgen::DnType::CommonName, "mcp-warden test CA");
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    InternalCa {
+    let mut out = InternalCa {
         ca_pem: ca.pem(),
         ca_der: ca.der().to_vec(),
-        cert_pem: cert.pem(),
-        cert_der: cert.der().to_vec(),
-        key_pem: key.serialize_pem(),
-        key_der: key.serialize_der(),
-    }
+        cert_pem: String::new(),
+        cert_der: Vec::new(),
+        key_pem: String::new(),
+        key_der: Vec::new(),
+        issuer: rcgen::Issuer::new(ca_params, ca_key),
+    };
+    let first = out.issue(name);
+    out.cert_pem = first.cert_pem;
+    out.cert_der = first.cert_der;
+    out.key_pem = first.key_pem;
+    out.key_der = first.key_der;
+    out
 }

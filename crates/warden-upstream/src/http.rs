@@ -97,9 +97,9 @@ pub struct HttpSpec {
     /// For `tools/call` only: the longest a call may run in total, progress or not (see
     /// [`StdioSpec::max_call_duration`](crate::StdioSpec::max_call_duration)).
     pub max_call_duration: Option<Duration>,
-    /// Certificates trusted as roots for an `https` endpoint besides the built-in Mozilla
-    /// roots (an internal certificate authority; see [`warden_http::read_ca_file`]).
-    pub extra_roots: Vec<warden_http::CertificateDer<'static>>,
+    /// For an `https` endpoint: roots trusted besides the built-in Mozilla ones (an internal
+    /// certificate authority) and a client certificate (mutual TLS).
+    pub tls: warden_http::TlsOptions,
 }
 
 impl HttpSpec {
@@ -113,7 +113,7 @@ impl HttpSpec {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_call_duration: None,
-            extra_roots: Vec::new(),
+            tls: warden_http::TlsOptions::default(),
         }
     }
 }
@@ -191,7 +191,7 @@ pub(crate) fn connect(spec: HttpSpec) -> Result<Handle, UpstreamError> {
     }
     let uri: Uri = warden_http::uri(&spec.url)
         .map_err(|_| config(format!("url `{}` is not a valid request target", spec.url)))?;
-    let client = warden_http::Client::with_roots(spec.connect_timeout, spec.extra_roots.clone());
+    let client = warden_http::Client::with_tls(spec.connect_timeout, spec.tls.clone());
     let endpoint = Arc::new(Endpoint {
         name: spec.name.as_str().into(),
         uri,

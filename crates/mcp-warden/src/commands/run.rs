@@ -52,6 +52,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             url,
             &args.headers,
             args.ca_file.as_deref(),
+            args.client_cert.as_deref().zip(args.client_key.as_deref()),
             pref,
             &super::env(),
         )?,

@@ -121,6 +121,34 @@ async fn a_bad_ca_file_is_a_start_up_error_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--ca-file: cannot read"), "{err}");
 
+    // A client certificate with another certificate's key.
+    let ca = warden_test::tls::internal_ca("127.0.0.1");
+    let other = ca.issue("someone else");
+    let cert = dir.path().join("client.pem");
+    let key = dir.path().join("other-key.pem");
+    std::fs::write(&cert, &ca.cert_pem).unwrap();
+    std::fs::write(&key, &other.key_pem).unwrap();
+    let out = tokio::time::timeout(
+        BOUND,
+        tokio::process::Command::new(bin())
+            .args(["run", "--url", "https://127.0.0.1:9/mcp", "--client-cert"])
+            .arg(&cert)
+            .arg("--client-key")
+            .arg(&key)
+            .env("MCP_WARDEN_DATA_DIR", fresh_data_dir())
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--client-cert:") && err.contains("cannot be used together"),
+        "{err}"
+    );
+
     // `serve`: the field is named.
     let config = dir.path().join("warden.toml");
     std::fs::write(

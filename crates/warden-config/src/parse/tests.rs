@@ -163,6 +163,8 @@ enabled = false
 url = "http://127.0.0.1:3000/mcp"
 era = "legacy"
 ca_file = "/etc/mcp-warden/internal-ca.pem"
+client_cert = "/etc/mcp-warden/client.pem"
+client_key = "/etc/mcp-warden/client-key.pem"
 
 [upstreams.remote.headers]
 Authorization = "env:REMOTE_TOKEN"
@@ -259,6 +261,10 @@ X-Tenant = "acme"
                 ("X-Tenant".into(), ValueRef::Literal("acme".into())),
             ],
             ca_file: Some("/etc/mcp-warden/internal-ca.pem".into()),
+            client_identity: Some(TlsConfig {
+                cert: "/etc/mcp-warden/client.pem".into(),
+                key: "/etc/mcp-warden/client-key.pem".into(),
+            }),
         })
     );
 }
@@ -444,8 +450,10 @@ fn rejects_keys_of_the_other_transport() {
 command = "server"
 headers = { X-A = "b" }
 ca_file = "ca.pem"
+client_cert = "c.pem"
 [upstreams.remote]
 url = "https://r.example/mcp"
+client_key = "k.pem"
 args = ["x"]
 env = { A = "b" }
 cwd = "/tmp"
