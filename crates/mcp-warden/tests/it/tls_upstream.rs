@@ -100,16 +100,13 @@ async fn an_https_upstream_of_an_internal_ca_is_trusted_only_with_its_ca_file() 
     assert!(text.contains("UnknownIssuer"), "{text}");
 }
 
-#[tokio::test]
-async fn a_bad_ca_file_is_a_start_up_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("absent.pem");
-    // `run --url`.
+/// Runs `mcp-warden ARGS` (a fresh data directory), which must stop at start-up with exit
+/// code 2; its standard error.
+async fn start_up_error(args: &[&std::ffi::OsStr]) -> String {
     let out = tokio::time::timeout(
         BOUND,
         tokio::process::Command::new(bin())
-            .args(["run", "--url", "https://127.0.0.1:9/mcp", "--ca-file"])
-            .arg(&missing)
+            .args(args)
             .env("MCP_WARDEN_DATA_DIR", fresh_data_dir())
             .stdin(Stdio::null())
             .output(),
@@ -117,8 +114,20 @@ async fn a_bad_ca_file_is_a_start_up_error_naming_it() {
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "mcp-warden {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn bad_tls_files_are_start_up_errors_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let run_url = [os("run"), os("--url"), os("https://127.0.0.1:9/mcp")];
+
+    // `run --url --ca-file` with no such file.
+    let missing = dir.path().join("absent.pem");
+    let err =
+        start_up_error(&[&run_url[..], &[os("--ca-file"), missing.as_os_str()]].concat()).await;
     assert!(err.contains("--ca-file: cannot read"), "{err}");
 
     // A client certificate with another certificate's key.
@@ -128,22 +137,19 @@ async fn a_bad_ca_file_is_a_start_up_error_naming_it() {
     let key = dir.path().join("other-key.pem");
     std::fs::write(&cert, &ca.cert_pem).unwrap();
     std::fs::write(&key, &other.key_pem).unwrap();
-    let out = tokio::time::timeout(
-        BOUND,
-        tokio::process::Command::new(bin())
-            .args(["run", "--url", "https://127.0.0.1:9/mcp", "--client-cert"])
-            .arg(&cert)
-            .arg("--client-key")
-            .arg(&key)
-            .env("MCP_WARDEN_DATA_DIR", fresh_data_dir())
-            .stdin(Stdio::null())
-            .output(),
+    let err = start_up_error(
+        &[
+            &run_url[..],
+            &[
+                os("--client-cert"),
+                cert.as_os_str(),
+                os("--client-key"),
+                key.as_os_str(),
+            ],
+        ]
+        .concat(),
     )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    .await;
     assert!(
         err.contains("--client-cert:") && err.contains("cannot be used together"),
         "{err}"
@@ -160,22 +166,14 @@ async fn a_bad_ca_file_is_a_start_up_error_naming_it() {
         ),
     )
     .unwrap();
-    let out = tokio::time::timeout(
-        BOUND,
-        tokio::process::Command::new(bin())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_up_error(&[
+        os("serve"),
+        os("--config"),
+        config.as_os_str(),
+        os("--data-dir"),
+        dir.path().as_os_str(),
+    ])
+    .await;
     assert!(
         err.contains("upstreams.remote.ca_file: cannot read"),
         "{err}"
