@@ -275,15 +275,7 @@ pub struct PoisonedCallGuard(Arc<Poisoning>);
 
 impl PoisonedCallGuard {
     fn decide(&self, call: &Call<'_>) -> Verdict {
-        if call.direction != Direction::ToUpstream || call.message.method() != Some("tools/call") {
-            return Verdict::Continue;
-        }
-        let Some(name) = call
-            .message
-            .params()
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str)
-        else {
+        let Some(name) = call.called_tool() else {
             return Verdict::Continue;
         };
         let upstream = call.target.map(|t| t.upstream.as_ref());

@@ -180,6 +180,15 @@ impl<'a> Call<'a> {
             permits: None,
         }
     }
+
+    /// The tool a `tools/call` toward the upstream names as the client wrote it
+    /// (`params.name`); `None` for every other message, and for a call without a name.
+    pub fn called_tool(&self) -> Option<&'a str> {
+        if self.direction != Direction::ToUpstream || self.message.method() != Some("tools/call") {
+            return None;
+        }
+        self.message.params()?.get("name")?.as_str()
+    }
 }
 
 /// What a request acts on, resolved by the session layer before the request guards run.

@@ -357,16 +357,8 @@ impl ClientIdentity {
     /// private key (`key`: PKCS#8, PKCS#1 or SEC1), and checks that rustls can present them.
     /// The error names the file and what is wrong, never the key.
     pub fn read(cert: &std::path::Path, key: &std::path::Path) -> Result<ClientIdentity, String> {
-        let text =
-            std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-        let chain = rustls_pemfile::certs(&mut text.as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{} is not valid PEM: {e}", cert.display()))?;
-        if chain.is_empty() {
-            return Err(format!("{} holds no PEM certificate", cert.display()));
-        }
-        let text = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-        let key_der = rustls_pemfile::private_key(&mut text.as_slice())
+        let chain = pem_certificates(cert)?;
+        let key_der = rustls_pemfile::private_key(&mut read_file(key)?.as_slice())
             .map_err(|e| format!("{} is not valid PEM: {e}", key.display()))?
             .ok_or_else(|| format!("{} holds no PEM private key", key.display()))?;
         let identity = ClientIdentity {
@@ -420,16 +412,7 @@ fn tls_connector(options: &TlsOptions) -> Result<tokio_rustls::TlsConnector, rus
 /// each one a certificate rustls accepts as a trust anchor. The error says what is wrong with
 /// the file, without its contents.
 pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut text.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
-            path.display()
-        ));
-    }
+    let certs = pem_certificates(path)?;
     let mut check = rustls::RootCertStore::empty();
     for (i, cert) in certs.iter().enumerate() {
         check.add(cert.clone()).map_err(|e| {
@@ -439,6 +422,24 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static
                 path.display()
             )
         })?;
+    }
+    Ok(certs)
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The certificates of a PEM file: at least one.
+fn pem_certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = rustls_pemfile::certs(&mut read_file(path)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+            path.display()
+        ));
     }
     Ok(certs)
 }

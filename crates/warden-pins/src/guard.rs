@@ -274,15 +274,7 @@ impl Pinning {
     }
 
     async fn check_call(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
-        if call.direction != Direction::ToUpstream || call.message.method() != Some("tools/call") {
-            return Ok(Verdict::Continue);
-        }
-        let Some(name) = call
-            .message
-            .params()
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str)
-        else {
+        let Some(name) = call.called_tool() else {
             return Ok(Verdict::Continue);
         };
         // The session resolves most calls to (upstream, raw name) before the guards run; a name
@@ -474,10 +466,10 @@ impl Guard for PinCallGuard {
         self.0.check_call(call).boxed()
     }
     fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
-        // `check_call`'s first test: only calls to tools are its business.
-        let concerned =
-            call.direction == Direction::ToUpstream && call.message.method() == Some("tools/call");
-        (!concerned).then_some(Ok(Verdict::Continue))
+        // `check_call`'s first test: only calls to a named tool are its business.
+        call.called_tool()
+            .is_none()
+            .then_some(Ok(Verdict::Continue))
     }
 }
 

@@ -308,3 +308,34 @@ async fn no_verdict_at_once_asks_check() {
     assert!(matches!(run(&p).await, Outcome::Deny(d) if d.detail == "rule 3"));
     assert_eq!(g.checks.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn called_tool_is_the_name_of_a_tools_call_toward_the_upstream_only() {
+    let principal = Principal::anonymous();
+    let parse = |text: &'static str| {
+        warden_proto::decode(
+            bytes::Bytes::from_static(text.as_bytes()),
+            &warden_proto::Limits::default(),
+        )
+        .unwrap()
+    };
+    let call = msg();
+    assert_eq!(
+        Call::new(&call, Direction::ToUpstream, &principal).called_tool(),
+        Some("x")
+    );
+    assert_eq!(
+        Call::new(&call, Direction::ToClient, &principal).called_tool(),
+        None
+    );
+    let unnamed = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#);
+    assert_eq!(
+        Call::new(&unnamed, Direction::ToUpstream, &principal).called_tool(),
+        None
+    );
+    let prompt = parse(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"x"}}"#);
+    assert_eq!(
+        Call::new(&prompt, Direction::ToUpstream, &principal).called_tool(),
+        None
+    );
+}
