@@ -46,6 +46,11 @@ impl HttpClient {
             version: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                // The gateway closes a kept-alive connection that sends no request head within
+                // `header_read_timeout` (1 s in some tests): a pooled connection idle for about
+                // that long can be closed while a request is being written on it. Reuse only
+                // connections idle for less than half of that.
+                .pool_idle_timeout(Duration::from_millis(500))
                 .build()
                 .unwrap(),
             next_id: 1,
