@@ -29,12 +29,15 @@ pub(crate) struct CommandTarget {
 }
 
 /// Reads what `program args` runs, resolving `program` as the sandbox launcher does (the
-/// gateway's working directory and `PATH`). Blocking file I/O: call before the runtime.
+/// gateway's working directory and `PATH`). Digests of unchanged files come from the data
+/// directory's cache (`warden_pins::command::digests`). Blocking file I/O: call before the
+/// runtime.
 pub(crate) fn observe(
     name: &str,
     program: &str,
     args: &[String],
     cwd: Option<&Path>,
+    data_dir: Option<&Path>,
     env: &dyn EnvSource,
 ) -> anyhow::Result<CommandSnapshot> {
     let gateway_cwd = std::env::current_dir().context("reading the working directory")?;
@@ -59,6 +62,7 @@ pub(crate) fn observe(
             cwd: Some(run_dir.clone()),
             npm_cache,
         },
+        digest_cache: data_dir,
     })
     .with_context(|| format!("upstream `{name}`: cannot pin its command"))
 }
@@ -213,6 +217,7 @@ fn pinned_stdio(
 /// The command targets of `serve`: every enabled stdio upstream whose command pinning is on.
 pub(crate) fn for_config(
     config: &warden_config::Config,
+    data_dir: Option<&Path>,
     env: &dyn EnvSource,
 ) -> anyhow::Result<Vec<CommandTarget>> {
     pinned_stdio(config)
@@ -221,7 +226,7 @@ pub(crate) fn for_config(
                 name: name.to_owned(),
                 pin_id: name.to_owned(),
                 mode,
-                snapshot: observe(name, &s.command, &s.args, s.cwd.as_deref(), env)?,
+                snapshot: observe(name, &s.command, &s.args, s.cwd.as_deref(), data_dir, env)?,
             })
         })
         .collect()
@@ -232,6 +237,7 @@ pub(crate) fn for_run(
     config: &warden_config::Config,
     name: &str,
     command: &[String],
+    data_dir: Option<&Path>,
     env: &dyn EnvSource,
 ) -> anyhow::Result<Option<CommandTarget>> {
     let mode = config.run_command_pinning();
@@ -245,7 +251,7 @@ pub(crate) fn for_run(
         name: name.to_owned(),
         pin_id: crate::commands::pins::run_pin_id(name, command, None),
         mode,
-        snapshot: observe(name, program, args, None, env)?,
+        snapshot: observe(name, program, args, None, data_dir, env)?,
     }))
 }
 
@@ -334,11 +340,12 @@ impl warden_session::Prelaunch for Recheck {
             let Some(w) = self.watched.get(upstream) else {
                 return Ok(());
             };
-            let (name, program, args, cwd) = (
+            let (name, program, args, cwd, data_dir) = (
                 upstream.to_owned(),
                 w.program.clone(),
                 w.args.clone(),
                 w.cwd.clone(),
+                self.data_dir.clone(),
             );
             // Hashing an executable is blocking file I/O (a node binary is ~100 MB).
             let snapshot = tokio::task::spawn_blocking(move || {
@@ -347,6 +354,7 @@ impl warden_session::Prelaunch for Recheck {
                     &program,
                     &args,
                     cwd.as_deref(),
+                    Some(&data_dir),
                     &crate::commands::env(),
                 )
             })

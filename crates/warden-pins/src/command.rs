@@ -17,6 +17,7 @@
 //!
 //! Records live next to the tool pins, under `command:<upstream>` (see [`crate::record`]).
 
+pub mod digests;
 pub mod installed;
 pub mod spec;
 
@@ -169,23 +170,36 @@ pub struct CommandInput<'a> {
     pub cwd: &'a Path,
     /// Where installed package versions are looked up.
     pub locations: installed::Locations,
+    /// The data directory whose digest cache may be used ([`digests`]); `None` hashes every
+    /// file.
+    pub digest_cache: Option<&'a Path>,
 }
 
 /// Reads the executable (and script) and the installed package versions of a command.
 /// Blocking file I/O: call it before the runtime, or from a blocking task.
 pub fn observe(input: &CommandInput<'_>) -> Result<CommandSnapshot, CommandError> {
-    let executable = digest_file(input.resolved)?;
+    let mut cache = input.digest_cache.map(digests::DigestCache::open);
+    let mut digest = |path: &Path| match cache.as_mut() {
+        Some(cache) => cache.digest(path).map(|(d, _)| d),
+        None => digest_file(path),
+    };
+    let executable = digest(input.resolved)?;
     let script = match script_argument(input.program, input.args) {
         Some(s) => {
             let path = absolute(Path::new(s), input.cwd);
             if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-                Some(digest_file(&path)?)
+                Some(digest(&path)?)
             } else {
                 None
             }
         }
         None => None,
     };
+    if let Some(cache) = &cache
+        && let Err(error) = cache.save()
+    {
+        tracing::debug!(%error, "cannot save the command digest cache");
+    }
     let specs = spec::packages(input.program, input.args);
     let versions = installed::installed_versions(&specs, &input.locations);
     let packages = specs
@@ -229,6 +243,19 @@ pub fn digest_file(path: &Path) -> Result<FileDigest, CommandError> {
     };
     let target = std::fs::canonicalize(path).map_err(read)?;
     let file = std::fs::File::open(&target).map_err(read)?;
+    Ok(FileDigest {
+        path: target.display().to_string(),
+        sha256: hash_file(&file, path)?,
+    })
+}
+
+/// `sha256:<hex>` of the bytes of `file` (opened from `path`, named in errors), refusing files
+/// over [`MAX_DIGEST_BYTES`].
+fn hash_file(file: &std::fs::File, path: &Path) -> Result<String, CommandError> {
+    let read = |source| CommandError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let mut hasher = Sha256::new();
     let mut limited = file.take(MAX_DIGEST_BYTES + 1);
     let mut buf = vec![0u8; 256 * 1024];
@@ -246,10 +273,7 @@ pub fn digest_file(path: &Path) -> Result<FileDigest, CommandError> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(FileDigest {
-        path: target.display().to_string(),
-        sha256: format!("sha256:{}", hex(&hasher.finalize())),
-    })
+    Ok(format!("sha256:{}", hex(&hasher.finalize())))
 }
 
 /// Interpreters whose first non-option argument is the program they run.

@@ -58,10 +58,19 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )?,
         None => upstreams::from_command(&config, &args.command, pref)?,
     };
+    let data_dir = config
+        .resolve_data_dir(args.common.data_dir.as_deref(), &super::env())
+        .ok();
     // Command pin (RUN-3): what the command runs is read now and checked before the spawn.
     let command_pin = match &args.url {
         Some(_) => None,
-        None => crate::command_pins::for_run(&config, &def.name, &args.command, &super::env())?,
+        None => crate::command_pins::for_run(
+            &config,
+            &def.name,
+            &args.command,
+            data_dir.as_deref(),
+            &super::env(),
+        )?,
     };
     let limits = upstreams::limits(&config);
     let metrics = super::metrics::GatewayMetrics::from_config(&config, args.metrics)?;
@@ -84,9 +93,6 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )?;
         let mut prelaunch = None;
         if let Some(target) = command_pin {
-            let data_dir = config
-                .resolve_data_dir(args.common.data_dir.as_deref(), &super::env())
-                .ok();
             prelaunch = crate::command_pins::Recheck::for_run(
                 &target,
                 &args.command,

@@ -47,12 +47,13 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut defs = upstreams::all(&config, &super::env())?;
     // Command pins (RUN-3): what each stdio command runs is read now, checked before spawns.
-    let command_targets = crate::command_pins::for_config(&config, &super::env())?;
-    let metrics = super::metrics::GatewayMetrics::from_config(&config, config.metrics.listen)?;
-    let mut http = http_options(&config, listen);
     let data_dir = config
         .resolve_data_dir(args.common.data_dir.as_deref(), &super::env())
         .ok();
+    let command_targets =
+        crate::command_pins::for_config(&config, data_dir.as_deref(), &super::env())?;
+    let metrics = super::metrics::GatewayMetrics::from_config(&config, config.metrics.listen)?;
+    let mut http = http_options(&config, listen);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

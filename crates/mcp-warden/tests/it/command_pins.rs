@@ -281,6 +281,49 @@ async fn run_refuses_a_changed_command_before_it_runs_until_approved() {
 
 // Proves: RUN-3
 #[tokio::test]
+async fn a_remembered_digest_does_not_hide_a_change_of_bytes() {
+    let s = Setup::new();
+    let config = s.config("");
+    // Digests are remembered only for files that settled (unchanged for 2 s).
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (status, stderr) = s.run_once(&config).await;
+    assert!(status.success(), "first start: {status}\n{stderr}");
+    let cache = std::fs::read_to_string(s.data().join("command-digests.json")).unwrap();
+    let script = std::fs::canonicalize(s.script()).unwrap();
+    assert!(
+        cache.contains(&format!("\"{}\"", script.display())),
+        "the settled script is remembered: {cache}"
+    );
+    let (status, _) = s.run_once(&config).await;
+    assert!(status.success());
+    assert_eq!(s.runs(), 2);
+
+    // Same length, modification time put back: only the ctime tells.
+    let before = std::fs::metadata(s.script()).unwrap();
+    let text = std::fs::read_to_string(s.script()).unwrap();
+    let changed = text.replacen("ran", "RAN", 1);
+    assert_eq!(changed.len(), text.len());
+    std::fs::write(s.script(), changed).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(s.script())
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    let after = std::fs::metadata(s.script()).unwrap();
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+    let (status, stderr) = s.run_once(&config).await;
+    assert!(!status.success(), "a changed command must not start");
+    assert_eq!(s.runs(), 2, "the changed script ran:\n{stderr}");
+    assert!(
+        stderr.contains("its command changed since it was pinned"),
+        "{stderr}"
+    );
+}
+
+// Proves: RUN-3
+#[tokio::test]
 async fn report_mode_warns_and_starts_a_changed_command() {
     let s = Setup::new();
     let config = s.config("command_pinning = \"report\"");

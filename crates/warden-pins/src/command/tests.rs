@@ -311,6 +311,7 @@ fn observe_at(dir: &Path, program: &Path, a: &[&str], locations: Locations) -> C
         args: &args(a),
         cwd: dir,
         locations,
+        digest_cache: None,
     })
     .unwrap()
 }
