@@ -1,6 +1,6 @@
 //! Command pins at start-up (RUN-3): before a stdio upstream is spawned, what its command runs
-//! (resolved executable, its digest, an interpreter's script, launcher packages) is compared
-//! with its pin in `<data dir>/pins` (see `warden_pins::command`).
+//! (resolved executable, its digest, its `#!` interpreters, an interpreter's script, launcher
+//! packages) is compared with its pin in `<data dir>/pins` (see `warden_pins::command`).
 //!
 //! First use pins it (audited). A change is reported before anything runs: in `block` mode
 //! (the default) the upstream is not started, and the message names the old and new values
@@ -53,9 +53,11 @@ pub(crate) fn observe(
         .var("npm_config_cache")
         .map(PathBuf::from)
         .or_else(|| env.var("HOME").map(|h| PathBuf::from(h).join(".npm")));
+    let interpreters = warden_sandbox::plan::interpreter_chain(&resolved, &path_var);
     command::observe(&CommandInput {
         program,
         resolved: &resolved,
+        interpreters: &interpreters,
         args,
         cwd: &run_dir,
         locations: Locations {
@@ -163,6 +165,12 @@ fn summary(s: &CommandSnapshot) -> String {
         "{} -> {} {}",
         s.path, s.executable.path, s.executable.sha256
     );
+    for interpreter in &s.interpreters {
+        out.push_str(&format!(
+            "; interpreter {} {}",
+            interpreter.path, interpreter.sha256
+        ));
+    }
     if let Some(script) = &s.script {
         out.push_str(&format!("; script {} {}", script.path, script.sha256));
     }

@@ -93,6 +93,12 @@ pub struct CommandSnapshot {
     pub path: String,
     /// The executable's file (after symbolic links) and digest.
     pub executable: FileDigest,
+    /// What runs the executable when it is a `#!` script: each interpreter the kernel starts
+    /// (and, for `#!/usr/bin/env NAME`, the `NAME` found in `PATH`), in order, up to four
+    /// levels. Empty for a binary, and in pins recorded before interpreters were pinned (the
+    /// next start completes those).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interpreters: Vec<FileDigest>,
     /// The script an interpreter runs, when the command names one.
     pub script: Option<FileDigest>,
     /// The packages a launcher fetches.
@@ -164,6 +170,9 @@ pub struct CommandInput<'a> {
     pub program: &'a str,
     /// The program after the launcher's `PATH` lookup.
     pub resolved: &'a Path,
+    /// The interpreters that run it, when it is a `#!` script
+    /// (`warden_sandbox::plan::interpreter_chain`).
+    pub interpreters: &'a [PathBuf],
     /// Its arguments.
     pub args: &'a [String],
     /// The directory it runs in (relative script paths are resolved against it).
@@ -184,6 +193,11 @@ pub fn observe(input: &CommandInput<'_>) -> Result<CommandSnapshot, CommandError
         None => digest_file(path),
     };
     let executable = digest(input.resolved)?;
+    let interpreters = input
+        .interpreters
+        .iter()
+        .map(|p| digest(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let script = match script_argument(input.program, input.args) {
         Some(s) => {
             let path = absolute(Path::new(s), input.cwd);
@@ -211,6 +225,7 @@ pub fn observe(input: &CommandInput<'_>) -> Result<CommandSnapshot, CommandError
         program: input.program.to_owned(),
         path: input.resolved.display().to_string(),
         executable,
+        interpreters,
         script,
         packages,
         seen_at: now(),
@@ -367,6 +382,23 @@ pub fn changes(pinned: &CommandSnapshot, observed: &CommandSnapshot) -> Vec<Chan
         Some(&pinned.executable.sha256),
         Some(&observed.executable.sha256),
     );
+    // A pin recorded before interpreters were pinned has none: completed, not changed.
+    if !pinned.interpreters.is_empty() || observed.interpreters.is_empty() {
+        let count = pinned.interpreters.len().max(observed.interpreters.len());
+        for i in 0..count {
+            let (a, b) = (pinned.interpreters.get(i), observed.interpreters.get(i));
+            diff(
+                format!("interpreter {} file", i + 1),
+                a.map(|f| f.path.as_str()),
+                b.map(|f| f.path.as_str()),
+            );
+            diff(
+                format!("interpreter {} digest", i + 1),
+                a.map(|f| f.sha256.as_str()),
+                b.map(|f| f.sha256.as_str()),
+            );
+        }
+    }
     diff(
         "script file".into(),
         pinned.script.as_ref().map(|s| s.path.as_str()),
@@ -410,10 +442,15 @@ pub fn changes(pinned: &CommandSnapshot, observed: &CommandSnapshot) -> Vec<Chan
     out
 }
 
-/// `pinned` with the installed versions only `observed` knows; `None` when nothing was added.
+/// `pinned` with what only `observed` knows (installed versions; the interpreters of a pin
+/// recorded before they were pinned); `None` when nothing was added.
 fn completed(pinned: &CommandSnapshot, observed: &CommandSnapshot) -> Option<CommandSnapshot> {
     let mut out = pinned.clone();
     let mut added = false;
+    if out.interpreters.is_empty() && !observed.interpreters.is_empty() {
+        out.interpreters.clone_from(&observed.interpreters);
+        added = true;
+    }
     for (p, o) in out.packages.iter_mut().zip(&observed.packages) {
         if p.installed.is_none() && o.installed.is_some() {
             p.installed.clone_from(&o.installed);

@@ -449,6 +449,17 @@ fn install_grants(file: &Path, home: Option<&Path>) -> Vec<PathBuf> {
 
 /// The interpreter of a `#!` script, resolved (`#!/usr/bin/env node` -> `node` in `PATH`).
 fn shebang(file: &Path, path_var: &str) -> Option<PathBuf> {
+    let (interpreter, env_name) = shebang_line(file)?;
+    match env_name {
+        Some(name) => resolve_program(&name, Path::new("/"), path_var).ok(),
+        None if is_env(&interpreter) => None,
+        None => Some(interpreter),
+    }
+}
+
+/// The interpreter named by a `#!` line and, when it is `env`, the program name `env` is asked
+/// to find (its first argument that is not an option).
+fn shebang_line(file: &Path) -> Option<(PathBuf, Option<String>)> {
     let mut head = [0u8; SHEBANG_MAX];
     let n = std::fs::File::open(file).ok()?.read(&mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
@@ -456,11 +467,52 @@ fn shebang(file: &Path, path_var: &str) -> Option<PathBuf> {
     let line = std::str::from_utf8(line).ok()?;
     let mut words = line.split_whitespace();
     let interpreter = PathBuf::from(words.next()?);
-    if interpreter.file_name() == Some(OsStr::new("env")) {
-        let name = words.find(|w| !w.starts_with('-'))?;
-        return resolve_program(name, Path::new("/"), path_var).ok();
+    let env_name = if is_env(&interpreter) {
+        words.find(|w| !w.starts_with('-')).map(str::to_owned)
+    } else {
+        None
+    };
+    Some((interpreter, env_name))
+}
+
+fn is_env(interpreter: &Path) -> bool {
+    interpreter.file_name() == Some(OsStr::new("env"))
+}
+
+/// How many `#!` levels the kernel follows before refusing to execute (`BINPRM_MAX_RECURSION`
+/// in Linux's `fs/exec.c`).
+pub const INTERPRETER_LEVELS: usize = 4;
+
+/// The files that execute after `program` itself when it is started: for a `#!` script, its
+/// interpreter and, for `#!/usr/bin/env NAME`, also the `NAME` that `env` finds in `path_var`;
+/// then the same for each of those, as the kernel does, up to [`INTERPRETER_LEVELS`] levels.
+/// In order, without repeats. A program that is not a script gives an empty list, and so does
+/// an interpreter that cannot be read or found (starting it fails the same way).
+pub fn interpreter_chain(program: &Path, path_var: &str) -> Vec<PathBuf> {
+    let mut chain: Vec<PathBuf> = Vec::new();
+    let mut current = vec![program.to_owned()];
+    for _ in 0..INTERPRETER_LEVELS {
+        let mut next = Vec::new();
+        for file in &current {
+            let Some((interpreter, env_name)) = shebang_line(file) else {
+                continue;
+            };
+            next.push(interpreter);
+            if let Some(found) =
+                env_name.and_then(|n| resolve_program(&n, Path::new("/"), path_var).ok())
+            {
+                next.push(found);
+            }
+        }
+        next.retain(|f| f != program && !chain.contains(f));
+        next.dedup();
+        if next.is_empty() {
+            break;
+        }
+        chain.extend(next.iter().cloned());
+        current = next;
     }
-    Some(interpreter)
+    chain
 }
 
 /// A file argument (a script, an entry point): its package directory. Inside `node_modules`,

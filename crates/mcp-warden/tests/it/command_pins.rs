@@ -63,8 +63,13 @@ impl Setup {
     /// The server script: one marker line per run (with `$WARDEN_TEST_SECRET`, when set),
     /// then the real MCP server given as its arguments. `extra` changes its bytes.
     fn write_script(&self, extra: &str) {
+        self.write_script_run_by("/bin/sh", extra);
+    }
+
+    /// The same script, run by the `#!` interpreter `interpreter`.
+    fn write_script_run_by(&self, interpreter: &str, extra: &str) {
         let text = format!(
-            "#!/bin/sh\n# {extra}\nprintf 'ran %s\\n' \"${{WARDEN_TEST_SECRET:-}}\" >> {}\nexec \"$@\"\n",
+            "#!{interpreter}\n# {extra}\nprintf 'ran %s\\n' \"${{WARDEN_TEST_SECRET:-}}\" >> {}\nexec \"$@\"\n",
             shell_quote(&self.marker().display().to_string())
         );
         std::fs::write(self.script(), text).unwrap();
@@ -277,6 +282,41 @@ async fn run_refuses_a_changed_command_before_it_runs_until_approved() {
     let audit = std::fs::read_to_string(s.data().join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"action\":\"command_pinned\""), "{audit}");
     assert!(audit.contains("\"action\":\"command_refused\""), "{audit}");
+}
+
+// Proves: RUN-3
+#[tokio::test]
+async fn a_changed_shebang_interpreter_refuses_the_start_before_the_script_runs() {
+    let s = Setup::new();
+    // The script is run by an interpreter of its own (itself a script run by /bin/sh).
+    let interpreter = s.path("interp");
+    let write_interpreter = |extra: &str| {
+        std::fs::write(
+            &interpreter,
+            format!("#!/bin/sh\n# {extra}\nexec /bin/sh \"$@\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&interpreter, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write_interpreter("");
+    s.write_script_run_by(&interpreter.display().to_string(), "");
+    let config = s.config("");
+    let (status, stderr) = s.run_once(&config).await;
+    assert!(status.success(), "first start: {status}\n{stderr}");
+    assert_eq!(s.runs(), 1, "{stderr}");
+    let pins = s.pins(&["list", "--format", "json"]).await;
+    let real = std::fs::canonicalize(&interpreter).unwrap();
+    assert!(
+        pins.contains(&real.display().to_string()),
+        "the interpreter is pinned: {pins}"
+    );
+
+    // The script is unchanged; its interpreter's bytes changed: refused, nothing ran.
+    write_interpreter("changed");
+    let (status, stderr) = s.run_once(&config).await;
+    assert!(!status.success(), "a changed interpreter must not start");
+    assert_eq!(s.runs(), 1, "the script ran:\n{stderr}");
+    assert!(stderr.contains("interpreter 1 digest"), "{stderr}");
 }
 
 // Proves: RUN-3

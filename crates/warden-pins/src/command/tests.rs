@@ -308,6 +308,7 @@ fn observe_at(dir: &Path, program: &Path, a: &[&str], locations: Locations) -> C
     observe(&CommandInput {
         program: &program_text,
         resolved: program,
+        interpreters: &[],
         args: &args(a),
         cwd: dir,
         locations,
@@ -418,6 +419,7 @@ fn snapshot(digest: &str, installed: Option<&str>) -> CommandSnapshot {
             path: "/usr/lib/node_modules/npm/bin/npx-cli.js".into(),
             sha256: digest.into(),
         },
+        interpreters: Vec::new(),
         script: None,
         packages: vec![PackagePin {
             launcher: Launcher::Npx,
@@ -503,4 +505,80 @@ fn hash_ignores_the_time_only() {
     later.seen_at = 99;
     assert_eq!(a.hash(), later.hash());
     assert_ne!(a.hash(), snapshot("sha256:ab", None).hash());
+}
+
+fn file(path: &str, sha256: &str) -> FileDigest {
+    FileDigest {
+        path: path.into(),
+        sha256: sha256.into(),
+    }
+}
+
+#[test]
+fn a_changed_interpreter_is_a_change_and_one_pinned_before_interpreters_completes() {
+    let mut pinned = snapshot("sha256:aa", None);
+    pinned.interpreters = vec![
+        file("/usr/bin/env", "sha256:e1"),
+        file("/usr/bin/node", "sha256:n1"),
+    ];
+    let mut observed = pinned.clone();
+    assert!(changes(&pinned, &observed).is_empty());
+    observed.interpreters[1].sha256 = "sha256:n2".into();
+    let found = changes(&pinned, &observed);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].what, "interpreter 2 digest");
+    assert_eq!(
+        (found[0].pinned.as_str(), found[0].observed.as_str()),
+        ("sha256:n1", "sha256:n2")
+    );
+    // Another interpreter found by `env`, or one more level.
+    observed.interpreters[1] = file("/opt/evil/node", "sha256:n1");
+    assert_eq!(changes(&pinned, &observed)[0].what, "interpreter 2 file");
+    observed.interpreters = pinned.interpreters.clone();
+    observed.interpreters.push(file("/bin/sh", "sha256:s"));
+    assert_eq!(changes(&pinned, &observed)[0].what, "interpreter 3 file");
+    // Interpreters gone while pinned ones exist: a change.
+    observed.interpreters.clear();
+    assert!(!changes(&pinned, &observed).is_empty());
+
+    // A pin from before interpreters were pinned: no change; the next check completes it.
+    let old = snapshot("sha256:aa", None);
+    let now = pinned.clone();
+    assert!(changes(&old, &now).is_empty());
+    let done = completed(&old, &now).unwrap();
+    assert_eq!(done.interpreters, now.interpreters);
+    assert!(completed(&now, &now).is_none());
+}
+
+#[test]
+fn a_pin_without_interpreters_keeps_its_hash_and_reads_back() {
+    let old = snapshot("sha256:aa", None);
+    let json = serde_json::to_string(&old).unwrap();
+    assert!(!json.contains("interpreters"), "{json}");
+    let back: CommandSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, old);
+    let mut with = old.clone();
+    with.interpreters = vec![file("/bin/sh", "sha256:s")];
+    assert_ne!(with.hash(), old.hash());
+}
+
+#[tokio::test]
+async fn the_book_completes_an_old_pin_with_its_interpreters_then_refuses_a_change() {
+    let book = book();
+    let old = snapshot("sha256:aa", None);
+    book.check_command("fs", &old).await.unwrap();
+    let mut now = old.clone();
+    now.interpreters = vec![file("/bin/sh", "sha256:s1")];
+    assert_eq!(
+        book.check_command("fs", &now).await.unwrap(),
+        CommandCheck::Unchanged { completed: true }
+    );
+    let pinned = book.command("fs").await.unwrap().unwrap().pinned.unwrap();
+    assert_eq!(pinned.interpreters, now.interpreters);
+    let mut changed = now.clone();
+    changed.interpreters[0].sha256 = "sha256:s2".into();
+    assert!(matches!(
+        book.check_command("fs", &changed).await.unwrap(),
+        CommandCheck::Changed { .. }
+    ));
 }

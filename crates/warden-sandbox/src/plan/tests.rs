@@ -219,3 +219,63 @@ fn an_allow_list_without_its_forwarder_fails_closed_to_loopback() {
     assert_eq!(planned.sandbox.profile.network, Network::Loopback);
     assert_eq!(planned.sandbox.profile.egress_proxy, None);
 }
+
+fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn the_interpreter_chain_lists_env_and_what_it_finds_then_their_interpreters() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // server -> `#!/usr/bin/env tool` -> bin/tool, itself a script run by /bin/sh.
+    let tool = bin.join("tool");
+    write_executable(&tool, "#!/bin/sh\nexec true\n");
+    let server = dir.path().join("server");
+    write_executable(&server, "#!/usr/bin/env -S tool --flag\n");
+    let path_var = format!("{}:/bin:/usr/bin", bin.display());
+    assert_eq!(
+        interpreter_chain(&server, &path_var),
+        vec![
+            PathBuf::from("/usr/bin/env"),
+            tool.clone(),
+            PathBuf::from("/bin/sh"),
+        ]
+    );
+    // A binary has no interpreter.
+    assert!(interpreter_chain(Path::new("/usr/bin/env"), &path_var).is_empty());
+    // `env` asked for a program that is not in PATH: only `env` itself.
+    let missing = dir.path().join("missing");
+    write_executable(&missing, "#!/usr/bin/env no-such-program-here\n");
+    assert_eq!(
+        interpreter_chain(&missing, &path_var),
+        vec![PathBuf::from("/usr/bin/env")]
+    );
+}
+
+#[test]
+fn the_interpreter_chain_stops_at_the_kernels_depth_and_at_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    // s0 -> s1 -> ... -> s6: only the first INTERPRETER_LEVELS interpreters are followed.
+    let scripts: Vec<PathBuf> = (0..7).map(|i| dir.path().join(format!("s{i}"))).collect();
+    for (i, s) in scripts.iter().enumerate() {
+        let text = match scripts.get(i + 1) {
+            Some(next) => format!("#!{}\n", next.display()),
+            None => "#!/bin/sh\n".to_owned(),
+        };
+        write_executable(s, &text);
+    }
+    assert_eq!(
+        interpreter_chain(&scripts[0], "/bin"),
+        scripts[1..=INTERPRETER_LEVELS].to_vec()
+    );
+    // A loop (a -> b -> a) ends without repeating.
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    write_executable(&a, &format!("#!{}\n", b.display()));
+    write_executable(&b, &format!("#!{}\n", a.display()));
+    assert_eq!(interpreter_chain(&a, "/bin"), vec![b.clone()]);
+}

@@ -21,6 +21,7 @@ fn snapshot_json(s: &CommandSnapshot) -> Value {
         "program": s.program,
         "path": s.path,
         "executable": s.executable,
+        "interpreters": s.interpreters,
         "script": s.script,
         "packages": s.packages,
         "seen_at": s.seen_at,
