@@ -47,7 +47,7 @@ pub enum FetchError {
 
 /// The HTTP client for the authorization server: every request bounded by `timeout` (connect,
 /// answer and body together), no redirects (a redirect is a second, unvetted URL), rustls with
-/// the Mozilla roots (see [`warden_http`]).
+/// the Mozilla roots plus `ca_file`'s (see [`warden_http`]).
 #[derive(Debug, Clone)]
 pub struct Http {
     client: warden_http::Client,
@@ -55,10 +55,10 @@ pub struct Http {
 }
 
 impl Http {
-    /// A client whose requests take at most `timeout` each.
-    pub fn new(timeout: Duration) -> Http {
+    /// A client whose requests take at most `timeout` each, trusting what `tls` adds.
+    pub fn new(timeout: Duration, tls: warden_http::TlsOptions) -> Http {
         Http {
-            client: warden_http::Client::new(timeout),
+            client: warden_http::Client::with_tls(timeout, tls),
             timeout,
         }
     }

@@ -59,6 +59,9 @@ pub enum AuthError {
     /// OAuth is configured without a resource URI.
     #[error("OAuth needs the gateway's resource URI (`resource` or `public_url`)")]
     NoResource,
+    /// `ca_file` could not be used as a set of trust anchors.
+    #[error("auth.ca_file: {0}")]
+    CaFile(String),
 }
 
 /// How a request failed authentication; maps to an HTTP status and challenge.
@@ -169,7 +172,14 @@ impl Authenticator {
             None => None,
             Some(o) => {
                 let resource = config.resource.as_ref().ok_or(AuthError::NoResource)?;
-                let http = fetch::Http::new(o.http_timeout);
+                let tls = match &o.ca_file {
+                    Some(path) => warden_http::TlsOptions {
+                        extra_roots: warden_http::read_ca_file(path).map_err(AuthError::CaFile)?,
+                        identity: None,
+                    },
+                    None => warden_http::TlsOptions::default(),
+                };
+                let http = fetch::Http::new(o.http_timeout, tls);
                 let introspector = match &o.introspection {
                     None => None,
                     Some(i) => Some(Introspector::new(
@@ -305,8 +315,11 @@ impl Authenticator {
                     Ok(Ok(key)) => key,
                     Ok(Err(refusal)) => return Err(invalid(refusal)),
                     Err(error) => {
-                        debug!(%error, "no signing keys available");
-                        return Err(Failure::new(FailureKind::Unavailable, error.to_string()));
+                        // With its causes: "certificate ... UnknownIssuer" is what an operator
+                        // needs to see, not only "cannot fetch".
+                        let detail = warden_http::error_chain(&error);
+                        debug!(error = %detail, "no signing keys available");
+                        return Err(Failure::new(FailureKind::Unavailable, detail));
                     }
                 };
                 key.verify(alg, parsed.signing_input, &parsed.signature)
@@ -327,8 +340,9 @@ impl Authenticator {
                         Ok((accepted, until))
                     }
                     Err(IntrospectionError::Fetch(error)) => {
-                        debug!(%error, "introspection unavailable");
-                        Err(Failure::new(FailureKind::Unavailable, error.to_string()))
+                        let detail = warden_http::error_chain(&error);
+                        debug!(error = %detail, "introspection unavailable");
+                        Err(Failure::new(FailureKind::Unavailable, detail))
                     }
                     Err(refusal) => Err(Failure::new(FailureKind::Invalid, refusal.to_string())),
                 }

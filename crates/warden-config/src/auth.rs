@@ -66,6 +66,9 @@ pub struct RawAuth {
     pub jwks_min_refresh_interval: Option<RawDuration>,
     /// `http_timeout`.
     pub http_timeout: Option<RawDuration>,
+    /// `ca_file`: PEM certificates the authorization server's certificate may chain to,
+    /// besides the Mozilla roots.
+    pub ca_file: Option<std::path::PathBuf>,
     /// `api_keys`: accept keys issued by `mcp-warden keys create`.
     pub api_keys: Option<bool>,
     /// `api_key_refresh`.
@@ -208,6 +211,9 @@ pub struct OAuthConfig {
     pub jwks_min_refresh_interval: Duration,
     /// Bound on each outbound request to the authorization server.
     pub http_timeout: Duration,
+    /// PEM file of extra trust anchors for the authorization server (discovery, JWKS,
+    /// introspection); `None`: the Mozilla roots only.
+    pub ca_file: Option<std::path::PathBuf>,
     /// RFC 7662 introspection of opaque tokens.
     pub introspection: Option<IntrospectionConfig>,
 }
@@ -392,6 +398,7 @@ impl Validator<'_> {
                     raw.jwks_min_refresh_interval.is_some(),
                 ),
                 ("http_timeout", raw.http_timeout.is_some()),
+                ("ca_file", raw.ca_file.is_some()),
                 ("introspection", raw.introspection.is_some()),
             ] {
                 if set {
@@ -493,6 +500,7 @@ impl Validator<'_> {
                 raw.http_timeout,
                 DEFAULT_AUTH_HTTP_TIMEOUT,
             ),
+            ca_file: self.path(path.key("ca_file"), raw.ca_file),
             introspection,
         };
         issuer_ok.then_some(oauth)

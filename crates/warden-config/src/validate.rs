@@ -600,7 +600,7 @@ impl Validator<'_> {
         None
     }
 
-    fn path(&mut self, field: FieldPath, path: Option<PathBuf>) -> Option<PathBuf> {
+    pub(crate) fn path(&mut self, field: FieldPath, path: Option<PathBuf>) -> Option<PathBuf> {
         let path = path?;
         if path.as_os_str().is_empty() {
             self.report(field, ConfigErrorKind::Empty);

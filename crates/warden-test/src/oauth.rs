@@ -161,11 +161,36 @@ impl Drop for Issuer {
 impl Issuer {
     /// Starts the server, publishing `keys`.
     pub async fn start(keys: &[&SigningKey]) -> Issuer {
+        Issuer::start_with(keys, None).await
+    }
+
+    /// Starts the server over HTTPS (`https://127.0.0.1:PORT`), presenting `certificate` (made
+    /// for `127.0.0.1`, by a test authority), publishing `keys`.
+    pub async fn start_tls(keys: &[&SigningKey], certificate: &crate::tls::Issued) -> Issuer {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![certificate.cert_der.clone().into()],
+                rustls::pki_types::PrivateKeyDer::try_from(certificate.key_der.clone()).unwrap(),
+            )
+            .unwrap();
+        Issuer::start_with(
+            keys,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn start_with(keys: &[&SigningKey], tls: Option<tokio_rustls::TlsAcceptor>) -> Issuer {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
-        let url = format!("http://127.0.0.1:{}", addr.port());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{}", addr.port());
         let state = Arc::new(Mutex::new(State {
             jwks: json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}),
             ..State::default()
@@ -186,14 +211,24 @@ impl Issuer {
                     continue;
                 };
                 let context = Arc::clone(&context);
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let context = Arc::clone(&context);
                         async move { Ok::<_, Infallible>(handle(&context, request).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        // A client that refuses the certificate ends the handshake.
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                        }
+                    }
                 });
             }
         });

@@ -307,3 +307,68 @@ async fn metadata_names_the_resource_and_the_issuer() {
     assert_eq!(document["scopes_supported"], json!(["mcp:tools"]));
     assert_eq!(document["bearer_methods_supported"], json!(["header"]));
 }
+
+fn toml_path(path: &std::path::Path) -> String {
+    serde_json::to_string(&path.display().to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn an_issuer_behind_an_internal_ca_is_trusted_only_with_ca_file() {
+    let ca = warden_test::tls::internal_ca("127.0.0.1");
+    let ed = SigningKey::ed25519("d1");
+    let certificate = ca.issue("127.0.0.1");
+    let issuer = Issuer::start_tls(&[&ed], &certificate).await;
+    assert!(issuer.url.starts_with("https://"), "{}", issuer.url);
+    let token = ed.sign(&claims(&issuer));
+
+    // The Mozilla roots alone: the issuer's certificate chains to nothing trusted; the
+    // gateway cannot decide, and says so (503), without fetching anything.
+    let plain = authenticator(&config(&issuer, ""));
+    let failure = check(&plain, &token).await.unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Unavailable, "{failure:?}");
+    assert!(
+        failure.detail.contains("UnknownIssuer"),
+        "{}",
+        failure.detail
+    );
+    assert_eq!(issuer.hits("/jwks"), 0);
+
+    // With the authority's certificate: discovery and JWKS over TLS, the token is accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ca.pem");
+    std::fs::write(&file, &ca.ca_pem).unwrap();
+    let trusting = authenticator(&config(&issuer, &format!("ca_file = {}", toml_path(&file))));
+    let principal = check(&trusting, &token).await.unwrap();
+    assert_eq!(&*principal.subject, format!("{}#alice", issuer.url));
+    assert_eq!(issuer.hits("/jwks"), 1);
+}
+
+#[tokio::test]
+async fn an_unusable_ca_file_stops_the_authenticator_naming_the_field() {
+    let issuer = Issuer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for file in [missing, empty] {
+        let config = config(&issuer, &format!("ca_file = {}", toml_path(&file)));
+        let Err(error) = Authenticator::new(&config.auth, None, None) else {
+            panic!("an unusable ca_file must be refused: {}", file.display());
+        };
+        let text = error.to_string();
+        assert!(text.starts_with("auth.ca_file: "), "{text}");
+        assert!(text.contains(&file.display().to_string()), "{text}");
+    }
+}
+
+#[test]
+fn ca_file_requires_an_issuer() {
+    let error = Config::parse(
+        "[auth]\napi_keys = true\nca_file = \"/x.pem\"\n",
+        "warden.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("ca_file"), "{error}");
+    assert!(error.contains("issuer"), "{error}");
+}
