@@ -17,6 +17,9 @@ pub enum AlertsError {
     /// The webhook URL is not a request target the client can use.
     #[error("the alert webhook url cannot be used")]
     Client(#[source] warden_http::Error),
+    /// `ca_file` could not be used as a set of trust anchors.
+    #[error("alerts.webhook.ca_file: {0}")]
+    CaFile(String),
     /// The alert thread or its runtime could not be started.
     #[error("cannot start the alert thread")]
     Thread(#[source] std::io::Error),

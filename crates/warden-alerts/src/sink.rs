@@ -145,7 +145,14 @@ impl WebhookSink {
     pub fn new(config: &WebhookConfig, secret: Option<Secret>) -> Result<Self, AlertsError> {
         // The shared client follows no redirect: a signed alert goes where it was configured
         // to go, nowhere else.
-        let client = warden_http::Client::new(CONNECT_TIMEOUT.min(config.timeout));
+        let tls = match &config.ca_file {
+            Some(path) => warden_http::TlsOptions {
+                extra_roots: warden_http::read_ca_file(path).map_err(AlertsError::CaFile)?,
+                identity: None,
+            },
+            None => warden_http::TlsOptions::default(),
+        };
+        let client = warden_http::Client::with_tls(CONNECT_TIMEOUT.min(config.timeout), tls);
         let uri = warden_http::uri(&config.url).map_err(AlertsError::Client)?;
         Ok(Self {
             client,
@@ -206,7 +213,8 @@ impl WebhookSink {
                     alert = %alert.id, host, status, attempt, "alert webhook refused the alert"
                 ),
                 Failure::Transport(e) => tracing::warn!(
-                    alert = %alert.id, host, error = %e, attempt, "alert webhook unreachable"
+                    alert = %alert.id, host, error = %warden_http::error_chain(e), attempt,
+                    "alert webhook unreachable"
                 ),
             }
             if !retryable || attempt == self.retries {
@@ -261,6 +269,65 @@ mod tests {
         assert_eq!(
             s,
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    fn webhook(port: u16, ca_file: Option<std::path::PathBuf>) -> WebhookConfig {
+        WebhookConfig {
+            url: url::Url::parse(&format!("https://127.0.0.1:{port}/hook")).unwrap(),
+            secret: None,
+            timeout: Duration::from_secs(5),
+            retries: 0,
+            ca_file,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_webhook_behind_an_internal_ca_is_reached_only_with_ca_file() {
+        let ca = warden_test::tls::internal_ca("127.0.0.1");
+        let (port, count, _server) =
+            warden_test::tls::counting_https_server(&ca.issue("127.0.0.1")).await;
+        let alert = Alert {
+            id: "a1".into(),
+            rule: "auth_failures",
+            severity: "high",
+            ts: "2026-11-22T00:00:00Z".into(),
+            first_ts: "2026-11-22T00:00:00Z".into(),
+            summary: "test".into(),
+            principal: None,
+            session: None,
+            upstream: None,
+            remote: None,
+            tool: None,
+            count: 3,
+            window_secs: 60,
+            suppressed: 0,
+            controls: Vec::new(),
+            detail: None,
+        };
+        let plain = WebhookSink::new(&webhook(port, None), None).unwrap();
+        assert!(
+            !plain.deliver(&alert).await,
+            "the Mozilla roots do not trust a test CA"
+        );
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, &ca.ca_pem).unwrap();
+        let trusting = WebhookSink::new(&webhook(port, Some(file)), None).unwrap();
+        assert!(trusting.deliver(&alert).await);
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_unusable_ca_file_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("junk.pem");
+        std::fs::write(&file, "junk\n").unwrap();
+        let error = WebhookSink::new(&webhook(1, Some(file)), None).unwrap_err();
+        assert!(
+            error.to_string().starts_with("alerts.webhook.ca_file: "),
+            "{error}"
         );
     }
 

@@ -137,6 +137,9 @@ pub struct RawWebhook {
     pub timeout: Option<RawDuration>,
     /// `retries`.
     pub retries: Option<u64>,
+    /// `ca_file`: PEM certificates the webhook's certificate may chain to, besides the
+    /// Mozilla roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[alerts.log]` as written.
@@ -209,6 +212,8 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// Retries after a failed attempt.
     pub retries: u32,
+    /// PEM file of extra trust anchors for the webhook's certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The validated `[alerts.log]`.
@@ -516,11 +521,13 @@ impl Validator<'_> {
                 DEFAULT_WEBHOOK_RETRIES
             }
         };
+        let ca_file = self.path(path.key("ca_file"), raw.ca_file);
         Some(WebhookConfig {
             url: url?,
             secret,
             timeout,
             retries,
+            ca_file,
         })
     }
 }

@@ -54,6 +54,9 @@ pub struct RawTracing {
     pub max_batch: Option<u64>,
     /// `insecure_allow_http`.
     pub insecure_allow_http: Option<bool>,
+    /// `ca_file`: PEM certificates the collector's certificate may chain to, besides the
+    /// Mozilla roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A ratio of new traces to record, in `0.0..=1.0` (never NaN).
@@ -99,6 +102,8 @@ pub struct TracingConfig {
     pub max_batch: NonZeroUsize,
     /// Export over plain http to a non-loopback collector (default false).
     pub insecure_allow_http: bool,
+    /// PEM file of extra trust anchors for the collector's certificate.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Validator<'_> {
@@ -216,6 +221,7 @@ impl Validator<'_> {
                 },
             );
         }
+        let ca_file = self.path(path.key("ca_file"), raw.ca_file);
         Some(TracingConfig {
             endpoint,
             headers,
@@ -226,6 +232,7 @@ impl Validator<'_> {
             queue,
             max_batch,
             insecure_allow_http: raw.insecure_allow_http.unwrap_or(false),
+            ca_file,
         })
     }
 

@@ -38,6 +38,8 @@ pub struct ExportOptions {
     pub queue: usize,
     /// Spans per export request, at most.
     pub max_batch: usize,
+    /// Trust anchors besides the Mozilla roots (the collector behind an internal authority).
+    pub tls: warden_http::TlsOptions,
 }
 
 impl std::fmt::Debug for ExportOptions {
@@ -54,6 +56,7 @@ impl std::fmt::Debug for ExportOptions {
             .field("interval", &self.interval)
             .field("queue", &self.queue)
             .field("max_batch", &self.max_batch)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -155,7 +158,7 @@ impl TraceExporter {
         );
         // The shared client follows no redirect: credentials in the headers must not follow
         // one to another host.
-        let client = warden_http::Client::new(opts.timeout);
+        let client = warden_http::Client::with_tls(opts.timeout, opts.tls.clone());
         let uri = warden_http::uri(&url).map_err(ExportError::Client)?;
         let (sender, receiver) = mpsc::channel(opts.queue.max(1));
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);

@@ -40,6 +40,14 @@ pub(crate) fn taps(config: &Config, env: &dyn EnvSource) -> anyhow::Result<Vec<A
         interval: t.export_interval,
         queue: t.queue.get(),
         max_batch: t.max_batch.get(),
+        tls: warden_http::TlsOptions {
+            extra_roots: match &t.ca_file {
+                Some(path) => warden_http::read_ca_file(path)
+                    .map_err(|e| anyhow::anyhow!("tracing.ca_file: {e}"))?,
+                None => Vec::new(),
+            },
+            identity: None,
+        },
     })
     .context("cannot start trace export")?;
     tracing::info!(endpoint = %t.endpoint, "trace export on");

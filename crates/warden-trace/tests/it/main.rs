@@ -27,6 +27,7 @@ fn options(endpoint: &str, queue: usize) -> ExportOptions {
         interval: Duration::from_millis(50),
         queue,
         max_batch: 512,
+        tls: warden_http::TlsOptions::default(),
     }
 }
 
@@ -185,4 +186,34 @@ async fn dropping_the_exporter_flushes_what_is_queued() {
         .await
         .unwrap();
     assert_eq!(receiver.spans().len(), 1);
+}
+
+#[tokio::test]
+async fn a_collector_behind_an_internal_ca_gets_spans_only_when_trusted() {
+    let ca = warden_test::tls::internal_ca("127.0.0.1");
+    let (port, count, _server) =
+        warden_test::tls::counting_https_server(&ca.issue("127.0.0.1")).await;
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let answered = || count.load(std::sync::atomic::Ordering::SeqCst);
+
+    // The Mozilla roots alone: the handshake fails, nothing is answered.
+    let plain = TraceExporter::start(options(&endpoint, 64)).unwrap();
+    plain.records(&[call("3333333333333333", Status::Result, None)], true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(answered(), 0);
+    drop(plain);
+
+    // With the authority's certificate as an extra root: the batch is posted.
+    let mut trusting = options(&endpoint, 64);
+    trusting.tls = warden_http::TlsOptions {
+        extra_roots: vec![ca.ca_der.clone().into()],
+        identity: None,
+    };
+    let exporter = TraceExporter::start(trusting).unwrap();
+    exporter.records(&[call("4444444444444444", Status::Result, None)], true);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while answered() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answered(), 1);
 }
