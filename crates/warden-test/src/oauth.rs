@@ -167,21 +167,7 @@ impl Issuer {
     /// Starts the server over HTTPS (`https://127.0.0.1:PORT`), presenting `certificate` (made
     /// for `127.0.0.1`, by a test authority), publishing `keys`.
     pub async fn start_tls(keys: &[&SigningKey], certificate: &crate::tls::Issued) -> Issuer {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![certificate.cert_der.clone().into()],
-                rustls::pki_types::PrivateKeyDer::try_from(certificate.key_der.clone()).unwrap(),
-            )
-            .unwrap();
-        Issuer::start_with(
-            keys,
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
-        )
-        .await
+        Issuer::start_with(keys, Some(crate::tls::acceptor(certificate))).await
     }
 
     async fn start_with(keys: &[&SigningKey], tls: Option<tokio_rustls::TlsAcceptor>) -> Issuer {

@@ -73,6 +73,21 @@ pub fn internal_ca(name: &str) -> InternalCa {
     out
 }
 
+/// A TLS acceptor (TLS 1.2 and 1.3, no client certificate) presenting `certificate`.
+pub fn acceptor(certificate: &Issued) -> tokio_rustls::TlsAcceptor {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.cert_der.clone().into()],
+            rustls::pki_types::PrivateKeyDer::try_from(certificate.key_der.clone()).unwrap(),
+        )
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
 /// An HTTPS server on 127.0.0.1 presenting `certificate`, answering every request 200 with
 /// an empty body; its port, the number of requests it answered, and its task. A client that
 /// refuses the certificate ends the handshake, so only trusted requests are counted.
@@ -85,17 +100,7 @@ pub async fn counting_https_server(
 ) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![certificate.cert_der.clone().into()],
-            rustls::pki_types::PrivateKeyDer::try_from(certificate.key_der.clone()).unwrap(),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = acceptor(certificate);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let count = Arc::new(AtomicUsize::new(0));
