@@ -460,15 +460,28 @@ fn shebang(file: &Path, path_var: &str) -> Option<PathBuf> {
 /// The interpreter named by a `#!` line and, when it is `env`, the program name `env` is asked
 /// to find (its first argument that is not an option).
 fn shebang_line(file: &Path) -> Option<(PathBuf, Option<String>)> {
+    use std::os::unix::ffi::OsStrExt as _;
     let mut head = [0u8; SHEBANG_MAX];
     let n = std::fs::File::open(file).ok()?.read(&mut head).ok()?;
-    let line = head[..n].strip_prefix(b"#!")?;
-    let line = &line[..line.iter().position(|&b| b == b'\n')?];
-    let line = std::str::from_utf8(line).ok()?;
-    let mut words = line.split_whitespace();
-    let interpreter = PathBuf::from(words.next()?);
+    let rest = head[..n].strip_prefix(b"#!")?;
+    // As the kernel reads it (fs/binfmt_script.c): up to the newline, or without one the whole
+    // buffer, unless the interpreter's name itself runs to its end (then exec fails).
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let line = match rest.iter().position(|&b| b == b'\n') {
+        Some(end) => &rest[..end],
+        None => {
+            let start = rest.iter().position(|b| !blank(b))?;
+            rest[start..].iter().position(blank)?;
+            rest
+        }
+    };
+    let mut words = line.split(blank).filter(|w| !w.is_empty());
+    let interpreter = PathBuf::from(OsStr::from_bytes(words.next()?));
     let env_name = if is_env(&interpreter) {
-        words.find(|w| !w.starts_with('-')).map(str::to_owned)
+        words
+            .find(|w| !w.starts_with(b"-"))
+            .and_then(|w| std::str::from_utf8(w).ok())
+            .map(str::to_owned)
     } else {
         None
     };

@@ -279,3 +279,67 @@ fn the_interpreter_chain_stops_at_the_kernels_depth_and_at_loops() {
     write_executable(&b, &format!("#!{}\n", a.display()));
     assert_eq!(interpreter_chain(&a, "/bin"), vec![b.clone()]);
 }
+
+#[test]
+fn a_shebang_line_is_read_as_the_kernel_reads_it() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s");
+    // No newline within the kernel's 256 bytes: the interpreter is still the first word.
+    let long = format!("#!/bin/sh {}", "x".repeat(400));
+    write_executable(&script, &long);
+    assert_eq!(
+        interpreter_chain(&script, "/bin"),
+        vec![PathBuf::from("/bin/sh")]
+    );
+    // Tabs separate as spaces do.
+    write_executable(&script, "#!\t/bin/sh\t-e\n");
+    assert_eq!(
+        interpreter_chain(&script, "/bin"),
+        vec![PathBuf::from("/bin/sh")]
+    );
+    // An interpreter path that is not UTF-8 is still followed.
+    let odd = dir.path().join(OsStr::from_bytes(b"interp-\xff"));
+    write_executable(&odd, "#!/bin/sh\n");
+    let mut text = b"#!".to_vec();
+    text.extend_from_slice(odd.as_os_str().as_bytes());
+    text.push(b'\n');
+    std::fs::write(&script, &text).unwrap();
+    assert_eq!(
+        interpreter_chain(&script, "/bin"),
+        vec![odd.clone(), PathBuf::from("/bin/sh")]
+    );
+    // An interpreter name cut by the end of the buffer: the kernel refuses to run it.
+    write_executable(&script, &format!("#!/{}", "x".repeat(400)));
+    assert!(interpreter_chain(&script, "/bin").is_empty());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+    /// Whatever a file starts with, reading its `#!` line never panics, and an interpreter it
+    /// names is one word of the line: no blank in it, and it was in the first 256 bytes.
+    #[test]
+    fn any_first_bytes_give_at_most_one_word_from_the_buffer(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        newline_at in proptest::option::of(0usize..300),
+    ) {
+        use std::os::unix::ffi::OsStrExt as _;
+        let mut bytes = b"#!".to_vec();
+        bytes.extend_from_slice(&body);
+        if let Some(at) = newline_at {
+            let at = at.min(bytes.len());
+            bytes.insert(at, b'\n');
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, &bytes).unwrap();
+        if let Some((interpreter, _)) = shebang_line(&file) {
+            let word = interpreter.as_os_str().as_bytes();
+            proptest::prop_assert!(!word.is_empty());
+            proptest::prop_assert!(!word.iter().any(|b| *b == b' ' || *b == b'\t' || *b == b'\n'));
+            let head = &bytes[..bytes.len().min(SHEBANG_MAX)];
+            proptest::prop_assert!(head.windows(word.len()).any(|w| w == word));
+        }
+    }
+}
