@@ -76,6 +76,19 @@ impl Setup {
         std::fs::set_permissions(self.script(), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// Starts `run` once and checks that it refused a changed command before the script ran
+    /// (still `runs` runs); returns stderr.
+    async fn assert_refused(&self, config: &Path, runs: usize) -> String {
+        let (status, stderr) = self.run_once(config).await;
+        assert!(!status.success(), "a changed command must not start");
+        assert_eq!(self.runs(), runs, "the changed script ran:\n{stderr}");
+        assert!(
+            stderr.contains("its command changed since it was pinned"),
+            "{stderr}"
+        );
+        stderr
+    }
+
     /// How many times the script ran.
     fn runs(&self) -> usize {
         std::fs::read_to_string(self.marker())
@@ -252,13 +265,7 @@ async fn run_refuses_a_changed_command_before_it_runs_until_approved() {
 
     // Changed bytes: refused, and the script never ran.
     s.write_script("changed");
-    let (status, stderr) = s.run_once(&config).await;
-    assert!(!status.success(), "a changed command must not start");
-    assert_eq!(s.runs(), 2, "the changed script ran:\n{stderr}");
-    assert!(
-        stderr.contains("its command changed since it was pinned"),
-        "{stderr}"
-    );
+    let stderr = s.assert_refused(&config, 2).await;
     assert!(
         stderr.contains(&format!("executable digest: {old_digest} -> sha256:")),
         "{stderr}"
@@ -313,9 +320,7 @@ async fn a_changed_shebang_interpreter_refuses_the_start_before_the_script_runs(
 
     // The script is unchanged; its interpreter's bytes changed: refused, nothing ran.
     write_interpreter("changed");
-    let (status, stderr) = s.run_once(&config).await;
-    assert!(!status.success(), "a changed interpreter must not start");
-    assert_eq!(s.runs(), 1, "the script ran:\n{stderr}");
+    let stderr = s.assert_refused(&config, 1).await;
     assert!(stderr.contains("interpreter 1 digest"), "{stderr}");
 }
 
@@ -353,13 +358,7 @@ async fn a_remembered_digest_does_not_hide_a_change_of_bytes() {
     let after = std::fs::metadata(s.script()).unwrap();
     assert_eq!(after.len(), before.len());
     assert_eq!(after.modified().unwrap(), before.modified().unwrap());
-    let (status, stderr) = s.run_once(&config).await;
-    assert!(!status.success(), "a changed command must not start");
-    assert_eq!(s.runs(), 2, "the changed script ran:\n{stderr}");
-    assert!(
-        stderr.contains("its command changed since it was pinned"),
-        "{stderr}"
-    );
+    s.assert_refused(&config, 2).await;
 }
 
 // Proves: RUN-3
