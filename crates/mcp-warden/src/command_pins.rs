@@ -26,6 +26,9 @@ pub(crate) struct CommandTarget {
     pub(crate) mode: PinningMode,
     /// What its command runs now.
     pub(crate) snapshot: CommandSnapshot,
+    /// The identity of the executable file the snapshot's digest is of: the sandbox launcher
+    /// runs only that file (`None` when it changed while it was read).
+    pub(crate) identity: Option<warden_sandbox::ProgramIdentity>,
 }
 
 /// Reads what `program args` runs, resolving `program` as the sandbox launcher does (the
@@ -39,7 +42,7 @@ pub(crate) fn observe(
     cwd: Option<&Path>,
     data_dir: Option<&Path>,
     env: &dyn EnvSource,
-) -> anyhow::Result<CommandSnapshot> {
+) -> anyhow::Result<(CommandSnapshot, Option<warden_sandbox::ProgramIdentity>)> {
     let gateway_cwd = std::env::current_dir().context("reading the working directory")?;
     let path_var = env.var("PATH").unwrap_or_default();
     let resolved = warden_sandbox::plan::resolve_program(program, &gateway_cwd, &path_var)
@@ -54,7 +57,7 @@ pub(crate) fn observe(
         .map(PathBuf::from)
         .or_else(|| env.var("HOME").map(|h| PathBuf::from(h).join(".npm")));
     let interpreters = warden_sandbox::plan::interpreter_chain(&resolved, &path_var);
-    command::observe(&CommandInput {
+    command::observe_identified(&CommandInput {
         program,
         resolved: &resolved,
         interpreters: &interpreters,
@@ -65,6 +68,16 @@ pub(crate) fn observe(
             npm_cache,
         },
         digest_cache: data_dir,
+    })
+    .map(|(snapshot, identity)| {
+        let identity = identity.map(|i| warden_sandbox::ProgramIdentity {
+            dev: i.dev,
+            ino: i.ino,
+            size: i.size,
+            mtime_ns: i.mtime_ns,
+            ctime_ns: i.ctime_ns,
+        });
+        (snapshot, identity)
     })
     .with_context(|| format!("upstream `{name}`: cannot pin its command"))
 }
@@ -230,11 +243,14 @@ pub(crate) fn for_config(
 ) -> anyhow::Result<Vec<CommandTarget>> {
     pinned_stdio(config)
         .map(|(name, s, mode)| {
+            let (snapshot, identity) =
+                observe(name, &s.command, &s.args, s.cwd.as_deref(), data_dir, env)?;
             Ok(CommandTarget {
                 name: name.to_owned(),
                 pin_id: name.to_owned(),
                 mode,
-                snapshot: observe(name, &s.command, &s.args, s.cwd.as_deref(), data_dir, env)?,
+                snapshot,
+                identity,
             })
         })
         .collect()
@@ -255,11 +271,13 @@ pub(crate) fn for_run(
     if mode == PinningMode::Off {
         return Ok(None);
     }
+    let (snapshot, identity) = observe(name, program, args, None, data_dir, env)?;
     Ok(Some(CommandTarget {
         name: name.to_owned(),
         pin_id: crate::commands::pins::run_pin_id(name, command, None),
         mode,
-        snapshot: observe(name, program, args, None, data_dir, env)?,
+        snapshot,
+        identity,
     }))
 }
 
@@ -343,10 +361,12 @@ impl warden_session::Prelaunch for Recheck {
     fn check<'a>(
         &'a self,
         upstream: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = warden_session::PrelaunchResult> + Send + 'a>,
+    > {
         Box::pin(async move {
             let Some(w) = self.watched.get(upstream) else {
-                return Ok(());
+                return Ok(None);
             };
             let (name, program, args, cwd, data_dir) = (
                 upstream.to_owned(),
@@ -356,7 +376,7 @@ impl warden_session::Prelaunch for Recheck {
                 self.data_dir.clone(),
             );
             // Hashing an executable is blocking file I/O (a node binary is ~100 MB).
-            let snapshot = tokio::task::spawn_blocking(move || {
+            let (snapshot, identity) = tokio::task::spawn_blocking(move || {
                 observe(
                     &name,
                     &program,
@@ -374,13 +394,14 @@ impl warden_session::Prelaunch for Recheck {
                 pin_id: w.pin_id.clone(),
                 mode: w.mode,
                 snapshot,
+                identity,
             };
             let verdicts = verify(Some(&self.data_dir), vec![target], self.audit.as_ref())
                 .await
                 .map_err(|e| format!("{e:#}"))?;
             match verdicts.refused.into_iter().next() {
                 Some((_, message)) => Err(message),
-                None => Ok(()),
+                None => Ok(identity),
             }
         })
     }

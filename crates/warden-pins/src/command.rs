@@ -187,12 +187,21 @@ pub struct CommandInput<'a> {
 /// Reads the executable (and script) and the installed package versions of a command.
 /// Blocking file I/O: call it before the runtime, or from a blocking task.
 pub fn observe(input: &CommandInput<'_>) -> Result<CommandSnapshot, CommandError> {
+    observe_identified(input).map(|(snapshot, _)| snapshot)
+}
+
+/// [`observe`], with the identity of the executable file whose digest the snapshot holds
+/// (`None` when it changed while it was read), for the launcher to check before it runs it.
+pub fn observe_identified(
+    input: &CommandInput<'_>,
+) -> Result<(CommandSnapshot, Option<digests::Identity>), CommandError> {
     let mut cache = input.digest_cache.map(digests::DigestCache::open);
-    let mut digest = |path: &Path| match cache.as_mut() {
-        Some(cache) => cache.digest(path).map(|(d, _)| d),
-        None => digest_file(path),
+    let mut digest_identified = |path: &Path| match cache.as_mut() {
+        Some(cache) => cache.digest_identified(path).map(|(d, _, i)| (d, i)),
+        None => digest_file_identified(path),
     };
-    let executable = digest(input.resolved)?;
+    let (executable, identity) = digest_identified(input.resolved)?;
+    let mut digest = |path: &Path| digest_identified(path).map(|(d, _)| d);
     let interpreters = input
         .interpreters
         .iter()
@@ -221,7 +230,7 @@ pub fn observe(input: &CommandInput<'_>) -> Result<CommandSnapshot, CommandError
         .zip(versions)
         .map(|(s, installed)| package_pin(s, installed))
         .collect();
-    Ok(CommandSnapshot {
+    let snapshot = CommandSnapshot {
         program: input.program.to_owned(),
         path: input.resolved.display().to_string(),
         executable,
@@ -229,7 +238,8 @@ pub fn observe(input: &CommandInput<'_>) -> Result<CommandSnapshot, CommandError
         script,
         packages,
         seen_at: now(),
-    })
+    };
+    Ok((snapshot, identity))
 }
 
 fn package_pin(s: PackageSpec, installed: Option<String>) -> PackagePin {
@@ -252,16 +262,27 @@ fn absolute(path: &Path, base: &Path) -> PathBuf {
 
 /// The file and SHA-256 of `path`, after symbolic links.
 pub fn digest_file(path: &Path) -> Result<FileDigest, CommandError> {
+    digest_file_identified(path).map(|(d, _)| d)
+}
+
+/// [`digest_file`], with the file's identity (`None` when it changed while it was read).
+fn digest_file_identified(
+    path: &Path,
+) -> Result<(FileDigest, Option<digests::Identity>), CommandError> {
     let read = |source| CommandError::Read {
         path: path.to_owned(),
         source,
     };
     let target = std::fs::canonicalize(path).map_err(read)?;
     let file = std::fs::File::open(&target).map_err(read)?;
-    Ok(FileDigest {
+    let before = digests::Identity::of(&file.metadata().map_err(read)?);
+    let sha256 = hash_file(&file, path)?;
+    let after = digests::Identity::of(&file.metadata().map_err(read)?);
+    let digest = FileDigest {
         path: target.display().to_string(),
-        sha256: hash_file(&file, path)?,
-    })
+        sha256,
+    };
+    Ok((digest, (before == after).then_some(before)))
 }
 
 /// `sha256:<hex>` of the bytes of `file` (opened from `path`, named in errors), refusing files

@@ -60,6 +60,9 @@ pub const EXIT_SETUP_FAILED: i32 = 125;
 pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 /// Exit status when the server's program was not found.
 pub const EXIT_NOT_FOUND: i32 = 127;
+/// Exit status when the program is no longer the file the gateway checked
+/// ([`Profile::program_identity`]); nothing was executed.
+pub const EXIT_PROGRAM_CHANGED: i32 = 123;
 
 /// Size of the probe's tmpfs.
 const PROBE_TMP_BYTES: u64 = 1 << 20;
@@ -184,6 +187,7 @@ fn probe_profile(tmp_parent: &Path) -> Profile {
         cgroup_memory: true,
         // Never connected to: the probe only starts the forwarder.
         egress_proxy: Some(tmp_parent.join("mcp-warden-probe-egress.sock")),
+        program_identity: None,
     }
 }
 
@@ -538,12 +542,22 @@ fn run_server(profile: &Profile, tmp: Option<&Path>, egress_port: Option<u16>) -
     }
 }
 
+/// Why the checked program was not executed.
+enum Refused {
+    /// It could not be opened (reported as a failed `execve` would be).
+    Open(std::io::Error),
+    /// It is not the file that was checked.
+    Changed(Failure),
+}
+
 /// A prepared `execve`.
 struct Exec {
     program: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: Option<CString>,
+    /// The identity the gateway checked `program` with ([`Profile::program_identity`]).
+    identity: Option<crate::profile::ProgramIdentity>,
 }
 
 impl Exec {
@@ -603,7 +617,33 @@ impl Exec {
             argv,
             envp,
             cwd,
+            identity: profile.program_identity,
         })
+    }
+
+    /// Opens the program and checks that it is still the file the gateway checked. An ELF
+    /// binary is returned open, to be executed through its descriptor; `None` for a script.
+    fn open_checked(
+        &self,
+        expected: crate::profile::ProgramIdentity,
+    ) -> Result<Option<std::fs::File>, Refused> {
+        use std::io::Read as _;
+        use std::os::unix::ffi::OsStrExt as _;
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(self.program.as_bytes()));
+        let mut file = std::fs::File::open(path).map_err(Refused::Open)?;
+        let meta = file.metadata().map_err(Refused::Open)?;
+        if crate::profile::ProgramIdentity::of(&meta) != expected {
+            return Err(Refused::Changed(Failure::message(
+                "program",
+                format!(
+                    "{} changed after its command pin was checked; not executed",
+                    path.display()
+                ),
+            )));
+        }
+        let mut magic = [0u8; 4];
+        let elf = file.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF";
+        Ok(elf.then_some(file))
     }
 
     /// In the server's process: parent-death signal, chdir, execve. Returns only on failure.
@@ -616,7 +656,23 @@ impl Exec {
         {
             return report_failure(&failure);
         }
-        let error = sys::execve(&self.program, &self.argv, &self.envp);
+        let error = match self.identity {
+            Some(identity) => match self.open_checked(identity) {
+                Ok(Some(file)) => {
+                    use std::os::fd::AsFd as _;
+                    sys::execve_fd(file.as_fd(), &self.argv, &self.envp)
+                }
+                // A script: the kernel starts its interpreter with the script's path, so it is
+                // executed by path (the check above still covers it).
+                Ok(None) => sys::execve(&self.program, &self.argv, &self.envp),
+                Err(Refused::Open(error)) => error,
+                Err(Refused::Changed(failure)) => {
+                    report_failure(&failure);
+                    return EXIT_PROGRAM_CHANGED;
+                }
+            },
+            None => sys::execve(&self.program, &self.argv, &self.envp),
+        };
         let code = match error.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) => EXIT_NOT_FOUND,
             _ => EXIT_NOT_EXECUTABLE,

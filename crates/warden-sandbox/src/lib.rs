@@ -28,7 +28,9 @@ mod spawn;
 use std::path::PathBuf;
 
 pub use plan::{Command, Degraded, Planned, Settings, plan};
-pub use profile::{Filesystem, Network, PrivateTmp, Profile, ResourceLimits, Seccomp};
+pub use profile::{
+    Filesystem, Network, PrivateTmp, Profile, ProgramIdentity, ResourceLimits, Seccomp,
+};
 pub use report::{Availability, Control, Status, probe};
 pub use spawn::{Launch, Sandbox, Signal, signal_group, spawn};
 

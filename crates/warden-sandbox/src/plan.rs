@@ -346,6 +346,7 @@ pub fn plan(
         cgroup_pids,
         cgroup_memory,
         egress_proxy,
+        program_identity: None,
     };
     Ok(Planned {
         sandbox: Sandbox {

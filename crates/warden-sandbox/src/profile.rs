@@ -42,6 +42,45 @@ pub struct Profile {
     /// this socket, and the server gets `HTTPS_PROXY` and friends pointing at it.
     #[serde(default)]
     pub egress_proxy: Option<PathBuf>,
+    /// The identity `program` had when the gateway checked it against its command pin. The
+    /// server process opens `program`, refuses to run it when the file's identity differs
+    /// (it changed since the check), and executes an ELF binary through that descriptor, so
+    /// that what runs is the file that was checked; see [`ProgramIdentity`].
+    #[serde(default)]
+    pub program_identity: Option<ProgramIdentity>,
+}
+
+/// What identifies one version of a file, as `stat(2)` reports it: device, inode, size,
+/// modification and status change times (nanoseconds). The kernel sets the status change time
+/// on every change to a file's bytes or metadata and no system call sets it back, so a file
+/// rewritten in place, or replaced by another, does not keep its identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramIdentity {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// `st_mtime` in nanoseconds.
+    pub mtime_ns: i128,
+    /// `st_ctime` in nanoseconds.
+    pub ctime_ns: i128,
+}
+
+impl ProgramIdentity {
+    /// The identity of the file `meta` describes.
+    pub fn of(meta: &std::fs::Metadata) -> ProgramIdentity {
+        use std::os::unix::fs::MetadataExt as _;
+        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        ProgramIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 /// Network access of a sandboxed server.

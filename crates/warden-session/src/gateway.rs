@@ -118,14 +118,19 @@ pub struct GatewayOptions {
 /// See [`GatewayOptions::on_exit`]: called with the upstream's name and exit code.
 pub type ExitHook = Arc<dyn Fn(&str, Option<i32>) + Send + Sync>;
 
+/// What a [`Prelaunch`] check decided: `Ok` to start, with the identity the program must
+/// still have when the sandbox runs it (`None`: no such check); `Err` with the reason.
+pub type PrelaunchResult = Result<Option<warden_upstream::ProgramIdentity>, String>;
+
 /// A check before a stdio upstream's process is started again ([`GatewayOptions::prelaunch`]).
 pub trait Prelaunch: Send + Sync + 'static {
-    /// `Ok` to start `upstream`'s command now; `Err` with the reason (for logs and the audit
-    /// detail, free of secrets) to refuse.
+    /// `Ok` to start `upstream`'s command now (with the identity of the executable checked,
+    /// which the sandbox launcher verifies again right before it executes it); `Err` with the
+    /// reason (for logs and the audit detail, free of secrets) to refuse.
     fn check<'a>(
         &'a self,
         upstream: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = PrelaunchResult> + Send + 'a>>;
 }
 
 impl std::fmt::Debug for GatewayOptions {
@@ -722,17 +727,20 @@ impl UpstreamState {
         let allowed = match (&self.stdio_spec, gateway.upgrade()) {
             (Some(_), Some(g)) => match &g.opts.prelaunch {
                 Some(p) => p.check(&self.name).await,
-                None => Ok(()),
+                None => Ok(None),
             },
-            _ => Ok(()),
+            _ => Ok(None),
         };
-        if let Err(reason) = allowed {
-            // Not remembered: once the change is approved, the next legacy client gets it.
-            tracing::error!(upstream = %self.name, %reason, "second process for legacy clients not started");
-            return None;
-        }
+        let identity = match allowed {
+            Ok(identity) => identity,
+            Err(reason) => {
+                // Not remembered: once the change is approved, the next legacy client gets it.
+                tracing::error!(upstream = %self.name, %reason, "second process for legacy clients not started");
+                return None;
+            }
+        };
         let probe = match &self.stdio_spec {
-            Some(spec) => match Connection::spawn_stdio(spec.clone()).await {
+            Some(spec) => match Connection::spawn_stdio(checked_spec(spec, identity)).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::warn!(upstream = %self.name, error = %e, "second process for legacy clients failed to start");
@@ -1390,4 +1398,17 @@ impl Handler for Gateway {
         let catalog = up.catalog.read().ok()?;
         catalog.tool_params.get(&original)
     }
+}
+
+/// `spec` to start after a [`Prelaunch`] check: with the identity the check found, so the
+/// sandbox runs only that file; unchanged when the check gave none.
+pub(crate) fn checked_spec(
+    spec: &StdioSpec,
+    identity: Option<warden_upstream::ProgramIdentity>,
+) -> StdioSpec {
+    let mut spec = spec.clone();
+    if identity.is_some() {
+        spec.set_program_identity(identity);
+    }
+    spec
 }

@@ -494,16 +494,24 @@ impl Supervisor {
     /// shut down and the reason returned.
     async fn start_once(&mut self) -> Result<Connection, String> {
         let name = self.up.name.clone();
+        let mut identity = None;
         if matches!(self.up.life.transport, Transport::Stdio(_))
             && let Some(p) = self.gateway().and_then(|g| g.opts.prelaunch.clone())
-            && let Err(reason) = p.check(&name).await
         {
-            // The check audits its own refusal (a changed command is reported before it runs).
-            tracing::error!(upstream = %name, %reason, "upstream not restarted");
-            return Err(excerpt(&reason));
+            match p.check(&name).await {
+                Ok(checked) => identity = checked,
+                Err(reason) => {
+                    // The check audits its own refusal (a changed command is reported before
+                    // it runs).
+                    tracing::error!(upstream = %name, %reason, "upstream not restarted");
+                    return Err(excerpt(&reason));
+                }
+            }
         }
         let conn = match &self.up.life.transport {
-            Transport::Stdio(spec) => Connection::spawn_stdio(spec.clone()).await,
+            Transport::Stdio(spec) => {
+                Connection::spawn_stdio(crate::gateway::checked_spec(spec, identity)).await
+            }
             Transport::Http(spec) => Connection::http(spec.clone()),
         };
         let conn = match conn {

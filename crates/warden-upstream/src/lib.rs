@@ -48,6 +48,8 @@ pub use stdio::{
 pub use stream::{
     CANCEL_REASON_DROPPED, CANCEL_REASON_MAX_DURATION, CANCEL_REASON_TIMEOUT, ResponseStream,
 };
+/// What the sandbox launcher checks a program against before it runs it.
+pub use warden_sandbox::ProgramIdentity;
 
 /// Bounds the messages an upstream can queue for a consumer that is slow (or has not taken
 /// the receiver yet); further unsolicited messages are dropped and counted.

@@ -104,6 +104,15 @@ pub struct StdioSpec {
 }
 
 impl StdioSpec {
+    /// Makes a sandboxed child run only the file with `identity` (the one a command pin was
+    /// checked on; see [`warden_sandbox::Profile::program_identity`]). No effect without a
+    /// sandbox.
+    pub fn set_program_identity(&mut self, identity: Option<warden_sandbox::ProgramIdentity>) {
+        if let Some(sandbox) = self.sandbox.as_mut() {
+            sandbox.profile.program_identity = identity;
+        }
+    }
+
     /// A spec with no arguments, the gateway's environment and default limits.
     pub fn new(name: impl Into<String>, program: impl Into<String>) -> StdioSpec {
         StdioSpec {

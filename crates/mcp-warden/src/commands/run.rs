@@ -46,7 +46,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         EraArg::Legacy => EraPreference::Legacy,
         EraArg::Modern => EraPreference::Modern,
     };
-    let def = match &args.url {
+    let mut def = match &args.url {
         Some(url) => upstreams::from_url(
             &config,
             url,
@@ -99,12 +99,17 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 data_dir.as_deref(),
                 audit.log(),
             );
+            let identity = target.identity;
             let verdicts =
                 crate::command_pins::verify(data_dir.as_deref(), vec![target], audit.log().as_ref())
                     .await?;
             if let Some((_, message)) = verdicts.refused.into_iter().next() {
                 audit.close().await;
                 anyhow::bail!(message);
+            }
+            // The sandbox runs only the file that was checked (RUN-3).
+            if let warden_session::Transport::Stdio(spec) = &mut def.transport {
+                spec.set_program_identity(identity);
             }
         }
         let metrics_shutdown = tokio_util::sync::CancellationToken::new();

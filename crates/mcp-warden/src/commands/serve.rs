@@ -72,6 +72,10 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "serve",
             metrics.as_ref(),
         )?;
+        let identities: std::collections::HashMap<String, _> = command_targets
+            .iter()
+            .map(|t| (t.name.clone(), t.identity))
+            .collect();
         let verdicts = crate::command_pins::verify(
             data_dir.as_deref(),
             command_targets,
@@ -82,6 +86,14 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             // Like an upstream that fails to start: served without it, loudly.
             tracing::error!(upstream = %name, reason = %message, "upstream not started: its command changed since it was pinned");
             defs.retain(|d| &d.name != name);
+        }
+        // Each sandbox runs only the file that was checked (RUN-3).
+        for def in &mut defs {
+            if let (Some(identity), warden_session::Transport::Stdio(spec)) =
+                (identities.get(&def.name), &mut def.transport)
+            {
+                spec.set_program_identity(*identity);
+            }
         }
         // The metrics listener before the upstreams: a port in use stops startup early.
         let metrics_shutdown = CancellationToken::new();

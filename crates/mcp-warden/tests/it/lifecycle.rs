@@ -249,6 +249,104 @@ health_interval = "0s"
 
 /// How many times the flaky fixture started: it appends a line to `starts` in its state
 /// directory at each start (pids inside the sandbox's PID namespace repeat).
+// Proves: RUN-3 (a restart runs the file its own re-check passed, not the first start's)
+#[tokio::test]
+async fn a_restart_runs_the_executable_its_own_recheck_passed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let state = tempfile::tempdir().unwrap();
+    // The upstream's executable is a wrapper script: its bytes are what the pin and the
+    // sandbox's identity check are about.
+    let wrapper = state.path().join("run.sh");
+    let write_wrapper = |version: &str| {
+        let text = format!(
+            "#!/bin/sh\n# {version}\nexec {} {} {}\n",
+            deps::python().display(),
+            fixture().display(),
+            state.path().display()
+        );
+        std::fs::write(&wrapper, text).unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write_wrapper("v1");
+    // `report`: a changed command is recorded and started, so the restart below passes its
+    // re-check with the new file; the sandbox must then run that file, not refuse it as
+    // "changed since the first start's check".
+    let config = format!(
+        r#"
+[upstreams.flaky]
+command = {wrapper}
+command_pinning = "report"
+[upstreams.flaky.sandbox]
+write = [{state}]
+read = [{reads}]
+[upstreams.flaky.lifecycle]
+backoff_initial = "100ms"
+backoff_max = "200ms"
+max_restarts = 2
+health_interval = "0s"
+"#,
+        wrapper = toml_str(&wrapper.display().to_string()),
+        state = toml_str(&state.path().display().to_string()),
+        reads = python_and_fixture_paths().join(", "),
+    );
+    let serve = Serve::start(&config).await.unwrap();
+    let mut client = HttpClient::new(serve.url.clone());
+    client.initialize("2025-11-25").await.unwrap();
+    let whoami = json!({"name": "flaky__whoami", "arguments": {}});
+    let first = client.request("tools/call", whoami.clone()).await.unwrap();
+    assert!(first.get("result").is_some(), "{first}");
+    let before = starts_recorded(state.path());
+
+    std::thread::sleep(Duration::from_millis(20));
+    write_wrapper("v2");
+    let crashed = client
+        .request(
+            "tools/call",
+            json!({"name": "flaky__crash", "arguments": {"code": 5}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(crashed["error"]["code"], json!(-31001), "{crashed}");
+    let limit = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = client.request("tools/call", whoami.clone()).await.unwrap();
+        if r.get("result").is_some() {
+            break;
+        }
+        let records = upstream_records(serve.dir.path()).await;
+        assert!(
+            tokio::time::Instant::now() < limit,
+            "never restarted with the changed file: {r}\n{records:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        starts_recorded(state.path()) > before,
+        "a new process answered"
+    );
+    let records = upstream_records(serve.dir.path()).await;
+    assert!(
+        records.iter().any(|r| r["action"] == "command_changed"),
+        "the change was reported: {records:?}"
+    );
+}
+
+/// What a wrapper script that starts the Python fixture needs granted: the sandbox grants a
+/// command's own install prefix, not what a script it runs starts in turn.
+fn python_and_fixture_paths() -> Vec<String> {
+    let python = deps::python();
+    let real = std::fs::canonicalize(&python).unwrap();
+    let prefix = |p: &Path| p.parent().and_then(Path::parent).unwrap().to_owned();
+    [
+        prefix(&python),
+        prefix(&real),
+        fixture().parent().unwrap().to_owned(),
+    ]
+    .iter()
+    .map(|p| toml_str(&p.display().to_string()))
+    .collect()
+}
+
 fn starts_recorded(state: &std::path::Path) -> usize {
     std::fs::read_to_string(state.join("starts"))
         .unwrap()

@@ -58,16 +58,22 @@ pub const LOCAL_FILESYSTEMS: &[i64] = &[
 
 /// What identifies one version of a file, as `stat(2)` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+pub struct Identity {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// `st_mtime` in nanoseconds.
+    pub mtime_ns: i128,
+    /// `st_ctime` in nanoseconds.
+    pub ctime_ns: i128,
 }
 
 impl Identity {
-    fn of(meta: &std::fs::Metadata) -> Identity {
+    /// The identity of the file `meta` describes.
+    pub fn of(meta: &std::fs::Metadata) -> Identity {
         let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
         Identity {
             dev: meta.dev(),
@@ -132,6 +138,15 @@ impl DigestCache {
     /// The file and SHA-256 of `path` after symbolic links, from the cache when the file's
     /// identity matches, otherwise hashed (and remembered when allowed).
     pub fn digest(&mut self, path: &Path) -> Result<(FileDigest, Source), CommandError> {
+        self.digest_identified(path).map(|(d, s, _)| (d, s))
+    }
+
+    /// [`DigestCache::digest`], with the identity of the file the digest is of (`None` when
+    /// the file changed while it was read).
+    pub fn digest_identified(
+        &mut self,
+        path: &Path,
+    ) -> Result<(FileDigest, Source, Option<Identity>), CommandError> {
         let read = |source| CommandError::Read {
             path: path.to_owned(),
             source,
@@ -148,7 +163,7 @@ impl DigestCache {
                 path: key,
                 sha256: entry.sha256.clone(),
             };
-            return Ok((digest, Source::Remembered));
+            return Ok((digest, Source::Remembered, Some(before)));
         }
         let now_ns = unix_now_ns();
         let sha256 = hash_file(&file, path)?;
@@ -164,7 +179,8 @@ impl DigestCache {
             }
             Source::HashedNotRemembered
         };
-        Ok((FileDigest { path: key, sha256 }, source))
+        let identity = (before == after).then_some(before);
+        Ok((FileDigest { path: key, sha256 }, source, identity))
     }
 
     fn remember(&mut self, key: String, identity: Identity, sha256: String, hashed_at: u64) {

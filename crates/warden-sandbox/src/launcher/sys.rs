@@ -467,6 +467,34 @@ pub(crate) fn chdir(path: &CString) -> Result<(), Failure> {
     check("chdir", unsafe { libc::chdir(path.as_ptr()) })
 }
 
+/// execveat(2) of the file open as `fd` (`AT_EMPTY_PATH`); returns the error (it only
+/// returns on failure).
+pub(crate) fn execve_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+    argv: &[CString],
+    envp: &[CString],
+) -> io::Error {
+    use std::os::fd::AsRawFd as _;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: `fd` is open for the duration of the call (borrowed), the path is the empty
+    // NUL-terminated string `AT_EMPTY_PATH` asks for, and both arrays hold NUL-terminated
+    // strings owned by the caller and end with NULL, as execveat(2) requires.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv_ptrs.as_ptr(),
+            envp_ptrs.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    io::Error::last_os_error()
+}
+
 /// execve(2); returns the error (it only returns on failure).
 pub(crate) fn execve(program: &CString, argv: &[CString], envp: &[CString]) -> io::Error {
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();

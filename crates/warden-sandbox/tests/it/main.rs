@@ -7,6 +7,7 @@
 
 mod egress;
 mod escape;
+mod identity;
 mod lifecycle;
 
 use std::path::{Path, PathBuf};
