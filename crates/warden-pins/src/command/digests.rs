@@ -214,7 +214,10 @@ impl DigestCache {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(dir)?;
         let bytes = serde_json::to_vec(&self.stored).map_err(std::io::Error::other)?;
-        let tmp = dir.join(format!("{FILE_NAME}.{}.tmp", std::process::id()));
+        // Unique per save: two re-checks of one gateway may save at once.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("{FILE_NAME}.{}.{n}.tmp", std::process::id()));
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create(true)

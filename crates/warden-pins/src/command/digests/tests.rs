@@ -212,3 +212,36 @@ fn the_test_filesystem_counts_as_local() {
     std::fs::write(&exe, b"x").unwrap();
     assert!(is_local(&File::open(&exe).unwrap()));
 }
+
+#[test]
+fn concurrent_saves_leave_a_readable_cache() {
+    let data = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let p = data.path().join(format!("f{i}"));
+            std::fs::write(&p, i.to_string()).unwrap();
+            p
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for f in &files {
+            scope.spawn(|| {
+                for _ in 0..50 {
+                    let mut cache = eager(data.path());
+                    cache.digest(f).unwrap();
+                    cache.changed = true;
+                    cache.save().unwrap();
+                }
+            });
+        }
+    });
+    let bytes = std::fs::read(data.path().join(FILE_NAME)).unwrap();
+    let stored: Stored = serde_json::from_slice(&bytes).unwrap();
+    assert!(!stored.files.is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
