@@ -490,6 +490,17 @@ impl Gateway {
         Ok(gateway)
     }
 
+    /// Names of the upstreams whose handshake has not completed. A namespaced gateway
+    /// handshakes with every upstream in [`Gateway::start`], so right after it these are the
+    /// upstreams that could not be reached or did not answer (the cause is logged).
+    pub fn upstreams_undescribed(&self) -> Vec<String> {
+        self.upstreams
+            .iter()
+            .filter(|u| u.known_era().is_none())
+            .map(|u| u.name.clone())
+            .collect()
+    }
+
     /// Shuts every upstream down (stdio: close stdin, SIGTERM, SIGKILL).
     pub async fn shutdown(&self) {
         self.shutdown.cancel();

@@ -60,6 +60,10 @@ pub(crate) struct ScanArgs {
     /// Longest wait for one server when starting or connecting (seconds).
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub(crate) timeout: u64,
+    /// With `--connect`: also trust the certificates of this PEM file (an internal certificate
+    /// authority) for the remote servers and their TLS check.
+    #[arg(long = "ca-file", value_name = "PEM", requires = "connect")]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// The configuration files to work on: the given `paths` (client and format recognised from
@@ -175,10 +179,20 @@ pub(crate) fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let locations = targets(&args)?;
     let mut report = collect(locations);
     if args.start || args.connect {
+        let extra_roots = match &args.ca_file {
+            Some(path) => {
+                warden_http::read_ca_file(path).map_err(|e| anyhow::anyhow!("--ca-file: {e}"))?
+            }
+            None => Vec::new(),
+        };
         let consent = live::Consent {
             start: args.start,
             connect: args.connect,
             timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+            tls: warden_http::TlsOptions {
+                extra_roots,
+                identity: None,
+            },
         };
         crate::logging::init("warn", None)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

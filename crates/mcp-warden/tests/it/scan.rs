@@ -517,3 +517,79 @@ async fn scan_connect_reports_a_bad_certificate() {
     assert_eq!(bad["server"], "selfsigned");
     assert_eq!(bad["severity"], "high");
 }
+
+/// `scan --connect --ca-file PEM` trusts a remote server whose certificate an internal
+/// authority issued: no bad-certificate finding, and the server is analysed over TLS; without
+/// the file the same server is reported.
+#[tokio::test]
+async fn scan_connect_trusts_an_internal_ca_given_with_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = warden_test::tls::internal_ca("127.0.0.1");
+    let (cert, key, ca_file) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("ca.pem"),
+    );
+    std::fs::write(&cert, &ca.cert_pem).unwrap();
+    std::fs::write(&key, &ca.key_pem).unwrap();
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let serve = crate::support::Serve::start(&format!(
+        "[http]\ntls_cert = {}\ntls_key = {}\n",
+        crate::support::toml_str(&cert.display().to_string()),
+        crate::support::toml_str(&key.display().to_string())
+    ))
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("project")).unwrap();
+    let p = home.path().join(".cursor/mcp.json");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let url = format!("https://127.0.0.1:{}/mcp", serve.port);
+    std::fs::write(
+        &p,
+        serde_json::json!({"mcpServers": {"internal": {"url": url}}}).to_string(),
+    )
+    .unwrap();
+    let scan = |extra: Vec<String>| {
+        let home_path = home.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["scan", "--connect", "--timeout", "20", "--format", "json"];
+            args.extend(extra.iter().map(String::as_str));
+            warden(&home_path, &args)
+        })
+    };
+    let rules = |out: &str| -> Vec<String> {
+        let f: Vec<Value> = serde_json::from_str(out).unwrap();
+        f.iter()
+            .filter(|x| x["server"] == "internal")
+            .map(|x| x["rule"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let (_, out, err) = scan(Vec::new()).await.unwrap();
+    let without = rules(&out);
+    assert!(
+        without.iter().any(|r| r == "server.bad-tls"),
+        "{without:?}\n{err}"
+    );
+
+    let (_, out, err) = scan(vec!["--ca-file".into(), ca_file.display().to_string()])
+        .await
+        .unwrap();
+    let with = rules(&out);
+    assert!(
+        !with
+            .iter()
+            .any(|r| r == "server.bad-tls" || r == "server.unreachable"),
+        "{with:?}\n{err}"
+    );
+
+    // An unusable file is a start-up error naming the option.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "junk\n").unwrap();
+    let (code, _, err) = scan(vec!["--ca-file".into(), junk.display().to_string()])
+        .await
+        .unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("--ca-file: "), "{err}");
+}

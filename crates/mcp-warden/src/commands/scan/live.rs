@@ -22,7 +22,7 @@ use warden_upstream::{HttpSpec, StdioSpec};
 const CONCURRENCY: usize = 4;
 
 /// What the scan may do.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Consent {
     /// Start stdio servers (runs the commands in the configs, sandboxed).
     pub(crate) start: bool,
@@ -30,6 +30,8 @@ pub(crate) struct Consent {
     pub(crate) connect: bool,
     /// Longest wait for one server's start-up and listings.
     pub(crate) timeout: Duration,
+    /// Roots trusted besides the Mozilla ones for remote servers (`--ca-file`).
+    pub(crate) tls: warden_http::TlsOptions,
 }
 
 /// What one server exposed.
@@ -58,7 +60,7 @@ fn expand(value: &str) -> String {
     }
 }
 
-fn def_for(entry: &ServerEntry, consent: Consent) -> Result<Option<UpstreamDef>, String> {
+fn def_for(entry: &ServerEntry, consent: &Consent) -> Result<Option<UpstreamDef>, String> {
     let config = warden_config::Config::default();
     let transport = match &entry.transport {
         Some(ConfigTransport::Stdio { command, args, env }) if consent.start => {
@@ -89,6 +91,7 @@ fn def_for(entry: &ServerEntry, consent: Consent) -> Result<Option<UpstreamDef>,
                 .map(|(k, v)| (k.clone(), expand(v)))
                 .collect();
             spec.request_timeout = consent.timeout;
+            spec.tls = consent.tls.clone();
             Transport::Http(spec)
         }
         _ => return Ok(None),
@@ -165,6 +168,16 @@ async fn fetch(def: UpstreamDef, timeout: Duration) -> Result<Fetched, String> {
         )
         .await
         .map_err(|e| e.to_string())?;
+        // The gateway answers `initialize` itself: a server that could not be reached or did
+        // not complete its handshake would otherwise look like one that exposes nothing.
+        if !gateway.upstreams_undescribed().is_empty() {
+            gateway.shutdown().await;
+            return Err(
+                "the server could not be reached or did not complete the MCP handshake \
+                        (MCP_WARDEN_LOG=error shows why)"
+                    .into(),
+            );
+        }
         let session = gateway
             .open_session(Principal::local(), Face::Http)
             .await
@@ -225,7 +238,11 @@ fn to_scan(entry: &ServerEntry, what: &str, f: Finding) -> ScanFinding {
 
 /// For an `https` server: `Some(reason)` when its certificate is refused (untrusted issuer,
 /// expired, wrong name). Any HTTP answer, even an error status, means TLS itself is sound.
-async fn tls_problem(url: &str, timeout: Duration) -> Option<String> {
+async fn tls_problem(
+    url: &str,
+    timeout: Duration,
+    tls: &warden_http::TlsOptions,
+) -> Option<String> {
     if !url.starts_with("https://") {
         return None;
     }
@@ -233,7 +250,7 @@ async fn tls_problem(url: &str, timeout: Duration) -> Option<String> {
         .ok()
         .and_then(|u| warden_http::uri(&u).ok())?;
     let limit = timeout.min(Duration::from_secs(10));
-    let client = warden_http::Client::new(limit);
+    let client = warden_http::Client::with_tls(limit, tls.clone());
     let request = warden_http::request(
         http::Method::GET,
         uri,
@@ -255,6 +272,7 @@ async fn tls_problem(url: &str, timeout: Duration) -> Option<String> {
 
 /// Starts or connects to each server the consent allows and analyses what it exposes.
 pub(crate) async fn analyse(entries: &[ServerEntry], consent: Consent) -> Vec<ScanFinding> {
+    let consent = &consent;
     let jobs = entries
         .iter()
         .filter(|e| !e.disabled)
@@ -287,7 +305,7 @@ pub(crate) async fn analyse(entries: &[ServerEntry], consent: Consent) -> Vec<Sc
     if consent.connect {
         for e in entries.iter().filter(|e| !e.disabled) {
             if let Some(ConfigTransport::Remote { url, .. }) = &e.transport
-                && let Some(why) = tls_problem(url, consent.timeout).await
+                && let Some(why) = tls_problem(url, consent.timeout, &consent.tls).await
             {
                 out.push(ScanFinding {
                     rule: "server.bad-tls",
