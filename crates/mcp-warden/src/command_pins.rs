@@ -69,16 +69,6 @@ pub(crate) fn observe(
         },
         digest_cache: data_dir,
     })
-    .map(|(snapshot, identity)| {
-        let identity = identity.map(|i| warden_sandbox::ProgramIdentity {
-            dev: i.dev,
-            ino: i.ino,
-            size: i.size,
-            mtime_ns: i.mtime_ns,
-            ctime_ns: i.ctime_ns,
-        });
-        (snapshot, identity)
-    })
     .with_context(|| format!("upstream `{name}`: cannot pin its command"))
 }
 

@@ -472,33 +472,52 @@ fn scan_start_analyses_the_servers_tools() {
     assert_eq!(code, 1, "a high finding fails the scan");
 }
 
+/// `mcp-warden serve` on https with the PEM certificate and key (written into `dir`).
+async fn https_serve(
+    dir: &std::path::Path,
+    cert_pem: &str,
+    key_pem: &str,
+) -> crate::support::Serve {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    crate::support::Serve::start(&format!(
+        "[http]\ntls_cert = {}\ntls_key = {}\n",
+        crate::support::toml_str(&cert.display().to_string()),
+        crate::support::toml_str(&key.display().to_string())
+    ))
+    .await
+    .unwrap()
+}
+
+/// A Cursor configuration under `home` with one remote server, `name`, at
+/// `https://127.0.0.1:PORT/mcp`.
+fn cursor_config_with_remote(home: &std::path::Path, name: &str, port: u16) {
+    std::fs::create_dir_all(home.join("project")).unwrap();
+    let p = home.join(".cursor/mcp.json");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let url = format!("https://127.0.0.1:{port}/mcp");
+    std::fs::write(
+        &p,
+        serde_json::json!({"mcpServers": {name: {"url": url}}}).to_string(),
+    )
+    .unwrap();
+}
+
 /// `scan --connect` reports a remote server whose certificate does not validate (here a real
 /// `mcp-warden serve` with a self-signed certificate on 127.0.0.1).
 #[tokio::test]
 async fn scan_connect_reports_a_bad_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let serve = crate::support::Serve::start(&format!(
-        "[http]\ntls_cert = {}\ntls_key = {}\n",
-        crate::support::toml_str(&cert.display().to_string()),
-        crate::support::toml_str(&key.display().to_string())
-    ))
-    .await
-    .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join("project")).unwrap();
-    let p = home.path().join(".cursor/mcp.json");
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let url = format!("https://127.0.0.1:{}/mcp", serve.port);
-    std::fs::write(
-        &p,
-        serde_json::json!({"mcpServers": {"selfsigned": {"url": url}}}).to_string(),
+    let serve = https_serve(
+        dir.path(),
+        &certified.cert.pem(),
+        &certified.signing_key.serialize_pem(),
     )
-    .unwrap();
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    cursor_config_with_remote(home.path(), "selfsigned", serve.port);
     let home_path = home.path().to_owned();
     let (code, out, err) = tokio::task::spawn_blocking(move || {
         warden(
@@ -525,31 +544,11 @@ async fn scan_connect_reports_a_bad_certificate() {
 async fn scan_connect_trusts_an_internal_ca_given_with_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     let ca = warden_test::tls::internal_ca("127.0.0.1");
-    let (cert, key, ca_file) = (
-        dir.path().join("cert.pem"),
-        dir.path().join("key.pem"),
-        dir.path().join("ca.pem"),
-    );
-    std::fs::write(&cert, &ca.cert_pem).unwrap();
-    std::fs::write(&key, &ca.key_pem).unwrap();
+    let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.ca_pem).unwrap();
-    let serve = crate::support::Serve::start(&format!(
-        "[http]\ntls_cert = {}\ntls_key = {}\n",
-        crate::support::toml_str(&cert.display().to_string()),
-        crate::support::toml_str(&key.display().to_string())
-    ))
-    .await
-    .unwrap();
+    let serve = https_serve(dir.path(), &ca.cert_pem, &ca.key_pem).await;
     let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join("project")).unwrap();
-    let p = home.path().join(".cursor/mcp.json");
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let url = format!("https://127.0.0.1:{}/mcp", serve.port);
-    std::fs::write(
-        &p,
-        serde_json::json!({"mcpServers": {"internal": {"url": url}}}).to_string(),
-    )
-    .unwrap();
+    cursor_config_with_remote(home.path(), "internal", serve.port);
     let scan = |extra: Vec<String>| {
         let home_path = home.path().to_owned();
         tokio::task::spawn_blocking(move || {

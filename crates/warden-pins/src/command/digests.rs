@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -56,34 +56,10 @@ pub const LOCAL_FILESYSTEMS: &[i64] = &[
     0x7371_7368,
 ];
 
-/// What identifies one version of a file, as `stat(2)` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// `st_dev`.
-    pub dev: u64,
-    /// `st_ino`.
-    pub ino: u64,
-    /// `st_size`.
-    pub size: u64,
-    /// `st_mtime` in nanoseconds.
-    pub mtime_ns: i128,
-    /// `st_ctime` in nanoseconds.
-    pub ctime_ns: i128,
-}
-
-impl Identity {
-    /// The identity of the file `meta` describes.
-    pub fn of(meta: &std::fs::Metadata) -> Identity {
-        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
-        Identity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
+/// What identifies one version of a file, as `stat(2)` reports it (the type the sandbox
+/// launcher checks a program against, so a remembered identity and a checked one are the same
+/// thing).
+pub use warden_sandbox::ProgramIdentity as Identity;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
