@@ -232,23 +232,16 @@ fn tls_options(
     ca_field: &str,
     identity_field: &str,
 ) -> anyhow::Result<warden_http::TlsOptions> {
-    let extra_roots = match ca_file {
-        Some(path) => {
-            warden_http::read_ca_file(path).map_err(|e| anyhow::anyhow!("{ca_field}: {e}"))?
-        }
-        None => Vec::new(),
-    };
-    let identity = match client_identity {
+    let mut tls = warden_http::TlsOptions::trusting(ca_file)
+        .map_err(|e| anyhow::anyhow!("{ca_field}: {e}"))?;
+    tls.identity = match client_identity {
         Some((cert, key)) => Some(std::sync::Arc::new(
             warden_http::ClientIdentity::read(cert, key)
                 .map_err(|e| anyhow::anyhow!("{identity_field}: {e}"))?,
         )),
         None => None,
     };
-    Ok(warden_http::TlsOptions {
-        extra_roots,
-        identity,
-    })
+    Ok(tls)
 }
 
 /// The upstream of `run --url URL`.

@@ -145,13 +145,8 @@ impl WebhookSink {
     pub fn new(config: &WebhookConfig, secret: Option<Secret>) -> Result<Self, AlertsError> {
         // The shared client follows no redirect: a signed alert goes where it was configured
         // to go, nowhere else.
-        let tls = match &config.ca_file {
-            Some(path) => warden_http::TlsOptions {
-                extra_roots: warden_http::read_ca_file(path).map_err(AlertsError::CaFile)?,
-                identity: None,
-            },
-            None => warden_http::TlsOptions::default(),
-        };
+        let tls = warden_http::TlsOptions::trusting(config.ca_file.as_deref())
+            .map_err(AlertsError::CaFile)?;
         let client = warden_http::Client::with_tls(CONNECT_TIMEOUT.min(config.timeout), tls);
         let uri = warden_http::uri(&config.url).map_err(AlertsError::Client)?;
         Ok(Self {

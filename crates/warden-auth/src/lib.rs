@@ -172,13 +172,8 @@ impl Authenticator {
             None => None,
             Some(o) => {
                 let resource = config.resource.as_ref().ok_or(AuthError::NoResource)?;
-                let tls = match &o.ca_file {
-                    Some(path) => warden_http::TlsOptions {
-                        extra_roots: warden_http::read_ca_file(path).map_err(AuthError::CaFile)?,
-                        identity: None,
-                    },
-                    None => warden_http::TlsOptions::default(),
-                };
+                let tls = warden_http::TlsOptions::trusting(o.ca_file.as_deref())
+                    .map_err(AuthError::CaFile)?;
                 let http = fetch::Http::new(o.http_timeout, tls);
                 let introspector = match &o.introspection {
                     None => None,

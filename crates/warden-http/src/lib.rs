@@ -337,6 +337,21 @@ pub struct TlsOptions {
     pub identity: Option<Arc<ClientIdentity>>,
 }
 
+impl TlsOptions {
+    /// The certificates of the PEM file `ca_file` as roots besides the Mozilla ones (none
+    /// without a file), no client certificate: what every `ca_file` setting means. Errors are
+    /// [`read_ca_file`]'s, for the caller to prefix with the setting's name.
+    pub fn trusting(ca_file: Option<&std::path::Path>) -> Result<TlsOptions, String> {
+        Ok(TlsOptions {
+            extra_roots: match ca_file {
+                Some(path) => read_ca_file(path)?,
+                None => Vec::new(),
+            },
+            identity: None,
+        })
+    }
+}
+
 impl std::fmt::Debug for TlsOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsOptions")

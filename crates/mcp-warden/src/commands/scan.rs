@@ -179,20 +179,13 @@ pub(crate) fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let locations = targets(&args)?;
     let mut report = collect(locations);
     if args.start || args.connect {
-        let extra_roots = match &args.ca_file {
-            Some(path) => {
-                warden_http::read_ca_file(path).map_err(|e| anyhow::anyhow!("--ca-file: {e}"))?
-            }
-            None => Vec::new(),
-        };
+        let tls = warden_http::TlsOptions::trusting(args.ca_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("--ca-file: {e}"))?;
         let consent = live::Consent {
             start: args.start,
             connect: args.connect,
             timeout: std::time::Duration::from_secs(args.timeout.max(1)),
-            tls: warden_http::TlsOptions {
-                extra_roots,
-                identity: None,
-            },
+            tls,
         };
         crate::logging::init("warn", None)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

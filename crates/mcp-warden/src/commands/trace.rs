@@ -40,16 +40,34 @@ pub(crate) fn taps(config: &Config, env: &dyn EnvSource) -> anyhow::Result<Vec<A
         interval: t.export_interval,
         queue: t.queue.get(),
         max_batch: t.max_batch.get(),
-        tls: warden_http::TlsOptions {
-            extra_roots: match &t.ca_file {
-                Some(path) => warden_http::read_ca_file(path)
-                    .map_err(|e| anyhow::anyhow!("tracing.ca_file: {e}"))?,
-                None => Vec::new(),
-            },
-            identity: None,
-        },
+        tls: warden_http::TlsOptions::trusting(t.ca_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("tracing.ca_file: {e}"))?,
     })
     .context("cannot start trace export")?;
     tracing::info!(endpoint = %t.endpoint, "trace export on");
     Ok(vec![Arc::new(exporter)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_ca_file_stops_start_up_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let text = format!(
+            "[tracing]\nendpoint = \"http://127.0.0.1:4318\"\nca_file = {}\n",
+            serde_json::to_string(&junk.display().to_string()).unwrap()
+        );
+        let config = Config::parse(&text, "warden.toml").unwrap();
+        let env = warden_config::env::MapEnv::default();
+        let error = match taps(&config, &env) {
+            Ok(_) => panic!("an unusable ca_file must stop start-up"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(error.contains("tracing.ca_file: "), "{error}");
+        assert!(error.contains(&junk.display().to_string()), "{error}");
+    }
 }

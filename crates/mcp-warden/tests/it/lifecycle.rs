@@ -72,31 +72,10 @@ health_interval = "0s"
     // Pids inside the sandbox's PID namespace repeat: count the starts the fixture records.
     let starts = || starts_recorded(state.path());
     let before = starts();
-    let crashed = client
-        .request(
-            "tools/call",
-            json!({"name": "flaky__crash", "arguments": {"code": 5}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(crashed["error"]["code"], json!(-31001), "{crashed}");
+    crash_flaky(&mut client).await;
     // The next call is served by a new process, in the same client session.
-    let limit = tokio::time::Instant::now() + WAIT;
-    loop {
-        let r = client
-            .request(
-                "tools/call",
-                json!({"name": "flaky__whoami", "arguments": {}}),
-            )
-            .await
-            .unwrap();
-        if r.get("result").is_some() {
-            assert!(!text(&r).is_empty());
-            break;
-        }
-        assert!(tokio::time::Instant::now() < limit, "never restarted: {r}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let r = served_again(&mut client, serve.dir.path()).await;
+    assert!(!text(&r).is_empty());
     assert!(starts() > before, "a new process answered");
 
     // Upstream events are queued for the audit writer, not awaited: poll until both are on
@@ -204,14 +183,7 @@ health_interval = "0s"
     let mut text_now = std::fs::read_to_string(&script).unwrap();
     text_now.push_str("\n# replaced while the gateway runs\n");
     std::fs::write(&script, text_now).unwrap();
-    let crashed = client
-        .request(
-            "tools/call",
-            json!({"name": "flaky__crash", "arguments": {"code": 5}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(crashed["error"]["code"], json!(-31001), "{crashed}");
+    crash_flaky(&mut client).await;
     // Wait for the supervisor to try (and be refused) every restart it may make.
     let limit = tokio::time::Instant::now() + WAIT;
     loop {
@@ -293,33 +265,14 @@ health_interval = "0s"
     let mut client = HttpClient::new(serve.url.clone());
     client.initialize("2025-11-25").await.unwrap();
     let whoami = json!({"name": "flaky__whoami", "arguments": {}});
-    let first = client.request("tools/call", whoami.clone()).await.unwrap();
+    let first = client.request("tools/call", whoami).await.unwrap();
     assert!(first.get("result").is_some(), "{first}");
     let before = starts_recorded(state.path());
 
     std::thread::sleep(Duration::from_millis(20));
     write_wrapper("v2");
-    let crashed = client
-        .request(
-            "tools/call",
-            json!({"name": "flaky__crash", "arguments": {"code": 5}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(crashed["error"]["code"], json!(-31001), "{crashed}");
-    let limit = tokio::time::Instant::now() + WAIT;
-    loop {
-        let r = client.request("tools/call", whoami.clone()).await.unwrap();
-        if r.get("result").is_some() {
-            break;
-        }
-        let records = upstream_records(serve.dir.path()).await;
-        assert!(
-            tokio::time::Instant::now() < limit,
-            "never restarted with the changed file: {r}\n{records:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crash_flaky(&mut client).await;
+    served_again(&mut client, serve.dir.path()).await;
     assert!(
         starts_recorded(state.path()) > before,
         "a new process answered"
@@ -345,6 +298,41 @@ fn python_and_fixture_paths() -> Vec<String> {
     .iter()
     .map(|p| toml_str(&p.display().to_string()))
     .collect()
+}
+
+/// Makes the fixture upstream `flaky` exit with status 5 mid-call; the call fails with the
+/// gateway's "upstream closed" error.
+async fn crash_flaky(client: &mut HttpClient) {
+    let crashed = client
+        .request(
+            "tools/call",
+            json!({"name": "flaky__crash", "arguments": {"code": 5}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(crashed["error"]["code"], json!(-31001), "{crashed}");
+}
+
+/// Calls `flaky__whoami` until a (restarted) process answers it, within [`WAIT`]; the answer.
+async fn served_again(client: &mut HttpClient, data_dir: &Path) -> Value {
+    let limit = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = client
+            .request(
+                "tools/call",
+                json!({"name": "flaky__whoami", "arguments": {}}),
+            )
+            .await
+            .unwrap();
+        if r.get("result").is_some() {
+            return r;
+        }
+        if tokio::time::Instant::now() >= limit {
+            let records = upstream_records(data_dir).await;
+            panic!("never served again: {r}\n{records:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn starts_recorded(state: &std::path::Path) -> usize {

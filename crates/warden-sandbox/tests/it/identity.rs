@@ -17,6 +17,15 @@ fn executable(path: &std::path::Path, bytes: &[u8]) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Runs `planned` expecting the launcher to refuse its changed program: exit 123, and nothing
+/// of the program ran (no output).
+async fn refused(planned: &warden_sandbox::Planned) -> crate::Output {
+    let out = run(&launch(planned, true)).await;
+    assert_eq!(out.code, Some(EXIT_PROGRAM_CHANGED), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    out
+}
+
 #[tokio::test]
 async fn an_unchanged_binary_runs_through_its_descriptor_and_a_changed_one_does_not_run() {
     let dir = scratch();
@@ -43,13 +52,7 @@ async fn an_unchanged_binary_runs_through_its_descriptor_and_a_changed_one_does_
     // The same bytes written again: a new status change time, so not the checked file.
     std::thread::sleep(std::time::Duration::from_millis(20));
     executable(&server, &std::fs::read(&shell).unwrap());
-    let refused = run(&launch(&planned, true)).await;
-    assert_eq!(
-        refused.code,
-        Some(EXIT_PROGRAM_CHANGED),
-        "{}",
-        refused.stderr
-    );
+    let refused = refused(&planned).await;
     assert!(
         refused
             .stderr
@@ -57,7 +60,6 @@ async fn an_unchanged_binary_runs_through_its_descriptor_and_a_changed_one_does_
         "{}",
         refused.stderr
     );
-    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
 }
 
 #[tokio::test]
@@ -79,12 +81,5 @@ async fn a_script_is_checked_and_executed_by_path() {
 
     std::thread::sleep(std::time::Duration::from_millis(20));
     executable(&server, b"#!/bin/sh\necho \"$0\"\nexit 6\n");
-    let refused = run(&launch(&planned, true)).await;
-    assert_eq!(
-        refused.code,
-        Some(EXIT_PROGRAM_CHANGED),
-        "{}",
-        refused.stderr
-    );
-    assert!(refused.stdout.is_empty());
+    refused(&planned).await;
 }
