@@ -49,6 +49,8 @@ pub(crate) struct LogFile {
     /// Records written but not yet synced.
     unsynced: bool,
     buf: Vec<u8>,
+    /// The record being encoded, reused so that encoding does not grow a new buffer each time.
+    rec: Vec<u8>,
 }
 
 impl LogFile {
@@ -95,6 +97,7 @@ impl LogFile {
             since_checkpoint: 0,
             unsynced: false,
             buf: Vec::with_capacity(64 * 1024),
+            rec: Vec::with_capacity(1024),
         };
         publish_public_key(path, &log.keys).map_err(&io)?;
         log.lock.lock_exclusive().map_err(&io)?;
@@ -260,15 +263,17 @@ impl LogFile {
     }
 
     fn encode(&mut self, record: &AuditRecord) {
-        let rec = match serde_json::to_vec(record) {
-            Ok(r) => r,
-            Err(e) => {
-                // Records are plain data; serialisation cannot fail short of a bug.
-                tracing::error!(error = %e, "audit record could not be encoded");
-                return;
-            }
-        };
-        self.encode_raw(&rec);
+        let mut rec = std::mem::take(&mut self.rec);
+        rec.clear();
+        match serde_json::to_writer(&mut rec, record) {
+            Ok(()) => self.encode_raw(&rec),
+            // Records are plain data; serialisation cannot fail short of a bug.
+            Err(e) => tracing::error!(error = %e, "audit record could not be encoded"),
+        }
+        // A rare huge record does not keep its buffer.
+        if rec.capacity() <= 64 * 1024 {
+            self.rec = rec;
+        }
     }
 
     fn encode_raw(&mut self, rec: &[u8]) {

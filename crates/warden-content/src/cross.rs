@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use warden_proto::Field;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -69,7 +70,7 @@ impl CrossServerGuard {
         if self.modes.of(Some(upstream)).poisoning == Mode::Off {
             return Ok(Verdict::Continue);
         }
-        let Some(Value::Array(tools)) = call.message.result().and_then(|r| r.get("tools")) else {
+        let Some(Value::Array(tools)) = call.message.result().and_then(|r| r.field("tools")) else {
             return Ok(Verdict::Continue);
         };
         let mine = Arc::new(tools.clone());
@@ -102,7 +103,7 @@ impl CrossServerGuard {
         let mut lines = Vec::new();
         let mut total = 0;
         for (tool, findings) in mine.iter().zip(own) {
-            let name = tool.get("name").and_then(Value::as_str).unwrap_or("?");
+            let name = tool.field("name").and_then(Value::as_str).unwrap_or("?");
             for f in findings.iter().filter(|f| f.severity >= Severity::Medium) {
                 total += 1;
                 tracing::warn!(

@@ -78,19 +78,18 @@ impl Poisoning {
     }
 
     fn is_blocked(&self, upstream: Option<&str>, raw: Option<&str>, client_name: &str) -> bool {
-        if let (Some(u), Some(r)) = (upstream, raw)
-            && self
-                .blocked
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&(u.to_owned(), r.to_owned()))
-        {
-            return true;
+        // Nothing withheld is the usual case: answered without building the owned key.
+        if let (Some(u), Some(r)) = (upstream, raw) {
+            let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+            if !blocked.is_empty() && blocked.contains(&(u.to_owned(), r.to_owned())) {
+                return true;
+            }
         }
-        self.blocked_names
+        let names = self
+            .blocked_names
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(client_name)
+            .unwrap_or_else(PoisonError::into_inner);
+        !names.is_empty() && names.contains(client_name)
     }
 }
 

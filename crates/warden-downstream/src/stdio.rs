@@ -8,19 +8,24 @@
 //!
 //! Requests are handled concurrently (a slow tool call does not hold up a `ping`), up to
 //! [`StdioOptions::max_in_flight`] at once; beyond that the reader stops reading, so a client
-//! cannot make the gateway queue without bound. Notifications and responses are handled in
-//! arrival order, inline. One writer task owns the output and writes each message followed by
-//! `\n`; everything reaches it through a bounded channel.
+//! cannot make the gateway queue without bound. The requests in flight are futures the reader
+//! itself polls (one task for the whole client: no task spawned, no semaphore per request), so
+//! the reader never waits on anything without also driving them. Notifications and responses
+//! are handled in arrival order, inline. One writer task owns the output and writes each
+//! message followed by `\n`; everything reaches it through a bounded channel.
 //!
 //! stdout *is* the protocol: this module writes nothing but protocol messages to `output`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use warden_guard::Principal;
@@ -88,16 +93,19 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    serve_stdio_with(handler, input, output, StdioOptions::new(limits)).await
+    let never = CancellationToken::new();
+    serve_stdio_with(handler, input, output, StdioOptions::new(limits), never).await
 }
 
-/// Serves one stdio client until its input reaches EOF.
+/// Serves one stdio client until its input reaches EOF or `stop` is cancelled.
 ///
 /// Opens one session (`Face::Stdio`, [`Principal::local`]), hands every decoded message to
 /// `handler` and writes every message of each reply to `output`, plus the session's
-/// unsolicited messages. At EOF, in-flight requests get [`StdioOptions::drain_timeout`] to
-/// finish, the session is ended and the output flushed; the caller then shuts the upstream
-/// down.
+/// unsolicited messages. At EOF or `stop`, nothing more is read, in-flight requests get
+/// [`StdioOptions::drain_timeout`] to finish (an upstream that died answers them with errors
+/// at once), the session is ended and the output flushed; the caller then shuts the upstream
+/// down. The requests in flight live in this future: dropping it abandons them unanswered,
+/// so a caller that wants them answered cancels `stop` and awaits it instead.
 ///
 /// Errors: the session could not be opened, reading the input failed, or writing the output
 /// failed (the client is gone).
@@ -106,6 +114,7 @@ pub async fn serve_stdio_with<H, R, W>(
     mut input: R,
     output: W,
     options: StdioOptions,
+    stop_reading: CancellationToken,
 ) -> Result<(), DownstreamError>
 where
     H: Handler,
@@ -137,14 +146,14 @@ where
         principal,
         limits: options.limits,
         out: out_tx.clone(),
-        permits: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
-        tasks: JoinSet::new(),
+        max_in_flight: options.max_in_flight.max(1),
+        tasks: FuturesUnordered::new(),
     };
-    let read_result = reader.run(&mut input).await;
+    let read_result = reader.run(&mut input, &stop_reading).await;
 
     // Let in-flight requests deliver their results, within bounds.
     let drained = tokio::time::timeout(options.drain_timeout, async {
-        while reader.tasks.join_next().await.is_some() {}
+        while reader.tasks.next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
@@ -154,7 +163,8 @@ where
             "stdio input closed; abandoning requests still in flight"
         );
     }
-    reader.tasks.shutdown().await;
+    // Dropping an unfinished request cancels its upstream call.
+    reader.tasks.clear();
     stop.cancel();
     if let Some(pump) = unsolicited {
         let _ = pump.await;
@@ -174,6 +184,9 @@ where
     read_result.and(write_result)
 }
 
+/// One request (or one streamed reply) in flight, polled by the reader.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Reads and dispatches client messages.
 struct Reader<H: Handler> {
     handler: Arc<H>,
@@ -181,8 +194,8 @@ struct Reader<H: Handler> {
     principal: Principal,
     limits: Limits,
     out: mpsc::Sender<Bytes>,
-    permits: Arc<Semaphore>,
-    tasks: JoinSet<()>,
+    max_in_flight: usize,
+    tasks: FuturesUnordered<Task>,
 }
 
 /// The writer is gone: the client closed its end of the output.
@@ -191,7 +204,11 @@ struct WriterGone;
 impl<H: Handler> Reader<H> {
     /// Reads until EOF (`Ok`), a read error, or the writer's death (which `serve_stdio_with`
     /// reports from the writer's own result).
-    async fn run<R: AsyncRead + Unpin>(&mut self, input: &mut R) -> Result<(), DownstreamError> {
+    async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        input: &mut R,
+        stop: &CancellationToken,
+    ) -> Result<(), DownstreamError> {
         let mut decoder = LineDecoder::new(self.limits.max_message_bytes);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
@@ -199,6 +216,9 @@ impl<H: Handler> Reader<H> {
             let read = tokio::select! {
                 biased;
                 () = self.out.closed() => return Ok(()),
+                () = stop.cancelled() => return Ok(()),
+                // Requests in flight move on while the reader waits for input.
+                Some(()) = self.tasks.next(), if !self.tasks.is_empty() => continue,
                 read = input.read_buf(&mut buf) => read,
             };
             match read {
@@ -240,43 +260,59 @@ impl<H: Handler> Reader<H> {
                 return self.send(error_bytes(&error)).await;
             }
         };
-        // Reap finished request tasks so the set does not grow with the session's age.
-        while self.tasks.try_join_next().is_some() {}
         if message.is_request() {
             // Waiting here is the backpressure: the reader stops reading while the client
             // already has `max_in_flight` requests outstanding.
-            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-                return Err(WriterGone);
-            };
+            while self.tasks.len() >= self.max_in_flight {
+                tokio::select! {
+                    biased;
+                    () = self.out.closed() => return Err(WriterGone),
+                    _ = self.tasks.next() => {}
+                }
+            }
             let handler = Arc::clone(&self.handler);
             let session = Arc::clone(&self.session);
             let principal = self.principal.clone();
             let out = self.out.clone();
-            self.tasks.spawn(async move {
+            self.tasks.push(Box::pin(async move {
                 let reply = handler.handle(Some(&session), &principal, message).await;
                 let _ = forward(reply, &out).await;
-                drop(permit);
-            });
+            }));
             Ok(())
         } else {
             // Notifications and responses keep their order relative to later messages (a
-            // cancellation must not overtake what came before it).
-            let reply = self
+            // cancellation must not overtake what came before it); the requests in flight
+            // move on meanwhile.
+            let handle = self
                 .handler
-                .handle(Some(&self.session), &self.principal, message)
-                .await;
+                .handle(Some(&self.session), &self.principal, message);
+            let reply = drive(&mut self.tasks, handle).await;
             if let Reply::Stream(_) = reply {
                 let out = self.out.clone();
-                self.tasks.spawn(async move {
+                self.tasks.push(Box::pin(async move {
                     let _ = forward(reply, &out).await;
-                });
+                }));
             }
             Ok(())
         }
     }
 
-    async fn send(&self, bytes: Bytes) -> Result<(), WriterGone> {
-        self.out.send(bytes).await.map_err(|_| WriterGone)
+    async fn send(&mut self, bytes: Bytes) -> Result<(), WriterGone> {
+        let send = self.out.send(bytes);
+        drive(&mut self.tasks, send).await.map_err(|_| WriterGone)
+    }
+}
+
+/// Awaits `future` while polling the requests in flight, so that nothing the reader waits on
+/// can be held up by a request only the reader drives.
+async fn drive<F: Future>(tasks: &mut FuturesUnordered<Task>, future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut future => return output,
+            Some(()) = tasks.next(), if !tasks.is_empty() => {}
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod pipeline;
 
 use std::fmt;
 use std::sync::Arc;
+use warden_proto::Field;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -187,7 +188,7 @@ impl<'a> Call<'a> {
         if self.direction != Direction::ToUpstream || self.message.method() != Some("tools/call") {
             return None;
         }
-        self.message.params()?.get("name")?.as_str()
+        self.message.params()?.field("name")?.as_str()
     }
 }
 

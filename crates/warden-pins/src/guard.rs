@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
+use warden_proto::Field;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -53,8 +54,27 @@ struct State {
     held: HashMap<(String, String), String>,
     /// Names seen on earlier pages of a list being paged through, per gateway upstream.
     pages: HashMap<String, HashSet<String>>,
-    /// (gateway upstream, raw tool name) -> hash of the definition last found equal to its pin.
-    verified: HashMap<(String, String), String>,
+    /// Gateway upstream -> raw tool name -> hash of the definition last found equal to its
+    /// pin (nested so that a call is looked up by its borrowed names).
+    verified: HashMap<String, HashMap<String, String>>,
+}
+
+impl State {
+    fn is_verified(&self, upstream: &str, raw: &str) -> bool {
+        self.verified
+            .get(upstream)
+            .is_some_and(|tools| tools.contains_key(raw))
+    }
+
+    fn set_verified(&mut self, (upstream, raw): (String, String), hash: String) {
+        self.verified.entry(upstream).or_default().insert(raw, hash);
+    }
+
+    fn unverify(&mut self, (upstream, raw): &(String, String)) {
+        if let Some(tools) = self.verified.get_mut(upstream) {
+            tools.remove(raw);
+        }
+    }
 }
 
 /// Shared state of the two pinning guards.
@@ -146,10 +166,10 @@ impl Pinning {
         let Some(result) = call.message.result() else {
             return Ok(Verdict::Continue);
         };
-        let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+        let Some(tools) = result.field("tools").and_then(Value::as_array) else {
             return Ok(Verdict::Continue);
         };
-        let complete = result.get("nextCursor").is_none_or(Value::is_null);
+        let complete = result.field("nextCursor").is_none_or(Value::is_null);
         let earlier: HashSet<String> = {
             let mut state = self.state();
             if complete {
@@ -191,16 +211,16 @@ impl Pinning {
                 let key = (upstream.to_owned(), name.to_owned());
                 match obs.held.get(name) {
                     Some(hash) => {
-                        state.verified.remove(&key);
+                        state.unverify(&key);
                         state.held.insert(key, hash.clone());
                     }
                     None if obs.ambiguous.iter().any(|n| n == name) => {
-                        state.verified.remove(&key);
+                        state.unverify(&key);
                         state.held.insert(key, String::new());
                     }
                     None => {
                         state.held.remove(&key);
-                        state.verified.insert(key, definition_hash(t));
+                        state.set_verified(key, definition_hash(t));
                     }
                 }
             }
@@ -239,7 +259,7 @@ impl Pinning {
         let Some(text) = call
             .message
             .result()
-            .and_then(|r| r.get("instructions"))
+            .and_then(|r| r.field("instructions"))
             .and_then(Value::as_str)
         else {
             return Ok(Verdict::Continue);
@@ -273,28 +293,59 @@ impl Pinning {
         Verdict::rewrite(NAME, value)
     }
 
+    /// The held tools a call to `name` may be (the session resolves most calls to (upstream,
+    /// raw name) before the guards run; a name it could not resolve, for instance because the
+    /// held tool was withheld from its catalogue, is matched against the client-facing names
+    /// of the held tools).
+    fn held_for<'s>(
+        &'s self,
+        state: &'s State,
+        call: &'s Call<'_>,
+        name: &'s str,
+    ) -> impl Iterator<Item = (&'s (String, String), &'s String)> {
+        let resolved = call
+            .target
+            .and_then(|t| Some((t.upstream.as_ref(), t.name.as_deref()?)));
+        state
+            .held
+            .iter()
+            .filter(move |((upstream, raw), _)| match resolved {
+                Some((u, n)) => u == upstream && n == raw,
+                None => {
+                    call.upstream.is_none_or(|u| u == upstream)
+                        && (self.expose)(upstream, raw) == name
+                }
+            })
+    }
+
+    /// True when [`Pinning::check_call`] would let the call to `name` through without
+    /// consulting the pin store: no held tool matches it, and its resolved definition is not
+    /// one to verify or was verified already.
+    fn call_settled(&self, call: &Call<'_>, name: &str) -> bool {
+        let state = self.state();
+        if self.held_for(&state, call, name).next().is_some() {
+            return false;
+        }
+        let Some(target) = call.target else {
+            return true;
+        };
+        let (Some(raw), Some(_)) = (target.name.as_deref(), target.tool.as_deref()) else {
+            return true;
+        };
+        let blocking = self
+            .upstreams
+            .get(target.upstream.as_ref())
+            .is_some_and(|p| p.mode == PinMode::Block);
+        !blocking || state.is_verified(&target.upstream, raw)
+    }
+
     async fn check_call(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
         let Some(name) = call.called_tool() else {
             return Ok(Verdict::Continue);
         };
-        // The session resolves most calls to (upstream, raw name) before the guards run; a name
-        // it could not resolve (for instance because the held tool was withheld from its
-        // catalogue) is matched against the client-facing names of the held tools.
-        let resolved = call
-            .target
-            .and_then(|t| Some((t.upstream.as_ref(), t.name.as_deref()?)));
         let candidates: Vec<((String, String), String)> = {
             let state = self.state();
-            state
-                .held
-                .iter()
-                .filter(|((upstream, raw), _)| match resolved {
-                    Some((u, n)) => u == upstream && n == raw,
-                    None => {
-                        call.upstream.is_none_or(|u| u == upstream)
-                            && (self.expose)(upstream, raw) == name
-                    }
-                })
+            self.held_for(&state, call, name)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
@@ -344,10 +395,10 @@ impl Pinning {
                 .get(target.upstream.as_ref())
                 .filter(|p| p.mode == PinMode::Block)
         {
-            let key = (target.upstream.to_string(), raw.to_owned());
-            if self.state().verified.contains_key(&key) {
+            if self.state().is_verified(&target.upstream, raw) {
                 return Ok(Verdict::Continue);
             }
+            let key = (target.upstream.to_string(), raw.to_owned());
             let hash = definition_hash(definition);
             let obs = self
                 .book
@@ -363,7 +414,7 @@ impl Pinning {
                     source: Box::new(e),
                 })?;
             if obs.held.is_empty() && obs.ambiguous.is_empty() {
-                self.state().verified.insert(key, hash);
+                self.state().set_verified(key, hash);
                 return Ok(Verdict::Continue);
             }
             tracing::warn!(upstream = %target.upstream, pin = %pins.pin_id, tool = %raw, hash = %hash, "called tool's definition differs from its pin");
@@ -466,10 +517,13 @@ impl Guard for PinCallGuard {
         self.0.check_call(call).boxed()
     }
     fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
-        // `check_call`'s first test: only calls to a named tool are its business.
-        call.called_tool()
-            .is_none()
-            .then_some(Ok(Verdict::Continue))
+        // Only calls to a named tool are its business, and of those only the ones that may be
+        // held or are still to be verified need the pin store.
+        let settled = match call.called_tool() {
+            None => true,
+            Some(name) => self.0.call_settled(call, name),
+        };
+        settled.then_some(Ok(Verdict::Continue))
     }
 }
 

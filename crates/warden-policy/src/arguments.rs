@@ -19,6 +19,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use warden_proto::Field;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -114,6 +115,9 @@ pub enum ArgumentsError {
 type Refusal = (String, String);
 
 /// A string to check, with the argument name it sits under.
+/// A host an argument names, to resolve and check: (argument, host, port).
+type HostCheck = (String, Host<String>, u16);
+
 struct Item<'a> {
     field: String,
     key: Option<&'a str>,
@@ -318,7 +322,9 @@ impl ArgumentGuard {
         Ok(())
     }
 
-    async fn check_item(&self, item: &Item<'_>, hosts: &mut usize) -> Result<(), Refusal> {
+    /// Checks `item` as far as no answer from outside is needed (paths, URL shapes, the host
+    /// budget) and adds the hosts it names to `hosts`, to be resolved and checked next.
+    fn check_item(&self, item: &Item<'_>, hosts: &mut Vec<HostCheck>) -> Result<(), Refusal> {
         let field = item.field.as_str();
         let named = |set: &GlobSet| item.key.is_some_and(|k| set.matches(k));
         if named(&self.path_names) {
@@ -353,15 +359,13 @@ impl ArgumentGuard {
                 .filter(|_| NETWORK_SCHEMES.contains(&url.scheme()))
             {
                 let port = url.port_or_known_default().unwrap_or(0);
-                *hosts += 1;
-                self.host_budget(field, *hosts)?;
-                self.check_host(field, &h.to_owned(), port).await?;
+                self.host_budget(field, hosts.len() + 1)?;
+                hosts.push((field.to_owned(), h.to_owned(), port));
             }
         }
         if let Some((h, port)) = host {
-            *hosts += 1;
-            self.host_budget(field, *hosts)?;
-            self.check_host(field, &h, port).await?;
+            self.host_budget(field, hosts.len() + 1)?;
+            hosts.push((field.to_owned(), h, port));
         }
         Ok(())
     }
@@ -415,15 +419,25 @@ impl ArgumentGuard {
 
     /// Checks a request; `Err` is the client message and the audit detail.
     pub async fn check_request(&self, call: &Call<'_>) -> Result<(), Refusal> {
+        for (field, host, port) in self.check_request_locally(call)? {
+            self.check_host(&field, &host, port).await?;
+        }
+        Ok(())
+    }
+
+    /// Everything [`ArgumentGuard::check_request`] checks without resolving a name; `Ok` holds
+    /// the hosts the request names, which are resolved and checked next.
+    fn check_request_locally(&self, call: &Call<'_>) -> Result<Vec<HostCheck>, Refusal> {
         let message = call.message;
         let params = message.params();
         let mut items = vec![];
         match message.method().unwrap_or("") {
             "tools/call" | "prompts/get" => {
-                let Some(arguments) = params.and_then(|p| p.get("arguments")) else {
-                    return Ok(());
+                let Some(arguments) = params.and_then(|p| p.field("arguments")) else {
+                    return Ok(vec![]);
                 };
                 if message.method() == Some("tools/call")
+                    && !self.rules.is_empty()
                     && let Some(t) = call.target
                     && let Some(name) = &t.name
                 {
@@ -432,24 +446,28 @@ impl ArgumentGuard {
                 self.collect(arguments, &mut String::new(), None, 0, &mut items)?;
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                if let Some(uri) = params.and_then(|p| p.get("uri")) {
+                if let Some(uri) = params.and_then(|p| p.field("uri")) {
                     self.collect(uri, &mut "uri".to_owned(), None, 0, &mut items)?;
                 }
             }
-            _ => return Ok(()),
+            _ => return Ok(vec![]),
         }
-        let mut hosts = 0;
+        let mut hosts = vec![];
         for item in &items {
-            self.check_item(item, &mut hosts).await?;
+            self.check_item(item, &mut hosts)?;
         }
-        Ok(())
+        Ok(hosts)
     }
 
     async fn decide(&self, call: &Call<'_>) -> Verdict {
         if call.direction != Direction::ToUpstream || !call.message.is_request() {
             return Verdict::Continue;
         }
-        match self.check_request(call).await {
+        self.verdict(self.check_request(call).await)
+    }
+
+    fn verdict(&self, checked: Result<(), Refusal>) -> Verdict {
+        match checked {
             Ok(()) => Verdict::Continue,
             Err((message, detail)) => Verdict::Deny(Denial {
                 guard: Self::NAME,
@@ -491,7 +509,15 @@ impl Guard for ArgumentGuard {
                         | "resources/unsubscribe"
                 )
             );
-        (!concerned).then_some(Ok(Verdict::Continue))
+        if !concerned {
+            return Some(Ok(Verdict::Continue));
+        }
+        // Decided here unless the arguments name a host, whose addresses must be looked up.
+        match self.check_request_locally(call) {
+            Ok(hosts) if hosts.is_empty() => Some(Ok(Verdict::Continue)),
+            Ok(_) => None,
+            Err(refusal) => Some(Ok(self.verdict(Err(refusal)))),
+        }
     }
 }
 

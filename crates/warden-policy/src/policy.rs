@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
+use warden_proto::Field;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
@@ -323,7 +324,7 @@ impl PolicyGuard {
         }
         let params = message.params();
         let str_param = |k: &str| params.and_then(|p| p.get(k)).and_then(Value::as_str);
-        let arguments = params.and_then(|p| p.get("arguments"));
+        let arguments = params.and_then(|p| p.field("arguments"));
         let target = call.target;
         let (resource, what) = match method {
             "tools/call" | "prompts/get" => {
@@ -380,7 +381,7 @@ impl PolicyGuard {
                 let uri = call
                     .message
                     .params()
-                    .and_then(|p| p.get("uri"))
+                    .and_then(|p| p.field("uri"))
                     .and_then(Value::as_str);
                 let Some(uri) = uri else {
                     return self.deny(what, "the notification names no uri".into());
@@ -548,7 +549,7 @@ fn decision_key(
             part("tool");
             part(server);
             part(name);
-            let hints = definition.and_then(|d| d.get("annotations"));
+            let hints = definition.and_then(|d| d.field("annotations"));
             for k in [
                 "readOnlyHint",
                 "destructiveHint",
@@ -692,7 +693,7 @@ fn resource_entity(resource: Resource<'_>) -> Result<(EntityUid, Entity), String
             name,
             definition,
         } => {
-            let hints = definition.and_then(|d| d.get("annotations"));
+            let hints = definition.and_then(|d| d.field("annotations"));
             let hint = |k: &str, default: bool| {
                 let v = hints
                     .and_then(|h| h.get(k))

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
+use warden_proto::Field;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -136,7 +137,9 @@ impl SchemaGuard {
         tool: &Value,
         arguments: Option<&Value>,
     ) -> Result<(), (String, String)> {
-        let compiled = tool.get("inputSchema").map(|schema| self.validator(schema));
+        let compiled = tool
+            .field("inputSchema")
+            .map(|schema| self.validator(schema));
         Self::check(compiled, arguments)
     }
 
@@ -158,7 +161,9 @@ impl SchemaGuard {
         let compiled = match hit {
             Some(c) => Some(c),
             None => {
-                let compiled = tool.get("inputSchema").map(|schema| self.validator(schema));
+                let compiled = tool
+                    .field("inputSchema")
+                    .map(|schema| self.validator(schema));
                 if let Some(c) = &compiled {
                     let mut map = self
                         .by_definition
@@ -240,7 +245,7 @@ impl SchemaGuard {
         }
         let params = message.params();
         let shown = params
-            .and_then(|p| p.get("name"))
+            .and_then(|p| p.field("name"))
             .and_then(Value::as_str)
             .unwrap_or("");
         let Some(target) = call.target else {
@@ -254,7 +259,7 @@ impl SchemaGuard {
                 "no listed definition for the called tool".into(),
             );
         };
-        match self.validate_listed(tool, params.and_then(|p| p.get("arguments"))) {
+        match self.validate_listed(tool, params.and_then(|p| p.field("arguments"))) {
             Ok(()) => Verdict::Continue,
             Err((message, detail)) => self.deny(message, detail),
         }

@@ -1,5 +1,6 @@
 //! The JSON-RPC message view: original bytes plus the parsed value and its kind.
 
+use crate::lookup::Field;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -198,23 +199,23 @@ impl Message {
     pub fn method(&self) -> Option<&str> {
         match &self.method {
             Some(method) => method.as_deref(),
-            None => self.value().get("method").and_then(Value::as_str),
+            None => self.value().field("method").and_then(Value::as_str),
         }
     }
 
     /// `params` of a request or notification.
     pub fn params(&self) -> Option<&Value> {
-        self.value().get("params")
+        self.value().field("params")
     }
 
     /// `result` of a response.
     pub fn result(&self) -> Option<&Value> {
-        self.value().get("result")
+        self.value().field("result")
     }
 
     /// `error` of an error response.
     pub fn error(&self) -> Option<&Value> {
-        self.value().get("error")
+        self.value().field("error")
     }
 
     /// True for requests.
@@ -334,12 +335,12 @@ fn classify(value: &Value) -> Result<(Kind, Option<Id>), DecodeError> {
         other => return Err(not_an_object(other.is_array())),
     };
     classify_envelope(&Envelope {
-        jsonrpc: obj.get("jsonrpc"),
-        id: obj.get("id"),
-        method: obj.get("method"),
-        params: obj.get("params"),
+        jsonrpc: obj.field("jsonrpc"),
+        id: obj.field("id"),
+        method: obj.field("method"),
+        params: obj.field("params"),
         has_result: obj.contains_key("result"),
-        error: obj.get("error"),
+        error: obj.field("error"),
     })
 }
 
@@ -399,8 +400,8 @@ pub(crate) fn classify_envelope(env: &Envelope<'_>) -> Result<(Kind, Option<Id>)
         None => match (env.has_result, env.error) {
             (true, None) if id.is_some() => Ok((Kind::Response, id)),
             (false, Some(e)) => {
-                let ok = e.get("code").is_some_and(|c| c.is_i64() || c.is_u64())
-                    && e.get("message").is_some_and(Value::is_string);
+                let ok = e.field("code").is_some_and(|c| c.is_i64() || c.is_u64())
+                    && e.field("message").is_some_and(Value::is_string);
                 if ok {
                     Ok((Kind::Error, id))
                 } else {

@@ -16,12 +16,14 @@
 pub mod error;
 pub mod framing;
 pub mod jsonrpc;
+pub mod lookup;
 pub mod mcp;
 pub mod sse;
 mod strict;
 
 pub use error::{DecodeError, ErrorCode};
 pub use jsonrpc::{Id, Kind, Message};
+pub use lookup::Field;
 pub use strict::{
     DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_BYTES, Limits, decode, decode_lazy, parse_value,
 };

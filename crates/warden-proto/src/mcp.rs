@@ -1,6 +1,7 @@
 //! MCP-specific views on JSON-RPC messages: protocol revisions, eras, `_meta` keys and the
 //! method/name pairs that the 2026-07-28 HTTP headers mirror.
 
+use crate::lookup::Field;
 use serde_json::Value;
 
 use crate::jsonrpc::Message;
@@ -64,12 +65,12 @@ pub fn supported_versions() -> impl Iterator<Item = &'static str> {
 
 /// The request's `params._meta`, if any.
 pub fn meta(message: &Message) -> Option<&serde_json::Map<String, Value>> {
-    message.params()?.get("_meta")?.as_object()
+    message.params()?.field("_meta")?.as_object()
 }
 
 /// The protocol revision a stateless request declares in its `_meta`.
 pub fn declared_version(message: &Message) -> Option<&str> {
-    meta(message)?.get(META_PROTOCOL_VERSION)?.as_str()
+    meta(message)?.field(META_PROTOCOL_VERSION)?.as_str()
 }
 
 /// The value the `Mcp-Name` header mirrors: `params.name` for `tools/call` and `prompts/get`,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 use crate::error::DecodeError;
 use crate::jsonrpc::{Envelope, Message, classify_envelope, not_an_object};
@@ -217,6 +218,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let depth_left = self.enter()?;
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            if out.is_empty() {
+                // Sized once for the usual object (an envelope, params, a content item)
+                // instead of growing and rehashing at the fourth member; `{}` allocates nothing.
+                out = Map::with_capacity(SMALL_OBJECT);
+            }
             // One hash per key: the entry both detects the duplicate and takes the value.
             match out.entry(key) {
                 serde_json::map::Entry::Occupied(e) => {
@@ -262,19 +268,26 @@ enum Top {
     Other { is_array: bool },
 }
 
-/// Keys compared for duplicates one by one up to this many; a set beyond.
+/// Members a parsed object has room for before its map grows.
+const SMALL_OBJECT: usize = 7;
+
+/// Keys compared for duplicates one by one up to this many (kept on the stack); a set beyond.
 const LINEAR_KEY_CHECK: usize = 16;
 
 /// The keys of one object seen so far, for the duplicate check (after unescaping, as
 /// [`parse_value`] compares them).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per object being validated, on the stack: the point is not to allocate"
+)]
 enum SeenKeys<'de> {
-    Few(Vec<Cow<'de, str>>),
+    Few(SmallVec<[Cow<'de, str>; LINEAR_KEY_CHECK]>),
     Many(HashSet<Cow<'de, str>>),
 }
 
 impl<'de> SeenKeys<'de> {
     fn new() -> Self {
-        SeenKeys::Few(Vec::new())
+        SeenKeys::Few(SmallVec::new())
     }
 
     /// False when `key` was seen before.

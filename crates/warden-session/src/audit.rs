@@ -8,6 +8,7 @@
 //! before the client receives the response.
 
 use std::sync::Arc;
+use warden_proto::Field;
 
 use serde_json::Value;
 use tokio::time::Instant;
@@ -44,8 +45,8 @@ fn snake_case(name: &str) -> String {
 fn target_name(message: &Message) -> Option<String> {
     let params = message.params()?;
     params
-        .get("name")
-        .or_else(|| params.get("uri"))
+        .field("name")
+        .or_else(|| params.field("uri"))
         .and_then(Value::as_str)
         .map(str::to_owned)
 }
@@ -196,16 +197,16 @@ impl PendingCall {
             None => (Status::Abandoned, None, None),
             Some(m) if *m.kind() == Kind::Error => {
                 let err = m.error();
-                let code = err.and_then(|e| e.get("code")).and_then(Value::as_i64);
+                let code = err.and_then(|e| e.field("code")).and_then(Value::as_i64);
                 let held = err
-                    .and_then(|e| e.get("message"))
+                    .and_then(|e| e.field("message"))
                     .and_then(Value::as_str)
                     .is_some_and(|t| t.starts_with("call held for approval"));
                 // A denial names its guard in `data.guard` (`Denial::to_jsonrpc`), whatever
                 // JSON-RPC code the guard chose; a hold is the gateway's own -31003.
                 let by_guard = err
-                    .and_then(|e| e.get("data"))
-                    .and_then(|d| d.get("guard"))
+                    .and_then(|e| e.field("data"))
+                    .and_then(|d| d.field("guard"))
                     .is_some_and(Value::is_string);
                 let status = match code {
                     Some(c) if c == ErrorCode::Denied.code() && held => Status::Held,

@@ -1,6 +1,7 @@
 //! Request, notification and response handling: where each client message goes.
 
 use std::sync::Arc;
+use warden_proto::Field;
 
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -121,7 +122,7 @@ impl Gateway {
         if client.modern
             && message
                 .params()
-                .is_some_and(|p| p.get("requestState").is_some())
+                .is_some_and(|p| p.field("requestState").is_some())
             && let Some(reply) = Box::pin(self.resume(&message, principal, &method)).await
         {
             // The retry of a call the gateway parked for this client's input.
@@ -199,7 +200,7 @@ impl Gateway {
                 // params carry one, to the only upstream if there is one.
                 let by_name = message
                     .params()
-                    .and_then(|p| p.get("name"))
+                    .and_then(|p| p.field("name"))
                     .and_then(Value::as_str)
                     .and_then(naming::split)
                     .and_then(|(server, _)| self.upstream(server));
@@ -271,7 +272,7 @@ impl Gateway {
             .iter()
             .filter(|u| {
                 u.known_desc()
-                    .is_some_and(|d| d.capabilities.get("resources").is_some())
+                    .is_some_and(|d| d.capabilities.field("resources").is_some())
             })
             .cloned()
             .collect();
@@ -335,10 +336,13 @@ impl Gateway {
     ) -> Reply {
         let idv = id.to_value();
         let mut params = params_of(&message);
-        let reference = params.get("ref").cloned().unwrap_or(Value::Null);
-        match reference.get("type").and_then(Value::as_str) {
+        let reference = params.field("ref").cloned().unwrap_or(Value::Null);
+        match reference.field("type").and_then(Value::as_str) {
             Some("ref/prompt") => {
-                let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+                let name = reference
+                    .field("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let Some((up, original)) = self.route_name(name, Item::Prompt) else {
                     return single(error(
                         &idv,
@@ -361,7 +365,7 @@ impl Gateway {
                 .await
             }
             Some("ref/resource") => {
-                let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
+                let uri = reference.field("uri").and_then(Value::as_str).unwrap_or("");
                 match self.route_uri(session, &routes, uri, client).await {
                     Ok(up) => {
                         self.forward(
@@ -394,7 +398,7 @@ impl Gateway {
         idv: &Value,
     ) -> Reply {
         let params = params_of(message);
-        let requested = params.get("protocolVersion").and_then(Value::as_str);
+        let requested = params.field("protocolVersion").and_then(Value::as_str);
         let d = self
             .aggregate_description(ClientEra { modern: false })
             .await;
@@ -405,8 +409,8 @@ impl Gateway {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned(),
-                params.get("capabilities").cloned(),
-                params.get("clientInfo").cloned(),
+                params.field("capabilities").cloned(),
+                params.field("clientInfo").cloned(),
             );
         }
         single(response(idv, result))
@@ -492,14 +496,14 @@ impl Gateway {
             )
             .await
             .ok()?;
-        let text = released.result()?.get("instructions")?.as_str()?;
+        let text = released.result()?.field("instructions")?.as_str()?;
         Some(text.to_owned())
     }
 
     /// `result` with its `instructions` as [`Gateway::guard_instructions`] releases them.
     async fn with_guarded_instructions(&self, upstream: &str, mut result: Value) -> Value {
         let text = result
-            .get("instructions")
+            .field("instructions")
             .and_then(Value::as_str)
             .map(str::to_owned);
         if let (Some(text), Some(obj)) = (text, result.as_object_mut()) {
@@ -519,7 +523,7 @@ impl Gateway {
     ) {
         for u in &self.upstreams {
             let Ok(d) = u.describe().await else { continue };
-            if !d.supports(Era::Legacy) || d.capabilities.get("logging").is_none() {
+            if !d.supports(Era::Legacy) || d.capabilities.field("logging").is_none() {
                 continue;
             }
             let Ok((conn, Era::Legacy)) = self
@@ -653,7 +657,7 @@ impl Gateway {
                         if let Some(a) = r.get(key).and_then(Value::as_array) {
                             items.extend(a.iter().cloned());
                         }
-                        match r.get("nextCursor") {
+                        match r.field("nextCursor") {
                             Some(c) if !c.is_null() => cursor = Some(c.clone()),
                             _ => break,
                         }
@@ -694,7 +698,7 @@ impl Gateway {
         let names: Vec<String> = items
             .iter()
             .map(|i| {
-                i.get("name")
+                i.field("name")
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_owned()
@@ -719,14 +723,14 @@ impl Gateway {
             "resources" => {
                 catalog.resources = items
                     .iter()
-                    .filter_map(|i| i.get("uri").and_then(Value::as_str).map(str::to_owned))
+                    .filter_map(|i| i.field("uri").and_then(Value::as_str).map(str::to_owned))
                     .collect();
                 return items;
             }
             _ => {
                 catalog.templates = items
                     .iter()
-                    .filter_map(|i| i.get("uriTemplate").and_then(Value::as_str))
+                    .filter_map(|i| i.field("uriTemplate").and_then(Value::as_str))
                     .map(|t| t.split('{').next().unwrap_or("").to_owned())
                     .filter(|p| !p.is_empty())
                     .collect();
@@ -758,7 +762,7 @@ impl Gateway {
         let method = message.method().unwrap_or("").to_owned();
         if message
             .params()
-            .and_then(|p| p.get("cursor"))
+            .and_then(|p| p.field("cursor"))
             .is_some_and(|c| !c.is_null())
         {
             // The gateway returns every item in one page and never issues cursors.
@@ -833,13 +837,13 @@ impl Gateway {
         let mirrors = if up.is_http && era == Era::Modern && method == "tools/call" {
             let name = message
                 .params()
-                .and_then(|p| p.get("name"))
+                .and_then(|p| p.field("name"))
                 .and_then(Value::as_str);
             let mapping = name.and_then(|n| up.catalog.read().ok()?.tool_params.get(n));
             match mapping {
                 Some(m) => crate::params::mirror_headers(
                     &m,
-                    message.params().and_then(|p| p.get("arguments")),
+                    message.params().and_then(|p| p.field("arguments")),
                 ),
                 None => Vec::new(),
             }
@@ -927,7 +931,7 @@ impl Gateway {
                 && upstream_era == Era::Modern
                 && out
                     .result()
-                    .and_then(|r| r.get("resultType"))
+                    .and_then(|r| r.field("resultType"))
                     .and_then(Value::as_str)
                     == Some("input_required")
             {
@@ -985,7 +989,7 @@ impl Gateway {
             // Cancel our exchange; the upstream connection tells the upstream, with its own id.
             let target = message
                 .params()
-                .and_then(|p| p.get("requestId"))
+                .and_then(|p| p.field("requestId"))
                 .and_then(Id::from_value);
             if let Some(t) = target
                 && let Ok(inflight) = routes.inflight.lock()
@@ -1154,8 +1158,8 @@ impl Gateway {
             if let Some(s) = session {
                 s.set_initialized(
                     version.to_owned(),
-                    params.get("capabilities").cloned(),
-                    params.get("clientInfo").cloned(),
+                    params.field("capabilities").cloned(),
+                    params.field("clientInfo").cloned(),
                 );
             }
         };
@@ -1214,10 +1218,10 @@ impl Gateway {
         record: &(dyn Fn(&str) + Send + Sync),
     ) -> Option<Reply> {
         let mut probe = bridge::discover_params();
-        if let Some(c) = params.get("capabilities") {
+        if let Some(c) = params.field("capabilities") {
             probe["_meta"][mcp::META_CLIENT_CAPABILITIES] = c.clone();
         }
-        if let Some(i) = params.get("clientInfo") {
+        if let Some(i) = params.field("clientInfo") {
             probe["_meta"][mcp::META_CLIENT_INFO] = i.clone();
         }
         let Ok(Answer::Result(r)) = exchange(
@@ -1230,7 +1234,8 @@ impl Gateway {
             return None;
         };
         let d = ServerDescription::from_discover(&r)?;
-        let result = d.to_initialize_result(params.get("protocolVersion").and_then(Value::as_str));
+        let result =
+            d.to_initialize_result(params.field("protocolVersion").and_then(Value::as_str));
         record(result["protocolVersion"].as_str().unwrap_or_default());
         routes
             .bridged_to_modern
@@ -1400,12 +1405,12 @@ fn withhold_era_bound_capabilities(caps: &mut Value, native: bool) {
 fn withhold_duplicates(items: &mut Vec<Value>, key: &str) {
     let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for i in items.iter() {
-        if let Some(n) = i.get("name").and_then(Value::as_str) {
+        if let Some(n) = i.field("name").and_then(Value::as_str) {
             *count.entry(n.to_owned()).or_default() += 1;
         }
     }
     items.retain(|i| {
-        let n = i.get("name").and_then(Value::as_str).unwrap_or("");
+        let n = i.field("name").and_then(Value::as_str).unwrap_or("");
         let unique = count.get(n).is_none_or(|c| *c == 1);
         if !unique {
             tracing::error!(

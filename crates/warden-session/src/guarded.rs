@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use warden_proto::Field;
 
 use serde_json::{Value, json};
 use warden_guard::{Call, Direction, Outcome, Permits, Principal, Target};
@@ -31,7 +32,7 @@ pub(crate) fn tool_definitions(items: &[Value]) -> HashMap<String, Arc<Value>> {
     items
         .iter()
         .filter_map(|t| {
-            let name = t.get("name")?.as_str()?;
+            let name = t.field("name")?.as_str()?;
             Some((name.to_owned(), Arc::new(t.clone())))
         })
         .collect()
@@ -123,7 +124,7 @@ impl Gateway {
         };
         let name = message
             .params()
-            .and_then(|p| p.get("name"))
+            .and_then(|p| p.field("name"))
             .and_then(Value::as_str)?;
         let route = |g: &Gateway| match g.opts.transparent {
             true => g.upstreams.first().map(|u| (u.clone(), name.to_owned())),
@@ -228,7 +229,7 @@ impl Gateway {
             for mut item in kept {
                 if renamed {
                     // Back to the name the client knows; an item the guards invented has none.
-                    let original = item.get("name").and_then(Value::as_str);
+                    let original = item.field("name").and_then(Value::as_str);
                     let Some(name) = original.and_then(|o| exposed.get(o)).cloned() else {
                         continue;
                     };

@@ -12,6 +12,7 @@
 //! request is routed as usual (a 2026-07-28 upstream keeps its own multi-round state).
 
 use std::sync::Arc;
+use warden_proto::Field;
 
 use rand::RngCore;
 use rand::TryRngCore;
@@ -64,7 +65,7 @@ pub(crate) struct Parked {
 /// not recognise are ignored, not refused), and `requestState` a string.
 pub(crate) fn malformed_round(message: &Message) -> Option<&'static str> {
     let p = message.params()?;
-    match (p.get("inputResponses"), p.get("requestState")) {
+    match (p.field("inputResponses"), p.field("requestState")) {
         (Some(Value::Object(r)), _) if r.values().any(|v| !v.is_object()) => {
             Some("every inputResponses value must be a result object")
         }
@@ -77,8 +78,8 @@ pub(crate) fn malformed_round(message: &Message) -> Option<&'static str> {
 /// `params.name` or `params.uri` of a request.
 pub(crate) fn bound_name(message: &Message) -> Option<String> {
     let p = message.params()?;
-    p.get("name")
-        .or_else(|| p.get("uri"))
+    p.field("name")
+        .or_else(|| p.field("uri"))
         .and_then(Value::as_str)
         .map(str::to_owned)
 }
@@ -191,7 +192,7 @@ impl Gateway {
         principal: &Principal,
         method: &str,
     ) -> Option<Reply> {
-        let state = message.params()?.get("requestState")?.as_str()?;
+        let state = message.params()?.field("requestState")?.as_str()?;
         let parked = self.parked.lock().ok()?.remove(state)?;
         let id = message.id().cloned()?;
         let idv = id.to_value();
@@ -224,7 +225,7 @@ impl Gateway {
         let upstream_id = parked.request.id().map(Id::to_value).unwrap_or(Value::Null);
         let answer = match message
             .params()
-            .and_then(|p| p.get("inputResponses"))
+            .and_then(|p| p.field("inputResponses"))
             .and_then(|r| r.get(INPUT_KEY))
         {
             Some(result) => response(&upstream_id, result.clone()),

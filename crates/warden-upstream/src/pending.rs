@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use warden_proto::Field;
 
 use serde_json::Value;
 use tokio::sync::mpsc::error::TrySendError;
@@ -131,8 +132,8 @@ pub(crate) struct Prepared {
 pub(crate) fn prepare(request: &Message, upstream_id: Id) -> Result<Prepared, DecodeError> {
     let token = request
         .params()
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| m.get("progressToken"))
+        .and_then(|p| p.field("_meta"))
+        .and_then(|m| m.field("progressToken"))
         .filter(|t| t.is_string() || t.is_number())
         .cloned();
     let message = match &token {
@@ -351,7 +352,7 @@ impl Pending {
         let params = message.params()?;
         let method = message.method()?;
         if method == PROGRESS {
-            let id = Id::from_value(params.get("progressToken")?)?;
+            let id = Id::from_value(params.field("progressToken")?)?;
             let entry = self.entries.get(&id)?;
             let token = entry.caller_token.clone()?;
             let restored = restore(message, |v| v["params"]["progressToken"] = token);
@@ -365,7 +366,7 @@ impl Pending {
             // Legacy servers only cancel their own requests; 2026-07-28 servers only cancel a
             // `subscriptions/listen`. Matching on the method keeps a server's own request ids
             // (a separate id space) from being mistaken for ours.
-            let id = Id::from_value(params.get("requestId")?)?;
+            let id = Id::from_value(params.field("requestId")?)?;
             if self.entries.get(&id)?.method.as_ref() != LISTEN {
                 return None;
             }
@@ -378,7 +379,7 @@ impl Pending {
                 then_end: Some(entry.outcome),
             });
         }
-        let id = Id::from_value(params.get("_meta")?.get(META_SUBSCRIPTION_ID)?)?;
+        let id = Id::from_value(params.field("_meta")?.field(META_SUBSCRIPTION_ID)?)?;
         let entry = self.entries.get(&id)?;
         let caller = entry.caller_id.to_value();
         let restored = restore(message, |v| {

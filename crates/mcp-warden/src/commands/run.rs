@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use warden_downstream::StdioOptions;
 use warden_session::{EraPreference, Gateway, GatewayOptions};
 
 use crate::cli::{EraArg, RunArgs};
@@ -137,12 +139,27 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         audit.started(&gateway);
         tracing::info!(pids = ?gateway.upstream_pids(), "upstream started");
         let (input, output) = client_pipes();
+        let stop_reading = CancellationToken::new();
+        let serve = warden_downstream::stdio::serve_stdio_with(
+            gateway.clone(),
+            input,
+            output,
+            StdioOptions::new(limits),
+            stop_reading.clone(),
+        );
+        tokio::pin!(serve);
         let served = tokio::select! {
-            r = warden_downstream::stdio::serve_stdio(gateway.clone(), input, output, limits) => r.map_err(anyhow::Error::from),
+            r = &mut serve => r.map_err(anyhow::Error::from),
             r = super::termination() => r,
             // The upstream exited on its own: `run` does not restart it (the client's session
-            // lived in it; docs/lifecycle.md), so exit non-zero for the host to restart us.
-            name = gateway.upstream_lost() => Err(anyhow::anyhow!("upstream `{name}` exited; stopping so that the host can restart the server")),
+            // lived in it; docs/lifecycle.md), so exit non-zero for the host to restart us,
+            // once the calls in flight have been answered with their errors (bounded by the
+            // drain timeout).
+            name = gateway.upstream_lost() => {
+                stop_reading.cancel();
+                let _ = (&mut serve).await;
+                Err(anyhow::anyhow!("upstream `{name}` exited; stopping so that the host can restart the server"))
+            }
         };
         // Client gone (stdin closed) or a signal: shut the upstream down as the specification
         // says (close its stdin, wait, SIGTERM, SIGKILL), then exit.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
 use tokio::task::JoinHandle;
-use warden_downstream::{DownstreamError, serve_stdio};
+use tokio_util::sync::CancellationToken;
+use warden_downstream::{DownstreamError, StdioOptions, serve_stdio, serve_stdio_with};
 use warden_proto::Limits;
 
 use crate::support::{TestHandler, bounded};
@@ -187,6 +188,44 @@ async fn eof_waits_for_in_flight_requests_then_ends_the_session() {
             c.output.next_line().await.unwrap().is_none(),
             "output closed"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stop_ends_reading_but_answers_the_requests_in_flight() {
+    bounded(async {
+        let handler = TestHandler::new();
+        let (mut client_in, server_in) = tokio::io::duplex(64 * 1024);
+        let (server_out, client_out) = tokio::io::duplex(64 * 1024);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve_stdio_with(
+            Arc::clone(&handler),
+            server_in,
+            server_out,
+            StdioOptions::default(),
+            stop.clone(),
+        ));
+        let mut output = BufReader::new(client_out).lines();
+        client_in
+            .write_all(
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"slow\",\"params\":{\"ms\":300}}\n",
+            )
+            .await
+            .unwrap();
+        // The request is in flight (the handler saw it) when reading stops.
+        while handler.seen.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        stop.cancel();
+        // Input stays open: the transport ends on `stop`, after answering.
+        let line = output.next_line().await.unwrap().expect("the reply");
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap()["id"], 1);
+        task.await.unwrap().unwrap();
+        assert_eq!(handler.ended.lock().unwrap().len(), 1);
+        assert!(output.next_line().await.unwrap().is_none(), "output closed");
+        // The client's input was open all along.
+        drop(client_in);
     })
     .await;
 }

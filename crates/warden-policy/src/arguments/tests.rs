@@ -302,3 +302,48 @@ async fn a_verdict_at_once_only_for_messages_without_arguments_to_check() {
         assert!(matches!(g.check(&call).await, Ok(Verdict::Continue)));
     }
 }
+
+#[tokio::test]
+async fn arguments_naming_no_host_are_decided_at_once_as_check_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.txt"), "x").unwrap();
+    let g = guard(&[dir.path()]);
+    let p = Principal::anonymous();
+    let inside = dir.path().join("ok.txt").to_string_lossy().into_owned();
+    let outside = format!("{}/../x", dir.path().display());
+    let cases = [
+        (json!({"message": "hello"}), true),
+        (json!({"path": inside}), true),
+        (json!({"path": outside}), false),
+        (json!({"nested": [{"path": "/etc/passwd"}]}), false),
+    ];
+    for (arguments, allowed) in cases {
+        let m = Message::from_value(json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": args(arguments.clone())
+        }))
+        .unwrap();
+        let call = Call::new(&m, Direction::ToUpstream, &p);
+        let now = g.check_now(&call);
+        let later = g.check(&call).await;
+        match allowed {
+            true => {
+                assert!(matches!(now, Some(Ok(Verdict::Continue))), "{arguments}");
+                assert!(matches!(later, Ok(Verdict::Continue)), "{arguments}");
+            }
+            false => {
+                let (Some(Ok(Verdict::Deny(a))), Ok(Verdict::Deny(b))) = (now, later) else {
+                    panic!("{arguments}: not refused at once and later");
+                };
+                assert_eq!(a.message, b.message);
+            }
+        }
+    }
+    // A path check fails at once even when another argument names a host to look up.
+    let m = Message::from_value(json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": args(json!({"url": "https://example.com/", "path": "/etc/passwd"}))
+    }))
+    .unwrap();
+    let call = Call::new(&m, Direction::ToUpstream, &p);
+    assert!(matches!(g.check_now(&call), Some(Ok(Verdict::Deny(_)))));
+}
