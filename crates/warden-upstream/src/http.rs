@@ -517,7 +517,10 @@ impl Core {
         }
         trace!(upstream = %self.name(), id = %id, "posting request");
         let post = self.request_to(Method::POST, headers, prepared.message.bytes().clone());
-        let task = tokio::spawn(run_exchange(self.clone(), post, id, !modern, is_initialize));
+        // Boxed first: the exchange's future (the HTTP client's included) is ~2 KB, and
+        // `spawn` moves it through several frames into the task; a box is moved once.
+        let exchange = Box::pin(run_exchange(self.clone(), post, id, !modern, is_initialize));
+        let task = tokio::spawn(exchange);
         stream.set_task(AbortOnDropHandle::new(task));
         Ok(stream)
     }
