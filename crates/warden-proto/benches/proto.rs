@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use warden_proto::{Id, Limits, decode, decode_lazy, framing::LineDecoder};
+use warden_proto::{Field, Id, Limits, decode, decode_lazy, framing::LineDecoder};
 
 const RESULT: &[u8] = br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"hello world, this is a 64 byte payload for the benchmark!!"}],"isError":false}}"#;
 const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello world, this is a 64 byte payload for the benchmark!!"},"_meta":{"progressToken":7}}}"#;
@@ -26,6 +26,24 @@ fn bench(c: &mut Criterion) {
     let id = Id::from(1_000_001);
     c.bench_function("rewrite_id/tools_call", |b| {
         b.iter(|| msg.with_id(black_box(&id)))
+    });
+    // The lookups a call's guards make: `params`, then `name`, `arguments` and `_meta` in it.
+    let params = msg.params().unwrap().as_object().unwrap();
+    c.bench_function("lookup/hashed_map_get", |b| {
+        b.iter(|| {
+            ["name", "arguments", "_meta", "absent"]
+                .iter()
+                .filter(|k| params.get(black_box(**k)).is_some())
+                .count()
+        })
+    });
+    c.bench_function("lookup/field", |b| {
+        b.iter(|| {
+            ["name", "arguments", "_meta", "absent"]
+                .iter()
+                .filter(|k| params.field(black_box(**k)).is_some())
+                .count()
+        })
     });
     let mut many = Vec::new();
     for _ in 0..100 {
