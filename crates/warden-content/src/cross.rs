@@ -17,13 +17,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use warden_proto::Field;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use warden_detect::{ServerTools, Severity};
 use warden_guard::{Call, Direction, Guard, GuardError, Report, Verdict};
+use warden_proto::Field;
 
 use crate::mode::{ContentModes, Mode};
 

@@ -17,10 +17,10 @@ pub mod pipeline;
 
 use std::fmt;
 use std::sync::Arc;
-use warden_proto::Field;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
+use warden_proto::Field;
 use warden_proto::{ErrorCode, Message, error::error_response};
 
 pub use pipeline::{Decided, Observer, Outcome, Pipeline, REQUEST_STAGES, RESPONSE_STAGES, Stage};

@@ -8,13 +8,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use warden_proto::Field;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use warden_guard::{Call, Denial, Direction, Guard, GuardError, Report, Verdict};
+use warden_guard::{Call, Denial, Direction, Guard, GuardError, Report, Target, Verdict};
 use warden_proto::ErrorCode;
+use warden_proto::Field;
 
 use crate::book::{PinBook, PinError, tool_name};
 use crate::canonical::definition_hash;
@@ -326,17 +326,23 @@ impl Pinning {
         if self.held_for(&state, call, name).next().is_some() {
             return false;
         }
-        let Some(target) = call.target else {
-            return true;
-        };
-        let (Some(raw), Some(_)) = (target.name.as_deref(), target.tool.as_deref()) else {
-            return true;
-        };
-        let blocking = self
+        self.resolved_to_check(call)
+            .is_none_or(|(target, raw, _, _)| state.is_verified(&target.upstream, raw))
+    }
+
+    /// The definition the session resolved for a call, when this guard must check it against
+    /// its pin: (target, raw tool name, definition, the upstream's pins in `block` mode).
+    fn resolved_to_check<'c>(
+        &self,
+        call: &Call<'c>,
+    ) -> Option<(&'c Target, &'c str, &'c Value, &UpstreamPins)> {
+        let target = call.target?;
+        let (raw, definition) = (target.name.as_deref()?, target.tool.as_deref()?);
+        let pins = self
             .upstreams
             .get(target.upstream.as_ref())
-            .is_some_and(|p| p.mode == PinMode::Block);
-        !blocking || state.is_verified(&target.upstream, raw)
+            .filter(|p| p.mode == PinMode::Block)?;
+        Some((target, raw, definition, pins))
     }
 
     async fn check_call(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
@@ -388,13 +394,7 @@ impl Pinning {
         // and is pinned now if this is the upstream's first sight. A tool the list guard has
         // seen is governed by what the lists showed (above): the session's catalogue can be
         // older than the client's last list (`run` forwards lists without refreshing it).
-        if let Some(target) = call.target
-            && let (Some(raw), Some(definition)) = (target.name.as_deref(), target.tool.as_deref())
-            && let Some(pins) = self
-                .upstreams
-                .get(target.upstream.as_ref())
-                .filter(|p| p.mode == PinMode::Block)
-        {
+        if let Some((target, raw, definition, pins)) = self.resolved_to_check(call) {
             if self.state().is_verified(&target.upstream, raw) {
                 return Ok(Verdict::Continue);
             }

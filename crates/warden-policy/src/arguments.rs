@@ -19,7 +19,6 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use warden_proto::Field;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -28,6 +27,7 @@ use url::{Host, Url};
 use warden_config::ArgumentsConfig;
 use warden_guard::{Call, Denial, Direction, Guard, GuardError, Verdict};
 use warden_proto::ErrorCode;
+use warden_proto::Field;
 
 use crate::address::{AddressClass, classify, is_internal_name};
 use crate::glob::{Glob, GlobSet};

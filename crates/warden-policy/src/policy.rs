@@ -24,7 +24,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
-use warden_proto::Field;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
@@ -35,6 +34,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use warden_config::{IMPLICIT_ROLES, PolicyConfig, RoleConfig};
 use warden_guard::{AuthMethod, Call, Denial, Direction, Guard, GuardError, Principal, Verdict};
+use warden_proto::Field;
 use warden_proto::{ErrorCode, Kind};
 
 /// Methods that are session plumbing, not access to anything: never subject to policy.

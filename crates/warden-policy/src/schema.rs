@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
-use warden_proto::Field;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -18,6 +17,7 @@ use jsonschema::Validator;
 use serde_json::{Map, Value};
 use warden_guard::{Call, Denial, Direction, Guard, GuardError, Verdict};
 use warden_proto::ErrorCode;
+use warden_proto::Field;
 
 /// Compiled validators kept: bounds memory when upstreams churn definitions.
 const MAX_CACHED: usize = 1024;

@@ -1,6 +1,5 @@
 //! The JSON-RPC message view: original bytes plus the parsed value and its kind.
 
-use crate::lookup::Field;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -8,6 +7,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::error::DecodeError;
+use crate::lookup::Field;
 
 /// A JSON-RPC request id: a string or a number (never null).
 ///

@@ -1,10 +1,10 @@
 //! MCP-specific views on JSON-RPC messages: protocol revisions, eras, `_meta` keys and the
 //! method/name pairs that the 2026-07-28 HTTP headers mirror.
 
-use crate::lookup::Field;
 use serde_json::Value;
 
 use crate::jsonrpc::Message;
+use crate::lookup::Field;
 
 /// `_meta` key carrying the protocol revision of a stateless (2026-07-28) request.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";

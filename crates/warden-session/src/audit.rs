@@ -8,12 +8,12 @@
 //! before the client receives the response.
 
 use std::sync::Arc;
-use warden_proto::Field;
 
 use serde_json::Value;
 use tokio::time::Instant;
 use warden_audit::{AuditLog, Content, Event, Status};
 use warden_guard::{Call, Decided, Guard, Observer, Principal};
+use warden_proto::Field;
 use warden_proto::{ErrorCode, Id, Kind, Message};
 
 use crate::gateway::{Gateway, error};

@@ -1,11 +1,11 @@
 //! Request, notification and response handling: where each client message goes.
 
 use std::sync::Arc;
-use warden_proto::Field;
 
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use warden_guard::{Direction, Principal};
+use warden_proto::Field;
 use warden_proto::mcp::{self, Era};
 use warden_proto::{ErrorCode, Id, Kind, Message};
 use warden_upstream::{Connection, UpstreamError};

@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use warden_proto::Field;
 
 use serde_json::{Value, json};
 use warden_guard::{Call, Direction, Outcome, Permits, Principal, Target};
+use warden_proto::Field;
 use warden_proto::{ErrorCode, Id, Message};
 
 use crate::Session;

@@ -12,13 +12,13 @@
 //! request is routed as usual (a 2026-07-28 upstream keeps its own multi-round state).
 
 use std::sync::Arc;
-use warden_proto::Field;
 
 use rand::RngCore;
 use rand::TryRngCore;
 use serde_json::{Value, json};
 use tokio::time::{Duration, Instant};
 use warden_guard::Principal;
+use warden_proto::Field;
 use warden_proto::mcp::Era;
 use warden_proto::{ErrorCode, Id, Message};
 use warden_upstream::{Connection, ResponseStream};

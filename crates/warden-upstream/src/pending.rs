@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use warden_proto::Field;
 
 use serde_json::Value;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tracing::warn;
+use warden_proto::Field;
 use warden_proto::jsonrpc::Recovered;
 use warden_proto::mcp::META_SUBSCRIPTION_ID;
 use warden_proto::{DecodeError, Id, Kind, Message};

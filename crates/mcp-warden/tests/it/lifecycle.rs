@@ -16,6 +16,14 @@ use crate::support::{Serve, run_command, toml_str};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The `flaky` upstream's lifecycle table in these tests: quick restarts, no health checks.
+const FAST_RESTARTS: &str = r#"[upstreams.flaky.lifecycle]
+backoff_initial = "100ms"
+backoff_max = "200ms"
+max_restarts = 2
+health_interval = "0s"
+"#;
+
 fn fixture() -> PathBuf {
     deps::repo().join("crates/warden-session/tests/fixtures/lifecycle_server.py")
 }
@@ -46,12 +54,7 @@ command = {python}
 args = [{fixture}, {state}]
 [upstreams.flaky.sandbox]
 write = [{state}]
-[upstreams.flaky.lifecycle]
-backoff_initial = "100ms"
-backoff_max = "200ms"
-max_restarts = 2
-health_interval = "0s"
-"#,
+{FAST_RESTARTS}"#,
         python = toml_str(&deps::python().display().to_string()),
         fixture = toml_str(&fixture().display().to_string()),
         state = toml_str(&state.path().display().to_string()),
@@ -61,13 +64,7 @@ health_interval = "0s"
     client.initialize("2025-11-25").await.unwrap();
     let list = client.request("tools/list", json!({})).await.unwrap();
     assert!(list.to_string().contains("flaky__crash"), "{list}");
-    let first = client
-        .request(
-            "tools/call",
-            json!({"name": "flaky__whoami", "arguments": {}}),
-        )
-        .await
-        .unwrap();
+    let first = whoami(&mut client).await;
     assert!(first.get("result").is_some(), "{first}");
     // Pids inside the sandbox's PID namespace repeat: count the starts the fixture records.
     let starts = || starts_recorded(state.path());
@@ -156,12 +153,7 @@ command = {python}
 args = [{script}, {state}]
 [upstreams.flaky.sandbox]
 write = [{state}]
-[upstreams.flaky.lifecycle]
-backoff_initial = "100ms"
-backoff_max = "200ms"
-max_restarts = 2
-health_interval = "0s"
-"#,
+{FAST_RESTARTS}"#,
         python = toml_str(&deps::python().display().to_string()),
         script = toml_str(&script.display().to_string()),
         state = toml_str(&state.path().display().to_string()),
@@ -169,13 +161,7 @@ health_interval = "0s"
     let serve = Serve::start(&config).await.unwrap();
     let mut client = HttpClient::new(serve.url.clone());
     client.initialize("2025-11-25").await.unwrap();
-    let first = client
-        .request(
-            "tools/call",
-            json!({"name": "flaky__whoami", "arguments": {}}),
-        )
-        .await
-        .unwrap();
+    let first = whoami(&mut client).await;
     assert!(first.get("result").is_some(), "{first}");
     let starts = || starts_recorded(state.path());
     let before = starts();
@@ -205,13 +191,7 @@ health_interval = "0s"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let after = client
-        .request(
-            "tools/call",
-            json!({"name": "flaky__whoami", "arguments": {}}),
-        )
-        .await
-        .unwrap();
+    let after = whoami(&mut client).await;
     assert!(
         after.get("error").is_some(),
         "no process may serve: {after}"
@@ -219,8 +199,6 @@ health_interval = "0s"
     assert_eq!(starts(), before, "the changed script never ran");
 }
 
-/// How many times the flaky fixture started: it appends a line to `starts` in its state
-/// directory at each start (pids inside the sandbox's PID namespace repeat).
 // Proves: RUN-3 (a restart runs the file its own re-check passed, not the first start's)
 #[tokio::test]
 async fn a_restart_runs_the_executable_its_own_recheck_passed() {
@@ -251,12 +229,7 @@ command_pinning = "report"
 [upstreams.flaky.sandbox]
 write = [{state}]
 read = [{reads}]
-[upstreams.flaky.lifecycle]
-backoff_initial = "100ms"
-backoff_max = "200ms"
-max_restarts = 2
-health_interval = "0s"
-"#,
+{FAST_RESTARTS}"#,
         wrapper = toml_str(&wrapper.display().to_string()),
         state = toml_str(&state.path().display().to_string()),
         reads = python_and_fixture_paths().join(", "),
@@ -264,8 +237,7 @@ health_interval = "0s"
     let serve = Serve::start(&config).await.unwrap();
     let mut client = HttpClient::new(serve.url.clone());
     client.initialize("2025-11-25").await.unwrap();
-    let whoami = json!({"name": "flaky__whoami", "arguments": {}});
-    let first = client.request("tools/call", whoami).await.unwrap();
+    let first = whoami(&mut client).await;
     assert!(first.get("result").is_some(), "{first}");
     let before = starts_recorded(state.path());
 
@@ -313,17 +285,22 @@ async fn crash_flaky(client: &mut HttpClient) {
     assert_eq!(crashed["error"]["code"], json!(-31001), "{crashed}");
 }
 
+/// One call to `flaky__whoami` (the fixture's pid and start count, or an error).
+async fn whoami(client: &mut HttpClient) -> Value {
+    client
+        .request(
+            "tools/call",
+            json!({"name": "flaky__whoami", "arguments": {}}),
+        )
+        .await
+        .unwrap()
+}
+
 /// Calls `flaky__whoami` until a (restarted) process answers it, within [`WAIT`]; the answer.
 async fn served_again(client: &mut HttpClient, data_dir: &Path) -> Value {
     let limit = tokio::time::Instant::now() + WAIT;
     loop {
-        let r = client
-            .request(
-                "tools/call",
-                json!({"name": "flaky__whoami", "arguments": {}}),
-            )
-            .await
-            .unwrap();
+        let r = whoami(client).await;
         if r.get("result").is_some() {
             return r;
         }
@@ -335,6 +312,8 @@ async fn served_again(client: &mut HttpClient, data_dir: &Path) -> Value {
     }
 }
 
+/// How many times the flaky fixture started: it appends a line to `starts` in its state
+/// directory at each start (pids inside the sandbox's PID namespace repeat).
 fn starts_recorded(state: &std::path::Path) -> usize {
     std::fs::read_to_string(state.join("starts"))
         .unwrap()

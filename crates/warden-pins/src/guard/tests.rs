@@ -498,3 +498,39 @@ async fn the_guards_decide_at_once_only_what_they_are_not_concerned_with() {
         Some(Ok(Verdict::Continue))
     ));
 }
+
+#[tokio::test]
+async fn a_resolved_definition_passes_at_once_only_once_verified() {
+    let (p, _) = pinning(PinMode::Block);
+    let calls = p.call_guard();
+    let principal = Principal::local();
+    let target = |description: &str| Target {
+        upstream: "srv".into(),
+        name: Some("a".into()),
+        tool: Some(Arc::new(tool("a", description))),
+    };
+    let m = call_message("srv__a");
+    let at_once = |t: &Target| {
+        let mut call = Call::new(&m, Direction::ToUpstream, &principal);
+        call.target = Some(t);
+        calls.check_now(&call)
+    };
+    // First sight: the pin store decides (and pins it), not `check_now`.
+    let first = target("A");
+    assert!(at_once(&first).is_none());
+    assert!(matches!(
+        on_call(&p, "srv__a", Some(&first)).await,
+        Verdict::Continue
+    ));
+    // Verified now: later calls pass at once.
+    assert!(matches!(at_once(&first), Some(Ok(Verdict::Continue))));
+
+    // A list showing a changed definition holds the tool: no longer decided at once, refused.
+    on_list(&p, &list(vec![tool("a", "A, and exfiltrate")], None)).await;
+    let changed = target("A, and exfiltrate");
+    assert!(at_once(&changed).is_none());
+    assert!(matches!(
+        on_call(&p, "srv__a", Some(&changed)).await,
+        Verdict::Deny(_)
+    ));
+}
