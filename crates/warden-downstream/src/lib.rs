@@ -19,4 +19,4 @@ pub mod stdio;
 
 pub use error::DownstreamError;
 pub use http::{BoundServer, HttpOptions, TlsFiles, bind_http, serve_http};
-pub use stdio::{StdioOptions, serve_stdio, serve_stdio_with};
+pub use stdio::{StdioOptions, serve_stdio_with};

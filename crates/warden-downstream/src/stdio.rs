@@ -7,15 +7,21 @@
 //! connection goes on with the next line.
 //!
 //! Requests are handled concurrently (a slow tool call does not hold up a `ping`), up to
-//! [`StdioOptions::max_in_flight`] at once; beyond that the reader stops reading, so a client
-//! cannot make the gateway queue without bound. The requests in flight are futures the reader
-//! itself polls (one task for the whole client: no task spawned, no semaphore per request), so
-//! the reader never waits on anything without also driving them. Notifications and responses
-//! are handled in arrival order, inline. One writer task owns the output and writes each
-//! message followed by `\n`; everything reaches it through a bounded channel.
+//! [`StdioOptions::max_in_flight`] at once. Beyond that they wait in a queue, in arrival order,
+//! bounded by [`StdioOptions::max_queued`] requests and [`MAX_QUEUED_BYTES`]; a request that
+//! finds the queue full is refused at once with `-31004` (too many requests). The reader never
+//! stops reading because of requests: the calls in flight may be waiting on the client itself
+//! (an answer to a sampling or elicitation request, a cancellation), and those answers arrive
+//! on the same input, behind whatever the client sent before them. The requests in flight are
+//! futures the reader itself polls (one task for the whole client: no task spawned, no
+//! semaphore per request), so the reader never waits on anything without also driving them.
+//! Notifications and responses are handled in arrival order, inline. One writer task owns the
+//! output and writes each message followed by `\n`; everything reaches it through a bounded
+//! channel (a client that does not read its output is the one thing that stops the reader).
 //!
 //! stdout *is* the protocol: this module writes nothing but protocol messages to `output`.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,8 +35,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use warden_guard::Principal;
+use warden_proto::error::error_response;
 use warden_proto::framing::{Frame, LineDecoder};
-use warden_proto::{DecodeError, Limits, Message, decode};
+use warden_proto::{DecodeError, ErrorCode, Limits, Message, decode};
 use warden_session::{Face, Handler, Reply, Session};
 
 use crate::DownstreamError;
@@ -39,9 +46,16 @@ use crate::DownstreamError;
 /// for a normal tool call to deliver its result, short enough that `run` exits promptly.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Concurrent requests per stdio client: more than any interactive client issues, few enough
-/// that a flooding client is slowed down by backpressure instead of growing memory.
+/// Concurrent requests per stdio client: more than any interactive client issues.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+/// Requests waiting for one of the [`DEFAULT_MAX_IN_FLIGHT`] slots before further ones are
+/// refused.
+pub const DEFAULT_MAX_QUEUED: usize = 256;
+
+/// Bytes of queued requests before further ones are refused (one request is always queued when
+/// the queue is empty, whatever its size: it is within the message limit).
+pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Messages queued for the writer: bounds memory when the client reads slowly.
 const WRITER_QUEUE: usize = 64;
@@ -58,8 +72,10 @@ pub struct StdioOptions {
     pub limits: Limits,
     /// How long in-flight requests may finish after input EOF before they are abandoned.
     pub drain_timeout: Duration,
-    /// Requests handled concurrently before the reader applies backpressure.
+    /// Requests handled concurrently; later ones are queued.
     pub max_in_flight: usize,
+    /// Requests queued behind those in flight; later ones are refused with `-31004`.
+    pub max_queued: usize,
 }
 
 impl StdioOptions {
@@ -69,6 +85,7 @@ impl StdioOptions {
             limits,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_queued: DEFAULT_MAX_QUEUED,
         }
     }
 }
@@ -77,24 +94,6 @@ impl Default for StdioOptions {
     fn default() -> Self {
         Self::new(Limits::default())
     }
-}
-
-/// Serves one stdio client until its input reaches EOF, with default options.
-///
-/// See [`serve_stdio_with`].
-pub async fn serve_stdio<H, R, W>(
-    handler: Arc<H>,
-    input: R,
-    output: W,
-    limits: Limits,
-) -> Result<(), DownstreamError>
-where
-    H: Handler,
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let never = CancellationToken::new();
-    serve_stdio_with(handler, input, output, StdioOptions::new(limits), never).await
 }
 
 /// Serves one stdio client until its input reaches EOF or `stop` is cancelled.
@@ -146,8 +145,8 @@ where
         principal,
         limits: options.limits,
         out: out_tx.clone(),
-        max_in_flight: options.max_in_flight.max(1),
-        tasks: FuturesUnordered::new(),
+        tasks: InFlight::new(options.max_in_flight, options.max_queued),
+        refusals: 0,
     };
     let read_result = reader.run(&mut input, &stop_reading).await;
 
@@ -163,7 +162,7 @@ where
             "stdio input closed; abandoning requests still in flight"
         );
     }
-    // Dropping an unfinished request cancels its upstream call.
+    // Dropping an unfinished request cancels its upstream call; a queued one never started.
     reader.tasks.clear();
     stop.cancel();
     if let Some(pump) = unsolicited {
@@ -194,8 +193,85 @@ struct Reader<H: Handler> {
     principal: Principal,
     limits: Limits,
     out: mpsc::Sender<Bytes>,
-    max_in_flight: usize,
-    tasks: FuturesUnordered<Task>,
+    tasks: InFlight,
+    /// Requests refused because the queue was full (logged at the first).
+    refusals: u64,
+}
+
+/// The requests of one client: those in flight, polled together, and those queued behind them.
+struct InFlight {
+    running: FuturesUnordered<Task>,
+    queued: VecDeque<(Task, usize)>,
+    queued_bytes: usize,
+    max_running: usize,
+    max_queued: usize,
+}
+
+impl InFlight {
+    fn new(max_running: usize, max_queued: usize) -> Self {
+        Self {
+            running: FuturesUnordered::new(),
+            queued: VecDeque::new(),
+            queued_bytes: 0,
+            max_running: max_running.max(1),
+            max_queued,
+        }
+    }
+
+    /// Whether a request of `bytes` bytes can start or be queued now.
+    fn has_room(&self, bytes: usize) -> bool {
+        self.running.len() < self.max_running
+            || (self.queued.len() < self.max_queued
+                && (self.queued.is_empty() || self.queued_bytes + bytes <= MAX_QUEUED_BYTES))
+    }
+
+    /// Starts `task` (a request of `bytes` bytes) or queues it; the caller checked
+    /// [`InFlight::has_room`].
+    fn admit(&mut self, task: Task, bytes: usize) {
+        if self.running.len() < self.max_running {
+            self.running.push(task);
+        } else {
+            self.queued_bytes += bytes;
+            self.queued.push_back((task, bytes));
+        }
+    }
+
+    /// Pushes a task that is not a request (a streamed reply to a notification): it is not
+    /// counted against the limits, and a notification's reply must not wait behind requests.
+    fn push_unlimited(&mut self, task: Task) {
+        self.running.push(task);
+    }
+
+    /// Polls the tasks in flight; when one finishes, the queue's head takes its slot. Cancel
+    /// safe: a finished task is accounted for in the same poll.
+    async fn next(&mut self) -> Option<()> {
+        let done = self.running.next().await;
+        if done.is_some() {
+            while self.running.len() < self.max_running {
+                let Some((task, bytes)) = self.queued.pop_front() else {
+                    break;
+                };
+                self.queued_bytes -= bytes;
+                self.running.push(task);
+            }
+        }
+        done
+    }
+
+    /// Whether nothing is in flight (nothing is queued then either).
+    fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.running.len() + self.queued.len()
+    }
+
+    fn clear(&mut self) {
+        self.running.clear();
+        self.queued.clear();
+        self.queued_bytes = 0;
+    }
 }
 
 /// The writer is gone: the client closed its end of the output.
@@ -261,23 +337,30 @@ impl<H: Handler> Reader<H> {
             }
         };
         if message.is_request() {
-            // Waiting here is the backpressure: the reader stops reading while the client
-            // already has `max_in_flight` requests outstanding.
-            while self.tasks.len() >= self.max_in_flight {
-                tokio::select! {
-                    biased;
-                    () = self.out.closed() => return Err(WriterGone),
-                    _ = self.tasks.next() => {}
+            let bytes = message.bytes().len();
+            if !self.tasks.has_room(bytes) {
+                self.refusals += 1;
+                if self.refusals == 1 {
+                    warn!(
+                        session = %self.session.id(),
+                        outstanding = self.tasks.len(),
+                        "stdio client has too many requests outstanding; refusing further ones with -31004"
+                    );
                 }
+                let refusal = self.refusal(&message);
+                return self.send(refusal).await;
             }
             let handler = Arc::clone(&self.handler);
             let session = Arc::clone(&self.session);
             let principal = self.principal.clone();
             let out = self.out.clone();
-            self.tasks.push(Box::pin(async move {
-                let reply = handler.handle(Some(&session), &principal, message).await;
-                let _ = forward(reply, &out).await;
-            }));
+            self.tasks.admit(
+                Box::pin(async move {
+                    let reply = handler.handle(Some(&session), &principal, message).await;
+                    let _ = forward(reply, &out).await;
+                }),
+                bytes,
+            );
             Ok(())
         } else {
             // Notifications and responses keep their order relative to later messages (a
@@ -289,12 +372,30 @@ impl<H: Handler> Reader<H> {
             let reply = drive(&mut self.tasks, handle).await;
             if let Reply::Stream(_) = reply {
                 let out = self.out.clone();
-                self.tasks.push(Box::pin(async move {
+                self.tasks.push_unlimited(Box::pin(async move {
                     let _ = forward(reply, &out).await;
                 }));
             }
             Ok(())
         }
+    }
+
+    /// The error a request gets when the queue is full.
+    fn refusal(&self, request: &Message) -> Bytes {
+        let id = request
+            .id()
+            .map_or(serde_json::Value::Null, |id| id.to_value());
+        let response = error_response(
+            &id,
+            ErrorCode::RateLimited,
+            "too many requests outstanding on this connection; retry once some are answered",
+            Some(serde_json::json!({
+                "maxInFlight": self.tasks.max_running,
+                "maxQueued": self.tasks.max_queued,
+            })),
+        );
+        // A `Value` built from strings and numbers always serialises.
+        Bytes::from(serde_json::to_vec(&response).unwrap_or_default())
     }
 
     async fn send(&mut self, bytes: Bytes) -> Result<(), WriterGone> {
@@ -305,7 +406,7 @@ impl<H: Handler> Reader<H> {
 
 /// Awaits `future` while polling the requests in flight, so that nothing the reader waits on
 /// can be held up by a request only the reader drives.
-async fn drive<F: Future>(tasks: &mut FuturesUnordered<Task>, future: F) -> F::Output {
+async fn drive<F: Future>(tasks: &mut InFlight, future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     loop {
         tokio::select! {

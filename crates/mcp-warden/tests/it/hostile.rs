@@ -481,6 +481,49 @@ async fn run_answers_with_an_error_when_the_upstream_dies_mid_call() {
     );
 }
 
+/// More calls than `run` handles at once (64), each waiting on the client's answer to the
+/// upstream's sampling request, all sent before the client answers any: the calls beyond the
+/// limit wait in the gateway's queue, the reader goes on reading, and the client's answers
+/// release every call. (A reader that stopped at the limit left them all waiting for the
+/// request timeout, 300 s by default.)
+#[tokio::test]
+async fn run_reads_the_clients_answers_while_more_calls_than_its_limit_wait_on_them() {
+    const CALLS: u64 = 80;
+    let mut c = start_run(&["--era", "legacy"], &[python(), fixture("echo_server.py")]);
+    c.initialize(VERSION).await.unwrap();
+    for n in 1..=CALLS {
+        c.send(&json!({"jsonrpc": "2.0", "id": n, "method": "sample", "params": {}}))
+            .await
+            .unwrap();
+    }
+    let (mut asked, mut answered) = (0, Vec::new());
+    while (answered.len() as u64) < CALLS {
+        let message = tokio::time::timeout(BOUND, c.recv())
+            .await
+            .expect("the calls hang: the client's answers were not read")
+            .unwrap();
+        if message["method"] == "sampling/createMessage" {
+            asked += 1;
+            c.send(&json!({"jsonrpc": "2.0", "id": message["id"], "result": {
+                "role": "assistant", "model": "m",
+                "content": {"type": "text", "text": format!("answer {asked}")}}}))
+                .await
+                .unwrap();
+        } else {
+            assert!(
+                message["result"]["answered"]["content"]["text"].is_string(),
+                "{message}"
+            );
+            answered.push(message["id"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(asked, CALLS);
+    answered.sort_unstable();
+    assert_eq!(answered, (1..=CALLS).collect::<Vec<_>>());
+    assert_run_serves(&mut c, 1).await;
+    assert_eq!(close_and_wait(&mut c).await, Some(0));
+}
+
 /// H1 (docs/fuzzing.md): a response the gateway refuses (here nested one level deeper than the
 /// limit, as the echo of a request at the limit is) fails its request at once with a clear
 /// error, instead of leaving the client to wait `request_timeout` (300 s by default).

@@ -1,12 +1,13 @@
 //! stdio: framing errors, oversized lines, concurrency, unsolicited messages and EOF.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use warden_downstream::{DownstreamError, StdioOptions, serve_stdio, serve_stdio_with};
+use warden_downstream::{DownstreamError, StdioOptions, serve_stdio_with};
 use warden_proto::Limits;
 
 use crate::support::{TestHandler, bounded};
@@ -19,14 +20,19 @@ struct Client {
 }
 
 fn start(limits: Limits) -> Client {
+    start_with(StdioOptions::new(limits))
+}
+
+fn start_with(options: StdioOptions) -> Client {
     let handler = TestHandler::new();
     let (client_in, server_in) = tokio::io::duplex(64 * 1024);
     let (server_out, client_out) = tokio::io::duplex(64 * 1024);
-    let task = tokio::spawn(serve_stdio(
+    let task = tokio::spawn(serve_stdio_with(
         Arc::clone(&handler),
         server_in,
         server_out,
-        limits,
+        options,
+        CancellationToken::new(),
     ));
     Client {
         input: Some(client_in),
@@ -139,6 +145,83 @@ async fn a_slow_request_does_not_block_later_ones() {
             .await;
         assert_eq!(c.recv().await["id"], "fast");
         assert_eq!(c.recv().await["id"], "slow");
+    })
+    .await;
+}
+
+/// A client's answer (to sampling, elicitation, roots) as the tests send it.
+const CLIENT_ANSWER: &str = r#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#;
+
+#[tokio::test]
+async fn requests_beyond_the_limit_queue_and_the_clients_answers_still_get_through() {
+    bounded(async {
+        // Both slots taken by calls that wait on the client; the client sends one more request
+        // before it answers them. A reader that stopped at the limit would never read the
+        // answers: everything would hang until the calls timed out.
+        let mut c = start_with(StdioOptions {
+            max_in_flight: 2,
+            ..StdioOptions::default()
+        });
+        for id in ["w1", "w2"] {
+            c.send(&format!(
+                r#"{{"jsonrpc":"2.0","id":"{id}","method":"awaits_client"}}"#
+            ))
+            .await;
+        }
+        c.send(r#"{"jsonrpc":"2.0","id":"later","method":"tools/list"}"#)
+            .await;
+        c.send(CLIENT_ANSWER).await;
+        c.send(CLIENT_ANSWER).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let reply = tokio::time::timeout(Duration::from_secs(10), c.recv())
+                .await
+                .expect("every request is answered once the client has answered");
+            assert!(reply.get("error").is_none(), "{reply}");
+            ids.push(reply["id"].as_str().unwrap().to_owned());
+        }
+        ids.sort();
+        assert_eq!(ids, ["later", "w1", "w2"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_finding_the_queue_full_is_refused_at_once() {
+    bounded(async {
+        let mut c = start_with(StdioOptions {
+            max_in_flight: 1,
+            max_queued: 1,
+            ..StdioOptions::default()
+        });
+        // `w1` runs, `w2` waits in the queue, `w3` finds it full.
+        for id in ["w1", "w2", "w3"] {
+            c.send(&format!(
+                r#"{{"jsonrpc":"2.0","id":"{id}","method":"awaits_client"}}"#
+            ))
+            .await;
+        }
+        let refused = c.recv().await;
+        assert_eq!(refused["id"], "w3");
+        assert_eq!(refused["error"]["code"], -31004);
+        assert_eq!(refused["error"]["data"]["maxInFlight"], 1);
+        assert_eq!(refused["error"]["data"]["maxQueued"], 1);
+        // The refused request never reached the handler; the queued one starts in order.
+        c.send(CLIENT_ANSWER).await;
+        assert_eq!(c.recv().await["id"], "w1");
+        c.send(CLIENT_ANSWER).await;
+        assert_eq!(c.recv().await["id"], "w2");
+        assert_eq!(
+            c.handler.methods(),
+            ["awaits_client", "awaits_client"],
+            "w3 was refused before the handler saw it"
+        );
+        // Room again: the connection goes on.
+        c.send(r#"{"jsonrpc":"2.0","id":"after","method":"tools/list"}"#)
+            .await;
+        assert_eq!(c.recv().await["id"], "after");
+        drop(c.input.take());
+        c.task.await.unwrap().unwrap();
     })
     .await;
 }

@@ -38,7 +38,8 @@ pub(crate) struct Seen {
 /// notifications, then waits for a permit on `gate`, then a third and the response), `push`
 /// (queues an unsolicited notification on the session), `unknown/method` (`-32601`),
 /// `limited` (a rate-limit refusal), `progress_then_limited` (a notification, then one),
-/// `pretty` (a pretty-printed response). Anything else is echoed.
+/// `pretty` (a pretty-printed response), `awaits_client` (answers once the client has sent a
+/// response of its own: a call waiting on sampling or elicitation). Anything else is echoed.
 ///
 /// Tools: `region_tool` mirrors `region` into `Mcp-Param-Region` and `options.count` into
 /// `Mcp-Param-Count` (x-mcp-header); every other tool has no annotations.
@@ -47,6 +48,8 @@ pub(crate) struct TestHandler {
     pub(crate) seen: Mutex<Vec<Seen>>,
     pub(crate) ended: Mutex<Vec<String>>,
     pub(crate) gate: Arc<Semaphore>,
+    /// One permit per response the client sent; `awaits_client` takes one.
+    client_answers: Arc<Semaphore>,
 }
 
 impl TestHandler {
@@ -56,6 +59,7 @@ impl TestHandler {
             seen: Mutex::default(),
             ended: Mutex::default(),
             gate: Arc::new(Semaphore::new(0)),
+            client_answers: Arc::new(Semaphore::new(0)),
         })
     }
 
@@ -156,6 +160,9 @@ impl Handler for TestHandler {
                 stateless: session.is_none(),
             });
             if !message.is_request() {
+                if message.method().is_none() {
+                    self.client_answers.add_permits(1);
+                }
                 return Reply::Accepted;
             }
             let id = message.id().cloned().unwrap();
@@ -175,6 +182,10 @@ impl Handler for TestHandler {
                         &id,
                         json!({"protocolVersion": version, "capabilities": {}, "serverInfo": {"name": "test", "version": "1"}}),
                     ))
+                }
+                "awaits_client" => {
+                    self.client_answers.acquire().await.unwrap().forget();
+                    single(result(&id, json!({"answered": true})))
                 }
                 "slow" => {
                     let ms = params["ms"].as_u64().unwrap_or(200);
