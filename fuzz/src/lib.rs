@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use warden_proto::framing::{Frame, LineDecoder};
 use warden_proto::sse::{SseItem, SseParser};
-use warden_proto::{DecodeError, Id, Kind, Limits, Message, decode, parse_value};
+use warden_proto::{DecodeError, Id, Kind, Limits, Message, decode, decode_lazy, parse_value};
 
 /// A fuzz target: bytes in, panic on a broken invariant.
 pub type Target = fn(&[u8]);
@@ -147,7 +147,10 @@ pub fn jsonrpc_decode(data: &[u8]) {
         max_depth: TIGHT_DEPTH,
         ..limits
     };
-    let tight = decode(Bytes::copy_from_slice(data), &tight);
+    same_lazy_decode(data, &full, &limits);
+    let tight_full = decode(Bytes::copy_from_slice(data), &tight);
+    same_lazy_decode(data, &tight_full, &tight);
+    let tight = tight_full;
     let expect_tight_ok = full
         .as_ref()
         .is_ok_and(|m| container_depth(m.value()) <= TIGHT_DEPTH);
@@ -158,6 +161,22 @@ pub fn jsonrpc_decode(data: &[u8]) {
     );
     if let (Ok(t), Ok(f)) = (&tight, &full) {
         assert_eq!(t.value(), f.value());
+    }
+}
+
+/// `decode_lazy` (a byte-level skim, the serde-based validator behind it) must accept and
+/// refuse exactly what `decode` does, with the same error, kind, id, method and value.
+fn same_lazy_decode(data: &[u8], full: &Result<Message, DecodeError>, limits: &Limits) {
+    let lazy = decode_lazy(Bytes::copy_from_slice(data), limits);
+    match (full, &lazy) {
+        (Ok(f), Ok(l)) => {
+            assert_eq!(f.kind(), l.kind());
+            assert_eq!(f.id(), l.id());
+            assert_eq!(f.method(), l.method());
+            assert_eq!(f.value(), l.value());
+        }
+        (Err(f), Err(l)) => assert_eq!(f, l),
+        (f, l) => panic!("decode {f:?} but decode_lazy {l:?}"),
     }
 }
 

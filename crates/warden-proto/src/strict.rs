@@ -88,16 +88,9 @@ pub fn decode_lazy(bytes: bytes::Bytes, limits: &Limits) -> Result<Message, Deco
             limit: limits.max_message_bytes,
         });
     }
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let top = TopSeed {
-        depth_left: limits.max_depth,
-    }
-    .deserialize(&mut de)
-    .map_err(classify)?;
-    de.end().map_err(classify)?;
-    let env = match top {
-        Top::Object(env) => env,
-        Top::Other { is_array } => return Err(not_an_object(is_array)),
+    let env = match skimmed_envelope(&bytes, limits) {
+        Some(env) => env,
+        None => serde_envelope(&bytes, limits)?,
     };
     let shape = |s: &Option<Shape>| match s {
         Some(Shape::Object) => Some(Value::Object(Map::new())),
@@ -118,8 +111,69 @@ pub fn decode_lazy(bytes: bytes::Bytes, limits: &Limits) -> Result<Message, Deco
         Some(Value::String(m)) => Some(Arc::from(m)),
         _ => None,
     };
-    drop(de);
     Ok(Message::from_validated(bytes, kind, id, method))
+}
+
+/// The envelope of a message [`skim::skim`] accepts, its small members parsed from their spans
+/// as [`serde_envelope`] parses them; `None` when the skim declines.
+fn skimmed_envelope(bytes: &[u8], limits: &Limits) -> Option<RawEnvelope> {
+    let skimmed = skim::skim(bytes, limits.max_depth)?;
+    // Members of the top-level object are parsed one level down, as `TopSeed` does.
+    let inner = Limits {
+        max_message_bytes: usize::MAX,
+        max_depth: limits.max_depth.checked_sub(1)?,
+    };
+    let member = |span: Option<std::ops::Range<usize>>| match span {
+        Some(span) => {
+            let raw = &bytes[span];
+            simple_member(raw)
+                .or_else(|| parse_value(raw, &inner).ok())
+                .map(Some)
+        }
+        None => Some(None),
+    };
+    Some(RawEnvelope {
+        jsonrpc: member(skimmed.jsonrpc)?,
+        id: member(skimmed.id)?,
+        method: member(skimmed.method)?,
+        error: member(skimmed.error)?,
+        params: skimmed.params,
+        result: skimmed.result,
+    })
+}
+
+/// The value of a validated member in the two shapes envelopes nearly always have, built
+/// without a parser: a string without escapes (its bytes are its text) and a non-negative
+/// integer of at most 18 digits (a `u64`, as serde_json reads it). `None` for anything else.
+fn simple_member(raw: &[u8]) -> Option<Value> {
+    match raw {
+        [b'"', text @ .., b'"'] if !text.contains(&b'\\') => {
+            std::str::from_utf8(text).ok().map(Value::from)
+        }
+        [b'0'..=b'9', ..] if raw.len() <= 18 && raw.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(raw)
+                .ok()?
+                .parse::<u64>()
+                .ok()
+                .map(Value::from)
+        }
+        _ => None,
+    }
+}
+
+/// The envelope as the serde-based validator reads it, with the exact error for bad input.
+fn serde_envelope(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let top = TopSeed {
+        depth_left: limits.max_depth,
+    }
+    .deserialize(&mut de)
+    .map_err(classify)?;
+    de.end().map_err(classify)?;
+    match top {
+        Top::Object(env) => Ok(env),
+        Top::Other { is_array } => Err(not_an_object(is_array)),
+    }
 }
 
 fn classify(err: serde_json::Error) -> DecodeError {
@@ -506,6 +560,8 @@ impl<'de> Visitor<'de> for TopSeed {
         Ok(Top::Object(env))
     }
 }
+
+mod skim;
 
 #[cfg(test)]
 mod tests;

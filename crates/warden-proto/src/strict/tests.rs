@@ -227,3 +227,192 @@ proptest! {
 fn json_id(n: u64) -> Value {
     Value::from(n)
 }
+
+/// Bytes a mutation writes: JSON's structural characters, escapes, digits and number signs,
+/// whitespace (valid and not), control characters and non-ASCII (valid and not).
+const MUTATION_BYTES: &[u8] =
+    b"\"\\{}[],:0123456789eE.+-tfnlu \t\n\r\x0c\x00\x1f\x7f\xc3\xa9\xed\xa0\x80\xff/bx";
+
+fn mutate(text: &mut Vec<u8>, edits: &[(usize, u8, u8)]) {
+    for &(at, op, b) in edits {
+        let b = MUTATION_BYTES[usize::from(b) % MUTATION_BYTES.len()];
+        let at = if text.is_empty() { 0 } else { at % text.len() };
+        match op % 3 {
+            0 if !text.is_empty() => text[at] = b,
+            1 => text.insert(at, b),
+            _ if !text.is_empty() => {
+                text.remove(at);
+            }
+            _ => text.push(b),
+        }
+    }
+}
+
+fn message_text(v: Value, member: &str) -> Vec<u8> {
+    let mut m = serde_json::Map::new();
+    m.insert("jsonrpc".into(), Value::from("2.0"));
+    m.insert("id".into(), json_id(7));
+    if member == "params" {
+        m.insert("method".into(), Value::from("tools/call"));
+    }
+    m.insert(member.into(), v);
+    serde_json::to_vec(&Value::Object(m)).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Nearly valid messages are where the byte-level skim and the serde path could disagree:
+    /// the skim must never accept what the serde path refuses (nor refuse what it accepts).
+    #[test]
+    fn lazy_decode_agrees_on_mutated_messages(
+        v in arb_json(),
+        member in prop_oneof![Just("result"), Just("params"), Just("error")],
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..4),
+        depth in prop_oneof![Just(3usize), Just(64)],
+    ) {
+        let mut text = message_text(v, member);
+        mutate(&mut text, &edits);
+        assert_same_decode(&text, &Limits { max_depth: depth, ..lim() })?;
+    }
+
+    /// The skim vouches for every valid message it can judge (keys without escapes): the fast
+    /// path is taken, not just correct when declined.
+    #[test]
+    fn the_skim_accepts_valid_messages(v in arb_json(), depth in 1usize..8) {
+        let text = message_text(v, "result");
+        let valid = parse_value(&text, &Limits { max_depth: depth, ..lim() }).is_ok();
+        prop_assert_eq!(super::skim::skim(&text, depth).is_some(), valid);
+    }
+}
+
+#[test]
+fn lazy_decode_agrees_on_numbers_escapes_and_whitespace() {
+    let values: &[&str] = &[
+        "0",
+        "-0",
+        "01",
+        "-01",
+        "1.",
+        ".5",
+        "-",
+        "+1",
+        "1e",
+        "1e+",
+        "1E-2",
+        "1.5e3",
+        "0.0",
+        "123456789012345678",
+        "1234567890123456789",
+        "12345678901234567890",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+        "1e308",
+        "1e309",
+        "-1e309",
+        "1e-400",
+        "1.7976931348623157e308",
+        "1.7976931348623159e308",
+        "17976931348623159000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "true",
+        "tru",
+        "truee",
+        "nul",
+        "null ",
+        "falsе",
+        r#""a\"b""#,
+        r#""\/\b\f\n\r\t""#,
+        r#""\u0041""#,
+        r#""\u00""#,
+        r#""\uZZZZ""#,
+        r#""\x""#,
+        r#""\ud83d\ude00""#,
+        r#""\ud83d""#,
+        r#""\ude00""#,
+        r#""\ud83dx""#,
+        "\"\u{7f}\"",
+        "\"tab\there\"",
+        "\"nl\nhere\"",
+        "\"\u{0}\"",
+        "\"é\"",
+        "\"\u{10FFFF}\"",
+        "[1,2]",
+        "[1,]",
+        "[,1]",
+        "[1 2]",
+        "{}",
+        "{,}",
+        r#"{"a":1,}"#,
+        r#"{"a" 1}"#,
+        r#"{"a":1 "b":2}"#,
+        r#"{1:2}"#,
+        "[\t1\r\n]",
+        "[\x0c1]",
+        "[1]\x0c",
+    ];
+    // Integers too long for a u64 are floats to serde_json; beyond f64's range, refused.
+    let long = [
+        format!("1{}", "0".repeat(307)),
+        format!("1{}", "0".repeat(308)),
+        format!("-1{}", "0".repeat(400)),
+    ];
+    for v in values
+        .iter()
+        .copied()
+        .chain(long.iter().map(String::as_str))
+    {
+        for member in [
+            "result", "params", "id", "error", "jsonrpc", "method", "other",
+        ] {
+            let text = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"m","{member}":{v}}}"#);
+            assert_same_decode(text.as_bytes(), &lim()).unwrap();
+        }
+    }
+    let whole: &[&[u8]] = &[
+        b"",
+        b" ",
+        b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"method\":\"m\"}",
+        b" \t\r\n{\"jsonrpc\":\"2.0\",\"method\":\"m\"} \n",
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"m\"}{}",
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"m\"}\x00",
+        br#"{"jsonrpc":"2.0","method":"m","a":1,"\u0061":2}"#,
+        br#"{"jsonrpc":"2.0","method":"m","\u0061":1,"a":2}"#,
+        br#"{"json\u0072pc":"2.0","method":"m"}"#,
+        br#"{"jsonrpc":"2.0","method":"m","jsonrpc":"2.0"}"#,
+    ];
+    for text in whole {
+        assert_same_decode(text, &lim()).unwrap();
+    }
+}
+
+#[test]
+fn lazy_decode_agrees_at_serde_jsons_own_recursion_limit() {
+    let deep = Limits {
+        max_depth: 200,
+        ..lim()
+    };
+    for depth in 120..=132 {
+        let mut text = String::from(r#"{"jsonrpc":"2.0","id":1,"result":"#);
+        text.push_str(&"[".repeat(depth - 1));
+        text.push_str(&"]".repeat(depth - 1));
+        text.push('}');
+        assert_same_decode(text.as_bytes(), &deep).unwrap();
+        assert_same_decode(text.as_bytes(), &lim()).unwrap();
+    }
+}
+
+#[test]
+fn duplicate_keys_beyond_the_skims_linear_scan_are_refused() {
+    for n in [7, 8, 9, 15, 16, 17, 40] {
+        let mut text = String::from(r#"{"jsonrpc":"2.0","id":1,"result":{"#);
+        for i in 0..n {
+            text.push_str(&format!(r#""k{i}":{i},"#));
+        }
+        text.push_str(r#""k0":0}}"#);
+        assert_same_decode(text.as_bytes(), &lim()).unwrap();
+        let err = decode_lazy(bytes::Bytes::from(text), &lim()).unwrap_err();
+        assert!(matches!(err, DecodeError::DuplicateKey { .. }), "{err:?}");
+    }
+}
