@@ -140,13 +140,7 @@ impl<'a> Skim<'a> {
     /// An object starting at `{`. With `env`, it is the top-level one: its envelope members
     /// are noted.
     fn object(&mut self, depth: usize, mut env: Option<&mut Skimmed>) -> Option<()> {
-        if depth > self.max_depth {
-            return None;
-        }
-        self.eat(b'{')?;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
+        if self.open(depth, b'{', b'}')? {
             return Some(());
         }
         let mut keys = Keys::default();
@@ -172,33 +166,50 @@ impl<'a> Skim<'a> {
                     _ => {}
                 }
             }
-            self.ws();
-            match self.next()? {
-                b',' => self.ws(),
-                b'}' => return Some(()),
-                _ => return None,
+            if !self.more(b'}')? {
+                return Some(());
             }
         }
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
-        if depth > self.max_depth {
-            return None;
-        }
-        self.eat(b'[')?;
-        self.ws();
-        if self.peek()? == b']' {
-            self.i += 1;
+        if self.open(depth, b'[', b']')? {
             return Some(());
         }
         loop {
             self.value(depth + 1)?;
-            self.ws();
-            match self.next()? {
-                b',' => self.ws(),
-                b']' => return Some(()),
-                _ => return None,
+            if !self.more(b']')? {
+                return Some(());
             }
+        }
+    }
+
+    /// Enters a container at nesting `depth` (within the limit) at its `open` byte; whether it
+    /// is empty (its `close` byte consumed).
+    fn open(&mut self, depth: usize, open: u8, close: u8) -> Option<bool> {
+        if depth > self.max_depth {
+            return None;
+        }
+        self.eat(open)?;
+        self.ws();
+        let empty = self.peek()? == close;
+        if empty {
+            self.i += 1;
+        }
+        Some(empty)
+    }
+
+    /// After a container's member: whether another follows (`,`), or the container ends
+    /// (`close`).
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        match self.next()? {
+            b',' => {
+                self.ws();
+                Some(true)
+            }
+            c if c == close => Some(false),
+            _ => None,
         }
     }
 
