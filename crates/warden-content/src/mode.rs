@@ -1,6 +1,6 @@
 //! What each content guard does, per upstream.
 
-use std::collections::HashMap;
+use warden_proto::fast_map::FastMap;
 
 pub use crate::hidden::HiddenTagsMode;
 
@@ -69,7 +69,7 @@ pub struct ContentModes {
     /// For upstreams without their own.
     pub default: Modes,
     /// Per upstream.
-    pub upstreams: HashMap<String, Modes>,
+    pub upstreams: FastMap<String, Modes>,
 }
 
 impl ContentModes {

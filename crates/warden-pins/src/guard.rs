@@ -15,6 +15,7 @@ use serde_json::Value;
 use warden_guard::{Call, Denial, Direction, Guard, GuardError, Report, Target, Verdict};
 use warden_proto::ErrorCode;
 use warden_proto::Field;
+use warden_proto::fast_map::FastMap;
 
 use crate::book::{PinBook, PinError, tool_name};
 use crate::canonical::definition_hash;
@@ -56,7 +57,7 @@ struct State {
     pages: HashMap<String, HashSet<String>>,
     /// Gateway upstream -> raw tool name -> hash of the definition last found equal to its
     /// pin (nested so that a call is looked up by its borrowed names).
-    verified: HashMap<String, HashMap<String, String>>,
+    verified: FastMap<String, FastMap<String, String>>,
 }
 
 impl State {
@@ -80,7 +81,7 @@ impl State {
 /// Shared state of the two pinning guards.
 pub struct Pinning {
     book: Arc<PinBook>,
-    upstreams: HashMap<String, UpstreamPins>,
+    upstreams: FastMap<String, UpstreamPins>,
     expose: Exposure,
     state: Mutex<State>,
 }
@@ -104,7 +105,7 @@ impl Pinning {
     ) -> Arc<Self> {
         Arc::new(Self {
             book,
-            upstreams,
+            upstreams: upstreams.into_iter().collect(),
             expose,
             state: Mutex::new(State::default()),
         })

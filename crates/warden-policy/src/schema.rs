@@ -8,7 +8,6 @@
 //! so a hostile schema cannot make validation backtrack. Compiled validators are cached by the
 //! exact schema text: a changed definition compiles anew.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
 
 use futures::FutureExt;
@@ -18,6 +17,7 @@ use serde_json::{Map, Value};
 use warden_guard::{Call, Denial, Direction, Guard, GuardError, Verdict};
 use warden_proto::ErrorCode;
 use warden_proto::Field;
+use warden_proto::fast_map::FastMap;
 
 /// Compiled validators kept: bounds memory when upstreams churn definitions.
 const MAX_CACHED: usize = 1024;
@@ -42,11 +42,11 @@ type Compiled = Result<Arc<Validator>, String>;
 /// The `schema` guard.
 pub struct SchemaGuard {
     limits: SchemaLimits,
-    cache: RwLock<HashMap<String, Compiled>>,
+    cache: RwLock<FastMap<String, Compiled>>,
     /// Validators by listed definition (the session's `Arc` of the tool object): skips
     /// serialising the schema to find it. An entry counts only while its `Weak` still points
     /// at the very allocation asked about, so a freed and reused address never matches.
-    by_definition: RwLock<HashMap<usize, (Weak<Value>, Compiled)>>,
+    by_definition: RwLock<FastMap<usize, (Weak<Value>, Compiled)>>,
 }
 
 impl std::fmt::Debug for SchemaGuard {
@@ -83,8 +83,8 @@ impl SchemaGuard {
     pub fn new(limits: SchemaLimits) -> Self {
         Self {
             limits,
-            cache: RwLock::new(HashMap::new()),
-            by_definition: RwLock::new(HashMap::new()),
+            cache: RwLock::new(FastMap::default()),
+            by_definition: RwLock::new(FastMap::default()),
         }
     }
 

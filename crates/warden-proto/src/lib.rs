@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod fast_map;
 pub mod framing;
 pub mod jsonrpc;
 pub mod lookup;

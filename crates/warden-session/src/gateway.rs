@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 use warden_guard::{Call, Direction, Outcome, Pipeline, Principal};
+use warden_proto::fast_map::FastMap;
 use warden_proto::mcp::Era;
 use warden_proto::{ErrorCode, Id, Kind, Message, error::error_response};
 use warden_store::{DynStore, MemoryStore, Namespace};
@@ -284,7 +285,7 @@ pub(crate) struct Catalog {
     pub(crate) tool_params: ToolParams,
     /// Tool objects of the last `tools/list`, by the upstream's own tool name: what argument
     /// validation checks a call against.
-    pub(crate) tool_defs: HashMap<String, Arc<Value>>,
+    pub(crate) tool_defs: FastMap<String, Arc<Value>>,
     /// When `tools/list` last succeeded for this upstream: a call to a tool the catalog does
     /// not know triggers at most one listing per [`crate::guarded::RELIST_INTERVAL`].
     pub(crate) tools_listed_at: Option<tokio::time::Instant>,
@@ -330,7 +331,7 @@ pub struct Gateway {
     pub(crate) opts: GatewayOptions,
     pub(crate) pipeline: Pipeline,
     pub(crate) upstreams: Vec<Arc<UpstreamState>>,
-    sessions: Mutex<HashMap<String, Entry>>,
+    sessions: Mutex<FastMap<String, Entry>>,
     /// Upstream calls waiting for a 2026-07-28 client's input, by `requestState`.
     pub(crate) parked: Mutex<HashMap<String, crate::mrtr::Parked>>,
     /// Routes of stateless requests (no session): only in-flight cancellation is used.
@@ -468,7 +469,7 @@ impl Gateway {
             opts,
             pipeline,
             upstreams,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(FastMap::default()),
             parked: Mutex::new(HashMap::new()),
             stateless: Arc::new(Routes::default()),
             shutdown: CancellationToken::new(),

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use warden_guard::{Call, Direction, Outcome, Permits, Principal, Target};
 use warden_proto::Field;
+use warden_proto::fast_map::FastMap;
 use warden_proto::{ErrorCode, Id, Message};
 
 use crate::Session;
@@ -28,7 +29,7 @@ pub(crate) const RELIST_INTERVAL: Duration = Duration::from_secs(1);
 type Group = (Arc<UpstreamState>, Vec<Value>, HashMap<String, String>);
 
 /// The tool objects of one `tools/list`, by the upstream's own tool name.
-pub(crate) fn tool_definitions(items: &[Value]) -> HashMap<String, Arc<Value>> {
+pub(crate) fn tool_definitions(items: &[Value]) -> FastMap<String, Arc<Value>> {
     items
         .iter()
         .filter_map(|t| {

@@ -6,7 +6,6 @@
 //! `notifications/progress` could otherwise not be told apart. The caller's token is restored
 //! before a routed notification is handed back.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tracing::warn;
 use warden_proto::Field;
+use warden_proto::fast_map::FastMap;
 use warden_proto::jsonrpc::Recovered;
 use warden_proto::mcp::META_SUBSCRIPTION_ID;
 use warden_proto::{DecodeError, Id, Kind, Message};
@@ -192,7 +192,8 @@ pub(crate) enum Route {
 /// The in-flight requests of one connection.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    entries: HashMap<Id, Entry>,
+    /// Keyed by the gateway's own upstream-side ids ([`IdAllocator`]).
+    entries: FastMap<Id, Entry>,
     closed: Option<CloseReason>,
 }
 
