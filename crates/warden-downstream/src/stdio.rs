@@ -34,8 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use warden_guard::Principal;
-use warden_proto::error::error_response;
+use warden_guard::{Denial, Principal};
 use warden_proto::framing::{Frame, LineDecoder};
 use warden_proto::{DecodeError, ErrorCode, Limits, Message, decode};
 use warden_session::{Face, Handler, Reply, Session};
@@ -56,6 +55,9 @@ pub const DEFAULT_MAX_QUEUED: usize = 256;
 /// Bytes of queued requests before further ones are refused (one request is always queued when
 /// the queue is empty, whatever its size: it is within the message limit).
 pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+
+/// `error.data.guard` of the refusal a request gets when the queue is full.
+const QUEUE_GUARD: &str = "stdio_queue";
 
 /// Messages queued for the writer: bounds memory when the client reads slowly.
 const WRITER_QUEUE: usize = 64;
@@ -146,7 +148,7 @@ where
         limits: options.limits,
         out: out_tx.clone(),
         tasks: InFlight::new(options.max_in_flight, options.max_queued),
-        refusals: 0,
+        refused_any: false,
     };
     let read_result = reader.run(&mut input, &stop_reading).await;
 
@@ -194,8 +196,8 @@ struct Reader<H: Handler> {
     limits: Limits,
     out: mpsc::Sender<Bytes>,
     tasks: InFlight,
-    /// Requests refused because the queue was full (logged at the first).
-    refusals: u64,
+    /// Whether a request was refused for a full queue yet (logged once per client).
+    refused_any: bool,
 }
 
 /// The requests of one client: those in flight, polled together, and those queued behind them.
@@ -236,8 +238,9 @@ impl InFlight {
         }
     }
 
-    /// Pushes a task that is not a request (a streamed reply to a notification): it is not
-    /// counted against the limits, and a notification's reply must not wait behind requests.
+    /// Starts a task that is not a request (a streamed reply to a notification) at once: it is
+    /// never queued or refused (a notification's reply must not wait behind requests), though
+    /// it takes a slot while it runs.
     fn push_unlimited(&mut self, task: Task) {
         self.running.push(task);
     }
@@ -339,8 +342,7 @@ impl<H: Handler> Reader<H> {
         if message.is_request() {
             let bytes = message.bytes().len();
             if !self.tasks.has_room(bytes) {
-                self.refusals += 1;
-                if self.refusals == 1 {
+                if !std::mem::replace(&mut self.refused_any, true) {
                     warn!(
                         session = %self.session.id(),
                         outstanding = self.tasks.len(),
@@ -380,22 +382,27 @@ impl<H: Handler> Reader<H> {
         }
     }
 
-    /// The error a request gets when the queue is full.
+    /// The error a request gets when the queue is full: a denial like the rate-limit guard's
+    /// (`-31004`), with the limits it met.
     fn refusal(&self, request: &Message) -> Bytes {
         let id = request
             .id()
             .map_or(serde_json::Value::Null, |id| id.to_value());
-        let response = error_response(
-            &id,
-            ErrorCode::RateLimited,
-            "too many requests outstanding on this connection; retry once some are answered",
-            Some(serde_json::json!({
-                "maxInFlight": self.tasks.max_running,
-                "maxQueued": self.tasks.max_queued,
-            })),
-        );
-        // A `Value` built from strings and numbers always serialises.
-        Bytes::from(serde_json::to_vec(&response).unwrap_or_default())
+        let mut response = Denial {
+            guard: QUEUE_GUARD,
+            code: ErrorCode::RateLimited,
+            message: "too many requests outstanding on this connection; retry once some are \
+                      answered"
+                .to_owned(),
+            detail: String::new(),
+            controls: &["API-2"],
+            retry_after: None,
+        }
+        .to_jsonrpc(&id);
+        let data = &mut response["error"]["data"];
+        data["maxInFlight"] = self.tasks.max_running.into();
+        data["maxQueued"] = self.tasks.max_queued.into();
+        json_bytes(&response)
     }
 
     async fn send(&mut self, bytes: Bytes) -> Result<(), WriterGone> {
@@ -470,8 +477,13 @@ fn line_bytes(message: &Message) -> Bytes {
 }
 
 fn error_bytes(error: &DecodeError) -> Bytes {
+    json_bytes(&error.to_response())
+}
+
+/// A message the transport builds itself, as bytes.
+fn json_bytes(message: &serde_json::Value) -> Bytes {
     // A `Value` built from strings and numbers always serialises.
-    Bytes::from(serde_json::to_vec(&error.to_response()).unwrap_or_default())
+    Bytes::from(serde_json::to_vec(message).unwrap_or_default())
 }
 
 /// Owns the output: writes each message followed by `\n`, flushing whenever the queue is empty.

@@ -15,7 +15,7 @@ const LINEAR_MEMBERS: usize = 12;
 
 /// The member `key` of `map`, as `map.get(key)`.
 #[inline]
-pub fn member<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+fn member<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     if map.len() <= LINEAR_MEMBERS {
         map.iter().find_map(|(k, v)| (k == key).then_some(v))
     } else {
@@ -23,16 +23,7 @@ pub fn member<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     }
 }
 
-/// The member `key` of `value` when it is an object, as `value.get(key)`.
-#[inline]
-pub fn field<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
-    match value {
-        Value::Object(map) => member(map, key),
-        _ => None,
-    }
-}
-
-/// [`field`] as a method, for chains: `params.field("_meta")?.field("progressToken")`.
+/// Member lookup as a method, for chains: `params.field("_meta")?.field("progressToken")`.
 pub trait Field {
     /// The member `key` when this is an object, as `serde_json`'s `get(key)`.
     fn field(&self, key: &str) -> Option<&Value>;
@@ -41,7 +32,10 @@ pub trait Field {
 impl Field for Value {
     #[inline]
     fn field(&self, key: &str) -> Option<&Value> {
-        field(self, key)
+        match self {
+            Value::Object(map) => member(map, key),
+            _ => None,
+        }
     }
 }
 
@@ -92,7 +86,7 @@ mod tests {
             Value::from("name"),
             serde_json::json!(["name"]),
         ] {
-            assert_eq!(field(&v, "name"), None);
+            assert_eq!(v.field("name"), None);
             assert_eq!(v.field("name"), v.get("name"));
         }
     }

@@ -52,14 +52,13 @@ pub fn parse_value(bytes: &[u8], limits: &Limits) -> Result<Value, DecodeError> 
     }
     // serde_json's own recursion guard stops at 128 levels; ours is configurable and the
     // seed below enforces it. Keep serde_json's guard on as a second line of defence.
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictSeed {
-        depth_left: limits.max_depth,
-    }
-    .deserialize(&mut de)
-    .map_err(classify)?;
-    de.end().map_err(classify)?;
-    Ok(value)
+    deserialize_all(
+        bytes,
+        StrictSeed {
+            depth_left: limits.max_depth,
+        },
+    )
+    .map_err(classify)
 }
 
 /// Parses and classifies one JSON-RPC message, keeping the original bytes.
@@ -161,15 +160,26 @@ fn simple_member(raw: &[u8]) -> Option<Value> {
     }
 }
 
+/// `bytes` as exactly one value through `seed`, with nothing after it but whitespace.
+fn deserialize_all<'de, S: DeserializeSeed<'de>>(
+    bytes: &'de [u8],
+    seed: S,
+) -> Result<S::Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = seed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
 /// The envelope as the serde-based validator reads it, with the exact error for bad input.
 fn serde_envelope(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let top = TopSeed {
-        depth_left: limits.max_depth,
-    }
-    .deserialize(&mut de)
+    let top = deserialize_all(
+        bytes,
+        TopSeed {
+            depth_left: limits.max_depth,
+        },
+    )
     .map_err(classify)?;
-    de.end().map_err(classify)?;
     match top {
         Top::Object(env) => Ok(env),
         Top::Other { is_array } => Err(not_an_object(is_array)),
@@ -328,24 +338,21 @@ const SMALL_OBJECT: usize = 7;
 /// Keys compared for duplicates one by one up to this many (kept on the stack); a set beyond.
 const LINEAR_KEY_CHECK: usize = 16;
 
-/// The keys of one object seen so far, for the duplicate check (after unescaping, as
-/// [`parse_value`] compares them).
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per object being validated, on the stack: the point is not to allocate"
-)]
-enum SeenKeys<'de> {
-    Few(SmallVec<[Cow<'de, str>; LINEAR_KEY_CHECK]>),
-    Many(HashSet<Cow<'de, str>>),
+/// The keys of one object seen so far, for the duplicate check: unescaped keys in the serde
+/// path (as [`parse_value`] compares them), raw bytes in the skim (which declines escaped keys).
+/// Up to [`LINEAR_KEY_CHECK`] on the stack: one per object being validated, not allocated.
+enum SeenKeys<K> {
+    Few(SmallVec<[K; LINEAR_KEY_CHECK]>),
+    Many(HashSet<K>),
 }
 
-impl<'de> SeenKeys<'de> {
+impl<K: Eq + std::hash::Hash> SeenKeys<K> {
     fn new() -> Self {
         SeenKeys::Few(SmallVec::new())
     }
 
     /// False when `key` was seen before.
-    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+    fn insert(&mut self, key: K) -> bool {
         match self {
             SeenKeys::Few(keys) => {
                 if keys.contains(&key) {
@@ -354,7 +361,7 @@ impl<'de> SeenKeys<'de> {
                 if keys.len() < LINEAR_KEY_CHECK {
                     keys.push(key);
                 } else {
-                    let mut set: HashSet<Cow<'de, str>> = keys.drain(..).collect();
+                    let mut set: HashSet<K> = keys.drain(..).collect();
                     set.insert(key);
                     *self = SeenKeys::Many(set);
                 }

@@ -204,6 +204,7 @@ async fn a_request_finding_the_queue_full_is_refused_at_once() {
         let refused = c.recv().await;
         assert_eq!(refused["id"], "w3");
         assert_eq!(refused["error"]["code"], -31004);
+        assert_eq!(refused["error"]["data"]["guard"], "stdio_queue");
         assert_eq!(refused["error"]["data"]["maxInFlight"], 1);
         assert_eq!(refused["error"]["data"]["maxQueued"], 1);
         // The refused request never reached the handler; the queued one starts in order.

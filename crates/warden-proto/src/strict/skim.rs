@@ -14,19 +14,12 @@
 //! beyond `serde_json`'s own recursion limit. The property tests and the `jsonrpc_decode` fuzz
 //! target compare the two paths on arbitrary and mutated input.
 
-use std::collections::HashSet;
 use std::ops::Range;
 
-use serde::de::DeserializeSeed;
-use smallvec::SmallVec;
-
-use super::{CheckSeed, Shape};
+use super::{CheckSeed, SeenKeys, Shape, deserialize_all};
 
 /// Deepest nesting `serde_json` itself accepts: its recursion guard fails the 128th level.
 const SERDE_MAX_DEPTH: usize = 127;
-
-/// Keys of one object compared one by one up to this many; a set beyond.
-const LINEAR_KEYS: usize = 8;
 
 /// Where the envelope's members are in a message the skim accepted.
 #[derive(Default)]
@@ -51,9 +44,7 @@ pub(super) fn skim(bytes: &[u8], max_depth: usize) -> Option<Skimmed> {
         max_depth: max_depth.min(SERDE_MAX_DEPTH),
     };
     s.ws();
-    if s.peek()? != b'{' {
-        return None;
-    }
+    // Anything but an object is declined here (`object` expects its `{`).
     let mut env = Skimmed::default();
     s.object(1, Some(&mut env))?;
     s.ws();
@@ -64,33 +55,6 @@ struct Skim<'a> {
     b: &'a [u8],
     i: usize,
     max_depth: usize,
-}
-
-/// The keys of one object so far: on the stack up to [`LINEAR_KEYS`], then in a set.
-#[derive(Default)]
-struct Keys<'a> {
-    few: SmallVec<[&'a [u8]; LINEAR_KEYS]>,
-    many: Option<HashSet<&'a [u8]>>,
-}
-
-impl<'a> Keys<'a> {
-    /// False when `key` was seen before.
-    fn insert(&mut self, key: &'a [u8]) -> bool {
-        if let Some(set) = &mut self.many {
-            return set.insert(key);
-        }
-        if self.few.contains(&key) {
-            return false;
-        }
-        if self.few.len() < LINEAR_KEYS {
-            self.few.push(key);
-        } else {
-            let mut set: HashSet<&[u8]> = self.few.drain(..).collect();
-            set.insert(key);
-            self.many = Some(set);
-        }
-        true
-    }
 }
 
 impl<'a> Skim<'a> {
@@ -143,7 +107,7 @@ impl<'a> Skim<'a> {
         if self.open(depth, b'{', b'}')? {
             return Some(());
         }
-        let mut keys = Keys::default();
+        let mut keys = SeenKeys::new();
         loop {
             let key = self.string(true)?;
             if !keys.insert(key) {
@@ -284,9 +248,7 @@ impl<'a> Skim<'a> {
             simple = false;
         }
         if !simple {
-            let mut de = serde_json::Deserializer::from_slice(&self.b[start..self.i]);
-            CheckSeed { depth_left: 1 }.deserialize(&mut de).ok()?;
-            de.end().ok()?;
+            deserialize_all(&self.b[start..self.i], CheckSeed { depth_left: 1 }).ok()?;
         }
         Some(Shape::Scalar)
     }
