@@ -24,7 +24,12 @@ impl Id {
     /// Reads an id from a JSON value; `None` for null, booleans, arrays and objects.
     pub fn from_value(v: &Value) -> Option<Id> {
         match v {
-            Value::Number(n) => Some(Id::Number(n.to_string().into())),
+            // Integers (what every client sends) straight into the id, without `fmt`.
+            Value::Number(n) => Some(Id::Number(match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => itoa::Buffer::new().format(u).into(),
+                (None, Some(i)) => itoa::Buffer::new().format(i).into(),
+                (None, None) => n.to_string().into(),
+            })),
             Value::String(s) => Some(Id::String(s.as_str().into())),
             _ => None,
         }
@@ -56,9 +61,19 @@ impl Id {
 
     /// The id as JSON text.
     pub fn to_json(&self) -> String {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends the id as JSON text to `out`.
+    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Id::Number(n) => n.to_string(),
-            Id::String(s) => Value::String(s.to_string()).to_string(),
+            Id::Number(n) => out.extend_from_slice(n.as_bytes()),
+            // Writing a string into a Vec cannot fail.
+            Id::String(s) => {
+                let _ = serde_json::to_writer(out, &**s);
+            }
         }
     }
 }
@@ -235,21 +250,14 @@ impl Message {
     /// new message parses its own bytes if and when its value is asked for (the stdio path
     /// forwards the bytes only).
     pub fn with_id(&self, id: &Id) -> Message {
-        let new_id = id.to_json();
         match top_level_value_span(&self.bytes, "id") {
-            Some((start, end)) => {
-                let mut out = Vec::with_capacity(self.bytes.len() + new_id.len());
-                out.extend_from_slice(&self.bytes[..start]);
-                out.extend_from_slice(new_id.as_bytes());
-                out.extend_from_slice(&self.bytes[end..]);
-                Message {
-                    bytes: Bytes::from(out),
-                    value: OnceLock::new(),
-                    kind: self.kind.clone(),
-                    id: Some(id.clone()),
-                    method: Some(self.method().map(Arc::from)),
-                }
-            }
+            Some(span) => Message {
+                bytes: self.spliced_id(span, id),
+                value: OnceLock::new(),
+                kind: self.kind.clone(),
+                id: Some(id.clone()),
+                method: Some(self.method().map(Arc::from)),
+            },
             // No id in the text (cannot happen for a request or response): re-encode.
             None => {
                 let mut value = self.value().clone();
@@ -271,15 +279,10 @@ impl Message {
     /// [`Message::with_id`] for a message the caller owns: the parsed value is updated in place
     /// instead of cloned (the response path restores the client's id on every message).
     pub fn into_with_id(mut self, id: &Id) -> Message {
-        let new_id = id.to_json();
-        let Some((start, end)) = top_level_value_span(&self.bytes, "id") else {
+        let Some(span) = top_level_value_span(&self.bytes, "id") else {
             return self.with_id(id);
         };
-        let mut out = Vec::with_capacity(self.bytes.len() + new_id.len());
-        out.extend_from_slice(&self.bytes[..start]);
-        out.extend_from_slice(new_id.as_bytes());
-        out.extend_from_slice(&self.bytes[end..]);
-        self.bytes = Bytes::from(out);
+        self.bytes = self.spliced_id(span, id);
         // A value not parsed yet will be parsed from the new bytes.
         if let Some(Value::Object(map)) = self.value.get_mut() {
             map.insert("id".into(), id.to_value());
@@ -288,21 +291,40 @@ impl Message {
         self
     }
 
+    /// The bytes with the value at `start..end` (the top-level id) replaced by `id`.
+    fn spliced_id(&self, (start, end): (usize, usize), id: &Id) -> Bytes {
+        let mut out = Vec::with_capacity(self.bytes.len() + 16);
+        out.extend_from_slice(&self.bytes[..start]);
+        id.write_json(&mut out);
+        out.extend_from_slice(&self.bytes[end..]);
+        Bytes::from(out)
+    }
+
     /// Replaces the message with a rewritten value (re-serialised once).
     pub fn rewrite(&self, value: Value) -> Result<Message, DecodeError> {
         Message::from_value(value)
     }
 }
 
-/// A numeric id keeps the exact text the peer wrote.
+/// A numeric id keeps the exact text the peer wrote. An integer's text (optional `-`, then
+/// digits) already is: JSON allows no leading zeros or `+`, serde_json reads an integer that
+/// fits 64 bits exactly (`-0` as a float, so as `-0.0`), and [`Id::from_value`] writes it back
+/// in the one canonical form. Anything else (`1.0`, `1e2`, an integer beyond 64 bits) is
+/// read from the bytes.
 fn exact_number_id(bytes: &[u8], id: Option<Id>) -> Option<Id> {
-    if let Some(Id::Number(_)) = id
+    if let Some(Id::Number(n)) = &id
+        && !is_plain_integer(n.as_bytes())
         && let Some((start, end)) = top_level_value_span(bytes, "id")
         && let Ok(text) = std::str::from_utf8(&bytes[start..end])
     {
         return Some(Id::Number(text.into()));
     }
     id
+}
+
+fn is_plain_integer(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// Parses the bytes of a message that was already validated under its limits. Parsing the
@@ -362,10 +384,9 @@ pub(crate) fn classify_envelope(env: &Envelope<'_>) -> Result<(Kind, Option<Id>)
     let raw_id = env.id;
     let id = raw_id.and_then(Id::from_value);
     // The id to echo in an error: only a well-formed one.
-    let err_id = id.as_ref().map(Id::to_value);
     let invalid = |reason| DecodeError::Invalid {
         reason,
-        id: err_id.clone(),
+        id: id.as_ref().map(Id::to_value),
     };
     if env.jsonrpc.and_then(Value::as_str) != Some("2.0") {
         return Err(invalid("jsonrpc must be \"2.0\""));

@@ -114,6 +114,43 @@ fn ids_keep_their_spelling() {
     assert_eq!(m.id().unwrap().to_json(), r#""x\"y""#);
 }
 
+#[test]
+fn numeric_ids_keep_their_spelling_however_decoded() {
+    // Integers skip the look at the bytes (their text is canonical); the rest are read there.
+    for text in [
+        "0",
+        "7",
+        "-7",
+        "-0",
+        "-0.0",
+        "1.0",
+        "1e3",
+        "1E3",
+        "-1e-3",
+        "100",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+    ] {
+        for bytes in [
+            format!(r#"{{"jsonrpc":"2.0","id":{text},"method":"ping"}}"#),
+            format!(r#"{{"method":"ping", "id" : {text} ,"jsonrpc":"2.0"}}"#),
+            format!(r#"{{"jsonrpc":"2.0","id":{text},"result":{{}}}}"#),
+        ] {
+            let bytes = Bytes::from(bytes);
+            let eager = decode(bytes.clone(), &Limits::default()).unwrap();
+            let lazy = crate::decode_lazy(bytes, &Limits::default()).unwrap();
+            for m in [&eager, &lazy] {
+                assert_eq!(m.id().unwrap().to_json(), text, "{m:?}");
+                let back = m.with_id(&Id::String("s".into())).with_id(m.id().unwrap());
+                assert_eq!(back.bytes(), m.bytes());
+            }
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn into_with_id_equals_with_id(old in any::<i64>(), new in "[a-z0-9]{1,8}") {
