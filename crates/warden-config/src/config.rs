@@ -123,6 +123,12 @@ pub struct LimitsConfig {
     pub max_line_bytes: NonZeroUsize,
     /// Largest HTTP request or response body, in bytes.
     pub max_body_bytes: NonZeroUsize,
+    /// Requests a stdio client (`run`) may have handled at once.
+    pub stdio_max_in_flight: NonZeroUsize,
+    /// Requests a stdio client may have waiting beyond those; `0` refuses them at once.
+    pub stdio_max_queued: usize,
+    /// Bytes of waiting stdio requests before further ones are refused.
+    pub stdio_max_queued_bytes: NonZeroUsize,
 }
 
 impl Default for LimitsConfig {
@@ -133,6 +139,9 @@ impl Default for LimitsConfig {
             max_depth: const { nonzero(DEFAULT_MAX_DEPTH) },
             max_line_bytes: max_message_bytes,
             max_body_bytes: max_message_bytes,
+            stdio_max_in_flight: const { nonzero(DEFAULT_STDIO_MAX_IN_FLIGHT) },
+            stdio_max_queued: DEFAULT_STDIO_MAX_QUEUED,
+            stdio_max_queued_bytes: const { nonzero(DEFAULT_STDIO_MAX_QUEUED_BYTES) },
         }
     }
 }

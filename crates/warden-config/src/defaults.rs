@@ -20,6 +20,25 @@ pub const MAX_BYTES_LIMIT: usize = 1 << 30;
 /// Upper bound for `max_depth`: deeper documents risk exhausting the stack of recursive code.
 pub const MAX_DEPTH_LIMIT: usize = 1024;
 
+/// Requests one stdio client (`run`) may have handled at once: more than any interactive
+/// client issues, few enough that a flood cannot start unbounded work.
+pub const DEFAULT_STDIO_MAX_IN_FLIGHT: usize = 64;
+
+/// Upper bound for `stdio_max_in_flight`.
+pub const STDIO_MAX_IN_FLIGHT_LIMIT: usize = 4096;
+
+/// Requests a stdio client may have waiting for a slot before further ones are refused with
+/// `-31004`. The reader never stops for requests (a client's answers to sampling or
+/// elicitation arrive behind them), so this queue, not backpressure, bounds what it holds.
+pub const DEFAULT_STDIO_MAX_QUEUED: usize = 256;
+
+/// Upper bound for `stdio_max_queued`.
+pub const STDIO_MAX_QUEUED_LIMIT: usize = 65_536;
+
+/// Bytes of queued stdio requests before further ones are refused: bounds the queue's memory
+/// whatever the size of each request.
+pub const DEFAULT_STDIO_MAX_QUEUED_BYTES: usize = 16 << 20;
+
 /// Closes connections that send their request head slowly (slowloris) before they pile up.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 

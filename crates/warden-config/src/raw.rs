@@ -73,6 +73,12 @@ pub struct RawLimits {
     pub max_line_bytes: Option<u64>,
     /// `max_body_bytes`.
     pub max_body_bytes: Option<u64>,
+    /// `stdio_max_in_flight`.
+    pub stdio_max_in_flight: Option<u64>,
+    /// `stdio_max_queued`.
+    pub stdio_max_queued: Option<u64>,
+    /// `stdio_max_queued_bytes`.
+    pub stdio_max_queued_bytes: Option<u64>,
 }
 
 /// `[http]`. Durations are humantime strings.

@@ -242,6 +242,25 @@ impl Validator<'_> {
                 max_message_bytes,
                 MAX_BYTES_LIMIT,
             ),
+            stdio_max_in_flight: self.count(
+                path.key("stdio_max_in_flight"),
+                raw.stdio_max_in_flight,
+                defaults.stdio_max_in_flight,
+                STDIO_MAX_IN_FLIGHT_LIMIT,
+            ),
+            stdio_max_queued: self.bounded(
+                path.key("stdio_max_queued"),
+                raw.stdio_max_queued,
+                defaults.stdio_max_queued,
+                0,
+                STDIO_MAX_QUEUED_LIMIT,
+            ),
+            stdio_max_queued_bytes: self.count(
+                path.key("stdio_max_queued_bytes"),
+                raw.stdio_max_queued_bytes,
+                defaults.stdio_max_queued_bytes,
+                MAX_BYTES_LIMIT,
+            ),
         }
     }
 

@@ -8,7 +8,7 @@
 //!
 //! Requests are handled concurrently (a slow tool call does not hold up a `ping`), up to
 //! [`StdioOptions::max_in_flight`] at once. Beyond that they wait in a queue, in arrival order,
-//! bounded by [`StdioOptions::max_queued`] requests and [`MAX_QUEUED_BYTES`]; a request that
+//! bounded by [`StdioOptions::max_queued`] requests and [`StdioOptions::max_queued_bytes`]; a request that
 //! finds the queue full is refused at once with `-31004` (too many requests). The reader never
 //! stops reading because of requests: the calls in flight may be waiting on the client itself
 //! (an answer to a sampling or elicitation request, a cancellation), and those answers arrive
@@ -45,17 +45,6 @@ use crate::DownstreamError;
 /// for a normal tool call to deliver its result, short enough that `run` exits promptly.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Concurrent requests per stdio client: more than any interactive client issues.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
-
-/// Requests waiting for one of the [`DEFAULT_MAX_IN_FLIGHT`] slots before further ones are
-/// refused.
-pub const DEFAULT_MAX_QUEUED: usize = 256;
-
-/// Bytes of queued requests before further ones are refused (one request is always queued when
-/// the queue is empty, whatever its size: it is within the message limit).
-pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
-
 /// `error.data.guard` of the refusal a request gets when the queue is full.
 const QUEUE_GUARD: &str = "stdio_queue";
 
@@ -78,16 +67,31 @@ pub struct StdioOptions {
     pub max_in_flight: usize,
     /// Requests queued behind those in flight; later ones are refused with `-31004`.
     pub max_queued: usize,
+    /// Bytes of queued requests before later ones are refused (one request is always queued
+    /// when the queue is empty, whatever its size: it is within the message limit).
+    pub max_queued_bytes: usize,
 }
 
 impl StdioOptions {
-    /// Defaults with the given message limits.
+    /// The `[limits]` defaults (`stdio_max_in_flight`, `stdio_max_queued`,
+    /// `stdio_max_queued_bytes`) with the given message limits.
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            max_queued: DEFAULT_MAX_QUEUED,
+            max_in_flight: warden_config::DEFAULT_STDIO_MAX_IN_FLIGHT,
+            max_queued: warden_config::DEFAULT_STDIO_MAX_QUEUED,
+            max_queued_bytes: warden_config::DEFAULT_STDIO_MAX_QUEUED_BYTES,
+        }
+    }
+
+    /// These options with the queue bounds of a `[limits]` table.
+    pub fn with_queue_of(self, config: &warden_config::LimitsConfig) -> Self {
+        Self {
+            max_in_flight: config.stdio_max_in_flight.get(),
+            max_queued: config.stdio_max_queued,
+            max_queued_bytes: config.stdio_max_queued_bytes.get(),
+            ..self
         }
     }
 }
@@ -147,7 +151,11 @@ where
         principal,
         limits: options.limits,
         out: out_tx.clone(),
-        tasks: InFlight::new(options.max_in_flight, options.max_queued),
+        tasks: InFlight::new(
+            options.max_in_flight,
+            options.max_queued,
+            options.max_queued_bytes,
+        ),
         refused_any: false,
     };
     let read_result = reader.run(&mut input, &stop_reading).await;
@@ -207,16 +215,18 @@ struct InFlight {
     queued_bytes: usize,
     max_running: usize,
     max_queued: usize,
+    max_queued_bytes: usize,
 }
 
 impl InFlight {
-    fn new(max_running: usize, max_queued: usize) -> Self {
+    fn new(max_running: usize, max_queued: usize, max_queued_bytes: usize) -> Self {
         Self {
             running: FuturesUnordered::new(),
             queued: VecDeque::new(),
             queued_bytes: 0,
             max_running: max_running.max(1),
             max_queued,
+            max_queued_bytes,
         }
     }
 
@@ -224,7 +234,7 @@ impl InFlight {
     fn has_room(&self, bytes: usize) -> bool {
         self.running.len() < self.max_running
             || (self.queued.len() < self.max_queued
-                && (self.queued.is_empty() || self.queued_bytes + bytes <= MAX_QUEUED_BYTES))
+                && (self.queued.is_empty() || self.queued_bytes + bytes <= self.max_queued_bytes))
     }
 
     /// Starts `task` (a request of `bytes` bytes) or queues it; the caller checked

@@ -144,7 +144,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             gateway.clone(),
             input,
             output,
-            StdioOptions::new(limits),
+            StdioOptions::new(limits).with_queue_of(&config.limits),
             stop_reading.clone(),
         );
         tokio::pin!(serve);

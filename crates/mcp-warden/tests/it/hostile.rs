@@ -524,6 +524,68 @@ async fn run_reads_the_clients_answers_while_more_calls_than_its_limit_wait_on_t
     assert_eq!(close_and_wait(&mut c).await, Some(0));
 }
 
+/// `[limits] stdio_max_in_flight` and `stdio_max_queued` bound `run`'s requests: with 2 in
+/// flight (each waiting on the client's sampling answer) and 1 queued, a fourth request is
+/// refused at once with `-31004` naming the limits, and the others all finish once answered.
+#[tokio::test]
+async fn run_takes_its_request_queue_bounds_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nstdio_max_in_flight = 2\nstdio_max_queued = 1\n",
+    )
+    .unwrap();
+    let mut c = start_run_with(
+        &config,
+        &["--era", "legacy"],
+        &[python(), fixture("echo_server.py")],
+    );
+    c.initialize(VERSION).await.unwrap();
+    for n in 1..=4 {
+        c.send(&json!({"jsonrpc": "2.0", "id": n, "method": "sample", "params": {}}))
+            .await
+            .unwrap();
+    }
+    let (mut asked, mut answered, mut refused) = (0, Vec::new(), Vec::new());
+    while answered.len() + refused.len() < 4 {
+        let message = tokio::time::timeout(BOUND, c.recv())
+            .await
+            .expect("no answer within the bound")
+            .unwrap();
+        if message["method"] == "sampling/createMessage" {
+            asked += 1;
+            c.send(&json!({"jsonrpc": "2.0", "id": message["id"], "result": {
+                "role": "assistant", "model": "m",
+                "content": {"type": "text", "text": format!("answer {asked}")}}}))
+                .await
+                .unwrap();
+        } else if message.get("error").is_some() {
+            assert_eq!(message["error"]["code"], -31004, "{message}");
+            assert_eq!(
+                message["error"]["data"]["guard"], "stdio_queue",
+                "{message}"
+            );
+            assert_eq!(message["error"]["data"]["maxInFlight"], 2, "{message}");
+            assert_eq!(message["error"]["data"]["maxQueued"], 1, "{message}");
+            refused.push(message["id"].as_u64().unwrap());
+        } else {
+            assert!(
+                message["result"]["answered"]["content"]["text"].is_string(),
+                "{message}"
+            );
+            answered.push(message["id"].as_u64().unwrap());
+        }
+    }
+    // The fourth arrived with two running and one queued; it was refused before any answer.
+    assert_eq!(refused, [4]);
+    answered.sort_unstable();
+    assert_eq!(answered, [1, 2, 3]);
+    assert_eq!(asked, 3);
+    assert_run_serves(&mut c, 1).await;
+    assert_eq!(close_and_wait(&mut c).await, Some(0));
+}
+
 /// H1 (docs/fuzzing.md): a response the gateway refuses (here nested one level deeper than the
 /// limit, as the echo of a request at the limit is) fails its request at once with a clear
 /// error, instead of leaving the client to wait `request_timeout` (300 s by default).

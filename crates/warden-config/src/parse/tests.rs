@@ -135,6 +135,9 @@ max_message_bytes = 1048576
 max_depth = 32
 max_line_bytes = 2097152
 max_body_bytes = 524288
+stdio_max_in_flight = 8
+stdio_max_queued = 0
+stdio_max_queued_bytes = 65536
 
 [http]
 header_read_timeout = "5s"
@@ -207,6 +210,9 @@ X-Tenant = "acme"
             max_depth: nz(32),
             max_line_bytes: nz(2 << 20),
             max_body_bytes: nz(512 << 10),
+            stdio_max_in_flight: nz(8),
+            stdio_max_queued: 0,
+            stdio_max_queued_bytes: nz(64 << 10),
         }
     );
     assert_eq!(
@@ -434,6 +440,9 @@ max_message_bytes = 0
 max_depth = 100000
 max_line_bytes = 1073741825
 max_body_bytes = -1
+stdio_max_in_flight = 0
+stdio_max_queued = 65537
+stdio_max_queued_bytes = 0
 [http]
 max_sessions = 0
 max_streams_per_session = 2000
