@@ -61,26 +61,17 @@ impl Id {
 
     /// The id as JSON text.
     pub fn to_json(&self) -> String {
-        let mut out = Vec::new();
-        self.write_json(&mut out);
-        String::from_utf8(out).unwrap_or_default()
-    }
-
-    /// Appends the id as JSON text to `out`.
-    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Id::Number(n) => out.extend_from_slice(n.as_bytes()),
-            // Writing a string into a Vec cannot fail.
-            Id::String(s) => {
-                let _ = serde_json::to_writer(out, &**s);
-            }
+            Id::Number(n) => n.to_string(),
+            // Serialising a string cannot fail.
+            Id::String(s) => serde_json::to_string(&**s).unwrap_or_default(),
         }
     }
 }
 
 impl From<u64> for Id {
     fn from(n: u64) -> Self {
-        Id::Number(n.to_string().into())
+        Id::Number(itoa::Buffer::new().format(n).into())
     }
 }
 
@@ -293,9 +284,19 @@ impl Message {
 
     /// The bytes with the value at `start..end` (the top-level id) replaced by `id`.
     fn spliced_id(&self, (start, end): (usize, usize), id: &Id) -> Bytes {
-        let mut out = Vec::with_capacity(self.bytes.len() + 16);
+        let string_id;
+        let id_text = match id {
+            Id::Number(n) => n.as_bytes(),
+            Id::String(_) => {
+                string_id = id.to_json();
+                string_id.as_bytes()
+            }
+        };
+        // Exactly the length: `Bytes::from` a full vector takes it over as it is, where a vector
+        // with room to spare costs a second allocation for the shared header.
+        let mut out = Vec::with_capacity(self.bytes.len() - (end - start) + id_text.len());
         out.extend_from_slice(&self.bytes[..start]);
-        id.write_json(&mut out);
+        out.extend_from_slice(id_text);
         out.extend_from_slice(&self.bytes[end..]);
         Bytes::from(out)
     }

@@ -806,10 +806,9 @@ impl Gateway {
         client: ClientEra,
         method: String,
     ) -> Reply {
-        let idv = client_id.to_value();
         let (conn, era) = match self.conn_for(session, &routes, up, client).await {
             Ok(c) => c,
-            Err(e) => return single(upstream_error(&idv, &up.name, &e)),
+            Err(e) => return single(upstream_error(&client_id.to_value(), &up.name, &e)),
         };
         // What the client declared, read before the request is adapted to the upstream's era.
         let caps = mcp::meta(&message)
@@ -857,7 +856,7 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => {
                 self.forget_broken(routes.as_ref(), up, &e).await;
-                return single(upstream_error(&idv, &up.name, &e));
+                return single(upstream_error(&client_id.to_value(), &up.name, &e));
             }
         };
         let exchange = Exchange {
