@@ -7,6 +7,8 @@
 //! - `poisoning/result_path_1mib`, `poisoning/result_path_1mib_text`: everything a text result
 //!   goes through (secret and PII redaction, then injection and Unicode analysis) on the 1 MiB
 //!   result above and on the `redact/1mib_text` input.
+//! - `poisoning/short_result`: a short tool result text (a sentence, different each time, as
+//!   most results are), analysed as content: the fixed cost per string.
 //! - `poisoning/analyze_tools_github_like`: 100 definitions with schemas, cross-tool checks
 //!   included (throughput over the JSON size).
 #![allow(missing_docs)]
@@ -46,6 +48,19 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(typical.len() as u64));
     g.bench_function("result_path_1mib_text", |b| {
         b.iter(|| inputs::result_path(black_box(&typical)))
+    });
+
+    let shorts: Vec<String> = (0..1024)
+        .map(|i| format!("Echo: request {i} finished in {} ms", i * 7 % 1000))
+        .collect();
+    let mut next = 0;
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(100);
+    g.bench_function("short_result", |b| {
+        b.iter(|| {
+            next = (next + 1) % shorts.len();
+            analyze_text(black_box(&shorts[next]), TextKind::ToolResult)
+        })
     });
 
     let tools: Vec<serde_json::Value> = (0..100)
