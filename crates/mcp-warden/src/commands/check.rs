@@ -280,6 +280,15 @@ fn face_claims(b: &Built<'_>, c: &mut Claims) {
             Status::NotApplicable,
             "run fronts a single server: no names from several servers to collide",
         );
+        let l = &cfg.limits;
+        c.add(
+            &["API-2"],
+            Status::Partial,
+            format!(
+                "run caps its client at {} requests in flight and {} queued ({} bytes); one more is refused at once with -31004; no rate limit unless [rate_limit]",
+                l.stdio_max_in_flight, l.stdio_max_queued, l.stdio_max_queued_bytes
+            ),
+        );
         return;
     }
     let loopback = cfg.listen.ip().is_loopback();

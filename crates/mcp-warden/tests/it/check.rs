@@ -61,6 +61,31 @@ fn zero_config_run_enforces_the_default_protections() {
     );
     assert_eq!(status(&rows, "CAUTH-1"), "n/a", "stdio has no network face");
     assert_eq!(status(&rows, "LLM-1"), "n/a");
+    // The stdio request queue caps the client's requests; no rate limit is configured.
+    assert_eq!(status(&rows, "API-2"), "partial", "{:?}", rows["API-2"]);
+    assert!(
+        rows["API-2"]
+            .1
+            .contains("64 requests in flight and 256 queued"),
+        "{:?}",
+        rows["API-2"]
+    );
+}
+
+#[test]
+fn run_reports_its_configured_request_queue() {
+    let rows = check(
+        Some("[limits]\nstdio_max_in_flight = 3\nstdio_max_queued = 0\n"),
+        &["--mode", "run"],
+    );
+    assert_eq!(status(&rows, "API-2"), "partial", "{:?}", rows["API-2"]);
+    assert!(
+        rows["API-2"]
+            .1
+            .contains("3 requests in flight and 0 queued"),
+        "{:?}",
+        rows["API-2"]
+    );
 }
 
 #[test]
