@@ -8,13 +8,14 @@
 //!
 //! Requests are handled concurrently (a slow tool call does not hold up a `ping`), up to
 //! [`StdioOptions::max_in_flight`] at once. Beyond that they wait in a queue, in arrival order,
-//! bounded by [`StdioOptions::max_queued`] requests and [`StdioOptions::max_queued_bytes`]; a request that
-//! finds the queue full is refused at once with `-31004` (too many requests). The reader never
-//! stops reading because of requests: the calls in flight may be waiting on the client itself
-//! (an answer to a sampling or elicitation request, a cancellation), and those answers arrive
-//! on the same input, behind whatever the client sent before them. The requests in flight are
-//! futures the reader itself polls (one task for the whole client: no task spawned, no
-//! semaphore per request), so the reader never waits on anything without also driving them.
+//! bounded by [`StdioOptions::max_queued`] requests and [`StdioOptions::max_queued_bytes`]
+//! (`[limits] stdio_max_*`); a request that finds the queue full is refused at once with
+//! `-31004` (too many requests). The reader never stops reading because of requests: the calls
+//! in flight may be waiting on the client itself (an answer to a sampling or elicitation
+//! request, a cancellation), and those answers arrive on the same input, behind whatever the
+//! client sent before them. The requests in flight are futures the reader itself polls (one
+//! task for the whole client: no task spawned, no semaphore per request), so the reader never
+//! waits on anything without also driving them.
 //! Notifications and responses are handled in arrival order, inline. One writer task owns the
 //! output and writes each message followed by `\n`; everything reaches it through a bounded
 //! channel (a client that does not read its output is the one thing that stops the reader).

@@ -491,34 +491,9 @@ async fn run_reads_the_clients_answers_while_more_calls_than_its_limit_wait_on_t
     const CALLS: u64 = 80;
     let mut c = start_run(&["--era", "legacy"], &[python(), fixture("echo_server.py")]);
     c.initialize(VERSION).await.unwrap();
-    for n in 1..=CALLS {
-        c.send(&json!({"jsonrpc": "2.0", "id": n, "method": "sample", "params": {}}))
-            .await
-            .unwrap();
-    }
-    let (mut asked, mut answered) = (0, Vec::new());
-    while (answered.len() as u64) < CALLS {
-        let message = tokio::time::timeout(BOUND, c.recv())
-            .await
-            .expect("the calls hang: the client's answers were not read")
-            .unwrap();
-        if message["method"] == "sampling/createMessage" {
-            asked += 1;
-            c.send(&json!({"jsonrpc": "2.0", "id": message["id"], "result": {
-                "role": "assistant", "model": "m",
-                "content": {"type": "text", "text": format!("answer {asked}")}}}))
-                .await
-                .unwrap();
-        } else {
-            assert!(
-                message["result"]["answered"]["content"]["text"].is_string(),
-                "{message}"
-            );
-            answered.push(message["id"].as_u64().unwrap());
-        }
-    }
+    let (asked, answered, errors) = sample_calls(&mut c, CALLS).await;
+    assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(asked, CALLS);
-    answered.sort_unstable();
     assert_eq!(answered, (1..=CALLS).collect::<Vec<_>>());
     assert_run_serves(&mut c, 1).await;
     assert_eq!(close_and_wait(&mut c).await, Some(0));
@@ -542,16 +517,40 @@ async fn run_takes_its_request_queue_bounds_from_the_config() {
         &[python(), fixture("echo_server.py")],
     );
     c.initialize(VERSION).await.unwrap();
-    for n in 1..=4 {
+    let (asked, answered, errors) = sample_calls(&mut c, 4).await;
+    // The fourth arrived with two running and one queued; it was refused before any answer.
+    let [refused] = errors.as_slice() else {
+        panic!("expected one refusal: {errors:?}");
+    };
+    assert_eq!(refused["id"], 4, "{refused}");
+    assert_eq!(refused["error"]["code"], -31004, "{refused}");
+    assert_eq!(
+        refused["error"]["data"]["guard"], "stdio_queue",
+        "{refused}"
+    );
+    assert_eq!(refused["error"]["data"]["maxInFlight"], 2, "{refused}");
+    assert_eq!(refused["error"]["data"]["maxQueued"], 1, "{refused}");
+    assert_eq!(answered, [1, 2, 3]);
+    assert_eq!(asked, 3);
+    assert_run_serves(&mut c, 1).await;
+    assert_eq!(close_and_wait(&mut c).await, Some(0));
+}
+
+/// Sends `calls` `sample` requests (ids 1 to `calls`) before answering anything, then answers
+/// each sampling request the upstream makes until every call has its response. Returns how
+/// many sampling requests were answered, the ids answered with a result (sorted) and the
+/// error responses.
+async fn sample_calls(c: &mut StdioClient, calls: u64) -> (u64, Vec<u64>, Vec<Value>) {
+    for n in 1..=calls {
         c.send(&json!({"jsonrpc": "2.0", "id": n, "method": "sample", "params": {}}))
             .await
             .unwrap();
     }
-    let (mut asked, mut answered, mut refused) = (0, Vec::new(), Vec::new());
-    while answered.len() + refused.len() < 4 {
+    let (mut asked, mut answered, mut errors) = (0, Vec::new(), Vec::new());
+    while ((answered.len() + errors.len()) as u64) < calls {
         let message = tokio::time::timeout(BOUND, c.recv())
             .await
-            .expect("no answer within the bound")
+            .expect("the calls hang: the client's answers were not read")
             .unwrap();
         if message["method"] == "sampling/createMessage" {
             asked += 1;
@@ -561,14 +560,7 @@ async fn run_takes_its_request_queue_bounds_from_the_config() {
                 .await
                 .unwrap();
         } else if message.get("error").is_some() {
-            assert_eq!(message["error"]["code"], -31004, "{message}");
-            assert_eq!(
-                message["error"]["data"]["guard"], "stdio_queue",
-                "{message}"
-            );
-            assert_eq!(message["error"]["data"]["maxInFlight"], 2, "{message}");
-            assert_eq!(message["error"]["data"]["maxQueued"], 1, "{message}");
-            refused.push(message["id"].as_u64().unwrap());
+            errors.push(message);
         } else {
             assert!(
                 message["result"]["answered"]["content"]["text"].is_string(),
@@ -577,13 +569,8 @@ async fn run_takes_its_request_queue_bounds_from_the_config() {
             answered.push(message["id"].as_u64().unwrap());
         }
     }
-    // The fourth arrived with two running and one queued; it was refused before any answer.
-    assert_eq!(refused, [4]);
     answered.sort_unstable();
-    assert_eq!(answered, [1, 2, 3]);
-    assert_eq!(asked, 3);
-    assert_run_serves(&mut c, 1).await;
-    assert_eq!(close_and_wait(&mut c).await, Some(0));
+    (asked, answered, errors)
 }
 
 /// H1 (docs/fuzzing.md): a response the gateway refuses (here nested one level deeper than the
