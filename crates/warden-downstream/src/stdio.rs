@@ -152,11 +152,7 @@ where
         principal,
         limits: options.limits,
         out: out_tx.clone(),
-        tasks: InFlight::new(
-            options.max_in_flight,
-            options.max_queued,
-            options.max_queued_bytes,
-        ),
+        tasks: InFlight::new(&options),
         refused_any: false,
     };
     let read_result = reader.run(&mut input, &stop_reading).await;
@@ -220,14 +216,14 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn new(max_running: usize, max_queued: usize, max_queued_bytes: usize) -> Self {
+    fn new(options: &StdioOptions) -> Self {
         Self {
             running: FuturesUnordered::new(),
             queued: VecDeque::new(),
             queued_bytes: 0,
-            max_running: max_running.max(1),
-            max_queued,
-            max_queued_bytes,
+            max_running: options.max_in_flight.max(1),
+            max_queued: options.max_queued,
+            max_queued_bytes: options.max_queued_bytes,
         }
     }
 

@@ -25,10 +25,12 @@ impl Id {
     pub fn from_value(v: &Value) -> Option<Id> {
         match v {
             // Integers (what every client sends) straight into the id, without `fmt`.
-            Value::Number(n) => Some(Id::Number(match (n.as_u64(), n.as_i64()) {
-                (Some(u), _) => itoa::Buffer::new().format(u).into(),
-                (None, Some(i)) => itoa::Buffer::new().format(i).into(),
-                (None, None) => n.to_string().into(),
+            Value::Number(n) => Some(Id::Number(if let Some(u) = n.as_u64() {
+                itoa::Buffer::new().format(u).into()
+            } else if let Some(i) = n.as_i64() {
+                itoa::Buffer::new().format(i).into()
+            } else {
+                n.to_string().into()
             })),
             Value::String(s) => Some(Id::String(s.as_str().into())),
             _ => None,

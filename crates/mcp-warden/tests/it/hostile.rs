@@ -300,6 +300,14 @@ fn start_run(extra: &[&str], command: &[String]) -> StdioClient {
 }
 
 /// [`start_run`] with its own configuration file (which must include [`UNSANDBOXED`]).
+/// `text` as a `warden.toml` in a directory of its own (kept while the `TempDir` lives).
+fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
 fn start_run_with(config: &Path, extra: &[&str], command: &[String]) -> StdioClient {
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
     let mut extra = extra.to_vec();
@@ -504,13 +512,7 @@ async fn run_reads_the_clients_answers_while_more_calls_than_its_limit_wait_on_t
 /// refused at once with `-31004` naming the limits, and the others all finish once answered.
 #[tokio::test]
 async fn run_takes_its_request_queue_bounds_from_the_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        "[limits]\nstdio_max_in_flight = 2\nstdio_max_queued = 1\n",
-    )
-    .unwrap();
+    let (_dir, config) = config_file("[limits]\nstdio_max_in_flight = 2\nstdio_max_queued = 1\n");
     let mut c = start_run_with(
         &config,
         &["--era", "legacy"],
@@ -603,13 +605,9 @@ async fn run_never_forwards_upstream_garbage() {
     // The fixture writes, before each real response: text, a duplicate-key response with the
     // real id, a 10000-byte response with the real id (over the 4096-byte limit set here), a
     // batch, a JSON-RPC 1.0 object, invalid UTF-8 and a too-deep notification.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!("{UNSANDBOXED}[limits]\nmax_message_bytes = 4096\n"),
-    )
-    .unwrap();
+    let (_dir, config) = config_file(&format!(
+        "{UNSANDBOXED}[limits]\nmax_message_bytes = 4096\n"
+    ));
     let mut c = start_run_with(
         &config,
         &["--era", "legacy"],

@@ -227,6 +227,51 @@ async fn a_request_finding_the_queue_full_is_refused_at_once() {
     .await;
 }
 
+/// The queue's other two bounds: no queue at all (`max_queued` 0), and its bytes.
+#[tokio::test]
+async fn the_queue_bounds_its_length_and_its_bytes() {
+    bounded(async {
+        let await_client =
+            |id: &str| format!(r#"{{"jsonrpc":"2.0","id":"{id}","method":"awaits_client"}}"#);
+        // No queue: the request beyond the one in flight is refused at once.
+        let mut c = start_with(StdioOptions {
+            max_in_flight: 1,
+            max_queued: 0,
+            ..StdioOptions::default()
+        });
+        c.send(&await_client("w1")).await;
+        c.send(&await_client("w2")).await;
+        let refused = c.recv().await;
+        assert_eq!(refused["id"], "w2", "{refused}");
+        assert_eq!(refused["error"]["code"], -31004, "{refused}");
+        assert_eq!(refused["error"]["data"]["maxQueued"], 0, "{refused}");
+        c.send(CLIENT_ANSWER).await;
+        assert_eq!(c.recv().await["id"], "w1");
+
+        // A queue of many requests but few bytes: the first waiting request is always
+        // queued, whatever its size; the next one that would pass the byte bound is refused.
+        let line = await_client("q1");
+        let mut c = start_with(StdioOptions {
+            max_in_flight: 1,
+            max_queued: 10,
+            max_queued_bytes: line.len() + 10,
+            ..StdioOptions::default()
+        });
+        for id in ["w1", "q1", "q2"] {
+            c.send(&await_client(id)).await;
+        }
+        let refused = c.recv().await;
+        assert_eq!(refused["id"], "q2", "{refused}");
+        assert_eq!(refused["error"]["code"], -31004, "{refused}");
+        for id in ["w1", "q1"] {
+            c.send(CLIENT_ANSWER).await;
+            assert_eq!(c.recv().await["id"], id);
+        }
+        assert_eq!(c.handler.methods(), ["awaits_client", "awaits_client"]);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn streams_replies_and_unsolicited_messages_in_order() {
     bounded(async {
