@@ -22,7 +22,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use warden_config::{Config, ContentMode, UpstreamTransport};
+use warden_config::{Config, ContentMode, RestartPolicy, UnhealthyAction, UpstreamTransport};
 use warden_sandbox::Control;
 
 use crate::cli::Common;
@@ -457,6 +457,217 @@ fn upstream_claims(b: &Built<'_>, c: &mut Claims) {
     command_pins::claims(b, &unpinned, c);
 }
 
+/// LIFE-1 (restart with backoff) and LIFE-3 (health checks), from each upstream's
+/// `[upstreams.<name>.lifecycle]` in `serve`. `run` restarts and checks nothing: the client's
+/// session lives in its one upstream process (docs/lifecycle.md).
+fn lifecycle_claims(b: &Built<'_>, c: &mut Claims) {
+    if !b.serve {
+        c.add(
+            &["LIFE-1"],
+            Status::Partial,
+            "run starts, initializes and stops its upstream but does not restart it: when the upstream exits, run exits (status 2) so that its host restarts the server, since a new process would not hold the client's session",
+        );
+        c.add(
+            &["LIFE-3"],
+            Status::Off,
+            format!(
+                "run sends no health checks: a call to a hung upstream fails after the request timeout ({})",
+                human(b.config.http.request_timeout)
+            ),
+        );
+        activity_claim(
+            b,
+            c,
+            format!(
+                "a `tools/call` ends after {} in all, progress included",
+                human(warden_config::DEFAULT_MAX_CALL_DURATION)
+            ),
+            &[("the upstream".to_owned(), &b.config.sandbox)],
+        );
+        return;
+    }
+    let upstreams: Vec<&warden_config::UpstreamConfig> =
+        b.config.upstreams.iter().filter(|u| u.enabled).collect();
+    if upstreams.is_empty() {
+        return;
+    }
+    // LIFE-1: restarted with backoff, or marked down at once (`restart = "never"`).
+    let (restarted, never): (Vec<_>, Vec<_>) = upstreams
+        .iter()
+        .partition(|u| u.lifecycle.restart == RestartPolicy::OnFailure);
+    let restarts = per_upstream(&restarted, |l| {
+        format!(
+            "restarted with backoff from {} to {} (jitter {} %), marked down after {} restarts within {}{}",
+            human(l.backoff_initial),
+            human(l.backoff_max),
+            l.backoff_jitter_permille / 10,
+            l.max_restarts,
+            human(l.restart_window),
+            match l.down_retry {
+                Some(d) => format!(", tried again after {}", human(d)),
+                None => ", until the gateway restarts".into(),
+            }
+        )
+    });
+    match (restarted.is_empty(), never.is_empty()) {
+        (false, true) => c.add(&["LIFE-1"], Status::Enforced, format!("the gateway starts, initializes, supervises and stops each upstream: {restarts}")),
+        (false, false) => c.add(&["LIFE-1"], Status::Partial, format!("{restarts}; not restarted (restart = \"never\", marked down when it dies): {}", names(&never))),
+        (true, _) => c.add(&["LIFE-1"], Status::Partial, "the gateway starts, initializes and stops each upstream but restarts none (restart = \"never\"): an upstream that dies is marked down"),
+    }
+    // LIFE-3: periodic `ping` / `server/discover`.
+    let (checked, unchecked): (Vec<_>, Vec<_>) = upstreams
+        .iter()
+        .partition(|u| u.lifecycle.health_interval.is_some());
+    let checks = per_upstream(&checked, |l| {
+        format!(
+            "`ping` (or `server/discover`) every {}, answered within {}; after {} failures in a row the upstream is {}",
+            human(l.health_interval.unwrap_or_default()),
+            human(l.health_timeout),
+            l.health_failures,
+            match l.on_unhealthy {
+                UnhealthyAction::Restart => "restarted",
+                UnhealthyAction::MarkDown => "marked down until a check is answered",
+            }
+        )
+    });
+    match (checked.is_empty(), unchecked.is_empty()) {
+        (false, true) => c.add(
+            &["LIFE-3"],
+            Status::Enforced,
+            format!("health checks: {checks}"),
+        ),
+        (false, false) => c.add(
+            &["LIFE-3"],
+            Status::Partial,
+            format!(
+                "health checks: {checks}; none (health_interval = \"0s\"): {}",
+                names(&unchecked)
+            ),
+        ),
+        (true, _) => c.add(
+            &["LIFE-3"],
+            Status::Off,
+            "health checks are off for every upstream (health_interval = \"0s\")",
+        ),
+    }
+    // LIFE-5: timeouts, the maximum call duration, the sandbox's limits on processes.
+    let sandboxes: Vec<(String, warden_config::SandboxConfig)> = upstreams
+        .iter()
+        .filter_map(|u| match &u.transport {
+            UpstreamTransport::Stdio(s) => Some((format!("`{}`", u.name), b.config.sandbox_of(s))),
+            UpstreamTransport::Http(_) => None,
+        })
+        .collect();
+    let stdio: Vec<(String, &warden_config::SandboxConfig)> =
+        sandboxes.iter().map(|(n, s)| (n.clone(), s)).collect();
+    let all: Vec<&&warden_config::UpstreamConfig> = upstreams.iter().collect();
+    let durations = per_upstream(&all, |l| {
+        format!(
+            "a `tools/call` ends after {} in all, progress included",
+            human(l.max_call_duration)
+        )
+    });
+    activity_claim(b, c, durations, &stdio);
+}
+
+/// LIFE-5: enforced when every stdio upstream in `stdio` (its name and sandbox) runs with
+/// limits on CPU time, memory and processes that this machine can apply.
+fn activity_claim(
+    b: &Built<'_>,
+    c: &mut Claims,
+    durations: String,
+    stdio: &[(String, &warden_config::SandboxConfig)],
+) {
+    let head = format!(
+        "per-request timeout {}; {durations}",
+        human(b.config.http.request_timeout)
+    );
+    if stdio.is_empty() {
+        let why = "remote upstreams only: none of their processes runs here";
+        c.add(&["LIFE-5"], Status::Enforced, format!("{head}; {why}"));
+        return;
+    }
+    let mut gaps: Vec<String> = Vec::new();
+    for (name, sandbox) in stdio {
+        if !sandbox.enabled {
+            gaps.push(format!("{name}: sandbox disabled"));
+            continue;
+        }
+        let unlimited: Vec<&str> = [
+            (sandbox.cpu_time.is_none(), "CPU time"),
+            (sandbox.memory.is_none(), "memory"),
+            (sandbox.processes.is_none(), "processes"),
+        ]
+        .into_iter()
+        .filter_map(|(off, what)| off.then_some(what))
+        .collect();
+        if !unlimited.is_empty() {
+            gaps.push(format!("{name}: {} unlimited", unlimited.join(", ")));
+        }
+    }
+    let missing: Vec<&str> = [
+        (Control::ResourceLimits, "CPU time"),
+        (Control::MemoryLimit, "memory"),
+        (Control::ProcessLimit, "processes"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| !b.sandbox.is_available(*k))
+    .map(|(_, what)| what)
+    .collect();
+    if !missing.is_empty() {
+        gaps.push(format!(
+            "limits unavailable on this machine: {}",
+            missing.join(", ")
+        ));
+    }
+    if gaps.is_empty() {
+        let limits = "CPU time, memory and processes limited in every stdio upstream's sandbox";
+        c.add(&["LIFE-5"], Status::Enforced, format!("{head}; {limits}"));
+    } else {
+        let gaps = gaps.join("; ");
+        c.add(&["LIFE-5"], Status::Partial, format!("{head}; {gaps}"));
+    }
+}
+
+/// `describe` of the upstreams' lifecycles: once for all when they agree, else per upstream.
+fn per_upstream(
+    upstreams: &[&&warden_config::UpstreamConfig],
+    describe: impl Fn(&warden_config::LifecycleConfig) -> String,
+) -> String {
+    let texts: Vec<String> = upstreams.iter().map(|u| describe(&u.lifecycle)).collect();
+    if texts.windows(2).all(|w| w[0] == w[1]) {
+        let who = if upstreams.len() == 1 {
+            format!("`{}`", upstreams[0].name)
+        } else {
+            "every upstream".into()
+        };
+        texts
+            .first()
+            .map(|t| format!("{who}: {t}"))
+            .unwrap_or_default()
+    } else {
+        upstreams
+            .iter()
+            .zip(texts)
+            .map(|(u, t)| format!("`{}`: {t}", u.name))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn names(upstreams: &[&&warden_config::UpstreamConfig]) -> String {
+    upstreams
+        .iter()
+        .map(|u| format!("`{}`", u.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A duration as configured (`30s`, `5m`, `1h`).
+fn human(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 fn always_claims(b: &Built<'_>, c: &mut Claims) {
     let l = &b.config.limits;
     c.add(&["API-1", "TOOL-3", "TOOL-5"], Status::Partial, format!("strict JSON-RPC framing: {} bytes per message, depth {}, duplicate keys and invalid UTF-8 refused", l.max_message_bytes, l.max_depth));
@@ -464,19 +675,6 @@ fn always_claims(b: &Built<'_>, c: &mut Claims) {
         &["TOOL-8"],
         Status::Enforced,
         "refusals carry a stable message; details go to the audit record only",
-    );
-    c.add(
-        &["LIFE-1"],
-        Status::Partial,
-        "the gateway starts, initializes and stops each upstream; no restart with backoff yet",
-    );
-    c.add(
-        &["LIFE-5"],
-        Status::Partial,
-        format!(
-            "per-request timeout {}s; sandbox limits on processes",
-            b.config.http.request_timeout.as_secs()
-        ),
     );
     c.add(
         &["PROMPT-9"],
@@ -534,6 +732,7 @@ pub(crate) fn report(built: &Built<'_>) -> Vec<Row> {
     sandbox_claims(built, &mut claims);
     face_claims(built, &mut claims);
     upstream_claims(built, &mut claims);
+    lifecycle_claims(built, &mut claims);
     always_claims(built, &mut claims);
     cross_server_claims(built, &mut claims);
     for (id, why) in controls::OUT_OF_REACH {

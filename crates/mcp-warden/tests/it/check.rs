@@ -122,3 +122,163 @@ url = "http://docs.example.com/mcp"
     assert_eq!(status(&rows, "DATA-3"), "enforced");
     assert_eq!(status(&rows, "RUN-1"), "n/a", "no stdio upstream");
 }
+
+/// Asserts that `id` has `status` and a reason holding every one of `parts`.
+fn assert_claim(rows: &HashMap<String, (String, String)>, id: &str, status: &str, parts: &[&str]) {
+    assert_eq!(rows[id].0, status, "{id}: {:?}", rows[id]);
+    for part in parts {
+        assert!(
+            rows[id].1.contains(part),
+            "{id} should say {part:?}: {:?}",
+            rows[id]
+        );
+    }
+}
+
+#[test]
+fn serve_reports_each_upstreams_supervision() {
+    let defaults = r#"
+listen = "127.0.0.1:0"
+[upstreams.files]
+command = "/bin/cat"
+[upstreams.docs]
+url = "http://docs.example.com/mcp"
+"#;
+    let rows = check(Some(defaults), &[]);
+    assert_claim(
+        &rows,
+        "LIFE-1",
+        "enforced",
+        &[
+            "every upstream: restarted with backoff from 1s to 1m (jitter 20 %), marked down after 5 restarts within 5m, tried again after 10m",
+        ],
+    );
+    assert_claim(
+        &rows,
+        "LIFE-3",
+        "enforced",
+        &[
+            "every upstream: `ping` (or `server/discover`) every 30s, answered within 10s; after 3 failures in a row the upstream is restarted",
+        ],
+    );
+    assert!(
+        rows["LIFE-5"].1.starts_with(
+            "per-request timeout 5m; every upstream: a `tools/call` ends after 1h in all"
+        ),
+        "{:?}",
+        rows["LIFE-5"]
+    );
+
+    let mixed = r#"
+listen = "127.0.0.1:0"
+[upstreams.files]
+command = "/bin/cat"
+[upstreams.flaky]
+command = "/bin/cat"
+[upstreams.flaky.lifecycle]
+restart = "never"
+health_interval = "0s"
+max_call_duration = "10m"
+[upstreams.flaky.sandbox]
+enabled = false
+"#;
+    let rows = check(Some(mixed), &[]);
+    assert_claim(
+        &rows,
+        "LIFE-1",
+        "partial",
+        &[
+            "`files`: restarted with backoff",
+            "not restarted (restart = \"never\", marked down when it dies): `flaky`",
+        ],
+    );
+    assert_claim(
+        &rows,
+        "LIFE-3",
+        "partial",
+        &[
+            "`files`: `ping`",
+            "none (health_interval = \"0s\"): `flaky`",
+        ],
+    );
+    assert_claim(
+        &rows,
+        "LIFE-5",
+        "partial",
+        &[
+            "`files`: a `tools/call` ends after 1h",
+            "`flaky`: a `tools/call` ends after 10m",
+            "`flaky`: sandbox disabled",
+        ],
+    );
+
+    let unsupervised = r#"
+listen = "127.0.0.1:0"
+[upstreams.flaky]
+command = "/bin/cat"
+[upstreams.flaky.lifecycle]
+restart = "never"
+health_interval = "0s"
+"#;
+    let rows = check(Some(unsupervised), &[]);
+    assert_claim(&rows, "LIFE-1", "partial", &["restarts none"]);
+    assert_claim(
+        &rows,
+        "LIFE-3",
+        "off",
+        &["health checks are off for every upstream"],
+    );
+
+    let remote = r#"
+listen = "127.0.0.1:0"
+[upstreams.docs]
+url = "http://docs.example.com/mcp"
+"#;
+    let rows = check(Some(remote), &[]);
+    assert_claim(&rows, "LIFE-5", "enforced", &["remote upstreams only"]);
+}
+
+#[test]
+fn run_claims_neither_restarts_nor_health_checks() {
+    let rows = check(None, &["--mode", "run"]);
+    assert_claim(
+        &rows,
+        "LIFE-1",
+        "partial",
+        &[
+            "does not restart it",
+            "so that its host restarts the server",
+        ],
+    );
+    assert_claim(
+        &rows,
+        "LIFE-3",
+        "off",
+        &["run sends no health checks", "request timeout (5m)"],
+    );
+    assert!(
+        rows["LIFE-5"]
+            .1
+            .contains("a `tools/call` ends after 1h in all"),
+        "{:?}",
+        rows["LIFE-5"]
+    );
+
+    let rows = check(
+        Some("[sandbox]\nmemory = \"unlimited\"\n"),
+        &["--mode", "run"],
+    );
+    assert_claim(
+        &rows,
+        "LIFE-5",
+        "partial",
+        &["the upstream: memory unlimited"],
+    );
+    let rows = check(Some("[sandbox]\nenabled = false\n"), &["--mode", "run"]);
+    assert_claim(
+        &rows,
+        "LIFE-5",
+        "partial",
+        &["the upstream: sandbox disabled"],
+    );
+}
