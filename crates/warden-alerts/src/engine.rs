@@ -33,6 +33,20 @@ pub mod rule {
     pub const UPSTREAM_CRASH_LOOP: &str = "upstream_crash_loop";
     /// A sensitive call shortly after untrusted content, per session.
     pub const UNTRUSTED_THEN_SENSITIVE: &str = "untrusted_then_sensitive";
+
+    /// The checklist controls a rule's alerts name (besides those of the guard whose
+    /// decisions it counted); empty for an unknown rule.
+    pub fn controls(rule: &str) -> &'static [&'static str] {
+        match rule {
+            AUTH_FAILURES => super::AUTH_CONTROLS,
+            DENIALS => super::DENIAL_CONTROLS,
+            PIN_CHANGED => super::PIN_CONTROLS,
+            POISONING => super::POISONING_CONTROLS,
+            UPSTREAM_CRASH_LOOP => super::CRASH_CONTROLS,
+            UNTRUSTED_THEN_SENSITIVE => super::SEQUENCE_CONTROLS,
+            _ => &[],
+        }
+    }
 }
 
 /// Guard whose decisions mean a pinned definition changed (`warden-pins`).
@@ -50,11 +64,11 @@ const MARKED_DOWN: &str = "marked_down";
 const CONTENT_METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
 
 const AUTH_CONTROLS: &[&str] = &["MON-1", "MON-3", "LOG-2", "LOG-3"];
-const DENIAL_CONTROLS: &[&str] = &["MON-1", "MON-3", "LOG-3"];
+const DENIAL_CONTROLS: &[&str] = &["MON-1", "MON-3", "LOG-3", "AI-2"];
 const PIN_CONTROLS: &[&str] = &["MON-3"];
 const POISONING_CONTROLS: &[&str] = &["MON-3"];
 const CRASH_CONTROLS: &[&str] = &["MON-1", "MON-3"];
-const SEQUENCE_CONTROLS: &[&str] = &["MON-1", "MON-3", "LOG-3", "PROMPT-1"];
+const SEQUENCE_CONTROLS: &[&str] = &["MON-1", "MON-3", "LOG-3", "PROMPT-1", "AI-2"];
 
 /// The time of a record: its `ts`, or now when it cannot be read (records the writer made
 /// always can).

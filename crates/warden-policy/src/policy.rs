@@ -167,7 +167,8 @@ impl PolicyGuard {
     /// Stable name in audit records and `check`.
     pub const NAME: &'static str = "policy";
     /// Controls enforced.
-    pub const CONTROLS: &'static [&'static str] = &["ISO-3", "DATA-3", "DATA-4", "RES-1", "RES-4"];
+    pub const CONTROLS: &'static [&'static str] =
+        &["AUTH-1", "ISO-3", "DATA-3", "DATA-4", "RES-1", "RES-4"];
 
     /// Builds the guard from `[policy]`: the role table compiled to Cedar, plus every policy
     /// file (relative paths are taken from `base`). Reads the files.

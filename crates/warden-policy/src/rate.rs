@@ -437,7 +437,7 @@ impl RateLimitGuard {
     /// Stable name in audit records and `check`.
     pub const NAME: &'static str = "rate_limit";
     /// Controls enforced.
-    pub const CONTROLS: &'static [&'static str] = &["API-2", "RES-2"];
+    pub const CONTROLS: &'static [&'static str] = &["API-2", "RES-2", "AI-3"];
 
     /// A guard with `config`'s limits over `buckets`.
     pub fn new(config: RateLimitConfig, buckets: Arc<dyn Buckets>) -> Self {

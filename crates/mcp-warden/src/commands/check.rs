@@ -457,6 +457,108 @@ fn upstream_claims(b: &Built<'_>, c: &mut Claims) {
     command_pins::claims(b, &unpinned, c);
 }
 
+/// The anomaly rules of `[alerts]` (each names its controls: MON-1, MON-3, LOG-2, LOG-3,
+/// PROMPT-1, AI-2) and MON-4 from `[metrics]` and `[tracing]`.
+fn observability_claims(b: &Built<'_>, c: &mut Claims) {
+    use warden_alerts::rule;
+    let alerts = &b.config.alerts;
+    if alerts.enabled && b.config.audit.enabled {
+        let thresholds = [
+            (rule::AUTH_FAILURES, &alerts.auth_failures),
+            (rule::DENIALS, &alerts.denials),
+            (rule::PIN_CHANGED, &alerts.pin_changed),
+            (rule::POISONING, &alerts.poisoning),
+            (rule::UPSTREAM_CRASH_LOOP, &alerts.upstream_crash_loop),
+        ];
+        let mut on: Vec<(&str, String)> = thresholds
+            .iter()
+            .filter(|(_, r)| r.enabled)
+            .map(|(name, r)| {
+                (
+                    *name,
+                    format!("`{name}` ({} in {})", r.threshold, human(r.window)),
+                )
+            })
+            .collect();
+        let sequence = &alerts.untrusted_then_sensitive;
+        if sequence.enabled {
+            let name = rule::UNTRUSTED_THEN_SENSITIVE;
+            on.push((
+                name,
+                format!("`{name}` (within {})", human(sequence.window)),
+            ));
+        }
+        let mut sinks = Vec::new();
+        if alerts.log.enabled {
+            sinks.push("the log");
+        }
+        if alerts.webhook.is_some() {
+            sinks.push("a signed webhook");
+        }
+        let to = if sinks.is_empty() {
+            "no sink".to_owned()
+        } else {
+            sinks.join(" and ")
+        };
+        // Each control is claimed by the rules that name it.
+        let mut by_control: Vec<(&'static str, Vec<&str>)> = Vec::new();
+        for (name, text) in &on {
+            for id in rule::controls(name) {
+                match by_control.iter_mut().find(|(c, _)| c == id) {
+                    Some((_, texts)) => texts.push(text),
+                    None => by_control.push((id, vec![text])),
+                }
+            }
+        }
+        for (id, texts) in by_control {
+            let status = if sinks.is_empty() {
+                Status::Partial
+            } else {
+                Status::Enforced
+            };
+            c.add(
+                &[id],
+                status,
+                format!(
+                    "anomaly rules over the audit stream: {}; alerts to {to}",
+                    texts.join(", ")
+                ),
+            );
+        }
+    }
+    let metrics = b
+        .config
+        .metrics
+        .listen
+        .map(|a| format!("Prometheus metrics on {a}"));
+    let traces = b
+        .config
+        .tracing
+        .as_ref()
+        .map(|t| format!("OpenTelemetry spans to {} (OTLP/HTTP, JSON)", t.endpoint));
+    let audit = b
+        .config
+        .audit
+        .enabled
+        .then_some("the audit log is JSON Lines".to_owned());
+    let parts: Vec<String> = [metrics.clone(), traces.clone(), audit]
+        .into_iter()
+        .flatten()
+        .collect();
+    if metrics.is_some() || traces.is_some() {
+        let status = if metrics.is_some() && traces.is_some() {
+            Status::Enforced
+        } else {
+            Status::Partial
+        };
+        c.add(
+            &["MON-4"],
+            status,
+            format!("{}; the diagnostic log (stderr) is text", parts.join("; ")),
+        );
+    }
+}
+
 /// LIFE-1 (restart with backoff) and LIFE-3 (health checks), from each upstream's
 /// `[upstreams.<name>.lifecycle]` in `serve`. `run` restarts and checks nothing: the client's
 /// session lives in its one upstream process (docs/lifecycle.md).
@@ -733,6 +835,7 @@ pub(crate) fn report(built: &Built<'_>) -> Vec<Row> {
     face_claims(built, &mut claims);
     upstream_claims(built, &mut claims);
     lifecycle_claims(built, &mut claims);
+    observability_claims(built, &mut claims);
     always_claims(built, &mut claims);
     cross_server_claims(built, &mut claims);
     for (id, why) in controls::OUT_OF_REACH {

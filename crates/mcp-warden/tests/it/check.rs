@@ -282,3 +282,65 @@ fn run_claims_neither_restarts_nor_health_checks() {
         &["the upstream: sandbox disabled"],
     );
 }
+
+#[test]
+fn alerts_metrics_traces_and_request_guards_are_claimed_when_configured() {
+    let rows = check(None, &["--mode", "run"]);
+    for id in ["MON-1", "MON-3", "MON-4", "LOG-3", "AI-2", "AI-3", "AUTH-1"] {
+        assert_eq!(status(&rows, id), "off", "{id}: {:?}", rows[id]);
+    }
+
+    let config = r#"
+[metrics]
+listen = "127.0.0.1:9464"
+[tracing]
+endpoint = "http://127.0.0.1:4318"
+[alerts]
+[alerts.denials]
+enabled = false
+[rate_limit]
+per_tool = "10/m"
+[policy.roles.reader]
+tools = ["files/*"]
+"#;
+    let rows = check(Some(config), &["--mode", "run"]);
+    assert_claim(
+        &rows,
+        "MON-1",
+        "enforced",
+        &[
+            "`auth_failures` (10 in 1m)",
+            "`untrusted_then_sensitive` (within 2m)",
+            "alerts to the log",
+        ],
+    );
+    assert!(
+        !rows["MON-1"].1.contains("`denials`"),
+        "a rule turned off is not claimed: {:?}",
+        rows["MON-1"]
+    );
+    assert_claim(
+        &rows,
+        "MON-3",
+        "enforced",
+        &["`pin_changed` (1 in 10m)", "`poisoning` (1 in 10m)"],
+    );
+    assert_claim(&rows, "AI-2", "enforced", &["`untrusted_then_sensitive`"]);
+    assert_claim(
+        &rows,
+        "MON-4",
+        "enforced",
+        &[
+            "Prometheus metrics on 127.0.0.1:9464",
+            "OpenTelemetry spans to http://127.0.0.1:4318/",
+        ],
+    );
+    assert_claim(&rows, "AI-3", "enforced", &["guard `rate_limit`"]);
+    assert_claim(&rows, "AUTH-1", "enforced", &["guard `policy`"]);
+
+    // Rules with nowhere to send their alerts, metrics without traces: partial.
+    let config = "[alerts.log]\nenabled = false\n[metrics]\nlisten = \"127.0.0.1:9464\"\n";
+    let rows = check(Some(&format!("[alerts]\n{config}")), &["--mode", "run"]);
+    assert_claim(&rows, "MON-1", "partial", &["alerts to no sink"]);
+    assert_claim(&rows, "MON-4", "partial", &["Prometheus metrics"]);
+}

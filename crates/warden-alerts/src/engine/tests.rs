@@ -232,7 +232,7 @@ fn denials_fire_per_principal_with_the_guard_controls() {
     assert_eq!(a.severity, "medium");
     assert_eq!(a.principal.as_deref(), Some("alice"));
     assert_eq!(a.tool.as_deref(), Some("fs__write"));
-    assert_eq!(a.controls, ["MON-1", "MON-3", "LOG-3", "API-1"]);
+    assert_eq!(a.controls, ["MON-1", "MON-3", "LOG-3", "AI-2", "API-1"]);
     assert!(
         a.summary
             .contains("3 denied requests in 1m for principal \"alice\""),
