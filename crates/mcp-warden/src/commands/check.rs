@@ -785,6 +785,7 @@ fn always_claims(b: &Built<'_>, c: &mut Claims) {
     );
     if b.config.audit.enabled {
         c.add(&["MON-2", "MON-5", "MON-6", "AI-1", "LOG-1", "LOG-2", "LIFE-4", "UX-4", "AUTO-4"], Status::Enforced, "audit log on: keyed hash chain with signed checkpoints; `mcp-warden audit verify|search`");
+        c.add(&["INT-2"], Status::Partial, "audit checkpoints are Ed25519 signatures that `mcp-warden audit verify --public-key` checks anywhere, with the public key alone; pins have no separate verifier");
         let full = format!("{:?}", b.config.audit.capture).to_lowercase();
         c.add(
             &["DATA-1"],

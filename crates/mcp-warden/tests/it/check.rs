@@ -61,6 +61,12 @@ fn zero_config_run_enforces_the_default_protections() {
     );
     assert_eq!(status(&rows, "CAUTH-1"), "n/a", "stdio has no network face");
     assert_eq!(status(&rows, "LLM-1"), "n/a");
+    assert_claim(
+        &rows,
+        "INT-2",
+        "partial",
+        &["`mcp-warden audit verify --public-key`"],
+    );
     // The stdio request queue caps the client's requests; no rate limit is configured.
     assert_queue_claim(&rows, "64 requests in flight and 256 queued");
 }
@@ -97,7 +103,7 @@ enabled = false
 "#;
     let rows = check(Some(config), &["--mode", "run"]);
     for id in [
-        "INT-1", "MGMT-1", "PROMPT-7", "DATA-5", "UX-5", "RUN-1", "MON-5",
+        "INT-1", "MGMT-1", "PROMPT-7", "DATA-5", "UX-5", "RUN-1", "MON-5", "INT-2",
     ] {
         assert_eq!(status(&rows, id), "off", "{id}: {:?}", rows[id]);
     }
