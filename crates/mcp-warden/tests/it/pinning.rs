@@ -69,6 +69,30 @@ impl Files {
         std::fs::write(&self.description, text).unwrap();
     }
 
+    /// The first `decision` record of `guard` about `name` in the audit log, waited for (the
+    /// writer batches its records).
+    async fn audit_decision(&self, guard: &str, name: &str) -> Value {
+        let log = self.data.join("audit.jsonl");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let found = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .map(|line| line["rec"].clone())
+                .find(|r| r["event"] == "decision" && r["guard"] == guard && r["name"] == name);
+            if let Some(record) = found {
+                return record;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{guard}` decision about `{name}` in {}:\n{text}",
+                log.display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// `mcp-warden run --data-dir DATA -- <server>`, initialized.
     async fn run(&self) -> StdioClient {
         self.run_with_init().await.0
@@ -222,6 +246,10 @@ async fn run_holds_a_definition_changed_between_runs_until_approved() {
         stdio_seen(&mut second).await.is_empty(),
         "the upstream saw a refused call"
     );
+    // The hold is in the audit log, as a decision of the pinning guard.
+    let held = files.audit_decision("pinning", "fetch").await;
+    assert_eq!(held["verdict"], "deny", "{held}");
+    assert_eq!(held["direction"], "to_upstream", "{held}");
 
     // What changed, for a reviewer.
     let diff = files.pins_json(&["diff"]).await;
