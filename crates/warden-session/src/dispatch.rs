@@ -1121,7 +1121,11 @@ impl Gateway {
                 Err(e) => return single(upstream_error(&idv, &up.name, &e)),
             };
             if desc.era == Era::Legacy && method == "server/discover" {
-                return single(response(&idv, desc.to_discover_result()));
+                // The description the gateway learnt in its own handshake: its instructions
+                // go through the pins as a relayed answer's would.
+                let r =
+                    Box::pin(self.with_guarded_instructions(&up.name, desc.to_discover_result()));
+                return single(response(&idv, r.await));
             }
         } else if routes
             .bridged_to_modern
@@ -1235,6 +1239,7 @@ impl Gateway {
         let d = ServerDescription::from_discover(&r)?;
         let result =
             d.to_initialize_result(params.field("protocolVersion").and_then(Value::as_str));
+        let result = self.with_guarded_instructions(&up.name, result).await;
         record(result["protocolVersion"].as_str().unwrap_or_default());
         routes
             .bridged_to_modern

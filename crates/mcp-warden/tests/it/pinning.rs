@@ -100,16 +100,27 @@ impl Files {
 
     /// Like [`Files::run`], also returning the `initialize` result.
     async fn run_with_init(&self) -> (StdioClient, Value) {
+        let mut client = self.start();
+        let init = client.initialize(VERSION).await.unwrap();
+        (client, init)
+    }
+
+    /// `mcp-warden run --data-dir DATA -- <server>`, nothing sent yet.
+    fn start(&self) -> StdioClient {
+        self.start_with(&[])
+    }
+
+    /// [`Files::start`] with more options of `run`.
+    fn start_with(&self, options: &[&str]) -> StdioClient {
         let mut c = warden_test::process::piped(bin());
         c.arg("run")
             .arg("--data-dir")
             .arg(&self.data)
+            .args(options)
             .arg("--")
             .args(self.server())
             .env("MCP_WARDEN_LOG", "warn");
-        let mut client = StdioClient::start(c).unwrap();
-        let init = client.initialize(VERSION).await.unwrap();
-        (client, init)
+        StdioClient::start(c).unwrap()
     }
 
     /// `mcp-warden pins ARGS... --data-dir DATA`: (exit success, stdout).
@@ -614,4 +625,73 @@ async fn run_withholds_changed_server_instructions_until_approved() {
     files.pins_json(&["approve", &id, "--instructions"]).await;
     let (_third, init) = files.run_with_init().await;
     assert_eq!(init["instructions"], NEW_INSTRUCTIONS, "{init}");
+}
+
+/// A 2026-07-28 client of a 2025 server (`--era legacy`: the fixture's SDK also speaks
+/// 2026-07-28) is bridged: the gateway answers its `server/discover` from the description it
+/// learnt in its own handshake. Those instructions go through the same pins as a legacy
+/// client's `initialize` result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_withholds_changed_instructions_from_a_bridged_modern_client() {
+    let files = Files::new();
+    let (first, _) = files.run_with_init().await;
+    drop(first);
+    let meta = json!({"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "pinning-test", "version": "1"},
+    }});
+    let discover = |files: &Files| {
+        let mut client = files.start_with(&["--era", "legacy"]);
+        let meta = meta.clone();
+        async move {
+            // Not the first request: the gateway learns the era with a handshake of its own,
+            // then answers `server/discover` itself.
+            let list = client.request("tools/list", meta.clone()).await.unwrap();
+            assert!(list["result"]["tools"].is_array(), "{list}");
+            let discovered = client.request("server/discover", meta).await.unwrap();
+            assert!(
+                discovered["result"]["supportedVersions"].is_array(),
+                "{discovered}"
+            );
+            discovered["result"].clone()
+        }
+    };
+    let pinned = discover(&files).await;
+    assert_eq!(pinned["instructions"], INSTRUCTIONS, "{pinned}");
+
+    std::fs::write(&files.instructions, NEW_INSTRUCTIONS).unwrap();
+    let changed = discover(&files).await;
+    assert!(
+        changed.get("instructions").is_none(),
+        "changed instructions reached a modern client: {changed}"
+    );
+    let id = run_pin_id(&files).await;
+    let diff = files.pins_json(&["diff", &id]).await;
+    assert_eq!(diff[0]["pending"], NEW_INSTRUCTIONS, "{diff}");
+}
+
+/// The other bridge: a 2025 client of a 2026-07-28 server (`--era modern`) gets an `initialize`
+/// result the gateway builds from the server's `server/discover`; its instructions are pinned
+/// too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_withholds_changed_instructions_from_a_bridged_legacy_client() {
+    let files = Files::new();
+    let initialize = |files: &Files| {
+        let mut client = files.start_with(&["--era", "modern"]);
+        async move {
+            let init = client.initialize(VERSION).await.unwrap();
+            assert_eq!(init["protocolVersion"], VERSION, "{init}");
+            init
+        }
+    };
+    let first = initialize(&files).await;
+    assert_eq!(first["instructions"], INSTRUCTIONS, "{first}");
+
+    std::fs::write(&files.instructions, NEW_INSTRUCTIONS).unwrap();
+    let changed = initialize(&files).await;
+    assert!(
+        changed.get("instructions").is_none(),
+        "changed instructions reached a legacy client: {changed}"
+    );
 }
