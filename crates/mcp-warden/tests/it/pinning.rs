@@ -73,7 +73,7 @@ impl Files {
     /// writer batches its records).
     async fn audit_decision(&self, guard: &str, name: &str) -> Value {
         let log = self.data.join("audit.jsonl");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let found = text
@@ -85,7 +85,7 @@ impl Files {
                 return record;
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                tokio::time::Instant::now() < deadline,
                 "no `{guard}` decision about `{name}` in {}:\n{text}",
                 log.display()
             );
