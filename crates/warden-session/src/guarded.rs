@@ -66,7 +66,9 @@ impl Gateway {
         if self.pipeline.is_passthrough(Direction::ToUpstream) {
             return Ok((message, permits));
         }
-        let target = self.resolve_target(session, routes, &message, client).await;
+        let target = self
+            .resolve_target(session, routes, principal, &message, client)
+            .await;
         let outcome = self
             .pipeline
             .run(&Call {
@@ -104,6 +106,7 @@ impl Gateway {
         &self,
         session: Option<&Arc<Session>>,
         routes: &Arc<Routes>,
+        principal: &Principal,
         message: &Message,
         client: ClientEra,
     ) -> Option<Target> {
@@ -144,8 +147,7 @@ impl Gateway {
                 None => self.upstreams.iter().any(|u| may_relist(u)),
             };
             if stale {
-                let list = request("tools/list", json!({}));
-                let _ = self.collect_list(session, routes, &list, client).await;
+                Box::pin(self.relist_tools(session, routes, principal, client)).await;
                 routed = route(self);
             }
         }
@@ -159,6 +161,24 @@ impl Gateway {
             name: Some(original.into()),
             tool,
         })
+    }
+
+    /// The gateway's own `tools/list` (refreshing the catalog), run through the response
+    /// guards as a client's list is: a definition that changed is held (and a new one pinned)
+    /// before the call that made the gateway look, not at the client's next list.
+    async fn relist_tools(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        principal: &Principal,
+        client: ClientEra,
+    ) {
+        let list = request("tools/list", json!({}));
+        let items = self.collect_list(session, routes, &list, client).await;
+        let session = session.map(|s| s.id().as_str());
+        let _ = self
+            .guard_list(session, principal, "tools/list", "tools", items)
+            .await;
     }
 
     /// Runs the response-direction guards on an aggregated list: per upstream, on that

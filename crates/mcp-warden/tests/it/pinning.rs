@@ -695,3 +695,50 @@ async fn run_withholds_changed_instructions_from_a_bridged_legacy_client() {
         "changed instructions reached a legacy client: {changed}"
     );
 }
+
+/// A definition that changed is held at the first call after the gateway saw it, even when the
+/// gateway saw it in a list of its own: the re-list it makes to resolve a call to a name it did
+/// not know goes through the response guards, as a client's list does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_holds_a_rug_pull_its_own_relist_saw() {
+    let files = Files::new();
+    let config_dir = tempfile::tempdir().unwrap();
+    let gateway = serve(&files, config_dir.path(), "").await;
+    let mut c = http_client(&gateway).await;
+    let list = c.request("tools/list", json!({})).await.unwrap();
+    assert_eq!(
+        sorted_tool_names(&list),
+        ["fx__calls", "fx__echo", "fx__fetch", "fx__rug_pull"]
+    );
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "fx__rug_pull", "arguments": {"description": CHANGED}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "changed");
+    // The gateway re-lists at most once a second; a call to a name it does not know makes it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "fx__nothing", "arguments": {}}),
+        )
+        .await
+        .unwrap();
+    assert!(r["error"].is_object(), "{r}");
+    // No client list since the change: the hold comes from the gateway's own re-list.
+    let r = c
+        .request(
+            "tools/call",
+            json!({"name": "fx__fetch", "arguments": {"url": "https://evil.example"}}),
+        )
+        .await
+        .unwrap();
+    assert_held(&r, "fx__fetch");
+    assert!(
+        http_seen(&mut c).await.is_empty(),
+        "the upstream saw a refused call"
+    );
+}
