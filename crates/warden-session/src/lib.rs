@@ -68,8 +68,8 @@ impl Reply {
 enum ReplyInner {
     /// Fed by another task.
     Channel(mpsc::Receiver<Message>),
-    /// One message, already known (boxed: a `Reply` stays small).
-    Single(Option<Box<Message>>),
+    /// One message, already known (a `Message` is one pointer).
+    Single(Option<Message>),
     /// An upstream exchange, driven by whoever polls the stream (no task of its own).
     Pump(Box<dispatch::Pump>),
 }
@@ -93,7 +93,7 @@ impl ReplyStream {
 
     /// A stream holding only `response`.
     pub fn single(response: Message) -> Self {
-        Self::of(ReplyInner::Single(Some(Box::new(response))))
+        Self::of(ReplyInner::Single(Some(response)))
     }
 
     pub(crate) fn pump(pump: dispatch::Pump) -> Self {
@@ -115,7 +115,7 @@ impl ReplyStream {
     pub async fn next(&mut self) -> Option<Message> {
         let next = match &mut self.inner {
             ReplyInner::Channel(rx) => rx.recv().await,
-            ReplyInner::Single(m) => m.take().map(|m| *m),
+            ReplyInner::Single(m) => m.take(),
             // Response guards run here: under the call's trace span, when it has one.
             ReplyInner::Pump(p) => match self.audit.as_ref().and_then(audit::PendingCall::span) {
                 Some(span) => warden_trace::in_span(span, p.next()).await,

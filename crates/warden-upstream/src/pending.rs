@@ -61,10 +61,10 @@ pub(crate) enum Outcome {
     Ended,
 }
 
-/// The sending half of a request's note queue. Notes are boxed: a channel allocates its first
-/// block of slots when it is created, once per request, and a block of 32 boxes is a small,
-/// cache-friendly allocation where a block of 32 messages is several kilobytes.
-pub(crate) type NoteSender = mpsc::Sender<Box<Message>>;
+/// The sending half of a request's note queue. A channel allocates its first block of 32
+/// slots when it is created, once per request; a `Message` is one pointer, so the block is
+/// small.
+pub(crate) type NoteSender = mpsc::Sender<Message>;
 
 /// One in-flight request.
 #[derive(Debug)]
@@ -87,7 +87,7 @@ impl Entry {
 /// The receiving halves of an entry, owned by the `ResponseStream`.
 #[derive(Debug)]
 pub(crate) struct Receivers {
-    pub(crate) notes: mpsc::Receiver<Box<Message>>,
+    pub(crate) notes: mpsc::Receiver<Message>,
     pub(crate) outcome: oneshot::Receiver<Outcome>,
 }
 
@@ -407,7 +407,7 @@ pub(crate) async fn deliver_note(
     message: Message,
     wait: Option<Duration>,
 ) {
-    let message = match notes.try_send(Box::new(message)) {
+    let message = match notes.try_send(message) {
         Ok(()) => return,
         // The stream was dropped; its entry is being removed.
         Err(TrySendError::Closed(_)) => {

@@ -152,7 +152,7 @@ impl ResponseStream {
                 {
                     self.deadline = deadline_after(limit.idle).min(limit.hard);
                 }
-                return Some(Ok(*note));
+                return Some(Ok(note));
             }
             outcome = &mut self.receivers.outcome => outcome,
             () = tokio::time::sleep_until(self.deadline) => {
