@@ -227,10 +227,15 @@ impl PendingCall {
         };
         let log = data.log.clone();
         let sensitive = data.sensitive;
-        match log
-            .submit(data.event(status, code, result), sensitive)
-            .await
-        {
+        let event = data.event(status, code, result);
+        // Queued at once unless the flush policy wants it on disk first; only that wait is a
+        // future (boxed: with the event in it, it would triple the size of every reply's).
+        let written = if log.needs_sync(&event, sensitive) {
+            Box::pin(log.record_durable(event)).await
+        } else {
+            log.record(event)
+        };
+        match written {
             Ok(()) => last,
             Err(e) => {
                 tracing::error!(error = %e, "call could not be audited; response withheld");
