@@ -584,7 +584,7 @@ fn lifecycle_claims(b: &Built<'_>, c: &mut Claims) {
                 "a `tools/call` ends after {} in all, progress included",
                 human(warden_config::DEFAULT_MAX_CALL_DURATION)
             ),
-            &[("the upstream".to_owned(), &b.config.sandbox)],
+            &[("the upstream".to_owned(), b.config.sandbox.clone())],
         );
         return;
     }
@@ -596,6 +596,7 @@ fn lifecycle_claims(b: &Built<'_>, c: &mut Claims) {
     // LIFE-1: restarted with backoff, or marked down at once (`restart = "never"`).
     let (restarted, never): (Vec<_>, Vec<_>) = upstreams
         .iter()
+        .copied()
         .partition(|u| u.lifecycle.restart == RestartPolicy::OnFailure);
     let restarts = per_upstream(&restarted, |l| {
         format!(
@@ -619,6 +620,7 @@ fn lifecycle_claims(b: &Built<'_>, c: &mut Claims) {
     // LIFE-3: periodic `ping` / `server/discover`.
     let (checked, unchecked): (Vec<_>, Vec<_>) = upstreams
         .iter()
+        .copied()
         .partition(|u| u.lifecycle.health_interval.is_some());
     let checks = per_upstream(&checked, |l| {
         format!(
@@ -653,17 +655,14 @@ fn lifecycle_claims(b: &Built<'_>, c: &mut Claims) {
         ),
     }
     // LIFE-5: timeouts, the maximum call duration, the sandbox's limits on processes.
-    let sandboxes: Vec<(String, warden_config::SandboxConfig)> = upstreams
+    let stdio: Vec<(String, warden_config::SandboxConfig)> = upstreams
         .iter()
         .filter_map(|u| match &u.transport {
             UpstreamTransport::Stdio(s) => Some((format!("`{}`", u.name), b.config.sandbox_of(s))),
             UpstreamTransport::Http(_) => None,
         })
         .collect();
-    let stdio: Vec<(String, &warden_config::SandboxConfig)> =
-        sandboxes.iter().map(|(n, s)| (n.clone(), s)).collect();
-    let all: Vec<&&warden_config::UpstreamConfig> = upstreams.iter().collect();
-    let durations = per_upstream(&all, |l| {
+    let durations = per_upstream(&upstreams, |l| {
         format!(
             "a `tools/call` ends after {} in all, progress included",
             human(l.max_call_duration)
@@ -678,7 +677,7 @@ fn activity_claim(
     b: &Built<'_>,
     c: &mut Claims,
     durations: String,
-    stdio: &[(String, &warden_config::SandboxConfig)],
+    stdio: &[(String, warden_config::SandboxConfig)],
 ) {
     let head = format!(
         "per-request timeout {}; {durations}",
@@ -733,7 +732,7 @@ fn activity_claim(
 
 /// `describe` of the upstreams' lifecycles: once for all when they agree, else per upstream.
 fn per_upstream(
-    upstreams: &[&&warden_config::UpstreamConfig],
+    upstreams: &[&warden_config::UpstreamConfig],
     describe: impl Fn(&warden_config::LifecycleConfig) -> String,
 ) -> String {
     let texts: Vec<String> = upstreams.iter().map(|u| describe(&u.lifecycle)).collect();
@@ -757,7 +756,7 @@ fn per_upstream(
     }
 }
 
-fn names(upstreams: &[&&warden_config::UpstreamConfig]) -> String {
+fn names(upstreams: &[&warden_config::UpstreamConfig]) -> String {
     upstreams
         .iter()
         .map(|u| format!("`{}`", u.name))

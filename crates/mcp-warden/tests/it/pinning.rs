@@ -530,12 +530,8 @@ async fn serve_holds_a_changed_definition_and_releases_it_on_approval_without_re
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_holds_a_rug_pull_mid_session_and_report_mode_only_records() {
-    let files = Files::new();
-    let config_dir = tempfile::tempdir().unwrap();
-    let gateway = serve(&files, config_dir.path(), "").await;
-    let mut c = http_client(&gateway).await;
+/// Lists every tool of the fixture, then calls `rug_pull`, which changes `fetch`'s description.
+async fn list_then_rug_pull(c: &mut HttpClient) {
     let list = c.request("tools/list", json!({})).await.unwrap();
     assert_eq!(
         sorted_tool_names(&list),
@@ -549,11 +545,10 @@ async fn serve_holds_a_rug_pull_mid_session_and_report_mode_only_records() {
         .await
         .unwrap();
     assert_eq!(text(&r), "changed");
-    let list = c.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(
-        sorted_tool_names(&list),
-        ["fx__calls", "fx__echo", "fx__rug_pull"]
-    );
+}
+
+/// A call to `fetch` is refused as held, and never reaches the upstream.
+async fn assert_fetch_held(c: &mut HttpClient) {
     let r = c
         .request(
             "tools/call",
@@ -563,9 +558,24 @@ async fn serve_holds_a_rug_pull_mid_session_and_report_mode_only_records() {
         .unwrap();
     assert_held(&r, "fx__fetch");
     assert!(
-        http_seen(&mut c).await.is_empty(),
+        http_seen(c).await.is_empty(),
         "the upstream saw a refused call"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_holds_a_rug_pull_mid_session_and_report_mode_only_records() {
+    let files = Files::new();
+    let config_dir = tempfile::tempdir().unwrap();
+    let gateway = serve(&files, config_dir.path(), "").await;
+    let mut c = http_client(&gateway).await;
+    list_then_rug_pull(&mut c).await;
+    let list = c.request("tools/list", json!({})).await.unwrap();
+    assert_eq!(
+        sorted_tool_names(&list),
+        ["fx__calls", "fx__echo", "fx__rug_pull"]
+    );
+    assert_fetch_held(&mut c).await;
     drop(gateway);
 
     // The same change under `pinning = "report"`: recorded for review, nothing held.
@@ -705,19 +715,7 @@ async fn serve_holds_a_rug_pull_its_own_relist_saw() {
     let config_dir = tempfile::tempdir().unwrap();
     let gateway = serve(&files, config_dir.path(), "").await;
     let mut c = http_client(&gateway).await;
-    let list = c.request("tools/list", json!({})).await.unwrap();
-    assert_eq!(
-        sorted_tool_names(&list),
-        ["fx__calls", "fx__echo", "fx__fetch", "fx__rug_pull"]
-    );
-    let r = c
-        .request(
-            "tools/call",
-            json!({"name": "fx__rug_pull", "arguments": {"description": CHANGED}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(text(&r), "changed");
+    list_then_rug_pull(&mut c).await;
     // The gateway re-lists at most once a second; a call to a name it does not know makes it.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = c
@@ -729,16 +727,5 @@ async fn serve_holds_a_rug_pull_its_own_relist_saw() {
         .unwrap();
     assert!(r["error"].is_object(), "{r}");
     // No client list since the change: the hold comes from the gateway's own re-list.
-    let r = c
-        .request(
-            "tools/call",
-            json!({"name": "fx__fetch", "arguments": {"url": "https://evil.example"}}),
-        )
-        .await
-        .unwrap();
-    assert_held(&r, "fx__fetch");
-    assert!(
-        http_seen(&mut c).await.is_empty(),
-        "the upstream saw a refused call"
-    );
+    assert_fetch_held(&mut c).await;
 }
