@@ -6,8 +6,8 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use warden_detect::redact::{RedactOptions, redact_tool_result, scan_tool_result};
 use warden_detect::{Severity, TextKind};
-use warden_guard::{Call, Denial, Guard, GuardError, Report, Verdict};
-use warden_proto::ErrorCode;
+use warden_guard::{Call, Denial, Direction, Guard, GuardError, Report, Verdict};
+use warden_proto::{ErrorCode, Kind};
 
 use crate::content_of;
 use crate::hidden::{HiddenTagsMode, json_has_hidden_tags, surface_json};
@@ -20,8 +20,23 @@ fn rewrite(
     content: Value,
     is_result: bool,
 ) -> Result<Verdict, GuardError> {
+    rewrite_part(
+        guard,
+        call,
+        content,
+        if is_result { "result" } else { "params" },
+    )
+}
+
+/// The message with its member `part` (`result`, `params`, `error`) replaced by `content`.
+fn rewrite_part(
+    guard: &'static str,
+    call: &Call<'_>,
+    content: Value,
+    part: &str,
+) -> Result<Verdict, GuardError> {
     let mut value = call.message.value().clone();
-    value[if is_result { "result" } else { "params" }] = content;
+    value[part] = content;
     Verdict::rewrite(guard, value)
 }
 
@@ -294,8 +309,9 @@ sync_guard!(RedactGuard);
 /// Which members' values the sanitizer leaves alone.
 type KeyFilter = dyn Fn(&str) -> bool;
 
-/// Terminal escapes and invisible characters in everything the client displays, and hidden
-/// tags and HTML comments in content (results, sampling and elicitation messages).
+/// Terminal escapes and invisible characters in everything the client displays (results,
+/// definitions, log and progress messages, error text), and hidden tags and HTML comments in
+/// content (results, sampling and elicitation messages).
 pub struct SanitizeGuard {
     modes: ContentModes,
 }
@@ -321,8 +337,23 @@ impl SanitizeGuard {
         }
         // Definitions too: hidden text in a description is the model's to read and the
         // user's never to see. Names and URIs are identifiers the client sends back: kept.
-        let (content, is_result, skip, is_content): (&Value, bool, &KeyFilter, bool) =
+        let to_client = call.direction == Direction::ToClient;
+        let (content, part, skip, is_content): (&Value, &str, &KeyFilter, bool) =
             match (call.message.method(), call.request_method) {
+                // Besides results, clients show a server's log messages, its progress messages
+                // and the text of its errors (to the user, and often to the model).
+                (None, _) if to_client && *call.message.kind() == Kind::Error => {
+                    match call.message.error() {
+                        Some(e) => (e, "error", &|_: &str| false, false),
+                        None => return Ok(Verdict::Continue),
+                    }
+                }
+                (Some("notifications/message" | "notifications/progress"), _) if to_client => {
+                    match call.message.params() {
+                        Some(p) => (p, "params", &|k: &str| k == "progressToken", false),
+                        None => return Ok(Verdict::Continue),
+                    }
+                }
                 (
                     None,
                     Some(
@@ -335,14 +366,19 @@ impl SanitizeGuard {
                 | (None, Some("initialize" | "server/discover")) => match call.message.result() {
                     Some(r) => (
                         r,
-                        true,
+                        "result",
                         &|k: &str| matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor"),
                         false,
                     ),
                     None => return Ok(Verdict::Continue),
                 },
                 _ => match content_of(call) {
-                    Some((c, r)) => (c, r, &|k: &str| matches!(k, "data" | "blob" | "uri"), true),
+                    Some((c, r)) => (
+                        c,
+                        if r { "result" } else { "params" },
+                        &|k: &str| matches!(k, "data" | "blob" | "uri"),
+                        true,
+                    ),
                     None => return Ok(Verdict::Continue),
                 },
             };
@@ -385,7 +421,7 @@ impl SanitizeGuard {
         if changed_tags > 0 {
             tracing::info!(upstream = call.upstream.unwrap_or(""), mode = ?hidden, strings = changed_tags, "hidden tags or comments surfaced in content");
         }
-        rewrite(Self::NAME, call, value, is_result)
+        rewrite_part(Self::NAME, call, value, part)
     }
 }
 

@@ -170,3 +170,41 @@ async fn hidden_tags_in_results_are_stripped_when_configured() {
     assert!(!text.contains("ignore previous"), "{text}");
     assert!(!text.contains("id_rsa"), "{text}");
 }
+
+/// Terminal escapes reach a client's display through more than results: a server's log
+/// messages (`notifications/message`) and the text of its errors are shown too.
+#[tokio::test]
+async fn escapes_are_stripped_from_server_log_messages_and_errors() {
+    let server = [
+        deps::python().display().to_string(),
+        deps::fixture("python/server.py").display().to_string(),
+        "stdio".into(),
+    ];
+    let args: Vec<&str> = server.iter().map(String::as_str).collect();
+    let mut client = StdioClient::start(run_command(&[], &args)).unwrap();
+    client.initialize("2025-11-25").await.unwrap();
+    let (r, before) = client
+        .request_with(
+            "tools/call",
+            json!({"name": "log", "arguments": {"msg": "start \u{1b}]0;owned\u{7}\u{1b}[2J done"}}),
+        )
+        .await
+        .unwrap();
+    let logged = before
+        .iter()
+        .find(|m| m["method"] == "notifications/message")
+        .unwrap_or_else(|| panic!("no log message before {r}: {before:?}"));
+    let data = logged["params"]["data"].to_string();
+    assert!(!data.contains("\\u001b"), "{logged}");
+    assert!(data.contains("start") && data.contains("done"), "{logged}");
+    // The server's error text: it names the prompt the client asked for.
+    let r = client
+        .request("prompts/get", json!({"name": "nope\u{1b}]0;owned\u{7}"}))
+        .await
+        .unwrap();
+    let message = r["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(message.contains("nope"), "{r}");
+    assert!(!message.contains('\u{1b}'), "{r}");
+}
