@@ -9,8 +9,9 @@
 //!   upstream's tools across upstreams, reported ([`cross`]).
 //! - [`InjectionGuard`] (stage `injection_scan`): tool results, resource contents, prompts and
 //!   server-initiated sampling/elicitation messages are scanned for indirect prompt injection.
-//! - [`RedactGuard`] (stage `redact`): secrets and personal data in the same traffic are
-//!   replaced by typed markers, in text and in structured content, keeping valid JSON.
+//! - [`RedactGuard`] (stage `redact`): secrets and personal data in the same traffic, and in
+//!   the server's log and progress messages and error text, are replaced by typed markers, in
+//!   text and in structured content, keeping valid JSON.
 //! - [`SanitizeGuard`] (stage `sanitize`): terminal escapes and invisible characters are
 //!   removed (or made visible) from everything the client will display; in content, hidden
 //!   tags (`<SECRET>`) and HTML comments are made visible or stripped ([`hidden`]).
@@ -63,4 +64,24 @@ fn content_of<'a>(call: &'a Call<'_>) -> Option<(&'a Value, bool)> {
         return None;
     }
     call.message.result().map(|r| (r, true))
+}
+
+/// Server text toward the client that is neither content nor a definition but is displayed
+/// all the same: the `error` of an error response (its message and data, shown to the user and
+/// often to the model), and the params of a log message (`notifications/message`) or a
+/// progress message (`notifications/progress`). With the member's name, to rewrite it.
+fn displayed_text<'a>(call: &'a Call<'_>) -> Option<(&'a Value, &'static str)> {
+    if call.direction != Direction::ToClient {
+        return None;
+    }
+    match call.message.method() {
+        Some("notifications/message" | "notifications/progress") => {
+            call.message.params().map(|p| (p, "params"))
+        }
+        Some(_) => None,
+        None if *call.message.kind() == warden_proto::Kind::Error => {
+            call.message.error().map(|e| (e, "error"))
+        }
+        None => None,
+    }
 }

@@ -6,13 +6,13 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use warden_detect::redact::{RedactOptions, redact_tool_result, scan_tool_result};
 use warden_detect::{Severity, TextKind};
-use warden_guard::{Call, Denial, Direction, Guard, GuardError, Report, Verdict};
-use warden_proto::{ErrorCode, Kind};
+use warden_guard::{Call, Denial, Guard, GuardError, Report, Verdict};
+use warden_proto::ErrorCode;
 
-use crate::content_of;
 use crate::hidden::{HiddenTagsMode, json_has_hidden_tags, surface_json};
 use crate::mode::{ContentModes, Mode, SanitizeMode};
 use crate::sanitize::{json_needs_sanitizing, sanitize_json};
+use crate::{content_of, displayed_text};
 
 fn rewrite(
     guard: &'static str,
@@ -226,8 +226,14 @@ impl RedactGuard {
         if modes.secrets == Mode::Off && modes.pii == Mode::Off {
             return Ok(Verdict::Continue);
         }
-        let Some((content, is_result)) = content_of(call) else {
-            return Ok(Verdict::Continue);
+        // Content, or the other server text a client displays (a secret in a log line or an
+        // error message leaks as surely as one in a result).
+        let (content, part) = match content_of(call) {
+            Some((c, is_result)) => (c, if is_result { "result" } else { "params" }),
+            None => match displayed_text(call) {
+                Some(shown) => shown,
+                None => return Ok(Verdict::Continue),
+            },
         };
         // Detect both classes the modes care about on the borrowed result; copy and rewrite
         // only when some class is set to redact and was found.
@@ -300,7 +306,7 @@ impl RedactGuard {
                 pii: redact_pii,
             },
         );
-        rewrite(Self::NAME, call, value, is_result)
+        rewrite_part(Self::NAME, call, value, part)
     }
 }
 
@@ -337,22 +343,12 @@ impl SanitizeGuard {
         }
         // Definitions too: hidden text in a description is the model's to read and the
         // user's never to see. Names and URIs are identifiers the client sends back: kept.
-        let to_client = call.direction == Direction::ToClient;
         let (content, part, skip, is_content): (&Value, &str, &KeyFilter, bool) =
             match (call.message.method(), call.request_method) {
                 // Besides results, clients show a server's log messages, its progress messages
                 // and the text of its errors (to the user, and often to the model).
-                (None, _) if to_client && *call.message.kind() == Kind::Error => {
-                    match call.message.error() {
-                        Some(e) => (e, "error", &|_: &str| false, false),
-                        None => return Ok(Verdict::Continue),
-                    }
-                }
-                (Some("notifications/message" | "notifications/progress"), _) if to_client => {
-                    match call.message.params() {
-                        Some(p) => (p, "params", &|k: &str| k == "progressToken", false),
-                        None => return Ok(Verdict::Continue),
-                    }
+                _ if let Some((text, part)) = displayed_text(call) => {
+                    (text, part, &|k: &str| k == "progressToken", false)
                 }
                 (
                     None,

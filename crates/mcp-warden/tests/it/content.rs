@@ -171,10 +171,11 @@ async fn hidden_tags_in_results_are_stripped_when_configured() {
     assert!(!text.contains("id_rsa"), "{text}");
 }
 
-/// Terminal escapes reach a client's display through more than results: a server's log
-/// messages (`notifications/message`) and the text of its errors are shown too.
+/// A client displays more of a server's text than its results: its log messages
+/// (`notifications/message`) and the text of its errors. Escapes are stripped and secrets
+/// redacted there too.
 #[tokio::test]
-async fn escapes_are_stripped_from_server_log_messages_and_errors() {
+async fn log_messages_and_errors_are_sanitised_and_redacted() {
     let server = [
         deps::python().display().to_string(),
         deps::fixture("python/server.py").display().to_string(),
@@ -197,6 +198,22 @@ async fn escapes_are_stripped_from_server_log_messages_and_errors() {
     let data = logged["params"]["data"].to_string();
     assert!(!data.contains("\\u001b"), "{logged}");
     assert!(data.contains("start") && data.contains("done"), "{logged}");
+    // A secret in a log line is redacted as in a result.
+    let key = "AKIAZ3MSJV7WQ4TLBN2K";
+    let (r, before) = client
+        .request_with(
+            "tools/call",
+            json!({"name": "log", "arguments": {"msg": format!("using key={key}")}}),
+        )
+        .await
+        .unwrap();
+    let logged = before
+        .iter()
+        .find(|m| m["method"] == "notifications/message")
+        .unwrap_or_else(|| panic!("no log message before {r}: {before:?}"));
+    let data = logged["params"]["data"].to_string();
+    assert!(!data.contains(key), "{logged}");
+    assert!(data.contains("[REDACTED:aws-access-token]"), "{logged}");
     // The server's error text: it names the prompt the client asked for.
     let r = client
         .request("prompts/get", json!({"name": "nope\u{1b}]0;owned\u{7}"}))

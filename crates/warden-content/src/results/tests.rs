@@ -198,6 +198,44 @@ async fn sanitize_strips_escapes_from_results_and_descriptions_but_not_names() {
 }
 
 #[tokio::test]
+async fn secrets_are_redacted_from_log_and_progress_messages_and_error_text() {
+    let g = RedactGuard::new(ContentModes::default());
+    let leak = format!("connecting with {AWS}");
+    let shapes = [
+        (
+            msg(json!({"jsonrpc":"2.0","method":"notifications/message",
+                "params":{"level":"debug","data":{"line":leak}}})),
+            "/params/data/line",
+        ),
+        (
+            msg(json!({"jsonrpc":"2.0","method":"notifications/progress",
+                "params":{"progressToken":7,"progress":1,"message":leak}})),
+            "/params/message",
+        ),
+        (
+            msg(json!({"jsonrpc":"2.0","id":4,"error":{"code":-32000,"message":leak}})),
+            "/error/message",
+        ),
+    ];
+    for (m, pointer) in shapes {
+        let Verdict::Rewrite(out) = run(&g, &m, Some("tools/call")).await else {
+            panic!("must redact {pointer}")
+        };
+        let text = out.value().pointer(pointer).unwrap().as_str().unwrap();
+        assert!(!text.contains(AWS), "{text}");
+        assert!(text.contains("[REDACTED:aws-access-token]"), "{text}");
+    }
+    // Under `block` the message is refused like a result; a clean one passes.
+    let g = RedactGuard::new(modes(|m| m.secrets = Mode::Block));
+    let log = msg(json!({"jsonrpc":"2.0","method":"notifications/message",
+        "params":{"level":"info","data":leak}}));
+    assert!(matches!(run(&g, &log, None).await, Verdict::Deny(_)));
+    let clean = msg(json!({"jsonrpc":"2.0","method":"notifications/message",
+        "params":{"level":"info","data":"connected"}}));
+    assert!(matches!(run(&g, &clean, None).await, Verdict::Continue));
+}
+
+#[tokio::test]
 async fn sanitize_strips_escapes_from_log_and_progress_messages_and_error_text() {
     let g = SanitizeGuard::new(ContentModes::default());
     let escaped = "a\u{1b}]0;pwned\u{7}b\u{1b}[2Jc";
