@@ -7,8 +7,9 @@
 //! - [`CrossServerGuard`] (stage `poisoning`, after the definition guard, `serve` with two
 //!   or more upstreams): name collisions, look-alike names and references to another
 //!   upstream's tools across upstreams, reported ([`cross`]).
-//! - [`InjectionGuard`] (stage `injection_scan`): tool results, resource contents, prompts and
-//!   server-initiated sampling/elicitation messages are scanned for indirect prompt injection.
+//! - [`InjectionGuard`] (stage `injection_scan`): tool results, resource contents, prompts,
+//!   the server's error text and server-initiated sampling/elicitation messages are scanned for
+//!   indirect prompt injection.
 //! - [`RedactGuard`] (stage `redact`): secrets and personal data in the same traffic, and in
 //!   the server's log and progress messages and error text, are replaced by typed markers, in
 //!   text and in structured content, keeping valid JSON.

@@ -14,22 +14,8 @@ use crate::mode::{ContentModes, Mode, SanitizeMode};
 use crate::sanitize::{json_needs_sanitizing, sanitize_json};
 use crate::{content_of, displayed_text};
 
-fn rewrite(
-    guard: &'static str,
-    call: &Call<'_>,
-    content: Value,
-    is_result: bool,
-) -> Result<Verdict, GuardError> {
-    rewrite_part(
-        guard,
-        call,
-        content,
-        if is_result { "result" } else { "params" },
-    )
-}
-
 /// The message with its member `part` (`result`, `params`, `error`) replaced by `content`.
-fn rewrite_part(
+fn rewrite(
     guard: &'static str,
     call: &Call<'_>,
     content: Value,
@@ -107,8 +93,13 @@ impl InjectionGuard {
         if mode == Mode::Off {
             return Ok(Verdict::Continue);
         }
-        let Some((content, is_result)) = content_of(call) else {
-            return Ok(Verdict::Continue);
+        // Content, or the text of an error: hosts hand a failed call's message to the model.
+        let (content, part) = match content_of(call) {
+            Some((c, is_result)) => (c, if is_result { "result" } else { "params" }),
+            None => match displayed_text(call).filter(|(_, part)| *part == "error") {
+                Some(error) => error,
+                None => return Ok(Verdict::Continue),
+            },
         };
         let findings = warden_detect::analyze_json_text(content, text_kind(call));
         let serious: Vec<_> = findings
@@ -175,7 +166,7 @@ impl InjectionGuard {
                         "injection finding could not be located for redaction".into(),
                     ));
                 }
-                rewrite(Self::NAME, call, value, is_result)
+                rewrite(Self::NAME, call, value, part)
             }
         }
     }
@@ -306,7 +297,7 @@ impl RedactGuard {
                 pii: redact_pii,
             },
         );
-        rewrite_part(Self::NAME, call, value, part)
+        rewrite(Self::NAME, call, value, part)
     }
 }
 
@@ -417,7 +408,7 @@ impl SanitizeGuard {
         if changed_tags > 0 {
             tracing::info!(upstream = call.upstream.unwrap_or(""), mode = ?hidden, strings = changed_tags, "hidden tags or comments surfaced in content");
         }
-        rewrite_part(Self::NAME, call, value, part)
+        rewrite(Self::NAME, call, value, part)
     }
 }
 

@@ -160,6 +160,28 @@ async fn injection_is_reported_by_default_redacted_or_blocked_when_asked() {
 }
 
 #[tokio::test]
+async fn injection_in_an_error_message_is_found_as_in_a_result() {
+    // Hosts hand a failed call's error text to the model.
+    let error = msg(json!({"jsonrpc":"2.0","id":5,"error":{"code":-32000,"message":INJECTION}}));
+    let g = InjectionGuard::new(ContentModes::default());
+    let Verdict::Report(report) = run(&g, &error, Some("tools/call")).await else {
+        panic!("must report")
+    };
+    assert!(report.detail.contains(" at message"), "{}", report.detail);
+    let g = InjectionGuard::new(modes(|x| x.injection = Mode::Redact));
+    let Verdict::Rewrite(out) = run(&g, &error, Some("tools/call")).await else {
+        panic!("must redact")
+    };
+    let text = out.value()["error"]["message"].as_str().unwrap();
+    assert!(text.starts_with("[mcp-warden removed"), "{text}");
+    assert_eq!(out.value()["error"]["code"], -32000);
+    // Log lines are not the model's to read: sanitised and redacted, not analysed.
+    let log = msg(json!({"jsonrpc":"2.0","method":"notifications/message",
+        "params":{"level":"info","data":INJECTION}}));
+    assert!(matches!(run(&g, &log, None).await, Verdict::Continue));
+}
+
+#[tokio::test]
 async fn sanitize_strips_escapes_from_results_and_descriptions_but_not_names() {
     // Proves: UX-5
     let g = SanitizeGuard::new(ContentModes::default());
