@@ -49,10 +49,20 @@ fn status(rows: &HashMap<String, (String, String)>, id: &str) -> String {
 #[test]
 fn zero_config_run_enforces_the_default_protections() {
     let rows = check(None, &[]);
-    for id in [
-        "INT-1", "MGMT-1", "PROMPT-7", "MGMT-4", "DATA-5", "UX-5", "MON-5",
-    ] {
+    for id in ["INT-1", "MGMT-1", "PROMPT-7", "MGMT-4", "UX-5", "MON-5"] {
         assert_eq!(status(&rows, id), "enforced", "{id}: {:?}", rows[id]);
+    }
+    // Redaction covers what servers send, not what clients send.
+    for id in ["DATA-5", "SAMP-2"] {
+        assert_claim(
+            &rows,
+            id,
+            "partial",
+            &[
+                "guard `redact`",
+                "the arguments a client sends and its answers to sampling requests are not",
+            ],
+        );
     }
     assert!(
         ["enforced", "partial"].contains(&status(&rows, "RUN-1").as_str()),
