@@ -8,6 +8,7 @@
 //! injection = "report"   # results: off | report | redact | block
 //! secrets = "redact"     # results: off | report | redact | block
 //! pii = "report"         # results: off | report | redact | block
+//! secrets_in_arguments = "report" # tools/call arguments: off | report | redact | block
 //! sanitize = "strip"     # off | strip | visible
 //! hidden_tags = "visible" # results: report | visible | strip (`<SECRET>`, `<!-- -->`)
 //! ```
@@ -77,6 +78,8 @@ pub struct RawContent {
     pub secrets: Option<ContentMode>,
     /// `pii`.
     pub pii: Option<ContentMode>,
+    /// `secrets_in_arguments`.
+    pub secrets_in_arguments: Option<ContentMode>,
     /// `sanitize`.
     pub sanitize: Option<SanitizeSetting>,
     /// `hidden_tags`.
@@ -94,6 +97,8 @@ pub struct ContentConfig {
     pub secrets: ContentMode,
     /// Personal data in results and server-initiated messages.
     pub pii: ContentMode,
+    /// Credentials in the arguments a client sends with `tools/call`.
+    pub secrets_in_arguments: ContentMode,
     /// Terminal escapes and invisible characters.
     pub sanitize: SanitizeSetting,
     /// Hidden tags and HTML comments in results and server-initiated messages.
@@ -112,6 +117,9 @@ impl Default for ContentConfig {
             injection: ContentMode::Report,
             secrets: ContentMode::Redact,
             pii: ContentMode::Report,
+            // Reported, not changed: a credential in a call's arguments may be the call's
+            // purpose (a login tool), and redacting or refusing it changes what the call does.
+            secrets_in_arguments: ContentMode::Report,
             sanitize: SanitizeSetting::Strip,
             hidden_tags: HiddenTagsSetting::Visible,
         }
@@ -126,6 +134,9 @@ impl ContentConfig {
             injection: raw.injection.unwrap_or(self.injection),
             secrets: raw.secrets.unwrap_or(self.secrets),
             pii: raw.pii.unwrap_or(self.pii),
+            secrets_in_arguments: raw
+                .secrets_in_arguments
+                .unwrap_or(self.secrets_in_arguments),
             sanitize: raw.sanitize.unwrap_or(self.sanitize),
             hidden_tags: raw.hidden_tags.unwrap_or(self.hidden_tags),
         }
@@ -154,9 +165,14 @@ mod tests {
     #[test]
     fn parses_modes_and_merges_over_the_default() {
         let doc: Doc =
-            toml::from_str("[content]\nsecrets = \"block\"\nsanitize = \"visible\"").unwrap();
+            toml::from_str("[content]\nsecrets = \"block\"\nsanitize = \"visible\"\nsecrets_in_arguments = \"redact\"").unwrap();
         let c = ContentConfig::default().with(&doc.content);
         assert_eq!(c.secrets, ContentMode::Block);
+        assert_eq!(c.secrets_in_arguments, ContentMode::Redact);
+        assert_eq!(
+            ContentConfig::default().secrets_in_arguments,
+            ContentMode::Report
+        );
         assert_eq!(c.sanitize, SanitizeSetting::Visible);
         assert_eq!(
             c.poisoning,

@@ -17,6 +17,9 @@
 //!   removed (or made visible) from everything the client will display; in content, hidden
 //!   tags (`<SECRET>`) and HTML comments are made visible or stripped ([`hidden`]).
 //!
+//! - [`ArgumentSecretsGuard`] (stage `secrets_in_args`, toward the upstream): credentials in
+//!   the arguments of `tools/call` (reported by default).
+//!
 //! Each is configured per upstream as off / report / redact / block. Redaction rather than
 //! blocking is the default for results: refusing a whole read-only result for one match is
 //! what users of other gateways complain about most.
@@ -24,6 +27,7 @@
 //! Position on the request path: response direction, after pinning. This crate performs no I/O.
 #![forbid(unsafe_code)]
 
+mod arguments;
 pub mod cross;
 mod definitions;
 pub mod hidden;
@@ -31,6 +35,7 @@ mod mode;
 mod results;
 pub mod sanitize;
 
+pub use arguments::ArgumentSecretsGuard;
 pub use cross::CrossServerGuard;
 pub use definitions::{
     CONTROLS as POISONING_CONTROLS, DefinitionGuard, Exposure, NAME as POISONING,

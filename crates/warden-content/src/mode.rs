@@ -41,6 +41,8 @@ pub struct Modes {
     pub secrets: Mode,
     /// Personal data in results and server-initiated messages.
     pub pii: Mode,
+    /// Credentials in the arguments a client sends with `tools/call`.
+    pub secrets_in_arguments: Mode,
     /// Terminal escapes and invisible characters.
     pub sanitize: SanitizeMode,
     /// Hidden tags (`<SECRET>`) and HTML comments in content (not in definitions).
@@ -57,6 +59,7 @@ impl Default for Modes {
             injection: Mode::Report,
             secrets: Mode::Redact,
             pii: Mode::Report,
+            secrets_in_arguments: Mode::Report,
             sanitize: SanitizeMode::Strip,
             hidden_tags: HiddenTagsMode::Visible,
         }

@@ -770,12 +770,25 @@ fn human(d: std::time::Duration) -> String {
 }
 
 fn always_claims(b: &Built<'_>, c: &mut Claims) {
-    // What the redact guard does not see: the client's side of the traffic.
-    c.note(
-        &["DATA-5", "SAMP-2"],
-        Status::Partial,
-        "results, resources, prompts and the server's messages are scanned; the arguments a client sends and its answers to sampling requests are not",
-    );
+    // What the content guards do not see of the client's side of the traffic.
+    let arguments = b
+        .pipeline
+        .installed()
+        .into_iter()
+        .any(|(_, g)| g.name() == warden_content::ArgumentSecretsGuard::NAME);
+    if arguments {
+        c.note(
+            &["SAMP-2"],
+            Status::Partial,
+            "a client's answers to sampling requests reach the upstream unscanned",
+        );
+    } else {
+        c.note(
+            &["DATA-5", "SAMP-2"],
+            Status::Partial,
+            "the arguments a client sends (secrets_in_arguments = \"off\") and its answers to sampling requests are not scanned",
+        );
+    }
     let l = &b.config.limits;
     c.add(&["API-1", "TOOL-3", "TOOL-5"], Status::Partial, format!("strict JSON-RPC framing: {} bytes per message, depth {}, duplicate keys and invalid UTF-8 refused", l.max_message_bytes, l.max_depth));
     c.add(

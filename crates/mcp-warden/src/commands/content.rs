@@ -9,8 +9,8 @@ use warden_config::{
     Config, ContentConfig, ContentMode, DefinitionMode, HiddenTagsSetting, SanitizeSetting,
 };
 use warden_content::{
-    ContentModes, CrossServerGuard, Exposure, HiddenTagsMode, InjectionGuard, Mode, Modes,
-    Poisoning, RedactGuard, SanitizeGuard, SanitizeMode,
+    ArgumentSecretsGuard, ContentModes, CrossServerGuard, Exposure, HiddenTagsMode, InjectionGuard,
+    Mode, Modes, Poisoning, RedactGuard, SanitizeGuard, SanitizeMode,
 };
 use warden_guard::{Pipeline, Stage};
 
@@ -43,6 +43,7 @@ fn modes(c: &ContentConfig) -> Modes {
         injection: mode(c.injection),
         secrets: mode(c.secrets),
         pii: mode(c.pii),
+        secrets_in_arguments: mode(c.secrets_in_arguments),
         sanitize: match c.sanitize {
             SanitizeSetting::Off => SanitizeMode::Off,
             SanitizeSetting::Strip => SanitizeMode::Strip,
@@ -116,7 +117,8 @@ pub(crate) fn install(
             Arc::new(InjectionGuard::new(content.clone())),
         );
     }
-    let redact = content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off);
+    let arguments = content.any(|m| m.secrets_in_arguments != Mode::Off);
+    let redact = content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off) || arguments;
     let analyse = content.any(|m| m.poisoning != Mode::Off || m.injection != Mode::Off);
     if redact || analyse {
         // Build the rules off the start-up path (parsing the secret rules and building the
@@ -140,8 +142,14 @@ pub(crate) fn install(
                 warden_sandbox::heap::release_free_heap();
             });
     }
-    if redact {
+    if content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off) {
         pipeline = pipeline.with(Stage::Redact, Arc::new(RedactGuard::new(content.clone())));
+    }
+    if arguments {
+        pipeline = pipeline.with(
+            Stage::SecretsInArgs,
+            Arc::new(ArgumentSecretsGuard::new(content.clone())),
+        );
     }
     if content.any(|m| m.sanitize != SanitizeMode::Off || m.hidden_tags != HiddenTagsMode::Report) {
         pipeline = pipeline.with(Stage::Sanitize, Arc::new(SanitizeGuard::new(content)));

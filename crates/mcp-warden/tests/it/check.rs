@@ -52,18 +52,31 @@ fn zero_config_run_enforces_the_default_protections() {
     for id in ["INT-1", "MGMT-1", "PROMPT-7", "MGMT-4", "UX-5", "MON-5"] {
         assert_eq!(status(&rows, id), "enforced", "{id}: {:?}", rows[id]);
     }
-    // Redaction covers what servers send, not what clients send.
-    for id in ["DATA-5", "SAMP-2"] {
-        assert_claim(
-            &rows,
-            id,
-            "partial",
-            &[
-                "guard `redact`",
-                "the arguments a client sends and its answers to sampling requests are not",
-            ],
-        );
-    }
+    // What servers send is redacted, what clients send scanned for credentials; a client's
+    // answers to sampling requests are not scanned.
+    assert_claim(
+        &rows,
+        "DATA-5",
+        "enforced",
+        &["guard `secrets_in_args`", "guard `redact`"],
+    );
+    assert_claim(
+        &rows,
+        "SAMP-2",
+        "partial",
+        &["answers to sampling requests reach the upstream unscanned"],
+    );
+    let rows = check(
+        Some("[content]\nsecrets_in_arguments = \"off\"\n"),
+        &["--mode", "run"],
+    );
+    assert_claim(
+        &rows,
+        "DATA-5",
+        "partial",
+        &["the arguments a client sends (secrets_in_arguments = \"off\")"],
+    );
+    let rows = check(None, &[]);
     assert!(
         ["enforced", "partial"].contains(&status(&rows, "RUN-1").as_str()),
         "the sandbox is on by default: {:?}",
@@ -105,6 +118,7 @@ poisoning = "off"
 injection = "off"
 secrets = "off"
 pii = "off"
+secrets_in_arguments = "off"
 sanitize = "off"
 [sandbox]
 enabled = false

@@ -225,3 +225,57 @@ async fn log_messages_and_errors_are_sanitised_and_redacted() {
     assert!(message.contains("nope"), "{r}");
     assert!(!message.contains('\u{1b}'), "{r}");
 }
+
+/// What a client sends can carry a credential too: reported by default (the call goes
+/// through), refused before the upstream under `secrets_in_arguments = "block"`.
+#[tokio::test]
+async fn credentials_in_call_arguments_are_reported_or_refused() {
+    let key = "AKIAZ3MSJV7WQ4TLBN2K";
+    let url = format!("https://x.example/?key={key}");
+    let fetch = |url: &str| json!({"name": "fetch", "arguments": {"url": url}});
+
+    let mut client = run_server("python/benign-description.txt").await;
+    let r = client.request("tools/call", fetch(&url)).await.unwrap();
+    assert!(r["result"].is_object(), "reported, not refused: {r}");
+    // The upstream got the call (its list of calls comes back redacted, as any result).
+    assert_eq!(
+        seen_calls(&mut client).await,
+        "https://x.example/?key=[REDACTED:aws-access-token]"
+    );
+
+    let dir = crate::support::fresh_data_dir();
+    let config = dir.join("warden.toml");
+    std::fs::write(&config, "[content]\nsecrets_in_arguments = \"block\"\n").unwrap();
+    let server = [
+        deps::python().display().to_string(),
+        deps::fixture("python/pinning_server.py")
+            .display()
+            .to_string(),
+        "stdio".into(),
+        "--description-file".into(),
+        deps::fixture("python/benign-description.txt")
+            .display()
+            .to_string(),
+    ];
+    let args: Vec<&str> = server.iter().map(String::as_str).collect();
+    let config = config.display().to_string();
+    let mut client =
+        StdioClient::start(run_command(&["--config", config.as_str()], &args)).unwrap();
+    client.initialize("2025-11-25").await.unwrap();
+    let r = client.request("tools/call", fetch(&url)).await.unwrap();
+    assert_eq!(r["error"]["data"]["guard"], "secrets_in_args", "{r}");
+    assert!(
+        !r.to_string().contains(key),
+        "the refusal names no credential: {r}"
+    );
+    assert_eq!(
+        seen_calls(&mut client).await,
+        "",
+        "the upstream never saw the call"
+    );
+    let r = client
+        .request("tools/call", fetch("https://x.example/?q=weather"))
+        .await
+        .unwrap();
+    assert!(r["result"].is_object(), "{r}");
+}
