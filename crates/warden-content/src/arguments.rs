@@ -86,24 +86,7 @@ impl ArgumentSecretsGuard {
     }
 }
 
-impl warden_guard::Guard for ArgumentSecretsGuard {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-    fn controls(&self) -> &'static [&'static str] {
-        Self::CONTROLS
-    }
-    fn check<'a>(
-        &'a self,
-        call: &'a Call<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<Verdict, GuardError>> {
-        let r = self.check_sync(call);
-        Box::pin(async move { r })
-    }
-    fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
-        Some(self.check_sync(call))
-    }
-}
+sync_guard!(ArgumentSecretsGuard);
 
 #[cfg(test)]
 mod tests;

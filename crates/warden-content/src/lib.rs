@@ -27,6 +27,37 @@
 //! Position on the request path: response direction, after pinning. This crate performs no I/O.
 #![forbid(unsafe_code)]
 
+/// Implements `warden_guard::Guard` for a content guard whose decision needs no I/O: its
+/// inherent `NAME`, `CONTROLS` and `check_sync`.
+macro_rules! sync_guard {
+    ($guard:ty) => {
+        impl warden_guard::Guard for $guard {
+            fn name(&self) -> &'static str {
+                Self::NAME
+            }
+            fn controls(&self) -> &'static [&'static str] {
+                Self::CONTROLS
+            }
+            fn check<'a>(
+                &'a self,
+                call: &'a warden_guard::Call<'a>,
+            ) -> futures::future::BoxFuture<
+                'a,
+                Result<warden_guard::Verdict, warden_guard::GuardError>,
+            > {
+                let r = self.check_sync(call);
+                Box::pin(async move { r })
+            }
+            fn check_now(
+                &self,
+                call: &warden_guard::Call<'_>,
+            ) -> Option<Result<warden_guard::Verdict, warden_guard::GuardError>> {
+                Some(self.check_sync(call))
+            }
+        }
+    };
+}
+
 mod arguments;
 pub mod cross;
 mod definitions;

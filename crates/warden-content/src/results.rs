@@ -35,31 +35,6 @@ fn text_kind(call: &Call<'_>) -> TextKind {
     }
 }
 
-/// Implements [`Guard`] for a content guard whose decision needs no I/O: its inherent
-/// `NAME`, `CONTROLS` and `check_sync`.
-macro_rules! sync_guard {
-    ($guard:ty) => {
-        impl Guard for $guard {
-            fn name(&self) -> &'static str {
-                Self::NAME
-            }
-            fn controls(&self) -> &'static [&'static str] {
-                Self::CONTROLS
-            }
-            fn check<'a>(
-                &'a self,
-                call: &'a Call<'a>,
-            ) -> BoxFuture<'a, Result<Verdict, GuardError>> {
-                let r = self.check_sync(call);
-                async move { r }.boxed()
-            }
-            fn check_now(&self, call: &Call<'_>) -> Option<Result<Verdict, GuardError>> {
-                Some(self.check_sync(call))
-            }
-        }
-    };
-}
-
 /// Indirect prompt injection in content.
 pub struct InjectionGuard {
     modes: ContentModes,

@@ -462,7 +462,8 @@ fn upstream_claims(b: &Built<'_>, c: &mut Claims) {
 fn observability_claims(b: &Built<'_>, c: &mut Claims) {
     use warden_alerts::rule;
     let alerts = &b.config.alerts;
-    if alerts.enabled && b.config.audit.enabled {
+    // `[alerts]` without the audit log is refused when the configuration loads.
+    if alerts.enabled {
         let thresholds = [
             (rule::AUTH_FAILURES, &alerts.auth_failures),
             (rule::DENIALS, &alerts.denials),
@@ -510,12 +511,12 @@ fn observability_claims(b: &Built<'_>, c: &mut Claims) {
                 }
             }
         }
+        let status = if sinks.is_empty() {
+            Status::Partial
+        } else {
+            Status::Enforced
+        };
         for (id, texts) in by_control {
-            let status = if sinks.is_empty() {
-                Status::Partial
-            } else {
-                Status::Enforced
-            };
             c.add(
                 &[id],
                 status,

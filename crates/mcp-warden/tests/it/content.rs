@@ -8,20 +8,26 @@ use serde_json::{Value, json};
 use warden_test::deps;
 use warden_test::stdio::StdioClient;
 
-use crate::support::run_command;
+use crate::support::{pinning_server, run_command};
 
 async fn run_server(description: &str) -> StdioClient {
-    let server = [
-        deps::python().display().to_string(),
-        deps::fixture("python/pinning_server.py")
-            .display()
-            .to_string(),
-        "stdio".into(),
-        "--description-file".into(),
-        deps::fixture(description).display().to_string(),
-    ];
+    run_server_with(None, description).await
+}
+
+/// `run` (with `config` as its `warden.toml`, if any) in front of the pinning fixture, initialized.
+async fn run_server_with(config: Option<&str>, description: &str) -> StdioClient {
+    let server = pinning_server(&deps::fixture(description));
     let args: Vec<&str> = server.iter().map(String::as_str).collect();
-    let mut client = StdioClient::start(run_command(&[], &args)).unwrap();
+    let path = config.map(|text| {
+        let path = crate::support::fresh_data_dir().join("warden.toml");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    });
+    let extra: Vec<&str> = match &path {
+        Some(p) => vec!["--config", p.as_str()],
+        None => vec![],
+    };
+    let mut client = StdioClient::start(run_command(&extra, &args)).unwrap();
     let init = client.initialize("2025-11-25").await.unwrap();
     assert!(init.get("protocolVersion").is_some(), "{init}");
     client
@@ -145,25 +151,11 @@ async fn hidden_tags_in_results_are_made_visible_by_default() {
 
 #[tokio::test]
 async fn hidden_tags_in_results_are_stripped_when_configured() {
-    let dir = crate::support::fresh_data_dir();
-    let config = dir.join("warden.toml");
-    std::fs::write(&config, "[content]\nhidden_tags = \"strip\"\n").unwrap();
-    let server = [
-        deps::python().display().to_string(),
-        deps::fixture("python/pinning_server.py")
-            .display()
-            .to_string(),
-        "stdio".into(),
-        "--description-file".into(),
-        deps::fixture("python/benign-description.txt")
-            .display()
-            .to_string(),
-    ];
-    let args: Vec<&str> = server.iter().map(String::as_str).collect();
-    let config = config.display().to_string();
-    let mut client =
-        StdioClient::start(run_command(&["--config", config.as_str()], &args)).unwrap();
-    client.initialize("2025-11-25").await.unwrap();
+    let mut client = run_server_with(
+        Some("[content]\nhidden_tags = \"strip\"\n"),
+        "python/benign-description.txt",
+    )
+    .await;
     let r = echo(&mut client, HIDDEN_RESULT).await;
     let text = r["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("forecast: sunny   done"), "{text}");
@@ -243,25 +235,11 @@ async fn credentials_in_call_arguments_are_reported_or_refused() {
         "https://x.example/?key=[REDACTED:aws-access-token]"
     );
 
-    let dir = crate::support::fresh_data_dir();
-    let config = dir.join("warden.toml");
-    std::fs::write(&config, "[content]\nsecrets_in_arguments = \"block\"\n").unwrap();
-    let server = [
-        deps::python().display().to_string(),
-        deps::fixture("python/pinning_server.py")
-            .display()
-            .to_string(),
-        "stdio".into(),
-        "--description-file".into(),
-        deps::fixture("python/benign-description.txt")
-            .display()
-            .to_string(),
-    ];
-    let args: Vec<&str> = server.iter().map(String::as_str).collect();
-    let config = config.display().to_string();
-    let mut client =
-        StdioClient::start(run_command(&["--config", config.as_str()], &args)).unwrap();
-    client.initialize("2025-11-25").await.unwrap();
+    let mut client = run_server_with(
+        Some("[content]\nsecrets_in_arguments = \"block\"\n"),
+        "python/benign-description.txt",
+    )
+    .await;
     let r = client.request("tools/call", fetch(&url)).await.unwrap();
     assert_eq!(r["error"]["data"]["guard"], "secrets_in_args", "{r}");
     assert!(

@@ -13,23 +13,14 @@ use serde_json::json;
 use warden_test::deps;
 use warden_test::http::HttpClient;
 
-use crate::support::{Serve, toml_str};
+use crate::support::{Serve, pinning_server, toml_str};
 
 fn upstream(name: &str) -> String {
-    let args = [
-        deps::fixture("python/pinning_server.py")
-            .display()
-            .to_string(),
-        "stdio".into(),
-        "--description-file".into(),
-        deps::fixture("python/benign-description.txt")
-            .display()
-            .to_string(),
-    ];
-    let args: Vec<String> = args.iter().map(|a| toml_str(a)).collect();
+    let server = pinning_server(&deps::fixture("python/benign-description.txt"));
+    let args: Vec<String> = server[1..].iter().map(|a| toml_str(a)).collect();
     format!(
         "[upstreams.{name}]\ncommand = {}\nargs = [{}]\n[upstreams.{name}.sandbox]\nenabled = false\n",
-        toml_str(&deps::python().display().to_string()),
+        toml_str(&server[0]),
         args.join(", ")
     )
 }

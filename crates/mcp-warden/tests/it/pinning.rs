@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::process::Command;
-use warden_test::deps;
 use warden_test::http::HttpClient;
 use warden_test::process::Guard;
 use warden_test::stdio::StdioClient;
@@ -52,17 +51,10 @@ impl Files {
     }
 
     fn server(&self) -> Vec<String> {
-        vec![
-            deps::python().display().to_string(),
-            deps::fixture("python/pinning_server.py")
-                .display()
-                .to_string(),
-            "stdio".into(),
-            "--description-file".into(),
-            self.description.display().to_string(),
-            "--instructions-file".into(),
-            self.instructions.display().to_string(),
-        ]
+        let mut server = crate::support::pinning_server(&self.description);
+        server.push("--instructions-file".into());
+        server.push(self.instructions.display().to_string());
+        server
     }
 
     fn describe_fetch(&self, text: &str) {

@@ -18,6 +18,20 @@ pub fn toml_str(s: &str) -> String {
 }
 
 /// `mcp-warden run [extra...] -- <command...>` with piped stdio (stderr inherited).
+/// The command line of the pinning fixture (`fixtures/python/pinning_server.py`, stdio) with its
+/// `fetch` description read from `description`.
+pub fn pinning_server(description: &std::path::Path) -> Vec<String> {
+    vec![
+        warden_test::deps::python().display().to_string(),
+        warden_test::deps::fixture("python/pinning_server.py")
+            .display()
+            .to_string(),
+        "stdio".into(),
+        "--description-file".into(),
+        description.display().to_string(),
+    ]
+}
+
 pub fn run_command(extra: &[&str], command: &[&str]) -> Command {
     let mut c = warden_test::process::piped(bin());
     c.arg("run").args(extra).arg("--").args(command);
