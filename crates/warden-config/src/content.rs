@@ -9,6 +9,7 @@
 //! secrets = "redact"     # results: off | report | redact | block
 //! pii = "report"         # results: off | report | redact | block
 //! secrets_in_arguments = "report" # tools/call arguments: off | report | redact | block
+//! secrets_in_answers = "redact"   # a client's answers to sampling, elicitation, roots requests
 //! sanitize = "strip"     # off | strip | visible
 //! hidden_tags = "visible" # results: report | visible | strip (`<SECRET>`, `<!-- -->`)
 //! ```
@@ -80,6 +81,8 @@ pub struct RawContent {
     pub pii: Option<ContentMode>,
     /// `secrets_in_arguments`.
     pub secrets_in_arguments: Option<ContentMode>,
+    /// `secrets_in_answers`.
+    pub secrets_in_answers: Option<ContentMode>,
     /// `sanitize`.
     pub sanitize: Option<SanitizeSetting>,
     /// `hidden_tags`.
@@ -99,6 +102,9 @@ pub struct ContentConfig {
     pub pii: ContentMode,
     /// Credentials in the arguments a client sends with `tools/call`.
     pub secrets_in_arguments: ContentMode,
+    /// Credentials in a client's answers to the server's own requests (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`).
+    pub secrets_in_answers: ContentMode,
     /// Terminal escapes and invisible characters.
     pub sanitize: SanitizeSetting,
     /// Hidden tags and HTML comments in results and server-initiated messages.
@@ -120,6 +126,9 @@ impl Default for ContentConfig {
             // Reported, not changed: a credential in a call's arguments may be the call's
             // purpose (a login tool), and redacting or refusing it changes what the call does.
             secrets_in_arguments: ContentMode::Report,
+            // Redacted: a completion the server asked the client's model for has no reason to
+            // carry a key, and servers must not ask for sensitive data through a form.
+            secrets_in_answers: ContentMode::Redact,
             sanitize: SanitizeSetting::Strip,
             hidden_tags: HiddenTagsSetting::Visible,
         }
@@ -137,6 +146,7 @@ impl ContentConfig {
             secrets_in_arguments: raw
                 .secrets_in_arguments
                 .unwrap_or(self.secrets_in_arguments),
+            secrets_in_answers: raw.secrets_in_answers.unwrap_or(self.secrets_in_answers),
             sanitize: raw.sanitize.unwrap_or(self.sanitize),
             hidden_tags: raw.hidden_tags.unwrap_or(self.hidden_tags),
         }

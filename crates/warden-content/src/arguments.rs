@@ -40,53 +40,137 @@ impl ArgumentSecretsGuard {
         if call.direction != Direction::ToUpstream || call.message.method() != Some("tools/call") {
             return Ok(Verdict::Continue);
         }
-        let upstream = call.upstream;
-        let mode = self.modes.of(upstream).secrets_in_arguments;
-        if mode == Mode::Off {
-            return Ok(Verdict::Continue);
-        }
+        let mode = self.modes.of(call.upstream).secrets_in_arguments;
         let Some(arguments) = call.message.params().and_then(|p| p.get("arguments")) else {
             return Ok(Verdict::Continue);
         };
-        let found = scan_tool_result(arguments, SECRETS);
-        if found.is_empty() {
-            return Ok(Verdict::Continue);
-        }
-        // Kinds and pointers only: never the value.
-        let detail = found
-            .iter()
-            .map(|f| format!("{} at arguments{}", f.redacted.kind, f.pointer))
-            .collect::<Vec<_>>()
-            .join("; ");
-        tracing::warn!(upstream = upstream.unwrap_or(""), found = %detail, mode = ?mode, "credentials in a call's arguments");
-        match mode {
-            Mode::Off => Ok(Verdict::Continue),
-            Mode::Report => Ok(Verdict::Report(Report {
-                detail,
-                controls: Self::CONTROLS,
-            })),
-            Mode::Block => Ok(Verdict::Deny(Denial {
+        scan(
+            call,
+            mode,
+            Part {
                 guard: Self::NAME,
-                code: ErrorCode::Denied,
-                message: "the call was refused: its arguments contain credentials".into(),
-                detail,
                 controls: Self::CONTROLS,
-                retry_after: None,
-            })),
-            Mode::Redact => {
-                let mut value = call.message.value().clone();
-                if let Some(arguments) =
-                    value.get_mut("params").and_then(|p| p.get_mut("arguments"))
-                {
-                    redact_tool_result(arguments, SECRETS);
-                }
-                Verdict::rewrite(Self::NAME, value)
-            }
-        }
+                name: "arguments",
+                value: arguments,
+                pointer: &["params", "arguments"],
+                refused: "the call was refused: its arguments contain credentials",
+                logged: "credentials in a call's arguments",
+            },
+        )
     }
 }
 
 sync_guard!(ArgumentSecretsGuard);
+
+/// Credentials in a client's answers to server-initiated requests (stage `SecretsInArgs`):
+/// the result of `sampling/createMessage` (text the client's model wrote for the server),
+/// `elicitation/create` (what the user typed into the server's form) and `roots/list`.
+///
+/// A server that asks the client's model for a completion, or the user for a form, learns
+/// whatever the answer holds. The specification forbids servers to ask for sensitive data
+/// through a form, and a completion has no reason to carry a key, so the default is `redact`:
+/// the answer still reaches the server, without the credential.
+pub struct AnswerSecretsGuard {
+    modes: ContentModes,
+}
+
+impl AnswerSecretsGuard {
+    /// Guard name.
+    pub const NAME: &'static str = "secrets_in_answers";
+    /// Controls.
+    pub const CONTROLS: &'static [&'static str] = &["SAMP-2", "DATA-5", "DATA-1"];
+
+    /// Under `modes` (their `secrets_in_answers`).
+    pub fn new(modes: ContentModes) -> Self {
+        Self { modes }
+    }
+
+    fn check_sync(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
+        // A response toward the upstream answers a request the upstream sent.
+        if call.direction != Direction::ToUpstream || call.message.method().is_some() {
+            return Ok(Verdict::Continue);
+        }
+        let (Some(result), Some(method)) = (call.message.result(), call.request_method) else {
+            return Ok(Verdict::Continue);
+        };
+        let mode = self.modes.of(call.upstream).secrets_in_answers;
+        let logged = format!("credentials in a client's answer to {method}");
+        scan(
+            call,
+            mode,
+            Part {
+                guard: Self::NAME,
+                controls: Self::CONTROLS,
+                name: "result",
+                value: result,
+                pointer: &["result"],
+                refused: "the answer was withheld from the server: it contains credentials",
+                logged: &logged,
+            },
+        )
+    }
+}
+
+sync_guard!(AnswerSecretsGuard);
+
+/// The part of a message one of the guards scans.
+struct Part<'a> {
+    guard: &'static str,
+    controls: &'static [&'static str],
+    /// How findings name it (`arguments/body`).
+    name: &'static str,
+    value: &'a serde_json::Value,
+    /// Where it sits in the message, for the rewrite.
+    pointer: &'static [&'static str],
+    /// The refusal's message (never the value).
+    refused: &'static str,
+    logged: &'a str,
+}
+
+/// The verdict on the credentials in `part` under `mode`.
+fn scan(call: &Call<'_>, mode: Mode, part: Part<'_>) -> Result<Verdict, GuardError> {
+    if mode == Mode::Off {
+        return Ok(Verdict::Continue);
+    }
+    let found = scan_tool_result(part.value, SECRETS);
+    if found.is_empty() {
+        return Ok(Verdict::Continue);
+    }
+    // Kinds and pointers only: never the value.
+    let detail = found
+        .iter()
+        .map(|f| format!("{} at {}{}", f.redacted.kind, part.name, f.pointer))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let upstream = call.upstream.unwrap_or("");
+    tracing::warn!(upstream, found = %detail, mode = ?mode, "{}", part.logged);
+    match mode {
+        Mode::Off => Ok(Verdict::Continue),
+        Mode::Report => Ok(Verdict::Report(Report {
+            detail,
+            controls: part.controls,
+        })),
+        Mode::Block => Ok(Verdict::Deny(Denial {
+            guard: part.guard,
+            code: ErrorCode::Denied,
+            message: part.refused.into(),
+            detail,
+            controls: part.controls,
+            retry_after: None,
+        })),
+        Mode::Redact => {
+            let mut value = call.message.value().clone();
+            let mut at = Some(&mut value);
+            for key in part.pointer {
+                at = at.and_then(|v| v.get_mut(*key));
+            }
+            if let Some(v) = at {
+                redact_tool_result(v, SECRETS);
+            }
+            Verdict::rewrite(part.guard, value)
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,9 @@
 //!
 //! - [`ArgumentSecretsGuard`] (stage `secrets_in_args`, toward the upstream): credentials in
 //!   the arguments of `tools/call` (reported by default).
+//! - [`AnswerSecretsGuard`] (stage `secrets_in_args`, toward the upstream): credentials in a
+//!   client's answers to the server's own requests: sampling results, elicitation answers,
+//!   roots (redacted by default).
 //!
 //! Each is configured per upstream as off / report / redact / block. Redaction rather than
 //! blocking is the default for results: refusing a whole read-only result for one match is
@@ -66,7 +69,7 @@ mod mode;
 mod results;
 pub mod sanitize;
 
-pub use arguments::ArgumentSecretsGuard;
+pub use arguments::{AnswerSecretsGuard, ArgumentSecretsGuard};
 pub use cross::CrossServerGuard;
 pub use definitions::{
     CONTROLS as POISONING_CONTROLS, DefinitionGuard, Exposure, NAME as POISONING,

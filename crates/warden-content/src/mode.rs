@@ -43,6 +43,9 @@ pub struct Modes {
     pub pii: Mode,
     /// Credentials in the arguments a client sends with `tools/call`.
     pub secrets_in_arguments: Mode,
+    /// Credentials in a client's answers to server-initiated requests (sampling, elicitation,
+    /// roots).
+    pub secrets_in_answers: Mode,
     /// Terminal escapes and invisible characters.
     pub sanitize: SanitizeMode,
     /// Hidden tags (`<SECRET>`) and HTML comments in content (not in definitions).
@@ -60,6 +63,7 @@ impl Default for Modes {
             secrets: Mode::Redact,
             pii: Mode::Report,
             secrets_in_arguments: Mode::Report,
+            secrets_in_answers: Mode::Redact,
             sanitize: SanitizeMode::Strip,
             hidden_tags: HiddenTagsMode::Visible,
         }

@@ -1043,27 +1043,48 @@ impl Gateway {
         }
     }
 
-    pub(crate) async fn handle_client_response(&self, routes: &Arc<Routes>, message: Message) {
+    /// A client's answer to a server-initiated request: through the request-direction guards
+    /// (they judge it by the method it answers), then to the upstream that asked, under the
+    /// upstream's id. A refused answer reaches the upstream as the refusal.
+    pub(crate) async fn handle_client_response(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        principal: &Principal,
+        message: Message,
+    ) {
         let Some(id) = message.id().cloned() else {
             return;
         };
-        let target = routes
+        let pending = routes
             .server_requests
             .lock()
             .ok()
             .and_then(|mut m| m.remove(&id));
-        match target {
-            Some((conn, upstream_id)) => {
-                let out = if upstream_id == id {
-                    message
-                } else {
-                    message.into_with_id(&upstream_id)
-                };
-                if let Err(e) = conn.respond(&out).await {
-                    tracing::debug!(error = %e, "response to a server request not delivered");
-                }
-            }
-            None => tracing::debug!(id = %id, "client response to an unknown request; dropped"),
+        let Some(pending) = pending else {
+            tracing::debug!(id = %id, "client response to an unknown request; dropped");
+            return;
+        };
+        let out = match self
+            .guard_in(
+                session.map(|s| &**s),
+                message,
+                Direction::ToUpstream,
+                principal,
+                Some(&pending.upstream),
+                Some(&pending.method),
+            )
+            .await
+        {
+            Ok(m) | Err(m) => m,
+        };
+        let out = if pending.upstream_id == id {
+            out
+        } else {
+            out.into_with_id(&pending.upstream_id)
+        };
+        if let Err(e) = pending.conn.respond(&out).await {
+            tracing::debug!(error = %e, "response to a server request not delivered");
         }
     }
 

@@ -302,11 +302,23 @@ pub(crate) struct Routes {
     /// In-flight client requests, by client id: cancelled on `notifications/cancelled`.
     pub(crate) inflight: Mutex<HashMap<Id, Inflight>>,
     /// Server-initiated requests forwarded to the client, by the id the client saw.
-    pub(crate) server_requests: Mutex<HashMap<Id, (Connection, Id)>>,
+    pub(crate) server_requests: Mutex<HashMap<Id, ServerRequest>>,
     pub(crate) next_server_request: AtomicU64,
     /// Upstream of the bridged era per session in transparent mode: true when a legacy client
     /// is bridged to a modern upstream.
     pub(crate) bridged_to_modern: std::sync::atomic::AtomicBool,
+}
+
+/// A server-initiated request forwarded to the client, awaiting the client's answer.
+pub(crate) struct ServerRequest {
+    /// The connection it came on, which the answer goes back to.
+    pub(crate) conn: Connection,
+    /// Its id at the upstream.
+    pub(crate) upstream_id: Id,
+    /// The upstream's name, for the guards' per-upstream settings.
+    pub(crate) upstream: Box<str>,
+    /// Its method: the guards judge the answer by what it answers.
+    pub(crate) method: Box<str>,
 }
 
 /// One client request being served.
@@ -1086,6 +1098,12 @@ impl Gateway {
         let msg = if msg.is_request() {
             let upstream_id = msg.id().cloned()?;
             let method = msg.method().unwrap_or("");
+            let pending = |upstream_id: Id| ServerRequest {
+                conn: conn.clone(),
+                upstream_id,
+                upstream: upstream.into(),
+                method: method.into(),
+            };
             if !self.client_accepts(session, method) {
                 let _ = conn
                     .respond(&error(
@@ -1099,14 +1117,14 @@ impl Gateway {
             if self.opts.transparent {
                 // One client, one upstream: the ids cannot collide; keep them as sent.
                 if let Ok(mut m) = routes.server_requests.lock() {
-                    m.insert(upstream_id.clone(), (conn.clone(), upstream_id));
+                    m.insert(upstream_id.clone(), pending(upstream_id));
                 }
                 msg
             } else {
                 let n = routes.next_server_request.fetch_add(1, Ordering::Relaxed);
                 let client_id = Id::String(format!("warden-{n}").into());
                 if let Ok(mut m) = routes.server_requests.lock() {
-                    m.insert(client_id.clone(), (conn.clone(), upstream_id));
+                    m.insert(client_id.clone(), pending(upstream_id));
                 }
                 msg.into_with_id(&client_id)
             }
@@ -1131,8 +1149,8 @@ impl Gateway {
                 // upstream does not wait for a client that will never see it.
                 let pending =
                     client_id.and_then(|id| routes.server_requests.lock().ok()?.remove(&id));
-                if let Some((conn, upstream_id)) = pending {
-                    let _ = conn.respond(&denial.into_with_id(&upstream_id)).await;
+                if let Some(p) = pending {
+                    let _ = p.conn.respond(&denial.into_with_id(&p.upstream_id)).await;
                 }
                 None
             }
@@ -1396,7 +1414,8 @@ impl Handler for Gateway {
                     Reply::Accepted
                 }
                 Kind::Response | Kind::Error => {
-                    Box::pin(self.handle_client_response(&routes, message)).await;
+                    Box::pin(self.handle_client_response(session, &routes, principal, message))
+                        .await;
                     Reply::Accepted
                 }
             }

@@ -235,6 +235,20 @@ impl Gateway {
                 "the client did not provide the requested input",
             ),
         };
+        // The answer goes through the same guards as a legacy client's direct answer.
+        let answer = match self
+            .guard_in(
+                ex.session.as_deref(),
+                answer,
+                warden_guard::Direction::ToUpstream,
+                principal,
+                Some(&ex.up.name),
+                parked.request.method(),
+            )
+            .await
+        {
+            Ok(m) | Err(m) => m,
+        };
         if let Err(e) = ex.conn.respond(&answer).await {
             tracing::debug!(upstream = %ex.up.name, error = %e, "input for a parked call not delivered");
         }

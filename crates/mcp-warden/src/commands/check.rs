@@ -757,6 +757,32 @@ fn per_upstream(
     }
 }
 
+/// `None` when the content setting `pick` is on for every upstream; else where it is off:
+/// empty for `run` and when it is off everywhere, ` to `a`, `b`` otherwise.
+fn content_off(
+    b: &Built<'_>,
+    pick: impl Fn(&warden_config::ContentConfig) -> warden_config::ContentMode,
+) -> Option<String> {
+    let off = |c: &warden_config::ContentConfig| pick(c) == warden_config::ContentMode::Off;
+    if !b.serve {
+        return off(&b.config.content).then(String::new);
+    }
+    let upstreams: Vec<&warden_config::UpstreamConfig> =
+        b.config.upstreams.iter().filter(|u| u.enabled).collect();
+    let without: Vec<&warden_config::UpstreamConfig> = upstreams
+        .iter()
+        .copied()
+        .filter(|u| off(&b.config.content_of(u)))
+        .collect();
+    if without.is_empty() {
+        None
+    } else if without.len() == upstreams.len() {
+        Some(String::new())
+    } else {
+        Some(format!(" to {}", names(&without)))
+    }
+}
+
 fn names(upstreams: &[&warden_config::UpstreamConfig]) -> String {
     upstreams
         .iter()
@@ -772,22 +798,18 @@ fn human(d: std::time::Duration) -> String {
 
 fn always_claims(b: &Built<'_>, c: &mut Claims) {
     // What the content guards do not see of the client's side of the traffic.
-    let arguments = b
-        .pipeline
-        .installed()
-        .into_iter()
-        .any(|(_, g)| g.name() == warden_content::ArgumentSecretsGuard::NAME);
-    if arguments {
+    if let Some(who) = content_off(b, |m| m.secrets_in_arguments) {
+        c.note(
+            &["DATA-5"],
+            Status::Partial,
+            format!("the credentials in the arguments a client sends{who} are not scanned (secrets_in_arguments = \"off\")"),
+        );
+    }
+    if let Some(who) = content_off(b, |m| m.secrets_in_answers) {
         c.note(
             &["SAMP-2"],
             Status::Partial,
-            "a client's answers to sampling requests reach the upstream unscanned",
-        );
-    } else {
-        c.note(
-            &["DATA-5", "SAMP-2"],
-            Status::Partial,
-            "the arguments a client sends (secrets_in_arguments = \"off\") and its answers to sampling requests are not scanned",
+            format!("a client's answers to sampling and elicitation requests{who} reach the upstream unscanned (secrets_in_answers = \"off\")"),
         );
     }
     let l = &b.config.limits;

@@ -9,8 +9,9 @@ use warden_config::{
     Config, ContentConfig, ContentMode, DefinitionMode, HiddenTagsSetting, SanitizeSetting,
 };
 use warden_content::{
-    ArgumentSecretsGuard, ContentModes, CrossServerGuard, Exposure, HiddenTagsMode, InjectionGuard,
-    Mode, Modes, Poisoning, RedactGuard, SanitizeGuard, SanitizeMode,
+    AnswerSecretsGuard, ArgumentSecretsGuard, ContentModes, CrossServerGuard, Exposure,
+    HiddenTagsMode, InjectionGuard, Mode, Modes, Poisoning, RedactGuard, SanitizeGuard,
+    SanitizeMode,
 };
 use warden_guard::{Pipeline, Stage};
 
@@ -44,6 +45,7 @@ fn modes(c: &ContentConfig) -> Modes {
         secrets: mode(c.secrets),
         pii: mode(c.pii),
         secrets_in_arguments: mode(c.secrets_in_arguments),
+        secrets_in_answers: mode(c.secrets_in_answers),
         sanitize: match c.sanitize {
             SanitizeSetting::Off => SanitizeMode::Off,
             SanitizeSetting::Strip => SanitizeMode::Strip,
@@ -118,7 +120,9 @@ pub(crate) fn install(
         );
     }
     let arguments = content.any(|m| m.secrets_in_arguments != Mode::Off);
-    let redact = content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off) || arguments;
+    let answers = content.any(|m| m.secrets_in_answers != Mode::Off);
+    let redact =
+        content.any(|m| m.secrets != Mode::Off || m.pii != Mode::Off) || arguments || answers;
     let analyse = content.any(|m| m.poisoning != Mode::Off || m.injection != Mode::Off);
     if redact || analyse {
         // Build the rules off the start-up path (parsing the secret rules and building the
@@ -149,6 +153,12 @@ pub(crate) fn install(
         pipeline = pipeline.with(
             Stage::SecretsInArgs,
             Arc::new(ArgumentSecretsGuard::new(content.clone())),
+        );
+    }
+    if answers {
+        pipeline = pipeline.with(
+            Stage::SecretsInArgs,
+            Arc::new(AnswerSecretsGuard::new(content.clone())),
         );
     }
     if content.any(|m| m.sanitize != SanitizeMode::Off || m.hidden_tags != HiddenTagsMode::Report) {

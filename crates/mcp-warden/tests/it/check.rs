@@ -52,8 +52,8 @@ fn zero_config_run_enforces_the_default_protections() {
     for id in ["INT-1", "MGMT-1", "PROMPT-7", "MGMT-4", "UX-5", "MON-5"] {
         assert_eq!(status(&rows, id), "enforced", "{id}: {:?}", rows[id]);
     }
-    // What servers send is redacted, what clients send scanned for credentials; a client's
-    // answers to sampling requests are not scanned.
+    // What servers send is redacted; what clients send (call arguments, answers to the
+    // server's own requests) is scanned for credentials.
     assert_claim(
         &rows,
         "DATA-5",
@@ -63,18 +63,28 @@ fn zero_config_run_enforces_the_default_protections() {
     assert_claim(
         &rows,
         "SAMP-2",
-        "partial",
-        &["answers to sampling requests reach the upstream unscanned"],
+        "enforced",
+        &["guard `secrets_in_answers`", "guard `redact`"],
     );
     let rows = check(
-        Some("[content]\nsecrets_in_arguments = \"off\"\n"),
+        Some("[content]\nsecrets_in_arguments = \"off\"\nsecrets_in_answers = \"off\"\n"),
         &["--mode", "run"],
     );
     assert_claim(
         &rows,
         "DATA-5",
         "partial",
-        &["the arguments a client sends (secrets_in_arguments = \"off\")"],
+        &[
+            "the credentials in the arguments a client sends are not scanned (secrets_in_arguments = \"off\")",
+        ],
+    );
+    assert_claim(
+        &rows,
+        "SAMP-2",
+        "partial",
+        &[
+            "answers to sampling and elicitation requests reach the upstream unscanned (secrets_in_answers = \"off\")",
+        ],
     );
     let rows = check(None, &[]);
     assert!(
@@ -119,6 +129,7 @@ injection = "off"
 secrets = "off"
 pii = "off"
 secrets_in_arguments = "off"
+secrets_in_answers = "off"
 sanitize = "off"
 [sandbox]
 enabled = false
@@ -151,6 +162,29 @@ url = "http://docs.example.com/mcp"
     assert_eq!(status(&rows, "MGMT-5"), "enforced");
     assert_eq!(status(&rows, "DATA-3"), "enforced");
     assert_eq!(status(&rows, "RUN-1"), "n/a", "no stdio upstream");
+}
+
+/// An upstream whose own `[content]` turns a scan of the client's side off is named.
+#[test]
+fn serve_names_the_upstreams_whose_answers_go_unscanned() {
+    let config = r#"
+listen = "127.0.0.1:0"
+[upstreams.docs]
+url = "http://docs.example.com/mcp"
+[upstreams.mail]
+url = "http://mail.example.com/mcp"
+[upstreams.mail.content]
+secrets_in_answers = "off"
+"#;
+    let rows = check(Some(config), &[]);
+    assert_claim(
+        &rows,
+        "SAMP-2",
+        "partial",
+        &["answers to sampling and elicitation requests to `mail` reach the upstream unscanned"],
+    );
+    assert!(!rows["SAMP-2"].1.contains("`docs`"), "{:?}", rows["SAMP-2"]);
+    assert_eq!(status(&rows, "DATA-5"), "enforced", "{:?}", rows["DATA-5"]);
 }
 
 /// Asserts that `id` has `status` and a reason holding every one of `parts`.

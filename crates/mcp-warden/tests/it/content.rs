@@ -257,3 +257,154 @@ async fn credentials_in_call_arguments_are_reported_or_refused() {
         .unwrap();
     assert!(r["result"].is_object(), "{r}");
 }
+
+/// `run` in front of `request_guards/server_traffic.py` (its `ask_model` and `ask_user` tools
+/// ask the client through sampling and elicitation and return what the client answered), with
+/// `config` as its `warden.toml` and `extra` options.
+fn traffic_server(config: &str, extra: &[&str]) -> StdioClient {
+    let dir = crate::support::fresh_data_dir();
+    let calls = dir.join("calls.log");
+    let path = dir.join("warden.toml");
+    let config = format!(
+        "{config}\n[sandbox]\nwrite = [{}]\n",
+        crate::support::toml_str(&dir.display().to_string())
+    );
+    std::fs::write(&path, config).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/request_guards/server_traffic.py");
+    let server = [
+        deps::python().display().to_string(),
+        script.display().to_string(),
+        "stdio".into(),
+        "--calls-file".into(),
+        calls.display().to_string(),
+    ];
+    let args: Vec<&str> = server.iter().map(String::as_str).collect();
+    let path = path.display().to_string();
+    let options: Vec<&str> = ["--config", path.as_str()]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    StdioClient::start(run_command(&options, &args)).unwrap()
+}
+
+/// [`traffic_server`] for a legacy client that declares sampling and elicitation.
+async fn legacy_client(config: &str) -> StdioClient {
+    let mut client = traffic_server(config, &[]);
+    let init = client
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25",
+                "capabilities": {"sampling": {}, "elicitation": {"form": {}}},
+                "clientInfo": {"name": "warden-test", "version": "0"}}),
+        )
+        .await
+        .unwrap();
+    assert!(init["result"].is_object(), "{init}");
+    client
+        .notify("notifications/initialized", json!({}))
+        .await
+        .unwrap();
+    client
+}
+
+/// Calls `tool` and answers the server's request it causes with `answer`; returns the text of
+/// the tool's result (what the server received).
+async fn legacy_call_answering(client: &mut StdioClient, tool: &str, answer: Value) -> String {
+    static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1000);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": {"prompt": "p", "message": "m"}}});
+    client.send(&call).await.unwrap();
+    let mut asked = 0;
+    loop {
+        let m = client.recv().await.unwrap();
+        if m.get("method").is_some() && m.get("id").is_some() {
+            asked += 1;
+            let reply = json!({"jsonrpc": "2.0", "id": m["id"], "result": answer});
+            client.send(&reply).await.unwrap();
+        } else if m["id"] == id {
+            assert_eq!(asked, 1, "the server asked once: {m}");
+            return m["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{m}"))
+                .to_owned();
+        }
+    }
+}
+
+/// A 2026-07-28 client of the same server taken as a 2025 one (`--era legacy`: its SDK speaks
+/// both), which `run` bridges in rounds: the first call
+/// comes back `input_required`, the retry carries `answer`; returns the final result's text.
+async fn modern_call_answering(client: &mut StdioClient, tool: &str, answer: Value) -> String {
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}, "elicitation": {"form": {}}}});
+    let arguments = json!({"prompt": "p", "message": "m"});
+    let first = client
+        .request(
+            "tools/call",
+            json!({"name": tool, "arguments": arguments, "_meta": meta}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let state = first["result"]["requestState"].clone();
+    let done = client
+        .request(
+            "tools/call",
+            json!({"name": tool, "arguments": arguments, "_meta": meta,
+                "requestState": state, "inputResponses": {"upstream-request": answer}}),
+        )
+        .await
+        .unwrap();
+    done["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{done}"))
+        .to_owned()
+}
+
+/// What a client answers to the server's own requests is scanned too: a key the client's model
+/// wrote into a sampling result, or the user typed into a form, reaches the server redacted by
+/// default and not at all under `block`. `secrets = "off"` keeps the results guard from
+/// redacting the echo on its way back, so the text is what the server received.
+#[tokio::test]
+async fn credentials_in_a_clients_answers_are_redacted_or_withheld() {
+    let key = "AKIAZ3MSJV7WQ4TLBN2K";
+    let marker = "[REDACTED:aws-access-token]";
+    let sampled = json!({"role": "assistant", "model": "m", "content": {"type": "text", "text": format!("key={key}")}});
+    let elicited = json!({"action": "accept", "content": {"name": key}});
+    let results_off = "[content]\nsecrets = \"off\"\n";
+
+    let mut c = legacy_client(results_off).await;
+    let text = legacy_call_answering(&mut c, "ask_model", sampled.clone()).await;
+    assert_eq!(text, format!("sampled: key={marker}"));
+    let text = legacy_call_answering(&mut c, "ask_user", elicited.clone()).await;
+    assert_eq!(text, format!("elicited: {{\"name\": \"{marker}\"}}"));
+
+    let legacy = ["--era", "legacy"];
+    let mut c = traffic_server(results_off, &legacy);
+    let text = modern_call_answering(&mut c, "ask_model", sampled.clone()).await;
+    assert_eq!(text, format!("sampled: key={marker}"), "bridged in rounds");
+
+    let mut c = legacy_client(&format!("{results_off}secrets_in_answers = \"block\"\n")).await;
+    let text = legacy_call_answering(&mut c, "ask_model", sampled.clone()).await;
+    assert!(
+        text.starts_with("refused: the answer was withheld from the server"),
+        "{text}"
+    );
+    assert!(!text.contains(key), "{text}");
+    let mut c = traffic_server(
+        &format!("{results_off}secrets_in_answers = \"block\"\n"),
+        &legacy,
+    );
+    let text = modern_call_answering(&mut c, "ask_user", elicited.clone()).await;
+    assert!(
+        text.starts_with("refused: the answer was withheld from the server"),
+        "bridged in rounds: {text}"
+    );
+
+    // The same answers with the scan off reach the server as written.
+    let mut c = legacy_client(&format!("{results_off}secrets_in_answers = \"off\"\n")).await;
+    let text = legacy_call_answering(&mut c, "ask_model", sampled).await;
+    assert_eq!(text, format!("sampled: key={key}"));
+}

@@ -111,3 +111,115 @@ fn only_calls_toward_the_upstream_are_looked_at() {
         Verdict::Continue
     ));
 }
+
+fn answers(mode: Mode) -> AnswerSecretsGuard {
+    AnswerSecretsGuard::new(ContentModes {
+        default: Modes {
+            secrets_in_answers: mode,
+            ..Modes::default()
+        },
+        ..ContentModes::default()
+    })
+}
+
+/// A client's answer to the server's `method` request, toward the upstream.
+fn answer_check(g: &AnswerSecretsGuard, m: &Message, method: Option<&str>) -> Verdict {
+    let p = Principal::anonymous();
+    let call = Call {
+        upstream: Some("up"),
+        request_method: method,
+        ..Call::new(m, Direction::ToUpstream, &p)
+    };
+    g.check_now(&call).unwrap().unwrap()
+}
+
+fn sampled(text: &str) -> Message {
+    msg(
+        json!({"jsonrpc":"2.0","id":"warden-1","result":{"role":"assistant","model":"m",
+        "content":{"type":"text","text":text},"_meta":{"k":"v"}}}),
+    )
+}
+
+#[test]
+fn a_credential_in_a_sampling_answer_is_redacted_by_default() {
+    let m = sampled(&format!("use {AWS} please"));
+    let g = answers(Modes::default().secrets_in_answers);
+    let Verdict::Rewrite(out) = answer_check(&g, &m, Some("sampling/createMessage")) else {
+        panic!("must redact")
+    };
+    let v = out.value();
+    assert_eq!(
+        v["result"]["content"]["text"],
+        "use [REDACTED:aws-access-token] please"
+    );
+    assert_eq!(v["id"], "warden-1", "the id is kept");
+    assert_eq!(v["result"]["_meta"]["k"], "v", "the rest is kept");
+    assert_eq!(v["result"]["model"], "m");
+}
+
+#[test]
+fn each_mode_on_an_elicitation_answer() {
+    let m = msg(
+        json!({"jsonrpc":"2.0","id":4,"result":{"action":"accept","content":{"token":AWS,"n":1}}}),
+    );
+    let method = Some("elicitation/create");
+    let Verdict::Report(r) = answer_check(&answers(Mode::Report), &m, method) else {
+        panic!("must report")
+    };
+    assert_eq!(r.detail, "aws-access-token at result/content/token");
+    assert_eq!(r.controls, AnswerSecretsGuard::CONTROLS);
+    let Verdict::Deny(d) = answer_check(&answers(Mode::Block), &m, method) else {
+        panic!("must refuse")
+    };
+    assert_eq!(d.guard, AnswerSecretsGuard::NAME);
+    assert!(!d.message.contains(AWS) && !d.detail.contains(AWS), "{d:?}");
+    assert!(matches!(
+        answer_check(&answers(Mode::Off), &m, method),
+        Verdict::Continue
+    ));
+}
+
+#[test]
+fn answers_are_told_apart_from_calls_errors_and_results() {
+    let g = answers(Mode::Block);
+    // What is not an answer to a server's request: a client's error answer, a response with
+    // no request on record, a request, a result toward the client.
+    let error = msg(json!({"jsonrpc":"2.0","id":5,"error":{"code":-1,"message":AWS}}));
+    assert!(matches!(
+        answer_check(&g, &error, Some("sampling/createMessage")),
+        Verdict::Continue
+    ));
+    assert!(matches!(
+        answer_check(&g, &sampled(AWS), None),
+        Verdict::Continue
+    ));
+    let call = call_with(json!({"body": AWS}));
+    assert!(matches!(
+        answer_check(&g, &call, Some("tools/call")),
+        Verdict::Continue
+    ));
+    let p = Principal::anonymous();
+    let m = sampled(AWS);
+    let back = Call {
+        request_method: Some("sampling/createMessage"),
+        ..Call::new(&m, Direction::ToClient, &p)
+    };
+    assert!(matches!(
+        g.check_now(&back).unwrap().unwrap(),
+        Verdict::Continue
+    ));
+    // And the arguments guard leaves answers alone.
+    assert!(matches!(
+        answer_check_args(&guard(Mode::Block), &m),
+        Verdict::Continue
+    ));
+}
+
+fn answer_check_args(g: &ArgumentSecretsGuard, m: &Message) -> Verdict {
+    let p = Principal::anonymous();
+    let call = Call {
+        request_method: Some("sampling/createMessage"),
+        ..Call::new(m, Direction::ToUpstream, &p)
+    };
+    g.check_now(&call).unwrap().unwrap()
+}
