@@ -309,8 +309,15 @@ pub(crate) struct Routes {
     pub(crate) bridged_to_modern: std::sync::atomic::AtomicBool,
 }
 
+/// Most server-initiated requests one session keeps waiting for the client's answer. At the
+/// cap the oldest is answered for the client with an error and forgotten: a server that sends
+/// requests a client never answers would otherwise grow the table for the session's life.
+pub const MAX_SERVER_REQUESTS: usize = 256;
+
 /// A server-initiated request forwarded to the client, awaiting the client's answer.
 pub(crate) struct ServerRequest {
+    /// Order of arrival in the session (the oldest goes first at the cap).
+    pub(crate) seq: u64,
     /// The connection it came on, which the answer goes back to.
     pub(crate) conn: Connection,
     /// Its id at the upstream.
@@ -319,6 +326,26 @@ pub(crate) struct ServerRequest {
     pub(crate) upstream: Box<str>,
     /// Its method: the guards judge the answer by what it answers.
     pub(crate) method: Box<str>,
+}
+
+impl Routes {
+    /// Records a server request forwarded to the client under `client_id`. At
+    /// [`MAX_SERVER_REQUESTS`] the oldest is removed and returned, for its upstream to be told.
+    pub(crate) fn remember(&self, client_id: Id, request: ServerRequest) -> Option<ServerRequest> {
+        let Ok(mut m) = self.server_requests.lock() else {
+            return None;
+        };
+        let evicted = if m.len() >= MAX_SERVER_REQUESTS && !m.contains_key(&client_id) {
+            m.iter()
+                .min_by_key(|(_, r)| r.seq)
+                .map(|(k, _)| k.clone())
+                .and_then(|k| m.remove(&k))
+        } else {
+            None
+        };
+        m.insert(client_id, request);
+        evicted
+    }
 }
 
 /// One client request being served.
@@ -1098,12 +1125,6 @@ impl Gateway {
         let msg = if msg.is_request() {
             let upstream_id = msg.id().cloned()?;
             let method = msg.method().unwrap_or("");
-            let pending = |upstream_id: Id| ServerRequest {
-                conn: conn.clone(),
-                upstream_id,
-                upstream: upstream.into(),
-                method: method.into(),
-            };
             if !self.client_accepts(session, method) {
                 let _ = conn
                     .respond(&error(
@@ -1114,18 +1135,35 @@ impl Gateway {
                     .await;
                 return None;
             }
+            let seq = routes.next_server_request.fetch_add(1, Ordering::Relaxed);
+            // One client and one upstream in transparent mode: the ids cannot collide, so
+            // they are kept as sent. Otherwise each gets one of the session's own.
+            let client_id = if self.opts.transparent {
+                upstream_id.clone()
+            } else {
+                Id::String(format!("warden-{seq}").into())
+            };
+            let pending = ServerRequest {
+                seq,
+                conn: conn.clone(),
+                upstream_id,
+                upstream: upstream.into(),
+                method: method.into(),
+            };
+            if let Some(old) = routes.remember(client_id.clone(), pending) {
+                tracing::warn!(upstream, method = %old.method, "a server request the client has not answered was dropped: too many were waiting");
+                let _ = old
+                    .conn
+                    .respond(&error(
+                        &old.upstream_id.to_value(),
+                        ErrorCode::InternalError,
+                        "the client has not answered: too many requests were waiting for it",
+                    ))
+                    .await;
+            }
             if self.opts.transparent {
-                // One client, one upstream: the ids cannot collide; keep them as sent.
-                if let Ok(mut m) = routes.server_requests.lock() {
-                    m.insert(upstream_id.clone(), pending(upstream_id));
-                }
                 msg
             } else {
-                let n = routes.next_server_request.fetch_add(1, Ordering::Relaxed);
-                let client_id = Id::String(format!("warden-{n}").into());
-                if let Ok(mut m) = routes.server_requests.lock() {
-                    m.insert(client_id.clone(), pending(upstream_id));
-                }
                 msg.into_with_id(&client_id)
             }
         } else {

@@ -26,8 +26,8 @@ use warden_guard::{Permits, Principal};
 use warden_proto::Message;
 
 pub use gateway::{
-    EraPreference, Gateway, GatewayError, GatewayOptions, Prelaunch, PrelaunchResult, Transport,
-    UpstreamDef,
+    EraPreference, Gateway, GatewayError, GatewayOptions, MAX_SERVER_REQUESTS, Prelaunch,
+    PrelaunchResult, Transport, UpstreamDef,
 };
 pub use params::ParamHeader;
 pub use session::{Session, SessionError, SessionId, SessionRecord};

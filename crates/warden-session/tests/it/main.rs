@@ -906,3 +906,88 @@ async fn a_modern_server_slower_than_the_probe_is_still_detected_as_modern() {
     );
     f.stop().await;
 }
+
+/// A server that sends requests its client never answers cannot grow the session's table of
+/// waiting requests without bound: at the cap the oldest is answered for the client with an
+/// error, and the newest still reach the client and route its answers back.
+#[tokio::test]
+async fn unanswered_server_requests_are_capped_per_session() {
+    let f = Fixture::start(&[A], false).await;
+    let anon = Principal::anonymous();
+    let s = f
+        .gateway
+        .open_session(anon.clone(), Face::Http)
+        .await
+        .unwrap();
+    let init = f
+        .call(
+            Some(&s),
+            &anon,
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{}},"clientInfo":{"name":"t","version":"1"}}}),
+        )
+        .await;
+    assert!(init.get("result").is_some(), "{init}");
+    let over = 3;
+    let count = warden_session::MAX_SERVER_REQUESTS + over;
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__flood","arguments":{"count":count}}});
+    let Reply::Stream(mut stream) = f.gateway.handle(Some(&s), &anon, message(call)).await else {
+        panic!("a request must get a reply stream")
+    };
+    let mut forwarded = vec![];
+    loop {
+        let m = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .unwrap()
+            .expect("a message");
+        if m.is_response() {
+            assert_eq!(
+                m.value()["result"]["content"][0]["text"],
+                format!("sent {count}")
+            );
+            break;
+        }
+        assert_eq!(m.method(), Some("roots/list"));
+        forwarded.push(m.id().unwrap().clone());
+    }
+    assert_eq!(forwarded.len(), count, "every request reached the client");
+
+    // The newest is still waiting: the client's answer reaches the upstream under its id.
+    let last = forwarded.last().unwrap().to_value();
+    let answer = json!({"jsonrpc":"2.0","id":last,"result":{"roots":[]}});
+    assert!(matches!(
+        f.gateway.handle(Some(&s), &anon, message(answer)).await,
+        Reply::Accepted
+    ));
+    let answered = |v: &Value| v["id"].as_str().map(str::to_owned);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let responses = loop {
+        let got: Vec<Value> = f
+            .received("a")
+            .into_iter()
+            .filter(|m| m.get("method").is_none())
+            .collect();
+        if got.len() > over || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ids: Vec<Option<String>> = responses.iter().map(answered).collect();
+    let mut expected: Vec<Option<String>> = (1..=over).map(|i| Some(format!("f{i}"))).collect();
+    expected.push(Some(format!("f{count}")));
+    assert_eq!(
+        ids, expected,
+        "the oldest were refused, the newest answered: {responses:?}"
+    );
+    for r in &responses[..over] {
+        assert_eq!(r["error"]["code"], -32603, "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("has not answered"),
+            "{r}"
+        );
+    }
+    assert_eq!(responses[over]["result"]["roots"], json!([]));
+    f.stop().await;
+}
