@@ -885,7 +885,12 @@ impl Gateway {
     /// response cancels the upstream call, as before.
     pub(crate) fn spawn_pump(&self, exchange: Exchange, client_id: Id) -> Reply {
         let token = CancellationToken::new();
-        if let Ok(mut inflight) = exchange.routes.inflight.lock() {
+        // Requests without a session share one `Routes`, and their ids are the clients' own:
+        // they are not recorded for cancellation (a stateless client cancels by closing its
+        // stream), so no caller can reach another's exchange through a guessed or colliding id.
+        if !Arc::ptr_eq(&exchange.routes, &self.stateless)
+            && let Ok(mut inflight) = exchange.routes.inflight.lock()
+        {
             inflight.insert(
                 client_id.clone(),
                 Inflight {
@@ -990,6 +995,13 @@ impl Gateway {
                 .params()
                 .and_then(|p| p.field("requestId"))
                 .and_then(Id::from_value);
+            if Arc::ptr_eq(routes, &self.stateless) {
+                // No session: nothing of this caller's is recorded (see `spawn_pump`). The
+                // 2026-07-28 HTTP transport defines no client notifications; closing the
+                // stream is how a stateless client cancels.
+                tracing::debug!("notifications/cancelled without a session; ignored");
+                return;
+            }
             if let Some(t) = target
                 && let Ok(inflight) = routes.inflight.lock()
                 && let Some(f) = inflight.get(&t)

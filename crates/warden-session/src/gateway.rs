@@ -373,8 +373,9 @@ pub struct Gateway {
     sessions: Mutex<FastMap<String, Entry>>,
     /// Upstream calls waiting for a 2026-07-28 client's input, by `requestState`.
     pub(crate) parked: Mutex<HashMap<String, crate::mrtr::Parked>>,
-    /// Routes of stateless requests (no session): only in-flight cancellation is used.
-    stateless: Arc<Routes>,
+    /// Routes of stateless requests (no session). Shared by every caller, so nothing keyed by a
+    /// client's id is recorded in it: no in-flight entries, no cancellation.
+    pub(crate) stateless: Arc<Routes>,
     pub(crate) shutdown: CancellationToken,
 }
 

@@ -991,3 +991,35 @@ async fn unanswered_server_requests_are_capped_per_session() {
     assert_eq!(responses[over]["result"]["roots"], json!([]));
     f.stop().await;
 }
+
+/// Requests without a session share the gateway's routing state, and their ids are the callers'
+/// own: neither a `notifications/cancelled` from another caller nor another caller's request
+/// with the same id may end a call.
+#[tokio::test]
+async fn a_stateless_caller_cannot_cancel_anothers_call() {
+    let f = Fixture::start(&[B], false).await;
+    let alice = Principal::new("alice", warden_guard::AuthMethod::ApiKey);
+    let mallory = Principal::new("mallory", warden_guard::AuthMethod::ApiKey);
+    let slow = modern(
+        "tools/call",
+        1,
+        json!({"name": "b__sleep", "arguments": {"seconds": 1.5}}),
+    );
+    let interfere = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": 1, "reason": "guessed"}});
+        let reply = f.gateway.handle(None, &mallory, message(cancel)).await;
+        assert!(matches!(reply, Reply::Accepted));
+        // Mallory's own call with the same id, answered while Alice's still runs.
+        let own = modern("tools/call", 1, json!({"name": "b__echo", "arguments": {}}));
+        f.call(None, &mallory, own).await
+    };
+    let (done, own) = tokio::join!(f.call(None, &alice, slow), interfere);
+    assert_eq!(
+        done["result"]["content"][0]["text"], "slept",
+        "Alice's call ran to its end: {done}"
+    );
+    assert!(own["result"].is_object(), "{own}");
+    f.stop().await;
+}
