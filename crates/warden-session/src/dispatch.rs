@@ -974,8 +974,11 @@ impl Gateway {
             return;
         }
         let mut conns = routes.conns.lock().await;
-        if conns.get(&up.index).is_some() {
-            conns.remove(&up.index);
+        if let Some(conn) = conns.remove(&up.index) {
+            drop(conns);
+            // Shut down, not just forgotten: its reader task and its standalone stream end
+            // with it (an expired session is not deleted again).
+            conn.shutdown().await;
         } else if up.is_http && matches!(e, UpstreamError::SessionExpired) {
             up.set_desc(&mut *up.desc.lock().await, None);
         }

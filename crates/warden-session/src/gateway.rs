@@ -1021,7 +1021,15 @@ pub(crate) async fn pump_unsolicited(
     owner: Option<(Arc<Session>, Arc<Routes>)>,
     mut rx: mpsc::Receiver<Message>,
 ) {
-    while let Some(msg) = rx.recv().await {
+    loop {
+        // The connection's sender lives as long as the connection, and this task holds the
+        // connection: it ends when the connection is shut down (the session ended, or the
+        // connection was replaced), not when the channel closes.
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            () = conn.ended() => None,
+        };
+        let Some(msg) = msg else { return };
         let Some(g) = gateway.upgrade() else { return };
         let method = msg.method().unwrap_or("").to_owned();
         if method == "notifications/resources/list_changed" {

@@ -862,6 +862,11 @@ impl Core {
         Some(receiver)
     }
 
+    /// Resolves once the connection was shut down (or its last handle dropped).
+    pub(crate) async fn ended(&self) {
+        self.stop.cancelled().await;
+    }
+
     /// DELETE the session (if any) and refuse further use.
     pub(crate) async fn shutdown(&self) {
         self.shutdown_done.get_or_init(|| self.run_shutdown()).await;

@@ -224,6 +224,15 @@ impl Connection {
         }
     }
 
+    /// Resolves once the connection is shut down (stdio: or dies), so that a task reading its
+    /// messages ends with it even while it holds a handle to it.
+    pub async fn ended(&self) {
+        match &*self.inner {
+            Inner::Stdio(h) => h.core.ended().await,
+            Inner::Http(h) => h.core.ended().await,
+        }
+    }
+
     /// False once the process exited, stdout closed, the connection was shut down or (HTTP)
     /// the session expired.
     pub fn is_alive(&self) -> bool {

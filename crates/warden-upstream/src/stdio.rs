@@ -322,6 +322,11 @@ impl Core {
         lock(&self.stderr_reports).take()
     }
 
+    /// Resolves once the connection died or was shut down.
+    pub(crate) async fn ended(&self) {
+        self.dead.cancelled().await;
+    }
+
     /// Resolves once the connection is dead or shut down, with the exit status when the child
     /// was reaped (waiting briefly for it after stdout closes).
     pub(crate) async fn closed(&self) -> Option<ExitStatus> {

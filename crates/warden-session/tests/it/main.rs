@@ -1023,3 +1023,72 @@ async fn a_stateless_caller_cannot_cancel_anothers_call() {
     assert!(own["result"].is_object(), "{own}");
     f.stop().await;
 }
+
+/// A legacy session's own connection to an HTTP upstream (and the task reading what that
+/// upstream sends on its own) ends with the session: before, the task held the connection,
+/// whose channel therefore never closed, and with it the session and its routing state.
+#[tokio::test]
+async fn a_legacy_sessions_upstream_connection_ends_with_it() {
+    use tokio::io::AsyncBufReadExt as _;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../warden-upstream/tests/fixtures/http_server.py");
+    let mut child = tokio::process::Command::new("python3")
+        .arg("-u")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    tokio::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    let port: u16 = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/mcp")).unwrap();
+    let def = UpstreamDef {
+        name: "h".into(),
+        transport: warden_session::Transport::Http(warden_upstream::HttpSpec::new("h", url)),
+        era: EraPreference::Legacy,
+        request_timeout: WAIT,
+        startup_timeout: WAIT,
+        namespace: true,
+        lifecycle: Default::default(),
+    };
+    let gateway = Gateway::start(
+        vec![def],
+        Pipeline::passthrough(),
+        GatewayOptions::default(),
+    )
+    .await
+    .unwrap();
+    let f = Fixture {
+        gateway,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let anon = Principal::anonymous();
+    let s = f.legacy_session().await;
+    // A method the gateway does not route itself goes to the only upstream, on the session's
+    // own upstream session.
+    let r = f
+        .call(
+            Some(&s),
+            &anon,
+            json!({"jsonrpc":"2.0","id":1,"method":"echo","params":{}}),
+        )
+        .await;
+    assert_eq!(r["result"]["method"], "echo", "{r}");
+    let weak = Arc::downgrade(&s);
+    f.gateway.end_session(&s).await;
+    drop(s);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while weak.upgrade().is_some() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        weak.upgrade().is_none(),
+        "the ended session is still held (by its upstream connection's reader)"
+    );
+    f.stop().await;
+}
