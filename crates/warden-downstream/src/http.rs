@@ -279,6 +279,7 @@ pub async fn bind_http<H: Handler>(
         max_streams: opts.max_streams_per_session.max(1),
         keepalive: opts.sse_keepalive,
         retry: opts.sse_retry,
+        stalled_reader: streams::STALLED_READER,
     });
     let shared = Arc::new(Shared::new(handler, opts, local_addr.port(), streams));
     Ok(BoundServer {

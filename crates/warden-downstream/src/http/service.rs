@@ -571,7 +571,8 @@ impl<H: Handler> Shared<H> {
         let (tx, rx) = mpsc::channel(MODERN_QUEUE);
         // Child of the server token: shutdown ends the stream (and so cancels the request).
         let cancel = self.streams.root_token();
-        streams::spawn_modern(first, stream, tx, cancel);
+        let stalled = self.streams.config().stalled_reader;
+        streams::spawn_modern(first, stream, tx, cancel, stalled);
         body::sse(SseBody::new(
             VecDeque::new(),
             Some(rx),

@@ -36,7 +36,17 @@ pub(crate) struct StreamConfig {
     pub(crate) max_streams: usize,
     pub(crate) keepalive: Duration,
     pub(crate) retry: Duration,
+    /// How long one event may wait for a client that does not read ([`STALLED_READER`]).
+    pub(crate) stalled_reader: Duration,
 }
+
+/// How long an SSE event may wait for its client to take it. A client that keeps its
+/// connection open but stops reading would otherwise hold the producer, and with it the
+/// upstream call: nothing would ask the upstream for its next message, so neither the request
+/// timeout nor the call's maximum duration would fire. Past this, a legacy stream's reader is
+/// detached (the events stay in the log for a `Last-Event-ID` reconnect) and a 2026-07-28
+/// stream ends, which cancels its upstream call.
+pub(crate) const STALLED_READER: Duration = Duration::from_secs(30);
 
 /// Stream state of every legacy session that has used SSE.
 #[derive(Debug)]
@@ -285,10 +295,14 @@ impl StreamLog {
     /// in the log for a reconnect).
     pub(crate) async fn deliver(&self, message: &Message) {
         let (event, live) = self.record(message);
-        if let Some(tx) = live
-            && tx.send(event).await.is_err()
-        {
-            self.detach(&tx);
+        let Some(tx) = live else { return };
+        match tokio::time::timeout(self.config.stalled_reader, tx.send(event)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => self.detach(&tx),
+            Err(_) => {
+                debug!(stream = %self.stream, "the client stopped reading; its connection is detached from the stream");
+                self.detach(&tx);
+            }
         }
     }
 
@@ -410,6 +424,7 @@ pub(crate) fn spawn_modern(
     mut reply: ReplyStream,
     live: mpsc::Sender<Bytes>,
     cancel: CancellationToken,
+    stalled_reader: Duration,
 ) {
     tokio::spawn(async move {
         let mut next = Some(first);
@@ -431,7 +446,14 @@ pub(crate) fn spawn_modern(
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
-                sent = live.send(Bytes::from(out)) => if sent.is_err() { break },
+                sent = tokio::time::timeout(stalled_reader, live.send(Bytes::from(out))) => match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        debug!("the client stopped reading; its request is cancelled");
+                        break;
+                    }
+                },
             }
             if message.is_response() {
                 break;
@@ -458,6 +480,7 @@ mod tests {
             max_streams: 2,
             keepalive: Duration::from_secs(10),
             retry: Duration::from_millis(500),
+            stalled_reader: Duration::from_millis(200),
         }
     }
 
@@ -473,6 +496,51 @@ mod tests {
         ));
         let streams = registry.session(&session);
         (session, streams)
+    }
+
+    /// A subscriber that stops reading is detached after `stalled_reader`: the producer goes
+    /// on (so the upstream's timeouts still apply) and the events stay for a reconnect.
+    #[tokio::test]
+    async fn a_reader_that_stops_reading_is_detached_not_waited_for() {
+        let (_s, streams) = streams();
+        let log = streams.open(StreamKind::Post);
+        let attached = log.attach(None, false, true);
+        let _unread = attached.live.expect("a live subscriber");
+        let started = tokio::time::Instant::now();
+        for n in 0..(LIVE_QUEUE as u64 + 5) {
+            tokio::time::timeout(Duration::from_secs(5), log.deliver(&note(n)))
+                .await
+                .expect("delivery does not wait for ever");
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            lock(&log.state).live.is_none(),
+            "the stalled reader was detached"
+        );
+        let again = log.attach(Some(0), false, false);
+        assert_eq!(
+            again.pending.len(),
+            3,
+            "the log keeps the last events to replay"
+        );
+    }
+
+    /// A 2026-07-28 stream whose client stops reading ends, which drops the reply (and so
+    /// cancels the upstream call) instead of holding it.
+    #[tokio::test]
+    async fn a_modern_stream_ends_when_its_reader_stalls() {
+        let (notes, rx) = tokio::sync::mpsc::channel(64);
+        let reply = ReplyStream::new(rx);
+        for n in 0..64 {
+            notes.try_send(note(n)).unwrap();
+        }
+        let (live, _unread) = mpsc::channel(2);
+        let cancel = CancellationToken::new();
+        spawn_modern(note(1000), reply, live, cancel, Duration::from_millis(100));
+        // The producer gives up on the reader and drops the reply: its source sees it go.
+        tokio::time::timeout(Duration::from_secs(5), notes.closed())
+            .await
+            .expect("the reply was dropped");
     }
 
     #[test]
