@@ -56,6 +56,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How long a notification, response or cancellation may wait for room in the writer
 /// channel: a server that has not drained its stdin for this long is stuck.
 const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most messages from synchronous code (cancellations, refusals of server requests) waiting
+/// for room in a full writer queue. Past it they are dropped: a server that stops reading its
+/// stdin while it floods requests would otherwise start a task per refusal.
+const MAX_DETACHED_WRITES: usize = 64;
 /// How long the stdout reader waits for a slow stream before dropping a notification for it.
 const NOTE_WAIT: Duration = Duration::from_millis(250);
 /// After stdout closes, how long to wait for the exit status so errors can report it. A dead
@@ -204,6 +208,8 @@ pub(crate) struct Core {
     /// See [`StdioSpec::max_call_duration`].
     max_call: Option<Duration>,
     stderr_reports: Mutex<Option<mpsc::Receiver<StderrReport>>>,
+    /// Slots for [`Core::enqueue_detached`]'s waits ([`MAX_DETACHED_WRITES`]).
+    detached: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a `Connection` holds: dropping the last one kills the process group.
@@ -269,6 +275,7 @@ pub(crate) async fn spawn(spec: StdioSpec) -> Result<Handle, UpstreamError> {
         dead: CancellationToken::new(),
         max_call: spec.max_call_duration,
         stderr_reports: Mutex::new(Some(reports_rx)),
+        detached: Arc::new(tokio::sync::Semaphore::new(MAX_DETACHED_WRITES)),
     });
     // Built before the tasks so that any early return still kills the group.
     let handle = Handle { core: core.clone() };
@@ -429,10 +436,15 @@ impl Core {
         match self.writer.try_send(WriteCommand::Line(bytes)) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
             Err(TrySendError::Full(command)) => {
+                let Ok(slot) = self.detached.clone().try_acquire_owned() else {
+                    debug!(upstream = %self.name, "the upstream is not reading its stdin; a cancellation or refusal was dropped");
+                    return;
+                };
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     let writer = self.writer.clone();
                     runtime.spawn(async move {
                         let _ = timeout(WRITE_QUEUE_TIMEOUT, writer.send(command)).await;
+                        drop(slot);
                     });
                 }
             }

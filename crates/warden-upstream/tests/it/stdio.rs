@@ -716,3 +716,29 @@ async fn a_refused_server_request_fails_nothing() {
     })
     .await;
 }
+
+/// A server that stops reading its stdin while it floods requests nobody takes: each is
+/// refused, the refusals cannot be written, and only a bounded number of them wait for room
+/// (before, each started a task of its own that lived up to 30 s).
+#[tokio::test]
+async fn refusals_to_a_server_that_does_not_read_are_bounded() {
+    bounded(async {
+        let mut spec = python("flood", "flooding_server.py");
+        spec.args.push("3000".into());
+        // It never reads stdin, so it does not see it close: SIGTERM soon.
+        spec.shutdown_grace = Duration::from_millis(200);
+        let conn = Connection::spawn_stdio(spec).await.unwrap();
+        // The unsolicited receiver is never taken: past its 256 slots every request is refused.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while conn.stats().dropped < 2700 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(conn.stats().dropped >= 2700, "{:?}", conn.stats());
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        assert!(tasks < 200, "{tasks} tasks alive");
+        conn.shutdown().await;
+    })
+    .await;
+}
