@@ -12,9 +12,9 @@ use warden_upstream::{Connection, UpstreamError};
 
 use crate::bridge::{self, ServerDescription};
 use crate::gateway::{
-    Answer, EraPreference, Gateway, HandshakeError, Inflight, MAX_LIST_PAGES, Routes,
-    UpstreamState, detect, error, exchange, pump_unsolicited, relayed_error, request, response,
-    upstream_error,
+    Answer, EraPreference, Gateway, HandshakeError, Inflight, MAX_LIST_ITEMS, MAX_LIST_PAGES,
+    Routes, UpstreamState, detect, error, exchange, pump_unsolicited, relayed_error, request,
+    response, upstream_error,
 };
 use crate::mrtr::Exchange;
 use crate::naming::{self, NameMap};
@@ -634,7 +634,15 @@ impl Gateway {
             let (conn, era) = self.conn_for(session, routes, u, client).await.ok()?;
             let mut items = vec![];
             let mut cursor: Option<Value> = None;
+            // Every page of one list within one request timeout: an upstream that answers
+            // slowly with endless cursors cannot hold every client's list for hours.
+            let deadline = tokio::time::Instant::now() + u.request_timeout;
             for _ in 0..MAX_LIST_PAGES {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() || items.len() >= MAX_LIST_ITEMS {
+                    tracing::warn!(upstream = %u.name, method, items = items.len(), "list paging stopped (request timeout or item limit); the pages received are used");
+                    break;
+                }
                 let mut params = Map::new();
                 if let Some(c) = cursor.take() {
                     params.insert("cursor".into(), c);
@@ -646,16 +654,12 @@ impl Gateway {
                         None,
                     );
                 }
-                match exchange(
-                    &conn,
-                    request(method, Value::Object(params)),
-                    u.request_timeout,
-                )
-                .await
+                match exchange(&conn, request(method, Value::Object(params)), left).await
                 {
                     Ok(Answer::Result(r)) => {
                         if let Some(a) = r.get(key).and_then(Value::as_array) {
-                            items.extend(a.iter().cloned());
+                            let room = MAX_LIST_ITEMS.saturating_sub(items.len());
+                            items.extend(a.iter().take(room).cloned());
                         }
                         match r.field("nextCursor") {
                             Some(c) if !c.is_null() => cursor = Some(c.clone()),

@@ -36,8 +36,12 @@ use crate::session::{SessionError, SessionId, SessionRecord, now_ms};
 use crate::{Face, Handler, Reply, ReplyStream, Session};
 
 /// Upper bound on list pages fetched from one upstream for one aggregated list: a server that
-/// returns cursors forever cannot keep the gateway busy.
+/// returns cursors forever cannot keep the gateway busy. The pages of one list also share one
+/// request timeout, and stop at [`MAX_LIST_ITEMS`].
 pub(crate) const MAX_LIST_PAGES: usize = 100;
+/// Most items kept from one upstream's list (the pin store's bound on tools per upstream): a
+/// server cannot make the gateway hold 100 pages of the largest messages it accepts.
+pub(crate) const MAX_LIST_ITEMS: usize = 10_000;
 /// How often expired sessions are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 

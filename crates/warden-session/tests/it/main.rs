@@ -1092,3 +1092,49 @@ async fn a_legacy_sessions_upstream_connection_ends_with_it() {
     );
     f.stop().await;
 }
+
+/// The pages of one aggregated list share one request timeout: an upstream that answers
+/// slowly with cursors for ever is cut off after it, and the pages received are used.
+#[tokio::test]
+async fn endless_slow_paging_ends_within_one_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = StdioSpec::new("slow", "python3");
+    spec.args = vec![
+        fixture(),
+        "legacy-endless".into(),
+        dir.path().join("slow.jsonl").display().to_string(),
+        "0.25".into(),
+    ];
+    let def = UpstreamDef {
+        name: "slow".into(),
+        transport: warden_session::Transport::Stdio(spec),
+        era: EraPreference::Auto,
+        request_timeout: Duration::from_millis(1200),
+        startup_timeout: WAIT,
+        namespace: true,
+        lifecycle: Default::default(),
+    };
+    let gateway = Gateway::start(vec![def], Pipeline::passthrough(), GatewayOptions::default())
+        .await
+        .unwrap();
+    let f = Fixture { gateway, dir };
+    let s = f.legacy_session().await;
+    let started = tokio::time::Instant::now();
+    let list = f
+        .call(
+            Some(&s),
+            &Principal::anonymous(),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}),
+        )
+        .await;
+    let took = started.elapsed();
+    // 100 pages at 0.25 s would be 25 s.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let names = tool_names(&list);
+    assert!(
+        (2..=6).contains(&names.len()),
+        "the pages received within the timeout: {names:?}"
+    );
+    assert_eq!(names[0], "slow__t1");
+    f.stop().await;
+}
