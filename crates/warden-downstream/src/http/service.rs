@@ -555,7 +555,8 @@ impl<H: Handler> Shared<H> {
             });
             tx
         });
-        streams::spawn_post(log, first, stream, streams.cancel().clone(), final_error);
+        let cancel = log.cancel().clone();
+        streams::spawn_post(log, first, stream, cancel, final_error);
         let mut response = body::sse(SseBody::new(
             attached.pending,
             attached.live,
@@ -613,7 +614,7 @@ impl<H: Handler> Shared<H> {
                                 Arc::clone(&log),
                                 &session,
                                 rx,
-                                streams.cancel().clone(),
+                                log.cancel().clone(),
                             );
                         }
                         Some(rx) => session.restore_unsolicited(rx),
@@ -634,7 +635,8 @@ impl<H: Handler> Shared<H> {
         };
         let log = streams.open(StreamKind::Get);
         let attached = log.attach(None, true, true);
-        streams::spawn_get(log, &session, unsolicited, streams.cancel().clone());
+        let cancel = log.cancel().clone();
+        streams::spawn_get(log, &session, unsolicited, cancel);
         body::sse(SseBody::new(attached.pending, attached.live, keepalive))
     }
 

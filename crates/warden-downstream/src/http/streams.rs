@@ -149,13 +149,16 @@ impl SessionStreams {
     }
 
     /// A new stream with a fresh number. When the session already keeps `max_streams` logs,
-    /// the oldest closed one is dropped, else the oldest (its connection, if any, stays live;
-    /// only its replay is lost).
+    /// the oldest closed one is dropped; when every one is still being fed, the oldest whose
+    /// client went away, else the oldest, is dropped and its producer stopped (which cancels
+    /// its upstream call): `max_streams` bounds the producers of a session, not only their
+    /// logs, so a client that POSTs and disconnects in a loop cannot pile up upstream calls.
     pub(crate) fn open(&self, kind: StreamKind) -> Arc<StreamLog> {
         let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let log = Arc::new(StreamLog {
             stream,
             kind,
+            cancel: self.cancel.child_token(),
             config: self.config,
             state: Mutex::new(LogState {
                 events: VecDeque::new(),
@@ -167,8 +170,20 @@ impl SessionStreams {
         });
         let mut logs = lock(&self.logs);
         while logs.len() >= self.config.max_streams {
-            let victim = logs.iter().position(|l| !l.is_open()).unwrap_or(0);
-            logs.remove(victim);
+            let victim = logs
+                .iter()
+                .position(|l| !l.is_open())
+                .or_else(|| logs.iter().position(|l| !l.is_live()))
+                .unwrap_or(0);
+            if let Some(old) = logs.remove(victim)
+                && old.is_open()
+            {
+                debug!(
+                    stream = old.stream,
+                    "too many streams in the session; the oldest is stopped"
+                );
+                old.cancel.cancel();
+            }
         }
         logs.push_back(Arc::clone(&log));
         log
@@ -194,6 +209,9 @@ fn parse_event_id(id: &str) -> Option<(u64, u64)> {
 pub(crate) struct StreamLog {
     stream: u64,
     kind: StreamKind,
+    /// Stops its producer: the session's token's child, cancelled alone when the log is
+    /// dropped while still fed.
+    cancel: CancellationToken,
     config: StreamConfig,
     state: Mutex<LogState>,
 }
@@ -227,6 +245,16 @@ impl StreamLog {
 
     fn is_open(&self) -> bool {
         lock(&self.state).open
+    }
+
+    /// A connection is attached.
+    fn is_live(&self) -> bool {
+        lock(&self.state).live.is_some()
+    }
+
+    /// Stops this stream's producer (and the session's, through its parent).
+    pub(crate) fn cancel(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     /// Subscribes a connection: replays the events after `after` (none for a new stream), adds
@@ -541,6 +569,44 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), notes.closed())
             .await
             .expect("the reply was dropped");
+    }
+
+    /// `max_streams` bounds the producers of a session: opening one more stops the oldest
+    /// producer whose client went away (its reply is dropped, which cancels the upstream
+    /// call), not one a client still reads.
+    #[tokio::test]
+    async fn one_stream_too_many_stops_the_oldest_unread_producer() {
+        let (_s, streams) = streams();
+        let producer = |log: &Arc<StreamLog>| {
+            let (tx, rx) = mpsc::channel(8);
+            spawn_post(
+                Arc::clone(log),
+                note(0),
+                ReplyStream::new(rx),
+                log.cancel().clone(),
+                None,
+            );
+            tx
+        };
+        let read = streams.open(StreamKind::Post);
+        let _reader = read.attach(None, true, true).live;
+        let read_source = producer(&read);
+        let gone = streams.open(StreamKind::Post);
+        drop(gone.attach(None, true, true));
+        let gone_source = producer(&gone);
+        // The next event finds the client gone: the stream is detached but still fed.
+        gone_source.send(note(1)).await.unwrap();
+        while gone.is_live() {
+            tokio::task::yield_now().await;
+        }
+        assert!(gone.is_open());
+
+        let _third = streams.open(StreamKind::Post);
+        tokio::time::timeout(Duration::from_secs(5), gone_source.closed())
+            .await
+            .expect("the unread producer was stopped");
+        assert!(!read_source.is_closed(), "the read one goes on");
+        assert!(read.is_open());
     }
 
     #[test]

@@ -1114,9 +1114,13 @@ async fn endless_slow_paging_ends_within_one_request_timeout() {
         namespace: true,
         lifecycle: Default::default(),
     };
-    let gateway = Gateway::start(vec![def], Pipeline::passthrough(), GatewayOptions::default())
-        .await
-        .unwrap();
+    let gateway = Gateway::start(
+        vec![def],
+        Pipeline::passthrough(),
+        GatewayOptions::default(),
+    )
+    .await
+    .unwrap();
     let f = Fixture { gateway, dir };
     let s = f.legacy_session().await;
     let started = tokio::time::Instant::now();
