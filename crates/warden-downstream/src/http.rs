@@ -280,6 +280,7 @@ pub async fn bind_http<H: Handler>(
         keepalive: opts.sse_keepalive,
         retry: opts.sse_retry,
         stalled_reader: streams::STALLED_READER,
+        replay_budget: streams::REPLAY_BUDGET,
     });
     let shared = Arc::new(Shared::new(handler, opts, local_addr.port(), streams));
     Ok(BoundServer {

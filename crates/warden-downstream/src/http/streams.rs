@@ -13,7 +13,7 @@
 //! rather than cancel); a modern stream has no log and treats a disconnect as cancellation.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -38,7 +38,15 @@ pub(crate) struct StreamConfig {
     pub(crate) retry: Duration,
     /// How long one event may wait for a client that does not read ([`STALLED_READER`]).
     pub(crate) stalled_reader: Duration,
+    /// Bytes of events kept for replay across every session ([`REPLAY_BUDGET`]).
+    pub(crate) replay_budget: usize,
 }
+
+/// Most bytes of SSE events kept for `Last-Event-ID` replay across all sessions. Each stream
+/// keeps at most `sse_replay_buffer` events and 8 MiB, and a session 16 streams, but sessions
+/// are many: past this budget a stream keeps fewer of its oldest events (an event may go out
+/// without being kept at all, and is then not replayed).
+pub(crate) const REPLAY_BUDGET: usize = 256 * 1024 * 1024;
 
 /// How long an SSE event may wait for its client to take it. A client that keeps its
 /// connection open but stops reading would otherwise hold the producer, and with it the
@@ -54,6 +62,64 @@ pub(crate) struct StreamRegistry {
     config: StreamConfig,
     root: CancellationToken,
     sessions: Mutex<HashMap<Arc<str>, Arc<SessionStreams>>>,
+    /// Bytes kept for replay by every stream log.
+    replay: Arc<ReplayBudget>,
+}
+
+/// The bytes every stream log keeps for replay, against [`StreamConfig::replay_budget`].
+#[derive(Debug, Default)]
+struct ReplayBudget {
+    used: AtomicUsize,
+    /// Every log that may hold events, oldest first.
+    logs: Mutex<Registered>,
+}
+
+#[derive(Debug, Default)]
+struct Registered {
+    logs: VecDeque<Weak<StreamLog>>,
+    /// Dead entries are pruned when the list reaches this length (then twice the live
+    /// count): amortised, so opening a stream does not scan every other one.
+    prune_at: usize,
+}
+
+impl ReplayBudget {
+    fn register(&self, log: &Arc<StreamLog>) {
+        let mut r = lock(&self.logs);
+        if r.logs.len() >= r.prune_at {
+            r.logs.retain(|l| l.strong_count() > 0);
+            r.prune_at = (2 * r.logs.len()).max(64);
+        }
+        r.logs.push_back(Arc::downgrade(log));
+    }
+
+    /// Drops the oldest kept events, oldest logs first (`current` last: its newest events
+    /// are what a reconnect needs most), until the bytes kept fit `budget`.
+    fn trim(&self, budget: usize, current: &StreamLog) {
+        if self.used.load(Ordering::Relaxed) <= budget {
+            return;
+        }
+        let logs: Vec<Arc<StreamLog>> = lock(&self.logs)
+            .logs
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let others = logs
+            .iter()
+            .filter(|l| !std::ptr::eq(Arc::as_ptr(l), current));
+        for log in others.map(|l| &**l).chain(std::iter::once(current)) {
+            let mut state = lock(&log.state);
+            while self.used.load(Ordering::Relaxed) > budget {
+                let Some((_, old)) = state.events.pop_front() else {
+                    break;
+                };
+                state.bytes -= old.len();
+                self.used.fetch_sub(old.len(), Ordering::Relaxed);
+            }
+            if self.used.load(Ordering::Relaxed) <= budget {
+                return;
+            }
+        }
+    }
 }
 
 impl StreamRegistry {
@@ -62,6 +128,7 @@ impl StreamRegistry {
             config,
             root: CancellationToken::new(),
             sessions: Mutex::new(HashMap::new()),
+            replay: Arc::new(ReplayBudget::default()),
         }
     }
 
@@ -81,6 +148,7 @@ impl StreamRegistry {
                     next_stream: AtomicU64::new(0),
                     logs: Mutex::new(VecDeque::new()),
                     config: self.config,
+                    replay: Arc::clone(&self.replay),
                 })
             });
         Arc::clone(entry)
@@ -131,6 +199,7 @@ pub(crate) struct SessionStreams {
     /// Oldest first.
     logs: Mutex<VecDeque<Arc<StreamLog>>>,
     config: StreamConfig,
+    replay: Arc<ReplayBudget>,
 }
 
 /// What a stream carries.
@@ -160,6 +229,7 @@ impl SessionStreams {
             kind,
             cancel: self.cancel.child_token(),
             config: self.config,
+            replay: Arc::clone(&self.replay),
             state: Mutex::new(LogState {
                 events: VecDeque::new(),
                 bytes: 0,
@@ -186,6 +256,8 @@ impl SessionStreams {
             }
         }
         logs.push_back(Arc::clone(&log));
+        drop(logs);
+        self.replay.register(&log);
         log
     }
 
@@ -213,7 +285,16 @@ pub(crate) struct StreamLog {
     /// dropped while still fed.
     cancel: CancellationToken,
     config: StreamConfig,
+    /// The registry's count of bytes kept for replay, which this log's events are part of.
+    replay: Arc<ReplayBudget>,
     state: Mutex<LogState>,
+}
+
+impl Drop for StreamLog {
+    fn drop(&mut self) {
+        let bytes = lock(&self.state).bytes;
+        self.replay.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -307,15 +388,22 @@ impl StreamLog {
         sse::encode(&mut out, Some(&id), None, message.bytes());
         let event = Bytes::from(out);
         state.bytes += event.len();
+        self.replay.used.fetch_add(event.len(), Ordering::Relaxed);
         state.events.push_back((seq, event.clone()));
         while state.events.len() > self.config.replay_events
             || (state.bytes > self.config.replay_bytes && state.events.len() > 1)
         {
             if let Some((_, old)) = state.events.pop_front() {
                 state.bytes -= old.len();
+                self.replay.used.fetch_sub(old.len(), Ordering::Relaxed);
             }
         }
-        (event, state.live.clone())
+        let live = state.live.clone();
+        drop(state);
+        // Over the budget across sessions: older logs give way first (after the lock above
+        // is released: `trim` locks one log at a time).
+        self.replay.trim(self.config.replay_budget, self);
+        (event, live)
     }
 
     /// Records `message` and sends it to the live subscriber, if any; waits while the
@@ -509,6 +597,7 @@ mod tests {
             keepalive: Duration::from_secs(10),
             retry: Duration::from_millis(500),
             stalled_reader: Duration::from_millis(200),
+            replay_budget: 1 << 20,
         }
     }
 
@@ -607,6 +696,56 @@ mod tests {
             .expect("the unread producer was stopped");
         assert!(!read_source.is_closed(), "the read one goes on");
         assert!(read.is_open());
+    }
+
+    /// Events kept for replay count against one budget across sessions: past it, a stream
+    /// keeps fewer of its oldest events, and a dropped log gives its bytes back.
+    #[tokio::test]
+    async fn replay_memory_is_bounded_across_sessions() {
+        let registry = StreamRegistry::new(StreamConfig {
+            replay_events: 100,
+            replay_budget: 2000,
+            ..config()
+        });
+        let session = || {
+            Arc::new(Session::new(
+                warden_guard::Principal::anonymous(),
+                warden_session::Face::Http,
+            ))
+        };
+        let big = |n: u64| {
+            Message::from_value(json!({"jsonrpc": "2.0", "method": "n", "params": {"n": n, "pad": "x".repeat(300)}}))
+                .unwrap()
+        };
+        let (a, b) = (session(), session());
+        let log_a = registry.session(&a).open(StreamKind::Post);
+        for n in 0..5 {
+            log_a.deliver(&big(n)).await;
+        }
+        let log_b = registry.session(&b).open(StreamKind::Post);
+        for n in 0..5 {
+            log_b.deliver(&big(n)).await;
+        }
+        let used = registry.replay.used.load(Ordering::Relaxed);
+        assert!(used <= 2000, "{used} bytes kept");
+        let kept_b = log_b.attach(Some(0), false, false).pending.len();
+        assert!(
+            kept_b >= 1,
+            "the newest events of the stream being fed are kept"
+        );
+        let kept_a = log_a.attach(Some(0), false, false).pending.len();
+        assert!(
+            kept_a + kept_b < 10,
+            "older events gave way: {kept_a} + {kept_b}"
+        );
+        drop(log_a);
+        registry.remove(a.id().as_str());
+        let after = registry.replay.used.load(Ordering::Relaxed);
+        assert_eq!(
+            after,
+            lock(&log_b.state).bytes,
+            "a dropped log's bytes are released"
+        );
     }
 
     #[test]
