@@ -996,6 +996,15 @@ impl Gateway {
         message: Message,
     ) {
         let method = message.method().unwrap_or("").to_owned();
+        if !method.starts_with("notifications/") {
+            // A request method without an id (`tools/call` as a "notification") would reach
+            // the upstream with the request guards judging a notification: policy, schema,
+            // argument constraints and rate limits look at requests only, and a server built
+            // on a plain JSON-RPC library executes notifications. Every client notification
+            // MCP defines is `notifications/...`; nothing else is forwarded.
+            tracing::warn!(method = %method, "a notification with a request's method was dropped");
+            return;
+        }
         if method == "notifications/cancelled" {
             // Cancel our exchange; the upstream connection tells the upstream, with its own id.
             let target = message

@@ -1142,3 +1142,48 @@ async fn endless_slow_paging_ends_within_one_request_timeout() {
     assert_eq!(names[0], "slow__t1");
     f.stop().await;
 }
+
+/// A request method sent without an id is not a notification the gateway forwards: the
+/// request guards judge notifications differently (policy, schema and rate limits look at
+/// requests), so a `tools/call` shaped as a notification would reach the upstream unjudged.
+#[tokio::test]
+async fn a_request_method_without_an_id_is_not_forwarded() {
+    for transparent in [true, false] {
+        let f = Fixture::start(&[A], transparent).await;
+        let anon = Principal::anonymous();
+        let s = f.legacy_session().await;
+        let name = if transparent { "echo" } else { "a__echo" };
+        let sneaky = json!({"jsonrpc":"2.0","method":"tools/call","params":{"name":name,"arguments":{"x":1}}});
+        assert!(matches!(
+            f.gateway.handle(Some(&s), &anon, message(sneaky)).await,
+            Reply::Accepted
+        ));
+        let fine = json!({"jsonrpc":"2.0","method":"notifications/roots/list_changed"});
+        assert!(matches!(
+            f.gateway.handle(Some(&s), &anon, message(fine)).await,
+            Reply::Accepted
+        ));
+        // A request after both: the upstream reads in order, so by its answer it has seen
+        // whatever was forwarded before it.
+        let call = json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":name,"arguments":{"y":2}}});
+        let r = f.call(Some(&s), &anon, call).await;
+        assert!(r["result"].is_object(), "{r}");
+        let methods = f.received_methods("a");
+        let calls: Vec<Value> = f
+            .received("a")
+            .into_iter()
+            .filter(|m| m["method"] == "tools/call")
+            .map(|m| m["params"]["arguments"].clone())
+            .collect();
+        assert_eq!(
+            calls,
+            vec![json!({"y": 2})],
+            "transparent={transparent}: {methods:?}"
+        );
+        assert!(
+            methods.contains(&"notifications/roots/list_changed".to_owned()),
+            "transparent={transparent}: a real notification still goes through: {methods:?}"
+        );
+        f.stop().await;
+    }
+}
