@@ -899,7 +899,8 @@ impl Gateway {
                 client_id.clone(),
                 Inflight {
                     token: token.clone(),
-                    upstream: exchange.up.index,
+                    conn: exchange.conn.id(),
+                    upstream_id: exchange.stream.upstream_id().clone(),
                 },
             );
         }

@@ -356,8 +356,9 @@ impl Routes {
 pub(crate) struct Inflight {
     /// Cancels the exchange (client `notifications/cancelled`, session end).
     pub(crate) token: CancellationToken,
-    /// Index of the upstream serving it.
-    pub(crate) upstream: usize,
+    /// The connection it is on ([`Connection::id`]) and its request's id there.
+    pub(crate) conn: usize,
+    pub(crate) upstream_id: Id,
 }
 
 struct Entry {
@@ -1023,7 +1024,7 @@ pub(crate) async fn pump_unsolicited(
     conn: Connection,
     // Set for a per-session connection: everything goes to that session.
     owner: Option<(Arc<Session>, Arc<Routes>)>,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: mpsc::Receiver<warden_upstream::Unsolicited>,
 ) {
     loop {
         // The connection's sender lives as long as the connection, and this task holds the
@@ -1033,7 +1034,13 @@ pub(crate) async fn pump_unsolicited(
             msg = rx.recv() => msg,
             () = conn.ended() => None,
         };
-        let Some(msg) = msg else { return };
+        let Some(warden_upstream::Unsolicited {
+            message: msg,
+            in_flight,
+        }) = msg
+        else {
+            return;
+        };
         let Some(g) = gateway.upgrade() else { return };
         let method = msg.method().unwrap_or("").to_owned();
         if method == "notifications/resources/list_changed" {
@@ -1041,7 +1048,7 @@ pub(crate) async fn pump_unsolicited(
         }
         let targets: Vec<(Arc<Session>, Arc<Routes>)> = match &owner {
             Some((s, r)) => vec![(s.clone(), r.clone())],
-            None => g.unsolicited_targets(upstream.index, &method),
+            None => g.unsolicited_targets(&method, Some((conn.id(), &in_flight))),
         };
         if targets.is_empty() {
             if msg.is_request() {
@@ -1087,40 +1094,45 @@ impl UpstreamState {
 }
 
 impl Gateway {
-    /// Sessions an unsolicited message from a shared upstream connection goes to.
+    /// Sessions an unsolicited message from a shared upstream connection goes to: every
+    /// session for a change all must learn about (and in `run`), else the one session whose
+    /// requests are all the requests that were in flight on that connection (`origin`: the
+    /// connection's id and the upstream-side ids in flight when the message arrived).
     pub(crate) fn unsolicited_targets(
         &self,
-        upstream: usize,
         method: &str,
+        origin: Option<(usize, &[Id])>,
     ) -> Vec<(Arc<Session>, Arc<Routes>)> {
         let Ok(sessions) = self.sessions.lock() else {
             return vec![];
         };
-        let all = || -> Vec<(Arc<Session>, Arc<Routes>)> {
-            sessions
-                .values()
-                .map(|e| (e.session.clone(), e.routes.clone()))
-                .collect()
-        };
         if self.opts.transparent || is_broadcast(method) {
             // One client (run), or a change every client must learn about.
-            return all();
+            return sessions
+                .values()
+                .map(|e| (e.session.clone(), e.routes.clone()))
+                .collect();
         }
-        // Anything else from a shared connection cannot be attributed to a session with
-        // certainty. Deliver it only when exactly one session has a request in flight, and
-        // otherwise drop it: never guess, never broadcast a message meant for one client.
-        let busy: Vec<(Arc<Session>, Arc<Routes>)> = sessions
-            .values()
-            .filter(|e| {
-                e.routes
-                    .inflight
-                    .lock()
-                    .map(|m| m.values().any(|f| f.upstream == upstream))
-                    .unwrap_or(false)
+        // Anything else cannot be tied to a request for certain (stdio carries no context).
+        // It may be about any request in flight on its connection when it arrived: deliver it
+        // only when one session owns every one of them. A request of another session, of a
+        // stateless caller (recorded nowhere) or not recorded yet leaves one unowned: dropped.
+        // Never guess, never broadcast a message meant for one client.
+        let Some((conn, in_flight)) = origin.filter(|(_, ids)| !ids.is_empty()) else {
+            return vec![];
+        };
+        let owns = |e: &Entry| {
+            e.routes.inflight.lock().is_ok_and(|m| {
+                in_flight
+                    .iter()
+                    .all(|id| m.values().any(|f| f.conn == conn && f.upstream_id == *id))
             })
-            .map(|e| (e.session.clone(), e.routes.clone()))
-            .collect();
-        if busy.len() == 1 { busy } else { vec![] }
+        };
+        let mut owners = sessions.values().filter(|e| owns(e));
+        match (owners.next(), owners.next()) {
+            (Some(e), None) => vec![(e.session.clone(), e.routes.clone())],
+            _ => vec![],
+        }
     }
 
     /// Prepares one upstream message for the client of `session`: server-initiated requests

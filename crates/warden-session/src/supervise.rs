@@ -234,11 +234,9 @@ impl Gateway {
     }
 
     /// Tells every session that the tool list changed (an upstream went down or came back).
-    fn announce_tools_changed(&self, upstream: &UpstreamState) {
+    fn announce_tools_changed(&self) {
         let note = notification("notifications/tools/list_changed", None);
-        for (session, _) in
-            self.unsolicited_targets(upstream.index, "notifications/tools/list_changed")
-        {
+        for (session, _) in self.unsolicited_targets("notifications/tools/list_changed", None) {
             session.push_unsolicited(note.clone());
         }
     }
@@ -593,7 +591,7 @@ impl Supervisor {
         tracing::error!(upstream = %self.up.name, reason, "upstream marked down");
         if let Some(g) = self.gateway() {
             g.audit_upstream(&self.up.name, "marked_down", pid, reason.to_owned());
-            g.announce_tools_changed(&self.up);
+            g.announce_tools_changed();
         }
     }
 
@@ -602,7 +600,7 @@ impl Supervisor {
         tracing::info!(upstream = %self.up.name, reason, "upstream marked up");
         if let Some(g) = self.gateway() {
             g.audit_upstream(&self.up.name, "marked_up", pid, reason.to_owned());
-            g.announce_tools_changed(&self.up);
+            g.announce_tools_changed();
         }
     }
 

@@ -144,8 +144,8 @@ pub(crate) struct Core {
     version: Mutex<Option<String>>,
     closed: AtomicBool,
     shutdown_done: OnceCell<()>,
-    unsolicited: mpsc::Sender<Message>,
-    unsolicited_rx: Mutex<Option<mpsc::Receiver<Message>>>,
+    unsolicited: mpsc::Sender<crate::Unsolicited>,
+    unsolicited_rx: Mutex<Option<mpsc::Receiver<crate::Unsolicited>>>,
     /// Ends the standalone GET stream.
     stop: CancellationToken,
     counters: Counters,
@@ -849,7 +849,7 @@ impl Core {
         }
     }
 
-    pub(crate) fn take_unsolicited(self: &Arc<Self>) -> Option<mpsc::Receiver<Message>> {
+    pub(crate) fn take_unsolicited(self: &Arc<Self>) -> Option<mpsc::Receiver<crate::Unsolicited>> {
         let receiver = lock(&self.unsolicited_rx).take()?;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {

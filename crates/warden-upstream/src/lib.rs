@@ -51,6 +51,18 @@ pub use stream::{
 /// What the sandbox launcher checks a program against before it runs it.
 pub use warden_sandbox::ProgramIdentity;
 
+/// A message from the upstream that belongs to no request it can be tied to (a notification or
+/// request outside any request's context, or with several requests in flight on a
+/// connection that carries no context, as stdio).
+#[derive(Debug)]
+pub struct Unsolicited {
+    /// The message.
+    pub message: Message,
+    /// The upstream-side ids of the requests in flight on the connection when it arrived:
+    /// the message may be about any of them, and about nothing else. Empty when none was.
+    pub in_flight: Vec<Id>,
+}
+
 /// Bounds the messages an upstream can queue for a consumer that is slow (or has not taken
 /// the receiver yet); further unsolicited messages are dropped and counted.
 pub const UNSOLICITED_CHANNEL_CAPACITY: usize = 256;
@@ -150,7 +162,7 @@ impl Connection {
     /// as soon as a session exists) and resumed when the server closes it; a 405 means there
     /// is none. Returns `Some` once. Messages that arrive before the receiver is taken are
     /// kept up to [`UNSOLICITED_CHANNEL_CAPACITY`].
-    pub fn take_unsolicited(&self) -> Option<mpsc::Receiver<Message>> {
+    pub fn take_unsolicited(&self) -> Option<mpsc::Receiver<Unsolicited>> {
         match &*self.inner {
             Inner::Stdio(h) => h.core.take_unsolicited(),
             Inner::Http(h) => h.core.take_unsolicited(),
@@ -222,6 +234,12 @@ impl Connection {
             Inner::Stdio(h) => h.core.shutdown().await,
             Inner::Http(h) => h.core.shutdown().await,
         }
+    }
+
+    /// Identifies this connection among the gateway's (clones share it; a fork does not): the
+    /// ids of [`Unsolicited::in_flight`] are meaningful on one connection only.
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner).cast::<()>() as usize
     }
 
     /// Resolves once the connection is shut down (stdio: or dies), so that a task reading its

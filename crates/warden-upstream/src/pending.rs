@@ -181,8 +181,9 @@ pub(crate) enum Route {
         /// Set when the message ends the request: send [`Outcome::Ended`] after the note.
         then_end: Option<oneshot::Sender<Outcome>>,
     },
-    /// Belongs to no request: goes to the unsolicited channel.
-    Unsolicited(Message),
+    /// Belongs to no request: goes to the unsolicited channel, with the ids of the requests in
+    /// flight when it arrived (one of them may be what it is about).
+    Unsolicited(crate::Unsolicited),
     /// A response nobody waits for (unknown, finished or cancelled id, or no id at all).
     UnknownResponse(Message),
     /// Sent in the context of a request that is no longer in flight.
@@ -334,7 +335,10 @@ impl Pending {
 
     fn in_context(&self, message: Message, context: Option<&Id>) -> Route {
         match context {
-            None => Route::Unsolicited(message),
+            None => Route::Unsolicited(crate::Unsolicited {
+                message,
+                in_flight: self.entries.keys().cloned().collect(),
+            }),
             Some(id) => match self.entries.get(id) {
                 Some(entry) => Route::Note {
                     notes: entry.notes.clone(),

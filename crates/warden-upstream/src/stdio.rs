@@ -192,8 +192,8 @@ pub(crate) struct Core {
     writer: mpsc::Sender<WriteCommand>,
     /// Cancelled when the connection dies or shuts down: the writer drops stdin at once.
     close_stdin: CancellationToken,
-    unsolicited: mpsc::Sender<Message>,
-    unsolicited_rx: Mutex<Option<mpsc::Receiver<Message>>>,
+    unsolicited: mpsc::Sender<crate::Unsolicited>,
+    unsolicited_rx: Mutex<Option<mpsc::Receiver<crate::Unsolicited>>>,
     alive: AtomicBool,
     exit: watch::Receiver<Option<ExitStatus>>,
     /// True while the process group may still hold processes that are ours to kill. Cleared
@@ -321,7 +321,7 @@ impl Core {
         lock(&self.pending).len()
     }
 
-    pub(crate) fn take_unsolicited(&self) -> Option<mpsc::Receiver<Message>> {
+    pub(crate) fn take_unsolicited(&self) -> Option<mpsc::Receiver<crate::Unsolicited>> {
         lock(&self.unsolicited_rx).take()
     }
 
@@ -578,10 +578,10 @@ impl Core {
         }
     }
 
-    fn deliver_unsolicited(&self, message: Message) {
-        let is_request = message.is_request();
-        let id = message.id().cloned();
-        match self.unsolicited.try_send(message) {
+    fn deliver_unsolicited(&self, unsolicited: crate::Unsolicited) {
+        let is_request = unsolicited.message.is_request();
+        let id = unsolicited.message.id().cloned();
+        match self.unsolicited.try_send(unsolicited) {
             Ok(()) => return,
             Err(TrySendError::Full(_)) => {
                 warn!(upstream = %self.name, "dropped a server message: the unsolicited channel is full");

@@ -1187,3 +1187,58 @@ async fn a_request_method_without_an_id_is_not_forwarded() {
         f.stop().await;
     }
 }
+
+/// A server request that cannot be tied to a request (stdio, several in flight) goes to a
+/// session only when that session owns every request in flight on the connection: here one
+/// of them is a stateless caller's, so the legacy session that is also busy must not get it.
+#[tokio::test]
+async fn an_unattributable_server_request_never_reaches_another_callers_session() {
+    let f = Fixture::start(&[A], false).await;
+    let mallory = Principal::new("mallory", warden_guard::AuthMethod::ApiKey);
+    let s = f
+        .gateway
+        .open_session(mallory.clone(), Face::Http)
+        .await
+        .unwrap();
+    let init = f
+        .call(
+            Some(&s),
+            &mallory,
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"t","version":"1"}}}),
+        )
+        .await;
+    assert!(init.get("result").is_some(), "{init}");
+    let mut unsolicited = s.take_unsolicited().expect("the session's queue");
+    // Mallory's own call asks her for sampling (the only request in flight: tied to it), and
+    // she never answers, so it stays in flight.
+    let ask = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__ask","arguments":{}}});
+    let Reply::Stream(mut mine) = f.gateway.handle(Some(&s), &mallory, message(ask)).await else {
+        panic!("a reply stream")
+    };
+    let first = tokio::time::timeout(WAIT, mine.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.method(), Some("sampling/createMessage"));
+
+    // Alice, stateless, calls the same tool: two requests in flight now.
+    let alice = Principal::new("alice", warden_guard::AuthMethod::ApiKey);
+    let done = f
+        .call(
+            None,
+            &alice,
+            modern("tools/call", 7, json!({"name": "a__ask", "arguments": {}})),
+        )
+        .await;
+    let text = done["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("no client session can receive this request"),
+        "the upstream was told nobody can answer: {done}"
+    );
+    assert!(
+        unsolicited.try_recv().is_err(),
+        "Alice's sampling request must not reach Mallory's session"
+    );
+    drop(mine);
+    f.stop().await;
+}

@@ -371,9 +371,9 @@ async fn standalone_get_stream_feeds_unsolicited_and_resumes() {
         assert!(conn.take_unsolicited().is_none());
         call(&conn, "initialize", json!({})).await;
         conn.set_protocol_version("2025-11-25");
-        let first = unsolicited.recv().await.unwrap();
+        let first = unsolicited.recv().await.unwrap().message;
         assert_eq!(first.params().unwrap()["data"], json!("first"));
-        let second = unsolicited.recv().await.unwrap();
+        let second = unsolicited.recv().await.unwrap().message;
         assert_eq!(second.params().unwrap()["data"], json!("second after g-1"));
         // The third GET answers 405: the connection stops asking.
         let session = conn.session_id().unwrap();
