@@ -927,6 +927,7 @@ impl Gateway {
         upstream_era: Era,
         method: &str,
         session: Option<&Session>,
+        principal: &Principal,
         upstream: &str,
     ) -> Message {
         let idv = client_id.to_value();
@@ -951,15 +952,12 @@ impl Gateway {
                 );
             }
         }
-        let principal = session
-            .map(|s| s.principal().clone())
-            .unwrap_or_else(Principal::anonymous);
         match self
             .guard_in(
                 session,
                 out,
                 Direction::ToClient,
-                &principal,
+                principal,
                 Some(upstream),
                 Some(method),
             )
@@ -1365,18 +1363,39 @@ impl Pump {
                             ex.era,
                             &ex.method,
                             ex.session.as_deref(),
+                            &ex.principal,
                             &up.name,
                         )
                         .await,
                 ),
                 Some(Ok(m)) if m.is_request() && ex.client.modern => {
-                    // Boxed, as `to_client` below: rare, and large futures.
-                    match Box::pin(gateway.input_required(ex, &m, idv)).await {
-                        Some((state, out)) => {
-                            parked = Some((state, m));
-                            Some(out)
+                    // The server's request goes through the response guards before it is
+                    // relayed in a round, as `to_client` runs them for a legacy client: the
+                    // policy (may this caller be asked for sampling, elicitation, roots?) and
+                    // the content guards on what it shows the client.
+                    let guarded = Box::pin(gateway.guard_in(
+                        ex.session.as_deref(),
+                        m,
+                        Direction::ToClient,
+                        &ex.principal,
+                        Some(&up.name),
+                        Some(&ex.method),
+                    ))
+                    .await;
+                    match guarded {
+                        // Boxed, as `to_client` below: rare, and large futures.
+                        Ok(m) => match Box::pin(gateway.input_required(ex, &m, idv)).await {
+                            Some((state, out)) => {
+                                parked = Some((state, m));
+                                Some(out)
+                            }
+                            None => None,
+                        },
+                        Err(denial) => {
+                            // The upstream gets the refusal and goes on with the call.
+                            let _ = Box::pin(ex.conn.respond(&denial)).await;
+                            None
                         }
-                        None => None,
                     }
                 }
                 Some(Ok(m)) => match &ex.session {
@@ -1395,7 +1414,7 @@ impl Pump {
                         .guard(
                             m,
                             Direction::ToClient,
-                            &Principal::anonymous(),
+                            &ex.principal,
                             Some(&up.name),
                             Some(&ex.method),
                         )

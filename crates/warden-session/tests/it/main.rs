@@ -1242,3 +1242,66 @@ async fn an_unattributable_server_request_never_reaches_another_callers_session(
     drop(mine);
     f.stop().await;
 }
+
+/// Refuses every `sampling/createMessage` on its way to a client.
+struct NoSampling;
+
+impl warden_guard::Guard for NoSampling {
+    fn name(&self) -> &'static str {
+        "no_sampling"
+    }
+
+    fn controls(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn check<'a>(
+        &'a self,
+        call: &'a warden_guard::Call<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<warden_guard::Verdict, warden_guard::GuardError>>
+    {
+        let verdict = if call.direction == warden_guard::Direction::ToClient
+            && call.message.method() == Some("sampling/createMessage")
+        {
+            warden_guard::Verdict::Deny(warden_guard::Denial {
+                guard: "no_sampling",
+                code: warden_proto::ErrorCode::Denied,
+                message: "sampling is not allowed".into(),
+                detail: String::new(),
+                controls: &[],
+                retry_after: None,
+            })
+        } else {
+            warden_guard::Verdict::Continue
+        };
+        Box::pin(async move { Ok(verdict) })
+    }
+}
+
+/// A legacy upstream's request relayed to a 2026-07-28 client in rounds goes through the
+/// response guards first, as it does for a legacy client: a refused one never reaches the
+/// client, and the upstream gets the refusal.
+#[tokio::test]
+async fn a_bridged_server_request_goes_through_the_response_guards() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::passthrough().with(warden_guard::Stage::Policy, Arc::new(NoSampling));
+    let gateway = Gateway::start(
+        vec![def(&A, dir.path())],
+        pipeline,
+        GatewayOptions::default(),
+    )
+    .await
+    .unwrap();
+    let f = Fixture { gateway, dir };
+    let anon = Principal::anonymous();
+    let r = f
+        .call(None, &anon, ask(1, json!({"sampling": {}}), json!({})))
+        .await;
+    assert_ne!(r["result"]["resultType"], "input_required", "{r}");
+    let text = r["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("sampling is not allowed"),
+        "the upstream got the refusal: {r}"
+    );
+    f.stop().await;
+}
