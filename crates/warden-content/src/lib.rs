@@ -81,8 +81,14 @@ pub use results::{InjectionGuard, RedactGuard, SanitizeGuard};
 use serde_json::Value;
 use warden_guard::{Call, Direction};
 
-/// Methods whose results carry server content the model will read.
-const CONTENT_RESULTS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
+/// Methods whose results carry server content the model will read (`tasks/result` carries
+/// the result of a task-augmented call).
+const CONTENT_RESULTS: &[&str] = &[
+    "tools/call",
+    "resources/read",
+    "prompts/get",
+    "tasks/result",
+];
 
 /// Server-initiated requests whose params carry content for the user or the model.
 const CONTENT_REQUESTS: &[&str] = &["sampling/createMessage", "elicitation/create"];

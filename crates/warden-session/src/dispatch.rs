@@ -134,6 +134,34 @@ impl Gateway {
                 .await
                 .holding(held);
         }
+        if method.starts_with("tasks/")
+            || (method == "tools/call"
+                && message.params().is_some_and(|p| p.field("task").is_some()))
+        {
+            // An upstream shared by every caller keys tasks by ids it hands out to anyone:
+            // `tasks/list` would show one caller's tasks to another, and `tasks/result` read
+            // them. Until the gateway binds each task to its caller, `serve` offers none: no
+            // call becomes a task, so no task id is one the gateway knows.
+            let known_method = matches!(method.as_str(), "tasks/get" | "tasks/cancel")
+                || (method == "tasks/result" && !client.modern);
+            let (code, text) = if method == "tools/call" {
+                (
+                    ErrorCode::InvalidParams,
+                    "task-augmented calls are not offered through the gateway: a task is not yet bound to its caller",
+                )
+            } else if known_method {
+                (
+                    ErrorCode::InvalidParams,
+                    "no such task: the gateway offers no tasks (a task is not yet bound to its caller)",
+                )
+            } else {
+                (
+                    ErrorCode::MethodNotFound,
+                    "tasks are not offered through the gateway: a task is not yet bound to its caller",
+                )
+            };
+            return single(error(&idv, code, text));
+        }
         let reply = match method.as_str() {
             // Boxed: rare methods whose futures would otherwise size every request's.
             "initialize" => Box::pin(self.answer_initialize(session, &message, &idv)).await,
@@ -450,7 +478,11 @@ impl Gateway {
                 for (k, v) in c {
                     // `tasks` moved to an extension in 2026-07-28; a 2025 `tasks` capability
                     // must not be announced to a 2026 client.
-                    if k == "experimental" || k == "extensions" || (client.modern && k == "tasks") {
+                    // `serve` offers no tasks at all (see `handle_request`).
+                    if k == "experimental"
+                        || k == "extensions"
+                        || (k == "tasks" && (client.modern || !self.opts.transparent))
+                    {
                         continue;
                     }
                     let slot = caps.entry(k.clone()).or_insert_with(|| json!({}));

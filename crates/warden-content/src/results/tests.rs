@@ -402,3 +402,23 @@ fn hidden_tags_alone_claim_only_output_encoding() {
     let tags_only = SanitizeGuard::new(modes(|m| m.sanitize = SanitizeMode::Off));
     assert_eq!(tags_only.controls(), &["API-3"]);
 }
+
+/// A task-augmented call's result is read with `tasks/result`: the same content, scanned the
+/// same way (before, only the three content methods were).
+#[tokio::test]
+async fn a_tasks_result_is_scanned_as_the_calls_result() {
+    let g = RedactGuard::new(ContentModes::default());
+    let m = result_with(&format!("key {AWS} ok"));
+    let Verdict::Rewrite(out) = run(&g, &m, Some("tasks/result")).await else {
+        panic!("must redact")
+    };
+    assert_eq!(
+        out.value()["result"]["content"][0]["text"],
+        "key [REDACTED:aws-access-token] ok"
+    );
+    // Other task methods carry no content.
+    assert!(matches!(
+        run(&g, &m, Some("tasks/get")).await,
+        Verdict::Continue
+    ));
+}

@@ -1305,3 +1305,47 @@ async fn a_bridged_server_request_goes_through_the_response_guards() {
     );
     f.stop().await;
 }
+
+/// `serve` offers no tasks: an upstream shared by every caller hands task ids to anyone, so
+/// `tasks/list` and `tasks/result` would cross callers. Refused before any upstream sees them.
+#[tokio::test]
+async fn tasks_are_refused_by_the_aggregating_gateway() {
+    let f = Fixture::start(&[A], false).await;
+    let anon = Principal::anonymous();
+    let s = f.legacy_session().await;
+    for (i, (method, params)) in [
+        ("tasks/list", json!({})),
+        ("tasks/result", json!({"taskId": "t-1", "name": "a__echo"})),
+        (
+            "tools/call",
+            json!({"name": "a__echo", "arguments": {}, "task": {"ttl": 60000}}),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = f
+            .call(
+                Some(&s),
+                &anon,
+                json!({"jsonrpc":"2.0","id":i,"method":method,"params":params}),
+            )
+            .await;
+        // No task exists through the gateway: an unknown task for the methods that take one,
+        // a refused augmentation for the call, no such method otherwise.
+        let expected = if method == "tasks/list" {
+            -32601
+        } else {
+            -32602
+        };
+        assert_eq!(r["error"]["code"], expected, "{method}: {r}");
+    }
+    let seen = f.received_methods("a");
+    assert!(
+        !seen
+            .iter()
+            .any(|m| m.starts_with("tasks/") || m == "tools/call"),
+        "{seen:?}"
+    );
+    f.stop().await;
+}
