@@ -64,7 +64,8 @@ sync_guard!(ArgumentSecretsGuard);
 
 /// Credentials in a client's answers to server-initiated requests (stage `SecretsInArgs`):
 /// the result of `sampling/createMessage` (text the client's model wrote for the server),
-/// `elicitation/create` (what the user typed into the server's form) and `roots/list`.
+/// `elicitation/create` (what the user typed into the server's form) and `roots/list`, and
+/// the same answers carried in a 2026-07-28 retry's `inputResponses`.
 ///
 /// A server that asks the client's model for a completion, or the user for a form, learns
 /// whatever the answer holds. The specification forbids servers to ask for sensitive data
@@ -86,10 +87,30 @@ impl AnswerSecretsGuard {
     }
 
     fn check_sync(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
-        // A response toward the upstream answers a request the upstream sent.
-        if call.direction != Direction::ToUpstream || call.message.method().is_some() {
+        if call.direction != Direction::ToUpstream {
             return Ok(Verdict::Continue);
         }
+        if call.message.method().is_some() {
+            // A 2026-07-28 client answers a server's input requests in the retry of its
+            // request (`inputResponses`), which reaches a modern upstream as it is.
+            let Some(answers) = call.message.params().and_then(|p| p.get("inputResponses")) else {
+                return Ok(Verdict::Continue);
+            };
+            return scan(
+                call,
+                self.modes.of(call.upstream).secrets_in_answers,
+                Part {
+                    guard: Self::NAME,
+                    controls: Self::CONTROLS,
+                    name: "inputResponses",
+                    value: answers,
+                    pointer: &["params", "inputResponses"],
+                    refused: "the request was refused: its answers to the server contain credentials",
+                    logged: "credentials in a client's answers to the server's input requests",
+                },
+            );
+        }
+        // A response toward the upstream answers a request the upstream sent.
         let (Some(result), Some(method)) = (call.message.result(), call.request_method) else {
             return Ok(Verdict::Continue);
         };

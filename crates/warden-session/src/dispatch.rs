@@ -95,13 +95,28 @@ impl Gateway {
             modern: mcp::declared_version(&message).is_some()
                 && !session.is_some_and(|s| s.is_initialized()),
         };
+        // A retry of a call the gateway parked: if the guards refuse it, the parked call ends.
+        let retry_state = if client.modern {
+            message
+                .params()
+                .and_then(|p| p.field("requestState"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        } else {
+            None
+        };
         // Permits the request guards take (concurrency slots) live as long as the reply.
         let (message, held) = match self
             .guard_request(session, &routes, principal, message, client)
             .await
         {
             Ok(m) => m,
-            Err(denial) => return single(denial),
+            Err(denial) => {
+                if let Some(state) = retry_state {
+                    Box::pin(self.abandon_parked(&state, principal, &denial)).await;
+                }
+                return single(denial);
+            }
         };
         if client.modern && REMOVED_IN_MODERN.contains(&method.as_str()) {
             // Stateless clients must not use the legacy lifecycle; answered like any unknown

@@ -184,6 +184,34 @@ impl Gateway {
         }
     }
 
+    /// Ends the parked call `state` refers to when its caller's retry was refused: the
+    /// upstream's pending request gets the refusal, and the call is dropped (cancelled
+    /// upstream) rather than left waiting for its expiry. Another caller's state is left alone.
+    pub(crate) async fn abandon_parked(
+        &self,
+        state: &str,
+        principal: &Principal,
+        refusal: &Message,
+    ) {
+        let parked = {
+            let Ok(mut parked) = self.parked.lock() else {
+                return;
+            };
+            match parked.get(state) {
+                Some(p) if p.exchange.principal.same_caller(principal) => parked.remove(state),
+                _ => None,
+            }
+        };
+        let Some(parked) = parked else { return };
+        let upstream_id = parked.request.id().cloned();
+        if let Some(id) = upstream_id {
+            let answer = refusal.with_id(&id);
+            if let Err(e) = parked.exchange.conn.respond(&answer).await {
+                tracing::debug!(upstream = %parked.exchange.up.name, error = %e, "refusal for a parked call not delivered");
+            }
+        }
+    }
+
     /// Resumes the parked call `state` refers to with the client's retry, if the gateway
     /// parked it; `None` leaves the request to normal routing.
     pub(crate) async fn resume(
@@ -193,7 +221,20 @@ impl Gateway {
         method: &str,
     ) -> Option<Reply> {
         let state = message.params()?.field("requestState")?.as_str()?;
-        let parked = self.parked.lock().ok()?.remove(state)?;
+        // Spent only by its own caller: another caller holding the state learns nothing and
+        // cannot end the call.
+        let parked = {
+            let mut parked = self.parked.lock().ok()?;
+            if !parked.get(state)?.exchange.principal.same_caller(principal) {
+                let idv = message.id().map(Id::to_value).unwrap_or(Value::Null);
+                return Some(Reply::Stream(ReplyStream::single(error(
+                    &idv,
+                    ErrorCode::InvalidParams,
+                    "requestState does not belong to this request",
+                ))));
+            }
+            parked.remove(state)?
+        };
         let id = message.id().cloned()?;
         let idv = id.to_value();
         let ex = &parked.exchange;

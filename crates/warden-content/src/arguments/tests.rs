@@ -223,3 +223,32 @@ fn answer_check_args(g: &ArgumentSecretsGuard, m: &Message) -> Verdict {
     };
     g.check_now(&call).unwrap().unwrap()
 }
+
+#[test]
+fn answers_in_a_retrys_input_responses_are_scanned_too() {
+    let m = msg(
+        json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{
+        "name":"ask","arguments":{},"requestState":"s",
+        "inputResponses":{"upstream-request":{"role":"assistant","model":"m",
+            "content":{"type":"text","text":format!("here: {AWS}")}}}}}),
+    );
+    let Verdict::Rewrite(out) = answer_check(&answers(Mode::Redact), &m, None) else {
+        panic!("must redact")
+    };
+    let v = out.value();
+    assert_eq!(
+        v["params"]["inputResponses"]["upstream-request"]["content"]["text"],
+        "here: [REDACTED:aws-access-token]"
+    );
+    assert_eq!(v["params"]["requestState"], "s", "the rest is kept");
+    let Verdict::Deny(d) = answer_check(&answers(Mode::Block), &m, None) else {
+        panic!("must refuse")
+    };
+    assert_eq!(d.guard, AnswerSecretsGuard::NAME);
+    // A request with no answers is not this guard's.
+    let plain = call_with(json!({"body": AWS}));
+    assert!(matches!(
+        answer_check(&answers(Mode::Block), &plain, None),
+        Verdict::Continue
+    ));
+}

@@ -1349,3 +1349,99 @@ async fn tasks_are_refused_by_the_aggregating_gateway() {
     );
     f.stop().await;
 }
+
+/// Refuses every request that carries `inputResponses`.
+struct NoAnswers;
+
+impl warden_guard::Guard for NoAnswers {
+    fn name(&self) -> &'static str {
+        "no_answers"
+    }
+
+    fn controls(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn check<'a>(
+        &'a self,
+        call: &'a warden_guard::Call<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<warden_guard::Verdict, warden_guard::GuardError>>
+    {
+        let refused = call.direction == warden_guard::Direction::ToUpstream
+            && call
+                .message
+                .params()
+                .is_some_and(|p| p.get("inputResponses").is_some());
+        let verdict = if refused {
+            warden_guard::Verdict::Deny(warden_guard::Denial {
+                guard: "no_answers",
+                code: warden_proto::ErrorCode::Denied,
+                message: "answers refused".into(),
+                detail: String::new(),
+                controls: &[],
+                retry_after: None,
+            })
+        } else {
+            warden_guard::Verdict::Continue
+        };
+        Box::pin(async move { Ok(verdict) })
+    }
+}
+
+/// A parked call is spent only by its own caller, and a refused retry ends it at once: the
+/// upstream's pending request gets the refusal instead of waiting for the park to expire.
+#[tokio::test]
+async fn a_parked_call_is_spent_by_its_caller_and_ended_by_a_refused_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::passthrough().with(warden_guard::Stage::Policy, Arc::new(NoAnswers));
+    let gateway = Gateway::start(
+        vec![def(&A, dir.path())],
+        pipeline,
+        GatewayOptions::default(),
+    )
+    .await
+    .unwrap();
+    let f = Fixture { gateway, dir };
+    let alice = Principal::new("alice", warden_guard::AuthMethod::ApiKey);
+    let mallory = Principal::new("mallory", warden_guard::AuthMethod::ApiKey);
+    let first = f
+        .call(None, &alice, ask(1, json!({"sampling": {}}), json!({})))
+        .await;
+    let state = first["result"]["requestState"].as_str().unwrap().to_owned();
+    let answer = json!({"upstream-request": {"role": "assistant", "model": "m", "content": {"type": "text", "text": "x"}}});
+    // Mallory holds the state (say it leaked): refused, and Alice's call is still parked.
+    let theirs = f
+        .call(
+            None,
+            &mallory,
+            ask(2, json!({"sampling": {}}), json!({"requestState": state})),
+        )
+        .await;
+    assert_eq!(theirs["error"]["code"], -32602, "{theirs}");
+    // Alice's retry is refused by a guard: the parked call ends, the upstream is told.
+    let retry = f
+        .call(
+            None,
+            &alice,
+            ask(
+                3,
+                json!({"sampling": {}}),
+                json!({"requestState": state, "inputResponses": answer}),
+            ),
+        )
+        .await;
+    assert_eq!(retry["error"]["data"]["guard"], "no_answers", "{retry}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let told = loop {
+        let told = f
+            .received("a")
+            .into_iter()
+            .find(|m| m["id"] == "s1" && m["error"]["message"] == "answers refused");
+        if told.is_some() || tokio::time::Instant::now() > deadline {
+            break told;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(told.is_some(), "{:?}", f.received("a"));
+    f.stop().await;
+}
