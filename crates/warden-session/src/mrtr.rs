@@ -4,7 +4,8 @@
 //! The gateway answers the client's `tools/call`, `resources/read` or `prompts/get` with an
 //! `input_required` result carrying the upstream's request, and parks the still-open upstream
 //! call under a `requestState` that is 128 random bits from the OS CSPRNG: unguessable, looked
-//! up server-side (so it cannot be forged or altered), single-use, bound to the principal, the
+//! up server-side (so it cannot be forged or altered), single-use (spent only by its own caller:
+//! another caller presenting it is refused and leaves the call alone), bound to the principal, the
 //! method and the tool/prompt name or URI of the original request, and expiring after
 //! [`PARK_TTL`]. When the client retries with `inputResponses` and that `requestState`, the
 //! gateway answers the upstream's pending request and streams the rest of the same upstream

@@ -702,7 +702,7 @@ async fn a_request_state_is_single_use_and_bound_to_principal_and_tool() {
     let state_of = |v: &Value| v["result"]["requestState"].as_str().unwrap().to_owned();
     let answer = json!({"upstream-request": {"role": "assistant", "model": "m", "content": {"type": "text", "text": "x"}}});
 
-    // Another principal presenting the state is refused, and the state is spent.
+    // Another principal presenting the state is refused; the call stays its caller's.
     let first = f
         .call(None, &anon, ask(1, json!({"sampling": {}}), json!({})))
         .await;
@@ -719,12 +719,25 @@ async fn a_request_state_is_single_use_and_bound_to_principal_and_tool() {
         )
         .await;
     assert_eq!(stolen["error"]["code"], -32602, "{stolen}");
-    let late = f
+    let own = f
         .call(
             None,
             &anon,
             ask(
                 3,
+                json!({"sampling": {}}),
+                json!({"requestState": state, "inputResponses": answer}),
+            ),
+        )
+        .await;
+    assert_eq!(own["result"]["resultType"], "complete", "{own}");
+    // Spent: the same state again is not a retry of anything.
+    let late = f
+        .call(
+            None,
+            &anon,
+            ask(
+                5,
                 json!({"sampling": {}}),
                 json!({"requestState": state, "inputResponses": answer}),
             ),
