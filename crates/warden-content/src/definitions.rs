@@ -26,9 +26,26 @@ pub type Exposure = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
 pub struct Poisoning {
     modes: ContentModes,
     expose: Exposure,
-    /// (upstream, raw tool name) of definitions withheld, and their client-facing names.
-    blocked: Mutex<HashSet<(String, String)>>,
-    blocked_names: Mutex<HashSet<String>>,
+    /// (upstream, raw name) of definitions withheld, and their client-facing names, per
+    /// [`Item`] (a tool and a prompt may share a name).
+    blocked: [Mutex<HashSet<(String, String)>>; 2],
+    blocked_names: [Mutex<HashSet<String>>; 2],
+}
+
+/// What a withheld definition defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    Tool = 0,
+    Prompt = 1,
+}
+
+impl Item {
+    fn noun(self) -> &'static str {
+        match self {
+            Item::Tool => "tool",
+            Item::Prompt => "prompt",
+        }
+    }
 }
 
 impl std::fmt::Debug for Poisoning {
@@ -45,8 +62,8 @@ impl Poisoning {
         Arc::new(Self {
             modes,
             expose,
-            blocked: Mutex::new(HashSet::new()),
-            blocked_names: Mutex::new(HashSet::new()),
+            blocked: Default::default(),
+            blocked_names: Default::default(),
         })
     }
 
@@ -60,12 +77,13 @@ impl Poisoning {
         Arc::new(PoisonedCallGuard(self.clone()))
     }
 
-    fn set_blocked(&self, upstream: &str, raw: &str, blocked: bool) {
+    fn set_blocked(&self, item: Item, upstream: &str, raw: &str, blocked: bool) {
         let key = (upstream.to_owned(), raw.to_owned());
         let name = (self.expose)(upstream, raw);
-        let mut b = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut n = self
-            .blocked_names
+        let mut b = self.blocked[item as usize]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut n = self.blocked_names[item as usize]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if blocked {
@@ -77,16 +95,23 @@ impl Poisoning {
         }
     }
 
-    fn is_blocked(&self, upstream: Option<&str>, raw: Option<&str>, client_name: &str) -> bool {
+    fn is_blocked(
+        &self,
+        item: Item,
+        upstream: Option<&str>,
+        raw: Option<&str>,
+        client_name: &str,
+    ) -> bool {
         // Nothing withheld is the usual case: answered without building the owned key.
         if let (Some(u), Some(r)) = (upstream, raw) {
-            let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+            let blocked = self.blocked[item as usize]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if !blocked.is_empty() && blocked.contains(&(u.to_owned(), r.to_owned())) {
                 return true;
             }
         }
-        let names = self
-            .blocked_names
+        let names = self.blocked_names[item as usize]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         !names.is_empty() && names.contains(client_name)
@@ -177,7 +202,7 @@ impl DefinitionGuard {
                     let verdict = DetectVerdict::from_findings(&found);
                     let bad = verdict == DetectVerdict::Block;
                     log_findings(upstream, "tool", name, &found, bad && block);
-                    self.0.set_blocked(upstream, name, bad && block);
+                    self.0.set_blocked(Item::Tool, upstream, name, bad && block);
                     if bad && block {
                         withheld += 1;
                     } else {
@@ -212,6 +237,8 @@ impl DefinitionGuard {
                     );
                     let bad = DetectVerdict::from_findings(&found) == DetectVerdict::Block;
                     log_findings(upstream, "prompt", name, &found, bad && block);
+                    self.0
+                        .set_blocked(Item::Prompt, upstream, name, bad && block);
                     if bad && block {
                         withheld += 1;
                     } else {
@@ -269,26 +296,41 @@ impl Guard for DefinitionGuard {
     }
 }
 
-/// Refuses calls to tools the definition guard withheld.
+/// Refuses calls to tools, and `prompts/get` of prompts, the definition guard withheld.
 pub struct PoisonedCallGuard(Arc<Poisoning>);
 
 impl PoisonedCallGuard {
     fn decide(&self, call: &Call<'_>) -> Verdict {
-        let Some(name) = call.called_tool() else {
-            return Verdict::Continue;
+        let (item, name) = match call.called_tool() {
+            Some(name) => (Item::Tool, name),
+            None if call.direction == Direction::ToUpstream
+                && call.message.method() == Some("prompts/get") =>
+            {
+                match call
+                    .message
+                    .params()
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                {
+                    Some(name) => (Item::Prompt, name),
+                    None => return Verdict::Continue,
+                }
+            }
+            None => return Verdict::Continue,
         };
         let upstream = call.target.map(|t| t.upstream.as_ref());
         let raw = call.target.and_then(|t| t.name.as_deref());
-        if !self.0.is_blocked(upstream, raw, name) {
+        if !self.0.is_blocked(item, upstream, raw, name) {
             return Verdict::Continue;
         }
+        let noun = item.noun();
         Verdict::Deny(Denial {
             guard: NAME,
             code: ErrorCode::Denied,
             message: format!(
-                "tool `{name}` is withheld: its definition failed the poisoning analysis"
+                "{noun} `{name}` is withheld: its definition failed the poisoning analysis"
             ),
-            detail: format!("tool {name} withheld by poisoning analysis"),
+            detail: format!("{noun} {name} withheld by poisoning analysis"),
             controls: CONTROLS,
             retry_after: None,
         })

@@ -221,3 +221,76 @@ async fn poisoned_instructions_are_removed() {
     assert!(out.value()["result"].get("instructions").is_none());
     assert_eq!(out.value()["result"]["serverInfo"]["name"], "x");
 }
+
+/// A prompt withheld from `prompts/list` cannot be fetched with `prompts/get` either; a tool
+/// of the same name is a different definition.
+#[tokio::test]
+async fn a_withheld_prompt_cannot_be_fetched() {
+    let p = poisoning(Mode::Block);
+    let prompts = msg(json!({"jsonrpc":"2.0","id":1,"result":{"prompts":[
+        {"name":"add","description":POISONED},
+        {"name":"summary","description":"Summarises a document."}
+    ]}}));
+    let Verdict::Rewrite(_) = run(
+        &p.list_guard(),
+        &prompts,
+        Direction::ToClient,
+        Some("prompts/list"),
+        None,
+    )
+    .await
+    else {
+        panic!("the list must be rewritten")
+    };
+    let get = |name: &str| {
+        msg(json!({"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":name}}))
+    };
+    let call = p.call_guard();
+    let target = Target {
+        upstream: "math".into(),
+        name: Some("add".into()),
+        tool: None,
+    };
+    let Verdict::Deny(d) = run(
+        &call,
+        &get("math__add"),
+        Direction::ToUpstream,
+        None,
+        Some(&target),
+    )
+    .await
+    else {
+        panic!("the withheld prompt must be refused")
+    };
+    assert!(
+        d.message.starts_with("prompt `math__add` is withheld"),
+        "{d:?}"
+    );
+    assert!(matches!(
+        run(&call, &get("math__add"), Direction::ToUpstream, None, None).await,
+        Verdict::Deny(_)
+    ));
+    assert!(matches!(
+        run(
+            &call,
+            &get("math__summary"),
+            Direction::ToUpstream,
+            None,
+            None
+        )
+        .await,
+        Verdict::Continue
+    ));
+    // Only the prompt was withheld: a tool `add` is not.
+    assert!(matches!(
+        run(
+            &call,
+            &tool_call("math__add"),
+            Direction::ToUpstream,
+            None,
+            None
+        )
+        .await,
+        Verdict::Continue
+    ));
+}
