@@ -79,6 +79,9 @@ struct Handler {
     metrics: Arc<Metrics>,
     /// SHA-256 of the token: compared in constant time against the digest of what arrives.
     token: Option<[u8; 32]>,
+    /// Bound to a loopback address: only loopback names are accepted in `Host`, so a web
+    /// page whose name was rebound to 127.0.0.1 cannot read the metrics (DNS rebinding).
+    loopback: bool,
     audit: Option<AuditLog>,
     audit_queue_capacity: Option<u64>,
 }
@@ -113,6 +116,7 @@ impl MetricsServer {
                 token: options
                     .bearer_token
                     .map(|t| Sha256::digest(t.as_bytes()).into()),
+                loopback: addr.ip().is_loopback(),
                 audit: options.audit,
                 audit_queue_capacity: options.audit_queue_capacity,
             }),
@@ -174,6 +178,10 @@ impl MetricsServer {
 
 impl Handler {
     fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if self.loopback && !loopback_host(req) {
+            tracing::debug!("metrics request refused: Host is not a loopback name");
+            return plain(StatusCode::FORBIDDEN, "forbidden host\n");
+        }
         if req.uri().path() != "/metrics" {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -242,6 +250,31 @@ impl Handler {
     }
 }
 
+/// True when the request's `Host` (one header, or the URI's authority) names this machine's
+/// loopback: `localhost`, an IPv4 address in 127.0.0.0/8 or `[::1]`, with any port.
+fn loopback_host(req: &Request<Incoming>) -> bool {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h.to_str().ok(),
+        (None, _) => req.uri().host(),
+        _ => None,
+    };
+    host.is_some_and(is_loopback_name)
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // `[::1]:port`
+        rest.split_once(']').map_or(rest, |(h, _)| h)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
@@ -263,7 +296,33 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
-    use super::bearer;
+    use super::{bearer, is_loopback_name};
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for ok in [
+            "localhost",
+            "LOCALHOST:9464",
+            "127.0.0.1",
+            "127.0.0.1:9464",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:9464",
+        ] {
+            assert!(is_loopback_name(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9464",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:9464",
+            "10.0.0.1",
+            "[::2]:1",
+            "",
+        ] {
+            assert!(!is_loopback_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn reads_bearer_tokens() {

@@ -198,6 +198,39 @@ async fn serves_only_get_of_metrics() {
     s.stop.cancel();
 }
 
+/// DNS rebinding: a page whose name now resolves to 127.0.0.1 sends its own name as `Host`.
+#[tokio::test]
+async fn a_loopback_listener_refuses_other_host_names() {
+    let s = setup(None).await;
+    for host in [
+        "evil.example",
+        "evil.example:9464",
+        "localhost.evil.example",
+    ] {
+        let r = s
+            .http
+            .get(&s.url)
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{host}");
+        assert!(!r.text().await.unwrap().contains("warden_"));
+    }
+    for host in ["localhost", "127.0.0.1:1"] {
+        let r = s
+            .http
+            .get(&s.url)
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+    }
+    s.log.close().await.unwrap();
+    s.stop.cancel();
+}
+
 #[tokio::test]
 async fn a_configured_token_is_required() {
     let s = setup(Some("s3cret-token")).await;
