@@ -303,7 +303,7 @@ impl Gateway {
         }
     }
 
-    async fn route_uri(
+    pub(crate) async fn route_uri(
         &self,
         session: Option<&Arc<Session>>,
         routes: &Arc<Routes>,

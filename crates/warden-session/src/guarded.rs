@@ -114,6 +114,24 @@ impl Gateway {
         let kind = match method {
             "tools/call" => Item::Tool,
             "prompts/get" => Item::Prompt,
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe"
+                if !self.opts.transparent && self.upstreams.len() > 1 =>
+            {
+                // Judged against the upstream it will be routed to, so that rules scoped to
+                // a server apply to its resources too.
+                let uri = message
+                    .params()
+                    .and_then(|p| p.field("uri"))
+                    .and_then(Value::as_str)?;
+                let up = Box::pin(self.route_uri(session, routes, uri, client))
+                    .await
+                    .ok()?;
+                return Some(Target {
+                    upstream: up.name.as_str().into(),
+                    name: None,
+                    tool: None,
+                });
+            }
             _ => {
                 // Other requests name no item; with one upstream, everything goes there.
                 return match self.upstreams.as_slice() {

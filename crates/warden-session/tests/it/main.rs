@@ -1458,3 +1458,74 @@ async fn a_parked_call_is_spent_by_its_caller_and_ended_by_a_refused_retry() {
     assert!(told.is_some(), "{:?}", f.received("a"));
     f.stop().await;
 }
+
+/// Refuses `resources/read` judged to go to upstream `b`, and records what it was told.
+struct NotFromB;
+
+impl warden_guard::Guard for NotFromB {
+    fn name(&self) -> &'static str {
+        "not_from_b"
+    }
+
+    fn controls(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn check<'a>(
+        &'a self,
+        call: &'a warden_guard::Call<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<warden_guard::Verdict, warden_guard::GuardError>>
+    {
+        let verdict = if call.direction == warden_guard::Direction::ToUpstream
+            && call.message.method() == Some("resources/read")
+            && call.upstream == Some("b")
+        {
+            warden_guard::Verdict::Deny(warden_guard::Denial {
+                guard: "not_from_b",
+                code: warden_proto::ErrorCode::Denied,
+                message: "not from b".into(),
+                detail: String::new(),
+                controls: &[],
+                retry_after: None,
+            })
+        } else {
+            warden_guard::Verdict::Continue
+        };
+        Box::pin(async move { Ok(verdict) })
+    }
+}
+
+/// With several upstreams, a resource read is judged against the upstream it is routed to,
+/// so rules scoped to a server apply to its resources (before, the guards saw no upstream).
+#[tokio::test]
+async fn a_resource_read_is_judged_against_its_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::passthrough().with(warden_guard::Stage::Policy, Arc::new(NotFromB));
+    let gateway = Gateway::start(
+        vec![def(&A, dir.path()), def(&B, dir.path())],
+        pipeline,
+        GatewayOptions::default(),
+    )
+    .await
+    .unwrap();
+    let f = Fixture { gateway, dir };
+    let s = f.legacy_session().await;
+    let read = |id: i64, uri: &str| json!({"jsonrpc":"2.0","id":id,"method":"resources/read","params":{"uri":uri}});
+    let from_b = f
+        .call(Some(&s), s.principal(), read(1, "mem://only-b"))
+        .await;
+    assert_eq!(from_b["error"]["data"]["guard"], "not_from_b", "{from_b}");
+    let from_a = f
+        .call(Some(&s), s.principal(), read(2, "mem://only-a"))
+        .await;
+    assert_eq!(
+        from_a["result"]["contents"][0]["uri"], "mem://only-a",
+        "{from_a}"
+    );
+    assert!(
+        !f.received_methods("b")
+            .contains(&"resources/read".to_owned()),
+        "b was never asked"
+    );
+    f.stop().await;
+}
