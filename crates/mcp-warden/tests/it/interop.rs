@@ -314,8 +314,9 @@ pub(crate) struct Allow<'a> {
 /// - `serve` answers `initialize` / `server/discover` itself (docs/architecture.md, "gateway
 ///   answers initialize / server/discover"): `serverInfo` is the gateway's own (checked:
 ///   `name` is `mcp-warden`), each upstream's `instructions` are prefixed with `[<upstream>] `
-///   (checked), and `listChanged` is `true` for tools, prompts and resources because the
-///   gateway re-lists on change (dispatch.rs, `aggregate_description`). Nothing else of the
+///   (checked), `listChanged` is `true` for tools, prompts and resources because the
+///   gateway re-lists on change (dispatch.rs, `aggregate_description`), and the `tasks`
+///   capability may be absent (serve offers no tasks yet). Nothing else of the
 ///   server section is normalised: `protocolVersion`, `era` and every other capability must
 ///   match.
 /// - bridged: the client asked for 2026-07-28 from a 2025-only server, so `protocolVersion`
@@ -335,6 +336,13 @@ pub(crate) fn normalise(direct: &Value, through: &Value, allow: Allow<'_>) -> (V
         ) && ti.strip_prefix(&format!("[{name}] ")) == Some(di)
         {
             server["instructions"] = Value::String(di.to_owned());
+        }
+        // `serve` offers no tasks until a task is bound to its caller (dispatch.rs,
+        // `handle_request`): only the capability's absence is allowed.
+        if server["capabilities"].get("tasks").is_none()
+            && let Some(v) = d["server"]["capabilities"].get("tasks")
+        {
+            server["capabilities"]["tasks"] = v.clone();
         }
         for cap in ["tools", "prompts", "resources"] {
             let direct_value = d["server"]["capabilities"][cap].get("listChanged").cloned();
