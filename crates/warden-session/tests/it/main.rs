@@ -139,6 +139,57 @@ impl Fixture {
     }
 }
 
+/// A guard refusing the messages `refuses` picks, as `name` with `message`: for tests of
+/// which messages the guards see and what follows a refusal.
+struct Refusing {
+    name: &'static str,
+    message: &'static str,
+    refuses: fn(&warden_guard::Call<'_>) -> bool,
+}
+
+impl warden_guard::Guard for Refusing {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn controls(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn check<'a>(
+        &'a self,
+        call: &'a warden_guard::Call<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<warden_guard::Verdict, warden_guard::GuardError>>
+    {
+        let verdict = if (self.refuses)(call) {
+            warden_guard::Verdict::Deny(warden_guard::Denial {
+                guard: self.name,
+                code: warden_proto::ErrorCode::Denied,
+                message: self.message.into(),
+                detail: String::new(),
+                controls: &[],
+                retry_after: None,
+            })
+        } else {
+            warden_guard::Verdict::Continue
+        };
+        Box::pin(async move { Ok(verdict) })
+    }
+}
+
+impl Fixture {
+    /// [`Fixture::start`] (not transparent) with a [`Refusing`] guard in the policy stage.
+    async fn refusing(upstreams: &[Upstream], guard: Refusing) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let defs = upstreams.iter().map(|u| def(u, dir.path())).collect();
+        let pipeline = Pipeline::passthrough().with(warden_guard::Stage::Policy, Arc::new(guard));
+        let gateway = Gateway::start(defs, pipeline, GatewayOptions::default())
+            .await
+            .unwrap();
+        Fixture { gateway, dir }
+    }
+}
+
 fn message(v: Value) -> Message {
     decode(Bytes::from(v.to_string()), &Limits::default()).unwrap()
 }
@@ -1256,56 +1307,23 @@ async fn an_unattributable_server_request_never_reaches_another_callers_session(
     f.stop().await;
 }
 
-/// Refuses every `sampling/createMessage` on its way to a client.
-struct NoSampling;
-
-impl warden_guard::Guard for NoSampling {
-    fn name(&self) -> &'static str {
-        "no_sampling"
-    }
-
-    fn controls(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn check<'a>(
-        &'a self,
-        call: &'a warden_guard::Call<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<warden_guard::Verdict, warden_guard::GuardError>>
-    {
-        let verdict = if call.direction == warden_guard::Direction::ToClient
-            && call.message.method() == Some("sampling/createMessage")
-        {
-            warden_guard::Verdict::Deny(warden_guard::Denial {
-                guard: "no_sampling",
-                code: warden_proto::ErrorCode::Denied,
-                message: "sampling is not allowed".into(),
-                detail: String::new(),
-                controls: &[],
-                retry_after: None,
-            })
-        } else {
-            warden_guard::Verdict::Continue
-        };
-        Box::pin(async move { Ok(verdict) })
-    }
-}
-
 /// A legacy upstream's request relayed to a 2026-07-28 client in rounds goes through the
 /// response guards first, as it does for a legacy client: a refused one never reaches the
 /// client, and the upstream gets the refusal.
 #[tokio::test]
 async fn a_bridged_server_request_goes_through_the_response_guards() {
-    let dir = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline::passthrough().with(warden_guard::Stage::Policy, Arc::new(NoSampling));
-    let gateway = Gateway::start(
-        vec![def(&A, dir.path())],
-        pipeline,
-        GatewayOptions::default(),
+    let f = Fixture::refusing(
+        &[A],
+        Refusing {
+            name: "no_sampling",
+            message: "sampling is not allowed",
+            refuses: |call| {
+                call.direction == warden_guard::Direction::ToClient
+                    && call.message.method() == Some("sampling/createMessage")
+            },
+        },
     )
-    .await
-    .unwrap();
-    let f = Fixture { gateway, dir };
+    .await;
     let anon = Principal::anonymous();
     let r = f
         .call(None, &anon, ask(1, json!({"sampling": {}}), json!({})))
@@ -1363,58 +1381,25 @@ async fn tasks_are_refused_by_the_aggregating_gateway() {
     f.stop().await;
 }
 
-/// Refuses every request that carries `inputResponses`.
-struct NoAnswers;
-
-impl warden_guard::Guard for NoAnswers {
-    fn name(&self) -> &'static str {
-        "no_answers"
-    }
-
-    fn controls(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn check<'a>(
-        &'a self,
-        call: &'a warden_guard::Call<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<warden_guard::Verdict, warden_guard::GuardError>>
-    {
-        let refused = call.direction == warden_guard::Direction::ToUpstream
-            && call
-                .message
-                .params()
-                .is_some_and(|p| p.get("inputResponses").is_some());
-        let verdict = if refused {
-            warden_guard::Verdict::Deny(warden_guard::Denial {
-                guard: "no_answers",
-                code: warden_proto::ErrorCode::Denied,
-                message: "answers refused".into(),
-                detail: String::new(),
-                controls: &[],
-                retry_after: None,
-            })
-        } else {
-            warden_guard::Verdict::Continue
-        };
-        Box::pin(async move { Ok(verdict) })
-    }
-}
-
 /// A parked call is spent only by its own caller, and a refused retry ends it at once: the
 /// upstream's pending request gets the refusal instead of waiting for the park to expire.
 #[tokio::test]
 async fn a_parked_call_is_spent_by_its_caller_and_ended_by_a_refused_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline::passthrough().with(warden_guard::Stage::Policy, Arc::new(NoAnswers));
-    let gateway = Gateway::start(
-        vec![def(&A, dir.path())],
-        pipeline,
-        GatewayOptions::default(),
+    let f = Fixture::refusing(
+        &[A],
+        Refusing {
+            name: "no_answers",
+            message: "answers refused",
+            refuses: |call| {
+                call.direction == warden_guard::Direction::ToUpstream
+                    && call
+                        .message
+                        .params()
+                        .is_some_and(|p| p.get("inputResponses").is_some())
+            },
+        },
     )
-    .await
-    .unwrap();
-    let f = Fixture { gateway, dir };
+    .await;
     let alice = Principal::new("alice", warden_guard::AuthMethod::ApiKey);
     let mallory = Principal::new("mallory", warden_guard::AuthMethod::ApiKey);
     let first = f
@@ -1459,56 +1444,23 @@ async fn a_parked_call_is_spent_by_its_caller_and_ended_by_a_refused_retry() {
     f.stop().await;
 }
 
-/// Refuses `resources/read` judged to go to upstream `b`, and records what it was told.
-struct NotFromB;
-
-impl warden_guard::Guard for NotFromB {
-    fn name(&self) -> &'static str {
-        "not_from_b"
-    }
-
-    fn controls(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn check<'a>(
-        &'a self,
-        call: &'a warden_guard::Call<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<warden_guard::Verdict, warden_guard::GuardError>>
-    {
-        let verdict = if call.direction == warden_guard::Direction::ToUpstream
-            && call.message.method() == Some("resources/read")
-            && call.upstream == Some("b")
-        {
-            warden_guard::Verdict::Deny(warden_guard::Denial {
-                guard: "not_from_b",
-                code: warden_proto::ErrorCode::Denied,
-                message: "not from b".into(),
-                detail: String::new(),
-                controls: &[],
-                retry_after: None,
-            })
-        } else {
-            warden_guard::Verdict::Continue
-        };
-        Box::pin(async move { Ok(verdict) })
-    }
-}
-
 /// With several upstreams, a resource read is judged against the upstream it is routed to,
 /// so rules scoped to a server apply to its resources (before, the guards saw no upstream).
 #[tokio::test]
 async fn a_resource_read_is_judged_against_its_upstream() {
-    let dir = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline::passthrough().with(warden_guard::Stage::Policy, Arc::new(NotFromB));
-    let gateway = Gateway::start(
-        vec![def(&A, dir.path()), def(&B, dir.path())],
-        pipeline,
-        GatewayOptions::default(),
+    let f = Fixture::refusing(
+        &[A, B],
+        Refusing {
+            name: "not_from_b",
+            message: "not from b",
+            refuses: |call| {
+                call.direction == warden_guard::Direction::ToUpstream
+                    && call.message.method() == Some("resources/read")
+                    && call.upstream == Some("b")
+            },
+        },
     )
-    .await
-    .unwrap();
-    let f = Fixture { gateway, dir };
+    .await;
     let s = f.legacy_session().await;
     let read = |id: i64, uri: &str| json!({"jsonrpc":"2.0","id":id,"method":"resources/read","params":{"uri":uri}});
     let from_b = f
