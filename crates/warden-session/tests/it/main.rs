@@ -139,6 +139,37 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// One era-fixture upstream `name` run as `era` with `delay` seconds (see the fixture's
+    /// usage) and `request_timeout`, behind a passthrough gateway.
+    async fn one_slow(name: &str, era: &str, delay: &str, request_timeout: Duration) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = StdioSpec::new(name, "python3");
+        spec.args = vec![
+            fixture(),
+            era.into(),
+            dir.path()
+                .join(format!("{name}.jsonl"))
+                .display()
+                .to_string(),
+            delay.into(),
+        ];
+        let up = UpstreamDef {
+            name: name.into(),
+            transport: Transport::Stdio(spec),
+            era: EraPreference::Auto,
+            request_timeout,
+            startup_timeout: WAIT,
+            namespace: true,
+            lifecycle: Default::default(),
+        };
+        let gateway = Gateway::start(vec![up], Pipeline::passthrough(), GatewayOptions::default())
+            .await
+            .unwrap();
+        Fixture { gateway, dir }
+    }
+}
+
 /// A guard refusing the messages `refuses` picks, as `name` with `message`: for tests of
 /// which messages the guards see and what follows a refusal.
 struct Refusing {
@@ -928,28 +959,8 @@ async fn a_denied_or_held_call_never_reaches_the_upstream() {
 /// takes that as the modern era instead of failing the upstream.
 #[tokio::test]
 async fn a_modern_server_slower_than_the_probe_is_still_detected_as_modern() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = StdioSpec::new("late", "python3");
-    spec.args = vec![
-        fixture(),
-        "modern-late".into(),
-        dir.path().join("late.jsonl").display().to_string(),
-        // Longer than the probe waits (5 s at most), shorter than the start-up timeout.
-        "5.5".into(),
-    ];
-    let up = UpstreamDef {
-        name: "late".into(),
-        transport: Transport::Stdio(spec),
-        era: EraPreference::Auto,
-        request_timeout: WAIT,
-        startup_timeout: WAIT,
-        namespace: true,
-        lifecycle: Default::default(),
-    };
-    let gateway = Gateway::start(vec![up], Pipeline::passthrough(), GatewayOptions::default())
-        .await
-        .unwrap();
-    let f = Fixture { gateway, dir };
+    // Longer than the probe waits (5 s at most), shorter than the start-up timeout.
+    let f = Fixture::one_slow("late", "modern-late", "5.5", WAIT).await;
     // Start-up itself recovered: the second ask happened before any client request (a
     // failed start-up handshake would only be retried when a request arrives).
     let methods: Vec<String> = f
@@ -1161,31 +1172,13 @@ async fn a_legacy_sessions_upstream_connection_ends_with_it() {
 /// slowly with cursors for ever is cut off after it, and the pages received are used.
 #[tokio::test]
 async fn endless_slow_paging_ends_within_one_request_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = StdioSpec::new("slow", "python3");
-    spec.args = vec![
-        fixture(),
-        "legacy-endless".into(),
-        dir.path().join("slow.jsonl").display().to_string(),
-        "0.25".into(),
-    ];
-    let def = UpstreamDef {
-        name: "slow".into(),
-        transport: warden_session::Transport::Stdio(spec),
-        era: EraPreference::Auto,
-        request_timeout: Duration::from_millis(1200),
-        startup_timeout: WAIT,
-        namespace: true,
-        lifecycle: Default::default(),
-    };
-    let gateway = Gateway::start(
-        vec![def],
-        Pipeline::passthrough(),
-        GatewayOptions::default(),
+    let f = Fixture::one_slow(
+        "slow",
+        "legacy-endless",
+        "0.25",
+        Duration::from_millis(1200),
     )
-    .await
-    .unwrap();
-    let f = Fixture { gateway, dir };
+    .await;
     let s = f.legacy_session().await;
     let started = tokio::time::Instant::now();
     let list = f
