@@ -176,36 +176,14 @@ async fn log_messages_and_errors_are_sanitised_and_redacted() {
     let args: Vec<&str> = server.iter().map(String::as_str).collect();
     let mut client = StdioClient::start(run_command(&[], &args)).unwrap();
     client.initialize("2025-11-25").await.unwrap();
-    let (r, before) = client
-        .request_with(
-            "tools/call",
-            json!({"name": "log", "arguments": {"msg": "start \u{1b}]0;owned\u{7}\u{1b}[2J done"}}),
-        )
-        .await
-        .unwrap();
-    let logged = before
-        .iter()
-        .find(|m| m["method"] == "notifications/message")
-        .unwrap_or_else(|| panic!("no log message before {r}: {before:?}"));
-    let data = logged["params"]["data"].to_string();
-    assert!(!data.contains("\\u001b"), "{logged}");
-    assert!(data.contains("start") && data.contains("done"), "{logged}");
+    let data = logged_data(&mut client, "start \u{1b}]0;owned\u{7}\u{1b}[2J done").await;
+    assert!(!data.contains("\\u001b"), "{data}");
+    assert!(data.contains("start") && data.contains("done"), "{data}");
     // A secret in a log line is redacted as in a result.
     let key = "AKIAZ3MSJV7WQ4TLBN2K";
-    let (r, before) = client
-        .request_with(
-            "tools/call",
-            json!({"name": "log", "arguments": {"msg": format!("using key={key}")}}),
-        )
-        .await
-        .unwrap();
-    let logged = before
-        .iter()
-        .find(|m| m["method"] == "notifications/message")
-        .unwrap_or_else(|| panic!("no log message before {r}: {before:?}"));
-    let data = logged["params"]["data"].to_string();
-    assert!(!data.contains(key), "{logged}");
-    assert!(data.contains("[REDACTED:aws-access-token]"), "{logged}");
+    let data = logged_data(&mut client, &format!("using key={key}")).await;
+    assert!(!data.contains(key), "{data}");
+    assert!(data.contains("[REDACTED:aws-access-token]"), "{data}");
     // The server's error text: it names the prompt the client asked for.
     let r = client
         .request("prompts/get", json!({"name": "nope\u{1b}]0;owned\u{7}"}))
@@ -216,6 +194,23 @@ async fn log_messages_and_errors_are_sanitised_and_redacted() {
         .unwrap_or_else(|| panic!("{r}"));
     assert!(message.contains("nope"), "{r}");
     assert!(!message.contains('\u{1b}'), "{r}");
+}
+
+/// Calls the fixture's `log` tool with `msg`; returns the `data` of the log message the
+/// client received before the result, as JSON text.
+async fn logged_data(client: &mut StdioClient, msg: &str) -> String {
+    let (r, before) = client
+        .request_with(
+            "tools/call",
+            json!({"name": "log", "arguments": {"msg": msg}}),
+        )
+        .await
+        .unwrap();
+    let logged = before
+        .iter()
+        .find(|m| m["method"] == "notifications/message")
+        .unwrap_or_else(|| panic!("no log message before {r}: {before:?}"));
+    logged["params"]["data"].to_string()
 }
 
 /// What a client sends can carry a credential too: reported by default (the call goes
