@@ -360,11 +360,62 @@ impl PolicyGuard {
                     format!("resource {uri:?}"),
                 )
             }
+            "completion/complete" => {
+                // Completing an argument of a prompt or resource reveals what it would take
+                // (a path completion lists names): the caller must be allowed the item itself.
+                if let Some(verdict) = self.completion_item(call, params) {
+                    return verdict;
+                }
+                (Resource::Gateway, "completion".to_owned())
+            }
             _ => (Resource::Gateway, format!("method {method:?}")),
         };
         match self.decide(call.principal, method, resource, arguments, false) {
             Decided::Allow => Verdict::Continue,
             Decided::Deny(detail) => self.deny(what, detail),
+        }
+    }
+
+    /// The refusal of a `completion/complete` whose reference (a prompt, or a resource URI)
+    /// the caller may not use as `prompts/get` or `resources/read`; `None` when it may.
+    fn completion_item(&self, call: &Call<'_>, params: Option<&Value>) -> Option<Verdict> {
+        let reference = params?.get("ref")?;
+        let field = |k: &str| reference.get(k).and_then(Value::as_str);
+        match field("type")? {
+            "ref/prompt" => {
+                let shown = field("name").unwrap_or("");
+                let what = format!("completion of prompt {shown:?}");
+                let Some((server, Some(name))) =
+                    call.target.map(|t| (&*t.upstream, t.name.as_deref()))
+                else {
+                    return Some(
+                        self.deny(what, "the gateway cannot resolve the named item".into()),
+                    );
+                };
+                match self.decide(
+                    call.principal,
+                    "prompts/get",
+                    Resource::Prompt { server, name },
+                    None,
+                    false,
+                ) {
+                    Decided::Allow => None,
+                    Decided::Deny(detail) => Some(self.deny(what, detail)),
+                }
+            }
+            "ref/resource" => {
+                let uri = field("uri").unwrap_or("");
+                let what = format!("completion of resource {uri:?}");
+                let resource = Resource::Uri {
+                    server: call.upstream,
+                    uri,
+                };
+                match self.decide(call.principal, "resources/read", resource, None, false) {
+                    Decided::Allow => None,
+                    Decided::Deny(detail) => Some(self.deny(what, detail)),
+                }
+            }
+            _ => None,
         }
     }
 

@@ -114,6 +114,39 @@ impl Gateway {
         let kind = match method {
             "tools/call" => Item::Tool,
             "prompts/get" => Item::Prompt,
+            "completion/complete" => {
+                // Judged against the prompt or resource it completes (see the policy guard).
+                let reference = message.params().and_then(|p| p.field("ref"))?;
+                let field = |k: &str| reference.field(k).and_then(Value::as_str);
+                return match field("type")? {
+                    "ref/prompt" => {
+                        let name = field("name")?;
+                        let (up, original) = match self.opts.transparent {
+                            true => (self.upstreams.first()?.clone(), name.to_owned()),
+                            false => self.route_name(name, Item::Prompt)?,
+                        };
+                        Some(Target {
+                            upstream: up.name.as_str().into(),
+                            name: Some(original.into()),
+                            tool: None,
+                        })
+                    }
+                    "ref/resource" => {
+                        let up = match self.upstreams.as_slice() {
+                            [only] => only.clone(),
+                            _ => Box::pin(self.route_uri(session, routes, field("uri")?, client))
+                                .await
+                                .ok()?,
+                        };
+                        Some(Target {
+                            upstream: up.name.as_str().into(),
+                            name: None,
+                            tool: None,
+                        })
+                    }
+                    _ => None,
+                };
+            }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe"
                 if !self.opts.transparent && self.upstreams.len() > 1 =>
             {

@@ -257,6 +257,57 @@ fn resources_and_prompts_by_pattern() {
     ));
 }
 
+/// Completing a prompt's or a resource's argument reveals what it would take (a path
+/// completion lists names): allowed only for what the caller may get or read.
+#[tokio::test]
+async fn completion_needs_the_item_it_completes() {
+    let r = RoleConfig {
+        resources: vec!["file:///srv/docs/*".into()],
+        prompts: vec!["*/summarise".into()],
+        ..RoleConfig::default()
+    };
+    let g = guard(&[("reader", r)], "");
+    let p = Principal::new("r", AuthMethod::ApiKey).with_roles(["reader"]);
+    let complete = |reference: Value| {
+        msg(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "completion/complete",
+            "params": {"ref": reference, "argument": {"name": "path", "value": "/"}}}),
+        )
+    };
+    let prompt = |name: &str| Target {
+        upstream: "x".into(),
+        name: Some(name.into()),
+        tool: None,
+    };
+    let verdict = |m: &Message, target: Option<&Target>| {
+        let mut call = Call::new(m, Direction::ToUpstream, &p);
+        call.target = target;
+        call.upstream = target.map(|t| &*t.upstream);
+        g.verdict(&call)
+    };
+    let allowed = complete(json!({"type": "ref/prompt", "name": "x__summarise"}));
+    assert!(matches!(
+        verdict(&allowed, Some(&prompt("summarise"))),
+        Verdict::Continue
+    ));
+    let other = complete(json!({"type": "ref/prompt", "name": "x__secrets"}));
+    let Verdict::Deny(d) = verdict(&other, Some(&prompt("secrets"))) else {
+        panic!("a prompt the caller may not get")
+    };
+    assert_eq!(
+        d.message,
+        "completion of prompt \"x__secrets\" is not allowed"
+    );
+    assert!(
+        matches!(verdict(&other, None), Verdict::Deny(_)),
+        "unresolved"
+    );
+    let docs = complete(json!({"type": "ref/resource", "uri": "file:///srv/docs/{name}"}));
+    assert!(matches!(verdict(&docs, None), Verdict::Continue));
+    let etc = complete(json!({"type": "ref/resource", "uri": "file:///etc/{name}"}));
+    assert!(matches!(verdict(&etc, None), Verdict::Deny(_)));
+}
+
 #[tokio::test]
 async fn request_denial_names_what_without_internals() {
     // Proves: DATA-4

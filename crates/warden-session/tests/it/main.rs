@@ -1474,3 +1474,32 @@ async fn a_resource_read_is_judged_against_its_upstream() {
     );
     f.stop().await;
 }
+
+/// A completion is judged against the prompt it completes: the guards see it resolved as a
+/// `prompts/get` would be (upstream and name at the upstream).
+#[tokio::test]
+async fn a_completion_is_judged_against_its_prompt() {
+    let f = Fixture::refusing(
+        &[A],
+        Refusing {
+            name: "no_greet",
+            message: "not greet",
+            refuses: |call| {
+                call.message.method() == Some("completion/complete")
+                    && call.upstream == Some("a")
+                    && call.target.and_then(|t| t.name.as_deref()) == Some("greet")
+            },
+        },
+    )
+    .await;
+    let s = f.legacy_session().await;
+    let complete = json!({"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{
+        "ref":{"type":"ref/prompt","name":"a__greet"},"argument":{"name":"n","value":"x"}}});
+    let r = f.call(Some(&s), s.principal(), complete).await;
+    assert_eq!(r["error"]["data"]["guard"], "no_greet", "{r}");
+    assert!(
+        !f.received_methods("a")
+            .contains(&"completion/complete".to_owned())
+    );
+    f.stop().await;
+}
