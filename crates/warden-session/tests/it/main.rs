@@ -86,6 +86,19 @@ impl Fixture {
             .collect()
     }
 
+    /// [`Fixture::received`] once `done` holds for it (the upstream records what it reads
+    /// asynchronously), or as it stands after [`WAIT`].
+    async fn wait_received(&self, name: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let got = self.received(name);
+            if done(&got) || tokio::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn received_methods(&self, name: &str) -> Vec<String> {
         self.received(name)
             .iter()
@@ -727,6 +740,16 @@ async fn transparent_mode_forwards_the_clients_own_initialize() {
     f.stop().await;
 }
 
+/// A client's retry of `a__ask` (with sampling declared) carrying `state` and `answer` (the
+/// `inputResponses`).
+fn retry(id: i64, state: &str, answer: &Value) -> Value {
+    ask(
+        id,
+        json!({"sampling": {}}),
+        json!({"requestState": state, "inputResponses": answer}),
+    )
+}
+
 fn ask(id: i64, caps: Value, extra: Value) -> Value {
     let mut params = json!({"name": "a__ask", "arguments": {}});
     for (k, v) in extra.as_object().unwrap() {
@@ -789,42 +812,12 @@ async fn a_request_state_is_single_use_and_bound_to_principal_and_tool() {
         .call(None, &anon, ask(1, json!({"sampling": {}}), json!({})))
         .await;
     let state = state_of(&first);
-    let stolen = f
-        .call(
-            None,
-            &mallory,
-            ask(
-                2,
-                json!({"sampling": {}}),
-                json!({"requestState": state, "inputResponses": answer}),
-            ),
-        )
-        .await;
+    let stolen = f.call(None, &mallory, retry(2, &state, &answer)).await;
     assert_eq!(stolen["error"]["code"], -32602, "{stolen}");
-    let own = f
-        .call(
-            None,
-            &anon,
-            ask(
-                3,
-                json!({"sampling": {}}),
-                json!({"requestState": state, "inputResponses": answer}),
-            ),
-        )
-        .await;
+    let own = f.call(None, &anon, retry(3, &state, &answer)).await;
     assert_eq!(own["result"]["resultType"], "complete", "{own}");
     // Spent: the same state again is not a retry of anything.
-    let late = f
-        .call(
-            None,
-            &anon,
-            ask(
-                5,
-                json!({"sampling": {}}),
-                json!({"requestState": state, "inputResponses": answer}),
-            ),
-        )
-        .await;
+    let late = f.call(None, &anon, retry(5, &state, &answer)).await;
     assert_eq!(
         late["result"]["resultType"], "input_required",
         "a spent state starts a new call: {late}"
@@ -1034,18 +1027,15 @@ async fn unanswered_server_requests_are_capped_per_session() {
         Reply::Accepted
     ));
     let answered = |v: &Value| v["id"].as_str().map(str::to_owned);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let responses = loop {
-        let got: Vec<Value> = f
-            .received("a")
-            .into_iter()
-            .filter(|m| m.get("method").is_none())
-            .collect();
-        if got.len() > over || tokio::time::Instant::now() > deadline {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let is_response = |m: &Value| m.get("method").is_none();
+    let responses: Vec<Value> = f
+        .wait_received("a", |got| {
+            got.iter().filter(|m| is_response(m)).count() > over
+        })
+        .await
+        .into_iter()
+        .filter(is_response)
+        .collect();
     let ids: Vec<Option<String>> = responses.iter().map(answered).collect();
     let mut expected: Vec<Option<String>> = (1..=over).map(|i| Some(format!("f{i}"))).collect();
     expected.push(Some(format!("f{count}")));
@@ -1410,30 +1400,11 @@ async fn a_parked_call_is_spent_by_its_caller_and_ended_by_a_refused_retry() {
         .await;
     assert_eq!(theirs["error"]["code"], -32602, "{theirs}");
     // Alice's retry is refused by a guard: the parked call ends, the upstream is told.
-    let retry = f
-        .call(
-            None,
-            &alice,
-            ask(
-                3,
-                json!({"sampling": {}}),
-                json!({"requestState": state, "inputResponses": answer}),
-            ),
-        )
-        .await;
+    let retry = f.call(None, &alice, retry(3, &state, &answer)).await;
     assert_eq!(retry["error"]["data"]["guard"], "no_answers", "{retry}");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let told = loop {
-        let told = f
-            .received("a")
-            .into_iter()
-            .find(|m| m["id"] == "s1" && m["error"]["message"] == "answers refused");
-        if told.is_some() || tokio::time::Instant::now() > deadline {
-            break told;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(told.is_some(), "{:?}", f.received("a"));
+    let told = |m: &Value| m["id"] == "s1" && m["error"]["message"] == "answers refused";
+    let got = f.wait_received("a", |got| got.iter().any(told)).await;
+    assert!(got.iter().any(told), "{got:?}");
     f.stop().await;
 }
 
