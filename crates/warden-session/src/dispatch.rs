@@ -157,25 +157,19 @@ impl Gateway {
             // `tasks/list` would show one caller's tasks to another, and `tasks/result` read
             // them. Until the gateway binds each task to its caller, `serve` offers none: no
             // call becomes a task, so no task id is one the gateway knows.
-            let known_method = matches!(method.as_str(), "tasks/get" | "tasks/cancel")
+            // A method that takes a task id gets "no such task"; a removed or unknown one, "no
+            // such method"; a task-augmented call, a refusal of its `task` parameter.
+            let takes_a_task = matches!(method.as_str(), "tasks/get" | "tasks/cancel")
                 || (method == "tasks/result" && !client.modern);
-            let (code, text) = if method == "tools/call" {
-                (
-                    ErrorCode::InvalidParams,
-                    "task-augmented calls are not offered through the gateway: a task is not yet bound to its caller",
-                )
-            } else if known_method {
-                (
-                    ErrorCode::InvalidParams,
-                    "no such task: the gateway offers no tasks (a task is not yet bound to its caller)",
-                )
-            } else {
-                (
-                    ErrorCode::MethodNotFound,
-                    "tasks are not offered through the gateway: a task is not yet bound to its caller",
-                )
+            let (code, text) = match (method.as_str(), takes_a_task) {
+                ("tools/call", _) => (ErrorCode::InvalidParams, "task-augmented calls are not"),
+                (_, true) => (ErrorCode::InvalidParams, "no such task: tasks are not"),
+                _ => (ErrorCode::MethodNotFound, "tasks are not"),
             };
-            return single(error(&idv, code, text));
+            let text = format!(
+                "{text} offered through the gateway (a task is not yet bound to its caller)"
+            );
+            return single(error(&idv, code, &text));
         }
         let reply = match method.as_str() {
             // Boxed: rare methods whose futures would otherwise size every request's.

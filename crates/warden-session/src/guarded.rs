@@ -99,6 +99,28 @@ impl Gateway {
         }
     }
 
+    /// The upstream a request naming resource `uri` is routed to: the only one, or the one
+    /// [`Gateway::route_uri`] picks.
+    async fn uri_target(
+        &self,
+        session: Option<&Arc<Session>>,
+        routes: &Arc<Routes>,
+        uri: &str,
+        client: ClientEra,
+    ) -> Option<Target> {
+        let up = match self.upstreams.as_slice() {
+            [only] => only.clone(),
+            _ => Box::pin(self.route_uri(session, routes, uri, client))
+                .await
+                .ok()?,
+        };
+        Some(Target {
+            upstream: up.name.as_str().into(),
+            name: None,
+            tool: None,
+        })
+    }
+
     /// The upstream, name and (for `tools/call`) listed definition a request acts on. A call
     /// to a tool the catalog does not know lists the tools first (at most once per
     /// [`RELIST_INTERVAL`]), so a client cannot skip validation by never listing.
@@ -132,38 +154,20 @@ impl Gateway {
                         })
                     }
                     "ref/resource" => {
-                        let up = match self.upstreams.as_slice() {
-                            [only] => only.clone(),
-                            _ => Box::pin(self.route_uri(session, routes, field("uri")?, client))
-                                .await
-                                .ok()?,
-                        };
-                        Some(Target {
-                            upstream: up.name.as_str().into(),
-                            name: None,
-                            tool: None,
-                        })
+                        self.uri_target(session, routes, field("uri")?, client)
+                            .await
                     }
                     _ => None,
                 };
             }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe"
-                if !self.opts.transparent && self.upstreams.len() > 1 =>
-            {
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 // Judged against the upstream it will be routed to, so that rules scoped to
                 // a server apply to its resources too.
                 let uri = message
                     .params()
                     .and_then(|p| p.field("uri"))
                     .and_then(Value::as_str)?;
-                let up = Box::pin(self.route_uri(session, routes, uri, client))
-                    .await
-                    .ok()?;
-                return Some(Target {
-                    upstream: up.name.as_str().into(),
-                    name: None,
-                    tool: None,
-                });
+                return self.uri_target(session, routes, uri, client).await;
             }
             _ => {
                 // Other requests name no item; with one upstream, everything goes there.

@@ -185,6 +185,17 @@ impl Gateway {
         }
     }
 
+    /// Takes the call parked under `state` if `principal` parked it: `None` for a state the
+    /// gateway does not know, `Err` for another caller's (left parked: whoever holds the state
+    /// learns nothing and cannot end the call).
+    fn take_parked(&self, state: &str, principal: &Principal) -> Option<Result<Parked, ()>> {
+        let mut parked = self.parked.lock().ok()?;
+        if !parked.get(state)?.exchange.principal.same_caller(principal) {
+            return Some(Err(()));
+        }
+        parked.remove(state).map(Ok)
+    }
+
     /// Ends the parked call `state` refers to when its caller's retry was refused: the
     /// upstream's pending request gets the refusal, and the call is dropped (cancelled
     /// upstream) rather than left waiting for its expiry. Another caller's state is left alone.
@@ -194,16 +205,9 @@ impl Gateway {
         principal: &Principal,
         refusal: &Message,
     ) {
-        let parked = {
-            let Ok(mut parked) = self.parked.lock() else {
-                return;
-            };
-            match parked.get(state) {
-                Some(p) if p.exchange.principal.same_caller(principal) => parked.remove(state),
-                _ => None,
-            }
+        let Some(Ok(parked)) = self.take_parked(state, principal) else {
+            return;
         };
-        let Some(parked) = parked else { return };
         let upstream_id = parked.request.id().cloned();
         if let Some(id) = upstream_id {
             let answer = refusal.with_id(&id);
@@ -222,19 +226,13 @@ impl Gateway {
         method: &str,
     ) -> Option<Reply> {
         let state = message.params()?.field("requestState")?.as_str()?;
-        // Spent only by its own caller: another caller holding the state learns nothing and
-        // cannot end the call.
-        let parked = {
-            let mut parked = self.parked.lock().ok()?;
-            if !parked.get(state)?.exchange.principal.same_caller(principal) {
-                let idv = message.id().map(Id::to_value).unwrap_or(Value::Null);
-                return Some(Reply::Stream(ReplyStream::single(error(
-                    &idv,
-                    ErrorCode::InvalidParams,
-                    "requestState does not belong to this request",
-                ))));
-            }
-            parked.remove(state)?
+        let Ok(parked) = self.take_parked(state, principal)? else {
+            let idv = message.id().map(Id::to_value).unwrap_or(Value::Null);
+            return Some(Reply::Stream(ReplyStream::single(error(
+                &idv,
+                ErrorCode::InvalidParams,
+                "requestState does not belong to this request",
+            ))));
         };
         let id = message.id().cloned()?;
         let idv = id.to_value();
@@ -277,20 +275,8 @@ impl Gateway {
                 "the client did not provide the requested input",
             ),
         };
-        // The answer goes through the same guards as a legacy client's direct answer.
-        let answer = match self
-            .guard_in(
-                ex.session.as_deref(),
-                answer,
-                warden_guard::Direction::ToUpstream,
-                principal,
-                Some(&ex.up.name),
-                parked.request.method(),
-            )
-            .await
-        {
-            Ok(m) | Err(m) => m,
-        };
+        // The answer needs no guards of its own: the retry carrying it went through the
+        // request guards (`secrets_in_answers` scans its `inputResponses`).
         if let Err(e) = ex.conn.respond(&answer).await {
             tracing::debug!(upstream = %ex.up.name, error = %e, "input for a parked call not delivered");
         }
