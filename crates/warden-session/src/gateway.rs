@@ -1080,6 +1080,11 @@ pub(crate) async fn pump_unsolicited(
 
 /// Notifications every session receives: list changes, and resource updates (the client keeps
 /// its own subscription bookkeeping; the notification carries only the URI).
+/// True when `session` is a legacy HTTP session `principal` may use.
+fn owned_by(session: &Session, principal: &Principal) -> bool {
+    session.face() == Face::Http && session.principal().same_caller(principal)
+}
+
 fn is_broadcast(method: &str) -> bool {
     method.ends_with("/list_changed") || method == "notifications/resources/updated"
 }
@@ -1323,6 +1328,7 @@ impl Handler for Gateway {
     fn find_session<'a>(
         &'a self,
         id: &'a str,
+        principal: &'a Principal,
     ) -> BoxFuture<'a, Result<Option<Arc<Session>>, SessionError>> {
         async move {
             let Some(sid) = SessionId::parse(id) else {
@@ -1346,6 +1352,8 @@ impl Handler for Gateway {
                     limit: self.opts.max_sessions,
                 })?;
                 match sessions.get_mut(sid.as_str()) {
+                    // Another caller's session, or a stdio one: not found, and not touched.
+                    Some(e) if !owned_by(&e.session, principal) => return Ok(None),
                     Some(e) if e.session.is_expired(idle, max) => None,
                     Some(e) => {
                         e.session.touch();
@@ -1373,6 +1381,10 @@ impl Handler for Gateway {
                         else {
                             return Ok(None);
                         };
+                        if !owned_by(&session, principal) {
+                            // Not adopted (no entry, no renewal) for a caller it is not.
+                            return Ok(None);
+                        }
                         if session.is_expired(idle, max) {
                             return Ok(None);
                         }

@@ -155,12 +155,16 @@ pub trait Handler: Send + Sync + 'static {
         face: Face,
     ) -> BoxFuture<'_, Result<std::sync::Arc<Session>, SessionError>>;
 
-    /// Looks up a live legacy HTTP session by id, in the session store (so a session created
-    /// by another replica is found). Unknown, expired and ended sessions are `Ok(None)` (the
-    /// HTTP face answers 404); `Err` means the store could not answer (503).
+    /// Looks up `principal`'s live legacy HTTP session by id, in the session store (so a
+    /// session created by another replica is found). Unknown, expired and ended sessions, and
+    /// sessions of another caller or of another face, are `Ok(None)` (the HTTP face answers
+    /// 404). Only the owner's lookup refreshes a session: a caller presenting someone else's
+    /// id neither keeps it alive nor makes this replica adopt it. `Err` means the store could
+    /// not answer (503).
     fn find_session<'a>(
         &'a self,
         id: &'a str,
+        principal: &'a Principal,
     ) -> BoxFuture<'a, Result<Option<std::sync::Arc<Session>>, SessionError>>;
 
     /// Ends a session and releases its upstream state.

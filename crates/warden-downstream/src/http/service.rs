@@ -384,14 +384,18 @@ impl<H: Handler> Shared<H> {
         principal: &Principal,
         parts: &Parts,
     ) -> Result<Arc<Session>, Rejection> {
-        let found = self.handler.find_session(raw).await.map_err(|error| {
-            warn!(%error, "session lookup failed");
-            Rejection::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::UpstreamUnavailable,
-                "session store unavailable",
-            )
-        })?;
+        let found = self
+            .handler
+            .find_session(raw, principal)
+            .await
+            .map_err(|error| {
+                warn!(%error, "session lookup failed");
+                Rejection::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::UpstreamUnavailable,
+                    "session store unavailable",
+                )
+            })?;
         let session = found
             .filter(|s| s.face() == Face::Http && s.principal().same_caller(principal))
             .ok_or_else(|| Rejection::invalid(StatusCode::NOT_FOUND, "session not found"))?;

@@ -135,8 +135,15 @@ impl Handler for TestHandler {
     fn find_session<'a>(
         &'a self,
         id: &'a str,
+        principal: &'a Principal,
     ) -> BoxFuture<'a, Result<Option<Arc<Session>>, SessionError>> {
-        let found = self.sessions.lock().unwrap().get(id).cloned();
+        let found = self
+            .sessions
+            .lock()
+            .unwrap()
+            .get(id)
+            .filter(|s| s.principal().same_caller(principal))
+            .cloned();
         Box::pin(async move { Ok(found) })
     }
 

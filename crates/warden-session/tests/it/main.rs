@@ -384,6 +384,64 @@ async fn a_session_refuses_another_principal_and_forwards_nothing() {
     f.stop().await;
 }
 
+/// Presenting another caller's session id is a miss with no side effect: it neither keeps the
+/// session alive (the owner's idle expiry still runs) nor makes a replica adopt the session
+/// (which would take a slot of its table).
+#[tokio::test]
+async fn another_callers_lookup_neither_refreshes_nor_adopts_a_session() {
+    let store: warden_store::DynStore = Arc::new(warden_store::MemoryStore::default());
+    let opts = |max_sessions| GatewayOptions {
+        session_store: store.clone(),
+        session_idle: Duration::from_millis(400),
+        max_sessions,
+        ..GatewayOptions::default()
+    };
+    let one = Fixture::start_with(&[A], opts(16)).await;
+    let two = Fixture::start_with(&[A], opts(1)).await;
+    let s = one.legacy_session().await;
+    let id = s.id().as_str().to_owned();
+    let intruder = Principal::new("mallory", warden_guard::AuthMethod::Anonymous);
+
+    // Another replica: not found, and not adopted (its one slot stays free).
+    assert!(
+        two.gateway
+            .find_session(&id, &intruder)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let own = two
+        .gateway
+        .open_session(Principal::anonymous(), Face::Http)
+        .await
+        .expect("the intruder's lookup took no slot");
+    two.gateway.end_session(&own).await;
+
+    // The owning replica: the intruder's lookups, every 50 ms for 0.8 s, do not keep the
+    // session alive past its 0.4 s idle limit.
+    let until = tokio::time::Instant::now() + Duration::from_millis(800);
+    while tokio::time::Instant::now() < until {
+        assert!(
+            one.gateway
+                .find_session(&id, &intruder)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        one.gateway
+            .find_session(&id, &Principal::anonymous())
+            .await
+            .unwrap()
+            .is_none(),
+        "idle past the limit although another caller kept presenting its id"
+    );
+    one.stop().await;
+    two.stop().await;
+}
+
 #[tokio::test]
 async fn the_session_table_is_bounded() {
     let f = Fixture::start_with(
@@ -429,7 +487,7 @@ async fn replicas_share_sessions_through_the_store() {
 
     let there = two
         .gateway
-        .find_session(&id)
+        .find_session(&id, &Principal::anonymous())
         .await
         .unwrap()
         .expect("found on the other replica");
@@ -455,7 +513,11 @@ async fn replicas_share_sessions_through_the_store() {
 
     two.gateway.end_session(&there).await;
     assert!(
-        one.gateway.find_session(&id).await.unwrap().is_none(),
+        one.gateway
+            .find_session(&id, &Principal::anonymous())
+            .await
+            .unwrap()
+            .is_none(),
         "ended everywhere"
     );
     assert!(s.is_ended(), "the first replica dropped its copy");
@@ -495,7 +557,11 @@ async fn malformed_session_ids_are_unknown_without_a_store_lookup() {
     .await;
     for bad in ["../x", "", "ABC", &"0".repeat(64)] {
         assert!(
-            f.gateway.find_session(bad).await.unwrap().is_none(),
+            f.gateway
+                .find_session(bad, &Principal::anonymous())
+                .await
+                .unwrap()
+                .is_none(),
             "{bad}"
         );
     }
@@ -514,10 +580,20 @@ async fn ended_and_idle_sessions_are_not_found() {
     .await;
     let s = f.legacy_session().await;
     let id = s.id().as_str().to_owned();
-    assert!(f.gateway.find_session(&id).await.unwrap().is_some());
+    assert!(
+        f.gateway
+            .find_session(&id, &Principal::anonymous())
+            .await
+            .unwrap()
+            .is_some()
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        f.gateway.find_session(&id).await.unwrap().is_none(),
+        f.gateway
+            .find_session(&id, &Principal::anonymous())
+            .await
+            .unwrap()
+            .is_none(),
         "idle past the limit"
     );
     let t = f
@@ -528,12 +604,16 @@ async fn ended_and_idle_sessions_are_not_found() {
     let tid = t.id().as_str().to_owned();
     f.gateway.end_session(&t).await;
     assert!(
-        f.gateway.find_session(&tid).await.unwrap().is_none(),
+        f.gateway
+            .find_session(&tid, &Principal::anonymous())
+            .await
+            .unwrap()
+            .is_none(),
         "ended"
     );
     assert!(
         f.gateway
-            .find_session("not-a-session")
+            .find_session("not-a-session", &Principal::anonymous())
             .await
             .unwrap()
             .is_none()
