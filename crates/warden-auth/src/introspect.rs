@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::fetch::{self, FetchError};
-use crate::jwt::{self, Accepted, ClaimRules, JwtError};
+use crate::jwt::{self, Accepted, ClaimRules, JwtError, SubjectClaim};
 use crate::secret::Secret;
 
 /// Why introspection did not accept a token.
@@ -103,13 +103,16 @@ pub(crate) fn accept(
     claims
         .entry("iss")
         .or_insert_with(|| Value::String(rules.issuer.to_owned()));
-    if claims.get("sub").is_none()
-        && let Some(username) = claims.get("username").cloned()
-    {
-        claims.insert("sub".into(), username);
-    }
-    jwt::check_claim_map(&claims, rules, now, false).map_err(IntrospectionError::Refused)
+    jwt::check_claim_map(&claims, rules, now, false, INTROSPECTED_SUBJECTS)
+        .map_err(IntrospectionError::Refused)
 }
+
+/// An introspected token's subject: `sub`, else `username`, else `client_id` (RFC 7662 §2.2).
+const INTROSPECTED_SUBJECTS: &[(&str, SubjectClaim)] = &[
+    ("sub", SubjectClaim::Sub),
+    ("username", SubjectClaim::Username),
+    ("client_id", SubjectClaim::ClientId),
+];
 
 /// RFC 6749 §2.3.1: client credentials in HTTP Basic are form-urlencoded first.
 fn form_encode(value: &str) -> String {

@@ -353,11 +353,27 @@ pub struct ClaimRules<'a> {
     pub roles_claims: &'a [String],
 }
 
+/// The claim a token's subject was taken from. Each is its own namespace: an OAuth client
+/// may be named like a user (`client_id` is often chosen by the client, a URL under Client ID
+/// Metadata Documents) and a `username` is often chosen by the user, so neither may ever become
+/// the principal a `sub` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectClaim {
+    /// `sub`: the authorization server's identifier of the end user (or client).
+    Sub,
+    /// `username` (introspection answers without `sub`).
+    Username,
+    /// `client_id` (client-credential tokens without `sub`).
+    ClientId,
+}
+
 /// Claims of an accepted token, reduced to what a principal needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// `sub` (or `client_id` for client-credential tokens).
+    /// The value of `sub`, or of the claim [`Accepted::subject_claim`] names.
     pub subject: String,
+    /// Where [`Accepted::subject`] came from.
+    pub subject_claim: SubjectClaim,
     /// Roles from the configured claims.
     pub roles: Vec<String>,
     /// Scopes from `scope` and `scp`.
@@ -376,16 +392,24 @@ pub fn check_claims(
 ) -> Result<Accepted, JwtError> {
     let claims: Map<String, Value> =
         serde_json::from_slice(payload).map_err(|_| JwtError::BadClaims)?;
-    check_claim_map(&claims, rules, now, true)
+    check_claim_map(&claims, rules, now, true, JWT_SUBJECTS)
 }
 
+/// A JWT's subject: `sub`, else `client_id` (RFC 9068).
+pub(crate) const JWT_SUBJECTS: &[(&str, SubjectClaim)] = &[
+    ("sub", SubjectClaim::Sub),
+    ("client_id", SubjectClaim::ClientId),
+];
+
 /// Claim checks shared by JWTs and introspection answers. `require_expiry`: JWTs must carry
-/// `exp`; an introspection answer may omit it.
+/// `exp`; an introspection answer may omit it. `subjects`: the claims a subject may come from,
+/// in order of preference.
 pub(crate) fn check_claim_map(
     claims: &Map<String, Value>,
     rules: &ClaimRules<'_>,
     now: u64,
     require_expiry: bool,
+    subjects: &[(&str, SubjectClaim)],
 ) -> Result<Accepted, JwtError> {
     if claims.get("iss").and_then(Value::as_str) != Some(rules.issuer) {
         return Err(JwtError::Issuer);
@@ -418,16 +442,16 @@ pub(crate) fn check_claim_map(
     if not_before.is_some_and(|nbf| now.saturating_add(rules.leeway) < nbf) {
         return Err(JwtError::NotYetValid);
     }
-    let subject = ["sub", "client_id"]
+    let (subject, subject_claim) = subjects
         .iter()
-        .find_map(|name| {
+        .find_map(|(name, claim)| {
             claims
                 .get(*name)
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
+                .map(|s| (s.to_owned(), *claim))
         })
-        .ok_or(JwtError::NoSubject)?
-        .to_owned();
+        .ok_or(JwtError::NoSubject)?;
     let mut scopes = Vec::new();
     for name in ["scope", "scp"] {
         match claims.get(name) {
@@ -455,6 +479,7 @@ pub(crate) fn check_claim_map(
     roles.truncate(MAX_ROLES);
     Ok(Accepted {
         subject,
+        subject_claim,
         roles,
         scopes,
         expires,

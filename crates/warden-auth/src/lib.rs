@@ -45,7 +45,7 @@ pub use secret::Secret;
 use cache::TokenCache;
 use introspect::{IntrospectionError, Introspector};
 use jwks::Jwks;
-use jwt::{Accepted, ClaimRules, JwtError};
+use jwt::{Accepted, ClaimRules, JwtError, SubjectClaim};
 
 /// The RFC 9728 well-known path prefix.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -427,8 +427,18 @@ pub fn metadata_url_for(resource: &Url) -> String {
     url.to_string()
 }
 
-fn principal_of(issuer: &str, accepted: &Accepted) -> Principal {
-    Principal::new(format!("{issuer}#{}", accepted.subject), AuthMethod::Bearer)
+/// The principal of an accepted token. A `sub` is `<issuer>#<sub>`; a subject from another
+/// claim is prefixed with that claim's name (`client:<issuer>#<client_id>`,
+/// `username:<issuer>#<username>`). The issuer is an http(s) URL, so a `sub` principal always
+/// starts with `http` and can never be spelled like one of the others, whatever the values.
+pub(crate) fn principal_of(issuer: &str, accepted: &Accepted) -> Principal {
+    let subject = &accepted.subject;
+    let name = match accepted.subject_claim {
+        SubjectClaim::Sub => format!("{issuer}#{subject}"),
+        SubjectClaim::Username => format!("username:{issuer}#{subject}"),
+        SubjectClaim::ClientId => format!("client:{issuer}#{subject}"),
+    };
+    Principal::new(name, AuthMethod::Bearer)
         .with_roles(accepted.roles.iter().map(String::as_str))
         .with_scopes(accepted.scopes.iter().map(String::as_str))
 }

@@ -36,7 +36,8 @@ pub const RETRY_AFTER_MS: &str = "retryAfterMs";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Principal {
     /// Stable subject identifier (`anonymous` until authentication is configured). For bearer
-    /// tokens: `<issuer>#<sub>`; for API keys: the key's principal name.
+    /// tokens: `<issuer>#<sub>`, or `client:<issuer>#<client_id>` / `username:<issuer>#<name>`
+    /// for tokens without `sub`; for API keys: the key's principal name.
     pub subject: Arc<str>,
     /// How the subject was established.
     pub method: AuthMethod,

@@ -281,6 +281,52 @@ async fn opaque_tokens_are_introspected_checked_and_cached() {
     assert_eq!(issuer.hits("/introspect"), 5);
 }
 
+/// `sub`, `client_id` and `username` are separate namespaces: a client (whose id it may choose)
+/// or a user (whose name they may choose) named like another user's `sub` never becomes that
+/// user, neither for sessions (`same_caller`) nor for policy (the subject string).
+#[tokio::test]
+async fn a_client_or_username_named_like_a_subject_is_another_principal() {
+    let key = SigningKey::es256("e1");
+    let issuer = Issuer::start(&[&key]).await;
+    let auth = authenticator(&config(&issuer, ""));
+    let introspecting = authenticator(&config(
+        &issuer,
+        &format!(
+            "[auth.introspection]\nendpoint = \"{}/introspect\"\nclient_id = \"warden-gateway\"\nclient_secret = \"env:UNUSED\"",
+            issuer.url
+        ),
+    ));
+    let user = check(&auth, &key.sign(&claims(&issuer))).await.unwrap();
+    let mut client_claims = claims(&issuer);
+    let map = client_claims.as_object_mut().unwrap();
+    map.remove("sub");
+    map.insert("client_id".into(), json!("alice"));
+    let client = check(&auth, &key.sign(&client_claims)).await.unwrap();
+    issuer.introspects(
+        "opaque-named",
+        json!({"active": true, "username": "alice", "aud": RESOURCE, "exp": now() + 300}),
+    );
+    issuer.introspects(
+        "opaque-client",
+        json!({"active": true, "client_id": "alice", "aud": RESOURCE, "exp": now() + 300}),
+    );
+    let named = check(&introspecting, "opaque-named").await.unwrap();
+    let introspected_client = check(&introspecting, "opaque-client").await.unwrap();
+
+    assert_eq!(&*user.subject, format!("{}#alice", issuer.url));
+    assert_eq!(&*client.subject, format!("client:{}#alice", issuer.url));
+    assert_eq!(&*named.subject, format!("username:{}#alice", issuer.url));
+    assert_eq!(
+        client.subject, introspected_client.subject,
+        "one client, whichever way its token is checked"
+    );
+    for (other, what) in [(&client, "client_id"), (&named, "username")] {
+        assert!(!other.same_caller(&user), "{what} became the user");
+        assert_ne!(other.subject, user.subject, "{what}");
+    }
+    assert!(!client.same_caller(&named));
+}
+
 #[tokio::test]
 async fn an_unreachable_issuer_fails_closed_with_503() {
     let port = warden_test::free_port();
