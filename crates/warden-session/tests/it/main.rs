@@ -1270,6 +1270,34 @@ async fn endless_slow_paging_ends_within_one_request_timeout() {
     f.stop().await;
 }
 
+/// An aggregated list keeps at most 10,000 items of one upstream: an upstream answering pages
+/// of 1,500 tools with cursors for ever, at once, gets 10,000 of them listed (not the 150,000
+/// of the 100-page limit), in the upstream's order.
+#[tokio::test]
+async fn an_upstreams_list_is_cut_at_ten_thousand_items() {
+    let f = Fixture::one_slow("huge", "legacy-huge", "0", Duration::from_secs(60)).await;
+    let s = f.legacy_session().await;
+    let list = f
+        .call(
+            Some(&s),
+            &Principal::anonymous(),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}),
+        )
+        .await;
+    let names = tool_names(&list);
+    assert_eq!(names.len(), 10_000, "{}", names.len());
+    assert_eq!(names[0], "huge__t1_0");
+    assert_eq!(names[1_500], "huge__t2_0");
+    assert_eq!(names[9_999], "huge__t7_999", "the seventh page, cut short");
+    let pages = f
+        .received_methods("huge")
+        .iter()
+        .filter(|m| *m == "tools/list")
+        .count();
+    assert_eq!(pages, 7, "no page asked for past the limit");
+    f.stop().await;
+}
+
 /// A request method sent without an id is not a notification the gateway forwards: the
 /// request guards judge notifications differently (policy, schema and rate limits look at
 /// requests), so a `tools/call` shaped as a notification would reach the upstream unjudged.
