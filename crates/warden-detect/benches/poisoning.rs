@@ -63,6 +63,13 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The benchmark harness's echo result (`--payload 64`): a long run of one letter, which
+    // is also valid base64.
+    let echo = format!("Echo: {}", "x".repeat(64));
+    g.bench_function("echo_result_64", |b| {
+        b.iter(|| analyze_text(black_box(&echo), TextKind::ToolResult))
+    });
+
     let tools: Vec<serde_json::Value> = (0..100)
         .map(|i| {
             serde_json::json!({

@@ -180,7 +180,21 @@ impl Gateway {
             }
             "ping" => single(response(&idv, json!({}))),
             "logging/setLevel" => {
-                Box::pin(self.broadcast_set_level(session, &routes, &message)).await;
+                let level = match required_param(&message, "level", &idv) {
+                    Ok(l) => l,
+                    Err(reply) => return reply,
+                };
+                let Some(rank) = crate::session::log_level_rank(&level) else {
+                    return single(error(
+                        &idv,
+                        ErrorCode::InvalidParams,
+                        &format!("unknown log level {level:?}"),
+                    ));
+                };
+                if let Some(s) = session {
+                    s.set_log_level(rank);
+                }
+                Box::pin(self.broadcast_set_level(session, &routes, &message, rank)).await;
                 single(response(&idv, json!({})))
             }
             m if LISTS.iter().any(|(l, _, _)| *l == m) => {
@@ -556,11 +570,17 @@ impl Gateway {
         result
     }
 
+    /// Applies a client's `logging/setLevel` (`rank`: the level's) to the upstreams that log.
+    /// A per-session connection gets it as it is. A shared connection logs for every caller, so
+    /// it is set to the most verbose level any caller asked for, and never made less verbose
+    /// by one of them: each session then gets only what it asked for
+    /// ([`Session::wants_log`]), and no caller can silence or flood another's logs.
     async fn broadcast_set_level(
         &self,
         session: Option<&Arc<Session>>,
         routes: &Arc<Routes>,
         message: &Message,
+        rank: u8,
     ) {
         for u in &self.upstreams {
             let Ok(d) = u.describe().await else { continue };
@@ -573,8 +593,29 @@ impl Gateway {
             else {
                 continue;
             };
-            if let Err(e) = exchange(&conn, message.clone(), u.request_timeout).await {
-                tracing::debug!(upstream = %u.name, error = %e, "logging/setLevel not applied");
+            let shared = u.conn.load_full();
+            if self.opts.transparent || conn.id() != shared.id() {
+                if let Err(e) = exchange(&conn, message.clone(), u.request_timeout).await {
+                    tracing::debug!(upstream = %u.name, error = %e, "logging/setLevel not applied");
+                }
+                continue;
+            }
+            let mut set = u.shared_log_level.lock().await;
+            let current = set
+                .as_ref()
+                .filter(|(c, _)| std::sync::Weak::ptr_eq(c, &Arc::downgrade(&shared)))
+                .map(|(_, r)| *r);
+            if current.is_some_and(|r| r <= rank) {
+                continue;
+            }
+            match exchange(&conn, message.clone(), u.request_timeout).await {
+                Ok(Answer::Result(_)) => *set = Some((Arc::downgrade(&shared), rank)),
+                Ok(Answer::Error(e)) => {
+                    tracing::debug!(upstream = %u.name, error = %e, "logging/setLevel refused");
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %u.name, error = %e, "logging/setLevel not applied");
+                }
             }
         }
     }

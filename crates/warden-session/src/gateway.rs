@@ -279,6 +279,10 @@ pub(crate) struct UpstreamState {
     /// legacy traffic: SDKs scope the legacy era to the whole process once initialized).
     pub(crate) stdio_spec: Option<StdioSpec>,
     pub(crate) catalog: RwLock<Catalog>,
+    /// The log level the gateway set on the shared connection (which connection, and the
+    /// level's rank): the most verbose any caller asked for. Held across the forwarding, so
+    /// that concurrent requests leave the upstream at the most verbose of them.
+    pub(crate) shared_log_level: tokio::sync::Mutex<Option<(std::sync::Weak<Connection>, u8)>>,
 }
 
 #[derive(Default)]
@@ -507,6 +511,7 @@ impl Gateway {
                 legacy_desc: tokio::sync::Mutex::new(None),
                 stdio_spec,
                 catalog: RwLock::new(Catalog::default()),
+                shared_log_level: tokio::sync::Mutex::new(None),
             }));
         }
         let gateway = Arc::new_cyclic(|me| Gateway {
@@ -1152,6 +1157,11 @@ impl Gateway {
         request_method: Option<&str>,
     ) -> Option<Message> {
         self.audit_message(&msg, session, upstream);
+        if !self.opts.transparent && !session.wants_log(&msg) {
+            // Below the level this client asked for (the shared upstream logs at the most
+            // verbose level any caller asked for).
+            return None;
+        }
         let msg = if msg.is_request() {
             let upstream_id = msg.id().cloned()?;
             let method = msg.method().unwrap_or("");

@@ -1,7 +1,7 @@
 //! One client session: its id, principal, negotiated version and the messages for it that belong
 //! to no request (notifications, server-initiated requests).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -122,6 +122,29 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The MCP log levels (RFC 5424 severities), least severe first: a level's rank is its index.
+pub const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// No level asked for.
+const NO_LOG_LEVEL: u8 = u8::MAX;
+
+/// The rank of a log level's name, if it is one.
+pub fn log_level_rank(name: &str) -> Option<u8> {
+    LOG_LEVELS
+        .iter()
+        .position(|l| *l == name)
+        .and_then(|i| u8::try_from(i).ok())
+}
+
 /// One client session.
 #[derive(Debug)]
 pub struct Session {
@@ -133,6 +156,9 @@ pub struct Session {
     state: Mutex<State>,
     /// Set when the stored record is out of date (after `initialize`).
     dirty: AtomicBool,
+    /// The rank of the `logging/setLevel` level the client asked for ([`LOG_LEVELS`]), or
+    /// [`NO_LOG_LEVEL`].
+    log_level: AtomicU8,
     unsolicited_tx: mpsc::Sender<Message>,
     unsolicited_rx: Mutex<Option<mpsc::Receiver<Message>>>,
 }
@@ -182,6 +208,7 @@ impl Session {
                 ended: false,
             }),
             dirty: AtomicBool::new(false),
+            log_level: AtomicU8::new(NO_LOG_LEVEL),
             unsolicited_tx: tx,
             unsolicited_rx: Mutex::new(Some(rx)),
         }
@@ -261,6 +288,30 @@ impl Session {
         if self.unsolicited_tx.try_send(message).is_err() {
             tracing::debug!(session = %self.id, "unsolicited queue full or closed; message dropped");
         }
+    }
+
+    /// Records the log level the client asked for (`rank` in [`LOG_LEVELS`]).
+    pub fn set_log_level(&self, rank: u8) {
+        self.log_level.store(rank, Ordering::Relaxed);
+    }
+
+    /// True when the client wants `message`: anything but a `notifications/message` below the
+    /// level it asked for with `logging/setLevel`. A log message of no known level is
+    /// delivered (nothing to judge it by), as is everything when no level was asked for.
+    pub fn wants_log(&self, message: &Message) -> bool {
+        if message.method() != Some("notifications/message") {
+            return true;
+        }
+        let wanted = self.log_level.load(Ordering::Relaxed);
+        if wanted == NO_LOG_LEVEL {
+            return true;
+        }
+        let level = message
+            .params()
+            .and_then(|p| warden_proto::Field::field(p, "level"))
+            .and_then(serde_json::Value::as_str)
+            .and_then(log_level_rank);
+        level.is_none_or(|rank| rank >= wanted)
     }
 
     /// Marks activity now.

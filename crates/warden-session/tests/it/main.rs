@@ -689,6 +689,80 @@ async fn a_legacy_client_reaches_a_modern_upstream_with_per_request_meta() {
     f.stop().await;
 }
 
+async fn set_level(f: &Fixture, s: &Arc<Session>, id: i64, level: &str) -> Value {
+    let msg = json!({"jsonrpc":"2.0","id":id,"method":"logging/setLevel","params":{"level":level}});
+    f.call(Some(s), s.principal(), msg).await
+}
+
+/// The `data` of the log messages a call's reply stream carries before its response.
+async fn logs_of_call(f: &Fixture, s: &Arc<Session>, id: i64) -> Vec<String> {
+    let call = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"a__log"}});
+    let reply = tokio::time::timeout(
+        WAIT,
+        f.gateway.handle(Some(s), s.principal(), message(call)),
+    )
+    .await
+    .unwrap();
+    let Reply::Stream(mut stream) = reply else {
+        panic!("a request must get a reply stream")
+    };
+    let mut logs = vec![];
+    loop {
+        let m = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .unwrap()
+            .expect("a response");
+        if m.is_response() {
+            assert!(m.result().is_some(), "{:?}", m.into_value());
+            return logs;
+        }
+        let v = m.into_value();
+        assert_eq!(v["method"], "notifications/message", "{v}");
+        logs.push(v["params"]["data"].as_str().unwrap().to_owned());
+    }
+}
+
+/// On an upstream connection shared by every session, `logging/setLevel` is per session: the
+/// upstream is set to the most verbose level any session asked for (never made less verbose
+/// by one of them), and each session gets only the log messages at or above its own level.
+#[tokio::test]
+async fn log_levels_are_per_session_on_a_shared_upstream() {
+    let f = Fixture::start(&[A], false).await;
+    let (quiet, loud, unset) = (
+        f.legacy_session().await,
+        f.legacy_session().await,
+        f.legacy_session().await,
+    );
+    assert!(set_level(&f, &quiet, 1, "warning").await["result"].is_object());
+    assert!(set_level(&f, &loud, 2, "debug").await["result"].is_object());
+    // Less verbose than the upstream's level: recorded for the session, not forwarded.
+    assert!(set_level(&f, &loud, 3, "info").await["result"].is_object());
+    let bad = set_level(&f, &unset, 4, "verbose").await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    let forwarded: Vec<Value> = f
+        .received("a")
+        .into_iter()
+        .filter(|m| m["method"] == "logging/setLevel")
+        .map(|m| m["params"]["level"].clone())
+        .collect();
+    assert_eq!(forwarded, vec![json!("warning"), json!("debug")]);
+
+    assert_eq!(
+        logs_of_call(&f, &quiet, 10).await,
+        ["at warning", "at error"]
+    );
+    assert_eq!(
+        logs_of_call(&f, &loud, 11).await,
+        ["at info", "at warning", "at error"]
+    );
+    assert_eq!(
+        logs_of_call(&f, &unset, 12).await,
+        ["at debug", "at info", "at warning", "at error"],
+        "a session that asked for no level gets what the upstream sends"
+    );
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn removed_methods_are_unknown_to_modern_clients() {
     let f = Fixture::start(&[A], false).await;
