@@ -13,8 +13,8 @@ use warden_upstream::{Connection, UpstreamError};
 use crate::bridge::{self, ServerDescription};
 use crate::gateway::{
     Answer, EraPreference, Gateway, HandshakeError, Inflight, MAX_LIST_ITEMS, MAX_LIST_PAGES,
-    Routes, UpstreamState, detect, error, exchange, pump_unsolicited, relayed_error, request,
-    response, upstream_error,
+    MAX_SUBSCRIPTIONS, Routes, UpstreamState, detect, error, exchange, pump_unsolicited,
+    relayed_error, request, response, upstream_error,
 };
 use crate::mrtr::Exchange;
 use crate::naming::{self, NameMap};
@@ -236,6 +236,17 @@ impl Gateway {
                 };
                 match self.route_uri(session, &routes, &uri, client).await {
                     Ok(up) => {
+                        if method != "resources/read"
+                            && let Some(answer) = self.track_subscription(
+                                session.is_some(),
+                                &routes,
+                                (&up, &uri),
+                                &method,
+                                &idv,
+                            )
+                        {
+                            return single(answer);
+                        }
                         self.forward(session, principal, routes, &up, message, id, client, method)
                             .await
                     }
@@ -568,6 +579,42 @@ impl Gateway {
             };
         }
         result
+    }
+
+    /// Records a session's `resources/subscribe` or `resources/unsubscribe` of `uri` on `up`.
+    /// `Some` is the answer when the request is not to be forwarded: past
+    /// [`MAX_SUBSCRIPTIONS`], or an unsubscription a shared connection must not get because
+    /// another session is still subscribed (it would end that session's updates).
+    fn track_subscription(
+        &self,
+        has_session: bool,
+        routes: &Arc<Routes>,
+        (up, uri): (&UpstreamState, &str),
+        method: &str,
+        idv: &Value,
+    ) -> Option<Message> {
+        if self.opts.transparent || !has_session {
+            return None;
+        }
+        let key = (up.index, uri.to_owned());
+        if method == "resources/subscribe" {
+            let mut subs = routes.subscriptions.lock().ok()?;
+            if subs.len() >= MAX_SUBSCRIPTIONS && !subs.contains(&key) {
+                return Some(error(
+                    idv,
+                    ErrorCode::InvalidParams,
+                    &format!("too many subscriptions: at most {MAX_SUBSCRIPTIONS} per session"),
+                ));
+            }
+            subs.insert(key);
+            return None;
+        }
+        let was = routes.subscriptions.lock().ok()?.remove(&key);
+        // A shared (stdio) connection serves every session: another session's subscription
+        // stays. A per-session connection (HTTP) is this session's alone.
+        let shared = !up.is_http;
+        (shared && (!was || self.subscribed_elsewhere(up.index, uri, routes)))
+            .then(|| response(idv, json!({})))
     }
 
     /// Applies a client's `logging/setLevel` (`rank`: the level's) to the upstreams that log.

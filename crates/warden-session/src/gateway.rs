@@ -315,12 +315,20 @@ pub(crate) struct Routes {
     /// Upstream of the bridged era per session in transparent mode: true when a legacy client
     /// is bridged to a modern upstream.
     pub(crate) bridged_to_modern: std::sync::atomic::AtomicBool,
+    /// Resources the session subscribed to, as (upstream index, URI): `resources/updated` from
+    /// a shared connection goes to the sessions subscribed to its URI, and an unsubscription
+    /// reaches a shared connection only when no other session is still subscribed.
+    pub(crate) subscriptions: Mutex<HashSet<(usize, String)>>,
 }
 
 /// Most server-initiated requests one session keeps waiting for the client's answer. At the
 /// cap the oldest is answered for the client with an error and forgotten: a server that sends
 /// requests a client never answers would otherwise grow the table for the session's life.
 pub const MAX_SERVER_REQUESTS: usize = 256;
+
+/// Most resources one session may be subscribed to at once (each is kept until unsubscribed or
+/// the session ends).
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
 
 /// A server-initiated request forwarded to the client, awaiting the client's answer.
 pub(crate) struct ServerRequest {
@@ -337,6 +345,12 @@ pub(crate) struct ServerRequest {
 }
 
 impl Routes {
+    fn is_subscribed(&self, index: usize, uri: &str) -> bool {
+        self.subscriptions
+            .lock()
+            .is_ok_and(|s| s.iter().any(|(i, u)| *i == index && u == uri))
+    }
+
     /// Records a server request forwarded to the client under `client_id`. At
     /// [`MAX_SERVER_REQUESTS`] the oldest is removed and returned, for its upstream to be told.
     pub(crate) fn remember(&self, client_id: Id, request: ServerRequest) -> Option<ServerRequest> {
@@ -691,6 +705,7 @@ async fn sweep(gateway: std::sync::Weak<Gateway>) {
             tracing::info!(session = %session.id(), "session expired");
             g.audit_session_end(&session, "expired");
             close_routes(&routes).await;
+            g.release_subscriptions(&routes);
         }
     }
 }
@@ -1053,6 +1068,14 @@ pub(crate) async fn pump_unsolicited(
         }
         let targets: Vec<(Arc<Session>, Arc<Routes>)> = match &owner {
             Some((s, r)) => vec![(s.clone(), r.clone())],
+            None if method == "notifications/resources/updated" && !g.opts.transparent => {
+                let uri = msg
+                    .params()
+                    .and_then(|p| warden_proto::Field::field(p, "uri"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                g.subscribers(upstream.index, uri)
+            }
             None => g.unsolicited_targets(&method, Some((conn.id(), &in_flight))),
         };
         if targets.is_empty() {
@@ -1083,13 +1106,13 @@ pub(crate) async fn pump_unsolicited(
     }
 }
 
-/// Notifications every session receives: list changes, and resource updates (the client keeps
-/// its own subscription bookkeeping; the notification carries only the URI).
 /// True when `session` is a legacy HTTP session `principal` may use.
 fn owned_by(session: &Session, principal: &Principal) -> bool {
     session.face() == Face::Http && session.principal().same_caller(principal)
 }
 
+/// Notifications every session receives: list changes, and resource updates that are not
+/// routed by subscription (in `run`, and from a connection of one session).
 fn is_broadcast(method: &str) -> bool {
     method.ends_with("/list_changed") || method == "notifications/resources/updated"
 }
@@ -1143,6 +1166,63 @@ impl Gateway {
             (Some(e), None) => vec![(e.session.clone(), e.routes.clone())],
             _ => vec![],
         }
+    }
+
+    /// The sessions subscribed to `uri` of upstream `index`.
+    fn subscribers(&self, index: usize, uri: &str) -> Vec<(Arc<Session>, Arc<Routes>)> {
+        let Ok(sessions) = self.sessions.lock() else {
+            return vec![];
+        };
+        sessions
+            .values()
+            .filter(|e| e.routes.is_subscribed(index, uri))
+            .map(|e| (e.session.clone(), e.routes.clone()))
+            .collect()
+    }
+
+    /// True when a session other than the one of `except` is subscribed to `uri` of upstream
+    /// `index` (when the table cannot be read: true, which keeps the subscription).
+    pub(crate) fn subscribed_elsewhere(
+        &self,
+        index: usize,
+        uri: &str,
+        except: &Arc<Routes>,
+    ) -> bool {
+        let Ok(sessions) = self.sessions.lock() else {
+            return true;
+        };
+        sessions
+            .values()
+            .any(|e| !Arc::ptr_eq(&e.routes, except) && e.routes.is_subscribed(index, uri))
+    }
+
+    /// Unsubscribes shared connections from the resources only an ended session (`routes`, no
+    /// longer in the table) was subscribed to, in the background.
+    fn release_subscriptions(&self, routes: &Arc<Routes>) {
+        let held: Vec<(usize, String)> = routes
+            .subscriptions
+            .lock()
+            .map(|mut s| s.drain().collect())
+            .unwrap_or_default();
+        let orphaned: Vec<(Arc<UpstreamState>, String)> = held
+            .into_iter()
+            .filter(|(index, uri)| !self.subscribed_elsewhere(*index, uri, routes))
+            .filter_map(|(index, uri)| {
+                let up = self.upstreams.iter().find(|u| u.index == index)?;
+                (!up.is_http).then(|| (up.clone(), uri))
+            })
+            .collect();
+        if orphaned.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for (up, uri) in orphaned {
+                let unsubscribe = request("resources/unsubscribe", json!({ "uri": uri }));
+                if let Err(e) = exchange(&up.conn(), unsubscribe, up.request_timeout).await {
+                    tracing::debug!(upstream = %up.name, error = %e, "resources/unsubscribe of an ended session not applied");
+                }
+            }
+        });
     }
 
     /// Prepares one upstream message for the client of `session`: server-initiated requests
@@ -1287,6 +1367,7 @@ impl Gateway {
         if let Some(e) = entry {
             e.session.end();
             close_routes(&e.routes).await;
+            self.release_subscriptions(&e.routes);
         }
     }
 }

@@ -763,6 +763,102 @@ async fn log_levels_are_per_session_on_a_shared_upstream() {
     f.stop().await;
 }
 
+/// Resource subscriptions on an upstream connection shared by every session: an update no
+/// request can claim goes to the sessions subscribed to its URI (not to every session); one
+/// session's unsubscription (or end) reaches the upstream only when no other session is still
+/// subscribed; an unsubscription of what the session never subscribed to is not forwarded.
+#[tokio::test]
+async fn subscriptions_are_per_session_on_a_shared_upstream() {
+    let f = Fixture::start(&[A], false).await;
+    let (one, two, other) = (
+        f.legacy_session().await,
+        f.legacy_session().await,
+        f.legacy_session().await,
+    );
+    let mut queues: Vec<_> = [&one, &two, &other]
+        .iter()
+        .map(|s| s.take_unsolicited().unwrap())
+        .collect();
+    let ask = |s: &Arc<Session>, id: i64, method: &str, uri: &str| {
+        let msg = json!({"jsonrpc":"2.0","id":id,"method":method,"params":{"uri":uri}});
+        (s.clone(), msg)
+    };
+    for (i, (s, msg)) in [
+        ask(&one, 1, "resources/subscribe", "mem://a"),
+        ask(&two, 2, "resources/subscribe", "mem://a"),
+        ask(&one, 3, "resources/subscribe", "mem://items/7"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = f.call(Some(&s), s.principal(), msg).await;
+        assert!(r["result"].is_object(), "{i}: {r}");
+    }
+
+    // An update sent after the call's answer, so no request can claim it.
+    let touch = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a__touch","arguments":{"uri":"mem://a"}}});
+    assert!(f.call(Some(&other), other.principal(), touch).await["result"].is_object());
+    for (i, q) in queues.iter_mut().enumerate().take(2) {
+        let m = tokio::time::timeout(WAIT, q.recv()).await.unwrap().unwrap();
+        let v = m.into_value();
+        assert_eq!(v["method"], "notifications/resources/updated", "{i}: {v}");
+        assert_eq!(v["params"]["uri"], "mem://a");
+    }
+    // The third session is not subscribed: nothing reaches it (the others got theirs by now).
+    assert!(
+        queues[2].try_recv().is_err(),
+        "an unsubscribed session got the update"
+    );
+
+    let unsubscriptions = || {
+        f.received("a")
+            .into_iter()
+            .filter(|m| m["method"] == "resources/unsubscribe")
+            .map(|m| m["params"]["uri"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    for (s, msg) in [
+        // Never subscribed: not forwarded, it would end the others' updates.
+        ask(&other, 5, "resources/unsubscribe", "mem://a"),
+        // The second session is still subscribed: not forwarded.
+        ask(&one, 6, "resources/unsubscribe", "mem://a"),
+    ] {
+        let r = f.call(Some(&s), s.principal(), msg).await;
+        assert!(r["result"].is_object(), "{r}");
+    }
+    assert!(unsubscriptions().is_empty(), "{:?}", unsubscriptions());
+    let r = f
+        .call(
+            Some(&two),
+            two.principal(),
+            ask(&two, 7, "resources/unsubscribe", "mem://a").1,
+        )
+        .await;
+    assert!(r["result"].is_object(), "{r}");
+    assert_eq!(
+        unsubscriptions(),
+        ["mem://a"],
+        "the last subscriber's goes through"
+    );
+
+    // A session that ends takes its subscriptions with it.
+    f.gateway.end_session(&one).await;
+    let got = f
+        .wait_received("a", |got| {
+            got.iter().any(|m| {
+                m["method"] == "resources/unsubscribe" && m["params"]["uri"] == "mem://items/7"
+            })
+        })
+        .await;
+    assert!(
+        got.iter().any(
+            |m| m["method"] == "resources/unsubscribe" && m["params"]["uri"] == "mem://items/7"
+        ),
+        "{got:?}"
+    );
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn removed_methods_are_unknown_to_modern_clients() {
     let f = Fixture::start(&[A], false).await;
