@@ -25,7 +25,8 @@ use crate::{poison, unicode};
 /// How deep decoded or hidden text is re-analysed. Bounds work on nested encodings.
 pub const MAX_DEPTH: u8 = 2;
 
-/// Bounds the output for one string; further findings of a string are dropped.
+/// Bounds the output for one string. Past it the least severe findings are dropped, never the
+/// most severe: padding a string with harmless tricks must not push its injection out.
 pub const MAX_FINDINGS_PER_FIELD: usize = 64;
 
 /// What a string is, which sets how strict the rules are.
@@ -208,7 +209,23 @@ pub(crate) fn scan(
             .then(a.rule.cmp(b.rule))
     });
     local.dedup_by(|a, b| a.rule == b.rule && a.location == b.location);
-    local.truncate(MAX_FINDINGS_PER_FIELD);
+    if local.len() > MAX_FINDINGS_PER_FIELD {
+        // The most severe first (earliest first among equals), then back in text order.
+        local.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.location.span.start.cmp(&b.location.span.start))
+        });
+        local.truncate(MAX_FINDINGS_PER_FIELD);
+        local.sort_by(|a, b| {
+            a.location
+                .span
+                .start
+                .cmp(&b.location.span.start)
+                .then(b.severity.cmp(&a.severity))
+                .then(a.rule.cmp(b.rule))
+        });
+    }
     out.extend(local);
     debug_assert!(out.len() >= before);
 }
