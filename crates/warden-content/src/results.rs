@@ -120,52 +120,33 @@ impl InjectionGuard {
                 fields.sort_unstable();
                 fields.dedup();
                 let mut replaced = 0;
-                for field in fields {
-                    if let Some(slot) = string_at(&mut value, field) {
-                        let rules: Vec<&str> = serious
-                            .iter()
-                            .filter(|f| f.location.field == field)
-                            .map(|f| f.rule)
-                            .collect();
-                        *slot = format!(
-                            "[mcp-warden removed {} bytes suspected of prompt injection ({})]",
-                            slot.len(),
-                            rules.join(", ")
-                        );
-                        replaced += 1;
+                warden_detect::tool::walk_strings_mut(&mut value, &mut |path, slot| {
+                    if fields.binary_search(&path).is_err() {
+                        return;
                     }
-                }
-                if replaced == 0 {
-                    // Could not locate the text: refuse rather than forward it.
+                    let rules: Vec<&str> = serious
+                        .iter()
+                        .filter(|f| f.location.field == path)
+                        .map(|f| f.rule)
+                        .collect();
+                    *slot = format!(
+                        "[mcp-warden removed {} bytes suspected of prompt injection ({})]",
+                        slot.len(),
+                        rules.join(", ")
+                    );
+                    replaced += 1;
+                });
+                if replaced < fields.len() {
+                    // A finding in an object key (which cannot be replaced without changing
+                    // the shape) or one that could not be located: refuse rather than forward
+                    // the rest.
                     return Ok(Self::withheld(
-                        "injection finding could not be located for redaction".into(),
+                        "injection finding could not be redacted in place".into(),
                     ));
                 }
                 rewrite(Self::NAME, call, value, part)
             }
         }
-    }
-}
-
-/// The string at a finding's field path (`content[0].text`, `structuredContent.a.b`, `text`).
-fn string_at<'v>(value: &'v mut Value, field: &str) -> Option<&'v mut String> {
-    let mut cur = value;
-    for part in field.split('.') {
-        let (key, indexes) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if !key.is_empty() {
-            cur = cur.get_mut(key)?;
-        }
-        for idx in indexes.split('[').filter(|s| !s.is_empty()) {
-            let n: usize = idx.trim_end_matches(']').parse().ok()?;
-            cur = cur.get_mut(n)?;
-        }
-    }
-    match cur {
-        Value::String(s) => Some(s),
-        _ => None,
     }
 }
 

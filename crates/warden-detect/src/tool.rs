@@ -179,6 +179,37 @@ fn walk_strings_in(value: &Value, path: &mut String, f: &mut dyn FnMut(&str, &st
     }
 }
 
+/// Calls `f(path, string)` for every string value (not key) of `value`, with the same paths as
+/// the findings of [`crate::analyze_json_text`] carry: a finding's string can be found again
+/// (to replace it) whatever its keys are.
+pub fn walk_strings_mut(value: &mut Value, f: &mut dyn FnMut(&str, &mut String)) {
+    fn walk(value: &mut Value, path: &mut String, f: &mut dyn FnMut(&str, &mut String)) {
+        match value {
+            Value::String(s) => f(path, s),
+            Value::Array(items) => {
+                let len = path.len();
+                for (i, item) in items.iter_mut().enumerate() {
+                    use std::fmt::Write as _;
+                    // Writing to a `String` cannot fail.
+                    let _ = write!(path, "[{i}]");
+                    walk(item, path, f);
+                    path.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                let len = path.len();
+                for (k, child) in map.iter_mut() {
+                    push_segment(path, k);
+                    walk(child, path, f);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(value, &mut String::new(), f);
+}
+
 /// Appends `segment` to a field path: `.key` for a plain key (no dot at the start), else
 /// `["key"]`.
 fn push_segment(path: &mut String, segment: &str) {

@@ -159,6 +159,42 @@ async fn injection_is_reported_by_default_redacted_or_blocked_when_asked() {
     ));
 }
 
+/// `redact` replaces every string holding a finding, wherever it is: keys that are not plain
+/// names (paths like `structuredContent["note 1"]`) included. An injection that cannot be
+/// replaced in place (in an object key) withholds the whole result rather than forwarding it.
+#[tokio::test]
+async fn injection_redaction_reaches_every_string_or_withholds() {
+    let g = InjectionGuard::new(modes(|x| x.injection = Mode::Redact));
+    let decoy = msg(json!({"jsonrpc":"2.0","id":3,"result":{
+        "content":[{"type":"text","text":INJECTION}],
+        "structuredContent":{"note 1":INJECTION, "a.b":{"x":[INJECTION]}, "count": 3}
+    }}));
+    let Verdict::Rewrite(out) = run(&g, &decoy, Some("tools/call")).await else {
+        panic!("must redact")
+    };
+    let v = out.value();
+    for text in [
+        &v["result"]["content"][0]["text"],
+        &v["result"]["structuredContent"]["note 1"],
+        &v["result"]["structuredContent"]["a.b"]["x"][0],
+    ] {
+        assert!(
+            text.as_str().unwrap().starts_with("[mcp-warden removed"),
+            "{v}"
+        );
+    }
+    assert_eq!(v["result"]["structuredContent"]["count"], 3);
+
+    let in_a_key = msg(json!({"jsonrpc":"2.0","id":3,"result":{
+        "content":[{"type":"text","text":"fine"}],
+        "structuredContent":{INJECTION: 1}
+    }}));
+    assert!(matches!(
+        run(&g, &in_a_key, Some("tools/call")).await,
+        Verdict::Deny(_)
+    ));
+}
+
 #[tokio::test]
 async fn injection_in_an_error_message_is_found_as_in_a_result() {
     // Hosts hand a failed call's error text to the model.
