@@ -8,7 +8,7 @@
 //! the call does. `redact` replaces each credential by its typed marker and forwards the call;
 //! `block` refuses it before it reaches the upstream.
 
-use warden_detect::redact::{RedactOptions, redact_tool_result, scan_tool_result};
+use warden_detect::redact::{RedactOptions, redact_json_with, scan_json_with};
 use warden_guard::{Call, Denial, Direction, GuardError, Report, Verdict};
 use warden_proto::ErrorCode;
 
@@ -153,7 +153,9 @@ fn scan(call: &Call<'_>, mode: Mode, part: Part<'_>) -> Result<Verdict, GuardErr
     if mode == Mode::Off {
         return Ok(Verdict::Continue);
     }
-    let found = scan_tool_result(part.value, SECRETS);
+    // Every string: what a client sends has no binary payload the gateway may skip (a member
+    // named `blob` or an image's `data` is whatever the model or the user put there).
+    let found = scan_json_with(part.value, SECRETS);
     if found.is_empty() {
         return Ok(Verdict::Continue);
     }
@@ -186,7 +188,7 @@ fn scan(call: &Call<'_>, mode: Mode, part: Part<'_>) -> Result<Verdict, GuardErr
                 at = at.and_then(|v| v.get_mut(*key));
             }
             if let Some(v) = at {
-                redact_tool_result(v, SECRETS);
+                redact_json_with(v, SECRETS);
             }
             Verdict::rewrite(part.guard, value)
         }

@@ -24,6 +24,8 @@
 
 use std::collections::VecDeque;
 
+use crate::sanitize::Skip;
+
 /// What the sanitizer does with hidden tags and HTML comments in content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HiddenTagsMode {
@@ -302,11 +304,7 @@ fn strip_once(s: &str) -> Option<String> {
 
 /// Applies [`surface`] to every string of `value` (not members `skip` names). Returns how many
 /// strings changed.
-pub fn surface_json(
-    value: &mut serde_json::Value,
-    mode: HiddenTagsMode,
-    skip: &dyn Fn(&str) -> bool,
-) -> usize {
+pub fn surface_json(value: &mut serde_json::Value, mode: HiddenTagsMode, skip: &Skip) -> usize {
     if mode == HiddenTagsMode::Report {
         return 0;
     }
@@ -315,17 +313,17 @@ pub fn surface_json(
 
 /// Whether [`surface_json`] would change any string of `value` (same walk), on the borrowed
 /// value.
-pub fn json_has_hidden_tags(value: &serde_json::Value, skip: &dyn Fn(&str) -> bool) -> bool {
-    fn walk(v: &serde_json::Value, skip: &dyn Fn(&str) -> bool, depth: usize) -> bool {
+pub fn json_has_hidden_tags(value: &serde_json::Value, skip: &Skip) -> bool {
+    fn walk(v: &serde_json::Value, skip: &Skip, depth: usize) -> bool {
         if depth > 256 {
             return false;
         }
         match v {
             serde_json::Value::String(s) => has_hidden_tags(s),
             serde_json::Value::Array(a) => a.iter().any(|x| walk(x, skip, depth + 1)),
-            serde_json::Value::Object(o) => {
-                o.iter().any(|(k, x)| !skip(k) && walk(x, skip, depth + 1))
-            }
+            serde_json::Value::Object(o) => o
+                .iter()
+                .any(|(k, x)| !(x.is_string() && skip(o, k)) && walk(x, skip, depth + 1)),
             _ => false,
         }
     }

@@ -3,7 +3,7 @@
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use warden_detect::redact::{RedactOptions, redact_tool_result, scan_tool_result};
 use warden_detect::{Severity, TextKind};
 use warden_guard::{Call, Denial, Guard, GuardError, Report, Verdict};
@@ -260,7 +260,22 @@ impl RedactGuard {
 sync_guard!(RedactGuard);
 
 /// Which members' values the sanitizer leaves alone.
-type KeyFilter = dyn Fn(&str) -> bool;
+type KeyFilter = crate::sanitize::Skip;
+
+/// Members of content left as they are: a `uri` (an identifier), and MCP's binary payloads in
+/// their own shapes only (the `blob` of resource contents, beside a `uri`; the `data` of an
+/// image or audio block). A server names its other members as it likes.
+fn is_identifier_or_binary(object: &Map<String, Value>, key: &str) -> bool {
+    match key {
+        "uri" => true,
+        "blob" => object.get("uri").is_some_and(Value::is_string),
+        "data" => matches!(
+            object.get("type").and_then(Value::as_str),
+            Some("image" | "audio")
+        ),
+        _ => false,
+    }
+}
 
 /// Terminal escapes and invisible characters in everything the client displays (results,
 /// definitions, log and progress messages, error text), and hidden tags and HTML comments in
@@ -294,9 +309,12 @@ impl SanitizeGuard {
             match (call.message.method(), call.request_method) {
                 // Besides results, clients show a server's log messages, its progress messages
                 // and the text of its errors (to the user, and often to the model).
-                _ if let Some((text, part)) = displayed_text(call) => {
-                    (text, part, &|k: &str| k == "progressToken", false)
-                }
+                _ if let Some((text, part)) = displayed_text(call) => (
+                    text,
+                    part,
+                    &|_: &Map<String, Value>, k: &str| k == "progressToken",
+                    false,
+                ),
                 (
                     None,
                     Some(
@@ -310,7 +328,9 @@ impl SanitizeGuard {
                     Some(r) => (
                         r,
                         "result",
-                        &|k: &str| matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor"),
+                        &|_: &Map<String, Value>, k: &str| {
+                            matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor")
+                        },
                         false,
                     ),
                     None => return Ok(Verdict::Continue),
@@ -319,7 +339,7 @@ impl SanitizeGuard {
                     Some((c, r)) => (
                         c,
                         if r { "result" } else { "params" },
-                        &|k: &str| matches!(k, "data" | "blob" | "uri"),
+                        &|o: &Map<String, Value>, k: &str| is_identifier_or_binary(o, k),
                         true,
                     ),
                     None => return Ok(Verdict::Continue),

@@ -100,19 +100,25 @@ pub fn may_hold_tags(bytes: &[u8]) -> bool {
     memchr::memchr2(b'<', b'\\', bytes).is_some()
 }
 
+/// Which string members a walk leaves as they are: `skip(object, key)` for the member `key` of
+/// `object`, asked only when the member's value is a string (an identifier the client sends
+/// back, a binary payload). Never a whole subtree: a member named like one of those but holding
+/// an object or an array is walked like any other.
+pub type Skip = dyn Fn(&serde_json::Map<String, serde_json::Value>, &str) -> bool;
+
 /// Whether [`sanitize_json`] would change any string of `value` (same walk, same `skip`), read
 /// from the borrowed value, so a clean result is never copied.
-pub fn json_needs_sanitizing(value: &serde_json::Value, skip: &dyn Fn(&str) -> bool) -> bool {
-    fn walk(v: &serde_json::Value, skip: &dyn Fn(&str) -> bool, depth: usize) -> bool {
+pub fn json_needs_sanitizing(value: &serde_json::Value, skip: &Skip) -> bool {
+    fn walk(v: &serde_json::Value, skip: &Skip, depth: usize) -> bool {
         if depth > 256 {
             return false;
         }
         match v {
             serde_json::Value::String(s) => needs_sanitizing(s),
             serde_json::Value::Array(a) => a.iter().any(|x| walk(x, skip, depth + 1)),
-            serde_json::Value::Object(o) => {
-                o.iter().any(|(k, x)| !skip(k) && walk(x, skip, depth + 1))
-            }
+            serde_json::Value::Object(o) => o
+                .iter()
+                .any(|(k, x)| !(x.is_string() && skip(o, k)) && walk(x, skip, depth + 1)),
             _ => false,
         }
     }
@@ -124,12 +130,12 @@ pub fn json_needs_sanitizing(value: &serde_json::Value, skip: &dyn Fn(&str) -> b
 /// than 256 levels. Object keys are never rewritten. Returns how many strings changed.
 pub(crate) fn rewrite_strings(
     value: &mut serde_json::Value,
-    skip: &dyn Fn(&str) -> bool,
+    skip: &Skip,
     rewrite: &dyn Fn(&str) -> Option<String>,
 ) -> usize {
     fn walk(
         v: &mut serde_json::Value,
-        skip: &dyn Fn(&str) -> bool,
+        skip: &Skip,
         rewrite: &dyn Fn(&str) -> Option<String>,
         depth: usize,
         n: &mut usize,
@@ -150,8 +156,9 @@ pub(crate) fn rewrite_strings(
                 }
             }
             serde_json::Value::Object(o) => {
-                for (k, x) in o.iter_mut() {
-                    if !skip(k) {
+                let kept: Vec<bool> = o.iter().map(|(k, x)| x.is_string() && skip(o, k)).collect();
+                for ((_, x), kept) in o.iter_mut().zip(kept) {
+                    if !kept {
                         walk(x, skip, rewrite, depth + 1, n);
                     }
                 }
@@ -167,11 +174,7 @@ pub(crate) fn rewrite_strings(
 /// Sanitizes every string value of `value` in place (not object keys), except members `skip`
 /// names, whose value must stay as sent (such as tool names the client calls back with).
 /// Returns how many strings changed.
-pub fn sanitize_json(
-    value: &mut serde_json::Value,
-    mode: SanitizeMode,
-    skip: &dyn Fn(&str) -> bool,
-) -> usize {
+pub fn sanitize_json(value: &mut serde_json::Value, mode: SanitizeMode, skip: &Skip) -> usize {
     rewrite_strings(value, skip, &|s| sanitize(s, mode))
 }
 
@@ -265,7 +268,7 @@ mod tests {
             b in "\\PC{0,20}|[\\x00-\\x7f\u{200b}\u{202e}\u{e0041}\u{9b}]{0,20}",
         ) {
             let value = serde_json::json!({"name": a.clone(), "content": [{"text": b.clone()}, a.clone()]});
-            let skip = |k: &str| k == "name";
+            let skip = |_: &serde_json::Map<String, serde_json::Value>, k: &str| k == "name";
             let needs = json_needs_sanitizing(&value, &skip);
             let mut copy = value.clone();
             let changed = sanitize_json(&mut copy, SanitizeMode::Strip, &skip);

@@ -488,11 +488,14 @@ fn too_deep(pointer: &str) -> JsonRedacted {
 }
 
 impl Walker {
-    /// Whether member `name` of `object` is an MCP binary payload.
+    /// Whether member `name` of `object` is an MCP binary payload: the `blob` of resource
+    /// contents (an object with a `uri`), the `data` of an image or audio block. Only those
+    /// shapes: a server names its other members as it likes, and a `blob` anywhere else is
+    /// scanned like any string.
     fn is_binary(&self, object: &serde_json::Map<String, Value>, name: &str) -> bool {
         self.skip_binary
             && match name {
-                "blob" => true,
+                "blob" => object.get("uri").is_some_and(Value::is_string),
                 "data" => matches!(
                     object.get("type").and_then(Value::as_str),
                     Some("image" | "audio")

@@ -69,6 +69,35 @@ fn redact_replaces_the_credential_and_keeps_the_call() {
     );
 }
 
+/// Arguments have no binary payload to skip: members named like MCP's binary fields (chosen
+/// by the tool's schema, filled by the model) are scanned and redacted like any other.
+#[test]
+fn members_named_like_binary_payloads_are_scanned_in_arguments() {
+    let m = call_with(json!({
+        "blob": AWS,
+        "file": {"uri": "file:///x", "blob": AWS},
+        "image": {"type": "image", "data": AWS}
+    }));
+    let Verdict::Report(report) = run(
+        &guard(Modes::default().secrets_in_arguments),
+        &m,
+        Direction::ToUpstream,
+    ) else {
+        panic!("must report")
+    };
+    assert_eq!(
+        report.detail.matches("aws-access-token").count(),
+        3,
+        "{}",
+        report.detail
+    );
+    let Verdict::Rewrite(out) = run(&guard(Mode::Redact), &m, Direction::ToUpstream) else {
+        panic!("must redact")
+    };
+    let text = out.value()["params"]["arguments"].to_string();
+    assert!(!text.contains(AWS), "{text}");
+}
+
 #[test]
 fn block_refuses_and_off_or_clean_forwards() {
     let m = call_with(json!({"body": AWS}));

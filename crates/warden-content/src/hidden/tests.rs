@@ -83,7 +83,7 @@ fn json_walk_skips_named_members_and_keeps_the_shape() {
         "structuredContent": {"note": "<!-- x -->", "n": 3},
         "uri": "<!-- kept -->"
     });
-    let skip = |k: &str| k == "uri";
+    let skip = |_: &serde_json::Map<String, serde_json::Value>, k: &str| k == "uri";
     assert!(json_has_hidden_tags(&v, &skip));
     assert_eq!(surface_json(&mut v, HiddenTagsMode::Strip, &skip), 2);
     assert_eq!(v["structuredContent"]["note"], "");
@@ -149,7 +149,7 @@ proptest! {
     #[test]
     fn the_json_walk_agrees_and_round_trips(a in texts(), b in texts()) {
         let value = serde_json::json!({"uri": a.clone(), "content": [{"text": b.clone()}, a.clone()]});
-        let skip = |k: &str| k == "uri";
+        let skip = |_: &serde_json::Map<String, serde_json::Value>, k: &str| k == "uri";
         let needs = json_has_hidden_tags(&value, &skip);
         let mut copy = value.clone();
         let changed = surface_json(&mut copy, HiddenTagsMode::Strip, &skip);

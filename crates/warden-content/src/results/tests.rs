@@ -255,6 +255,52 @@ async fn sanitize_strips_escapes_from_results_and_descriptions_but_not_names() {
     ));
 }
 
+/// Only MCP's own identifier and binary members are left as sent, and only as strings in their
+/// own shapes: a member merely named `data`, `blob` or `name` (an object, or outside those
+/// shapes) is sanitized like any other.
+#[tokio::test]
+async fn sanitize_leaves_only_identifiers_and_binary_payloads_in_their_shapes() {
+    let g = SanitizeGuard::new(ContentModes::default());
+    let esc = "ok\u{1b}[2Jdone";
+    let m = msg(json!({"jsonrpc":"2.0","id":3,"result":{
+        "content":[
+            {"type":"image","mimeType":"image/png","data":esc},
+            {"type":"resource","resource":{"uri":"mem://a","blob":esc}},
+            {"type":"text","text":"t","data":esc}
+        ],
+        "structuredContent":{"data":{"body":esc},"blob":esc,"link":{"uri":esc}}
+    }}));
+    let Verdict::Rewrite(out) = run(&g, &m, Some("tools/call")).await else {
+        panic!("must sanitize")
+    };
+    let r = &out.value()["result"];
+    assert_eq!(r["content"][0]["data"], esc, "an image's data is binary");
+    assert_eq!(
+        r["content"][1]["resource"]["blob"], esc,
+        "a resource's blob is binary"
+    );
+    assert_eq!(
+        r["structuredContent"]["link"]["uri"], esc,
+        "a uri is an identifier"
+    );
+    assert_eq!(r["content"][2]["data"], "okdone");
+    assert_eq!(r["structuredContent"]["data"]["body"], "okdone");
+    assert_eq!(r["structuredContent"]["blob"], "okdone");
+
+    // In a list, a schema property called `name` is a schema, not an identifier.
+    let list = msg(
+        json!({"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"t",
+        "inputSchema":{"type":"object","properties":{"name":{"type":"string","description":esc}}}}]}}),
+    );
+    let Verdict::Rewrite(out) = run(&g, &list, Some("tools/list")).await else {
+        panic!("must sanitize")
+    };
+    assert_eq!(
+        out.value()["result"]["tools"][0]["inputSchema"]["properties"]["name"]["description"],
+        "okdone"
+    );
+}
+
 #[tokio::test]
 async fn secrets_are_redacted_from_log_and_progress_messages_and_error_text() {
     let g = RedactGuard::new(ContentModes::default());

@@ -123,10 +123,15 @@ fn tool_results_keep_binary_payloads_and_redact_everything_else() {
             {"type": "resource", "resource": {"uri": "file:///b", "text": "AKIAZ3MSJV7WQ4TLBN2K"}},
             {"type": "text", "text": "data", "data": "AKIAZ3MSJV7WQ4TLBN2K"}
         ],
-        "structuredContent": {"data": "AKIAZ3MSJV7WQ4TLBN2K"},
+        "structuredContent": {"data": "AKIAZ3MSJV7WQ4TLBN2K", "blob": "AKIAZ3MSJV7WQ4TLBN2K"},
         "isError": false
     });
     let found = redact_tool_result(&mut result, RedactOptions::default());
+    // A `blob` outside resource contents (no `uri` beside it) is a name the server chose.
+    assert_eq!(
+        result["structuredContent"]["blob"],
+        "[REDACTED:aws-access-token]"
+    );
     assert_eq!(result["content"][0]["data"], "AKIAZ3MSJV7WQ4TLBN2K");
     assert_eq!(
         result["content"][1]["resource"]["blob"],
@@ -149,7 +154,8 @@ fn tool_results_keep_binary_payloads_and_redact_everything_else() {
         [
             "/content/2/resource/text",
             "/content/3/data",
-            "/structuredContent/data"
+            "/structuredContent/data",
+            "/structuredContent/blob"
         ]
     );
 }
