@@ -454,6 +454,41 @@ impl PolicyGuard {
         }
     }
 
+    /// A 2026-07-28 `input_required` result carries the server's requests of the client
+    /// (`inputRequests`): each needs its action as a server request sent on its own would
+    /// (`sampling`, `elicitation`, `roots` of the role). `Some` is the refusal of the result.
+    fn on_input_requests(&self, call: &Call<'_>) -> Option<Verdict> {
+        let result = call.message.result()?;
+        if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+            return None;
+        }
+        let requests: Vec<&Value> = match result.get("inputRequests")? {
+            Value::Object(m) => m.values().collect(),
+            Value::Array(a) => a.iter().collect(),
+            _ => return None,
+        };
+        for request in requests {
+            let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+            if !SERVER_REQUESTS.contains(&method) {
+                continue;
+            }
+            let what = format!("request {method:?}");
+            let Some(server) = call.upstream else {
+                return Some(self.deny(what, "no upstream".into()));
+            };
+            if let Decided::Deny(detail) = self.decide(
+                call.principal,
+                method,
+                Resource::Server(server),
+                None,
+                false,
+            ) {
+                return Some(self.deny(what, detail));
+            }
+        }
+        None
+    }
+
     fn on_response(&self, call: &Call<'_>) -> Verdict {
         let message = call.message;
         if *message.kind() == Kind::Notification {
@@ -477,6 +512,9 @@ impl PolicyGuard {
                 Decided::Allow => Verdict::Continue,
                 Decided::Deny(detail) => self.deny(format!("request {method:?}"), detail),
             };
+        }
+        if let Some(denied) = self.on_input_requests(call) {
+            return denied;
         }
         let Some((_, key, action)) = call
             .request_method

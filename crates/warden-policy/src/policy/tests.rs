@@ -601,6 +601,61 @@ async fn elicitation_completion_follows_the_elicitation_permission() {
     ));
 }
 
+/// A 2026-07-28 upstream asks for input inside its result (`input_required`): each request it
+/// carries needs its action, as the same request sent on its own would.
+#[tokio::test]
+async fn requests_inside_an_input_required_result_need_their_action() {
+    let g = guard(
+        &[(
+            "sampler",
+            RoleConfig {
+                sampling: true,
+                ..RoleConfig::default()
+            },
+        )],
+        "",
+    );
+    let sampler = Principal::new("a", AuthMethod::ApiKey).with_roles(["sampler"]);
+    let other = Principal::new("b", AuthMethod::ApiKey);
+    let asking = |requests: Value| {
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "input_required",
+            "inputRequests": requests, "requestState": "s"}})
+    };
+    let sample = json!({"r1": {"method": "sampling/createMessage", "params": {}}});
+    assert!(matches!(
+        to_client(&g, &sampler, Some("x"), asking(sample.clone())).await,
+        Verdict::Continue
+    ));
+    for (who, requests) in [
+        (&other, sample),
+        (
+            &sampler,
+            json!({"r1": {"method": "sampling/createMessage"}, "r2": {"method": "roots/list"}}),
+        ),
+        (&sampler, json!([{"method": "elicitation/create"}])),
+    ] {
+        assert!(
+            matches!(
+                to_client(&g, who, Some("x"), asking(requests.clone())).await,
+                Verdict::Deny(_)
+            ),
+            "{requests} for {}",
+            who.subject
+        );
+    }
+    // Without a known upstream there is nothing to authorise against.
+    assert!(matches!(
+        to_client(
+            &g,
+            &sampler,
+            None,
+            asking(json!({"r1": {"method": "sampling/createMessage"}}))
+        )
+        .await,
+        Verdict::Deny(_)
+    ));
+}
+
 #[tokio::test]
 async fn server_requests_need_their_action() {
     // Proves: AUTH-1 (sampling and elicitation from an upstream are authorised per principal)
