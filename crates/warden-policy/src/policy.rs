@@ -26,8 +26,8 @@ use std::path::Path;
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
-    PolicySet, Request, RestrictedExpression,
+    AuthorizationError, Authorizer, Context, Decision, Effect, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -236,6 +236,13 @@ impl PolicyGuard {
         {
             return hit.clone();
         }
+        if let Resource::Uri { uri, .. } = resource
+            && let Err(why) = canonical_uri(uri)
+        {
+            // Rules match URIs as text; the server resolves them. A spelling the two could
+            // read differently (`..`, `//`, `%2e`, `FILE:`) never reaches the rules.
+            return Decided::Deny(format!("resource URI refused: {why}"));
+        }
         let decided = match self.evaluate(principal, action, resource, arguments, listing) {
             Ok(d) => d,
             Err(e) => Decided::Deny(format!("policy evaluation failed: {e}")),
@@ -284,11 +291,18 @@ impl PolicyGuard {
         let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
         let reasons: Vec<String> = diagnostics.reason().map(|id| id.to_string()).collect();
         if listing {
-            // A policy that failed for want of arguments may permit the call with some: the
-            // item stays listed, and the call itself is checked strictly.
+            // A permit that failed for want of arguments may permit the call with some: the
+            // item stays listed, and the call itself is checked strictly. A forbid that failed
+            // so lists nothing by itself: without a permit the item stays hidden.
+            let permit_failed = diagnostics.errors().any(|e| {
+                let AuthorizationError::PolicyEvaluationError(e) = e;
+                self.policies
+                    .policy(e.policy_id())
+                    .is_some_and(|p| p.effect() == Effect::Permit)
+            });
             return Ok(match response.decision() {
                 Decision::Allow => Decided::Allow,
-                Decision::Deny if !errors.is_empty() => Decided::Allow,
+                Decision::Deny if permit_failed => Decided::Allow,
                 Decision::Deny => Decided::Deny(deny_detail(&reasons)),
             });
         }
@@ -709,6 +723,63 @@ fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
         .map(|(_, t)| t.clone())
         .ok_or_else(|| format!("unknown entity type {ty}"))?;
     Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+}
+
+/// Checks that `uri` has one spelling only, so that a rule matching its text (`like
+/// "file:///srv/docs/*"`, `forbid ... like "file:///srv/secret/*"`) judges what the server will
+/// resolve: a lowercase scheme; a path with no `.` or `..` segment, no empty segment (`//`), no
+/// backslash, and no percent-encoding but of reserved or non-ASCII bytes (never of a letter,
+/// digit, `-._~`, `/` or `\`); for `file:`, no host but an empty one.
+/// The query and fragment are not paths and are not checked.
+pub fn canonical_uri(uri: &str) -> Result<(), &'static str> {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Err("no scheme");
+    };
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+    {
+        return Err("the scheme is not in lowercase");
+    }
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let path = match rest.strip_prefix("//") {
+        Some(after) => {
+            let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
+            if scheme == "file" && !host.is_empty() {
+                return Err("a file URI names a host");
+            }
+            path
+        }
+        None => rest,
+    };
+    if path.contains('\\') {
+        return Err("a backslash in the path");
+    }
+    // An encoded unreserved character (`%2e`, `%73`) is the same URI as the character itself
+    // (RFC 3986 §6.2.2.2); an encoded slash or backslash is a separator to a lenient server.
+    let bytes = path.as_bytes();
+    for (i, _) in path.match_indices('%') {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+            return Err("a malformed percent-encoding in the path");
+        };
+        if byte.is_ascii_alphanumeric() || b"-._~/\\".contains(&byte) {
+            return Err("an encoded unreserved character, slash or backslash in the path");
+        }
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err("a dot segment in the path");
+    }
+    if path.contains("//") {
+        return Err("an empty segment in the path");
+    }
+    Ok(())
 }
 
 /// The role the gateway gives a principal for how it authenticated.

@@ -378,6 +378,146 @@ fn a_policy_conditioned_on_arguments_keeps_the_tool_listed() {
     ));
 }
 
+/// A forbid that errors while listing (it reads arguments a list has none of) does not list a
+/// tool no permit grants: only a permit that failed so keeps an item listed.
+#[test]
+fn a_forbid_conditioned_on_arguments_lists_nothing_by_itself() {
+    let g = guard(
+        &[("dev", role(&["github/*"]))],
+        r#"forbid(principal, action == Action::"tools/call", resource is Tool)
+             when { resource.server == "k8s" && context.arguments.namespace like "prod*" };"#,
+    );
+    let p = Principal::new("alice", AuthMethod::Bearer).with_roles(["dev"]);
+    assert_eq!(
+        g.decide(&p, "tools/call", tool("github", "issues", None), None, true),
+        Decided::Allow
+    );
+    assert!(matches!(
+        g.decide(
+            &p,
+            "tools/call",
+            tool("k8s", "delete_pod", None),
+            None,
+            true
+        ),
+        Decided::Deny(_)
+    ));
+}
+
+#[test]
+fn only_canonical_resource_uris_are_judged() {
+    for ok in [
+        "file:///srv/docs/a.md",
+        "file:///srv/docs/dir/",
+        "mem://a",
+        "mem://items/7",
+        "test://static/resource/1",
+        "https://example.com/a/b?next=../x#..",
+        "urn:isbn:0451450523",
+        "file:///srv/docs/a%20b.md",
+        "file:///srv/docs/%C3%A9t%C3%A9",
+        "ui://widget/{id}",
+    ] {
+        assert_eq!(canonical_uri(ok), Ok(()), "{ok}");
+    }
+    for bad in [
+        "file:///srv/docs/../../etc/shadow",
+        "file:///srv/docs/..",
+        "file:///srv/./secret/x",
+        "file:///srv//secret/x",
+        "file://localhost/srv/secret/x",
+        "FILE:///srv/secret/x",
+        "File:///srv/secret/x",
+        "repo://org/public/../private/x",
+        "repo:org/public/../private",
+        "file:///srv/docs/%2e%2e/%2E%2E/etc/shadow",
+        "file:///srv/docs/..%2Fx",
+        "file:///srv/docs%5c..%5cx",
+        "file:///srv/docs/%73ecret",
+        "file:///srv/docs/%zz",
+        "file:///srv/docs/a%2",
+        "file:///srv\\docs",
+        "no-scheme",
+        ":empty",
+    ] {
+        assert!(canonical_uri(bad).is_err(), "{bad}");
+    }
+    let reader = RoleConfig {
+        resources: vec!["file:///srv/docs/*".into()],
+        ..RoleConfig::default()
+    };
+    let g = guard(
+        &[("reader", reader)],
+        r#"forbid(principal, action, resource is Resource)
+             when { resource.uri like "file:///srv/docs/secret/*" };"#,
+    );
+    let p = Principal::new("r", AuthMethod::ApiKey).with_roles(["reader"]);
+    let read = |uri: &str| {
+        g.decide(
+            &p,
+            "resources/read",
+            Resource::Uri {
+                server: Some("fs"),
+                uri,
+            },
+            None,
+            false,
+        )
+    };
+    assert_eq!(read("file:///srv/docs/a.md"), Decided::Allow);
+    for bad in [
+        // Out of the grant by resolution, inside it by text.
+        "file:///srv/docs/../../etc/shadow",
+        // Inside the forbid by resolution, outside it by text.
+        "file:///srv/docs//secret/plan",
+        "file:///srv/docs/x/../secret/plan",
+        "file:///srv/docs/%73ecret/plan",
+    ] {
+        assert!(matches!(read(bad), Decided::Deny(_)), "{bad}");
+    }
+}
+
+/// RFC 3986 `remove_dot_segments` after decoding `%2e`, `%2f` and collapsing empty segments:
+/// how a lenient server might resolve a path.
+fn resolved(path: &str) -> String {
+    let decoded = path
+        .replace("%2e", ".")
+        .replace("%2E", ".")
+        .replace("%2f", "/")
+        .replace("%2F", "/");
+    let mut out: Vec<&str> = vec![];
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+proptest! {
+    /// Whatever segments a path is made of, a URI under a prefix that passes the check resolves
+    /// under that prefix: the text a rule matches is where a server goes.
+    #[test]
+    fn an_accepted_uri_resolves_where_its_text_says(
+        segments in prop::collection::vec(
+            prop::sample::select(&["a", "b", "..", ".", "", "%2e%2e", "%2E", "x%2fy", "%2F", "c.d", "..."][..]),
+            0..8,
+        )
+    ) {
+        let path = format!("/srv/docs/{}", segments.join("/"));
+        let uri = format!("file://{path}");
+        if canonical_uri(&uri).is_ok() {
+            let to = resolved(&path);
+            prop_assert!(to.starts_with("/srv/docs"), "{} -> {}", uri, to);
+            prop_assert_eq!(to.trim_end_matches('/'), path.trim_end_matches('/'));
+        }
+    }
+}
+
 #[test]
 fn rejects_templates_and_bad_cedar() {
     assert!(matches!(
