@@ -180,7 +180,14 @@ impl DefinitionGuard {
         // is not parsed here.
         if !matches!(
             call.request_method,
-            Some("tools/list" | "prompts/list" | "initialize" | "server/discover")
+            Some(
+                "tools/list"
+                    | "prompts/list"
+                    | "resources/list"
+                    | "resources/templates/list"
+                    | "initialize"
+                    | "server/discover"
+            )
         ) {
             return Ok(Verdict::Continue);
         }
@@ -219,31 +226,38 @@ impl DefinitionGuard {
                 value["result"]["tools"] = Value::Array(kept);
                 rewrite(value)
             }
-            Some("prompts/list") => {
-                let Some(prompts) = result.get("prompts").and_then(Value::as_array) else {
+            Some(method @ ("prompts/list" | "resources/list" | "resources/templates/list")) => {
+                let (key, kind, item) = match method {
+                    "prompts/list" => ("prompts", "prompt", Some(Item::Prompt)),
+                    "resources/list" => ("resources", "resource", None),
+                    _ => ("resourceTemplates", "resource template", None),
+                };
+                let Some(items) = result.get(key).and_then(Value::as_array) else {
                     return Ok(Verdict::Continue);
                 };
-                let mut kept = Vec::with_capacity(prompts.len());
+                let mut kept = Vec::with_capacity(items.len());
                 let mut withheld = 0;
                 let mut reported = Reported::default();
-                for (i, p) in prompts.iter().enumerate() {
+                for (i, p) in items.iter().enumerate() {
                     let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-                    // A prompt is a definition like a tool: same analysis of all its strings.
+                    // A prompt or a resource is a definition like a tool: the same analysis of
+                    // all its strings (name, title, description, ...).
                     let found = warden_detect::analyze_tool(
                         p,
                         &Context {
-                            path: format!("prompts[{i}]"),
+                            path: format!("{key}[{i}]"),
                         },
                     );
                     let bad = DetectVerdict::from_findings(&found) == DetectVerdict::Block;
-                    log_findings(upstream, "prompt", name, &found, bad && block);
-                    self.0
-                        .set_blocked(Item::Prompt, upstream, name, bad && block);
+                    log_findings(upstream, kind, name, &found, bad && block);
+                    if let Some(item) = item {
+                        self.0.set_blocked(item, upstream, name, bad && block);
+                    }
                     if bad && block {
                         withheld += 1;
                     } else {
                         if bad {
-                            reported.add("prompt", name, &found);
+                            reported.add(kind, name, &found);
                         }
                         kept.push(p.clone());
                     }
@@ -252,7 +266,7 @@ impl DefinitionGuard {
                     return Ok(reported.verdict());
                 }
                 let mut value = call.message.value().clone();
-                value["result"]["prompts"] = Value::Array(kept);
+                value["result"][key] = Value::Array(kept);
                 rewrite(value)
             }
             Some("initialize" | "server/discover") => {

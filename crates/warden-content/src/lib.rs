@@ -82,12 +82,14 @@ use serde_json::Value;
 use warden_guard::{Call, Direction};
 
 /// Methods whose results carry server content the model will read (`tasks/result` carries
-/// the result of a task-augmented call).
+/// the result of a task-augmented call; `completion/complete` the values a client offers the
+/// user to pick, which then become arguments).
 const CONTENT_RESULTS: &[&str] = &[
     "tools/call",
     "resources/read",
     "prompts/get",
     "tasks/result",
+    "completion/complete",
 ];
 
 /// Server-initiated requests whose params carry content for the user or the model.

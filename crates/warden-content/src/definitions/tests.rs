@@ -222,6 +222,78 @@ async fn poisoned_instructions_are_removed() {
     assert_eq!(out.value()["result"]["serverInfo"]["name"], "x");
 }
 
+/// Resources and resource templates are definitions the model reads too: a poisoned one is
+/// withheld from its list in `block` mode, and typical ones pass.
+#[tokio::test]
+async fn poisoned_resources_and_templates_are_withheld_from_their_lists() {
+    let p = poisoning(Mode::Block);
+    let resources = msg(json!({"jsonrpc":"2.0","id":1,"result":{"resources":[
+        {"uri":"file:///notes/a.md","name":"a.md","description":POISONED,"mimeType":"text/markdown"},
+        {"uri":"test://static/resource/1","name":"Resource 1","title":"Static resource 1","mimeType":"text/plain"},
+        {"uri":"file:///srv/docs/readme.md","name":"readme","description":"The project's README file."}
+    ]}}));
+    let Verdict::Rewrite(out) = run(
+        &p.list_guard(),
+        &resources,
+        Direction::ToClient,
+        Some("resources/list"),
+        None,
+    )
+    .await
+    else {
+        panic!("the list must be rewritten")
+    };
+    let uris: Vec<&str> = out.value()["result"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        uris,
+        ["test://static/resource/1", "file:///srv/docs/readme.md"]
+    );
+
+    let templates = msg(
+        json!({"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[
+            {"uriTemplate":"test://template/{id}/data","name":"item","description":POISONED},
+            {"uriTemplate":"repo://{owner}/{repo}/contents{/path*}","name":"contents","description":"Repository contents."}
+        ]}}),
+    );
+    let Verdict::Rewrite(out) = run(
+        &p.list_guard(),
+        &templates,
+        Direction::ToClient,
+        Some("resources/templates/list"),
+        None,
+    )
+    .await
+    else {
+        panic!("the list must be rewritten")
+    };
+    let kept = out.value()["result"]["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["name"], "contents");
+
+    let clean = msg(json!({"jsonrpc":"2.0","id":1,"result":{"resources":[
+        {"uri":"test://static/resource/2","name":"Resource 2","mimeType":"application/octet-stream"}
+    ]}}));
+    assert!(matches!(
+        run(
+            &p.list_guard(),
+            &clean,
+            Direction::ToClient,
+            Some("resources/list"),
+            None
+        )
+        .await,
+        Verdict::Continue
+    ));
+}
+
 /// A prompt withheld from `prompts/list` cannot be fetched with `prompts/get` either; a tool
 /// of the same name is a different definition.
 #[tokio::test]

@@ -301,6 +301,37 @@ async fn sanitize_leaves_only_identifiers_and_binary_payloads_in_their_shapes() 
     );
 }
 
+/// Completion values are server text a client shows and the user picks into arguments: guarded
+/// like content.
+#[tokio::test]
+async fn completion_values_are_content() {
+    let m = msg(json!({"jsonrpc":"2.0","id":3,"result":{"completion":{
+        "values":[format!("key-{AWS}"), "ok\u{1b}[2Jdone"],"hasMore":false}}}));
+    let Verdict::Rewrite(out) = run(
+        &RedactGuard::new(ContentModes::default()),
+        &m,
+        Some("completion/complete"),
+    )
+    .await
+    else {
+        panic!("must redact")
+    };
+    assert_eq!(
+        out.value()["result"]["completion"]["values"][0],
+        "key-[REDACTED:aws-access-token]"
+    );
+    let Verdict::Rewrite(out) = run(
+        &SanitizeGuard::new(ContentModes::default()),
+        &m,
+        Some("completion/complete"),
+    )
+    .await
+    else {
+        panic!("must sanitize")
+    };
+    assert_eq!(out.value()["result"]["completion"]["values"][1], "okdone");
+}
+
 #[tokio::test]
 async fn secrets_are_redacted_from_log_and_progress_messages_and_error_text() {
     let g = RedactGuard::new(ContentModes::default());
