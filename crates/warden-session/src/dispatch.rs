@@ -16,6 +16,7 @@ use crate::gateway::{
     MAX_SUBSCRIPTIONS, Routes, UpstreamState, detect, error, exchange, pump_unsolicited,
     relayed_error, request, response, upstream_error,
 };
+use crate::guarded::RELIST_INTERVAL;
 use crate::mrtr::Exchange;
 use crate::naming::{self, NameMap};
 use crate::params::ToolParams;
@@ -377,7 +378,22 @@ impl Gateway {
                 [] => {}
             }
             if attempt == 0 {
-                // The catalogs may be stale or never filled: list once and retry.
+                // The catalogs may be stale or never filled: list once and retry, unless they
+                // were listed for this less than a relist interval ago.
+                let now = tokio::time::Instant::now();
+                let mut due = false;
+                for u in &with_resources {
+                    if let Ok(mut c) = u.catalog.write()
+                        && c.resources_listed_at
+                            .is_none_or(|at| now.duration_since(at) >= RELIST_INTERVAL)
+                    {
+                        c.resources_listed_at = Some(now);
+                        due = true;
+                    }
+                }
+                if !due {
+                    break;
+                }
                 for (method, _, _) in &LISTS[2..] {
                     let m = request(method, json!({}));
                     let _ = self.collect_list(session, routes, &m, client).await;
@@ -640,23 +656,32 @@ impl Gateway {
             else {
                 continue;
             };
-            let shared = u.conn.load_full();
-            if self.opts.transparent || conn.id() != shared.id() {
+            // A connection of this session's own (a per-session HTTP upstream session) gets
+            // the level as asked; any other is shared by every legacy caller of the upstream.
+            let own = routes
+                .conns
+                .lock()
+                .await
+                .get(&u.index)
+                .is_some_and(|c| c.id() == conn.id());
+            if self.opts.transparent || own {
                 if let Err(e) = exchange(&conn, message.clone(), u.request_timeout).await {
                     tracing::debug!(upstream = %u.name, error = %e, "logging/setLevel not applied");
                 }
                 continue;
             }
             let mut set = u.shared_log_level.lock().await;
+            // The level set on this very connection (a restarted upstream starts afresh; the
+            // held clone keeps the connection's id from being reused meanwhile).
             let current = set
                 .as_ref()
-                .filter(|(c, _)| std::sync::Weak::ptr_eq(c, &Arc::downgrade(&shared)))
+                .filter(|(c, _)| c.id() == conn.id())
                 .map(|(_, r)| *r);
             if current.is_some_and(|r| r <= rank) {
                 continue;
             }
             match exchange(&conn, message.clone(), u.request_timeout).await {
-                Ok(Answer::Result(_)) => *set = Some((Arc::downgrade(&shared), rank)),
+                Ok(Answer::Result(_)) => *set = Some((conn.clone(), rank)),
                 Ok(Answer::Error(e)) => {
                     tracing::debug!(upstream = %u.name, error = %e, "logging/setLevel refused");
                 }

@@ -279,10 +279,10 @@ pub(crate) struct UpstreamState {
     /// legacy traffic: SDKs scope the legacy era to the whole process once initialized).
     pub(crate) stdio_spec: Option<StdioSpec>,
     pub(crate) catalog: RwLock<Catalog>,
-    /// The log level the gateway set on the shared connection (which connection, and the
-    /// level's rank): the most verbose any caller asked for. Held across the forwarding, so
-    /// that concurrent requests leave the upstream at the most verbose of them.
-    pub(crate) shared_log_level: tokio::sync::Mutex<Option<(std::sync::Weak<Connection>, u8)>>,
+    /// The log level the gateway set on the connection legacy callers share (that connection,
+    /// and the level's rank): the most verbose any caller asked for. Held across the
+    /// forwarding, so that concurrent requests leave the upstream at the most verbose of them.
+    pub(crate) shared_log_level: tokio::sync::Mutex<Option<(Connection, u8)>>,
 }
 
 #[derive(Default)]
@@ -298,6 +298,10 @@ pub(crate) struct Catalog {
     /// not know triggers at most one listing per [`crate::guarded::RELIST_INTERVAL`].
     pub(crate) tools_listed_at: Option<tokio::time::Instant>,
     pub(crate) resources: HashSet<String>,
+    /// When a request for a URI the catalog did not know last made the gateway list this
+    /// upstream's resources: at most once per [`crate::guarded::RELIST_INTERVAL`], so that
+    /// made-up URIs cannot make every upstream list everything on each request.
+    pub(crate) resources_listed_at: Option<tokio::time::Instant>,
     /// Literal prefixes of resource templates (the text before the first `{`).
     pub(crate) templates: Vec<String>,
 }
@@ -1122,6 +1126,7 @@ impl UpstreamState {
         if let Ok(mut c) = self.catalog.write() {
             c.resources.clear();
             c.templates.clear();
+            c.resources_listed_at = None;
         }
     }
 }
@@ -1215,10 +1220,19 @@ impl Gateway {
         if orphaned.is_empty() {
             return;
         }
+        let gateway = self.me.clone();
         tokio::spawn(async move {
+            let Some(g) = gateway.upgrade() else { return };
             for (up, uri) in orphaned {
+                // The connection legacy traffic to this upstream uses (a dual-era stdio server
+                // keeps legacy traffic to a process of its own), spoken in its era.
+                let routes = Arc::new(Routes::default());
+                let legacy = crate::dispatch::ClientEra { modern: false };
+                let Ok((conn, Era::Legacy)) = g.conn_for(None, &routes, &up, legacy).await else {
+                    continue;
+                };
                 let unsubscribe = request("resources/unsubscribe", json!({ "uri": uri }));
-                if let Err(e) = exchange(&up.conn(), unsubscribe, up.request_timeout).await {
+                if let Err(e) = exchange(&conn, unsubscribe, up.request_timeout).await {
                     tracing::debug!(upstream = %up.name, error = %e, "resources/unsubscribe of an ended session not applied");
                 }
             }

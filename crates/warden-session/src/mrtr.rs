@@ -12,6 +12,7 @@
 //! call to the retry. A `requestState` the gateway does not know is not the gateway's: the
 //! request is routed as usual (a 2026-07-28 upstream keeps its own multi-round state).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rand::RngCore;
@@ -31,8 +32,49 @@ use crate::{Reply, ReplyStream, Session};
 /// How long a parked upstream call waits for the client's retry. Bounds how long an abandoned
 /// call holds upstream resources.
 pub const PARK_TTL: Duration = Duration::from_secs(300);
-/// Most parked calls at once; beyond it the oldest is dropped (and cancelled upstream).
+/// Most parked calls at once; beyond it the oldest of the caller holding the most is dropped
+/// (and cancelled upstream).
 pub const MAX_PARKED: usize = 1024;
+/// Most parked calls of one caller: beyond it that caller's oldest is dropped. A parked call's
+/// reply has ended, so the concurrency limits no longer count it; this keeps one caller from
+/// holding the upstream's calls open, or from pushing out other callers' parked calls.
+pub const MAX_PARKED_PER_CALLER: usize = 64;
+/// Which parked call (its key) gives way before `caller` parks one more, among `parked`
+/// (key, caller, expiry): the caller's own oldest once it holds `per_caller`; else, once the
+/// table holds `total`, the oldest of the caller holding the most (ties: any of them). `None`
+/// while there is room.
+pub(crate) fn to_evict<'a>(
+    parked: &[(&'a str, &Principal, Instant)],
+    caller: &Principal,
+    total: usize,
+    per_caller: usize,
+) -> Option<&'a str> {
+    let oldest_of = |who: &Principal| {
+        parked
+            .iter()
+            .filter(|(_, p, _)| p.same_caller(who))
+            .min_by_key(|(_, _, expires)| *expires)
+            .map(|(k, _, _)| *k)
+    };
+    let own = parked
+        .iter()
+        .filter(|(_, p, _)| p.same_caller(caller))
+        .count();
+    if own >= per_caller {
+        return oldest_of(caller);
+    }
+    if parked.len() < total {
+        return None;
+    }
+    // One pass: callers are subject and method.
+    let mut counts: HashMap<(&str, warden_guard::AuthMethod), usize> = HashMap::new();
+    for (_, p, _) in parked {
+        *counts.entry((&*p.subject, p.method)).or_default() += 1;
+    }
+    let (subject, method) = counts.into_iter().max_by_key(|(_, n)| *n)?.0;
+    oldest_of(&Principal::new(subject, method))
+}
+
 /// The key of the one input request the gateway sends per round.
 pub const INPUT_KEY: &str = "upstream-request";
 
@@ -159,13 +201,19 @@ impl Gateway {
         };
         let now = Instant::now();
         parked.retain(|_, p| p.expires > now);
-        if parked.len() >= MAX_PARKED
-            && let Some(oldest) = parked
-                .iter()
-                .min_by_key(|(_, p)| p.expires)
-                .map(|(k, _)| k.clone())
-        {
-            parked.remove(&oldest);
+        let entries: Vec<(&str, &Principal, Instant)> = parked
+            .iter()
+            .map(|(k, p)| (k.as_str(), &p.exchange.principal, p.expires))
+            .collect();
+        let evict = to_evict(
+            &entries,
+            &exchange.principal,
+            MAX_PARKED,
+            MAX_PARKED_PER_CALLER,
+        )
+        .map(str::to_owned);
+        if let Some(key) = evict {
+            parked.remove(&key);
         }
         parked.insert(
             state,
@@ -281,5 +329,77 @@ impl Gateway {
             tracing::debug!(upstream = %ex.up.name, error = %e, "input for a parked call not delivered");
         }
         Some(self.spawn_pump(parked.exchange, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use warden_guard::AuthMethod;
+
+    use super::*;
+
+    fn who(n: u8) -> Principal {
+        Principal::new(format!("caller-{n}"), AuthMethod::ApiKey)
+    }
+
+    #[test]
+    fn a_caller_at_its_share_gives_way_itself() {
+        let t0 = Instant::now();
+        let (a, b) = (who(0), who(1));
+        let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+        let parked: Vec<(&str, &Principal, Instant)> = vec![
+            (&keys[0], &b, t0),
+            (&keys[1], &a, t0 + Duration::from_secs(1)),
+            (&keys[2], &a, t0 + Duration::from_secs(2)),
+        ];
+        // a holds 2 of its 2: its own oldest goes, not b's older one.
+        assert_eq!(to_evict(&parked, &a, 10, 2), Some("k1"));
+        // b holds 1 of 2, and the table has room.
+        assert_eq!(to_evict(&parked, &b, 10, 2), None);
+        // A full table: the caller holding the most (a) gives way, even for b.
+        assert_eq!(to_evict(&parked, &b, 3, 2), Some("k1"));
+        // A newcomer at a full table too.
+        assert_eq!(to_evict(&parked, &who(9), 3, 5), Some("k1"));
+    }
+
+    proptest! {
+        /// Whoever parks, what gives way is never another caller's while the caller is at its
+        /// share, never anything while there is room, and otherwise a call of a caller holding
+        /// the most; the table never grows past its size.
+        #[test]
+        fn eviction_is_fair(
+            owners in prop::collection::vec(0u8..4, 0..40),
+            caller in 0u8..5,
+            total in 1usize..40,
+            per_caller in 1usize..12,
+        ) {
+            let t0 = Instant::now();
+            let people: Vec<Principal> = (0..5).map(who).collect();
+            let keys: Vec<String> = (0..owners.len()).map(|i| format!("k{i}")).collect();
+            let parked: Vec<(&str, &Principal, Instant)> = owners
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (keys[i].as_str(), &people[usize::from(*o)], t0 + Duration::from_secs(i as u64)))
+                .collect();
+            let me = &people[usize::from(caller)];
+            let mine = parked.iter().filter(|(_, p, _)| p.same_caller(me)).count();
+            let held = |p: &Principal| parked.iter().filter(|(_, q, _)| q.same_caller(p)).count();
+            match to_evict(&parked, me, total, per_caller) {
+                None => prop_assert!(mine < per_caller && parked.len() < total),
+                Some(k) => {
+                    let (_, owner, expires) = parked.iter().find(|(key, _, _)| *key == k).unwrap();
+                    if mine >= per_caller {
+                        prop_assert!(owner.same_caller(me), "another caller's call went");
+                    } else {
+                        prop_assert!(parked.len() >= total);
+                        let most = parked.iter().map(|(_, p, _)| held(p)).max().unwrap();
+                        prop_assert_eq!(held(owner), most);
+                    }
+                    // The oldest of its owner's.
+                    prop_assert!(parked.iter().filter(|(_, p, _)| p.same_caller(owner)).all(|(_, _, e)| e >= expires));
+                }
+            }
+        }
     }
 }

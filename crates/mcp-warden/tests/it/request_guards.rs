@@ -551,8 +551,9 @@ async fn serve_with_keys(
 }
 
 /// The official Python SDK client with an API key, answering sampling and elicitation and
-/// recording every notification. It makes the upstream send `resources/updated` for a secret
-/// URI and then a public one (same connection, in that order), waits for the public one, then
+/// recording every notification. It subscribes to a secret URI and a public one (as far as its
+/// policy lets it), makes the upstream send `resources/updated` for the secret URI and then the
+/// public one (same connection, in that order), waits for the public one, then
 /// calls `ask_model` (sampling) and `ask_user` (elicitation). Prints a JSON summary.
 const TRAFFIC_CLIENT: &str = r#"
 import sys, json, anyio
@@ -590,7 +591,15 @@ async def main():
         async with Client(streamable_http_client(url, http_client=http), mode="legacy",
                           message_handler=on_message, sampling_callback=on_sampling,
                           elicitation_callback=on_elicitation) as client:
-            out = {}
+            out = {"subscribed": []}
+            for uri in ["docs://secret/plan", "docs://public/readme"]:
+                # Updates no request can claim go to the sessions subscribed to the URI; the
+                # policy refuses a subscription to a URI the principal may not read.
+                try:
+                    await client.subscribe_resource(uri)
+                    out["subscribed"].append(uri)
+                except Exception:
+                    pass
             for uri in ["docs://secret/plan", "docs://public/readme"]:
                 await client.call_tool("st__touch", {"uri": uri})
             with anyio.fail_after(30):
@@ -659,7 +668,13 @@ async fn server_traffic_reaches_only_principals_the_policy_allows() {
     let updated = |uri: &str| json!(["notifications/resources/updated", uri]);
     let seen = reader["seen"].as_array().unwrap();
     assert!(seen.contains(&updated("docs://public/readme")), "{reader}");
-    // Sent before the public one on the same connection: dropped, never delivered.
+    // The policy refused the subscription to the secret URI, and the update sent before the
+    // public one on the same connection was never delivered.
+    assert_eq!(
+        reader["subscribed"],
+        json!(["docs://public/readme"]),
+        "{reader}"
+    );
     assert!(!seen.contains(&updated("docs://secret/plan")), "{reader}");
     assert_eq!(reader["ask_model"], "sampled: hi from the model");
     assert_eq!(reader["asked"]["sampling"], 1);
@@ -675,6 +690,11 @@ async fn server_traffic_reaches_only_principals_the_policy_allows() {
 
     let keeper = traffic_client(&url, &keys[1]).await;
     let seen = keeper["seen"].as_array().unwrap();
+    assert_eq!(
+        keeper["subscribed"],
+        json!(["docs://secret/plan", "docs://public/readme"]),
+        "{keeper}"
+    );
     assert!(seen.contains(&updated("docs://secret/plan")), "{keeper}");
     assert!(seen.contains(&updated("docs://public/readme")), "{keeper}");
     assert_eq!(keeper["ask_user"], "elicited: {\"name\": \"ann\"}");

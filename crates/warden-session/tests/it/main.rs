@@ -912,6 +912,43 @@ async fn a_resource_two_upstreams_serve_is_refused_not_guessed() {
     f.stop().await;
 }
 
+/// A URI no catalog knows makes the gateway list the upstreams' resources again, but at most
+/// once per relist interval: made-up URIs cannot make every upstream list everything on each
+/// request.
+#[tokio::test]
+async fn unknown_uris_relist_resources_at_most_once_per_interval() {
+    let f = Fixture::start(&[A, B], false).await;
+    let s = f.legacy_session().await;
+    let lists = |up: &str| {
+        f.received_methods(up)
+            .iter()
+            .filter(|m| *m == "resources/list")
+            .count()
+    };
+    let before = [lists("a"), lists("b")];
+    let started = tokio::time::Instant::now();
+    for id in 0..20 {
+        let uri = format!("nope://made-up/{id}");
+        let r = f
+            .call(
+                Some(&s),
+                s.principal(),
+                json!({"jsonrpc":"2.0","id":id,"method":"resources/read","params":{"uri":uri}}),
+            )
+            .await;
+        assert_eq!(r["error"]["code"], -32602, "{r}");
+    }
+    let allowed = 1 + started.elapsed().as_secs() as usize;
+    for (up, before) in ["a", "b"].into_iter().zip(before) {
+        let n = lists(up) - before;
+        assert!(
+            (1..=allowed).contains(&n),
+            "{up} listed {n} times for 20 unknown URIs"
+        );
+    }
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn a_resource_template_routes_reads_to_its_upstream() {
     let f = Fixture::start(&[A], false).await;

@@ -6,7 +6,8 @@ principal may not see (resource updates, sampling, elicitation) before the clien
 Usage:
     server_traffic.py stdio --calls-file FILE
 
-Resources: docs://public/readme, docs://secret/plan.
+Resources: docs://public/readme, docs://secret/plan (`resources/subscribe` and
+`resources/unsubscribe` are accepted).
 Tools (each call appends `<tool> <json arguments>` to --calls-file, then answers):
     touch(uri)        sends notifications/resources/updated for `uri` (unrelated to the call,
                       on the connection), answers `touched <uri>`
@@ -46,6 +47,15 @@ def readme() -> str:
 @mcp.resource("docs://secret/plan", name="plan", description="Secret.", mime_type="text/plain")
 def plan() -> str:
     return "secret"
+
+
+async def _subscription(ctx, params) -> types.EmptyResult:
+    """resources/subscribe and resources/unsubscribe: accepted (and recorded)."""
+    return types.EmptyResult()
+
+
+mcp._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, _subscription)
+mcp._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, _subscription)
 
 
 @mcp.tool(description="Send notifications/resources/updated for `uri`.", structured_output=False)
