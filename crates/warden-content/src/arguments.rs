@@ -1,4 +1,5 @@
-//! Credentials in what a client sends: the arguments of `tools/call`.
+//! Credentials in what a client sends: the arguments of `tools/call` and `prompts/get`, what
+//! `completion/complete` is asked to complete, the URI of `resources/read`.
 //!
 //! A model that read a key somewhere (a file, another server's result, the user's message) can
 //! pass it to any tool, and the server of that tool may be someone else's. The results guards
@@ -14,7 +15,9 @@ use warden_proto::ErrorCode;
 
 use crate::mode::{ContentModes, Mode};
 
-/// Credentials in `tools/call` arguments (stage `SecretsInArgs`).
+/// Credentials in the arguments of `tools/call` and `prompts/get`, in the params of
+/// `completion/complete`, and in the URI of `resources/read` and `resources/subscribe` (stage
+/// `SecretsInArgs`).
 pub struct ArgumentSecretsGuard {
     modes: ContentModes,
 }
@@ -37,12 +40,32 @@ impl ArgumentSecretsGuard {
     }
 
     fn check_sync(&self, call: &Call<'_>) -> Result<Verdict, GuardError> {
-        if call.direction != Direction::ToUpstream || call.message.method() != Some("tools/call") {
+        if call.direction != Direction::ToUpstream {
             return Ok(Verdict::Continue);
         }
+        // What the model or the user fills in: a call's and a prompt's arguments, what a
+        // completion is asked for (the value typed so far and the arguments around it), and a
+        // resource's URI (a token in its query reaches the server as surely).
+        let (name, key, pointer): (&str, Option<&str>, &'static [&'static str]) =
+            match call.message.method() {
+                Some("tools/call" | "prompts/get") => {
+                    ("arguments", Some("arguments"), &["params", "arguments"])
+                }
+                Some("completion/complete" | "resources/read" | "resources/subscribe") => {
+                    ("params", None, &["params"])
+                }
+                _ => return Ok(Verdict::Continue),
+            };
         let mode = self.modes.of(call.upstream).secrets_in_arguments;
-        let Some(arguments) = call.message.params().and_then(|p| p.get("arguments")) else {
+        let Some(params) = call.message.params() else {
             return Ok(Verdict::Continue);
+        };
+        let value = match key {
+            Some(k) => match params.get(k) {
+                Some(v) => v,
+                None => return Ok(Verdict::Continue),
+            },
+            None => params,
         };
         scan(
             call,
@@ -50,11 +73,11 @@ impl ArgumentSecretsGuard {
             Part {
                 guard: Self::NAME,
                 controls: Self::CONTROLS,
-                name: "arguments",
-                value: arguments,
-                pointer: &["params", "arguments"],
-                refused: "the call was refused: its arguments contain credentials",
-                logged: "credentials in a call's arguments",
+                name,
+                value,
+                pointer,
+                refused: "the request was refused: it contains credentials",
+                logged: "credentials in a request's arguments",
             },
         )
     }

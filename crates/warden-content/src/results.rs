@@ -35,6 +35,23 @@ fn text_kind(call: &Call<'_>) -> TextKind {
     }
 }
 
+/// Where a finding in the joined text blocks of a result is said to be.
+const JOINED: &str = "content[*].text (joined)";
+
+/// The text blocks of `content` (a result's `content` array) joined by spaces, when there are
+/// at least two. (A space, not a newline: the analysis reads a line break as the end of a
+/// clause, and a word split across blocks, `prev` + `ious`, is still read across a space.)
+fn joined_text(content: &Value) -> Option<String> {
+    let blocks: Vec<&str> = content
+        .get("content")?
+        .as_array()?
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    (blocks.len() >= 2).then(|| blocks.join(" "))
+}
+
 /// Indirect prompt injection in content.
 pub struct InjectionGuard {
     modes: ContentModes,
@@ -76,7 +93,19 @@ impl InjectionGuard {
                 None => return Ok(Verdict::Continue),
             },
         };
-        let findings = warden_detect::analyze_json_text(content, text_kind(call));
+        let mut findings = warden_detect::analyze_json_text(content, text_kind(call));
+        if !findings.iter().any(|f| f.severity >= Severity::Medium)
+            && let Some(joined) = joined_text(content)
+        {
+            // Hosts join a result's text blocks before the model reads them: an injection
+            // split across blocks is read whole. (Found only in the joined text, it cannot be
+            // replaced in place: `redact` withholds the result.)
+            let mut whole = warden_detect::analyze_text(&joined, text_kind(call));
+            for f in &mut whole {
+                f.location.field = JOINED.into();
+            }
+            findings.extend(whole);
+        }
         let serious: Vec<_> = findings
             .iter()
             .filter(|f| f.severity >= Severity::Medium)

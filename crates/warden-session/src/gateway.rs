@@ -1309,7 +1309,7 @@ impl Gateway {
                 Some(session),
                 msg,
                 Direction::ToClient,
-                session.principal(),
+                &session.current_principal(),
                 Some(upstream),
                 request_method,
             )
@@ -1568,6 +1568,7 @@ impl Handler for Gateway {
                     )));
                 }
                 s.touch();
+                s.refresh_principal(principal);
             }
             let routes = match session {
                 Some(s) => self.entry(s).unwrap_or_else(|| self.stateless.clone()),

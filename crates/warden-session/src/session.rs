@@ -156,6 +156,9 @@ pub struct Session {
     state: Mutex<State>,
     /// Set when the stored record is out of date (after `initialize`).
     dirty: AtomicBool,
+    /// The caller as of its latest request: same subject and method as `principal`, with the
+    /// roles and scopes of the token it last presented.
+    current: std::sync::RwLock<Principal>,
     /// The rank of the `logging/setLevel` level the client asked for ([`LOG_LEVELS`]), or
     /// [`NO_LOG_LEVEL`].
     log_level: AtomicU8,
@@ -195,6 +198,7 @@ impl Session {
         let created = now.checked_sub(age).unwrap_or(now);
         Self {
             id,
+            current: std::sync::RwLock::new(principal.clone()),
             principal,
             face,
             created,
@@ -287,6 +291,29 @@ impl Session {
     pub fn push_unsolicited(&self, message: Message) {
         if self.unsolicited_tx.try_send(message).is_err() {
             tracing::debug!(session = %self.id, "unsolicited queue full or closed; message dropped");
+        }
+    }
+
+    /// The caller with the roles and scopes of its latest request (a refreshed token may
+    /// carry fewer than the one that opened the session): what decisions about traffic toward
+    /// the session (server requests, notifications) are made for.
+    pub fn current_principal(&self) -> Principal {
+        self.current
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|_| self.principal.clone())
+    }
+
+    /// Records `latest`, the principal of a request on this session, if it is the session's
+    /// caller (the same subject and method); anyone else changes nothing.
+    pub fn refresh_principal(&self, latest: &Principal) {
+        if !self.principal.same_caller(latest) {
+            return;
+        }
+        if let Ok(mut current) = self.current.write()
+            && *current != *latest
+        {
+            *current = latest.clone();
         }
     }
 

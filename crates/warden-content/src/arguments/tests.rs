@@ -98,6 +98,32 @@ fn members_named_like_binary_payloads_are_scanned_in_arguments() {
     assert!(!text.contains(AWS), "{text}");
 }
 
+/// Besides a call's arguments: a prompt's arguments, what a completion is asked for, and a
+/// resource's URI carry what the model or the user filled in.
+#[test]
+fn prompt_arguments_completions_and_uris_are_scanned_too() {
+    let g = guard(Mode::Block);
+    for request in [
+        json!({"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{"k":AWS}}}),
+        json!({"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"k","value":AWS}}}),
+        json!({"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"k","value":"x"},"context":{"arguments":{"token":AWS}}}}),
+        json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":format!("https://x.example/doc?key={AWS}")}}),
+    ] {
+        assert!(
+            matches!(
+                run(&g, &msg(request.clone()), Direction::ToUpstream),
+                Verdict::Deny(_)
+            ),
+            "{request}"
+        );
+    }
+    let clean = json!({"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{"k":"v"}}});
+    assert!(matches!(
+        run(&g, &msg(clean), Direction::ToUpstream),
+        Verdict::Continue
+    ));
+}
+
 #[test]
 fn block_refuses_and_off_or_clean_forwards() {
     let m = call_with(json!({"body": AWS}));
@@ -123,8 +149,9 @@ fn block_refuses_and_off_or_clean_forwards() {
 #[test]
 fn only_calls_toward_the_upstream_are_looked_at() {
     let g = guard(Mode::Block);
-    let other = msg(json!({"jsonrpc":"2.0","id":2,"method":"prompts/get",
-        "params":{"name":"p","arguments":{"k":AWS}}}));
+    // Requests that carry nothing the model or the user filled in.
+    let other = msg(json!({"jsonrpc":"2.0","id":2,"method":"tools/list",
+        "params":{"cursor":AWS}}));
     assert!(matches!(
         run(&g, &other, Direction::ToUpstream),
         Verdict::Continue

@@ -696,13 +696,19 @@ async fn set_level(f: &Fixture, s: &Arc<Session>, id: i64, level: &str) -> Value
 
 /// The `data` of the log messages a call's reply stream carries before its response.
 async fn logs_of_call(f: &Fixture, s: &Arc<Session>, id: i64) -> Vec<String> {
+    logs_of_call_as(f, s, s.principal(), id).await
+}
+
+async fn logs_of_call_as(
+    f: &Fixture,
+    s: &Arc<Session>,
+    principal: &Principal,
+    id: i64,
+) -> Vec<String> {
     let call = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"a__log"}});
-    let reply = tokio::time::timeout(
-        WAIT,
-        f.gateway.handle(Some(s), s.principal(), message(call)),
-    )
-    .await
-    .unwrap();
+    let reply = tokio::time::timeout(WAIT, f.gateway.handle(Some(s), principal, message(call)))
+        .await
+        .unwrap();
     let Reply::Stream(mut stream) = reply else {
         panic!("a request must get a reply stream")
     };
@@ -856,6 +862,54 @@ async fn subscriptions_are_per_session_on_a_shared_upstream() {
         ),
         "{got:?}"
     );
+    f.stop().await;
+}
+
+/// Traffic toward a session is judged for its caller as of the latest request: a refreshed
+/// token with fewer roles stops what only the dropped role may receive (and a token with the
+/// role again brings it back).
+#[tokio::test]
+async fn server_traffic_follows_the_roles_of_the_callers_latest_token() {
+    let f = Fixture::refusing(
+        &[A],
+        Refusing {
+            name: "ops-only",
+            message: "log messages are for ops",
+            refuses: |call| {
+                call.direction == warden_guard::Direction::ToClient
+                    && call.message.method() == Some("notifications/message")
+                    && !call.principal.has_role("ops")
+            },
+        },
+    )
+    .await;
+    let with_ops = Principal::new("carol", warden_guard::AuthMethod::Bearer).with_roles(["ops"]);
+    let without = Principal::new("carol", warden_guard::AuthMethod::Bearer);
+    let s = f
+        .gateway
+        .open_session(with_ops.clone(), Face::Http)
+        .await
+        .unwrap();
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    assert!(f.call(Some(&s), &with_ops, init).await["result"].is_object());
+    assert_eq!(logs_of_call_as(&f, &s, &with_ops, 1).await.len(), 4);
+    assert!(
+        logs_of_call_as(&f, &s, &without, 2).await.is_empty(),
+        "the session kept the role of the token that opened it"
+    );
+    assert_eq!(s.current_principal(), without);
+    assert_eq!(logs_of_call_as(&f, &s, &with_ops, 3).await.len(), 4);
+    // Another caller's request changes nothing (and is refused).
+    let mallory = Principal::new("mallory", warden_guard::AuthMethod::Bearer);
+    let r = f
+        .call(
+            Some(&s),
+            &mallory,
+            json!({"jsonrpc":"2.0","id":4,"method":"ping"}),
+        )
+        .await;
+    assert!(r["error"].is_object(), "{r}");
+    assert_eq!(s.current_principal(), with_ops);
     f.stop().await;
 }
 
