@@ -1179,6 +1179,10 @@ impl Gateway {
             }
             return;
         }
+        if !self.opts.transparent && !routes.may_notify() {
+            tracing::debug!(method = %method, "client notifications past the session's budget; dropped");
+            return;
+        }
         let message = match self
             .guard_in(
                 session.map(|s| &**s),

@@ -323,6 +323,9 @@ pub(crate) struct Routes {
     /// a shared connection goes to the sessions subscribed to its URI, and an unsubscription
     /// reaches a shared connection only when no other session is still subscribed.
     pub(crate) subscriptions: Mutex<HashSet<(usize, String)>>,
+    /// The client notifications this session may still forward now ([`NOTIFY_BURST`], refilled
+    /// at [`NOTIFY_RATE`] per second), and when the budget was last refilled.
+    notify_budget: Mutex<Option<(f64, tokio::time::Instant)>>,
 }
 
 /// Most server-initiated requests one session keeps waiting for the client's answer. At the
@@ -348,7 +351,31 @@ pub(crate) struct ServerRequest {
     pub(crate) method: Box<str>,
 }
 
+/// Client notifications a session may forward in a burst: every one goes to every upstream (a
+/// `roots/list_changed` makes each ask for the roots again), and neither policy nor rate limits
+/// judge notifications.
+pub const NOTIFY_BURST: f64 = 64.0;
+/// Client notifications per second a session may forward, sustained.
+pub const NOTIFY_RATE: f64 = 32.0;
+
 impl Routes {
+    /// Takes one client notification from the session's budget; `false` when it is spent.
+    pub(crate) fn may_notify(&self) -> bool {
+        let Ok(mut budget) = self.notify_budget.lock() else {
+            return false;
+        };
+        let now = tokio::time::Instant::now();
+        let (tokens, at) = budget.get_or_insert((NOTIFY_BURST, now));
+        let refilled = *tokens + now.duration_since(*at).as_secs_f64() * NOTIFY_RATE;
+        *at = now;
+        *tokens = refilled.min(NOTIFY_BURST);
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
+    }
+
     fn is_subscribed(&self, index: usize, uri: &str) -> bool {
         self.subscriptions
             .lock()

@@ -913,6 +913,39 @@ async fn server_traffic_follows_the_roles_of_the_callers_latest_token() {
     f.stop().await;
 }
 
+/// Client notifications go to every upstream and no policy or rate limit judges them: a session
+/// forwards at most a burst of 64, then 32 a second; the rest are dropped.
+#[tokio::test]
+async fn a_flood_of_client_notifications_is_cut_to_the_sessions_budget() {
+    let f = Fixture::start(&[A], false).await;
+    let s = f.legacy_session().await;
+    let anon = Principal::anonymous();
+    let started = tokio::time::Instant::now();
+    for _ in 0..300 {
+        let n = json!({"jsonrpc":"2.0","method":"notifications/roots/list_changed"});
+        assert!(matches!(
+            f.gateway.handle(Some(&s), &anon, message(n)).await,
+            Reply::Accepted
+        ));
+    }
+    let took = started.elapsed().as_secs_f64();
+    // A request after them: the upstream reads in order, so by its answer it has seen
+    // whatever was forwarded before it.
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo","arguments":{}}});
+    assert!(f.call(Some(&s), &anon, ping).await["result"].is_object());
+    let forwarded = f
+        .received_methods("a")
+        .iter()
+        .filter(|m| *m == "notifications/roots/list_changed")
+        .count();
+    let most = 64 + (took * 32.0).ceil() as usize;
+    assert!(
+        (64..=most).contains(&forwarded),
+        "{forwarded} of 300 forwarded in {took:.3} s"
+    );
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn removed_methods_are_unknown_to_modern_clients() {
     let f = Fixture::start(&[A], false).await;
