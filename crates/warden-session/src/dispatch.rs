@@ -582,7 +582,10 @@ impl Gateway {
         Some(text.to_owned())
     }
 
-    /// `result` with its `instructions` as [`Gateway::guard_instructions`] releases them.
+    /// `result` with its `instructions` as [`Gateway::guard_instructions`] releases them, and
+    /// the server's self-description (`serverInfo`, in `_meta` for a `server/discover` result)
+    /// as the response guards release it: its title and description are text a client shows,
+    /// sanitized like any other (the name and version are kept).
     async fn with_guarded_instructions(&self, upstream: &str, mut result: Value) -> Value {
         let text = result
             .field("instructions")
@@ -593,6 +596,30 @@ impl Gateway {
                 Some(kept) => obj.insert("instructions".into(), Value::String(kept)),
                 None => obj.remove("instructions"),
             };
+        }
+        for pointer in ["/serverInfo", "/_meta/io.modelcontextprotocol~1serverInfo"] {
+            let Some(info) = result.pointer(pointer).cloned() else {
+                continue;
+            };
+            let probe = response(&json!(0), json!({ "serverInfo": info }));
+            let released = self
+                .guard(
+                    probe,
+                    Direction::ToClient,
+                    &Principal::anonymous(),
+                    Some(upstream),
+                    Some("initialize"),
+                )
+                .await
+                .ok()
+                .and_then(|m| m.result().and_then(|r| r.get("serverInfo")).cloned())
+                // Refused: only what identifies the server.
+                .unwrap_or_else(
+                    || json!({"name": info.get("name"), "version": info.get("version")}),
+                );
+            if let Some(slot) = result.pointer_mut(pointer) {
+                *slot = released;
+            }
         }
         result
     }

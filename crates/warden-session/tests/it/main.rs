@@ -946,6 +946,76 @@ async fn a_flood_of_client_notifications_is_cut_to_the_sessions_budget() {
     f.stop().await;
 }
 
+/// Strips control characters from the `serverInfo` of `initialize` results: stands in for the
+/// sanitizer, to see what the session hands the response guards.
+struct ScrubServerInfo;
+
+impl warden_guard::Guard for ScrubServerInfo {
+    fn name(&self) -> &'static str {
+        "scrub"
+    }
+
+    fn controls(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn check<'a>(
+        &'a self,
+        call: &'a warden_guard::Call<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<warden_guard::Verdict, warden_guard::GuardError>>
+    {
+        let mut v = call.message.value().clone();
+        let verdict = match v.pointer_mut("/result/serverInfo/title") {
+            Some(Value::String(t))
+                if call.request_method == Some("initialize") && t.chars().any(char::is_control) =>
+            {
+                *t = t.chars().filter(|c| !c.is_control()).collect();
+                warden_guard::Verdict::rewrite("scrub", v)
+            }
+            _ => Ok(warden_guard::Verdict::Continue),
+        };
+        Box::pin(async move { verdict })
+    }
+}
+
+/// In `run` the upstream's own `initialize` result reaches the client: its `serverInfo` (a
+/// title and description a client displays) goes through the response guards, not only its
+/// `instructions`.
+#[tokio::test]
+async fn a_transparent_initialize_hands_server_info_to_the_guards() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline =
+        Pipeline::passthrough().with(warden_guard::Stage::Sanitize, Arc::new(ScrubServerInfo));
+    let gateway = Gateway::start(
+        vec![def(&A, dir.path())],
+        pipeline,
+        GatewayOptions {
+            transparent: true,
+            ..GatewayOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let f = Fixture { gateway, dir };
+    let s = f
+        .gateway
+        .open_session(Principal::local(), Face::Stdio)
+        .await
+        .unwrap();
+    let r = f
+        .call(
+            Some(&s),
+            &Principal::local(),
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+        )
+        .await;
+    let info = &r["result"]["serverInfo"];
+    assert_eq!(info["title"], "Era]0;owned server", "{r}");
+    assert_eq!(info["name"], "era-legacy");
+    assert_eq!(r["result"]["instructions"], "era server");
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn removed_methods_are_unknown_to_modern_clients() {
     let f = Fixture::start(&[A], false).await;
