@@ -33,6 +33,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("launcher_spec", launcher_spec),
     ("egress_allow", egress_allow),
     ("hidden_tags", hidden_tags),
+    ("resource_uri", resource_uri),
 ];
 
 /// The target called `name`.
@@ -1370,7 +1371,7 @@ pub fn hidden_tags(data: &[u8]) {
         }
     }
     if let Ok(mut value) = serde_json::from_slice::<Value>(data) {
-        let skip = |k: &str| k == "uri";
+        let skip = |_: &serde_json::Map<String, serde_json::Value>, k: &str| k == "uri";
         let needs = h::json_has_hidden_tags(&value, &skip);
         let changed = h::surface_json(&mut value, M::Strip, &skip);
         assert_eq!(
@@ -1387,4 +1388,57 @@ pub fn hidden_tags(data: &[u8]) {
             "JSON strip not idempotent"
         );
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// resource_uri
+
+/// Input: a resource URI (lossy UTF-8).
+/// Invariants:
+/// - `canonical_uri` never panics;
+/// - an accepted URI has one spelling: a lowercase scheme, and a path that decoding the
+///   percent-encoded octets a server may decode (letters, digits, `-._~`, `/`, `\`) leaves as
+///   it is, with no `.` or `..` segment, no empty segment and no backslash. So the text a
+///   policy rule matches is the path a server resolves.
+pub fn resource_uri(data: &[u8]) {
+    let uri = String::from_utf8_lossy(data);
+    if warden_policy::policy::canonical_uri(&uri).is_err() {
+        return;
+    }
+    let (scheme, rest) = uri.split_once(':').expect("an accepted URI has a scheme");
+    assert!(
+        !scheme.is_empty() && scheme == scheme.to_ascii_lowercase(),
+        "{uri}"
+    );
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let path = match rest.strip_prefix("//") {
+        Some(after) => {
+            let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
+            assert!(scheme != "file" || host.is_empty(), "{uri}");
+            path
+        }
+        None => rest,
+    };
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) if b.is_ascii_alphanumeric() || b"-._~/\\".contains(&b) => {
+                decoded.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    assert_eq!(decoded, bytes, "{uri}: a server may decode its path");
+    assert!(!path.contains('\\') && !path.contains("//"), "{uri}");
+    assert!(path.split('/').all(|s| s != "." && s != ".."), "{uri}");
 }
