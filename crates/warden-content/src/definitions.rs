@@ -28,8 +28,8 @@ pub struct Poisoning {
     expose: Exposure,
     /// (upstream, raw name) of definitions withheld, and their client-facing names, per
     /// [`Item`] (a tool and a prompt may share a name).
-    blocked: [Mutex<HashSet<(String, String)>>; 2],
-    blocked_names: [Mutex<HashSet<String>>; 2],
+    blocked: [Mutex<HashSet<(String, String)>>; 3],
+    blocked_names: [Mutex<HashSet<String>>; 3],
 }
 
 /// What a withheld definition defines.
@@ -37,6 +37,8 @@ pub struct Poisoning {
 enum Item {
     Tool = 0,
     Prompt = 1,
+    /// Keyed by URI, which the gateway does not rename.
+    Resource = 2,
 }
 
 impl Item {
@@ -44,6 +46,7 @@ impl Item {
         match self {
             Item::Tool => "tool",
             Item::Prompt => "prompt",
+            Item::Resource => "resource",
         }
     }
 }
@@ -79,7 +82,10 @@ impl Poisoning {
 
     fn set_blocked(&self, item: Item, upstream: &str, raw: &str, blocked: bool) {
         let key = (upstream.to_owned(), raw.to_owned());
-        let name = (self.expose)(upstream, raw);
+        let name = match item {
+            Item::Resource => raw.to_owned(),
+            _ => (self.expose)(upstream, raw),
+        };
         let mut b = self.blocked[item as usize]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -229,7 +235,7 @@ impl DefinitionGuard {
             Some(method @ ("prompts/list" | "resources/list" | "resources/templates/list")) => {
                 let (key, kind, item) = match method {
                     "prompts/list" => ("prompts", "prompt", Some(Item::Prompt)),
-                    "resources/list" => ("resources", "resource", None),
+                    "resources/list" => ("resources", "resource", Some(Item::Resource)),
                     _ => ("resourceTemplates", "resource template", None),
                 };
                 let Some(items) = result.get(key).and_then(Value::as_array) else {
@@ -250,8 +256,13 @@ impl DefinitionGuard {
                     );
                     let bad = DetectVerdict::from_findings(&found) == DetectVerdict::Block;
                     log_findings(upstream, kind, name, &found, bad && block);
-                    if let Some(item) = item {
-                        self.0.set_blocked(item, upstream, name, bad && block);
+                    // A withheld resource is refused by its URI, the name of the others.
+                    let id = match item {
+                        Some(Item::Resource) => p.get("uri").and_then(Value::as_str),
+                        _ => Some(name),
+                    };
+                    if let (Some(item), Some(id)) = (item, id) {
+                        self.0.set_blocked(item, upstream, id, bad && block);
                     }
                     if bad && block {
                         withheld += 1;
@@ -317,23 +328,30 @@ impl PoisonedCallGuard {
     fn decide(&self, call: &Call<'_>) -> Verdict {
         let (item, name) = match call.called_tool() {
             Some(name) => (Item::Tool, name),
-            None if call.direction == Direction::ToUpstream
-                && call.message.method() == Some("prompts/get") =>
-            {
+            None if call.direction == Direction::ToUpstream => {
+                let (item, key) = match call.message.method() {
+                    Some("prompts/get") => (Item::Prompt, "name"),
+                    Some("resources/read" | "resources/subscribe") => (Item::Resource, "uri"),
+                    _ => return Verdict::Continue,
+                };
                 match call
                     .message
                     .params()
-                    .and_then(|p| p.get("name"))
+                    .and_then(|p| p.get(key))
                     .and_then(Value::as_str)
                 {
-                    Some(name) => (Item::Prompt, name),
+                    Some(name) => (item, name),
                     None => return Verdict::Continue,
                 }
             }
             None => return Verdict::Continue,
         };
         let upstream = call.target.map(|t| t.upstream.as_ref());
-        let raw = call.target.and_then(|t| t.name.as_deref());
+        let raw = match item {
+            // URIs are not renamed: the client's is the upstream's.
+            Item::Resource => Some(name),
+            _ => call.target.and_then(|t| t.name.as_deref()),
+        };
         if !self.0.is_blocked(item, upstream, raw, name) {
             return Verdict::Continue;
         }

@@ -253,6 +253,26 @@ async fn poisoned_resources_and_templates_are_withheld_from_their_lists() {
         uris,
         ["test://static/resource/1", "file:///srv/docs/readme.md"]
     );
+    // A withheld resource cannot be read (or subscribed to) by its URI either.
+    let call = p.call_guard();
+    let target = Target {
+        upstream: "math".into(),
+        name: None,
+        tool: None,
+    };
+    for (method, uri, refused) in [
+        ("resources/read", "file:///notes/a.md", true),
+        ("resources/subscribe", "file:///notes/a.md", true),
+        ("resources/read", "file:///srv/docs/readme.md", false),
+    ] {
+        let m = msg(json!({"jsonrpc":"2.0","id":3,"method":method,"params":{"uri":uri}}));
+        let verdict = run(&call, &m, Direction::ToUpstream, None, Some(&target)).await;
+        assert_eq!(
+            matches!(verdict, Verdict::Deny(_)),
+            refused,
+            "{method} {uri}"
+        );
+    }
 
     let templates = msg(
         json!({"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[
