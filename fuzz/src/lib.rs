@@ -1396,7 +1396,9 @@ pub fn hidden_tags(data: &[u8]) {
 /// Input: a resource URI (lossy UTF-8).
 /// Invariants:
 /// - `canonical_uri` never panics;
-/// - an accepted URI has one spelling: a lowercase scheme, and a path that decoding the
+/// - an accepted URI has one spelling: a lowercase scheme, a lowercase host without user
+///   information or percent-encoding (none at all for `file:`, always written `file:///`), and
+///   a path that decoding the
 ///   percent-encoded octets a server may decode (letters, digits, `-._~`, `/`, `\`) leaves as
 ///   it is, with no `.` or `..` segment, no empty segment and no backslash. So the text a
 ///   policy rule matches is the path a server resolves.
@@ -1415,9 +1417,17 @@ pub fn resource_uri(data: &[u8]) {
         Some(after) => {
             let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
             assert!(scheme != "file" || host.is_empty(), "{uri}");
+            assert!(!host.contains('@') && !host.contains('%'), "{uri}");
+            assert_eq!(host, host.to_ascii_lowercase(), "{uri}");
             path
         }
-        None => rest,
+        None => {
+            assert_ne!(
+                scheme, "file",
+                "{uri}: a file URI is only spelled with `//`"
+            );
+            rest
+        }
     };
     let bytes = path.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());

@@ -745,12 +745,15 @@ pub fn canonical_uri(uri: &str) -> Result<(), &'static str> {
     let rest = rest.split(['?', '#']).next().unwrap_or("");
     let path = match rest.strip_prefix("//") {
         Some(after) => {
-            let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
-            if scheme == "file" && !host.is_empty() {
+            let (authority, path) = after.split_at(after.find('/').unwrap_or(after.len()));
+            if scheme == "file" && !authority.is_empty() {
                 return Err("a file URI names a host");
             }
+            canonical_authority(scheme, authority)?;
             path
         }
+        // `file:/srv/x` is `file:///srv/x`: one spelling, the one with the empty host.
+        None if scheme == "file" => return Err("a file URI without `//`"),
         None => rest,
     };
     if path.contains('\\') {
@@ -778,6 +781,42 @@ pub fn canonical_uri(uri: &str) -> Result<(), &'static str> {
     }
     if path.contains("//") {
         return Err("an empty segment in the path");
+    }
+    Ok(())
+}
+
+/// Checks the authority of a URI for one spelling: no user information, a lowercase host
+/// without percent-encoding or a trailing dot, and a port of decimal digits without leading
+/// zeros that an `http`/`https`/`ws`/`wss` URI would not use anyway
+/// (`https://example.com:443/` is `https://example.com/`).
+fn canonical_authority(scheme: &str, authority: &str) -> Result<(), &'static str> {
+    if authority.contains('@') {
+        return Err("user information in the authority");
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        // An IPv6 literal's colons are inside its brackets.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    if host.bytes().any(|b| b.is_ascii_uppercase()) || host.contains('%') {
+        return Err("the host is not in lowercase or is percent-encoded");
+    }
+    if host.ends_with('.') {
+        return Err("a trailing dot in the host");
+    }
+    if let Some(port) = port {
+        let default = match scheme {
+            "http" | "ws" => Some("80"),
+            "https" | "wss" => Some("443"),
+            _ => None,
+        };
+        if port.is_empty()
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.starts_with('0')
+            || default == Some(port)
+        {
+            return Err("a port spelled in more than one way");
+        }
     }
     Ok(())
 }

@@ -417,6 +417,9 @@ fn only_canonical_resource_uris_are_judged() {
         "file:///srv/docs/a%20b.md",
         "file:///srv/docs/%C3%A9t%C3%A9",
         "ui://widget/{id}",
+        "https://example.com:8443/a",
+        "http://[::1]:8080/a",
+        "https://[::1]/a",
     ] {
         assert_eq!(canonical_uri(ok), Ok(()), "{ok}");
     }
@@ -439,6 +442,17 @@ fn only_canonical_resource_uris_are_judged() {
         "file:///srv\\docs",
         "no-scheme",
         ":empty",
+        "file:/srv/secret/key",
+        "https://EXAMPLE.com/secret/x",
+        "https://example.com:443/secret/x",
+        "http://example.com:80/x",
+        "https://user@example.com/secret/x",
+        "https://example.com./secret/x",
+        "https://ex%61mple.com/secret/x",
+        "https://example.com:/x",
+        "https://example.com:0443/x",
+        "repo://o:%2e/x",
+        "repo://v:H/x",
     ] {
         assert!(canonical_uri(bad).is_err(), "{bad}");
     }
