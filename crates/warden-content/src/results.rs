@@ -38,16 +38,19 @@ fn text_kind(call: &Call<'_>) -> TextKind {
 /// Where a finding in the joined text blocks of a result is said to be.
 const JOINED: &str = "content[*].text (joined)";
 
-/// The text blocks of `content` (a result's `content` array) joined by spaces, when there are
-/// at least two. (A space, not a newline: the analysis reads a line break as the end of a
-/// clause, and a word split across blocks, `prev` + `ious`, is still read across a space.)
-fn joined_text(content: &Value) -> Option<String> {
+/// The text blocks of `content` (a result's `content` array) but those at the `flagged` paths,
+/// joined by spaces, when there are at least two. (A space, not a newline: the analysis reads a
+/// line break as the end of a clause, and a word split across blocks, `prev` + `ious`, is still
+/// read across a space.)
+fn joined_text(content: &Value, flagged: &[&str]) -> Option<String> {
     let blocks: Vec<&str> = content
         .get("content")?
         .as_array()?
         .iter()
-        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .enumerate()
+        .filter(|(_, b)| b.get("type").and_then(Value::as_str) == Some("text"))
+        .filter(|(i, _)| !flagged.contains(&format!("content[{i}].text").as_str()))
+        .filter_map(|(_, b)| b.get("text").and_then(Value::as_str))
         .collect();
     (blocks.len() >= 2).then(|| blocks.join(" "))
 }
@@ -94,9 +97,14 @@ impl InjectionGuard {
             },
         };
         let mut findings = warden_detect::analyze_json_text(content, text_kind(call));
-        if !findings.iter().any(|f| f.severity >= Severity::Medium)
-            && let Some(joined) = joined_text(content)
-        {
+        // Blocks with a finding of their own are judged (and in `redact` replaced) on their own;
+        // the others are read together too.
+        let flagged: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.severity >= Severity::Medium)
+            .map(|f| f.location.field.as_str())
+            .collect();
+        if let Some(joined) = joined_text(content, &flagged) {
             // Hosts join a result's text blocks before the model reads them: an injection
             // split across blocks is read whole. (Found only in the joined text, it cannot be
             // replaced in place: `redact` withholds the result.)
