@@ -17,6 +17,9 @@ use crate::gateway::{
     relayed_error, request, response, upstream_error,
 };
 use crate::guarded::RELIST_INTERVAL;
+
+/// The least verbose level the gateway sets on a connection callers share: `info` (rank 1).
+const SHARED_LOG_FLOOR: u8 = 1;
 use crate::mrtr::Exchange;
 use crate::naming::{self, NameMap};
 use crate::params::ToolParams;
@@ -697,6 +700,10 @@ impl Gateway {
                 }
                 continue;
             }
+            // Never less verbose than `info` on a shared connection: a caller asking for
+            // `error` must not take other sessions' default logs away (its own session filters
+            // what it gets).
+            let rank = rank.min(SHARED_LOG_FLOOR);
             let mut set = u.shared_log_level.lock().await;
             // The level set on this very connection (a restarted upstream starts afresh; the
             // held clone keeps the connection's id from being reused meanwhile).
@@ -707,7 +714,9 @@ impl Gateway {
             if current.is_some_and(|r| r <= rank) {
                 continue;
             }
-            match exchange(&conn, message.clone(), u.request_timeout).await {
+            let level = crate::session::LOG_LEVELS[usize::from(rank)];
+            let forwarded = request("logging/setLevel", json!({ "level": level }));
+            match exchange(&conn, forwarded, u.request_timeout).await {
                 Ok(Answer::Result(_)) => *set = Some((conn.clone(), rank)),
                 Ok(Answer::Error(e)) => {
                     tracing::debug!(upstream = %u.name, error = %e, "logging/setLevel refused");

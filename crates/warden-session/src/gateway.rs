@@ -379,7 +379,7 @@ impl Routes {
     fn is_subscribed(&self, index: usize, uri: &str) -> bool {
         self.subscriptions
             .lock()
-            .is_ok_and(|s| s.iter().any(|(i, u)| *i == index && u == uri))
+            .is_ok_and(|s| !s.is_empty() && s.contains(&(index, uri.to_owned())))
     }
 
     /// Records a server request forwarded to the client under `client_id`. At
@@ -1251,6 +1251,11 @@ impl Gateway {
         tokio::spawn(async move {
             let Some(g) = gateway.upgrade() else { return };
             for (up, uri) in orphaned {
+                // Another session may have subscribed since: then the subscription stays.
+                let nobody = Arc::new(Routes::default());
+                if g.subscribed_elsewhere(up.index, &uri, &nobody) {
+                    continue;
+                }
                 // The connection legacy traffic to this upstream uses (a dual-era stdio server
                 // keeps legacy traffic to a process of its own), spoken in its era.
                 let routes = Arc::new(Routes::default());
@@ -1421,7 +1426,9 @@ impl Handler for Gateway {
     ) -> BoxFuture<'_, Result<Arc<Session>, SessionError>> {
         async move {
             let expired = self.purge_expired();
-            for (_, routes) in expired {
+            for (session, routes) in expired {
+                self.audit_session_end(&session, "expired");
+                self.release_subscriptions(&routes);
                 tokio::spawn(async move { close_routes(&routes).await });
             }
             let session = {

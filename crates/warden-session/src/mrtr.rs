@@ -35,9 +35,11 @@ pub const PARK_TTL: Duration = Duration::from_secs(300);
 /// Most parked calls at once; beyond it the oldest of the caller holding the most is dropped
 /// (and cancelled upstream).
 pub const MAX_PARKED: usize = 1024;
-/// Most parked calls of one caller: beyond it that caller's oldest is dropped. A parked call's
-/// reply has ended, so the concurrency limits no longer count it; this keeps one caller from
-/// holding the upstream's calls open, or from pushing out other callers' parked calls.
+/// Most parked calls of one authenticated caller: beyond it that caller's oldest is dropped. A
+/// parked call's reply has ended, so the concurrency limits no longer count it; this keeps one
+/// caller from holding the upstream's calls open, or from pushing out other callers' parked
+/// calls. (Unauthenticated clients are all one caller, `anonymous`: only [`MAX_PARKED`] holds
+/// for them.)
 pub const MAX_PARKED_PER_CALLER: usize = 64;
 /// Which parked call (its key) gives way before `caller` parks one more, among `parked`
 /// (key, caller, expiry): the caller's own oldest once it holds `per_caller`; else, once the
@@ -56,10 +58,16 @@ pub(crate) fn to_evict<'a>(
             .min_by_key(|(_, _, expires)| *expires)
             .map(|(k, _, _)| *k)
     };
-    let own = parked
-        .iter()
-        .filter(|(_, p, _)| p.same_caller(caller))
-        .count();
+    // Every unauthenticated client is the one `anonymous` caller: no share of its own to hold
+    // it to (it would make all of them share one), only the table's size.
+    let own = if caller.method == warden_guard::AuthMethod::Anonymous {
+        0
+    } else {
+        parked
+            .iter()
+            .filter(|(_, p, _)| p.same_caller(caller))
+            .count()
+    };
     if own >= per_caller {
         return oldest_of(caller);
     }
@@ -361,6 +369,11 @@ mod tests {
         assert_eq!(to_evict(&parked, &b, 3, 2), Some("k1"));
         // A newcomer at a full table too.
         assert_eq!(to_evict(&parked, &who(9), 3, 5), Some("k1"));
+        // Unauthenticated clients are all `anonymous`: no share of their own, only the table.
+        let anon = Principal::anonymous();
+        let anons: Vec<(&str, &Principal, Instant)> =
+            (0..3).map(|i| (keys[i].as_str(), &anon, t0)).collect();
+        assert_eq!(to_evict(&anons, &anon, 10, 2), None);
     }
 
     proptest! {
