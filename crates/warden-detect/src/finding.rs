@@ -62,6 +62,19 @@ pub struct Finding {
     pub evidence: String,
 }
 
+impl Finding {
+    /// The order findings are reported in: by position in the text, the most severe first at
+    /// one position, then by rule.
+    pub fn text_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+        a.location
+            .span
+            .start
+            .cmp(&b.location.span.start)
+            .then(b.severity.cmp(&a.severity))
+            .then(a.rule.cmp(b.rule))
+    }
+}
+
 /// The overall decision for one analysed item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -200,14 +200,7 @@ pub(crate) fn scan(
     let before = out.len();
     let mut local: Vec<Finding> = Vec::new();
     scan_inner(field, s, role, vocab, depth, &mut local);
-    local.sort_by(|a, b| {
-        a.location
-            .span
-            .start
-            .cmp(&b.location.span.start)
-            .then(b.severity.cmp(&a.severity))
-            .then(a.rule.cmp(b.rule))
-    });
+    local.sort_by(Finding::text_order);
     local.dedup_by(|a, b| a.rule == b.rule && a.location == b.location);
     if local.len() > MAX_FINDINGS_PER_FIELD {
         // The most severe first (earliest first among equals), then back in text order.
@@ -217,14 +210,7 @@ pub(crate) fn scan(
                 .then(a.location.span.start.cmp(&b.location.span.start))
         });
         local.truncate(MAX_FINDINGS_PER_FIELD);
-        local.sort_by(|a, b| {
-            a.location
-                .span
-                .start
-                .cmp(&b.location.span.start)
-                .then(b.severity.cmp(&a.severity))
-                .then(a.rule.cmp(b.rule))
-        });
+        local.sort_by(Finding::text_order);
     }
     out.extend(local);
     debug_assert!(out.len() >= before);

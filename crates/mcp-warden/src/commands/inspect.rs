@@ -212,14 +212,7 @@ fn analyze_tools(tools: &[Value]) -> Vec<ToolReport> {
 fn analyze_text(text: &str) -> TextReport {
     let mut findings = warden_detect::analyze_text(text, TextKind::ToolResult);
     findings.extend(warden_detect::redact::findings(text, "text"));
-    findings.sort_by(|a, b| {
-        a.location
-            .span
-            .start
-            .cmp(&b.location.span.start)
-            .then(b.severity.cmp(&a.severity))
-            .then(a.rule.cmp(b.rule))
-    });
+    findings.sort_by(warden_detect::Finding::text_order);
     TextReport {
         verdict: Verdict::from_findings(&findings),
         findings,
