@@ -135,12 +135,18 @@ pub(crate) fn bound_name(message: &Message) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Starts every `requestState` the gateway issues, so that a retry carrying one it no longer
+/// holds (spent, expired, pushed out) is refused instead of being taken for an upstream's own
+/// state and sent as a new call (which would run the tool again).
+pub const STATE_PREFIX: &str = "mw-";
+
 fn random_state() -> String {
     let mut bytes = [0u8; 16];
     if rand::rngs::OsRng.try_fill_bytes(&mut bytes).is_err() {
         rand::rng().fill_bytes(&mut bytes);
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{STATE_PREFIX}{hex}")
 }
 
 /// The client capability a server-to-client request needs.
@@ -282,7 +288,19 @@ impl Gateway {
         method: &str,
     ) -> Option<Reply> {
         let state = message.params()?.field("requestState")?.as_str()?;
-        let Ok(parked) = self.take_parked(state, principal)? else {
+        let Some(taken) = self.take_parked(state, principal) else {
+            if !state.starts_with(STATE_PREFIX) {
+                // Not the gateway's: an upstream's own state, forwarded with the request.
+                return None;
+            }
+            let idv = message.id().map(Id::to_value).unwrap_or(Value::Null);
+            return Some(Reply::Stream(ReplyStream::single(error(
+                &idv,
+                ErrorCode::InvalidParams,
+                "requestState is no longer held (spent, expired or dropped): send the request again without it",
+            ))));
+        };
+        let Ok(parked) = taken else {
             let idv = message.id().map(Id::to_value).unwrap_or(Value::Null);
             return Some(Reply::Stream(ReplyStream::single(error(
                 &idv,

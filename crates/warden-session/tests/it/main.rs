@@ -1221,7 +1221,10 @@ async fn a_stateless_client_answers_a_legacy_upstreams_request_in_rounds() {
     assert_eq!(input["method"], "sampling/createMessage");
     assert_eq!(input["params"]["maxTokens"], 5);
     let state = r["requestState"].as_str().unwrap().to_owned();
-    assert_eq!(state.len(), 32, "128 random bits");
+    let bits = state
+        .strip_prefix(warden_session::mrtr::STATE_PREFIX)
+        .expect("the gateway's own prefix");
+    assert_eq!(bits.len(), 32, "128 random bits");
     let retry = ask(
         2,
         json!({"sampling": {}}),
@@ -1262,16 +1265,31 @@ async fn a_request_state_is_single_use_and_bound_to_principal_and_tool() {
     assert_eq!(stolen["error"]["code"], -32602, "{stolen}");
     let own = f.call(None, &anon, retry(3, &state, &answer)).await;
     assert_eq!(own["result"]["resultType"], "complete", "{own}");
-    // Spent: the same state again is not a retry of anything.
+    // Spent: the same state again is refused, not sent as a new call (which would run the
+    // tool again).
+    let calls = || {
+        f.received_methods("a")
+            .iter()
+            .filter(|m| *m == "tools/call")
+            .count()
+    };
+    let before = calls();
     let late = f.call(None, &anon, retry(5, &state, &answer)).await;
-    assert_eq!(
-        late["result"]["resultType"], "input_required",
-        "a spent state starts a new call: {late}"
+    assert_eq!(late["error"]["code"], -32602, "{late}");
+    assert!(
+        late["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer held"),
+        "{late}"
     );
-    assert_ne!(state_of(&late), state);
+    assert_eq!(calls(), before, "the tool was not called again");
+    let fresh = f
+        .call(None, &anon, ask(6, json!({"sampling": {}}), json!({})))
+        .await;
 
     // The state of one tool cannot complete another.
-    let other = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a__echo","arguments":{},"requestState":state_of(&late),"inputResponses":answer,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}}});
+    let other = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a__echo","arguments":{},"requestState":state_of(&fresh),"inputResponses":answer,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}}});
     let r = f.call(None, &anon, other).await;
     assert_eq!(r["error"]["code"], -32602, "{r}");
     f.stop().await;
