@@ -420,14 +420,25 @@ impl PolicyGuard {
             "ref/resource" => {
                 let uri = field("uri").unwrap_or("");
                 let what = format!("completion of resource {uri:?}");
-                let resource = Resource::Uri {
-                    server: call.upstream,
-                    uri,
-                };
-                match self.decide(call.principal, "resources/read", resource, None, false) {
-                    Decided::Allow => None,
-                    Decided::Deny(detail) => Some(self.deny(what, detail)),
+                // The template, and the URI the value typed so far makes of it: completing
+                // `file:///srv/docs/{path}` with `../../etc/` lists what that URI would read.
+                let expanded = params
+                    .and_then(|p| p.get("argument"))
+                    .and_then(|a| Some((a.get("name")?.as_str()?, a.get("value")?.as_str()?)))
+                    .map(|(name, value)| expand_template(uri, name, value))
+                    .filter(|e| e != uri);
+                for uri in std::iter::once(uri).chain(expanded.as_deref()) {
+                    let resource = Resource::Uri {
+                        server: call.upstream,
+                        uri,
+                    };
+                    if let Decided::Deny(detail) =
+                        self.decide(call.principal, "resources/read", resource, None, false)
+                    {
+                        return Some(self.deny(what, detail));
+                    }
                 }
+                None
             }
             _ => None,
         }
@@ -783,6 +794,37 @@ pub fn canonical_uri(uri: &str) -> Result<(), &'static str> {
         return Err("an empty segment in the path");
     }
     Ok(())
+}
+
+/// `template` with the variable `name` replaced by `value` wherever it stands alone or with
+/// an RFC 6570 operator (`{name}`, `{+name}`, `{/name}`, `{name*}`, ...), as a server
+/// completing it would read it.
+fn expand_template(template: &str, name: &str, value: &str) -> String {
+    let mut out = String::with_capacity(template.len() + value.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let expression = &rest[open + 1..open + close];
+        let (operator, variable) = match expression.chars().next() {
+            Some(c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&')) => (Some(c), &expression[1..]),
+            _ => (None, expression),
+        };
+        let variable = variable.trim_end_matches('*');
+        out.push_str(&rest[..open]);
+        if variable == name {
+            if let Some(c @ ('#' | '.' | '/' | ';' | '?' | '&')) = operator {
+                out.push(c);
+            }
+            out.push_str(value);
+        } else {
+            out.push_str(&rest[open..=open + close]);
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Checks the authority of a URI for one spelling: no user information, a lowercase host

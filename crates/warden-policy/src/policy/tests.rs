@@ -306,6 +306,56 @@ async fn completion_needs_the_item_it_completes() {
     assert!(matches!(verdict(&docs, None), Verdict::Continue));
     let etc = complete(json!({"type": "ref/resource", "uri": "file:///etc/{name}"}));
     assert!(matches!(verdict(&etc, None), Verdict::Deny(_)));
+    // The value typed so far is judged inside the template: completing a path with `../`
+    // would list what the grant does not cover.
+    for (template, value, allowed) in [
+        ("file:///srv/docs/{path}", "guide/", true),
+        ("file:///srv/docs/{path}", "../../etc/", false),
+        ("file:///srv/docs/{+path}", "a/../../../etc/", false),
+        ("file:///srv/docs{/path*}", "..", false),
+        ("file:///srv/docs/{path}", "%2e%2e/", false),
+    ] {
+        let m = msg(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "completion/complete",
+            "params": {"ref": {"type": "ref/resource", "uri": template},
+                       "argument": {"name": "path", "value": value}}}),
+        );
+        assert_eq!(
+            matches!(verdict(&m, None), Verdict::Continue),
+            allowed,
+            "{template} with {value:?}"
+        );
+    }
+}
+
+proptest! {
+    /// Any template, name and value: no panic, and a template without the variable is left
+    /// as it is.
+    #[test]
+    fn template_expansion_is_total(template in ".{0,40}", name in "[a-z{}+/*]{0,6}", value in ".{0,12}") {
+        let out = expand_template(&template, &name, &value);
+        if !template.contains(name.as_str()) {
+            prop_assert_eq!(out, template);
+        }
+    }
+}
+
+#[test]
+fn templates_expand_the_completed_variable_only() {
+    assert_eq!(
+        expand_template("file:///srv/{dir}/{path}", "path", "a/b"),
+        "file:///srv/{dir}/a/b"
+    );
+    assert_eq!(
+        expand_template("repo://{+path}", "path", "x/y"),
+        "repo://x/y"
+    );
+    assert_eq!(
+        expand_template("file:///srv{/path*}", "path", "a"),
+        "file:///srv/a"
+    );
+    assert_eq!(expand_template("x://{path", "path", "a"), "x://{path");
+    assert_eq!(expand_template("x://a", "path", "b"), "x://a");
 }
 
 #[tokio::test]
