@@ -116,14 +116,15 @@ fn content_of<'a>(call: &'a Call<'_>) -> Option<(&'a Value, bool)> {
 
 /// Server text toward the client that is neither content nor a definition but is displayed
 /// all the same: the `error` of an error response (its message and data, shown to the user and
-/// often to the model), and the params of a log message (`notifications/message`) or a
-/// progress message (`notifications/progress`). With the member's name, to rewrite it.
+/// often to the model), and the params of a log message (`notifications/message`), a
+/// progress message (`notifications/progress`) or a task's status (`notifications/tasks/status`,
+/// whose `statusMessage` a client shows). With the member's name, to rewrite it.
 fn displayed_text<'a>(call: &'a Call<'_>) -> Option<(&'a Value, &'static str)> {
     if call.direction != Direction::ToClient {
         return None;
     }
     match call.message.method() {
-        Some("notifications/message" | "notifications/progress") => {
+        Some("notifications/message" | "notifications/progress" | "notifications/tasks/status") => {
             call.message.params().map(|p| (p, "params"))
         }
         Some(_) => None,

@@ -349,7 +349,7 @@ impl SanitizeGuard {
                 _ if let Some((text, part)) = displayed_text(call) => (
                     text,
                     part,
-                    &|_: &Map<String, Value>, k: &str| k == "progressToken",
+                    &|_: &Map<String, Value>, k: &str| matches!(k, "progressToken" | "taskId"),
                     false,
                 ),
                 (
@@ -358,7 +358,9 @@ impl SanitizeGuard {
                         "tools/list"
                         | "prompts/list"
                         | "resources/list"
-                        | "resources/templates/list",
+                        | "resources/templates/list"
+                        | "tasks/get"
+                        | "tasks/list",
                     ),
                 )
                 | (None, Some("initialize" | "server/discover")) => match call.message.result() {
@@ -366,7 +368,7 @@ impl SanitizeGuard {
                         r,
                         "result",
                         &|_: &Map<String, Value>, k: &str| {
-                            matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor")
+                            matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor" | "taskId")
                         },
                         false,
                     ),

@@ -385,6 +385,44 @@ async fn completion_values_are_content() {
     assert_eq!(out.value()["result"]["completion"]["values"][1], "okdone");
 }
 
+/// A task's status message is text a client shows: sanitized (and, in a notification, redacted
+/// like a log message); the task id is an identifier and kept.
+#[tokio::test]
+async fn task_status_messages_are_displayed_text() {
+    let g = SanitizeGuard::new(ContentModes::default());
+    let got = msg(
+        json!({"jsonrpc":"2.0","id":3,"result":{"taskId":"t\u{200b}1","status":"working",
+        "statusMessage":"50%\u{1b}[2J done"}}),
+    );
+    let Verdict::Rewrite(out) = run(&g, &got, Some("tasks/get")).await else {
+        panic!("must sanitize")
+    };
+    assert_eq!(out.value()["result"]["statusMessage"], "50% done");
+    assert_eq!(out.value()["result"]["taskId"], "t\u{200b}1");
+    let status = msg(
+        json!({"jsonrpc":"2.0","method":"notifications/tasks/status","params":{
+        "taskId":"t1","status":"working","statusMessage":format!("using {AWS}\u{1b}[2J")}}),
+    );
+    let Verdict::Rewrite(out) = run(&g, &status, None).await else {
+        panic!("must sanitize")
+    };
+    assert_eq!(
+        out.value()["params"]["statusMessage"],
+        format!("using {AWS}")
+    );
+    let Verdict::Rewrite(out) =
+        run(&RedactGuard::new(ContentModes::default()), &status, None).await
+    else {
+        panic!("must redact")
+    };
+    assert!(
+        out.value()["params"]["statusMessage"]
+            .as_str()
+            .unwrap()
+            .contains("[REDACTED:aws-access-token]")
+    );
+}
+
 #[tokio::test]
 async fn secrets_are_redacted_from_log_and_progress_messages_and_error_text() {
     let g = RedactGuard::new(ContentModes::default());
