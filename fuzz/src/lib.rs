@@ -1418,6 +1418,7 @@ pub fn resource_uri(data: &[u8]) {
             let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
             assert!(scheme != "file" || host.is_empty(), "{uri}");
             assert!(!host.contains('@') && !host.contains('%'), "{uri}");
+            assert!(host.is_ascii() && !host.contains('\\'), "{uri}");
             assert_eq!(host, host.to_ascii_lowercase(), "{uri}");
             path
         }

@@ -420,13 +420,44 @@ impl PolicyGuard {
             "ref/resource" => {
                 let uri = field("uri").unwrap_or("");
                 let what = format!("completion of resource {uri:?}");
-                // The template, and the URI the value typed so far makes of it: completing
+                // The template, and the URI the values make of it (the value typed so far and
+                // the arguments the client already resolved): completing
                 // `file:///srv/docs/{path}` with `../../etc/` lists what that URI would read.
-                let expanded = params
+                let mut values: Vec<(&str, &str)> = vec![];
+                if let Some(Value::Object(context)) = params
+                    .and_then(|p| p.get("context"))
+                    .and_then(|c| c.get("arguments"))
+                {
+                    values.extend(
+                        context
+                            .iter()
+                            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))),
+                    );
+                }
+                if let Some((name, value)) = params
                     .and_then(|p| p.get("argument"))
                     .and_then(|a| Some((a.get("name")?.as_str()?, a.get("value")?.as_str()?)))
-                    .map(|(name, value)| expand_template(uri, name, value))
-                    .filter(|e| e != uri);
+                {
+                    values.push((name, value));
+                }
+                // A value is a piece of a path: it may not carry a query, a fragment or a
+                // spelling a server reads another way (`x?/../../etc` would hide its `..` in
+                // what the URI check takes for a query).
+                let in_path = path_variables(uri);
+                let judged = values.iter().map(|(name, value)| {
+                    // A query's value may hold `?` or `#`, never a traversal.
+                    let value = if in_path.contains(name) {
+                        std::borrow::Cow::Borrowed(*value)
+                    } else {
+                        std::borrow::Cow::Owned(value.replace(['?', '#'], "_"))
+                    };
+                    canonical_value(&value)
+                });
+                if let Some(why) = judged.into_iter().find_map(Result::err) {
+                    return Some(self.deny(what, format!("completion value refused: {why}")));
+                }
+                let expanded = expand_template(uri, &values);
+                let expanded = (expanded != uri).then_some(expanded);
                 for uri in std::iter::once(uri).chain(expanded.as_deref()) {
                     let resource = Resource::Uri {
                         server: call.upstream,
@@ -796,35 +827,87 @@ pub fn canonical_uri(uri: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `template` with the variable `name` replaced by `value` wherever it stands alone or with
-/// an RFC 6570 operator (`{name}`, `{+name}`, `{/name}`, `{name*}`, ...), as a server
-/// completing it would read it.
-fn expand_template(template: &str, name: &str, value: &str) -> String {
-    let mut out = String::with_capacity(template.len() + value.len());
+/// `template` with the variables `values` names expanded, as a server completing it would
+/// read it (RFC 6570: `{name}`, `{+name}`, `{/a,b}`, `{name*}`, `{name:3}`, ...); expressions
+/// naming none of them are left as they are.
+fn expand_template(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else {
             break;
         };
         let expression = &rest[open + 1..open + close];
-        let (operator, variable) = match expression.chars().next() {
+        out.push_str(&rest[..open]);
+        let (operator, list) = match expression.chars().next() {
             Some(c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&')) => (Some(c), &expression[1..]),
             _ => (None, expression),
         };
-        let variable = variable.trim_end_matches('*');
-        out.push_str(&rest[..open]);
-        if variable == name {
+        let found: Vec<&str> = list
+            .split(',')
+            .filter_map(|variable| {
+                let variable = variable.trim();
+                let variable = variable.split(':').next().unwrap_or(variable);
+                let variable = variable.trim_end_matches('*');
+                values.iter().find(|(n, _)| *n == variable).map(|(_, v)| *v)
+            })
+            .collect();
+        if found.is_empty() {
+            out.push_str(&rest[open..=open + close]);
+        } else {
+            let separator = match operator {
+                Some('.') => ".",
+                Some('/') => "/",
+                _ => ",",
+            };
             if let Some(c @ ('#' | '.' | '/' | ';' | '?' | '&')) = operator {
                 out.push(c);
             }
-            out.push_str(value);
-        } else {
-            out.push_str(&rest[open..=open + close]);
+            out.push_str(&found.join(separator));
         }
         rest = &rest[open + close + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// The variables of `template` that stand in its path (not in an expression of the query or
+/// fragment, `{?x}`, `{&x}`, `{#x}`, nor after a literal `?` or `#`).
+fn path_variables(template: &str) -> Vec<&str> {
+    let mut out = vec![];
+    let mut rest = template;
+    loop {
+        let open = rest.find('{');
+        let literal = rest.find(['?', '#']);
+        match (open, literal) {
+            (Some(o), Some(l)) if l < o => break,
+            (None, _) => break,
+            _ => {}
+        }
+        let Some(open) = open else { break };
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let expression = &rest[open + 1..open + close];
+        if !expression.starts_with(['?', '&', '#']) {
+            let list = expression.trim_start_matches(['+', '.', '/', ';']);
+            out.extend(list.split(',').map(|v| {
+                let v = v.trim();
+                v.split(':').next().unwrap_or(v).trim_end_matches('*')
+            }));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+/// Checks a completion value (a piece of a URI's path) for one spelling: no query or fragment
+/// delimiter, no backslash, no empty segment, and what [`canonical_uri`] refuses in a path.
+fn canonical_value(value: &str) -> Result<(), &'static str> {
+    if value.contains(['?', '#', '\\']) || value.contains("//") {
+        return Err("a query, fragment, backslash or empty segment");
+    }
+    canonical_uri(&format!("x:/{value}"))
 }
 
 /// Checks the authority of a URI for one spelling: no user information, a lowercase host
@@ -842,6 +925,27 @@ fn canonical_authority(scheme: &str, authority: &str) -> Result<(), &'static str
     };
     if host.bytes().any(|b| b.is_ascii_uppercase()) || host.contains('%') {
         return Err("the host is not in lowercase or is percent-encoded");
+    }
+    if !host.is_ascii() || host.contains('\\') {
+        // A URL parser maps full-width letters and ideographic dots to ASCII, and reads a
+        // backslash as a slash: names must be ASCII (international ones in punycode).
+        return Err("a host that is not plain ASCII");
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        // `[0:0::1]` is `[::1]`: only the address's own shortest spelling.
+        match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(a) if a.to_string() == inner => {}
+            _ => return Err("an IPv6 address not in its shortest form"),
+        }
+    } else if host.rsplit('.').next().is_some_and(|last| {
+        !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x"))
+    }) {
+        // A name ending in a number is an IPv4 address to a URL parser (`127.1`, `0x7f000001`):
+        // only the dotted-quad spelling.
+        match host.parse::<std::net::Ipv4Addr>() {
+            Ok(a) if a.to_string() == host => {}
+            _ => return Err("an IPv4 address not in dotted-quad form"),
+        }
     }
     if host.ends_with('.') {
         return Err("a trailing dot in the host");

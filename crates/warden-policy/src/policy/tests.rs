@@ -308,17 +308,64 @@ async fn completion_needs_the_item_it_completes() {
     assert!(matches!(verdict(&etc, None), Verdict::Deny(_)));
     // The value typed so far is judged inside the template: completing a path with `../`
     // would list what the grant does not cover.
-    for (template, value, allowed) in [
-        ("file:///srv/docs/{path}", "guide/", true),
-        ("file:///srv/docs/{path}", "../../etc/", false),
-        ("file:///srv/docs/{+path}", "a/../../../etc/", false),
-        ("file:///srv/docs{/path*}", "..", false),
-        ("file:///srv/docs/{path}", "%2e%2e/", false),
+    for (template, value, context, allowed) in [
+        ("file:///srv/docs/{path}", "guide/", json!({}), true),
+        ("file:///srv/docs/{path}", "../../etc/", json!({}), false),
+        (
+            "file:///srv/docs/{+path}",
+            "a/../../../etc/",
+            json!({}),
+            false,
+        ),
+        ("file:///srv/docs/x{/path*}", "..", json!({}), false),
+        ("file:///srv/docs/{path}", "%2e%2e/", json!({}), false),
+        // A query or fragment would hide the rest from the URI check.
+        (
+            "file:///srv/docs/{path}",
+            "x?/../../../etc/",
+            json!({}),
+            false,
+        ),
+        (
+            "file:///srv/docs/{path}",
+            "#/../../../etc/",
+            json!({}),
+            false,
+        ),
+        (
+            "file:///srv/docs/list{?path}",
+            "../../etc",
+            json!({}),
+            false,
+        ),
+        // The other variables, from the arguments the client already resolved.
+        (
+            "file:///srv/docs/{dir}/{path}",
+            "a",
+            json!({"dir": "../.."}),
+            false,
+        ),
+        (
+            "file:///srv/docs/{dir}/{path}",
+            "a",
+            json!({"dir": "guides"}),
+            true,
+        ),
+        ("file:///srv/docs/{dir,path}", "../../etc", json!({}), false),
+        ("file:///srv/docs/{path:99}", "../../etc", json!({}), false),
+        // A query's value may ask a question; it may still not traverse.
+        (
+            "file:///srv/docs/find{?path}",
+            "what is this?",
+            json!({}),
+            true,
+        ),
     ] {
         let m = msg(
             json!({"jsonrpc": "2.0", "id": 1, "method": "completion/complete",
             "params": {"ref": {"type": "ref/resource", "uri": template},
-                       "argument": {"name": "path", "value": value}}}),
+                       "argument": {"name": "path", "value": value},
+                       "context": {"arguments": context}}}),
         );
         assert_eq!(
             matches!(verdict(&m, None), Verdict::Continue),
@@ -332,8 +379,8 @@ proptest! {
     /// Any template, name and value: no panic, and a template without the variable is left
     /// as it is.
     #[test]
-    fn template_expansion_is_total(template in ".{0,40}", name in "[a-z{}+/*]{0,6}", value in ".{0,12}") {
-        let out = expand_template(&template, &name, &value);
+    fn template_expansion_is_total(template in ".{0,40}", name in "[a-z{}+/*,:]{1,6}", value in ".{0,12}") {
+        let out = expand_template(&template, &[(name.as_str(), value.as_str())]);
         if !template.contains(name.as_str()) {
             prop_assert_eq!(out, template);
         }
@@ -342,20 +389,20 @@ proptest! {
 
 #[test]
 fn templates_expand_the_completed_variable_only() {
+    let one = |t: &str, name: &str, value: &str| expand_template(t, &[(name, value)]);
     assert_eq!(
-        expand_template("file:///srv/{dir}/{path}", "path", "a/b"),
+        one("file:///srv/{dir}/{path}", "path", "a/b"),
         "file:///srv/{dir}/a/b"
     );
+    assert_eq!(one("repo://{+path}", "path", "x/y"), "repo://x/y");
+    assert_eq!(one("file:///srv{/path*}", "path", "a"), "file:///srv/a");
+    assert_eq!(one("x://{path", "path", "a"), "x://{path");
+    assert_eq!(one("x://a", "path", "b"), "x://a");
+    assert_eq!(one("x://{path:3}", "path", "abcdef"), "x://abcdef");
     assert_eq!(
-        expand_template("repo://{+path}", "path", "x/y"),
-        "repo://x/y"
+        expand_template("x://{/dir,path}", &[("dir", "d"), ("path", "p")]),
+        "x:///d/p"
     );
-    assert_eq!(
-        expand_template("file:///srv{/path*}", "path", "a"),
-        "file:///srv/a"
-    );
-    assert_eq!(expand_template("x://{path", "path", "a"), "x://{path");
-    assert_eq!(expand_template("x://a", "path", "b"), "x://a");
 }
 
 #[tokio::test]
@@ -470,6 +517,9 @@ fn only_canonical_resource_uris_are_judged() {
         "https://example.com:8443/a",
         "http://[::1]:8080/a",
         "https://[::1]/a",
+        "http://127.0.0.1:8080/a",
+        "https://xn--bcher-kva.example/a",
+        "https://v2.api.example.com/a",
     ] {
         assert_eq!(canonical_uri(ok), Ok(()), "{ok}");
     }
@@ -502,6 +552,14 @@ fn only_canonical_resource_uris_are_judged() {
         "https://example.com:/x",
         "https://example.com:0443/x",
         "repo://o:%2e/x",
+        "https://internal.example.com\\secret",
+        "https://internal.example.com\\..\\x",
+        "https://internal\u{3002}example\u{3002}com/s",
+        "https://\u{ff29}nternal.example.com/s",
+        "http://127.1/",
+        "http://0x7f000001/",
+        "http://[0:0::1]/",
+        "http://[::FFFF:1]/",
         "repo://v:H/x",
     ] {
         assert!(canonical_uri(bad).is_err(), "{bad}");
