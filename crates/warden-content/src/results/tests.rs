@@ -423,6 +423,21 @@ async fn task_status_messages_are_displayed_text() {
     );
 }
 
+/// A progress token is the client's own identifier, whatever it looks like: redacting it
+/// would break the client's matching of progress to its request.
+#[tokio::test]
+async fn progress_tokens_are_not_taken_for_secrets() {
+    let token = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+    let progress = msg(
+        json!({"jsonrpc":"2.0","method":"notifications/progress","params":{
+        "progressToken":token,"progress":1,"total":2,"message":"half"}}),
+    );
+    assert!(matches!(
+        run(&RedactGuard::new(ContentModes::default()), &progress, None).await,
+        Verdict::Continue
+    ));
+}
+
 #[tokio::test]
 async fn secrets_are_redacted_from_log_and_progress_messages_and_error_text() {
     let g = RedactGuard::new(ContentModes::default());

@@ -305,6 +305,11 @@ pub(crate) fn warm_up() {
 /// assert_eq!(key_kind("client_secret"), Some(KeyKind::Token));
 /// assert_eq!(key_kind("max_tokens"), None);
 /// assert_eq!(key_kind("token_type"), None);
+/// // camelCase names split into words: a progress token is the client's own identifier.
+/// assert_eq!(key_kind("progressToken"), None);
+/// assert_eq!(key_kind("nextPageToken"), None);
+/// assert_eq!(key_kind("accessToken"), Some(KeyKind::Token));
+/// assert_eq!(key_kind("clientSecret"), Some(KeyKind::Token));
 /// ```
 pub fn key_kind(name: &str) -> Option<KeyKind> {
     // Also rejects names longer than 64 bytes.
@@ -316,8 +321,18 @@ pub fn key_kind(name: &str) -> Option<KeyKind> {
     if name.contains("[REDACTED:") {
         return None;
     }
-    let lower = name.to_ascii_lowercase();
-    let words: Vec<&str> = lower
+    // Words split at separators and at camelCase humps (`progressToken` is `progress token`,
+    // a client-chosen identifier, not `progresstoken`), in lower case.
+    let mut spaced = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && previous_lower {
+            spaced.push(' ');
+        }
+        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        spaced.push(c.to_ascii_lowercase());
+    }
+    let words: Vec<&str> = spaced
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .collect();
