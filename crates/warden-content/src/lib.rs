@@ -131,6 +131,10 @@ fn displayed_text<'a>(call: &'a Call<'_>) -> Option<(&'a Value, &'static str)> {
         None if *call.message.kind() == warden_proto::Kind::Error => {
             call.message.error().map(|e| (e, "error"))
         }
+        // A task's status as a result: its `statusMessage` is shown like the notification's.
+        None if matches!(call.request_method, Some("tasks/get" | "tasks/list")) => {
+            call.message.result().map(|r| (r, "result"))
+        }
         None => None,
     }
 }

@@ -401,7 +401,7 @@ async fn task_status_messages_are_displayed_text() {
     assert_eq!(out.value()["result"]["taskId"], "t\u{200b}1");
     let status = msg(
         json!({"jsonrpc":"2.0","method":"notifications/tasks/status","params":{
-        "taskId":"t1","status":"working","statusMessage":format!("using {AWS}\u{1b}[2J")}}),
+        "taskId":"t\u{200b}1","status":"working","statusMessage":format!("using {AWS}\u{1b}[2J")}}),
     );
     let Verdict::Rewrite(out) = run(&g, &status, None).await else {
         panic!("must sanitize")
@@ -409,6 +409,11 @@ async fn task_status_messages_are_displayed_text() {
     assert_eq!(
         out.value()["params"]["statusMessage"],
         format!("using {AWS}")
+    );
+    assert_eq!(
+        out.value()["params"]["taskId"],
+        "t\u{200b}1",
+        "an identifier"
     );
     let Verdict::Rewrite(out) =
         run(&RedactGuard::new(ContentModes::default()), &status, None).await
@@ -420,6 +425,24 @@ async fn task_status_messages_are_displayed_text() {
             .as_str()
             .unwrap()
             .contains("[REDACTED:aws-access-token]")
+    );
+    // The same status in a `tasks/get` result.
+    let leaked = msg(
+        json!({"jsonrpc":"2.0","id":3,"result":{"taskId":"t1","status":"working",
+        "statusMessage":format!("using {AWS}")}}),
+    );
+    let Verdict::Rewrite(out) = run(
+        &RedactGuard::new(ContentModes::default()),
+        &leaked,
+        Some("tasks/get"),
+    )
+    .await
+    else {
+        panic!("must redact")
+    };
+    assert_eq!(
+        out.value()["result"]["statusMessage"],
+        "using [REDACTED:aws-access-token]"
     );
 }
 
@@ -635,9 +658,10 @@ async fn a_tasks_result_is_scanned_as_the_calls_result() {
         out.value()["result"]["content"][0]["text"],
         "key [REDACTED:aws-access-token] ok"
     );
-    // Other task methods carry no content.
+    // `tasks/get` and `tasks/list` carry a task's status, scanned as displayed text (see
+    // `task_status_messages_are_displayed_text`); a method that carries neither is left alone.
     assert!(matches!(
-        run(&g, &m, Some("tasks/get")).await,
+        run(&g, &m, Some("tools/list")).await,
         Verdict::Continue
     ));
 }
