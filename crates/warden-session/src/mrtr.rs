@@ -9,8 +9,10 @@
 //! method and the tool/prompt name or URI of the original request, and expiring after
 //! [`PARK_TTL`]. When the client retries with `inputResponses` and that `requestState`, the
 //! gateway answers the upstream's pending request and streams the rest of the same upstream
-//! call to the retry. A `requestState` the gateway does not know is not the gateway's: the
-//! request is routed as usual (a 2026-07-28 upstream keeps its own multi-round state).
+//! call to the retry. The gateway's states start with this process's prefix
+//! ([`state_prefix`]): one with the prefix that the gateway no longer holds (spent, expired,
+//! pushed out) is refused, never sent on as a new call; one without it is an upstream's own and
+//! the request is routed as usual (a 2026-07-28 upstream keeps its own multi-round state).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -135,18 +137,26 @@ pub(crate) fn bound_name(message: &Message) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Starts every `requestState` the gateway issues, so that a retry carrying one it no longer
-/// holds (spent, expired, pushed out) is refused instead of being taken for an upstream's own
-/// state and sent as a new call (which would run the tool again).
-pub const STATE_PREFIX: &str = "mw-";
+/// Starts every `requestState` this process issues (`mw-` and 32 random bits of its own), so
+/// that a retry carrying one it no longer holds (spent, expired, pushed out) is refused instead
+/// of being taken for an upstream's own state and sent as a new call (which would run the tool
+/// again). Per process: a gateway behind another one (whose states also start with `mw-`)
+/// still tells its own from the upstream's.
+pub fn state_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| format!("mw-{}-", random_hex(4)))
+}
 
-fn random_state() -> String {
-    let mut bytes = [0u8; 16];
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
     if rand::rngs::OsRng.try_fill_bytes(&mut bytes).is_err() {
         rand::rng().fill_bytes(&mut bytes);
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{STATE_PREFIX}{hex}")
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_state() -> String {
+    format!("{}{}", state_prefix(), random_hex(16))
 }
 
 /// The client capability a server-to-client request needs.
@@ -289,7 +299,7 @@ impl Gateway {
     ) -> Option<Reply> {
         let state = message.params()?.field("requestState")?.as_str()?;
         let Some(taken) = self.take_parked(state, principal) else {
-            if !state.starts_with(STATE_PREFIX) {
+            if !state.starts_with(state_prefix()) {
                 // Not the gateway's: an upstream's own state, forwarded with the request.
                 return None;
             }

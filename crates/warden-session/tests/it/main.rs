@@ -1222,7 +1222,7 @@ async fn a_stateless_client_answers_a_legacy_upstreams_request_in_rounds() {
     assert_eq!(input["params"]["maxTokens"], 5);
     let state = r["requestState"].as_str().unwrap().to_owned();
     let bits = state
-        .strip_prefix(warden_session::mrtr::STATE_PREFIX)
+        .strip_prefix(warden_session::mrtr::state_prefix())
         .expect("the gateway's own prefix");
     assert_eq!(bits.len(), 32, "128 random bits");
     let retry = ask(
@@ -1284,6 +1284,21 @@ async fn a_request_state_is_single_use_and_bound_to_principal_and_tool() {
         "{late}"
     );
     assert_eq!(calls(), before, "the tool was not called again");
+    // A state without the gateway's prefix is an upstream's own: the request goes on to the
+    // upstream as a call (here a legacy one, which asks again).
+    let foreign = f
+        .call(None, &anon, retry(7, "upstream-own-state", &answer))
+        .await;
+    assert_eq!(
+        foreign["result"]["resultType"], "input_required",
+        "{foreign}"
+    );
+    assert_eq!(calls(), before + 1, "forwarded as a call");
+    // (Finished, so that it is not in flight when the next call asks for input.)
+    let done = f
+        .call(None, &anon, retry(8, &state_of(&foreign), &answer))
+        .await;
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
     let fresh = f
         .call(None, &anon, ask(6, json!({"sampling": {}}), json!({})))
         .await;
