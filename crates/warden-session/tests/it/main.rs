@@ -1018,6 +1018,35 @@ async fn a_transparent_initialize_hands_server_info_to_the_guards() {
     f.stop().await;
 }
 
+/// A session that expires takes its subscriptions with it too, when the expiry is found by the
+/// next session opened (not only by the sweep or a lookup).
+#[tokio::test]
+async fn an_expired_session_found_on_open_releases_its_subscriptions() {
+    let f = Fixture::start_with(
+        &[A],
+        GatewayOptions {
+            session_idle: Duration::from_millis(100),
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    let s = f.legacy_session().await;
+    let sub =
+        json!({"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"mem://a"}});
+    assert!(f.call(Some(&s), s.principal(), sub).await["result"].is_object());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let _next = f
+        .gateway
+        .open_session(Principal::anonymous(), Face::Http)
+        .await
+        .unwrap();
+    let told =
+        |m: &Value| m["method"] == "resources/unsubscribe" && m["params"]["uri"] == "mem://a";
+    let got = f.wait_received("a", |got| got.iter().any(told)).await;
+    assert!(got.iter().any(told), "{got:?}");
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn removed_methods_are_unknown_to_modern_clients() {
     let f = Fixture::start(&[A], false).await;
