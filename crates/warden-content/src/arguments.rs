@@ -57,15 +57,9 @@ impl ArgumentSecretsGuard {
                 _ => return Ok(Verdict::Continue),
             };
         let mode = self.modes.of(call.upstream).secrets_in_arguments;
-        let Some(params) = call.message.params() else {
+        let params = call.message.params();
+        let Some(value) = key.map_or(params, |k| params.and_then(|p| p.get(k))) else {
             return Ok(Verdict::Continue);
-        };
-        let value = match key {
-            Some(k) => match params.get(k) {
-                Some(v) => v,
-                None => return Ok(Verdict::Continue),
-            },
-            None => params,
         };
         scan(
             call,

@@ -321,7 +321,8 @@ impl Guard for DefinitionGuard {
     }
 }
 
-/// Refuses calls to tools, and `prompts/get` of prompts, the definition guard withheld.
+/// Refuses what the definition guard withheld: calls to its tools, `prompts/get` of its
+/// prompts, `resources/read` and `resources/subscribe` of its resources' URIs.
 pub struct PoisonedCallGuard(Arc<Poisoning>);
 
 impl PoisonedCallGuard {

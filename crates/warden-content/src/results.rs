@@ -38,21 +38,31 @@ fn text_kind(call: &Call<'_>) -> TextKind {
 /// Where a finding in the joined text blocks of a result is said to be.
 const JOINED: &str = "content[*].text (joined)";
 
-/// The text blocks of `content` (a result's `content` array) but those at the `flagged` paths,
-/// joined by spaces, when there are at least two. (A space, not a newline: the analysis reads a
-/// line break as the end of a clause, and a word split across blocks, `prev` + `ious`, is still
-/// read across a space.)
-fn joined_text(content: &Value, flagged: &[&str]) -> Option<String> {
+/// The text blocks of `content` (a result's `content` array) but those whose index is
+/// `flagged`, joined by spaces, when there are at least two. (A space, not a newline: the
+/// analysis reads a line break as the end of a clause, and a word split across blocks, `prev` +
+/// `ious`, is still read across a space.)
+fn joined_text(content: &Value, flagged: &[usize]) -> Option<String> {
     let blocks: Vec<&str> = content
         .get("content")?
         .as_array()?
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.get("type").and_then(Value::as_str) == Some("text"))
-        .filter(|(i, _)| !flagged.contains(&format!("content[{i}].text").as_str()))
+        .filter(|(i, b)| {
+            b.get("type").and_then(Value::as_str) == Some("text") && !flagged.contains(i)
+        })
         .filter_map(|(_, b)| b.get("text").and_then(Value::as_str))
         .collect();
     (blocks.len() >= 2).then(|| blocks.join(" "))
+}
+
+/// The index of the text block a finding's field path names (`content[3].text`).
+fn text_block(field: &str) -> Option<usize> {
+    field
+        .strip_prefix("content[")?
+        .strip_suffix("].text")?
+        .parse()
+        .ok()
 }
 
 /// Indirect prompt injection in content.
@@ -99,10 +109,10 @@ impl InjectionGuard {
         let mut findings = warden_detect::analyze_json_text(content, text_kind(call));
         // Blocks with a finding of their own are judged (and in `redact` replaced) on their own;
         // the others are read together too.
-        let flagged: Vec<&str> = findings
+        let flagged: Vec<usize> = findings
             .iter()
             .filter(|f| f.severity >= Severity::Medium)
-            .map(|f| f.location.field.as_str())
+            .filter_map(|f| text_block(&f.location.field))
             .collect();
         if let Some(joined) = joined_text(content, &flagged) {
             // Hosts join a result's text blocks before the model reads them: an injection
@@ -300,18 +310,9 @@ sync_guard!(RedactGuard);
 type KeyFilter = crate::sanitize::Skip;
 
 /// Members of content left as they are: a `uri` (an identifier), and MCP's binary payloads in
-/// their own shapes only (the `blob` of resource contents, beside a `uri`; the `data` of an
-/// image or audio block). A server names its other members as it likes.
+/// their own shapes only (see [`warden_detect::redact::is_binary_member`]).
 fn is_identifier_or_binary(object: &Map<String, Value>, key: &str) -> bool {
-    match key {
-        "uri" => true,
-        "blob" => object.get("uri").is_some_and(Value::is_string),
-        "data" => matches!(
-            object.get("type").and_then(Value::as_str),
-            Some("image" | "audio")
-        ),
-        _ => false,
-    }
+    key == "uri" || warden_detect::redact::is_binary_member(object, key)
 }
 
 /// Terminal escapes and invisible characters in everything the client displays (results,
@@ -358,9 +359,7 @@ impl SanitizeGuard {
                         "tools/list"
                         | "prompts/list"
                         | "resources/list"
-                        | "resources/templates/list"
-                        | "tasks/get"
-                        | "tasks/list",
+                        | "resources/templates/list",
                     ),
                 )
                 | (None, Some("initialize" | "server/discover")) => match call.message.result() {
@@ -368,7 +367,7 @@ impl SanitizeGuard {
                         r,
                         "result",
                         &|_: &Map<String, Value>, k: &str| {
-                            matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor" | "taskId")
+                            matches!(k, "name" | "uri" | "uriTemplate" | "nextCursor")
                         },
                         false,
                     ),

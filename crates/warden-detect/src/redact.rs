@@ -466,6 +466,20 @@ fn string_spans_with(
     spans
 }
 
+/// Whether member `name` of `object` is an MCP binary payload: the `blob` of resource contents
+/// (an object with a `uri`), the `data` of an image or audio block. Only those shapes: a server
+/// names its other members as it likes, and a `blob` anywhere else is text like any other.
+pub fn is_binary_member(object: &serde_json::Map<String, Value>, name: &str) -> bool {
+    match name {
+        "blob" => object.get("uri").is_some_and(Value::is_string),
+        "data" => matches!(
+            object.get("type").and_then(Value::as_str),
+            Some("image" | "audio")
+        ),
+        _ => false,
+    }
+}
+
 struct Walker {
     options: RedactOptions,
     /// Leave base64 binary payloads of MCP content alone.
@@ -488,20 +502,9 @@ fn too_deep(pointer: &str) -> JsonRedacted {
 }
 
 impl Walker {
-    /// Whether member `name` of `object` is an MCP binary payload: the `blob` of resource
-    /// contents (an object with a `uri`), the `data` of an image or audio block. Only those
-    /// shapes: a server names its other members as it likes, and a `blob` anywhere else is
-    /// scanned like any string.
+    /// Whether member `name` of `object` is a binary payload this walk leaves alone.
     fn is_binary(&self, object: &serde_json::Map<String, Value>, name: &str) -> bool {
-        self.skip_binary
-            && match name {
-                "blob" => object.get("uri").is_some_and(Value::is_string),
-                "data" => matches!(
-                    object.get("type").and_then(Value::as_str),
-                    Some("image" | "audio")
-                ),
-                _ => false,
-            }
+        self.skip_binary && is_binary_member(object, name)
     }
 
     fn walk(

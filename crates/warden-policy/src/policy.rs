@@ -443,17 +443,12 @@ impl PolicyGuard {
                 // A value is a piece of a path: it may not carry a query, a fragment or a
                 // spelling a server reads another way (`x?/../../etc` would hide its `..` in
                 // what the URI check takes for a query).
+                // A query's value may hold `?` or `#`, never a traversal.
                 let in_path = path_variables(uri);
-                let judged = values.iter().map(|(name, value)| {
-                    // A query's value may hold `?` or `#`, never a traversal.
-                    let value = if in_path.contains(name) {
-                        std::borrow::Cow::Borrowed(*value)
-                    } else {
-                        std::borrow::Cow::Owned(value.replace(['?', '#'], "_"))
-                    };
-                    canonical_value(&value)
-                });
-                if let Some(why) = judged.into_iter().find_map(Result::err) {
+                if let Some(why) = values
+                    .iter()
+                    .find_map(|(name, value)| canonical_value(value, in_path.contains(name)).err())
+                {
                     return Some(self.deny(what, format!("completion value refused: {why}")));
                 }
                 let expanded = expand_template(uri, &values);
@@ -769,10 +764,10 @@ fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
 
 /// Checks that `uri` has one spelling only, so that a rule matching its text (`like
 /// "file:///srv/docs/*"`, `forbid ... like "file:///srv/secret/*"`) judges what the server will
-/// resolve: a lowercase scheme; a path with no `.` or `..` segment, no empty segment (`//`), no
-/// backslash, and no percent-encoding but of reserved or non-ASCII bytes (never of a letter,
-/// digit, `-._~`, `/` or `\`); for `file:`, no host but an empty one.
-/// The query and fragment are not paths and are not checked.
+/// resolve: a lowercase scheme; an authority of one spelling ([`canonical_authority`]); a path
+/// with no `.` or `..` segment, no empty segment (`//`), no backslash, and no percent-encoding
+/// but of reserved or non-ASCII bytes (never of a letter, digit, `-._~`, `/` or `\`); for
+/// `file:`, only `file:///...`. The query and fragment are not paths and are not checked.
 pub fn canonical_uri(uri: &str) -> Result<(), &'static str> {
     let Some((scheme, rest)) = uri.split_once(':') else {
         return Err("no scheme");
@@ -827,47 +822,70 @@ pub fn canonical_uri(uri: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// One `{...}` expression of an RFC 6570 template: where it stands (the braces included), its
+/// operator, and its variables' names (without a `*` or `:N` modifier).
+struct Expression<'t> {
+    span: std::ops::Range<usize>,
+    operator: Option<char>,
+    variables: Vec<&'t str>,
+}
+
+/// The expressions of `template`, in order; an unclosed `{` ends them.
+fn expressions(template: &str) -> impl Iterator<Item = Expression<'_>> {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let open = from + template[from..].find('{')?;
+        let close = open + template[open..].find('}')?;
+        from = close + 1;
+        let inner = &template[open + 1..close];
+        let (operator, list) = match inner.chars().next() {
+            Some(c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&')) => (Some(c), &inner[1..]),
+            _ => (None, inner),
+        };
+        let variables = list
+            .split(',')
+            .map(|v| {
+                let v = v.trim();
+                v.split(':').next().unwrap_or(v).trim_end_matches('*')
+            })
+            .collect();
+        Some(Expression {
+            span: open..close + 1,
+            operator,
+            variables,
+        })
+    })
+}
+
 /// `template` with the variables `values` names expanded, as a server completing it would
 /// read it (RFC 6570: `{name}`, `{+name}`, `{/a,b}`, `{name*}`, `{name:3}`, ...); expressions
 /// naming none of them are left as they are.
 fn expand_template(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        let expression = &rest[open + 1..open + close];
-        out.push_str(&rest[..open]);
-        let (operator, list) = match expression.chars().next() {
-            Some(c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&')) => (Some(c), &expression[1..]),
-            _ => (None, expression),
-        };
-        let found: Vec<&str> = list
-            .split(',')
-            .filter_map(|variable| {
-                let variable = variable.trim();
-                let variable = variable.split(':').next().unwrap_or(variable);
-                let variable = variable.trim_end_matches('*');
-                values.iter().find(|(n, _)| *n == variable).map(|(_, v)| *v)
-            })
+    let mut last = 0;
+    for e in expressions(template) {
+        out.push_str(&template[last..e.span.start]);
+        last = e.span.end;
+        let found: Vec<&str> = e
+            .variables
+            .iter()
+            .filter_map(|v| values.iter().find(|(n, _)| n == v).map(|(_, value)| *value))
             .collect();
         if found.is_empty() {
-            out.push_str(&rest[open..=open + close]);
-        } else {
-            let separator = match operator {
-                Some('.') => ".",
-                Some('/') => "/",
-                _ => ",",
-            };
-            if let Some(c @ ('#' | '.' | '/' | ';' | '?' | '&')) = operator {
-                out.push(c);
-            }
-            out.push_str(&found.join(separator));
+            out.push_str(&template[e.span]);
+            continue;
         }
-        rest = &rest[open + close + 1..];
+        if let Some(c @ ('#' | '.' | '/' | ';' | '?' | '&')) = e.operator {
+            out.push(c);
+        }
+        let separator = match e.operator {
+            Some('.') => ".",
+            Some('/') => "/",
+            _ => ",",
+        };
+        out.push_str(&found.join(separator));
     }
-    out.push_str(rest);
+    out.push_str(&template[last..]);
     out
 }
 
@@ -875,39 +893,30 @@ fn expand_template(template: &str, values: &[(&str, &str)]) -> String {
 /// fragment, `{?x}`, `{&x}`, `{#x}`, nor after a literal `?` or `#`).
 fn path_variables(template: &str) -> Vec<&str> {
     let mut out = vec![];
-    let mut rest = template;
-    loop {
-        let open = rest.find('{');
-        let literal = rest.find(['?', '#']);
-        match (open, literal) {
-            (Some(o), Some(l)) if l < o => break,
-            (None, _) => break,
-            _ => {}
-        }
-        let Some(open) = open else { break };
-        let Some(close) = rest[open..].find('}') else {
+    let mut last = 0;
+    for e in expressions(template) {
+        if template[last..e.span.start].contains(['?', '#']) {
             break;
-        };
-        let expression = &rest[open + 1..open + close];
-        if !expression.starts_with(['?', '&', '#']) {
-            let list = expression.trim_start_matches(['+', '.', '/', ';']);
-            out.extend(list.split(',').map(|v| {
-                let v = v.trim();
-                v.split(':').next().unwrap_or(v).trim_end_matches('*')
-            }));
         }
-        rest = &rest[open + close + 1..];
+        last = e.span.end;
+        if !matches!(e.operator, Some('?' | '&' | '#')) {
+            out.extend(e.variables);
+        }
     }
     out
 }
 
-/// Checks a completion value (a piece of a URI's path) for one spelling: no query or fragment
-/// delimiter, no backslash, no empty segment, and what [`canonical_uri`] refuses in a path.
-fn canonical_value(value: &str) -> Result<(), &'static str> {
-    if value.contains(['?', '#', '\\']) || value.contains("//") {
-        return Err("a query, fragment, backslash or empty segment");
+/// Checks a completion value for one spelling: what [`canonical_uri`] refuses in a path, and
+/// no backslash or empty segment; in the path (`in_path`), no `?` or `#` either, which would
+/// hide the rest of the value from the check.
+fn canonical_value(value: &str, in_path: bool) -> Result<(), &'static str> {
+    if value.contains('\\') || value.contains("//") {
+        return Err("a backslash or an empty segment");
     }
-    canonical_uri(&format!("x:/{value}"))
+    if in_path && value.contains(['?', '#']) {
+        return Err("a query or fragment delimiter in a path");
+    }
+    canonical_uri(&format!("x:/{}", value.replace(['?', '#'], "_")))
 }
 
 /// Checks the authority of a URI for one spelling: no user information, a lowercase host

@@ -17,13 +17,13 @@ use crate::gateway::{
     relayed_error, request, response, upstream_error,
 };
 use crate::guarded::RELIST_INTERVAL;
-
-/// The least verbose level the gateway sets on a connection callers share: `info` (rank 1).
-const SHARED_LOG_FLOOR: u8 = 1;
 use crate::mrtr::Exchange;
 use crate::naming::{self, NameMap};
 use crate::params::ToolParams;
 use crate::{Reply, ReplyStream, Session};
+
+/// The least verbose level the gateway sets on a connection callers share: `info` (rank 1).
+const SHARED_LOG_FLOOR: u8 = 1;
 
 /// The four aggregated list methods: (method, result key, capability).
 const LISTS: &[(&str, &str, &str)] = &[
@@ -659,7 +659,7 @@ impl Gateway {
         // A shared (stdio) connection serves every session: another session's subscription
         // stays. A per-session connection (HTTP) is this session's alone.
         let shared = !up.is_http;
-        (shared && (!was || self.subscribed_elsewhere(up.index, uri, routes)))
+        (shared && (!was || self.subscribed_elsewhere(up.index, uri, Some(routes))))
             .then(|| response(idv, json!({})))
     }
 

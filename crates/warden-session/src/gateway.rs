@@ -376,10 +376,11 @@ impl Routes {
         true
     }
 
-    fn is_subscribed(&self, index: usize, uri: &str) -> bool {
+    /// True when the session holds `key` (an upstream index and a URI).
+    fn is_subscribed(&self, key: &(usize, String)) -> bool {
         self.subscriptions
             .lock()
-            .is_ok_and(|s| !s.is_empty() && s.contains(&(index, uri.to_owned())))
+            .is_ok_and(|s| !s.is_empty() && s.contains(key))
     }
 
     /// Records a server request forwarded to the client under `client_id`. At
@@ -733,10 +734,7 @@ async fn sweep(gateway: std::sync::Weak<Gateway>) {
         }
         g.sweep_parked();
         for (session, routes) in g.purge_expired() {
-            tracing::info!(session = %session.id(), "session expired");
-            g.audit_session_end(&session, "expired");
-            close_routes(&routes).await;
-            g.release_subscriptions(&routes);
+            g.retire_expired(&session, routes);
         }
     }
 }
@@ -1200,32 +1198,43 @@ impl Gateway {
         }
     }
 
+    /// A session found expired (by the sweep, or when another is opened), out of the table
+    /// already: audited, its subscriptions released and its upstream state closed.
+    fn retire_expired(&self, session: &Session, routes: Arc<Routes>) {
+        tracing::info!(session = %session.id(), "session expired");
+        self.audit_session_end(session, "expired");
+        self.release_subscriptions(&routes);
+        tokio::spawn(async move { close_routes(&routes).await });
+    }
+
     /// The sessions subscribed to `uri` of upstream `index`.
     fn subscribers(&self, index: usize, uri: &str) -> Vec<(Arc<Session>, Arc<Routes>)> {
         let Ok(sessions) = self.sessions.lock() else {
             return vec![];
         };
+        let key = (index, uri.to_owned());
         sessions
             .values()
-            .filter(|e| e.routes.is_subscribed(index, uri))
+            .filter(|e| e.routes.is_subscribed(&key))
             .map(|e| (e.session.clone(), e.routes.clone()))
             .collect()
     }
 
-    /// True when a session other than the one of `except` is subscribed to `uri` of upstream
+    /// True when a session (other than the one of `except`) is subscribed to `uri` of upstream
     /// `index` (when the table cannot be read: true, which keeps the subscription).
     pub(crate) fn subscribed_elsewhere(
         &self,
         index: usize,
         uri: &str,
-        except: &Arc<Routes>,
+        except: Option<&Arc<Routes>>,
     ) -> bool {
         let Ok(sessions) = self.sessions.lock() else {
             return true;
         };
-        sessions
-            .values()
-            .any(|e| !Arc::ptr_eq(&e.routes, except) && e.routes.is_subscribed(index, uri))
+        let key = (index, uri.to_owned());
+        sessions.values().any(|e| {
+            except.is_none_or(|r| !Arc::ptr_eq(&e.routes, r)) && e.routes.is_subscribed(&key)
+        })
     }
 
     /// Unsubscribes shared connections from the resources only an ended session (`routes`, no
@@ -1238,7 +1247,7 @@ impl Gateway {
             .unwrap_or_default();
         let orphaned: Vec<(Arc<UpstreamState>, String)> = held
             .into_iter()
-            .filter(|(index, uri)| !self.subscribed_elsewhere(*index, uri, routes))
+            .filter(|(index, uri)| !self.subscribed_elsewhere(*index, uri, Some(routes)))
             .filter_map(|(index, uri)| {
                 let up = self.upstreams.iter().find(|u| u.index == index)?;
                 (!up.is_http).then(|| (up.clone(), uri))
@@ -1252,8 +1261,7 @@ impl Gateway {
             let Some(g) = gateway.upgrade() else { return };
             for (up, uri) in orphaned {
                 // Another session may have subscribed since: then the subscription stays.
-                let nobody = Arc::new(Routes::default());
-                if g.subscribed_elsewhere(up.index, &uri, &nobody) {
+                if g.subscribed_elsewhere(up.index, &uri, None) {
                     continue;
                 }
                 // The connection legacy traffic to this upstream uses (a dual-era stdio server
@@ -1425,11 +1433,8 @@ impl Handler for Gateway {
         face: Face,
     ) -> BoxFuture<'_, Result<Arc<Session>, SessionError>> {
         async move {
-            let expired = self.purge_expired();
-            for (session, routes) in expired {
-                self.audit_session_end(&session, "expired");
-                self.release_subscriptions(&routes);
-                tokio::spawn(async move { close_routes(&routes).await });
+            for (session, routes) in self.purge_expired() {
+                self.retire_expired(&session, routes);
             }
             let session = {
                 let mut sessions = self

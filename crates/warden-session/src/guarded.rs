@@ -99,6 +99,15 @@ impl Gateway {
         }
     }
 
+    /// The upstream and its own name for the item the client calls `name`: in `run` the one
+    /// upstream, under the name as sent; in `serve`, by the catalog.
+    fn route_named(&self, name: &str, kind: Item) -> Option<(Arc<UpstreamState>, String)> {
+        if self.opts.transparent {
+            return self.upstreams.first().map(|u| (u.clone(), name.to_owned()));
+        }
+        self.route_name(name, kind)
+    }
+
     /// The upstream a request naming resource `uri` is routed to: the only one, or the one
     /// [`Gateway::route_uri`] picks.
     async fn uri_target(
@@ -142,11 +151,7 @@ impl Gateway {
                 let field = |k: &str| reference.field(k).and_then(Value::as_str);
                 return match field("type")? {
                     "ref/prompt" => {
-                        let name = field("name")?;
-                        let (up, original) = match self.opts.transparent {
-                            true => (self.upstreams.first()?.clone(), name.to_owned()),
-                            false => self.route_name(name, Item::Prompt)?,
-                        };
+                        let (up, original) = self.route_named(field("name")?, Item::Prompt)?;
                         Some(Target {
                             upstream: up.name.as_str().into(),
                             name: Some(original.into()),
@@ -185,11 +190,7 @@ impl Gateway {
             .params()
             .and_then(|p| p.field("name"))
             .and_then(Value::as_str)?;
-        let route = |g: &Gateway| match g.opts.transparent {
-            true => g.upstreams.first().map(|u| (u.clone(), name.to_owned())),
-            false => g.route_name(name, kind),
-        };
-        let mut routed = route(self);
+        let mut routed = self.route_named(name, kind);
         let known = |r: &Option<(Arc<UpstreamState>, String)>| match r {
             Some((up, original)) => {
                 !matches!(kind, Item::Tool) || listed_tool(up, original).is_some()
@@ -203,7 +204,7 @@ impl Gateway {
             };
             if stale {
                 Box::pin(self.relist_tools(session, routes, principal, client)).await;
-                routed = route(self);
+                routed = self.route_named(name, kind);
             }
         }
         let (up, original) = routed?;

@@ -159,6 +159,20 @@ fn random_state() -> String {
     format!("{}{}", state_prefix(), random_hex(16))
 }
 
+const NOT_HELD: &str =
+    "requestState is no longer held (spent, expired or dropped): send the request again without it";
+const NOT_THIS_REQUEST: &str = "requestState does not belong to this request";
+
+/// The `-32602` answer to a retry whose `requestState` cannot resume a call.
+fn refused(message: &Message, text: &str) -> Reply {
+    let idv = message.id().map(Id::to_value).unwrap_or(Value::Null);
+    Reply::Stream(ReplyStream::single(error(
+        &idv,
+        ErrorCode::InvalidParams,
+        text,
+    )))
+}
+
 /// The client capability a server-to-client request needs.
 fn capability_for(method: &str) -> Option<&'static str> {
     match method {
@@ -303,23 +317,12 @@ impl Gateway {
                 // Not the gateway's: an upstream's own state, forwarded with the request.
                 return None;
             }
-            let idv = message.id().map(Id::to_value).unwrap_or(Value::Null);
-            return Some(Reply::Stream(ReplyStream::single(error(
-                &idv,
-                ErrorCode::InvalidParams,
-                "requestState is no longer held (spent, expired or dropped): send the request again without it",
-            ))));
+            return Some(refused(message, NOT_HELD));
         };
         let Ok(parked) = taken else {
-            let idv = message.id().map(Id::to_value).unwrap_or(Value::Null);
-            return Some(Reply::Stream(ReplyStream::single(error(
-                &idv,
-                ErrorCode::InvalidParams,
-                "requestState does not belong to this request",
-            ))));
+            return Some(refused(message, NOT_THIS_REQUEST));
         };
         let id = message.id().cloned()?;
-        let idv = id.to_value();
         let ex = &parked.exchange;
         // Single use: whatever happens next, this state is spent.
         // The retry names the item as the client sees it; the parked call, as the upstream
@@ -340,11 +343,7 @@ impl Gateway {
             || ex.method != method
             || ex.name != retried
         {
-            return Some(Reply::Stream(ReplyStream::single(error(
-                &idv,
-                ErrorCode::InvalidParams,
-                "requestState does not belong to this request",
-            ))));
+            return Some(refused(message, NOT_THIS_REQUEST));
         }
         let upstream_id = parked.request.id().map(Id::to_value).unwrap_or(Value::Null);
         let answer = match message

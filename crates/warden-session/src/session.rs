@@ -310,9 +310,12 @@ impl Session {
         if !self.principal.same_caller(latest) {
             return;
         }
-        if let Ok(mut current) = self.current.write()
-            && *current != *latest
-        {
+        // Usually the same token's principal again: compared under the read lock, so
+        // concurrent requests of one session do not queue for the write lock.
+        if self.current.read().is_ok_and(|c| *c == *latest) {
+            return;
+        }
+        if let Ok(mut current) = self.current.write() {
             *current = latest.clone();
         }
     }

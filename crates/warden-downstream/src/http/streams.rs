@@ -108,13 +108,7 @@ impl ReplayBudget {
             .filter(|l| !std::ptr::eq(Arc::as_ptr(l), current));
         for log in others.map(|l| &**l).chain(std::iter::once(current)) {
             let mut state = lock(&log.state);
-            while self.used.load(Ordering::Relaxed) > budget {
-                let Some((_, old)) = state.events.pop_front() else {
-                    break;
-                };
-                state.bytes -= old.len();
-                self.used.fetch_sub(old.len(), Ordering::Relaxed);
-            }
+            while self.used.load(Ordering::Relaxed) > budget && state.drop_oldest(&self.used) {}
             if self.used.load(Ordering::Relaxed) <= budget {
                 return;
             }
@@ -308,6 +302,19 @@ struct LogState {
     live: Option<mpsc::Sender<Bytes>>,
 }
 
+impl LogState {
+    /// Drops the oldest kept event, giving its bytes back to the log and to the registry's
+    /// count (`used`); `false` when none is kept.
+    fn drop_oldest(&mut self, used: &AtomicUsize) -> bool {
+        let Some((_, old)) = self.events.pop_front() else {
+            return false;
+        };
+        self.bytes -= old.len();
+        used.fetch_sub(old.len(), Ordering::Relaxed);
+        true
+    }
+}
+
 /// The outcome of attaching a connection to a stream.
 #[derive(Debug)]
 pub(crate) struct Attached {
@@ -390,14 +397,10 @@ impl StreamLog {
         state.bytes += event.len();
         self.replay.used.fetch_add(event.len(), Ordering::Relaxed);
         state.events.push_back((seq, event.clone()));
-        while state.events.len() > self.config.replay_events
-            || (state.bytes > self.config.replay_bytes && state.events.len() > 1)
-        {
-            if let Some((_, old)) = state.events.pop_front() {
-                state.bytes -= old.len();
-                self.replay.used.fetch_sub(old.len(), Ordering::Relaxed);
-            }
-        }
+        while (state.events.len() > self.config.replay_events
+            || (state.bytes > self.config.replay_bytes && state.events.len() > 1))
+            && state.drop_oldest(&self.replay.used)
+        {}
         let live = state.live.clone();
         drop(state);
         // Over the budget across sessions: older logs give way first (after the lock above
