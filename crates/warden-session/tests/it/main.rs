@@ -980,14 +980,11 @@ impl warden_guard::Guard for ScrubServerInfo {
     }
 }
 
-/// In `run` the upstream's own `initialize` result reaches the client: its `serverInfo` (a
-/// title and description a client displays) goes through the response guards, not only its
-/// `instructions`.
-#[tokio::test]
-async fn a_transparent_initialize_hands_server_info_to_the_guards() {
+/// The `initialize` result a `run` client gets from the era fixture, with `guard` in the
+/// sanitize stage.
+async fn transparent_initialize(guard: Arc<dyn warden_guard::Guard>) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline =
-        Pipeline::passthrough().with(warden_guard::Stage::Sanitize, Arc::new(ScrubServerInfo));
+    let pipeline = Pipeline::passthrough().with(warden_guard::Stage::Sanitize, guard);
     let gateway = Gateway::start(
         vec![def(&A, dir.path())],
         pipeline,
@@ -1011,10 +1008,80 @@ async fn a_transparent_initialize_hands_server_info_to_the_guards() {
             json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
         )
         .await;
+    f.stop().await;
+    r
+}
+
+/// In `run` the upstream's own `initialize` result reaches the client: its `serverInfo` (a
+/// title and description a client displays) goes through the response guards, not only its
+/// `instructions`; refused, only what identifies the server is kept.
+#[tokio::test]
+async fn a_transparent_initialize_hands_server_info_to_the_guards() {
+    let r = transparent_initialize(Arc::new(ScrubServerInfo)).await;
     let info = &r["result"]["serverInfo"];
     assert_eq!(info["title"], "Era]0;owned server", "{r}");
     assert_eq!(info["name"], "era-legacy");
     assert_eq!(r["result"]["instructions"], "era server");
+
+    let r = transparent_initialize(Arc::new(Refusing {
+        name: "no_server_info",
+        message: "server info refused",
+        refuses: |call| {
+            call.message
+                .result()
+                .is_some_and(|r| r.get("serverInfo").is_some())
+        },
+    }))
+    .await;
+    assert_eq!(
+        r["result"]["serverInfo"],
+        json!({"name": "era-legacy", "version": "1"}),
+        "{r}"
+    );
+    assert_eq!(r["result"]["instructions"], "era server");
+}
+
+/// A session holds at most 1,024 subscriptions: the next is refused (and not forwarded), a URI
+/// it already holds is still accepted.
+#[tokio::test]
+async fn a_sessions_subscriptions_are_capped() {
+    let f = Fixture::start(&[A], false).await;
+    let s = f.legacy_session().await;
+    let subscribe = |id: usize, uri: String| json!({"jsonrpc":"2.0","id":id,"method":"resources/subscribe","params":{"uri":uri}});
+    for i in 0..warden_session::gateway::MAX_SUBSCRIPTIONS {
+        let r = f
+            .call(
+                Some(&s),
+                s.principal(),
+                subscribe(i, format!("mem://items/{i}")),
+            )
+            .await;
+        assert!(r["result"].is_object(), "{i}: {r}");
+    }
+    let forwarded = || {
+        f.received_methods("a")
+            .iter()
+            .filter(|m| *m == "resources/subscribe")
+            .count()
+    };
+    let before = forwarded();
+    let over = f
+        .call(
+            Some(&s),
+            s.principal(),
+            subscribe(5000, "mem://items/x".into()),
+        )
+        .await;
+    assert_eq!(over["error"]["code"], -32602, "{over}");
+    assert_eq!(forwarded(), before, "the refused one was not forwarded");
+    let again = f
+        .call(
+            Some(&s),
+            s.principal(),
+            subscribe(5001, "mem://items/3".into()),
+        )
+        .await;
+    assert!(again["result"].is_object(), "{again}");
     f.stop().await;
 }
 
