@@ -20,7 +20,7 @@ use crate::guarded::RELIST_INTERVAL;
 use crate::mrtr::Exchange;
 use crate::naming::{self, NameMap};
 use crate::params::ToolParams;
-use crate::{Reply, ReplyStream, Session};
+use crate::{AfterResponse, Reply, ReplyStream, Session};
 
 /// The least verbose level the gateway sets on a connection callers share: `info` (rank 1).
 const SHARED_LOG_FLOOR: u8 = 1;
@@ -239,19 +239,13 @@ impl Gateway {
                     Err(reply) => return reply,
                 };
                 match self.route_uri(session, &routes, &uri, client).await {
-                    Ok(up) => {
-                        if method != "resources/read"
-                            && let Some(answer) = self.track_subscription(
-                                session.is_some(),
-                                &routes,
-                                (&up, &uri),
-                                &method,
-                                &idv,
-                            )
-                        {
-                            return single(answer);
-                        }
+                    Ok(up) if method == "resources/read" || session.is_none() => {
                         self.forward(session, principal, routes, &up, message, id, client, method)
+                            .await
+                    }
+                    Ok(up) => {
+                        let request = (message, id, client, method);
+                        Box::pin(self.subscription(session, principal, routes, &up, uri, request))
                             .await
                     }
                     Err(text) => single(error(&idv, ErrorCode::InvalidParams, &text)),
@@ -627,40 +621,104 @@ impl Gateway {
         result
     }
 
-    /// Records a session's `resources/subscribe` or `resources/unsubscribe` of `uri` on `up`.
-    /// `Some` is the answer when the request is not to be forwarded: past
-    /// [`MAX_SUBSCRIPTIONS`], or an unsubscription a shared connection must not get because
-    /// another session is still subscribed (it would end that session's updates).
-    fn track_subscription(
+    /// A session's `resources/subscribe` or `resources/unsubscribe` of `uri` on `up`.
+    ///
+    /// A subscription counts for the session once the upstream accepted it (at most
+    /// [`MAX_SUBSCRIPTIONS`]). A shared (stdio) connection serves every session, so an
+    /// unsubscription reaches it only when no other session is still subscribed (it would end
+    /// that session's updates), and these requests are ordered per upstream: each is decided
+    /// and forwarded while the upstream's `subscription_order` is held, until its answer passes.
+    /// A per-session connection (a legacy HTTP upstream's) is the session's alone.
+    async fn subscription(
         &self,
-        has_session: bool,
-        routes: &Arc<Routes>,
-        (up, uri): (&UpstreamState, &str),
-        method: &str,
-        idv: &Value,
-    ) -> Option<Message> {
-        if self.opts.transparent || !has_session {
-            return None;
+        session: Option<&Arc<Session>>,
+        principal: &Principal,
+        routes: Arc<Routes>,
+        up: &Arc<UpstreamState>,
+        uri: String,
+        (message, id, client, method): (Message, Id, ClientEra, String),
+    ) -> Reply {
+        let idv = id.to_value();
+        if self.opts.transparent {
+            return self
+                .forward(session, principal, routes, up, message, id, client, method)
+                .await;
         }
-        let key = (up.index, uri.to_owned());
+        let shared = !up.is_http;
+        let order = if shared {
+            let lock = up.subscription_order.clone().lock_owned();
+            match tokio::time::timeout(up.request_timeout, lock).await {
+                Ok(held) => Some(held),
+                Err(_) => {
+                    return single(error(
+                        &idv,
+                        ErrorCode::UpstreamTimeout,
+                        &format!(
+                            "upstream {:?}: an earlier subscription request is still unanswered",
+                            up.name
+                        ),
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let key = (up.index, uri);
         if method == "resources/subscribe" {
-            let mut subs = routes.subscriptions.lock().ok()?;
-            if subs.len() >= MAX_SUBSCRIPTIONS && !subs.contains(&key) {
-                return Some(error(
-                    idv,
+            let full = routes
+                .subscriptions
+                .lock()
+                .map_or(true, |s| s.len() >= MAX_SUBSCRIPTIONS && !s.contains(&key));
+            if full {
+                return single(error(
+                    &idv,
                     ErrorCode::InvalidParams,
                     &format!("too many subscriptions: at most {MAX_SUBSCRIPTIONS} per session"),
                 ));
             }
-            subs.insert(key);
-            return None;
+            let (held_by, gateway) = (routes.clone(), self.me.clone());
+            let then = move |outcome: Option<bool>| {
+                let Some(g) = gateway.upgrade() else { return };
+                match outcome {
+                    Some(true) => {
+                        if let Ok(mut s) = held_by.subscriptions.lock() {
+                            s.insert(key);
+                        }
+                        // The session ended while this was in flight: released like the rest.
+                        if held_by.released.load(std::sync::atomic::Ordering::SeqCst) {
+                            g.release_subscriptions(&held_by);
+                        }
+                    }
+                    Some(false) => {}
+                    // Ended unanswered (cancelled, or its session ended): the upstream may have
+                    // subscribed all the same. Unless a session holds the URI, it is told not to.
+                    None => {
+                        if !held_by.is_subscribed(&key) {
+                            g.unsubscribe_orphans(vec![key], &held_by);
+                        }
+                    }
+                }
+            };
+            let after = AfterResponse {
+                order,
+                then: Some(Box::new(then)),
+            };
+            return self
+                .forward(session, principal, routes, up, message, id, client, method)
+                .await
+                .after(after);
         }
-        let was = routes.subscriptions.lock().ok()?.remove(&key);
-        // A shared (stdio) connection serves every session: another session's subscription
-        // stays. A per-session connection (HTTP) is this session's alone.
-        let shared = !up.is_http;
-        (shared && (!was || self.subscribed_elsewhere(up.index, uri, Some(routes))))
-            .then(|| response(idv, json!({})))
+        let was = routes
+            .subscriptions
+            .lock()
+            .is_ok_and(|mut s| s.remove(&key));
+        if shared && (!was || self.subscribed_elsewhere(up.index, &key.1, Some(&routes))) {
+            return single(response(&idv, json!({})));
+        }
+        let after = AfterResponse { order, then: None };
+        self.forward(session, principal, routes, up, message, id, client, method)
+            .await
+            .after(after)
     }
 
     /// Applies a client's `logging/setLevel` (`rank`: the level's) to the upstreams that log.

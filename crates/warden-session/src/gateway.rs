@@ -283,6 +283,10 @@ pub(crate) struct UpstreamState {
     /// and the level's rank): the most verbose any caller asked for. Held across the
     /// forwarding, so that concurrent requests leave the upstream at the most verbose of them.
     pub(crate) shared_log_level: tokio::sync::Mutex<Option<(Connection, u8)>>,
+    /// Orders the resource subscriptions and unsubscriptions sent on the shared connection:
+    /// held from the decision to forward one until its answer passes, so that whether another
+    /// session still holds a URI is judged against what the upstream was actually told.
+    pub(crate) subscription_order: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Default)]
@@ -323,6 +327,9 @@ pub(crate) struct Routes {
     /// a shared connection goes to the sessions subscribed to its URI, and an unsubscription
     /// reaches a shared connection only when no other session is still subscribed.
     pub(crate) subscriptions: Mutex<HashSet<(usize, String)>>,
+    /// Set when the session ended and released its subscriptions: one the upstream accepts
+    /// later (it was in flight) is released at once.
+    pub(crate) released: std::sync::atomic::AtomicBool,
     /// The client notifications this session may still forward now ([`NOTIFY_BURST`], refilled
     /// at [`NOTIFY_RATE`] per second), and when the budget was last refilled.
     notify_budget: Mutex<Option<(f64, tokio::time::Instant)>>,
@@ -377,7 +384,7 @@ impl Routes {
     }
 
     /// True when the session holds `key` (an upstream index and a URI).
-    fn is_subscribed(&self, key: &(usize, String)) -> bool {
+    pub(crate) fn is_subscribed(&self, key: &(usize, String)) -> bool {
         self.subscriptions
             .lock()
             .is_ok_and(|s| !s.is_empty() && s.contains(key))
@@ -558,6 +565,7 @@ impl Gateway {
                 stdio_spec,
                 catalog: RwLock::new(Catalog::default()),
                 shared_log_level: tokio::sync::Mutex::new(None),
+                subscription_order: Arc::new(tokio::sync::Mutex::new(())),
             }));
         }
         let gateway = Arc::new_cyclic(|me| Gateway {
@@ -1239,12 +1247,21 @@ impl Gateway {
 
     /// Unsubscribes shared connections from the resources only an ended session (`routes`, no
     /// longer in the table) was subscribed to, in the background.
-    fn release_subscriptions(&self, routes: &Arc<Routes>) {
+    pub(crate) fn release_subscriptions(&self, routes: &Arc<Routes>) {
+        routes
+            .released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let held: Vec<(usize, String)> = routes
             .subscriptions
             .lock()
             .map(|mut s| s.drain().collect())
             .unwrap_or_default();
+        self.unsubscribe_orphans(held, routes);
+    }
+
+    /// Unsubscribes shared connections, in the background, from the resources of `held` (upstream
+    /// index, URI) that no session but the one of `routes` is subscribed to.
+    pub(crate) fn unsubscribe_orphans(&self, held: Vec<(usize, String)>, routes: &Arc<Routes>) {
         let orphaned: Vec<(Arc<UpstreamState>, String)> = held
             .into_iter()
             .filter(|(index, uri)| !self.subscribed_elsewhere(*index, uri, Some(routes)))
@@ -1260,6 +1277,14 @@ impl Gateway {
         tokio::spawn(async move {
             let Some(g) = gateway.upgrade() else { return };
             for (up, uri) in orphaned {
+                // Ordered with the sessions' own (un)subscriptions: one another session has
+                // in flight is answered, and counts, before this is decided.
+                let Ok(_order) =
+                    tokio::time::timeout(up.request_timeout, up.subscription_order.lock()).await
+                else {
+                    tracing::debug!(upstream = %up.name, "resources/unsubscribe of an ended session not sent: another subscription request is still unanswered");
+                    continue;
+                };
                 // Another session may have subscribed since: then the subscription stays.
                 if g.subscribed_elsewhere(up.index, &uri, None) {
                     continue;

@@ -50,6 +50,34 @@ pub struct ReplyStream {
     audit: Option<audit::PendingCall>,
     /// What the request guards hold (concurrency slots) until the exchange ends.
     held: Option<Box<Permits>>,
+    /// What the gateway does when the response passes (or the stream is dropped before it).
+    after: Option<Box<AfterResponse>>,
+}
+
+/// What an exchange does when it ends: `then` runs once, with `Some(true)` for a result,
+/// `Some(false)` for an error, `None` when the exchange ended without a response (abandoned,
+/// cancelled, its stream dropped); `order` (a lock ordering this exchange against others of
+/// its kind) is released after it.
+pub(crate) struct AfterResponse {
+    #[expect(dead_code, reason = "held for its drop: the lock is released with it")]
+    pub(crate) order: Option<tokio::sync::OwnedMutexGuard<()>>,
+    pub(crate) then: Option<Box<dyn FnOnce(Option<bool>) + Send>>,
+}
+
+impl AfterResponse {
+    fn finish(mut self, outcome: Option<bool>) {
+        if let Some(then) = self.then.take() {
+            then(outcome);
+        }
+    }
+}
+
+impl Drop for AfterResponse {
+    fn drop(&mut self) {
+        if let Some(then) = self.then.take() {
+            then(None);
+        }
+    }
 }
 
 impl Reply {
@@ -58,6 +86,18 @@ impl Reply {
         match self {
             Reply::Stream(mut s) if !held.is_empty() => {
                 s.held = Some(Box::new(held));
+                Reply::Stream(s)
+            }
+            other => other,
+        }
+    }
+
+    /// Runs `after` when the reply's exchange ends (a reply without a stream: at once, as an
+    /// exchange without a response).
+    pub(crate) fn after(self, after: AfterResponse) -> Reply {
+        match self {
+            Reply::Stream(mut s) => {
+                s.after = Some(Box::new(after));
                 Reply::Stream(s)
             }
             other => other,
@@ -105,6 +145,7 @@ impl ReplyStream {
             inner,
             audit: None,
             held: None,
+            after: None,
         }
     }
 
@@ -127,10 +168,14 @@ impl ReplyStream {
             // The response (or the end): the exchange is over.
             _ => {
                 self.held = None;
-                match self.audit.take() {
+                let next = match self.audit.take() {
                     Some(audit) => audit.finish(next).await,
                     None => next,
+                };
+                if let Some(after) = self.after.take() {
+                    after.finish(next.as_ref().map(|m| m.result().is_some()));
                 }
+                next
             }
         }
     }

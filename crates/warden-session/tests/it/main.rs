@@ -1085,6 +1085,124 @@ async fn a_sessions_subscriptions_are_capped() {
     f.stop().await;
 }
 
+/// A subscription counts for its session only once the upstream accepted it: an update of a URI
+/// whose subscription was refused reaches nobody.
+#[tokio::test]
+async fn a_refused_subscription_does_not_count() {
+    let f = Fixture::start(&[A], false).await;
+    let (one, other) = (f.legacy_session().await, f.legacy_session().await);
+    let mut queue = one.take_unsolicited().unwrap();
+    let subscribe = |id: i64, uri: &str| json!({"jsonrpc":"2.0","id":id,"method":"resources/subscribe","params":{"uri":uri}});
+    let touch = |id: i64, uri: &str| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"a__touch","arguments":{"uri":uri}}});
+    let r = f
+        .call(
+            Some(&one),
+            one.principal(),
+            subscribe(1, "mem://items/refused-1"),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r = f
+        .call(Some(&one), one.principal(), subscribe(2, "mem://items/ok"))
+        .await;
+    assert!(r["result"].is_object(), "{r}");
+    // Updates sent after each call's answer, so no request can claim them; the upstream sends
+    // them in this order, so the first to arrive tells whether the refused URI counted.
+    for (id, uri) in [(3, "mem://items/refused-1"), (4, "mem://items/ok")] {
+        let r = f
+            .call(Some(&other), other.principal(), touch(id, uri))
+            .await;
+        assert!(r["result"].is_object(), "{r}");
+    }
+    let first = tokio::time::timeout(WAIT, queue.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_value();
+    assert_eq!(first["params"]["uri"], "mem://items/ok", "{first}");
+    f.stop().await;
+}
+
+/// Subscriptions and unsubscriptions on a shared connection are ordered: a session's
+/// unsubscription sent while another session's subscription of the same URI is still in flight
+/// is decided after that one is answered, so it is not forwarded (the upstream stays subscribed
+/// for the session that now holds the URI).
+#[tokio::test]
+async fn subscriptions_on_a_shared_upstream_are_ordered() {
+    let f = Fixture::start(&[A], false).await;
+    let (one, two) = (f.legacy_session().await, f.legacy_session().await);
+    let uri = "mem://items/slow-1";
+    let msg = |id: i64, method: &str| json!({"jsonrpc":"2.0","id":id,"method":method,"params":{"uri":uri}});
+    let r = f
+        .call(Some(&two), two.principal(), msg(1, "resources/subscribe"))
+        .await;
+    assert!(r["result"].is_object(), "{r}");
+    let subscribed = f.call(Some(&one), one.principal(), msg(2, "resources/subscribe"));
+    let unsubscribed = async {
+        // Sent once the upstream has the other subscription (it answers a second later).
+        let seen = |got: &[Value]| {
+            got.iter()
+                .filter(|m| m["method"] == "resources/subscribe" && m["params"]["uri"] == uri)
+                .count()
+                == 2
+        };
+        assert!(seen(&f.wait_received("a", seen).await));
+        f.call(Some(&two), two.principal(), msg(3, "resources/unsubscribe"))
+            .await
+    };
+    let (a, b) = tokio::join!(subscribed, unsubscribed);
+    assert!(a["result"].is_object(), "{a}");
+    assert!(b["result"].is_object(), "{b}");
+    let told: Vec<Value> = f
+        .received("a")
+        .into_iter()
+        .filter(|m| m["method"] == "resources/unsubscribe")
+        .collect();
+    assert!(told.is_empty(), "{told:?}");
+    f.stop().await;
+}
+
+/// A session that ends while its subscription is in flight (which ends that exchange
+/// unanswered) still leaves the upstream unsubscribed: it may have subscribed all the same.
+#[tokio::test]
+async fn a_subscription_in_flight_when_its_session_ends_is_released() {
+    let f = Fixture::start(&[A], false).await;
+    let one = f.legacy_session().await;
+    let uri = "mem://items/slow-2";
+    let sub = json!({"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":uri}});
+    let subscribed = async {
+        let reply = f
+            .gateway
+            .handle(Some(&one), one.principal(), message(sub))
+            .await;
+        let Reply::Stream(mut stream) = reply else {
+            panic!("a request must get a reply stream")
+        };
+        let mut last = None;
+        while let Some(m) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
+            last = Some(m.into_value());
+        }
+        last
+    };
+    let ended = async {
+        let seen = |got: &[Value]| {
+            got.iter()
+                .any(|m| m["method"] == "resources/subscribe" && m["params"]["uri"] == uri)
+        };
+        assert!(seen(&f.wait_received("a", seen).await));
+        f.gateway.end_session(&one).await;
+    };
+    let (last, ()) = tokio::join!(subscribed, ended);
+    assert!(
+        last.as_ref().is_none_or(|m| m.get("result").is_none()),
+        "the exchange was to end with the session: {last:?}"
+    );
+    let told = |m: &Value| m["method"] == "resources/unsubscribe" && m["params"]["uri"] == uri;
+    let got = f.wait_received("a", |got| got.iter().any(told)).await;
+    assert!(got.iter().any(told), "{got:?}");
+    f.stop().await;
+}
+
 /// A session that expires takes its subscriptions with it too, when the expiry is found by the
 /// next session opened (not only by the sweep or a lookup).
 #[tokio::test]
