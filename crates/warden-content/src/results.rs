@@ -35,34 +35,79 @@ fn text_kind(call: &Call<'_>) -> TextKind {
     }
 }
 
-/// Where a finding in the joined text blocks of a result is said to be.
-const JOINED: &str = "content[*].text (joined)";
+/// Where a text block sits in content: its index in the array of blocks (`content`,
+/// `contents` or `messages`), and for a message whose content is itself an array, the index in
+/// that array.
+type Block = (usize, Option<usize>);
 
-/// The text blocks of `content` (a result's `content` array) but those whose index is
-/// `flagged`, joined by spaces, when there are at least two. (A space, not a newline: the
-/// analysis reads a line break as the end of a clause, and a word split across blocks, `prev` +
-/// `ious`, is still read across a space.)
-fn joined_text(content: &Value, flagged: &[usize]) -> Option<String> {
-    let blocks: Vec<&str> = content
-        .get("content")?
-        .as_array()?
-        .iter()
-        .enumerate()
-        .filter(|(i, b)| {
-            b.get("type").and_then(Value::as_str) == Some("text") && !flagged.contains(i)
-        })
-        .filter_map(|(_, b)| b.get("text").and_then(Value::as_str))
-        .collect();
-    (blocks.len() >= 2).then(|| blocks.join(" "))
+/// The arrays of text blocks a host joins before the model reads them, with where a finding in
+/// their joined text is said to be: a result's `content` (tools), a resource's `contents`, and
+/// the `messages` of a prompt or a sampling request (a message's `content` is one block or, since
+/// 2025-11-25, an array of them).
+const BLOCKS: [(&str, &str); 3] = [
+    ("content", "content[*].text (joined)"),
+    ("contents", "contents[*].text (joined)"),
+    ("messages", "messages[*].content (joined)"),
+];
+
+/// The text of a block: a `text` member beside `type: "text"`, or (resource contents, which
+/// have no `type`) beside a `uri`.
+fn block_text(block: &Value) -> Option<&str> {
+    let typed = match block.get("type") {
+        Some(t) => t.as_str() == Some("text"),
+        None => block.get("uri").is_some(),
+    };
+    typed.then(|| block.get("text").and_then(Value::as_str))?
 }
 
-/// The index of the text block a finding's field path names (`content[3].text`).
-fn text_block(field: &str) -> Option<usize> {
-    field
-        .strip_prefix("content[")?
-        .strip_suffix("].text")?
-        .parse()
-        .ok()
+/// The text blocks of `content` (a result's or a request's params) but those at `flagged`,
+/// joined by spaces, when there are at least two, with where a finding in them is said to be.
+/// (A space, not a newline: the analysis reads a line break as the end of a clause, and a word
+/// split across blocks, `prev` + `ious`, is still read across a space.)
+fn joined_text(content: &Value, flagged: &[Block]) -> Option<(String, &'static str)> {
+    let (items, label) = BLOCKS
+        .iter()
+        .find_map(|(key, label)| Some((content.get(*key)?.as_array()?, *label)))?;
+    let mut blocks: Vec<&str> = vec![];
+    for (i, item) in items.iter().enumerate() {
+        match item
+            .get("content")
+            .filter(|_| label.starts_with("messages"))
+        {
+            Some(Value::Array(inner)) => blocks.extend(
+                inner
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| !flagged.contains(&(i, Some(*j))))
+                    .filter_map(|(_, b)| block_text(b)),
+            ),
+            Some(single) if !flagged.contains(&(i, None)) => blocks.extend(block_text(single)),
+            Some(_) => {}
+            None if !flagged.contains(&(i, None)) => blocks.extend(block_text(item)),
+            None => {}
+        }
+    }
+    (blocks.len() >= 2).then(|| (blocks.join(" "), label))
+}
+
+/// The text block a finding's field path names: `content[3].text`, `contents[3].text`,
+/// `messages[3].content.text` or `messages[3].content[1].text`.
+fn text_block(field: &str) -> Option<Block> {
+    let index = |s: &str| s.parse::<usize>().ok();
+    for key in ["content[", "contents["] {
+        if let Some(i) = field
+            .strip_prefix(key)
+            .and_then(|r| r.strip_suffix("].text"))
+        {
+            return Some((index(i)?, None));
+        }
+    }
+    let (i, rest) = field.strip_prefix("messages[")?.split_once(']')?;
+    if rest == ".content.text" {
+        return Some((index(i)?, None));
+    }
+    let j = rest.strip_prefix(".content[")?.strip_suffix("].text")?;
+    Some((index(i)?, Some(index(j)?)))
 }
 
 /// Indirect prompt injection in content.
@@ -109,18 +154,19 @@ impl InjectionGuard {
         let mut findings = warden_detect::analyze_json_text(content, text_kind(call));
         // Blocks with a finding of their own are judged (and in `redact` replaced) on their own;
         // the others are read together too.
-        let flagged: Vec<usize> = findings
+        let flagged: Vec<Block> = findings
             .iter()
             .filter(|f| f.severity >= Severity::Medium)
             .filter_map(|f| text_block(&f.location.field))
             .collect();
-        if let Some(joined) = joined_text(content, &flagged) {
-            // Hosts join a result's text blocks before the model reads them: an injection
-            // split across blocks is read whole. (Found only in the joined text, it cannot be
-            // replaced in place: `redact` withholds the result.)
+        if let Some((joined, label)) = joined_text(content, &flagged) {
+            // Hosts join text blocks (a result's, a resource's contents, a conversation's
+            // messages) before the model reads them: an injection split across blocks is read
+            // whole. (Found only in the joined text, it cannot be replaced in place: `redact`
+            // withholds the result.)
             let mut whole = warden_detect::analyze_text(&joined, text_kind(call));
             for f in &mut whole {
-                f.location.field = JOINED.into();
+                f.location.field = label.into();
             }
             findings.extend(whole);
         }
