@@ -1,8 +1,9 @@
 //! Policy constraints on argument values, on top of the tool's own schema: paths inside
 //! allow-listed roots, URLs and hosts that are allow-listed and never internal (SSRF), string
 //! length limits, and per-tool rules (length, anchored pattern). Applied to `tools/call` and
-//! `prompts/get` arguments and to `resources/read` (and subscribe) URIs, which also covers the
-//! parameters a client substitutes into a resource template.
+//! `prompts/get` arguments, to `resources/read` (and subscribe) URIs, which also covers the
+//! parameters a client substitutes into a resource template, and to the values of a
+//! `completion/complete` (what it completes would take them).
 //!
 //! Which strings are checked as what:
 //! - every string: `max_string_bytes`;
@@ -431,6 +432,8 @@ impl ArgumentGuard {
         let message = call.message;
         let params = message.params();
         let mut items = vec![];
+        // A completion's values (below), which the items borrow.
+        let (completed, expanded): (Value, Option<Value>);
         match message.method().unwrap_or("") {
             "tools/call" | "prompts/get" => {
                 let Some(arguments) = params.and_then(|p| p.field("arguments")) else {
@@ -447,6 +450,17 @@ impl ArgumentGuard {
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 if let Some(uri) = params.and_then(|p| p.field("uri")) {
+                    self.collect(uri, &mut "uri".to_owned(), None, 0, &mut items)?;
+                }
+            }
+            "completion/complete" => {
+                // Completing an argument lists the values it could take (a path argument's
+                // completion lists a directory): the values the client has so far are checked
+                // as the call's own arguments would be, and a resource template with them
+                // expanded as the URI it would read.
+                (completed, expanded) = completion_values(params);
+                self.collect(&completed, &mut String::new(), None, 0, &mut items)?;
+                if let Some(uri) = &expanded {
                     self.collect(uri, &mut "uri".to_owned(), None, 0, &mut items)?;
                 }
             }
@@ -481,6 +495,38 @@ impl ArgumentGuard {
     }
 }
 
+/// The values a `completion/complete` carries, as the arguments of the call they complete (the
+/// context's resolved arguments and the argument typed so far), and for a resource template,
+/// the template with them expanded.
+fn completion_values(params: Option<&Value>) -> (Value, Option<Value>) {
+    let mut arguments = serde_json::Map::new();
+    if let Some(Value::Object(context)) = params
+        .and_then(|p| p.field("context"))
+        .and_then(|c| c.field("arguments"))
+    {
+        arguments.extend(context.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    if let Some((name, value)) = params
+        .and_then(|p| p.field("argument"))
+        .and_then(|a| Some((a.field("name")?.as_str()?, a.field("value")?)))
+    {
+        arguments.insert(name.to_owned(), value.clone());
+    }
+    let template = params
+        .and_then(|p| p.field("ref"))
+        .filter(|r| r.field("type").and_then(Value::as_str) == Some("ref/resource"))
+        .and_then(|r| r.field("uri"))
+        .and_then(Value::as_str);
+    let expanded = template.map(|t| {
+        let values: Vec<(&str, &str)> = arguments
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+            .collect();
+        Value::String(crate::policy::expand_template(t, &values))
+    });
+    (Value::Object(arguments), expanded)
+}
+
 impl Guard for ArgumentGuard {
     fn name(&self) -> &'static str {
         Self::NAME
@@ -507,6 +553,7 @@ impl Guard for ArgumentGuard {
                         | "resources/read"
                         | "resources/subscribe"
                         | "resources/unsubscribe"
+                        | "completion/complete"
                 )
             );
         if !concerned {

@@ -860,7 +860,7 @@ fn expressions(template: &str) -> impl Iterator<Item = Expression<'_>> {
 /// `template` with the variables `values` names expanded, as a server completing it would
 /// read it (RFC 6570: `{name}`, `{+name}`, `{/a,b}`, `{name*}`, `{name:3}`, ...); expressions
 /// naming none of them are left as they are.
-fn expand_template(template: &str, values: &[(&str, &str)]) -> String {
+pub(crate) fn expand_template(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len());
     let mut last = 0;
     for e in expressions(template) {

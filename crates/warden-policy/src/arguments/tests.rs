@@ -347,3 +347,85 @@ async fn arguments_naming_no_host_are_decided_at_once_as_check_decides() {
     let call = Call::new(&m, Direction::ToUpstream, &p);
     assert!(matches!(g.check_now(&call), Some(Ok(Verdict::Deny(_)))));
 }
+
+/// A completion lists what an argument could take, so its values are checked as the call's
+/// own arguments would be: a path argument typed outside the roots (in `argument` or in the
+/// context's resolved arguments), a host argument naming an internal address, and a resource
+/// template whose expansion reads outside the roots are refused; values inside are not.
+#[tokio::test]
+async fn completion_values_are_checked_like_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("docs")).unwrap();
+    let g = guard(&[dir.path()]);
+    let root = dir.path().display().to_string();
+    let prompt = json!({"type": "ref/prompt", "name": "files__summarize"});
+    let complete = |reference: &Value, name: &str, value: &str, context: Value| json!({"ref": reference, "argument": {"name": name, "value": value}, "context": {"arguments": context}});
+    let inside = format!("{root}/docs/a");
+    assert!(
+        run(
+            &g,
+            "completion/complete",
+            complete(&prompt, "path", &inside, json!({}))
+        )
+        .await
+        .is_ok()
+    );
+    // An argument whose name says nothing is only length-checked.
+    assert!(
+        run(
+            &g,
+            "completion/complete",
+            complete(&prompt, "style", "/etc/", json!({}))
+        )
+        .await
+        .is_ok()
+    );
+    for (params, expected) in [
+        (
+            complete(&prompt, "path", "/etc/pa", json!({})),
+            "argument `path` is outside the allowed directories",
+        ),
+        (
+            complete(&prompt, "path", &format!("{root}/../"), json!({})),
+            "argument `path` contains a parent-directory (..) component",
+        ),
+        (
+            complete(&prompt, "style", "terse", json!({"path": "/etc/passwd"})),
+            "argument `path` is outside the allowed directories",
+        ),
+        (
+            complete(
+                &json!({"type": "ref/resource", "uri": "file:///etc/{name}"}),
+                "name",
+                "pass",
+                json!({}),
+            ),
+            "outside the allowed directories",
+        ),
+    ] {
+        let (msg, _) = run(&g, "completion/complete", params.clone())
+            .await
+            .expect_err(&params.to_string());
+        assert!(msg.contains(expected), "{params}: {msg}");
+    }
+    let template = json!({"type": "ref/resource", "uri": format!("file://{root}/docs/{{name}}")});
+    assert!(
+        run(
+            &g,
+            "completion/complete",
+            complete(&template, "name", "a", json!({}))
+        )
+        .await
+        .is_ok()
+    );
+    // Hosts too: completing a URL argument toward the metadata address is refused.
+    let g = guard(&[]);
+    let (msg, _) = run(
+        &g,
+        "completion/complete",
+        complete(&prompt, "url", "http://169.254.169.254/lat", json!({})),
+    )
+    .await
+    .unwrap_err();
+    assert!(msg.contains("metadata address"), "{msg}");
+}
