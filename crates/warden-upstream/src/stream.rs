@@ -147,6 +147,11 @@ impl ResponseStream {
             // the response is handed over, so this keeps the upstream's order.
             biased;
             Some(note) = self.receivers.notes.recv() => {
+                // A queue an upstream keeps full (a flood of progress for a call it never
+                // answers) would otherwise starve the deadline below forever.
+                if Instant::now() >= self.deadline {
+                    return Some(self.timed_out());
+                }
                 if let Some(limit) = self.limit
                     && note.method() == Some(PROGRESS)
                 {
@@ -155,18 +160,7 @@ impl ResponseStream {
                 return Some(Ok(note));
             }
             outcome = &mut self.receivers.outcome => outcome,
-            () = tokio::time::sleep_until(self.deadline) => {
-                self.finish();
-                let reason = match self.limit {
-                    Some(limit) if self.deadline >= limit.hard => {
-                        tracing::warn!(upstream = %self.name, id = %self.upstream_id, "call reached the maximum call duration; cancelling it upstream");
-                        CANCEL_REASON_MAX_DURATION
-                    }
-                    _ => CANCEL_REASON_TIMEOUT,
-                };
-                self.link.abandon(&self.upstream_id, self.send_cancel, reason);
-                return Some(Err(UpstreamError::Timeout));
-            }
+            () = tokio::time::sleep_until(self.deadline) => return Some(self.timed_out()),
         };
         self.finish();
         match outcome {
@@ -179,6 +173,21 @@ impl ResponseStream {
                 CloseReason::Abandoned,
             ))),
         }
+    }
+
+    /// Ends the call at its deadline: cancelled upstream, a timeout for the caller.
+    fn timed_out(&mut self) -> Result<Message, UpstreamError> {
+        self.finish();
+        let reason = match self.limit {
+            Some(limit) if self.deadline >= limit.hard => {
+                tracing::warn!(upstream = %self.name, id = %self.upstream_id, "call reached the maximum call duration; cancelling it upstream");
+                CANCEL_REASON_MAX_DURATION
+            }
+            _ => CANCEL_REASON_TIMEOUT,
+        };
+        self.link
+            .abandon(&self.upstream_id, self.send_cancel, reason);
+        Err(UpstreamError::Timeout)
     }
 
     fn finish(&mut self) {

@@ -227,6 +227,48 @@ async fn timeout_yields_an_error_and_cancels_upstream() {
     .await;
 }
 
+/// A call whose upstream never answers but keeps sending progress, faster than the caller reads
+/// it, still times out: the deadline is not starved by a queue that is never empty.
+#[tokio::test]
+async fn a_call_flooded_with_progress_still_times_out() {
+    bounded(async {
+        let conn = echo().await;
+        let params = json!({"ms": 20_000, "_meta": {"progressToken": "p1"}});
+        let mut stream = conn
+            .request(
+                &request(json!(1), "chatter", params),
+                Duration::from_millis(300),
+            )
+            .await
+            .unwrap();
+        let mut notes = 0;
+        let reading = async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(note)) => {
+                        assert!(!note.is_response(), "{note:?}");
+                        notes += 1;
+                        // A slow reader: the queue of notes stays full.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    other => break other,
+                }
+            }
+        };
+        // Well before the upstream stops sending (20 s): the timeout is 300 ms.
+        let outcome = tokio::time::timeout(Duration::from_secs(10), reading)
+            .await
+            .expect("the call outlived its timeout while progress kept coming");
+        assert!(
+            matches!(outcome, Some(Err(UpstreamError::Timeout))),
+            "{outcome:?} after {notes} notes"
+        );
+        assert!(notes > 0);
+        conn.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn dropping_a_stream_cancels_the_request_upstream() {
     bounded(async {
