@@ -357,9 +357,17 @@ impl Pending {
         let params = message.params()?;
         let method = message.method()?;
         if method == PROGRESS {
-            let id = Id::from_value(params.field("progressToken")?)?;
-            let entry = self.entries.get(&id)?;
-            let token = entry.caller_token.clone()?;
+            // Every progress token an upstream is given is the upstream id of its request
+            // (`prepare`). One that names no request in flight, or one sent without a token, is
+            // late (the call was answered, cancelled or timed out) or made up: it belongs to no
+            // caller and is dropped, never handed to whatever request is in flight now (which
+            // may be another session's).
+            let Some((entry, token)) = Id::from_value(params.field("progressToken")?)
+                .and_then(|id| self.entries.get(&id))
+                .and_then(|entry| Some((entry, entry.caller_token.clone()?)))
+            else {
+                return Some(Route::Stale);
+            };
             let restored = restore(message, |v| v["params"]["progressToken"] = token);
             return Some(Route::Note {
                 notes: entry.notes.clone(),

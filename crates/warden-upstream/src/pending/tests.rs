@@ -140,8 +140,11 @@ fn notes_of(pending: &Pending, id: &Id) -> NoteSender {
     pending.entries[id].notes.clone()
 }
 
+/// Progress that names no request in flight with a token (sent for a request that had none, or
+/// late, after its request was answered) is dropped: it is never handed to the request that
+/// happens to be in flight, which may be another caller's.
 #[test]
-fn progress_for_a_request_without_a_token_is_unsolicited() {
+fn progress_naming_no_request_in_flight_is_stale() {
     let ids = IdAllocator::default();
     let mut pending = Pending::default();
     let (a, _ra) = register(
@@ -149,13 +152,43 @@ fn progress_for_a_request_without_a_token_is_unsolicited() {
         &ids,
         r#"{"jsonrpc":"2.0","id":5,"method":"m"}"#,
     );
-    let progress = msg(&format!(
-        r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":1}}}}"#,
-        a.upstream_id
-    ));
+    let progress_for = |id: &Id| {
+        msg(&format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{id},"progress":1}}}}"#
+        ))
+    };
     assert!(matches!(
-        pending.route(progress, None),
-        Route::Unsolicited(_)
+        pending.route(progress_for(&a.upstream_id), None),
+        Route::Stale
+    ));
+    // A call with a token, answered; another caller's call is then the only one in flight.
+    let (b, _rb) = register(
+        &mut pending,
+        &ids,
+        r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"_meta":{"progressToken":"mine"}}}"#,
+    );
+    pending.remove(&a.upstream_id);
+    pending.remove(&b.upstream_id);
+    let (_c, _rc) = register(
+        &mut pending,
+        &ids,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call"}"#,
+    );
+    for sole in [false, true] {
+        assert!(
+            matches!(
+                pending.route_with(progress_for(&b.upstream_id), None, sole),
+                Route::Stale
+            ),
+            "sole: {sole}"
+        );
+    }
+    let made_up = msg(
+        r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"x","progress":1}}"#,
+    );
+    assert!(matches!(
+        pending.route_with(made_up, None, true),
+        Route::Stale
     ));
 }
 
