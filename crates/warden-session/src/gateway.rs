@@ -1064,7 +1064,21 @@ pub(crate) async fn exchange(
                 return Ok(Answer::Result(m.result().cloned().unwrap_or(Value::Null)));
             }
             Kind::Error => return Ok(Answer::Error(m.error().cloned().unwrap_or(Value::Null))),
-            _ => continue,
+            Kind::Request => {
+                // Sent in the context of the gateway's own request (on its stream, or while it
+                // was the only one in flight): no client can take it. Answered, so that an
+                // upstream waiting for it (roots before a listing) goes on.
+                let id = m.id().map(Id::to_value).unwrap_or(Value::Null);
+                let refusal = error(
+                    &id,
+                    ErrorCode::MethodNotFound,
+                    "no client session can receive this request",
+                );
+                if let Err(e) = conn.respond(&refusal).await {
+                    tracing::debug!(error = %e, "refusal of a server request not sent");
+                }
+            }
+            Kind::Notification => {}
         }
     }
     Err(UpstreamError::Closed {

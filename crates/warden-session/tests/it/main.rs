@@ -267,6 +267,40 @@ const B: Upstream = Upstream {
     namespace: true,
 };
 
+/// A server request that arrives while the gateway's own request (here the listing it makes for
+/// a client's `tools/list`) is the only one in flight is answered for the upstream (no client
+/// can take it), not swallowed: the upstream waiting for it would otherwise never answer.
+#[tokio::test]
+async fn a_server_request_during_the_gateways_own_exchange_is_answered() {
+    let asks = Upstream {
+        name: "a",
+        era: "legacy-asks",
+        namespace: true,
+    };
+    let f = Fixture::start(&[asks], false).await;
+    let s = f.legacy_session().await;
+    let list = f
+        .call(
+            Some(&s),
+            s.principal(),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+        )
+        .await;
+    assert!(
+        list["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{list}"
+    );
+    let answered = f
+        .received("a")
+        .into_iter()
+        .find(|m| m["id"] == "r1" && m.get("method").is_none());
+    let answered = answered.expect("the roots request was answered");
+    assert_eq!(answered["error"]["code"], -32601, "{answered}");
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn aggregates_every_page_of_every_upstream_under_namespaced_names() {
     let f = Fixture::start(&[A, B], false).await;
