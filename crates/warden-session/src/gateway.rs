@@ -390,6 +390,18 @@ impl Routes {
             .is_ok_and(|s| !s.is_empty() && s.contains(key))
     }
 
+    /// Forgets the server request the upstream of connection `conn` sent as `upstream_id`;
+    /// the id the client knows it by.
+    pub(crate) fn forget_server_request(&self, conn: usize, upstream_id: &Id) -> Option<Id> {
+        let mut m = self.server_requests.lock().ok()?;
+        let client_id = m
+            .iter()
+            .find(|(_, r)| r.conn.id() == conn && &r.upstream_id == upstream_id)
+            .map(|(k, _)| k.clone())?;
+        m.remove(&client_id);
+        Some(client_id)
+    }
+
     /// Records a server request forwarded to the client under `client_id`. At
     /// [`MAX_SERVER_REQUESTS`] the oldest is removed and returned, for its upstream to be told.
     pub(crate) fn remember(&self, client_id: Id, request: ServerRequest) -> Option<ServerRequest> {
@@ -1127,6 +1139,13 @@ pub(crate) async fn pump_unsolicited(
                     .unwrap_or("");
                 g.subscribers(upstream.index, uri)
             }
+            // An upstream withdrawing one of its own requests: the session it was sent to.
+            None if method == "notifications/cancelled" && !g.opts.transparent => msg
+                .params()
+                .and_then(|p| warden_proto::Field::field(p, "requestId"))
+                .and_then(Id::from_value)
+                .map(|id| g.server_request_holders(conn.id(), &id))
+                .unwrap_or_default(),
             None => g.unsolicited_targets(&method, Some((conn.id(), &in_flight))),
         };
         if targets.is_empty() {
@@ -1227,6 +1246,27 @@ impl Gateway {
         self.audit_session_end(session, "expired");
         self.release_subscriptions(&routes);
         tokio::spawn(async move { close_routes(&routes).await });
+    }
+
+    /// The sessions holding the server request connection `conn` sent as `upstream_id`.
+    fn server_request_holders(
+        &self,
+        conn: usize,
+        upstream_id: &Id,
+    ) -> Vec<(Arc<Session>, Arc<Routes>)> {
+        let Ok(sessions) = self.sessions.lock() else {
+            return vec![];
+        };
+        sessions
+            .values()
+            .filter(|e| {
+                e.routes.server_requests.lock().is_ok_and(|m| {
+                    m.values()
+                        .any(|r| r.conn.id() == conn && &r.upstream_id == upstream_id)
+                })
+            })
+            .map(|e| (e.session.clone(), e.routes.clone()))
+            .collect()
     }
 
     /// The sessions subscribed to `uri` of upstream `index`.
@@ -1379,6 +1419,18 @@ impl Gateway {
             } else {
                 msg.into_with_id(&client_id)
             }
+        } else if !self.opts.transparent && msg.method() == Some("notifications/cancelled") {
+            // The upstream withdraws one of its own requests: the client knows it by the id
+            // the gateway gave it. One the client was never sent (or has answered) is dropped;
+            // the upstream's own ids never reach the client.
+            let upstream_id = msg
+                .params()
+                .and_then(|p| warden_proto::Field::field(p, "requestId"))
+                .and_then(Id::from_value)?;
+            let client_id = routes.forget_server_request(conn.id(), &upstream_id)?;
+            let mut value = msg.value().clone();
+            value["params"]["requestId"] = client_id.to_value();
+            Message::from_value(value).ok()?
         } else {
             msg
         };

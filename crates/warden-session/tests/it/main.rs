@@ -301,6 +301,84 @@ async fn a_server_request_during_the_gateways_own_exchange_is_answered() {
     f.stop().await;
 }
 
+/// An upstream's cancellation of its own request reaches the client under the id the client
+/// knows that request by; one naming a request the client was never sent is dropped.
+#[tokio::test]
+async fn a_servers_cancellation_of_its_request_names_the_clients_id() {
+    let f = Fixture::start(&[A], false).await;
+    let s = f
+        .gateway
+        .open_session(Principal::anonymous(), Face::Http)
+        .await
+        .unwrap();
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"t","version":"1"}}});
+    assert!(f.call(Some(&s), s.principal(), init).await["result"].is_object());
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__withdraw","arguments":{}}});
+    let reply = f
+        .gateway
+        .handle(Some(&s), s.principal(), message(call))
+        .await;
+    let Reply::Stream(mut stream) = reply else {
+        panic!("a request must get a reply stream")
+    };
+    let mut got = vec![];
+    while let Some(m) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
+        got.push(m.into_value());
+    }
+    let methods: Vec<&str> = got
+        .iter()
+        .map(|m| m["method"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        methods,
+        ["sampling/createMessage", "notifications/cancelled", ""],
+        "{got:?}"
+    );
+    let asked = &got[0]["id"];
+    assert_ne!(asked, "w1", "the client sees the gateway's id");
+    assert_eq!(got[1]["params"]["requestId"], *asked, "{got:?}");
+    assert_eq!(got[1]["params"]["reason"], "changed my mind");
+
+    // Withdrawn later, with no request in flight (here right after another session's call):
+    // to the session it was sent to, not to another.
+    let other = f.legacy_session().await;
+    let mut others = other.take_unsolicited().unwrap();
+    let mut mine = s.take_unsolicited().unwrap();
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a__ask_only","arguments":{}}});
+    let reply = f
+        .gateway
+        .handle(Some(&s), s.principal(), message(call))
+        .await;
+    let Reply::Stream(mut stream) = reply else {
+        panic!("a request must get a reply stream")
+    };
+    let asked = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_value();
+    assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
+    while tokio::time::timeout(WAIT, stream.next())
+        .await
+        .unwrap()
+        .is_some()
+    {}
+    let withdraw = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a__withdraw_asked","arguments":{}}});
+    assert!(f.call(Some(&other), other.principal(), withdraw).await["result"].is_object());
+    let withdrawn = tokio::time::timeout(WAIT, mine.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_value();
+    assert_eq!(
+        withdrawn["method"], "notifications/cancelled",
+        "{withdrawn}"
+    );
+    assert_eq!(withdrawn["params"]["requestId"], asked["id"], "{withdrawn}");
+    assert!(others.try_recv().is_err(), "another session got it");
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn aggregates_every_page_of_every_upstream_under_namespaced_names() {
     let f = Fixture::start(&[A, B], false).await;
