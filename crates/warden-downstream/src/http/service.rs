@@ -450,7 +450,16 @@ impl<H: Handler> Shared<H> {
         }
         match exchange.session {
             Some(session) if exchange.era == Era::Legacy => {
-                self.legacy_sse(session, first, stream, exchange.initialize)
+                match self.streams.session(session).open(StreamKind::Post) {
+                    Some(log) => self.legacy_sse(session, log, first, stream, exchange.initialize),
+                    None => {
+                        // Every stream of the session is being read: this request is refused
+                        // (its upstream call cancelled with its reply stream) rather than one
+                        // a client is reading ended without its response.
+                        drop(stream);
+                        self.too_many_streams(&exchange).await
+                    }
+                }
             }
             _ => self.modern_sse(first, stream),
         }
@@ -534,15 +543,36 @@ impl<H: Handler> Shared<H> {
         .response(exchange.id.as_ref())
     }
 
+    /// The refusal of a request when every stream of its session is being read: 429 with
+    /// `Retry-After` and a `-31004` error for its id.
+    async fn too_many_streams(&self, exchange: &Exchange<'_>) -> Response<ResponseBody> {
+        let id = exchange.id.as_ref().map_or(Value::Null, Id::to_value);
+        let text = format!(
+            "too many streams open in this session (at most {}): retry when one has ended",
+            self.streams.config().max_streams
+        );
+        let data = serde_json::json!({ warden_guard::RETRY_AFTER_MS: 1000 });
+        let refusal =
+            warden_proto::error::error_response(&id, ErrorCode::RateLimited, &text, Some(data));
+        let Ok(refusal) = Message::from_value(refusal) else {
+            return self.failed_exchange(exchange).await;
+        };
+        if exchange.accepts.json {
+            return self.json_reply(refusal, exchange).await;
+        }
+        let retry = HeaderValue::from_static("1");
+        self.limited_sse(refusal, retry, exchange).await
+    }
+
     fn legacy_sse(
         &self,
         session: &Arc<Session>,
+        log: Arc<streams::StreamLog>,
         first: Message,
         stream: ReplyStream,
         initialize: bool,
     ) -> Response<ResponseBody> {
         let streams = self.streams.session(session);
-        let log = streams.open(StreamKind::Post);
         let attached = log.attach(None, true, true);
         let final_error = initialize.then(|| {
             // The session id goes out before the response is known; end the session if
@@ -637,7 +667,15 @@ impl<H: Handler> Shared<H> {
             )
             .response(None);
         };
-        let log = streams.open(StreamKind::Get);
+        let Some(log) = streams.open(StreamKind::Get) else {
+            session.restore_unsolicited(unsolicited);
+            return Rejection::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                "too many streams open in this session: retry when one has ended",
+            )
+            .response(None);
+        };
         let attached = log.attach(None, true, true);
         let cancel = log.cancel().clone();
         streams::spawn_get(log, &session, unsolicited, cancel);

@@ -213,10 +213,20 @@ impl SessionStreams {
 
     /// A new stream with a fresh number. When the session already keeps `max_streams` logs,
     /// the oldest closed one is dropped; when every one is still being fed, the oldest whose
-    /// client went away, else the oldest, is dropped and its producer stopped (which cancels
-    /// its upstream call): `max_streams` bounds the producers of a session, not only their
-    /// logs, so a client that POSTs and disconnects in a loop cannot pile up upstream calls.
-    pub(crate) fn open(&self, kind: StreamKind) -> Arc<StreamLog> {
+    /// client went away is dropped and its producer stopped (which cancels its upstream call):
+    /// `max_streams` bounds the producers of a session, not only their logs, so a client that
+    /// POSTs and disconnects in a loop cannot pile up upstream calls. When every one is still
+    /// being fed to a connected client, nothing is stopped: `None`, and the new request is
+    /// refused instead (a stream a client is reading never ends without its response).
+    pub(crate) fn open(&self, kind: StreamKind) -> Option<Arc<StreamLog>> {
+        {
+            let logs = lock(&self.logs);
+            if logs.len() >= self.config.max_streams
+                && logs.iter().all(|l| l.is_open() && l.is_live())
+            {
+                return None;
+            }
+        }
         let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let log = Arc::new(StreamLog {
             stream,
@@ -234,6 +244,7 @@ impl SessionStreams {
         });
         let mut logs = lock(&self.logs);
         while logs.len() >= self.config.max_streams {
+            // (A stream fed to a connected client, the oldest, only if one went live since.)
             let victim = logs
                 .iter()
                 .position(|l| !l.is_open())
@@ -252,7 +263,7 @@ impl SessionStreams {
         logs.push_back(Arc::clone(&log));
         drop(logs);
         self.replay.register(&log);
-        log
+        Some(log)
     }
 
     /// The stream named by a `Last-Event-ID`, and the sequence number to replay after.
@@ -623,7 +634,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_stops_reading_is_detached_not_waited_for() {
         let (_s, streams) = streams();
-        let log = streams.open(StreamKind::Post);
+        let log = streams.open(StreamKind::Post).unwrap();
         let attached = log.attach(None, false, true);
         let _unread = attached.live.expect("a live subscriber");
         let started = tokio::time::Instant::now();
@@ -680,10 +691,10 @@ mod tests {
             );
             tx
         };
-        let read = streams.open(StreamKind::Post);
+        let read = streams.open(StreamKind::Post).unwrap();
         let _reader = read.attach(None, true, true).live;
         let read_source = producer(&read);
-        let gone = streams.open(StreamKind::Post);
+        let gone = streams.open(StreamKind::Post).unwrap();
         drop(gone.attach(None, true, true));
         let gone_source = producer(&gone);
         // The next event finds the client gone: the stream is detached but still fed.
@@ -693,12 +704,39 @@ mod tests {
         }
         assert!(gone.is_open());
 
-        let _third = streams.open(StreamKind::Post);
+        let _third = streams.open(StreamKind::Post).unwrap();
         tokio::time::timeout(Duration::from_secs(5), gone_source.closed())
             .await
             .expect("the unread producer was stopped");
         assert!(!read_source.is_closed(), "the read one goes on");
         assert!(read.is_open());
+    }
+
+    /// When every stream of the session is being read, opening one more stops none of them:
+    /// the new one is refused (`None`), and every producer goes on.
+    #[tokio::test]
+    async fn one_stream_too_many_while_all_are_read_is_refused() {
+        let (_s, streams) = streams();
+        let mut kept = vec![];
+        for _ in 0..2 {
+            let log = streams.open(StreamKind::Post).unwrap();
+            let reader = log.attach(None, true, true).live;
+            let (tx, rx) = mpsc::channel(8);
+            spawn_post(
+                Arc::clone(&log),
+                note(0),
+                ReplyStream::new(rx),
+                log.cancel().clone(),
+                None,
+            );
+            kept.push((log, reader, tx));
+        }
+        assert!(streams.open(StreamKind::Post).is_none());
+        assert!(streams.open(StreamKind::Get).is_none());
+        for (log, _reader, source) in &kept {
+            assert!(log.is_open() && log.is_live());
+            assert!(!source.is_closed(), "a read stream was stopped");
+        }
     }
 
     /// Events kept for replay count against one budget across sessions: past it, a stream
@@ -721,11 +759,11 @@ mod tests {
                 .unwrap()
         };
         let (a, b) = (session(), session());
-        let log_a = registry.session(&a).open(StreamKind::Post);
+        let log_a = registry.session(&a).open(StreamKind::Post).unwrap();
         for n in 0..5 {
             log_a.deliver(&big(n)).await;
         }
-        let log_b = registry.session(&b).open(StreamKind::Post);
+        let log_b = registry.session(&b).open(StreamKind::Post).unwrap();
         for n in 0..5 {
             log_b.deliver(&big(n)).await;
         }
@@ -761,7 +799,7 @@ mod tests {
     #[tokio::test]
     async fn replays_only_events_after_the_id_and_keeps_the_last_n() {
         let (_s, streams) = streams();
-        let log = streams.open(StreamKind::Post);
+        let log = streams.open(StreamKind::Post).unwrap();
         let first = log.attach(None, true, true);
         assert_eq!(first.pending.len(), 1, "priming event");
         drop(first);
@@ -784,10 +822,10 @@ mod tests {
     #[test]
     fn stream_numbers_are_unique_and_old_closed_logs_are_evicted() {
         let (_s, streams) = streams();
-        let a = streams.open(StreamKind::Post);
-        let b = streams.open(StreamKind::Post);
+        let a = streams.open(StreamKind::Post).unwrap();
+        let b = streams.open(StreamKind::Post).unwrap();
         let _ = b.attach(None, false, true);
-        let c = streams.open(StreamKind::Post);
+        let c = streams.open(StreamKind::Post).unwrap();
         assert_ne!(a.stream, b.stream);
         assert_ne!(b.stream, c.stream);
         assert!(

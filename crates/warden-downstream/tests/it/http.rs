@@ -464,6 +464,45 @@ async fn last_event_id_replays_only_the_named_stream_and_delivers_the_rest() {
     .await;
 }
 
+/// A session whose every stream is being read refuses one more streamed request (429, `-31004`,
+/// `Retry-After`) instead of ending one a client is reading; the read streams finish intact.
+#[tokio::test]
+async fn a_streamed_request_past_the_session_cap_is_refused_not_another_stopped() {
+    bounded(async {
+        let server = Server::start(|o| o.max_streams_per_session = 2).await;
+        let session = server.initialize().await;
+        let (mut a, _) = open_gated(&server, &session, 1, "a").await;
+        let (mut b, _) = open_gated(&server, &session, 2, "b").await;
+        let refused = server
+            .send(server.post_in(
+                &session,
+                &json!({"jsonrpc": "2.0", "id": 3, "method": "gated", "params": {"tag": "c"}}),
+            ))
+            .await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers().contains_key("retry-after"));
+        let body = http_body_util::BodyExt::collect(refused.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("-31004") && text.contains("\"id\":3"),
+            "{text}"
+        );
+        server.handler.gate.add_permits(2);
+        for (sse, tag) in [(&mut a, "a"), (&mut b, "b")] {
+            let mut last = None;
+            while let Some((_, message)) = sse.next_message().await {
+                last = Some(message);
+            }
+            let last = last.expect("the stream went on");
+            assert_eq!(last["result"]["tag"], tag, "{last}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn slowloris_client_is_disconnected_after_the_header_timeout() {
     bounded(async {
