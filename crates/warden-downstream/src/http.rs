@@ -467,23 +467,92 @@ async fn serve_http2<H, S>(
         .keep_alive_interval(shared.opts.http2_keepalive)
         .keep_alive_timeout(shared.opts.http2_keepalive)
         .max_concurrent_streams(HTTP2_MAX_STREAMS);
+    // HTTP/2 has no header-read timeout, and its pings keep an idle connection alive: a peer
+    // that opens no request (not even the preface) would hold a connection slot for ever. A
+    // connection with no request being handled for `header_read_timeout` is closed: at once if
+    // it never had one (hyper defers a graceful close until the peer's preface, which may
+    // never come), else gracefully (GOAWAY; streams already answered, such as an SSE body, run
+    // to their end), as HTTP/1 closes a keep-alive connection that sends no request head in
+    // that time.
+    let (active, mut watched) = tokio::sync::watch::channel(Requests::default());
+    let active = Arc::new(active);
+    let idle_limit = shared.opts.header_read_timeout;
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
+        let handling = Handling::new(Arc::clone(&active));
         // The peer's address, for the audit records of authentication attempts.
         request.extensions_mut().insert(audit::Remote(peer));
-        async move { Ok::<_, Infallible>(shared.serve(request).await) }
+        async move {
+            let _handling = handling;
+            Ok::<_, Infallible>(shared.serve(request).await)
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                debug!(%peer, %error, "http/2 connection ended with an error");
+    // Resolves when the connection has been idle for `idle_limit`: with whether it ever had
+    // a request.
+    let idle = async move {
+        loop {
+            let now = *watched.borrow_and_update();
+            if now.active == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(idle_limit) => return now.seen > 0,
+                    changed = watched.changed() => if changed.is_err() { return true },
+                }
+            } else if watched.changed().await.is_err() {
+                return true;
             }
         }
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+    };
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    debug!(%peer, %error, "http/2 connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            served = &mut idle, if !closing => {
+                debug!(%peer, served, "idle http/2 connection closed");
+                if !served {
+                    return;
+                }
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
         }
+    }
+}
+
+/// The requests of one HTTP/2 connection: being handled now, and handled so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Requests {
+    active: usize,
+    seen: u64,
+}
+
+/// One request being handled on an HTTP/2 connection: counted while it lives.
+struct Handling(Arc<tokio::sync::watch::Sender<Requests>>);
+
+impl Handling {
+    fn new(count: Arc<tokio::sync::watch::Sender<Requests>>) -> Self {
+        count.send_modify(|r| {
+            r.active += 1;
+            r.seen += 1;
+        });
+        Self(count)
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0
+            .send_modify(|r| r.active = r.active.saturating_sub(1));
     }
 }

@@ -169,3 +169,58 @@ async fn missing_tls_files_fail_at_bind() {
         "{error}"
     );
 }
+
+/// An HTTP/2 connection that opens no request (here not even the client preface) is closed
+/// after the header-read timeout: HTTP/2 has no header timeout of its own, and its pings
+/// would keep it open, holding a connection slot for ever.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    bounded(async {
+        let certs = self_signed();
+        let files = certs.files.clone();
+        let server = Server::start(|o| {
+            o.tls = Some(files);
+            o.header_read_timeout = Duration::from_millis(300);
+        })
+        .await;
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let mut tls = connector(&certs, &[&rustls::version::TLS13], &[b"h2"])
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        // The server's own preface may come first; then the connection must end.
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the idle connection was kept open");
+
+        // One that was used, then left idle, is closed gracefully (GOAWAY).
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let tls = connector(&certs, &[&rustls::version::TLS13], &[b"h2"])
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        let connection = tokio::spawn(connection);
+        let mut request = server.post(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}));
+        request.headers_mut().remove("host");
+        *request.uri_mut() = format!("https://{}/mcp", server.host()).parse().unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        drop(response.into_body().collect().await.unwrap());
+        let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+        assert!(ended.is_ok(), "the idle connection was kept open after its request");
+    })
+    .await;
+}
