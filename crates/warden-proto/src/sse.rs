@@ -178,10 +178,25 @@ pub fn encode(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, data: &[
         out.extend_from_slice(event.as_bytes());
         out.push(b'\n');
     }
-    for line in data.split(|&b| b == b'\n') {
+    // Every line break a client's parser reads as one (`\r\n`, `\r`, `\n`: in a JSON-RPC
+    // message only whitespace between tokens) starts a new `data` line, which the client joins
+    // back with `\n`. A bare `\r` written as it is would end the line in the middle of the
+    // message, and the client would read a broken one.
+    let mut rest = data;
+    loop {
+        let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
+        out.extend_from_slice(&rest[..end]);
         out.push(b'\n');
+        if end == rest.len() {
+            break;
+        }
+        let skip = if rest[end..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = &rest[end + skip..];
     }
     out.push(b'\n');
 }
@@ -314,6 +329,22 @@ mod tests {
             // events that fit are identical.
             let ok = |v: &Vec<SseItem>| v.iter().filter(|i| matches!(i, SseItem::Event(_))).cloned().collect::<Vec<_>>();
             prop_assert_eq!(ok(&got), ok(&expected));
+        }
+
+        /// Whatever line breaks the data holds (a JSON message may have `\r` between tokens),
+        /// a client reads one event with that data, each break read as `\n`: a bare `\r` does
+        /// not cut the message short.
+        #[test]
+        fn encoded_data_is_read_back_as_one_event(data in "[a-z{}:\" \r\n]{0,100}") {
+            let mut out = vec![];
+            encode(&mut out, Some("s1-1"), None, data.as_bytes());
+            let mut p = SseParser::new(1 << 16);
+            let mut b = BytesMut::from(&out[..]);
+            let got = all(&mut p, &mut b);
+            let expected = data.replace("\r\n", "\n").replace('\r', "\n");
+            prop_assert_eq!(got.len(), 1);
+            let SseItem::Event(e) = &got[0] else { panic!("{got:?}") };
+            prop_assert_eq!(&e.data, &expected);
         }
     }
 }

@@ -106,10 +106,28 @@ impl<H: Handler> Shared<H> {
     }
 
     fn check_host_and_origin(&self, parts: &Parts) -> Result<(), Rejection> {
-        let host = match parts.headers.get(HOST) {
-            Some(value) => value.to_str().ok(),
-            // HTTP/2 carries the host in the :authority pseudo-header.
-            None => parts.uri.authority().map(|a| a.as_str()),
+        let mut headers = parts.headers.get_all(HOST).iter();
+        let (header, again) = (headers.next(), headers.next());
+        if again.is_some() {
+            // RFC 9112: a request with more than one Host is refused (a proxy in front may
+            // have read the other one).
+            return Err(Rejection::invalid(
+                StatusCode::BAD_REQUEST,
+                "more than one Host header",
+            ));
+        }
+        // HTTP/2 carries the host in the :authority pseudo-header (and an HTTP/1.1 request in
+        // absolute form in its target); with a Host header too, both must name the same host.
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        let host = match (header.map(|v| v.to_str().ok()), authority) {
+            (Some(Some(h)), Some(a)) if !h.eq_ignore_ascii_case(a) => {
+                return Err(Rejection::invalid(
+                    StatusCode::BAD_REQUEST,
+                    "the Host header and the request's authority differ",
+                ));
+            }
+            (Some(h), _) => h,
+            (None, a) => a,
         };
         let Some(host) = host else {
             return Err(Rejection::invalid(

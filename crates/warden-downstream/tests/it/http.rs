@@ -67,6 +67,42 @@ async fn refuses_foreign_host_and_origin_with_403() {
     .await;
 }
 
+/// A request naming its host twice is refused before the allow-list is read: two Host headers,
+/// or a Host header that differs from the request's absolute target (which a proxy in front
+/// might read instead).
+#[tokio::test]
+async fn a_request_naming_two_hosts_is_refused() {
+    bounded(async {
+        let server = Server::start(|_| {}).await;
+        // An initialize: served (200) wherever the host check lets it through.
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}});
+        let mut twice = server.post(&body);
+        twice
+            .headers_mut()
+            .append("host", "evil.example.com".parse().unwrap());
+        let (status, _, json) = server.call_json(twice).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+        assert_eq!(json["error"]["code"], -32600);
+
+        let mut absolute = server.post(&body);
+        *absolute.uri_mut() = "http://evil.example.com/mcp".parse().unwrap();
+        let (status, _, json) = server.call_json(absolute).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+
+        // The same target naming the allowed host is served.
+        let mut same = server.post(&body);
+        *same.uri_mut() = format!("http://{}/mcp", server.host()).parse().unwrap();
+        let (status, _, json) = server.call_json(same).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert!(
+            server.handler.methods() == ["initialize"],
+            "refused requests never reach the handler: {:?}",
+            server.handler.methods()
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn rejects_oversized_bodies_with_413() {
     bounded(async {
