@@ -1662,6 +1662,18 @@ impl Pump {
                         ))
                         .await
                     }
+                    None if m.is_request() => {
+                        // No session to remember it in, so no way to route the client's answer
+                        // back: the upstream is told at once.
+                        let id = m.id().map(Id::to_value).unwrap_or(Value::Null);
+                        let refusal = error(
+                            &id,
+                            ErrorCode::MethodNotFound,
+                            "no client session can receive this request",
+                        );
+                        let _ = Box::pin(ex.conn.respond(&refusal)).await;
+                        None
+                    }
                     None => gateway
                         .guard(
                             m,

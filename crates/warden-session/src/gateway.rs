@@ -390,6 +390,25 @@ impl Routes {
             .is_ok_and(|s| !s.is_empty() && s.contains(key))
     }
 
+    /// Forgets the server request the client knows as `client_id` and answers it for the
+    /// client with an error, saying `why`.
+    pub(crate) async fn refuse_server_request(&self, client_id: &Id, why: &str) {
+        let taken = self
+            .server_requests
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(client_id));
+        let Some(request) = taken else { return };
+        let refusal = error(
+            &request.upstream_id.to_value(),
+            ErrorCode::InternalError,
+            why,
+        );
+        if let Err(e) = request.conn.respond(&refusal).await {
+            tracing::debug!(error = %e, "refusal of a server request not sent");
+        }
+    }
+
     /// Forgets the server request the upstream of connection `conn` sent as `upstream_id`;
     /// the id the client knows it by.
     pub(crate) fn forget_server_request(&self, conn: usize, upstream_id: &Id) -> Option<Id> {
@@ -1171,7 +1190,15 @@ pub(crate) async fn pump_unsolicited(
             else {
                 continue;
             };
-            session.push_unsolicited(out);
+            if let Err(dropped) = session.push_unsolicited(out)
+                && dropped.is_request()
+                && let Some(id) = dropped.id()
+            {
+                // The client cannot take it: its upstream is told now, not after its timeout.
+                routes
+                    .refuse_server_request(id, "the client is not reading the session's stream")
+                    .await;
+            }
         }
     }
 }

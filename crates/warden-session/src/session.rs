@@ -286,12 +286,16 @@ impl Session {
         }
     }
 
-    /// Queues a message for the client outside any request; drops it (and says so) when the
-    /// client is not reading.
-    pub fn push_unsolicited(&self, message: Message) {
-        if self.unsolicited_tx.try_send(message).is_err() {
+    /// Queues a message for the client outside any request. When the client is not reading
+    /// (the queue is full or closed), the message is given back: dropped by the caller, which
+    /// answers a server request for the client so that its upstream does not wait.
+    pub fn push_unsolicited(&self, message: Message) -> Result<(), Message> {
+        self.unsolicited_tx.try_send(message).map_err(|e| {
             tracing::debug!(session = %self.id, "unsolicited queue full or closed; message dropped");
-        }
+            match e {
+                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+            }
+        })
     }
 
     /// The caller with the roles and scopes of its latest request (a refreshed token may

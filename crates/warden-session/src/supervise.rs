@@ -237,7 +237,8 @@ impl Gateway {
     fn announce_tools_changed(&self) {
         let note = notification("notifications/tools/list_changed", None);
         for (session, _) in self.unsolicited_targets("notifications/tools/list_changed", None) {
-            session.push_unsolicited(note.clone());
+            // A notification: one a client is not reading is simply dropped.
+            let _ = session.push_unsolicited(note.clone());
         }
     }
 }

@@ -45,6 +45,8 @@ struct Exchange<'a> {
     era: Era,
     /// The legacy session (SSE streams are numbered per session).
     session: Option<&'a Arc<Session>>,
+    /// The caller (who answers, for the client, a server request it cannot receive).
+    principal: &'a Principal,
     /// This is the session's `initialize`: announce the id on success, end it on failure.
     initialize: bool,
 }
@@ -279,6 +281,7 @@ impl<H: Handler> Shared<H> {
             accepts,
             era: Era::Modern,
             session: None,
+            principal: &principal,
             initialize: false,
         };
         let reply = self.handler.handle(None, &principal, message).await;
@@ -337,6 +340,7 @@ impl<H: Handler> Shared<H> {
             accepts,
             era: Era::Legacy,
             session: Some(&session),
+            principal: &principal,
             initialize: false,
         };
         let reply = self
@@ -384,6 +388,7 @@ impl<H: Handler> Shared<H> {
             accepts,
             era: Era::Legacy,
             session: Some(&session),
+            principal: &principal,
             initialize: true,
         };
         let reply = self
@@ -460,6 +465,25 @@ impl<H: Handler> Shared<H> {
                     }
                     Some(message) => {
                         debug!(method = ?message.method(), "dropping message before the response: client does not accept sse");
+                        if message.is_request()
+                            && let Some(id) = message.id()
+                        {
+                            // A server request the client cannot receive: answered for it, so
+                            // that the upstream goes on instead of waiting for its timeout.
+                            let refusal = warden_proto::error::error_response(
+                                &id.to_value(),
+                                ErrorCode::MethodNotFound,
+                                "the client accepts only JSON responses and cannot receive requests during a call",
+                                None,
+                            );
+                            if let Ok(refusal) = Message::from_value(refusal) {
+                                let answered = self
+                                    .handler
+                                    .handle(exchange.session, exchange.principal, refusal)
+                                    .await;
+                                drop(answered);
+                            }
+                        }
                     }
                     None => return self.failed_exchange(&exchange).await,
                 }

@@ -103,6 +103,29 @@ async fn a_request_naming_two_hosts_is_refused() {
     .await;
 }
 
+/// A client that accepts only JSON cannot receive a server request sent during its call: the
+/// face answers it for the client (`-32601`), so the call goes on instead of waiting for an
+/// answer that cannot come.
+#[tokio::test]
+async fn a_server_request_a_json_only_client_cannot_receive_is_answered_for_it() {
+    bounded(async {
+        let server = Server::start(|_| {}).await;
+        let session = server.initialize().await;
+        let mut json_only = server.post_in(&session, &request(5, "asks_first"));
+        json_only
+            .headers_mut()
+            .insert("accept", "application/json".parse().unwrap());
+        let (status, _, body) = server.call_json(json_only).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["result"]["answered"], true, "{body}");
+        let answers = server.handler.answers.lock().unwrap().clone();
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        assert_eq!(answers[0]["id"], "srv-1");
+        assert_eq!(answers[0]["error"]["code"], -32601);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn rejects_oversized_bodies_with_413() {
     bounded(async {

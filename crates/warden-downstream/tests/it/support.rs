@@ -39,7 +39,8 @@ pub(crate) struct Seen {
 /// (queues an unsolicited notification on the session), `unknown/method` (`-32601`),
 /// `limited` (a rate-limit refusal), `progress_then_limited` (a notification, then one),
 /// `pretty` (a pretty-printed response), `awaits_client` (answers once the client has sent a
-/// response of its own: a call waiting on sampling or elicitation). Anything else is echoed.
+/// response of its own: a call waiting on sampling or elicitation), `asks_first` (a server
+/// request `srv-1`, then the response once the client answered it). Anything else is echoed.
 ///
 /// Tools: `region_tool` mirrors `region` into `Mcp-Param-Region` and `options.count` into
 /// `Mcp-Param-Count` (x-mcp-header); every other tool has no annotations.
@@ -50,6 +51,8 @@ pub(crate) struct TestHandler {
     pub(crate) gate: Arc<Semaphore>,
     /// One permit per response the client sent; `awaits_client` takes one.
     client_answers: Arc<Semaphore>,
+    /// The responses the client sent, in order.
+    pub(crate) answers: Mutex<Vec<Value>>,
 }
 
 impl TestHandler {
@@ -60,6 +63,7 @@ impl TestHandler {
             ended: Mutex::default(),
             gate: Arc::new(Semaphore::new(0)),
             client_answers: Arc::new(Semaphore::new(0)),
+            answers: Mutex::default(),
         })
     }
 
@@ -168,6 +172,7 @@ impl Handler for TestHandler {
             });
             if !message.is_request() {
                 if message.method().is_none() {
+                    self.answers.lock().unwrap().push(message.value().clone());
                     self.client_answers.add_permits(1);
                 }
                 return Reply::Accepted;
@@ -189,6 +194,18 @@ impl Handler for TestHandler {
                         &id,
                         json!({"protocolVersion": version, "capabilities": {}, "serverInfo": {"name": "test", "version": "1"}}),
                     ))
+                }
+                "asks_first" => {
+                    // A server request first, then the response once the client answered it.
+                    let (tx, rx) = mpsc::channel(2);
+                    let answers = Arc::clone(&self.client_answers);
+                    tokio::spawn(async move {
+                        let ask = json!({"jsonrpc": "2.0", "id": "srv-1", "method": "roots/list"});
+                        let _ = tx.send(Message::from_value(ask).unwrap()).await;
+                        answers.acquire().await.unwrap().forget();
+                        let _ = tx.send(result(&id, json!({"answered": true}))).await;
+                    });
+                    Reply::Stream(ReplyStream::new(rx))
                 }
                 "awaits_client" => {
                     self.client_answers.acquire().await.unwrap().forget();
@@ -235,7 +252,10 @@ impl Handler for TestHandler {
                 }
                 "push" => {
                     if let Some(s) = session {
-                        s.push_unsolicited(notification("notifications/message", params.clone()));
+                        let _ = s.push_unsolicited(notification(
+                            "notifications/message",
+                            params.clone(),
+                        ));
                     }
                     single(result(&id, json!({})))
                 }
