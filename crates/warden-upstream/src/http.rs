@@ -149,6 +149,8 @@ pub(crate) struct Core {
     /// Ends the standalone GET stream.
     stop: CancellationToken,
     counters: Counters,
+    /// Note queues that stayed full for a whole [`crate::pending::NOTE_WAIT`].
+    stalled: crate::pending::Stalled,
 }
 
 /// What a `Connection` holds: dropping the last one stops the GET stream.
@@ -221,6 +223,7 @@ impl Handle {
             unsolicited_rx: Mutex::new(Some(unsolicited_rx)),
             stop: stop.clone(),
             counters: Counters::default(),
+            stalled: crate::pending::Stalled::default(),
         });
         Handle {
             core,
@@ -611,7 +614,13 @@ impl Core {
                 message,
                 then_end,
             } => {
-                deliver_note(self.name(), &self.counters, &notes, message, None).await;
+                // On a request's own response stream, waiting is that stream's backpressure.
+                // From the standalone GET stream (the only request in flight), the wait is
+                // bounded: every unsolicited message of the connection waits behind it.
+                let wait = own
+                    .is_none()
+                    .then_some((crate::pending::NOTE_WAIT, &self.stalled));
+                deliver_note(self.name(), &self.counters, &notes, message, wait).await;
                 if let Some(end) = then_end {
                     let _ = end.send(Outcome::Ended);
                 }

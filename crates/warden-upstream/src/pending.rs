@@ -417,10 +417,15 @@ pub(crate) async fn deliver_note(
     counters: &Counters,
     notes: &NoteSender,
     message: Message,
-    wait: Option<Duration>,
+    wait: Option<(Duration, &Stalled)>,
 ) {
     let message = match notes.try_send(message) {
-        Ok(()) => return,
+        Ok(()) => {
+            if let Some((_, stalled)) = wait {
+                stalled.recovered(notes);
+            }
+            return;
+        }
         // The stream was dropped; its entry is being removed.
         Err(TrySendError::Closed(_)) => {
             counters.dropped();
@@ -429,12 +434,62 @@ pub(crate) async fn deliver_note(
         Err(TrySendError::Full(message)) => message,
     };
     let sent = match wait {
-        Some(wait) => matches!(timeout(wait, notes.send(message)).await, Ok(Ok(()))),
+        // Found full for a whole wait already, and still full: not waited for again.
+        Some((_, stalled)) if stalled.contains(notes) => false,
+        Some((wait, stalled)) => {
+            let sent = matches!(timeout(wait, notes.send(message)).await, Ok(Ok(())));
+            if !sent {
+                stalled.add(notes);
+            }
+            sent
+        }
         None => notes.send(message).await.is_ok(),
     };
     if !sent {
         counters.dropped();
         warn!(upstream = %name, "dropped a notification: its request's stream is not being read");
+    }
+}
+
+/// How long a shared reader (stdout, an HTTP standalone GET stream) waits for a slow stream
+/// before dropping a notification for it.
+pub(crate) const NOTE_WAIT: Duration = Duration::from_millis(250);
+
+/// Most note queues a connection remembers as stalled.
+const MAX_STALLED: usize = 16;
+
+/// The note queues of one connection's requests that stayed full for a whole wait (a stream
+/// nobody reads: a call parked until its client retries, a slow client). Further notes for
+/// them are dropped at once until one fits again, so such a stream costs the connection's
+/// shared reader one wait, not one per note (every other request on the connection waits
+/// behind that reader).
+#[derive(Debug, Default)]
+pub(crate) struct Stalled(std::sync::Mutex<Vec<NoteSender>>);
+
+impl Stalled {
+    fn contains(&self, notes: &NoteSender) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|v| v.iter().any(|s| s.same_channel(notes)))
+    }
+
+    fn add(&self, notes: &NoteSender) {
+        if let Ok(mut v) = self.0.lock() {
+            v.retain(|s| !s.is_closed());
+            if v.len() >= MAX_STALLED {
+                v.remove(0);
+            }
+            v.push(notes.clone());
+        }
+    }
+
+    /// `notes` took a note: it is read again.
+    fn recovered(&self, notes: &NoteSender) {
+        if let Ok(mut v) = self.0.lock()
+            && !v.is_empty()
+        {
+            v.retain(|s| !s.same_channel(notes) && !s.is_closed());
+        }
     }
 }
 

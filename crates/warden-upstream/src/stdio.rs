@@ -25,8 +25,8 @@ use warden_proto::{DecodeError, Id, Kind, Limits, Message, decode_lazy};
 
 use crate::error::{CloseReason, UpstreamError, expect_kind, kind_name};
 use crate::pending::{
-    self, INITIALIZE, IdAllocator, Outcome, Pending, Route, decode_error_kind, deliver_note,
-    refusal_reason,
+    self, INITIALIZE, IdAllocator, NOTE_WAIT, Outcome, Pending, Route, decode_error_kind,
+    deliver_note, refusal_reason,
 };
 use crate::stats::{Counters, Stats};
 use crate::stream::{Link, ResponseStream, deadline_after};
@@ -60,8 +60,6 @@ const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// for room in a full writer queue. Past it they are dropped: a server that stops reading its
 /// stdin while it floods requests would otherwise start a task per refusal.
 const MAX_DETACHED_WRITES: usize = 64;
-/// How long the stdout reader waits for a slow stream before dropping a notification for it.
-const NOTE_WAIT: Duration = Duration::from_millis(250);
 /// After stdout closes, how long to wait for the exit status so errors can report it. A dead
 /// child is reaped within milliseconds, so this only delays the rare server that closes
 /// stdout and keeps running.
@@ -203,6 +201,8 @@ pub(crate) struct Core {
     shutting_down: AtomicBool,
     shutdown_done: OnceCell<()>,
     counters: Counters,
+    /// Note queues that stayed full for a whole [`NOTE_WAIT`].
+    stalled: crate::pending::Stalled,
     /// Cancelled when the connection dies (exit, closed stdout, failed write) or shuts down.
     dead: CancellationToken,
     /// See [`StdioSpec::max_call_duration`].
@@ -272,6 +272,7 @@ pub(crate) async fn spawn(spec: StdioSpec) -> Result<Handle, UpstreamError> {
         shutting_down: AtomicBool::new(false),
         shutdown_done: OnceCell::new(),
         counters: Counters::default(),
+        stalled: crate::pending::Stalled::default(),
         dead: CancellationToken::new(),
         max_call: spec.max_call_duration,
         stderr_reports: Mutex::new(Some(reports_rx)),
@@ -562,7 +563,8 @@ impl Core {
                 message,
                 then_end,
             } => {
-                deliver_note(&self.name, &self.counters, &notes, message, Some(NOTE_WAIT)).await;
+                let wait = Some((NOTE_WAIT, &self.stalled));
+                deliver_note(&self.name, &self.counters, &notes, message, wait).await;
                 if let Some(end) = then_end {
                     let _ = end.send(Outcome::Ended);
                 }

@@ -269,6 +269,36 @@ async fn a_call_flooded_with_progress_still_times_out() {
     .await;
 }
 
+/// A request whose stream nobody reads (a call parked until its client retries) while its
+/// upstream floods it with progress costs the shared stdout reader one wait, not one per note:
+/// another request on the connection is still answered promptly.
+#[tokio::test]
+async fn an_unread_stream_flooded_with_progress_does_not_stall_the_connection() {
+    bounded(async {
+        let conn = echo().await;
+        let params = json!({"ms": 3000, "_meta": {"progressToken": "p1"}});
+        let _unread = conn
+            .request(&request(json!(1), "chatter", params), CALL)
+            .await
+            .unwrap();
+        // Let the flood fill the unread queue (64 notes) and more.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut other = conn
+            .request(&request(json!(2), "other", json!({})), CALL)
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), other.next())
+            .await
+            .expect("the other request waited behind the unread stream's notes");
+        assert!(
+            matches!(answer, Some(Ok(ref m)) if m.is_response()),
+            "{answer:?}"
+        );
+        conn.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn dropping_a_stream_cancels_the_request_upstream() {
     bounded(async {
