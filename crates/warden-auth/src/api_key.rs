@@ -234,7 +234,9 @@ fn is_lower_hex(text: &str) -> bool {
 
 /// The key id of a well-formed key (prefix, lengths, lowercase hex, checksum), else `None`.
 pub fn parse_key(key: &str) -> Option<&str> {
-    if key.len() != KEY_LEN || !key.starts_with(KEY_PREFIX) {
+    // ASCII first: the splits below are at byte offsets, which must be character boundaries
+    // (a header may carry any byte from 0x80 up).
+    if key.len() != KEY_LEN || !key.is_ascii() || !key.starts_with(KEY_PREFIX) {
         return None;
     }
     let rest = &key[KEY_PREFIX.len()..];

@@ -219,4 +219,33 @@ proptest::proptest! {
     fn parse_key_never_panics(text in "mwk_[0-9a-f_]{0,100}") {
         let _ = parse_key(&text);
     }
+
+    /// A key of the right byte length with a multi-byte character anywhere (a header value
+    /// may carry any byte from 0x80 up) is refused, not split inside the character.
+    #[test]
+    fn parse_key_refuses_non_ascii_of_the_right_length(
+        at in 0usize..KEY_LEN - 1,
+        c in proptest::char::range('\u{80}', '\u{10ffff}'),
+    ) {
+        let mut key = String::from("mwk_");
+        while key.len() < KEY_LEN {
+            key.push('0');
+        }
+        let at = at.max(4);
+        let mut text: String = key[..at].to_owned();
+        text.push(c);
+        while text.len() < KEY_LEN {
+            text.push('0');
+        }
+        proptest::prop_assume!(text.len() == KEY_LEN);
+        proptest::prop_assert_eq!(parse_key(&text), None);
+    }
+}
+
+/// The key the review found: `é` across the id's end, 93 bytes in all.
+#[test]
+fn parse_key_refuses_a_character_across_a_split() {
+    let key = format!("mwk_{}é{}", "0".repeat(15), "0".repeat(72));
+    assert_eq!(key.len(), KEY_LEN);
+    assert_eq!(parse_key(&key), None);
 }
