@@ -128,13 +128,17 @@ pub(crate) fn malformed_round(message: &Message) -> Option<&'static str> {
     }
 }
 
-/// `params.name` or `params.uri` of a request.
+/// What a request is about, as routing reads it: `params.uri` of a `resources/*` request,
+/// `params.name` of any other. (Not whichever is present: a `resources/read` retry carrying
+/// the parked call's URI as a `name` and another `uri` was judged and routed for that other URI,
+/// yet matched the parked call.)
 pub(crate) fn bound_name(message: &Message) -> Option<String> {
     let p = message.params()?;
-    p.field("name")
-        .or_else(|| p.field("uri"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    let key = match message.method() {
+        Some(m) if m.starts_with("resources/") => "uri",
+        _ => "name",
+    };
+    p.field(key).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Starts every `requestState` this process issues (`mw-` and 32 random bits of its own), so
@@ -376,6 +380,26 @@ mod tests {
 
     fn who(n: u8) -> Principal {
         Principal::new(format!("caller-{n}"), AuthMethod::ApiKey)
+    }
+
+    #[test]
+    fn a_request_is_bound_to_what_routing_reads() {
+        let m = |v: serde_json::Value| Message::from_value(v).unwrap();
+        let read = m(
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"resources/read",
+            "params":{"uri":"mem://y","name":"mem://x"}}),
+        );
+        assert_eq!(bound_name(&read).as_deref(), Some("mem://y"));
+        let call = m(
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+            "params":{"name":"a__echo","uri":"mem://x"}}),
+        );
+        assert_eq!(bound_name(&call).as_deref(), Some("a__echo"));
+        let nameless = m(
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+            "params":{"uri":"mem://x"}}),
+        );
+        assert_eq!(bound_name(&nameless), None);
     }
 
     #[test]
