@@ -832,6 +832,14 @@ impl Gateway {
         {
             return Ok((c.clone(), Era::Legacy));
         }
+        if routes.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            // The session ended while this request was on its way: no new upstream session
+            // for it (nothing would close it).
+            return Err(HandshakeError::Upstream(UpstreamError::Closed {
+                name: up.name.clone(),
+                reason: warden_upstream::CloseReason::ShutDown,
+            }));
+        }
         let conn = up
             .conn()
             .fork_http()

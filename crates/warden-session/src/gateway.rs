@@ -330,6 +330,10 @@ pub(crate) struct Routes {
     /// Set when the session ended and released its subscriptions: one the upstream accepts
     /// later (it was in flight) is released at once.
     pub(crate) released: std::sync::atomic::AtomicBool,
+    /// Set (under the `conns` lock) when the session's upstream connections are closed: a
+    /// request of the session still in flight then opens no new one, which nothing would
+    /// close.
+    pub(crate) closed: std::sync::atomic::AtomicBool,
     /// The client notifications this session may still forward now ([`NOTIFY_BURST`], refilled
     /// at [`NOTIFY_RATE`] per second), and when the budget was last refilled.
     notify_budget: Mutex<Option<(f64, tokio::time::Instant)>>,
@@ -779,7 +783,11 @@ async fn sweep(gateway: std::sync::Weak<Gateway>) {
 }
 
 async fn close_routes(routes: &Routes) {
-    let conns: Vec<Connection> = routes.conns.lock().await.drain().map(|(_, c)| c).collect();
+    let conns: Vec<Connection> = {
+        let mut conns = routes.conns.lock().await;
+        routes.closed.store(true, Ordering::SeqCst);
+        conns.drain().map(|(_, c)| c).collect()
+    };
     for c in conns {
         c.shutdown().await;
     }
@@ -1728,7 +1736,20 @@ impl Handler for Gateway {
                 s.refresh_principal(principal);
             }
             let routes = match session {
-                Some(s) => self.entry(s).unwrap_or_else(|| self.stateless.clone()),
+                // A session that ended between the face's lookup and now: its routes are
+                // gone, and the shared stateless ones are not its to use.
+                Some(s) => match self.entry(s) {
+                    Some(routes) => routes,
+                    None if message.is_request() => {
+                        let id = message.id().map(Id::to_value).unwrap_or(Value::Null);
+                        return Reply::Stream(ReplyStream::single(error(
+                            &id,
+                            ErrorCode::InvalidRequest,
+                            "session not found",
+                        )));
+                    }
+                    None => return Reply::Accepted,
+                },
                 None => self.stateless.clone(),
             };
             match message.kind() {

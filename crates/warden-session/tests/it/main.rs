@@ -379,6 +379,25 @@ async fn a_servers_cancellation_of_its_request_names_the_clients_id() {
     f.stop().await;
 }
 
+/// A request of a session that ended after the face found it (a DELETE racing it) is answered
+/// "session not found": it does not fall back to the routes stateless callers share.
+#[tokio::test]
+async fn a_request_of_an_ended_session_is_not_served_on_shared_routes() {
+    let f = Fixture::start(&[A], false).await;
+    let s = f.legacy_session().await;
+    f.gateway.end_session(&s).await;
+    let r = f
+        .call(
+            Some(&s),
+            s.principal(),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    assert_eq!(r["error"]["message"], "session not found", "{r}");
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn aggregates_every_page_of_every_upstream_under_namespaced_names() {
     let f = Fixture::start(&[A, B], false).await;
