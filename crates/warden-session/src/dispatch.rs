@@ -1076,6 +1076,11 @@ impl Gateway {
             .cloned()
             .or_else(|| session.and_then(|s| s.client_capabilities()));
         let name = crate::mrtr::bound_name(&message);
+        // Read before a legacy upstream's adaptation strips it.
+        let log_level = mcp::meta(&message)
+            .and_then(|m| m.get(mcp::META_LOG_LEVEL))
+            .and_then(Value::as_str)
+            .and_then(crate::session::log_level_rank);
         let mut message = message;
         if era == Era::Legacy && mcp::declared_version(&message).is_some() {
             // A modern client's request to a legacy upstream: the per-request protocol keys
@@ -1131,6 +1136,7 @@ impl Gateway {
             name,
             caps,
             principal: principal.clone(),
+            log_level,
         };
         self.spawn_pump(exchange, client_id)
     }
@@ -1628,6 +1634,16 @@ impl Pump {
                         )
                         .await,
                 ),
+                Some(Ok(m))
+                    if ex.client.modern
+                        && m.method() == Some("notifications/message")
+                        && !wants_log(ex.log_level, &m) =>
+                {
+                    // A 2026-07-28 client gets log messages only when its request asked for
+                    // them, at or above the level it asked for (a legacy upstream was not
+                    // told: its logs are at whatever level the shared connection has).
+                    None
+                }
                 Some(Ok(m)) if m.is_request() && ex.client.modern => {
                     // The server's request goes through the response guards before it is
                     // relayed in a round, as `to_client` runs them for a legacy client: the
@@ -1725,6 +1741,18 @@ impl Drop for Pump {
         // The client went away before the response: dropping the exchange cancels the call.
         self.finish(None);
     }
+}
+
+/// Whether a 2026-07-28 client that asked for `level` (a rank; `None`: nothing) gets `message`,
+/// a `notifications/message`.
+fn wants_log(level: Option<u8>, message: &Message) -> bool {
+    let Some(wanted) = level else { return false };
+    message
+        .params()
+        .and_then(|p| p.field("level"))
+        .and_then(Value::as_str)
+        .and_then(crate::session::log_level_rank)
+        .is_some_and(|rank| rank >= wanted)
 }
 
 /// Removes the capabilities whose mechanism differs between eras (subscriptions, logging,

@@ -103,6 +103,9 @@ pub(crate) struct Exchange {
     /// The capabilities the client declared (per request, or in `initialize`).
     pub(crate) caps: Option<Value>,
     pub(crate) principal: Principal,
+    /// For a 2026-07-28 client: the rank of the log level its request asked for
+    /// (`_meta` `io.modelcontextprotocol/logLevel`); `None`, no log messages at all.
+    pub(crate) log_level: Option<u8>,
 }
 
 /// An upstream call waiting for the client's input.

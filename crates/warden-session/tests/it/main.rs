@@ -398,6 +398,40 @@ async fn a_request_of_an_ended_session_is_not_served_on_shared_routes() {
     f.stop().await;
 }
 
+/// A 2026-07-28 client gets log messages only when its request asked for them
+/// (`_meta` logLevel), at or above that level, also from a legacy upstream (which is not told).
+#[tokio::test]
+async fn a_modern_client_gets_only_the_logs_its_request_asked_for() {
+    let f = Fixture::start(&[A], false).await;
+    let anon = Principal::anonymous();
+    let logs = |level: Option<&str>, id: i64| {
+        let mut call = modern("tools/call", id, json!({"name": "a__log", "arguments": {}}));
+        if let Some(level) = level {
+            call["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!(level);
+        }
+        let gateway = f.gateway.clone();
+        let anon = anon.clone();
+        async move {
+            let Reply::Stream(mut stream) = gateway.handle(None, &anon, message(call)).await else {
+                panic!("a request must get a reply stream")
+            };
+            let mut got = vec![];
+            while let Some(m) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
+                let v = m.into_value();
+                if v["method"] == "notifications/message" {
+                    got.push(v["params"]["data"].as_str().unwrap().to_owned());
+                } else {
+                    assert!(v["result"].is_object(), "{v}");
+                }
+            }
+            got
+        }
+    };
+    assert!(logs(None, 1).await.is_empty(), "logs nobody asked for");
+    assert_eq!(logs(Some("warning"), 2).await, ["at warning", "at error"]);
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn aggregates_every_page_of_every_upstream_under_namespaced_names() {
     let f = Fixture::start(&[A, B], false).await;
