@@ -131,6 +131,10 @@ struct OAuth {
     jwks: Option<Jwks>,
     introspector: Option<Introspector>,
     introspection_ttl: Duration,
+    /// Seconds a validated JWT is served from the cache at most: its signing key is looked up
+    /// again at least as often as the key set is refreshed, so a key the issuer withdrew stops
+    /// being accepted then, whatever the token's `exp`.
+    jwks_max_age: u64,
 }
 
 impl OAuth {
@@ -211,6 +215,7 @@ impl Authenticator {
                         .introspection
                         .as_ref()
                         .map_or(Duration::ZERO, |i| i.cache_ttl),
+                    jwks_max_age: o.jwks_max_age.as_secs().max(1),
                 })
             }
         };
@@ -321,7 +326,10 @@ impl Authenticator {
                     .map_err(invalid)?;
                 let accepted =
                     jwt::check_claims(&parsed.payload, &oauth.rules(), now).map_err(invalid)?;
-                let until = accepted.expires.saturating_add(oauth.leeway);
+                let until = accepted
+                    .expires
+                    .saturating_add(oauth.leeway)
+                    .min(now.saturating_add(oauth.jwks_max_age));
                 Ok((accepted, until))
             }
             (_, Some(introspector)) => {

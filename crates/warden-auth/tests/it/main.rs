@@ -183,6 +183,39 @@ async fn a_rotated_key_is_picked_up_on_its_first_use() {
     assert_eq!(issuer.hits("/jwks"), 2);
 }
 
+/// A cached token is verified again once the key set is due for a refresh: a key the issuer
+/// withdrew stops being accepted then, even for a token whose `exp` is far off.
+#[tokio::test]
+async fn a_cached_token_of_a_withdrawn_key_stops_being_accepted() {
+    let old = SigningKey::es256("old");
+    let next = SigningKey::ed25519("next");
+    let issuer = Issuer::start(&[&old]).await;
+    let auth = authenticator(&config(
+        &issuer,
+        &format!(
+            "jwks_uri = \"{}/jwks\"\njwks_max_age = \"1s\"\njwks_min_refresh_interval = \"1ms\"",
+            issuer.url
+        ),
+    ));
+    let mut long = claims(&issuer);
+    long["exp"] = json!(now() + 86_400);
+    let token = old.sign(&long);
+    check(&auth, &token).await.unwrap();
+    check(&auth, &token).await.unwrap();
+    assert_eq!(
+        issuer.hits("/jwks"),
+        1,
+        "the second use came from the cache"
+    );
+    issuer.publish(&[&next]);
+    // Past the key set's age (whole seconds, so up to two).
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        check(&auth, &token).await.unwrap_err().kind,
+        FailureKind::Invalid
+    );
+}
+
 #[tokio::test]
 async fn validated_tokens_are_cached_and_scopes_are_checked_each_time() {
     let ed = SigningKey::ed25519("d1");
