@@ -159,7 +159,20 @@ pub struct Authenticator {
     /// The PRM document.
     metadata: Option<Bytes>,
     cache: TokenCache,
+    /// Tokens introspection refused lately, by digest, until when: asked again only after
+    /// [`REFUSAL_TTL_SECS`], so a client repeating a bad token costs one call to the
+    /// authorization server, not one per request.
+    refused: TokenCache,
+    /// Introspection calls in flight at most ([`MAX_INTROSPECTIONS`]): past it a new token
+    /// is answered 503 at once, so a flood of made-up tokens cannot queue unbounded calls to
+    /// the authorization server (and use up its quota for the gateway).
+    introspections: tokio::sync::Semaphore,
 }
+
+/// Seconds a token introspection refused is refused again without asking.
+const REFUSAL_TTL_SECS: u64 = 15;
+/// Introspection calls in flight at once, at most.
+const MAX_INTROSPECTIONS: usize = 32;
 
 impl Authenticator {
     /// Builds the authenticator for `config`. `introspection_secret` is the resolved
@@ -226,6 +239,8 @@ impl Authenticator {
             metadata_url,
             metadata,
             cache: TokenCache::new(cache::MAX_CACHED_TOKENS),
+            refused: TokenCache::new(cache::MAX_CACHED_TOKENS),
+            introspections: tokio::sync::Semaphore::new(MAX_INTROSPECTIONS),
         })
     }
 
@@ -281,7 +296,13 @@ impl Authenticator {
         let principal = match self.cache.get(&digest, now) {
             Some(principal) => principal,
             None => {
-                let (accepted, valid_until) = self.validate(oauth, token, now).await?;
+                if self.refused.get(&digest, now).is_some() {
+                    return Err(Failure::new(
+                        FailureKind::Invalid,
+                        "introspection refused the token (recently)",
+                    ));
+                }
+                let (accepted, valid_until) = self.validate(oauth, token, &digest, now).await?;
                 let principal = principal_of(&oauth.issuer, &accepted);
                 self.cache.insert(
                     digest,
@@ -304,6 +325,7 @@ impl Authenticator {
         &self,
         oauth: &OAuth,
         token: &str,
+        digest: &cache::Digest,
         now: u64,
     ) -> Result<(Accepted, u64), Failure> {
         let invalid = |error: JwtError| Failure::new(FailureKind::Invalid, error.to_string());
@@ -336,6 +358,12 @@ impl Authenticator {
                 if token.len() > jwt::MAX_TOKEN_BYTES {
                     return Err(invalid(JwtError::Malformed));
                 }
+                let Ok(_slot) = self.introspections.try_acquire() else {
+                    return Err(Failure::new(
+                        FailureKind::Unavailable,
+                        "too many token introspections in flight",
+                    ));
+                };
                 match introspector.introspect(token, &oauth.rules(), now).await {
                     Ok(accepted) => {
                         let ttl = oauth.introspection_ttl.as_secs();
@@ -347,7 +375,12 @@ impl Authenticator {
                         debug!(error = %detail, "introspection unavailable");
                         Err(Failure::new(FailureKind::Unavailable, detail))
                     }
-                    Err(refusal) => Err(Failure::new(FailureKind::Invalid, refusal.to_string())),
+                    Err(refusal) => {
+                        let until = now.saturating_add(REFUSAL_TTL_SECS);
+                        self.refused
+                            .insert(*digest, Principal::anonymous(), until, None, now);
+                        Err(Failure::new(FailureKind::Invalid, refusal.to_string()))
+                    }
                 }
             }
             _ => Err(invalid(JwtError::Malformed)),

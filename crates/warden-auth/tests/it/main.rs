@@ -312,6 +312,14 @@ async fn opaque_tokens_are_introspected_checked_and_cached() {
         FailureKind::Invalid
     );
     assert_eq!(issuer.hits("/introspect"), 5);
+    // A refused token presented again is refused without asking again (for a while).
+    for _ in 0..3 {
+        assert_eq!(
+            check(&auth, "opaque-unknown").await.unwrap_err().kind,
+            FailureKind::Invalid
+        );
+    }
+    assert_eq!(issuer.hits("/introspect"), 5, "refusals are remembered");
 }
 
 /// `sub`, `client_id` and `username` are separate namespaces: a client (whose id it may choose)
