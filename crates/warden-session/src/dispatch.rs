@@ -872,14 +872,15 @@ impl Gateway {
     }
 
     /// Fetches every page of one list from every upstream that has the capability, and records
-    /// names and URIs for routing. Returns the merged, namespaced items.
+    /// names and URIs for routing. Returns the namespaced items of each upstream, with the
+    /// upstream they came from (the guards judge each item as its own upstream's).
     pub(crate) async fn collect_list(
         &self,
         session: Option<&Arc<Session>>,
         routes: &Arc<Routes>,
         message: &Message,
         client: ClientEra,
-    ) -> Vec<Value> {
+    ) -> Vec<Listed> {
         let method = message.method().unwrap_or("");
         let Some((_, key, cap)) = LISTS.iter().find(|(m, _, _)| *m == method).copied() else {
             return vec![];
@@ -935,14 +936,18 @@ impl Gateway {
             Some((u.clone(), items))
         });
         let results = futures::future::join_all(fetches).await;
-        let mut merged = vec![];
-        for (u, items) in results.into_iter().flatten() {
-            merged.extend(self.namespace_items(&u, key, items));
-        }
+        let mut listed: Vec<Listed> = results
+            .into_iter()
+            .flatten()
+            .map(|(u, items)| {
+                let items = self.namespace_items(&u, key, items);
+                (u, items)
+            })
+            .collect();
         if matches!(key, "tools" | "prompts") {
-            withhold_duplicates(&mut merged, key);
+            withhold_duplicates(&mut listed, key);
         }
-        merged
+        listed
     }
 
     fn namespace_items(&self, u: &UpstreamState, key: &str, mut items: Vec<Value>) -> Vec<Value> {
@@ -953,6 +958,25 @@ impl Gateway {
             items.retain(|t| !crate::params::has_invalid_annotations(t));
             if items.len() != before {
                 tracing::warn!(upstream = %u.name, withheld = before - items.len(), "tools with invalid x-mcp-header annotations withheld from the list");
+            }
+        }
+        if !u.namespace {
+            // A plain name shaped `<server>__<name>` of a namespaced upstream would be listed
+            // with this upstream's definition while calls to it go to that upstream's item.
+            let before = items.len();
+            items.retain(|i| {
+                i.field("name")
+                    .and_then(Value::as_str)
+                    .and_then(naming::split)
+                    .is_none_or(|(server, _)| {
+                        !self
+                            .upstreams
+                            .iter()
+                            .any(|o| o.namespace && o.name == server)
+                    })
+            });
+            if items.len() != before {
+                tracing::warn!(upstream = %u.name, withheld = before - items.len(), list = key, "items named like another upstream's namespaced items withheld");
             }
         }
         let names: Vec<String> = items
@@ -1773,27 +1797,32 @@ fn withhold_era_bound_capabilities(caps: &mut Value, native: bool) {
     }
 }
 
-/// Removes every item whose exposed name appears more than once (two plain upstreams offering
-/// the same name): never "first wins".
-fn withhold_duplicates(items: &mut Vec<Value>, key: &str) {
+/// The items one upstream listed (under their exposed names), with that upstream.
+pub(crate) type Listed = (Arc<UpstreamState>, Vec<Value>);
+
+/// Removes every item whose exposed name appears more than once across the upstreams' lists
+/// (two plain upstreams offering the same name): never "first wins".
+fn withhold_duplicates(listed: &mut [Listed], key: &str) {
     let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for i in items.iter() {
+    for i in listed.iter().flat_map(|(_, items)| items) {
         if let Some(n) = i.field("name").and_then(Value::as_str) {
             *count.entry(n.to_owned()).or_default() += 1;
         }
     }
-    items.retain(|i| {
-        let n = i.field("name").and_then(Value::as_str).unwrap_or("");
-        let unique = count.get(n).is_none_or(|c| *c == 1);
-        if !unique {
-            tracing::error!(
-                name = n,
-                list = key,
-                "two upstreams expose the same name; withheld from the list"
-            );
-        }
-        unique
-    });
+    for (_, items) in listed.iter_mut() {
+        items.retain(|i| {
+            let n = i.field("name").and_then(Value::as_str).unwrap_or("");
+            let unique = count.get(n).is_none_or(|c| *c == 1);
+            if !unique {
+                tracing::error!(
+                    name = n,
+                    list = key,
+                    "two upstreams expose the same name; withheld from the list"
+                );
+            }
+            unique
+        });
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -24,10 +24,6 @@ use crate::gateway::{Gateway, Routes, UpstreamState, error, request, response};
 /// bounds how much upstream traffic a client can cause by naming tools that do not exist.
 pub(crate) const RELIST_INTERVAL: Duration = Duration::from_secs(1);
 
-/// One upstream's share of an aggregated list: its items under its own names, and the map
-/// from those names back to the names the client sees.
-type Group = (Arc<UpstreamState>, Vec<Value>, HashMap<String, String>);
-
 /// The tool objects of one `tools/list`, by the upstream's own tool name.
 pub(crate) fn tool_definitions(items: &[Value]) -> FastMap<String, Arc<Value>> {
     items
@@ -239,44 +235,49 @@ impl Gateway {
 
     /// Runs the response-direction guards on an aggregated list: per upstream, on that
     /// upstream's items under their own names, so that guards see what the upstream sent and
-    /// which upstream sent it. Items no upstream can be found for are withheld.
+    /// which upstream sent it (the upstream each item was listed by, never one guessed from
+    /// its name or URI). Returns the items kept, under their exposed names.
     pub(crate) async fn guard_list(
         &self,
         session: Option<&str>,
         principal: &Principal,
         method: &str,
         key: &str,
-        items: Vec<Value>,
+        listed: Vec<crate::dispatch::Listed>,
     ) -> Vec<Value> {
         if self.pipeline.is_passthrough(Direction::ToClient) {
-            return items;
-        }
-        // (upstream, items under the upstream's names, upstream name -> exposed name)
-        let mut groups: Vec<Group> = vec![];
-        for mut item in items {
-            let Some((up, original)) = self.owner_of(key, &item) else {
-                tracing::debug!(method, "list item of no known upstream withheld");
-                continue;
-            };
-            let group = match groups.iter().position(|(u, _, _)| u.index == up.index) {
-                Some(i) => &mut groups[i],
-                None => {
-                    groups.push((up, vec![], HashMap::new()));
-                    let last = groups.len() - 1;
-                    &mut groups[last]
-                }
-            };
-            if let (Some(original), Some(obj)) = (original, item.as_object_mut()) {
-                let exposed = obj.insert("name".into(), Value::String(original.clone()));
-                if let Some(Value::String(exposed)) = exposed {
-                    group.2.insert(original, exposed);
-                }
-            }
-            group.1.push(item);
+            return listed.into_iter().flat_map(|(_, items)| items).collect();
         }
         let mut out = vec![];
-        for (up, items, exposed) in groups {
-            let renamed = !exposed.is_empty();
+        for (up, mut items) in listed {
+            // Tools and prompts go to the guards under the upstream's own names.
+            let mut exposed: HashMap<String, String> = HashMap::new();
+            if matches!(key, "tools" | "prompts") {
+                let Ok(catalog) = up.catalog.read() else {
+                    continue;
+                };
+                let map = if key == "tools" {
+                    &catalog.tools
+                } else {
+                    &catalog.prompts
+                };
+                items.retain_mut(|item| {
+                    let Some(name) = item.field("name").and_then(Value::as_str) else {
+                        return false;
+                    };
+                    let Some(original) = map.original(name).map(str::to_owned) else {
+                        return false;
+                    };
+                    exposed.insert(original.clone(), name.to_owned());
+                    if original != name
+                        && let Some(obj) = item.as_object_mut()
+                    {
+                        obj.insert("name".into(), Value::String(original));
+                    }
+                    true
+                });
+            }
+            let renamed = matches!(key, "tools" | "prompts");
             let message = response(&json!(0), json!({ key: items }));
             let outcome = self
                 .pipeline
@@ -318,39 +319,5 @@ impl Gateway {
             }
         }
         out
-    }
-
-    /// The upstream an aggregated list item came from, and (tools, prompts) its name there.
-    fn owner_of(&self, key: &str, item: &Value) -> Option<(Arc<UpstreamState>, Option<String>)> {
-        let field = |k: &str| item.get(k).and_then(Value::as_str);
-        match key {
-            "tools" | "prompts" => {
-                let kind = if key == "tools" {
-                    Item::Tool
-                } else {
-                    Item::Prompt
-                };
-                let (up, original) = self.route_name(field("name")?, kind)?;
-                Some((up, Some(original)))
-            }
-            "resources" => {
-                let uri = field("uri")?;
-                let up = self
-                    .upstreams
-                    .iter()
-                    .find(|u| u.catalog.read().is_ok_and(|c| c.resources.contains(uri)))?;
-                Some((up.clone(), None))
-            }
-            _ => {
-                let template = field("uriTemplate")?;
-                let prefix = template.split('{').next().unwrap_or("");
-                let up = self.upstreams.iter().find(|u| {
-                    u.catalog
-                        .read()
-                        .is_ok_and(|c| c.templates.iter().any(|p| p == prefix))
-                })?;
-                Some((up.clone(), None))
-            }
-        }
     }
 }

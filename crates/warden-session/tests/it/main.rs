@@ -432,6 +432,80 @@ async fn a_modern_client_gets_only_the_logs_its_request_asked_for() {
     f.stop().await;
 }
 
+/// A plain upstream's item named like a namespaced upstream's (`a__echo`) is withheld: it would
+/// be listed with its own definition while calls to that name go to the other upstream's item.
+#[tokio::test]
+async fn a_plain_name_shaped_like_another_upstreams_item_is_withheld() {
+    let shadow = Upstream {
+        name: "shadow",
+        era: "legacy",
+        namespace: false,
+    };
+    let f = Fixture::start(&[A, shadow], false).await;
+    let s = f.legacy_session().await;
+    let list = f
+        .call(
+            Some(&s),
+            s.principal(),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+        )
+        .await;
+    let echoes: Vec<&Value> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "a__echo")
+        .collect();
+    assert_eq!(echoes.len(), 1, "{list}");
+    assert_eq!(
+        echoes[0]["description"], "echo",
+        "the namespaced upstream's own"
+    );
+    f.stop().await;
+}
+
+/// Each item of an aggregated list is judged as its own upstream's, never as that of another
+/// upstream listing the same URI: a guard refusing one upstream's resources leaves none of
+/// them in the list.
+#[tokio::test]
+async fn list_items_are_judged_as_the_upstream_that_listed_them() {
+    const C: Upstream = Upstream {
+        name: "c",
+        era: "legacy",
+        namespace: true,
+    };
+    let f = Fixture::refusing(
+        &[A, C],
+        Refusing {
+            name: "not-c",
+            message: "upstream c's resources are refused",
+            refuses: |call| {
+                call.direction == warden_guard::Direction::ToClient
+                    && call.request_method == Some("resources/list")
+                    && call.upstream == Some("c")
+            },
+        },
+    )
+    .await;
+    let s = f.legacy_session().await;
+    let list = f
+        .call(
+            Some(&s),
+            s.principal(),
+            json!({"jsonrpc":"2.0","id":1,"method":"resources/list"}),
+        )
+        .await;
+    let mut uris: Vec<&str> = list["result"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    uris.sort_unstable();
+    assert_eq!(uris, ["mem://a", "mem://only-a"], "{list}");
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn aggregates_every_page_of_every_upstream_under_namespaced_names() {
     let f = Fixture::start(&[A, B], false).await;
