@@ -524,12 +524,45 @@ fn canonical(value: &str) -> Option<String> {
     if !matches!(url.scheme(), "http" | "https") || url.fragment().is_some() {
         return None;
     }
+    if !spelled_as_parsed(value, &url) {
+        // The parser changed more than the specification lets differ (a `..` or `%2e%2e`
+        // segment resolved, a backslash or a tab, a full-width or non-ASCII host, user
+        // information): another spelling of some resource, compared exactly.
+        return None;
+    }
     // `Url` lowercases scheme and host and drops default ports.
     let mut text = url.as_str().to_owned();
     if url.query().is_none() && text.ends_with('/') {
         text.pop();
     }
     Some(text)
+}
+
+/// True when `value` differs from what `url` (parsed from it) says only where resource URIs
+/// may: the case of the scheme and host, a default port, an empty path for `/`.
+fn spelled_as_parsed(value: &str, url: &url::Url) -> bool {
+    if !value.is_ascii() || value.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return false;
+    }
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return false;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((inner, _)) => &authority[..inner.len() + 2],
+            None => return false,
+        },
+        None => authority.split(':').next().unwrap_or(authority),
+    };
+    let path_and_query = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    scheme.eq_ignore_ascii_case(url.scheme())
+        && url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host))
+        && (tail == path_and_query || (tail.is_empty() && path_and_query == "/"))
 }
 
 #[cfg(test)]

@@ -272,6 +272,25 @@ fn audience_compares_canonical_resource_uris() {
     assert!(!same_resource("http://gw.example.com/mcp", AUD));
     assert!(same_resource("api://gateway", "api://gateway"));
     assert!(!same_resource("api://Gateway", "api://gateway"));
+    // Only case, a default port and a trailing slash may differ: any other spelling the URL
+    // parser would resolve to the same resource is another resource.
+    for other in [
+        "https://gw.example.com/other/%2e%2e/mcp",
+        "https://gw.example.com/other/../mcp",
+        "https://gw.example.com/./mcp",
+        "https://\u{ff47}\u{ff57}.example.com/mcp",
+        "https://gw.example.com\\mcp",
+        "https://gw.example.com/m\tcp",
+        "https://user@gw.example.com/mcp",
+        "https://gw.example.com/%6dcp",
+    ] {
+        assert!(!same_resource(other, AUD), "{other}");
+    }
+    assert!(same_resource(
+        "https://[::1]:8443/mcp",
+        "https://[::1]:8443/mcp/"
+    ));
+    assert!(same_resource("https://gw.example.com:443/mcp", AUD));
 }
 
 proptest! {
