@@ -234,6 +234,7 @@ impl SessionStreams {
             cancel: self.cancel.child_token(),
             config: self.config,
             replay: Arc::clone(&self.replay),
+            replaced: tokio::sync::Notify::new(),
             state: Mutex::new(LogState {
                 events: VecDeque::new(),
                 bytes: 0,
@@ -293,6 +294,9 @@ pub(crate) struct StreamLog {
     /// The registry's count of bytes kept for replay, which this log's events are part of.
     replay: Arc<ReplayBudget>,
     state: Mutex<LogState>,
+    /// Signalled when a new subscriber replaces the live one: the GET stream's producer then
+    /// lets go of the old one (whose response ends) and watches the new one.
+    replaced: tokio::sync::Notify,
 }
 
 impl Drop for StreamLog {
@@ -384,7 +388,10 @@ impl StreamLog {
             reopened = !state.open;
             state.open = true;
             let (tx, rx) = mpsc::channel(LIVE_QUEUE);
-            state.live = Some(tx);
+            if state.live.replace(tx).is_some() {
+                // A permit is kept if the producer is not waiting right now.
+                self.replaced.notify_one();
+            }
             Some(rx)
         } else {
             None
@@ -528,6 +535,8 @@ pub(crate) fn spawn_get(
                     log.detach(&live);
                     continue;
                 }
+                // A resumption took over: let go of the old subscriber, watch the new one.
+                () = log.replaced.notified() => continue,
                 m = unsolicited.recv() => match m {
                     Some(m) => m,
                     None => break,

@@ -618,6 +618,40 @@ async fn rejects_bad_options_at_bind() {
     assert!(warden_downstream::bind_http(handler, opts).await.is_err());
 }
 
+/// Resuming the standalone stream while its first connection is still open takes it over:
+/// the old response ends at once (it does not linger until the next message), and the new
+/// one gets what comes next.
+#[tokio::test]
+async fn resuming_the_get_stream_ends_the_connection_it_replaces() {
+    bounded(async {
+        let server = Server::start(|_| {}).await;
+        let session = server.initialize().await;
+        let get = |last: Option<String>| {
+            let mut builder = server
+                .request("GET")
+                .header("accept", "text/event-stream")
+                .header("mcp-session-id", &session);
+            if let Some(last) = last {
+                builder = builder.header("last-event-id", last);
+            }
+            builder.body(Full::new(Bytes::new())).unwrap()
+        };
+        let mut first = SseReader::new(server.send(get(None)).await);
+        let priming = first.next().await.unwrap().id.unwrap();
+        let mut second = SseReader::new(server.send(get(Some(priming))).await);
+        let ended = tokio::time::timeout(Duration::from_secs(5), first.next()).await;
+        assert!(
+            matches!(ended, Ok(None)),
+            "the replaced connection stayed open: {ended:?}"
+        );
+        let push = json!({"jsonrpc": "2.0", "id": 1, "method": "push", "params": {"text": "next"}});
+        server.call(server.post_in(&session, &push)).await;
+        let (_, message) = second.next_message().await.unwrap();
+        assert_eq!(message["params"]["text"], "next");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn get_stream_resumes_with_last_event_id_and_continues_live() {
     bounded(async {
