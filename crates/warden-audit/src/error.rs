@@ -28,6 +28,20 @@ pub enum AuditError {
         /// The log file.
         path: PathBuf,
     },
+    /// The log holds fewer records than were written: its head file (or this writer) has seen
+    /// a later record than the last one left. Records were removed; the chain is not
+    /// continued over the gap.
+    #[error(
+        "audit log {path}: records up to sequence {written} were written but the log ends at {found}; run `mcp-warden audit verify` on it and move it aside"
+    )]
+    Truncated {
+        /// The log file.
+        path: PathBuf,
+        /// The last sequence number known to have been written.
+        written: u64,
+        /// The last sequence number the log holds (`None`: none).
+        found: String,
+    },
     /// The queue stayed full for longer than allowed (fail-closed).
     #[error("audit queue is full")]
     QueueFull,

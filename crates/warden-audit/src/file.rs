@@ -28,6 +28,14 @@ pub(crate) struct FileOptions {
     pub(crate) checkpoint_every: u64,
 }
 
+/// Where the chain stands in memory: restored when records encoded after it are not written.
+#[derive(Clone, Copy)]
+struct Head {
+    next_seq: u64,
+    prev: Hash,
+    since_checkpoint: u64,
+}
+
 pub(crate) struct LogFile {
     path: PathBuf,
     file: File,
@@ -99,11 +107,13 @@ impl LogFile {
             buf: Vec::with_capacity(64 * 1024),
             rec: Vec::with_capacity(1024),
         };
-        publish_public_key(path, &log.keys).map_err(&io)?;
         log.lock.lock_exclusive().map_err(&io)?;
         let r = log.recover();
         let _ = fs4::fs_std::FileExt::unlock(&log.lock);
         r?;
+        // Only once the log is known to continue under these keys: a start that fails (the
+        // wrong key file) must not replace the public key the log's checkpoints need.
+        publish_public_key(path, &log.keys).map_err(&io)?;
         Ok(log)
     }
 
@@ -130,6 +140,50 @@ impl LogFile {
             return Ok(());
         }
         let (last, torn) = last_line(&mut self.file, len).map_err(&io)?;
+        // The chain's last record: the file's last line, or (an empty file) the last record
+        // of the newest rotated file.
+        let found: Option<(u64, Hash)> = match last {
+            Some(line) => {
+                let parsed = chain::parse_line(&line).map_err(|_| AuditError::BrokenTail {
+                    path: self.path.clone(),
+                })?;
+                if !chain::mac_matches(self.keys.chain_key(), &parsed.hash, &parsed.mac) {
+                    return Err(AuditError::BrokenTail {
+                        path: self.path.clone(),
+                    });
+                }
+                Some((parsed.seq, parsed.hash))
+            }
+            None => last_of_rotated(&self.path, &self.keys),
+        };
+        // Records are only ever added: what this writer wrote, or what the head file records
+        // as written (it is updated only after the records are on disk), must still be there.
+        // A log that ends earlier was cut, and continuing it would hide the cut for good.
+        let written = self
+            .next_seq
+            .checked_sub(1)
+            .map(|seq| (seq, self.prev))
+            .into_iter()
+            .chain(read_head(&self.path, &self.keys)?);
+        for (seq, hash) in written {
+            let kept = match found {
+                Some((last, last_hash)) => last > seq || (last == seq && last_hash == hash),
+                None => false,
+            };
+            if !kept {
+                return Err(AuditError::Truncated {
+                    path: self.path.clone(),
+                    written: seq,
+                    found: found.map_or_else(|| "none".to_owned(), |(s, _)| s.to_string()),
+                });
+            }
+        }
+        if let Some((seq, hash)) = found {
+            self.next_seq = seq + 1;
+            self.prev = hash;
+        }
+        // A torn write after the last complete record (a crash mid-append) is removed, and
+        // said so in the chain.
         let mut recovered = None;
         if !torn.is_empty() {
             let keep = len - torn.len() as u64;
@@ -142,33 +196,11 @@ impl LogFile {
             });
         }
         self.len = self.file.metadata().map_err(&io)?.len();
-        match last {
-            Some(line) => {
-                let parsed = chain::parse_line(&line).map_err(|_| AuditError::BrokenTail {
-                    path: self.path.clone(),
-                })?;
-                if !chain::mac_matches(self.keys.chain_key(), &parsed.hash, &parsed.mac) {
-                    return Err(AuditError::BrokenTail {
-                        path: self.path.clone(),
-                    });
-                }
-                self.next_seq = parsed.seq + 1;
-                self.prev = parsed.hash;
-            }
-            None if self.next_seq == 0 => {
-                // A new, empty log: the chain starts here, unless rotated files precede it.
-                if let Some((seq, hash)) = last_of_rotated(&self.path, &self.keys) {
-                    self.next_seq = seq + 1;
-                    self.prev = hash;
-                }
-            }
-            // Emptied under us: keep our own head.
-            None => {}
-        }
         if let Some(event) = recovered {
             self.buf.clear();
+            let before = self.head();
             self.encode(&AuditRecord::now(event));
-            self.append_buf()?;
+            self.append_buf(before)?;
         }
         Ok(())
     }
@@ -199,6 +231,7 @@ impl LogFile {
             self.rotate()?;
         }
         self.buf.clear();
+        let before = self.head();
         for r in records {
             self.encode(r);
             if self.opts.checkpoint_every > 0 && self.since_checkpoint >= self.opts.checkpoint_every
@@ -209,7 +242,7 @@ impl LogFile {
         if checkpoint_due && self.since_checkpoint > 0 {
             self.encode_checkpoint();
         }
-        self.append_buf()?;
+        self.append_buf(before)?;
         if sync {
             self.sync()?;
         }
@@ -233,8 +266,9 @@ impl LogFile {
         let io = io_error(&self.path);
         self.buf.clear();
         if self.since_checkpoint > 0 {
+            let before = self.head();
             self.encode_checkpoint();
-            self.append_buf()?;
+            self.append_buf(before)?;
         }
         self.sync()?;
         let first = first_seq(&mut self.file)
@@ -252,14 +286,24 @@ impl LogFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         self.buf.clear();
+        let before = self.head();
         self.encode(&AuditRecord::now(Event::Continued {
             previous_file: name,
         }));
-        self.append_buf()?;
+        self.append_buf(before)?;
         if let Ok(dir) = File::open(self.path.parent().unwrap_or(Path::new("."))) {
             let _ = dir.sync_all();
         }
         Ok(())
+    }
+
+    /// The chain head in memory, to restore when what was encoded after it is not written.
+    fn head(&self) -> Head {
+        Head {
+            next_seq: self.next_seq,
+            prev: self.prev,
+            since_checkpoint: self.since_checkpoint,
+        }
     }
 
     fn encode(&mut self, record: &AuditRecord) {
@@ -299,7 +343,9 @@ impl LogFile {
         self.since_checkpoint = 0;
     }
 
-    fn append_buf(&mut self) -> Result<(), AuditError> {
+    /// Writes what was encoded since `before` (the chain head then); on failure the file and
+    /// the chain head in memory are both back where they were.
+    fn append_buf(&mut self, before: Head) -> Result<(), AuditError> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -307,7 +353,13 @@ impl LogFile {
         if let Err(e) = self.file.write_all(&self.buf) {
             // Never leave a partial line behind: the next append would follow garbage.
             let _ = self.file.set_len(self.len);
-            // The chain head moved in memory; re-read it from the file next time.
+            // Nor a head in memory that no record on disk carries: the next batch would link
+            // to it, and the log would never verify again.
+            self.next_seq = before.next_seq;
+            self.prev = before.prev;
+            self.since_checkpoint = before.since_checkpoint;
+            self.buf.clear();
+            // Re-read the file's head next time (it must match the one restored).
             self.len = u64::MAX;
             return Err(io(e));
         }
@@ -359,13 +411,54 @@ fn open_log(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// The chain head the head file records, when it verifies; `None` when there is none. A head
+/// file that is present but does not verify is an error: it was edited.
+fn read_head(log: &Path, keys: &AuditKeys) -> Result<Option<(u64, Hash)>, AuditError> {
+    let path = keys::head_path(log);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(AuditError::Io { path, source }),
+    };
+    let broken = || AuditError::BrokenTail { path: path.clone() };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| broken())?;
+    let seq = v
+        .get("seq")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(broken)?;
+    let hex = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|h| chain::parse_hex(h.as_bytes()).ok())
+    };
+    let (hash, mac) = hex("hash").zip(hex("mac")).ok_or_else(broken)?;
+    if keys.head_mac(seq, &hash) != mac {
+        return Err(broken());
+    }
+    Ok(Some((seq, hash)))
+}
+
 fn publish_public_key(log: &Path, keys: &AuditKeys) -> std::io::Result<()> {
     let path = keys::public_key_path(log);
     let text = keys.public_key().to_file_text();
-    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
-        return Ok(());
+    match std::fs::read_to_string(&path) {
+        Ok(t) if t == text => return Ok(()),
+        Ok(_) => {
+            // Another key's (a log under older keys, moved aside): kept beside it, never
+            // overwritten, since the checkpoints signed with it can be checked only with it.
+            let old = match crate::PublicKey::read(&path) {
+                Ok(k) => keys::sibling(log, &format!(".pub.{}", k.fingerprint())),
+                Err(_) => keys::sibling(log, ".pub.unreadable"),
+            };
+            if !old.exists() {
+                std::fs::rename(&path, &old)?;
+            }
+        }
+        Err(_) => {}
     }
-    std::fs::write(&path, text)
+    let tmp = keys::sibling(log, ".pub.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &path)
 }
 
 /// The last complete line of a file of `len` bytes, and any bytes after it (a torn write).
@@ -451,4 +544,42 @@ fn last_of_rotated(path: &Path, keys: &AuditKeys) -> Option<(u64, Hash)> {
     let parsed = chain::parse_line(&line).ok()?;
     chain::mac_matches(keys.chain_key(), &parsed.hash, &parsed.mac)
         .then_some((parsed.seq, parsed.hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{self, Trust};
+
+    fn note(n: u64) -> AuditRecord {
+        AuditRecord::now(Event::Recovered {
+            discarded_bytes: n,
+            discarded_sha256: String::new(),
+        })
+    }
+
+    /// A batch whose write fails (a full disk) leaves neither bytes nor a chain head behind:
+    /// the next batch links to the last record on disk, and the log still verifies. (Before,
+    /// the head of the failed batch stayed in memory after a rotation's empty file, and the
+    /// log reported records missing for good.)
+    #[test]
+    fn a_failed_write_leaves_no_head_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let keys = Arc::new(AuditKeys::load_or_create(&dir.path().join("audit.key")).unwrap());
+        let opts = FileOptions {
+            rotate_bytes: u64::MAX,
+            rotate_age: None,
+            checkpoint_every: 0,
+        };
+        let mut log = LogFile::open(&path, keys.clone(), opts).unwrap();
+        log.write_batch(&[note(1), note(2)], true, false).unwrap();
+        // The same file, read-only: every write fails.
+        let writable = std::mem::replace(&mut log.file, File::open(&path).unwrap());
+        assert!(log.write_batch(&[note(3), note(4)], true, false).is_err());
+        log.file = writable;
+        log.write_batch(&[note(5)], true, false).unwrap();
+        let report = verify::verify_log(&path, Trust::Keys(&keys)).unwrap();
+        assert_eq!(report.records, 3, "{report:?}");
+    }
 }

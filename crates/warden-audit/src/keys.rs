@@ -194,21 +194,40 @@ impl AuditKeys {
             chain::hex(&master),
             chain::hex(&seed)
         );
-        // create_new: two gateways starting at once never overwrite each other's key; the
-        // loser of the race loads the winner's file.
-        let mut file = match OpenOptions::new()
+        // Written whole to a file of this process's own, then linked into place (which fails
+        // if the key file exists): two gateways starting at once never overwrite each other's
+        // key, the loser of the race loads a complete file, and a crash mid-write leaves no
+        // empty key file behind.
+        let mut nonce = [0u8; 8];
+        rng.fill(&mut nonce).map_err(|_| KeyError::Random)?;
+        let tmp = sibling(path, &format!(".tmp{}", chain::hex(&nonce)));
+        let written = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Self::load(path),
-            Err(e) => return Err(io(e)),
-        };
-        file.write_all(text.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(keys)
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                file.sync_all()
+            });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                    && let Ok(dir) = File::open(dir)
+                {
+                    let _ = dir.sync_all();
+                }
+                Ok(keys)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
+            Err(e) => Err(io(e)),
+        }
     }
 
     /// Keys from raw secrets (tests and benches; the gateway uses a key file).
@@ -345,6 +364,36 @@ pub(crate) fn sibling(log: &Path, suffix: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+
+    /// Gateways starting at once create one key between them: every one loads the same keys
+    /// (none reads a half-written file), and no temporary file is left behind.
+    #[test]
+    fn concurrent_first_starts_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.key");
+        let fingerprints: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        AuditKeys::load_or_create(&path)
+                            .unwrap()
+                            .public_key()
+                            .fingerprint()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            fingerprints.windows(2).all(|w| w[0] == w[1]),
+            "{fingerprints:?}"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["audit.key"]);
+    }
     use super::*;
 
     #[test]

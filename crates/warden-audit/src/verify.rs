@@ -251,7 +251,8 @@ impl<'a> Verifier<'a> {
             self.report.after_last_checkpoint += 1;
         }
         self.prev = hash;
-        self.expected = Some(seq + 1);
+        // Saturating: a record after one numbered u64::MAX cannot link to it (Unlinked).
+        self.expected = Some(seq.saturating_add(1));
         self.report.records += 1;
         self.report.first_seq.get_or_insert(seq);
         self.report.last_seq = Some(seq);
@@ -330,7 +331,14 @@ pub fn verify_log(path: &Path, trust: Trust<'_>) -> Result<Report, VerifyError> 
     let last_file = files.last().cloned().unwrap_or_else(|| path.to_owned());
     if anchored {
         let head = keys::head_path(path);
-        if let Ok(text) = std::fs::read_to_string(&head) {
+        // A missing head file is reported (`head_checked` stays false); one that is there but
+        // cannot be read as text (a directory, bytes that are not UTF-8) does not verify.
+        let text = match std::fs::read_to_string(&head) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(_) => Some(String::new()),
+        };
+        if let Some(text) = text {
             v.expect_head(&text).map_err(|problem| Broken {
                 file: head.clone(),
                 line: 1,

@@ -142,6 +142,97 @@ async fn truncated_log_is_detected() {
     assert_eq!(b.problem, Problem::Truncated { last: 6, head: 10 });
 }
 
+/// A writer never continues a cut log: records removed from its end (whole lines, the whole
+/// file, or mid-record) while the gateway was stopped make the next start refuse, instead of
+/// chaining new records onto the cut and rewriting the head file (after which `verify` would
+/// pass).
+#[tokio::test]
+async fn a_writer_refuses_to_continue_a_truncated_log() {
+    for cut in ["lines", "all", "mid-record"] {
+        let fx = log_of(10).await;
+        let lines = fx.lines();
+        match cut {
+            "lines" => fx.write_lines(&lines[..7]),
+            "all" => std::fs::write(&fx.path, "").unwrap(),
+            _ => {
+                let mut text = lines[..7].join("\n");
+                text.push('\n');
+                text.push_str(&lines[7][..20]);
+                std::fs::write(&fx.path, text).unwrap();
+            }
+        }
+        let opened = warden_audit::AuditLog::open(fx.options(), None);
+        let Err(error) = opened else {
+            panic!("{cut}: the truncated log was continued")
+        };
+        assert!(
+            matches!(
+                error,
+                warden_audit::AuditError::Truncated { written: 10, .. }
+            ),
+            "{cut}: {error:?}"
+        );
+        // Nothing was written over the evidence: verify still names the cut.
+        assert!(matches!(
+            broken(fx.verify()).problem,
+            Problem::Truncated { head: 10, .. } | Problem::Torn
+        ));
+    }
+}
+
+/// A head file that does not verify keeps the writer from starting (it was edited).
+#[tokio::test]
+async fn a_writer_refuses_a_forged_head_file() {
+    let fx = log_of(5).await;
+    let head = warden_audit::keys::head_path(&fx.path);
+    let text = std::fs::read_to_string(&head).unwrap();
+    std::fs::write(&head, text.replacen("\"seq\":5", "\"seq\":3", 1)).unwrap();
+    let opened = warden_audit::AuditLog::open(fx.options(), None);
+    assert!(matches!(
+        opened.err(),
+        Some(warden_audit::AuditError::BrokenTail { .. })
+    ));
+}
+
+/// An intact log, and one whose head file lags (written before the last records were
+/// synced), is continued.
+#[tokio::test]
+async fn a_writer_continues_an_intact_log() {
+    let fx = log_of(5).await;
+    write_calls(&fx, fx.options(), 3).await;
+    let report = fx.verify().unwrap();
+    assert!(report.head_checked);
+    let head = warden_audit::keys::head_path(&fx.path);
+    std::fs::remove_file(&head).unwrap();
+    write_calls(&fx, fx.options(), 2).await;
+    fx.verify().unwrap();
+}
+
+/// A head file that is there but unreadable (here a directory) does not verify; only a
+/// missing one is merely reported.
+#[tokio::test]
+async fn an_unreadable_head_file_does_not_verify() {
+    let fx = log_of(3).await;
+    let head = warden_audit::keys::head_path(&fx.path);
+    std::fs::remove_file(&head).unwrap();
+    assert!(!fx.verify().unwrap().head_checked);
+    std::fs::create_dir(&head).unwrap();
+    assert_eq!(broken(fx.verify()).problem, Problem::BadHead);
+}
+
+/// A start with the wrong key file fails without replacing the published public key (the only
+/// file that checks the log's checkpoints).
+#[tokio::test]
+async fn a_failed_start_keeps_the_published_public_key() {
+    let fx = log_of(3).await;
+    let public = warden_audit::keys::public_key_path(&fx.path);
+    let before = std::fs::read_to_string(&public).unwrap();
+    std::fs::remove_file(&fx.key_file).unwrap();
+    assert!(warden_audit::AuditLog::open(fx.options(), None).is_err());
+    assert_eq!(std::fs::read_to_string(&public).unwrap(), before);
+    fx.verify_public().unwrap_or_else(|e| panic!("{e:?}"));
+}
+
 #[tokio::test]
 async fn emptied_log_is_detected() {
     let fx = log_of(3).await;
