@@ -343,6 +343,12 @@ impl<H: Handler> Shared<H> {
             principal: &principal,
             initialize: false,
         };
+        if exchange.is_request && self.streams.session(&session).all_read() {
+            // Every stream of the session is being read: refused before the call starts
+            // (once it has, its side effects may have happened, and a refusal invites a
+            // second call).
+            return self.too_many_streams(&exchange).await;
+        }
         let reply = self
             .handler
             .handle(Some(&session), &principal, message)
@@ -493,7 +499,9 @@ impl<H: Handler> Shared<H> {
         match exchange.session {
             Some(session) if exchange.era == Era::Legacy => {
                 match self.streams.session(session).open(StreamKind::Post) {
-                    Some(log) => self.legacy_sse(session, log, first, stream, exchange.initialize),
+                    Some(opened) => {
+                        self.legacy_sse(session, opened, first, stream, exchange.initialize)
+                    }
                     None => {
                         // Every stream of the session is being read: this request is refused
                         // (its upstream call cancelled with its reply stream) rather than one
@@ -609,13 +617,12 @@ impl<H: Handler> Shared<H> {
     fn legacy_sse(
         &self,
         session: &Arc<Session>,
-        log: Arc<streams::StreamLog>,
+        (log, attached): (Arc<streams::StreamLog>, streams::Attached),
         first: Message,
         stream: ReplyStream,
         initialize: bool,
     ) -> Response<ResponseBody> {
         let streams = self.streams.session(session);
-        let attached = log.attach(None, true, true);
         let final_error = initialize.then(|| {
             // The session id goes out before the response is known; end the session if
             // `initialize` then fails.
@@ -709,16 +716,20 @@ impl<H: Handler> Shared<H> {
             )
             .response(None);
         };
-        let Some(log) = streams.open(StreamKind::Get) else {
+        let Some((log, attached)) = streams.open(StreamKind::Get) else {
             session.restore_unsolicited(unsolicited);
-            return Rejection::new(
+            let mut refused = Rejection::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::RateLimited,
                 "too many streams open in this session: retry when one has ended",
             )
+            .with_data(serde_json::json!({ warden_guard::RETRY_AFTER_MS: 1000 }))
             .response(None);
+            refused
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return refused;
         };
-        let attached = log.attach(None, true, true);
         let cancel = log.cancel().clone();
         streams::spawn_get(log, &session, unsolicited, cancel);
         body::sse(SseBody::new(attached.pending, attached.live, keepalive))

@@ -218,15 +218,7 @@ impl SessionStreams {
     /// POSTs and disconnects in a loop cannot pile up upstream calls. When every one is still
     /// being fed to a connected client, nothing is stopped: `None`, and the new request is
     /// refused instead (a stream a client is reading never ends without its response).
-    pub(crate) fn open(&self, kind: StreamKind) -> Option<Arc<StreamLog>> {
-        {
-            let logs = lock(&self.logs);
-            if logs.len() >= self.config.max_streams
-                && logs.iter().all(|l| l.is_open() && l.is_live())
-            {
-                return None;
-            }
-        }
+    pub(crate) fn open(&self, kind: StreamKind) -> Option<(Arc<StreamLog>, Attached)> {
         let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let log = Arc::new(StreamLog {
             stream,
@@ -243,28 +235,41 @@ impl SessionStreams {
                 live: None,
             }),
         });
+        // Decided, and the new stream made open and live, under one lock: two requests
+        // opening streams at once cannot both pass the check and then stop a read stream, nor
+        // take the other's new stream for an abandoned one.
         let mut logs = lock(&self.logs);
         while logs.len() >= self.config.max_streams {
-            // (A stream fed to a connected client, the oldest, only if one went live since.)
             let victim = logs
                 .iter()
                 .position(|l| !l.is_open())
-                .or_else(|| logs.iter().position(|l| !l.is_live()))
-                .unwrap_or(0);
+                .or_else(|| logs.iter().position(|l| !l.is_live()));
+            let Some(victim) = victim else {
+                // Every stream is being read by a connected client.
+                return None;
+            };
             if let Some(old) = logs.remove(victim)
                 && old.is_open()
             {
                 debug!(
                     stream = old.stream,
-                    "too many streams in the session; the oldest is stopped"
+                    "too many streams in the session; an abandoned one is stopped"
                 );
                 old.cancel.cancel();
             }
         }
+        let attached = log.attach(None, true, true);
         logs.push_back(Arc::clone(&log));
         drop(logs);
         self.replay.register(&log);
-        Some(log)
+        Some((log, attached))
+    }
+
+    /// True when the session holds `max_streams` streams and a connected client is reading
+    /// every one (a new stream would be refused).
+    pub(crate) fn all_read(&self) -> bool {
+        let logs = lock(&self.logs);
+        logs.len() >= self.config.max_streams && logs.iter().all(|l| l.is_open() && l.is_live())
     }
 
     /// The stream named by a `Last-Event-ID`, and the sequence number to replay after.
@@ -350,9 +355,12 @@ impl StreamLog {
         lock(&self.state).open
     }
 
-    /// A connection is attached.
+    /// A connection is attached (and has not gone away).
     fn is_live(&self) -> bool {
-        lock(&self.state).live.is_some()
+        lock(&self.state)
+            .live
+            .as_ref()
+            .is_some_and(|tx| !tx.is_closed())
     }
 
     /// Stops this stream's producer (and the session's, through its parent).
@@ -643,8 +651,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_stops_reading_is_detached_not_waited_for() {
         let (_s, streams) = streams();
-        let log = streams.open(StreamKind::Post).unwrap();
-        let attached = log.attach(None, false, true);
+        let (log, attached) = streams.open(StreamKind::Post).unwrap();
         let _unread = attached.live.expect("a live subscriber");
         let started = tokio::time::Instant::now();
         for n in 0..(LIVE_QUEUE as u64 + 5) {
@@ -700,11 +707,11 @@ mod tests {
             );
             tx
         };
-        let read = streams.open(StreamKind::Post).unwrap();
-        let _reader = read.attach(None, true, true).live;
+        let (read, attached) = streams.open(StreamKind::Post).unwrap();
+        let _reader = attached.live;
         let read_source = producer(&read);
-        let gone = streams.open(StreamKind::Post).unwrap();
-        drop(gone.attach(None, true, true));
+        let (gone, attached) = streams.open(StreamKind::Post).unwrap();
+        drop(attached);
         let gone_source = producer(&gone);
         // The next event finds the client gone: the stream is detached but still fed.
         gone_source.send(note(1)).await.unwrap();
@@ -728,8 +735,8 @@ mod tests {
         let (_s, streams) = streams();
         let mut kept = vec![];
         for _ in 0..2 {
-            let log = streams.open(StreamKind::Post).unwrap();
-            let reader = log.attach(None, true, true).live;
+            let (log, attached) = streams.open(StreamKind::Post).unwrap();
+            let reader = attached.live;
             let (tx, rx) = mpsc::channel(8);
             spawn_post(
                 Arc::clone(&log),
@@ -768,11 +775,11 @@ mod tests {
                 .unwrap()
         };
         let (a, b) = (session(), session());
-        let log_a = registry.session(&a).open(StreamKind::Post).unwrap();
+        let (log_a, _) = registry.session(&a).open(StreamKind::Post).unwrap();
         for n in 0..5 {
             log_a.deliver(&big(n)).await;
         }
-        let log_b = registry.session(&b).open(StreamKind::Post).unwrap();
+        let (log_b, _) = registry.session(&b).open(StreamKind::Post).unwrap();
         for n in 0..5 {
             log_b.deliver(&big(n)).await;
         }
@@ -808,8 +815,7 @@ mod tests {
     #[tokio::test]
     async fn replays_only_events_after_the_id_and_keeps_the_last_n() {
         let (_s, streams) = streams();
-        let log = streams.open(StreamKind::Post).unwrap();
-        let first = log.attach(None, true, true);
+        let (log, first) = streams.open(StreamKind::Post).unwrap();
         assert_eq!(first.pending.len(), 1, "priming event");
         drop(first);
         for n in 1..=5 {
@@ -831,10 +837,11 @@ mod tests {
     #[test]
     fn stream_numbers_are_unique_and_old_closed_logs_are_evicted() {
         let (_s, streams) = streams();
-        let a = streams.open(StreamKind::Post).unwrap();
-        let b = streams.open(StreamKind::Post).unwrap();
-        let _ = b.attach(None, false, true);
-        let c = streams.open(StreamKind::Post).unwrap();
+        let (a, _) = streams.open(StreamKind::Post).unwrap();
+        // Its producer finished: closed.
+        a.close();
+        let (b, _b_reader) = streams.open(StreamKind::Post).unwrap();
+        let (c, _c_reader) = streams.open(StreamKind::Post).unwrap();
         assert_ne!(a.stream, b.stream);
         assert_ne!(b.stream, c.stream);
         assert!(
