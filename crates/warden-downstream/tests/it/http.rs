@@ -549,6 +549,13 @@ async fn a_streamed_request_past_the_session_cap_is_refused_not_another_stopped(
             text.contains("-31004") && text.contains("\"id\":3"),
             "{text}"
         );
+        let gated = server
+            .handler
+            .methods()
+            .iter()
+            .filter(|m| *m == "gated")
+            .count();
+        assert_eq!(gated, 2, "the refused call never started");
         server.handler.gate.add_permits(2);
         for (sse, tag) in [(&mut a, "a"), (&mut b, "b")] {
             let mut last = None;
