@@ -960,7 +960,8 @@ impl Gateway {
                 tracing::warn!(upstream = %u.name, withheld = before - items.len(), "tools with invalid x-mcp-header annotations withheld from the list");
             }
         }
-        if !u.namespace {
+        if !u.namespace && matches!(key, "tools" | "prompts") {
+            // (Resources and templates are routed by URI; their names are display names.)
             // A plain name shaped `<server>__<name>` of a namespaced upstream would be listed
             // with this upstream's definition while calls to it go to that upstream's item.
             let before = items.len();

@@ -282,8 +282,9 @@ impl Pending {
     /// in flight, if there is exactly one (stdio writes everything on one pipe, and an HTTP
     /// server may use its standalone GET stream: a log line or a server request sent while one
     /// call is running belongs to it, and on that call's stream it stays ahead of the call's
-    /// response). Changes
-    /// every session must see (`*/list_changed`, `resources/updated`) stay unsolicited.
+    /// response). Changes every session must see (`*/list_changed`, `resources/updated`) stay
+    /// unsolicited, and so does a server's `notifications/cancelled` of its own request (the
+    /// session that request went to is found by its id, whoever's call is in flight).
     pub(crate) fn route_with(
         &mut self,
         message: Message,
@@ -294,7 +295,9 @@ impl Pending {
             && context.is_none()
             && !message.is_response()
             && let Some(method) = message.method()
-            && !(method.ends_with("/list_changed") || method == "notifications/resources/updated")
+            && !(method.ends_with("/list_changed")
+                || method == "notifications/resources/updated"
+                || method == CANCELLED)
             && self.entries.len() == 1
         {
             if let Some(route) = self.correlate(&message) {
@@ -354,15 +357,17 @@ impl Pending {
     /// subscription notifications (by subscription id) and the `notifications/cancelled` that
     /// tears a `subscriptions/listen` down.
     fn correlate(&mut self, message: &Message) -> Option<Route> {
-        let params = message.params()?;
         let method = message.method()?;
         if method == PROGRESS {
+            let params = message.params();
             // Every progress token an upstream is given is the upstream id of its request
             // (`prepare`). One that names no request in flight, or one sent without a token, is
             // late (the call was answered, cancelled or timed out) or made up: it belongs to no
             // caller and is dropped, never handed to whatever request is in flight now (which
             // may be another session's).
-            let Some((entry, token)) = Id::from_value(params.field("progressToken")?)
+            let Some((entry, token)) = params
+                .and_then(|p| p.field("progressToken"))
+                .and_then(Id::from_value)
                 .and_then(|id| self.entries.get(&id))
                 .and_then(|entry| Some((entry, entry.caller_token.clone()?)))
             else {
@@ -375,6 +380,7 @@ impl Pending {
                 then_end: None,
             });
         }
+        let params = message.params()?;
         if method == CANCELLED {
             // Legacy servers only cancel their own requests; 2026-07-28 servers only cancel a
             // `subscriptions/listen`. Matching on the method keeps a server's own request ids
@@ -464,31 +470,40 @@ const MAX_STALLED: usize = 16;
 /// shared reader one wait, not one per note (every other request on the connection waits
 /// behind that reader).
 #[derive(Debug, Default)]
-pub(crate) struct Stalled(std::sync::Mutex<Vec<NoteSender>>);
+pub(crate) struct Stalled {
+    queues: std::sync::Mutex<Vec<NoteSender>>,
+    /// Whether `queues` may hold any: the common case (none) takes no lock.
+    any: std::sync::atomic::AtomicBool,
+}
 
 impl Stalled {
     fn contains(&self, notes: &NoteSender) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|v| v.iter().any(|s| s.same_channel(notes)))
+        self.any.load(Ordering::Acquire)
+            && self
+                .queues
+                .lock()
+                .is_ok_and(|v| v.iter().any(|s| s.same_channel(notes)))
     }
 
     fn add(&self, notes: &NoteSender) {
-        if let Ok(mut v) = self.0.lock() {
+        if let Ok(mut v) = self.queues.lock() {
             v.retain(|s| !s.is_closed());
             if v.len() >= MAX_STALLED {
                 v.remove(0);
             }
             v.push(notes.clone());
+            self.any.store(true, Ordering::Release);
         }
     }
 
     /// `notes` took a note: it is read again.
     fn recovered(&self, notes: &NoteSender) {
-        if let Ok(mut v) = self.0.lock()
-            && !v.is_empty()
-        {
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(mut v) = self.queues.lock() {
             v.retain(|s| !s.same_channel(notes) && !s.is_closed());
+            self.any.store(!v.is_empty(), Ordering::Release);
         }
     }
 }

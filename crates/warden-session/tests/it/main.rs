@@ -461,6 +461,22 @@ async fn a_plain_name_shaped_like_another_upstreams_item_is_withheld() {
         echoes[0]["description"], "echo",
         "the namespaced upstream's own"
     );
+    // A resource's name is a display name: one shaped so is still listed (it is routed by URI).
+    let resources = f
+        .call(
+            Some(&s),
+            s.principal(),
+            json!({"jsonrpc":"2.0","id":2,"method":"resources/list"}),
+        )
+        .await;
+    assert!(
+        resources["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["uri"] == "mem://shadow-res"),
+        "{resources}"
+    );
     f.stop().await;
 }
 
