@@ -1211,6 +1211,13 @@ pub(crate) async fn pump_unsolicited(
     }
 }
 
+/// `notifications/cancelled` naming `id` as the request it cancels.
+fn with_request_id(cancelled: &Message, id: &Id) -> Option<Message> {
+    let mut value = cancelled.value().clone();
+    value["params"]["requestId"] = id.to_value();
+    Message::from_value(value).ok()
+}
+
 /// True when `session` is a legacy HTTP session `principal` may use.
 fn owned_by(session: &Session, principal: &Principal) -> bool {
     session.face() == Face::Http && session.principal().same_caller(principal)
@@ -1462,10 +1469,19 @@ impl Gateway {
                 .params()
                 .and_then(|p| warden_proto::Field::field(p, "requestId"))
                 .and_then(Id::from_value)?;
-            let client_id = routes.forget_server_request(conn.id(), &upstream_id)?;
-            let mut value = msg.value().clone();
-            value["params"]["requestId"] = client_id.to_value();
-            Message::from_value(value).ok()?
+            let Some(client_id) = routes.forget_server_request(conn.id(), &upstream_id) else {
+                // Not this session's request (it came while another session's call was the
+                // one in flight): to the session that request went to, if any.
+                for (holder, its_routes) in self.server_request_holders(conn.id(), &upstream_id) {
+                    if let Some(id) = its_routes.forget_server_request(conn.id(), &upstream_id)
+                        && let Some(out) = with_request_id(&msg, &id)
+                    {
+                        let _ = holder.push_unsolicited(out);
+                    }
+                }
+                return None;
+            };
+            with_request_id(&msg, &client_id)?
         } else {
             msg
         };

@@ -283,8 +283,9 @@ impl Pending {
     /// server may use its standalone GET stream: a log line or a server request sent while one
     /// call is running belongs to it, and on that call's stream it stays ahead of the call's
     /// response). Changes every session must see (`*/list_changed`, `resources/updated`) stay
-    /// unsolicited, and so does a server's `notifications/cancelled` of its own request (the
-    /// session that request went to is found by its id, whoever's call is in flight).
+    /// unsolicited. (A server's `notifications/cancelled` of its own request goes to the call
+    /// in flight too, behind the request it cancels; the gateway finds the session that
+    /// request went to by its id.)
     pub(crate) fn route_with(
         &mut self,
         message: Message,
@@ -295,9 +296,7 @@ impl Pending {
             && context.is_none()
             && !message.is_response()
             && let Some(method) = message.method()
-            && !(method.ends_with("/list_changed")
-                || method == "notifications/resources/updated"
-                || method == CANCELLED)
+            && !(method.ends_with("/list_changed") || method == "notifications/resources/updated")
             && self.entries.len() == 1
         {
             if let Some(route) = self.correlate(&message) {

@@ -363,8 +363,20 @@ async fn a_servers_cancellation_of_its_request_names_the_clients_id() {
         .unwrap()
         .is_some()
     {}
-    let withdraw = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a__withdraw_asked","arguments":{}}});
-    assert!(f.call(Some(&other), other.principal(), withdraw).await["result"].is_object());
+    // Withdrawn while another session's call is the one in flight (the upstream's message
+    // goes to that call's stream): still to the session the request was sent to.
+    let during = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a__withdraw_during","arguments":{}}});
+    let reply = f
+        .gateway
+        .handle(Some(&other), other.principal(), message(during))
+        .await;
+    let Reply::Stream(mut stream) = reply else {
+        panic!("a request must get a reply stream")
+    };
+    while let Some(m) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
+        let v = m.into_value();
+        assert!(v["result"].is_object(), "the other session got {v}");
+    }
     let withdrawn = tokio::time::timeout(WAIT, mine.recv())
         .await
         .unwrap()
@@ -374,6 +386,35 @@ async fn a_servers_cancellation_of_its_request_names_the_clients_id() {
         withdrawn["method"], "notifications/cancelled",
         "{withdrawn}"
     );
+    assert_eq!(withdrawn["params"]["requestId"], asked["id"], "{withdrawn}");
+    assert!(others.try_recv().is_err(), "another session got it");
+
+    // Withdrawn with no request in flight at all: the same.
+    let call = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a__ask_only","arguments":{}}});
+    let reply = f
+        .gateway
+        .handle(Some(&s), s.principal(), message(call))
+        .await;
+    let Reply::Stream(mut stream) = reply else {
+        panic!("a request must get a reply stream")
+    };
+    let asked = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_value();
+    while tokio::time::timeout(WAIT, stream.next())
+        .await
+        .unwrap()
+        .is_some()
+    {}
+    let after = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"a__withdraw_asked","arguments":{}}});
+    assert!(f.call(Some(&other), other.principal(), after).await["result"].is_object());
+    let withdrawn = tokio::time::timeout(WAIT, mine.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_value();
     assert_eq!(withdrawn["params"]["requestId"], asked["id"], "{withdrawn}");
     assert!(others.try_recv().is_err(), "another session got it");
     f.stop().await;

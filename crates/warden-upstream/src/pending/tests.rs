@@ -201,26 +201,6 @@ fn progress_naming_no_request_in_flight_is_stale() {
     }
 }
 
-/// A server's cancellation of one of its own requests is never handed to the request that
-/// happens to be in flight (another session's, perhaps): it goes the unsolicited way, where
-/// the session that request went to is found by its id.
-#[test]
-fn a_servers_cancellation_is_not_taken_by_the_request_in_flight() {
-    let ids = IdAllocator::default();
-    let mut pending = Pending::default();
-    let (_a, _ra) = register(
-        &mut pending,
-        &ids,
-        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call"}"#,
-    );
-    let cancelled =
-        msg(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"s1"}}"#);
-    assert!(matches!(
-        pending.route_with(cancelled, None, true),
-        Route::Unsolicited(_)
-    ));
-}
-
 #[test]
 fn notifications_and_requests_in_an_http_stream_belong_to_that_request() {
     let ids = IdAllocator::default();
