@@ -476,6 +476,7 @@ async fn serve_http2<H, S>(
     // that time.
     let (active, mut watched) = tokio::sync::watch::channel(Requests::default());
     let active = Arc::new(active);
+    let requests = Arc::clone(&active);
     let idle_limit = shared.opts.header_read_timeout;
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
@@ -515,6 +516,10 @@ async fn serve_http2<H, S>(
                 return;
             }
             () = shutdown.cancelled(), if !closing => {
+                if requests.borrow().seen == 0 {
+                    // A graceful close waits for the peer's preface, which may never come.
+                    return;
+                }
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }

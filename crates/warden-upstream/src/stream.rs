@@ -148,8 +148,9 @@ impl ResponseStream {
             biased;
             Some(note) = self.receivers.notes.recv() => {
                 // A queue an upstream keeps full (a flood of progress for a call it never
-                // answers) would otherwise starve the deadline below forever.
-                if Instant::now() >= self.deadline {
+                // answers) would otherwise starve the deadline below forever. (A response
+                // already in is not lost to it: it follows the notes queued ahead of it.)
+                if Instant::now() >= self.deadline && self.receivers.outcome.is_empty() {
                     return Some(self.timed_out());
                 }
                 if let Some(limit) = self.limit

@@ -299,6 +299,37 @@ async fn an_unread_stream_flooded_with_progress_does_not_stall_the_connection() 
     .await;
 }
 
+/// A response that arrived in time is not lost to a reader that comes late: the notes queued
+/// ahead of it, then the response, not a timeout.
+#[tokio::test]
+async fn a_response_in_time_survives_a_late_reader() {
+    bounded(async {
+        let conn = echo().await;
+        let params = json!({"ms": 20, "_meta": {"progressToken": "p1"}});
+        let mut stream = conn
+            .request(
+                &request(json!(1), "slow", params),
+                Duration::from_millis(300),
+            )
+            .await
+            .unwrap();
+        // Both the progress and the response are in long before the reader looks.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let note = stream.next().await;
+        assert!(
+            matches!(note, Some(Ok(ref m)) if !m.is_response()),
+            "{note:?}"
+        );
+        let answer = stream.next().await;
+        assert!(
+            matches!(answer, Some(Ok(ref m)) if m.is_response()),
+            "{answer:?}"
+        );
+        conn.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn dropping_a_stream_cancels_the_request_upstream() {
     bounded(async {
