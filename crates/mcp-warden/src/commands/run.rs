@@ -13,31 +13,50 @@ use crate::upstreams;
 type Input = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 type Output = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 
-/// The client's stdin and stdout. When they are pipes (as a desktop client connects them),
-/// they are read and written non-blocking on the runtime itself; tokio's `stdin()`/`stdout()`
-/// hand every read and write to a blocking-pool thread, which costs a thread hop per message
-/// (about 13 µs of a round trip, docs/performance.md). Anything else (a terminal, a file) uses
-/// the portable path.
+/// The client's stdin and stdout. When they are pipes or sockets (desktop clients connect one
+/// or the other: Node's `child_process` hands a socketpair per stdio slot), they are read and
+/// written non-blocking on the runtime itself; tokio's `stdin()`/`stdout()` hand every read and
+/// write to a blocking-pool thread, which costs a thread hop per message (about 13 µs of a
+/// round trip, docs/performance.md) and a read that cannot be cancelled. Anything else (a
+/// terminal, a file) uses the portable path.
 fn client_pipes() -> (Input, Output) {
     use std::os::fd::AsFd;
     use tokio::net::unix::pipe;
-    let input: Input = match std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(pipe::Receiver::from_owned_fd)
-    {
-        Ok(r) => Box::new(r),
-        Err(_) => Box::new(tokio::io::stdin()),
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned();
+    let input: Input = match stdin.as_ref().map(|fd| fd.try_clone()) {
+        Ok(Ok(fd)) => match pipe::Receiver::from_owned_fd(fd) {
+            Ok(r) => Box::new(r),
+            Err(_) => match stdin.ok().and_then(socket) {
+                Some(s) => Box::new(s),
+                None => Box::new(tokio::io::stdin()),
+            },
+        },
+        _ => Box::new(tokio::io::stdin()),
     };
-    let output: Output = match std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(pipe::Sender::from_owned_fd)
-    {
-        Ok(w) => Box::new(w),
-        Err(_) => Box::new(tokio::io::stdout()),
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned();
+    let output: Output = match stdout.as_ref().map(|fd| fd.try_clone()) {
+        Ok(Ok(fd)) => match pipe::Sender::from_owned_fd(fd) {
+            Ok(w) => Box::new(w),
+            Err(_) => match stdout.ok().and_then(socket) {
+                Some(s) => Box::new(s),
+                None => Box::new(tokio::io::stdout()),
+            },
+        },
+        _ => Box::new(tokio::io::stdout()),
     };
     (input, output)
+}
+
+/// `fd` as a non-blocking socket on the runtime, when it is a socket.
+fn socket(fd: std::os::fd::OwnedFd) -> Option<tokio::net::UnixStream> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let file = std::fs::File::from(fd);
+    if !file.metadata().ok()?.file_type().is_socket() {
+        return None;
+    }
+    let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(file));
+    stream.set_nonblocking(true).ok()?;
+    tokio::net::UnixStream::from_std(stream).ok()
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -82,7 +101,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let options = GatewayOptions {
             transparent: true,
             ..GatewayOptions::default()
@@ -167,5 +186,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         audit.close().await;
         served?;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // The upstream is shut down and the audit closed: nothing is left to wait for but a
+    // blocking read of the client's stdin (a terminal, or a host that keeps it open and
+    // silent), which cannot be cancelled and would keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    outcome
 }

@@ -139,6 +139,65 @@ async fn run_exits_with_an_error_when_its_upstream_dies() {
     assert_eq!(starts.lines().count(), 1, "{starts}");
 }
 
+/// The same when the host hands `run` a socket for stdin and stdout (Node's `child_process`
+/// does: a socketpair per stdio slot, as Claude Desktop, VS Code and Cursor start servers), and
+/// the host neither writes nor closes stdin after the crash: `run` still exits at once.
+#[tokio::test]
+async fn run_exits_when_its_upstream_dies_with_sockets_for_stdio() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    let state = tempfile::tempdir().unwrap();
+    let python = deps::python().display().to_string();
+    let fixture = fixture().display().to_string();
+    let state_arg = state.path().display().to_string();
+    let config = state.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!("[sandbox]\nwrite = [{}]\n", toml_str(&state_arg)),
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+    let (mut to_run, run_stdin) = UnixStream::pair().unwrap();
+    let (from_run, run_stdout) = UnixStream::pair().unwrap();
+    let mut command = run_command(&["--config", &config_arg], &[&python, &fixture, &state_arg]);
+    command
+        .stdin(std::process::Stdio::from(OwnedFd::from(run_stdin)))
+        .stdout(std::process::Stdio::from(OwnedFd::from(run_stdout)));
+    let mut child = command.spawn().unwrap();
+    let exchange = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(from_run);
+        let mut ask = |to: &mut UnixStream, text: &str| {
+            to.write_all(format!("{text}\n").as_bytes()).unwrap();
+            let mut line = String::new();
+            lines.read_line(&mut line).unwrap();
+            line
+        };
+        let init = ask(
+            &mut to_run,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        );
+        assert!(init.contains("\"result\""), "{init}");
+        to_run
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+            .unwrap();
+        let crashed = ask(
+            &mut to_run,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"crash","arguments":{"code":4}}}"#,
+        );
+        assert!(crashed.contains("\"error\""), "{crashed}");
+        // Stdin stays open and silent from here on.
+        to_run
+    });
+    let to_run = tokio::time::timeout(WAIT, exchange).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("run kept running after its upstream died")
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    drop(to_run);
+}
+
 /// A restart is a new start: the command pin (RUN-3) is checked again, so a script replaced
 /// while the gateway runs is refused before it runs, and the refusal is audited.
 #[tokio::test]
