@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use warden_guard::{Denial, Principal};
 use warden_proto::framing::{Frame, LineDecoder};
-use warden_proto::{DecodeError, ErrorCode, Limits, Message, decode};
+use warden_proto::{DecodeError, ErrorCode, Id, Limits, Message, decode};
 use warden_session::{Face, Handler, Reply, Session};
 
 use crate::DownstreamError;
@@ -208,7 +208,9 @@ struct Reader<H: Handler> {
 /// The requests of one client: those in flight, polled together, and those queued behind them.
 struct InFlight {
     running: FuturesUnordered<Task>,
-    queued: VecDeque<(Task, usize)>,
+    /// Requests waiting for a slot: the task, its size, and its id (a cancellation removes
+    /// it before it ever runs).
+    queued: VecDeque<(Task, usize, Option<Id>)>,
     queued_bytes: usize,
     max_running: usize,
     max_queued: usize,
@@ -236,13 +238,28 @@ impl InFlight {
 
     /// Starts `task` (a request of `bytes` bytes) or queues it; the caller checked
     /// [`InFlight::has_room`].
-    fn admit(&mut self, task: Task, bytes: usize) {
+    fn admit(&mut self, task: Task, bytes: usize, id: Option<Id>) {
         if self.running.len() < self.max_running {
             self.running.push(task);
         } else {
             self.queued_bytes += bytes;
-            self.queued.push_back((task, bytes));
+            self.queued.push_back((task, bytes, id));
         }
+    }
+
+    /// Removes the queued request `id`, if it is still waiting; true when it was.
+    fn cancel_queued(&mut self, id: &Id) -> bool {
+        let Some(at) = self
+            .queued
+            .iter()
+            .position(|(_, _, i)| i.as_ref() == Some(id))
+        else {
+            return false;
+        };
+        if let Some((_, bytes, _)) = self.queued.remove(at) {
+            self.queued_bytes -= bytes;
+        }
+        true
     }
 
     /// Starts a task that is not a request (a streamed reply to a notification) at once: it is
@@ -258,7 +275,7 @@ impl InFlight {
         let done = self.running.next().await;
         if done.is_some() {
             while self.running.len() < self.max_running {
-                let Some((task, bytes)) = self.queued.pop_front() else {
+                let Some((task, bytes, _)) = self.queued.pop_front() else {
                     break;
                 };
                 self.queued_bytes -= bytes;
@@ -363,15 +380,29 @@ impl<H: Handler> Reader<H> {
             let session = Arc::clone(&self.session);
             let principal = self.principal.clone();
             let out = self.out.clone();
+            let id = message.id().cloned();
             self.tasks.admit(
                 Box::pin(async move {
                     let reply = handler.handle(Some(&session), &principal, message).await;
                     let _ = forward(reply, &out).await;
                 }),
                 bytes,
+                id,
             );
             Ok(())
         } else {
+            if message.method() == Some("notifications/cancelled")
+                && let Some(id) = message
+                    .params()
+                    .and_then(|p| warden_proto::Field::field(p, "requestId"))
+                    .and_then(Id::from_value)
+                && self.tasks.cancel_queued(&id)
+            {
+                // Still queued: it never runs, and (as the specification asks of a cancelled
+                // request) gets no response.
+                debug!(session = %self.session.id(), "a queued request was cancelled before it ran");
+                return Ok(());
+            }
             // Notifications and responses keep their order relative to later messages (a
             // cancellation must not overtake what came before it); the requests in flight
             // move on meanwhile.

@@ -94,6 +94,14 @@ impl Gateway {
     ) -> Reply {
         let id = message.id().cloned().expect("a request always has an id");
         let idv = id.to_value();
+        if !Arc::ptr_eq(&routes, &self.stateless) && routes.take_early_cancel(&id) {
+            // Cancelled by the client before it started: nothing reaches the upstream.
+            return single(error(
+                &idv,
+                ErrorCode::InvalidRequest,
+                "request cancelled by the client",
+            ));
+        }
         let method = message.method().unwrap_or("").to_owned();
         let client = ClientEra {
             modern: mcp::declared_version(&message).is_some()
@@ -1182,6 +1190,11 @@ impl Gateway {
         if !Arc::ptr_eq(&exchange.routes, &self.stateless)
             && let Ok(mut inflight) = exchange.routes.inflight.lock()
         {
+            if exchange.routes.take_early_cancel(&client_id) {
+                // The client cancelled it while it was on its way: the exchange ends at once
+                // (the upstream is told, as for any cancellation).
+                token.cancel();
+            }
             inflight.insert(
                 client_id.clone(),
                 Inflight {
@@ -1304,11 +1317,17 @@ impl Gateway {
                 tracing::debug!("notifications/cancelled without a session; ignored");
                 return;
             }
-            if let Some(t) = target
-                && let Ok(inflight) = routes.inflight.lock()
-                && let Some(f) = inflight.get(&t)
-            {
-                f.token.cancel();
+            if let Some(t) = target {
+                let known = routes
+                    .inflight
+                    .lock()
+                    .ok()
+                    .and_then(|inflight| inflight.get(&t).map(|f| f.token.cancel()));
+                if known.is_none() {
+                    // Not recorded yet (read together with its request, or still on its way
+                    // through the guards): cancelled as soon as it gets that far.
+                    routes.note_early_cancel(t);
+                }
             }
             return;
         }

@@ -330,6 +330,11 @@ pub(crate) struct Routes {
     /// Set when the session ended and released its subscriptions: one the upstream accepts
     /// later (it was in flight) is released at once.
     pub(crate) released: std::sync::atomic::AtomicBool,
+    /// Client requests cancelled before the gateway recorded them (a `notifications/cancelled`
+    /// handled while its request had not yet started or reached the upstream), with when: the
+    /// request is refused, or its exchange cancelled, as soon as it gets that far. Kept
+    /// [`EARLY_CANCEL_TTL`], at most [`MAX_EARLY_CANCELS`].
+    pub(crate) cancelled_early: Mutex<std::collections::VecDeque<(Id, tokio::time::Instant)>>,
     /// Set (under the `conns` lock) when the session's upstream connections are closed: a
     /// request of the session still in flight then opens no new one, which nothing would
     /// close.
@@ -343,6 +348,12 @@ pub(crate) struct Routes {
 /// cap the oldest is answered for the client with an error and forgotten: a server that sends
 /// requests a client never answers would otherwise grow the table for the session's life.
 pub const MAX_SERVER_REQUESTS: usize = 256;
+
+/// How long a cancellation of a request not yet recorded is remembered (the race it covers
+/// is a request and its cancellation read together; an id a client reuses later is not hit).
+pub const EARLY_CANCEL_TTL: Duration = Duration::from_secs(1);
+/// Most cancellations of requests not yet recorded that one session remembers.
+pub const MAX_EARLY_CANCELS: usize = 64;
 
 /// Most resources one session may be subscribed to at once (each is kept until unsubscribed or
 /// the session ends).
@@ -385,6 +396,37 @@ impl Routes {
         }
         *tokens -= 1.0;
         true
+    }
+
+    /// Remembers the client's cancellation of `id`, a request not recorded (yet).
+    pub(crate) fn note_early_cancel(&self, id: Id) {
+        if let Ok(mut early) = self.cancelled_early.lock() {
+            let now = tokio::time::Instant::now();
+            early.retain(|(_, at)| now.duration_since(*at) < EARLY_CANCEL_TTL);
+            if early.len() >= MAX_EARLY_CANCELS {
+                early.pop_front();
+            }
+            early.push_back((id, now));
+        }
+    }
+
+    /// Whether the client cancelled `id` before it was recorded (forgotten once asked).
+    pub(crate) fn take_early_cancel(&self, id: &Id) -> bool {
+        let Ok(mut early) = self.cancelled_early.lock() else {
+            return false;
+        };
+        if early.is_empty() {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        early.retain(|(_, at)| now.duration_since(*at) < EARLY_CANCEL_TTL);
+        match early.iter().position(|(i, _)| i == id) {
+            Some(at) => {
+                early.remove(at);
+                true
+            }
+            None => false,
+        }
     }
 
     /// True when the session holds `key` (an upstream index and a URI).

@@ -227,6 +227,41 @@ async fn a_request_finding_the_queue_full_is_refused_at_once() {
     .await;
 }
 
+/// A request the client cancels while it waits in the queue never runs and gets no response
+/// (the specification's rule for a cancelled request); the ones around it go on.
+#[tokio::test]
+async fn a_queued_request_the_client_cancels_never_runs() {
+    bounded(async {
+        let mut c = start_with(StdioOptions {
+            max_in_flight: 1,
+            max_queued: 4,
+            ..StdioOptions::default()
+        });
+        for id in ["w1", "w2", "w3"] {
+            c.send(&format!(
+                r#"{{"jsonrpc":"2.0","id":"{id}","method":"awaits_client"}}"#
+            ))
+            .await;
+        }
+        c.send(
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"w2"}}"#,
+        )
+        .await;
+        c.send(CLIENT_ANSWER).await;
+        assert_eq!(c.recv().await["id"], "w1");
+        c.send(CLIENT_ANSWER).await;
+        assert_eq!(c.recv().await["id"], "w3", "w2 was cancelled while queued");
+        assert_eq!(
+            c.handler.methods(),
+            ["awaits_client", "awaits_client"],
+            "the cancelled request never reached the handler (nor did its cancellation)"
+        );
+        drop(c.input.take());
+        c.task.await.unwrap().unwrap();
+    })
+    .await;
+}
+
 /// The queue's other two bounds: no queue at all (`max_queued` 0), and its bytes.
 #[tokio::test]
 async fn the_queue_bounds_its_length_and_its_bytes() {

@@ -420,6 +420,36 @@ async fn a_servers_cancellation_of_its_request_names_the_clients_id() {
     f.stop().await;
 }
 
+/// A cancellation that arrives before its request was recorded (the two read together) still
+/// cancels it: the request is refused without reaching the upstream. It is remembered only
+/// briefly, so an id reused later runs normally.
+#[tokio::test]
+async fn a_cancellation_ahead_of_its_request_cancels_it() {
+    let f = Fixture::start(&[A], false).await;
+    let s = f.legacy_session().await;
+    let cancel =
+        json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}});
+    let _ = f
+        .gateway
+        .handle(Some(&s), s.principal(), message(cancel))
+        .await;
+    let call = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a__echo","arguments":{}}});
+    let r = f.call(Some(&s), s.principal(), call.clone()).await;
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    let calls = || {
+        f.received("a")
+            .iter()
+            .filter(|m| m["method"] == "tools/call")
+            .count()
+    };
+    assert_eq!(calls(), 0, "the cancelled call reached the upstream");
+    tokio::time::sleep(warden_session::gateway::EARLY_CANCEL_TTL + Duration::from_millis(100))
+        .await;
+    let r = f.call(Some(&s), s.principal(), call).await;
+    assert!(r["result"].is_object(), "{r}");
+    f.stop().await;
+}
+
 /// A request of a session that ended after the face found it (a DELETE racing it) is answered
 /// "session not found": it does not fall back to the routes stateless callers share.
 #[tokio::test]
