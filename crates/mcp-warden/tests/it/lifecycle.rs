@@ -24,6 +24,22 @@ max_restarts = 2
 health_interval = "0s"
 "#;
 
+/// `run` around the lifecycle fixture, which records its starts in `state` (the default
+/// sandbox lets it write there).
+fn flaky_run(state: &Path) -> tokio::process::Command {
+    let python = deps::python().display().to_string();
+    let fixture = fixture().display().to_string();
+    let state_arg = state.display().to_string();
+    let config = state.join("warden.toml");
+    std::fs::write(
+        &config,
+        format!("[sandbox]\nwrite = [{}]\n", toml_str(&state_arg)),
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+    run_command(&["--config", &config_arg], &[&python, &fixture, &state_arg])
+}
+
 fn fixture() -> PathBuf {
     deps::repo().join("crates/warden-session/tests/fixtures/lifecycle_server.py")
 }
@@ -97,22 +113,7 @@ write = [{state}]
 #[tokio::test]
 async fn run_exits_with_an_error_when_its_upstream_dies() {
     let state = tempfile::tempdir().unwrap();
-    let python = deps::python().display().to_string();
-    let fixture = fixture().display().to_string();
-    let state_arg = state.path().display().to_string();
-    // The fixture records its starts in STATE: the (default) sandbox lets it write there.
-    let config = state.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!("[sandbox]\nwrite = [{}]\n", toml_str(&state_arg)),
-    )
-    .unwrap();
-    let config_arg = config.display().to_string();
-    let mut client = StdioClient::start(run_command(
-        &["--config", &config_arg],
-        &[&python, &fixture, &state_arg],
-    ))
-    .unwrap();
+    let mut client = StdioClient::start(flaky_run(state.path())).unwrap();
     client.initialize("2025-11-25").await.unwrap();
     let r = client
         .request("tools/call", json!({"name": "whoami", "arguments": {}}))
@@ -148,19 +149,9 @@ async fn run_exits_when_its_upstream_dies_with_sockets_for_stdio() {
     use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
     let state = tempfile::tempdir().unwrap();
-    let python = deps::python().display().to_string();
-    let fixture = fixture().display().to_string();
-    let state_arg = state.path().display().to_string();
-    let config = state.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!("[sandbox]\nwrite = [{}]\n", toml_str(&state_arg)),
-    )
-    .unwrap();
-    let config_arg = config.display().to_string();
     let (mut to_run, run_stdin) = UnixStream::pair().unwrap();
     let (from_run, run_stdout) = UnixStream::pair().unwrap();
-    let mut command = run_command(&["--config", &config_arg], &[&python, &fixture, &state_arg]);
+    let mut command = flaky_run(state.path());
     command
         .stdin(std::process::Stdio::from(OwnedFd::from(run_stdin)))
         .stdout(std::process::Stdio::from(OwnedFd::from(run_stdout)));

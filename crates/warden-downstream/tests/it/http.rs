@@ -625,6 +625,18 @@ async fn rejects_bad_options_at_bind() {
     assert!(warden_downstream::bind_http(handler, opts).await.is_err());
 }
 
+/// A GET for `session`'s standalone stream, resuming after `last` if given.
+fn get_stream(server: &Server, session: &str, last: Option<String>) -> http::Request<Full<Bytes>> {
+    let mut builder = server
+        .request("GET")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session);
+    if let Some(last) = last {
+        builder = builder.header("last-event-id", last);
+    }
+    builder.body(Full::new(Bytes::new())).unwrap()
+}
+
 /// Resuming the standalone stream while its first connection is still open takes it over:
 /// the old response ends at once (it does not linger until the next message), and the new
 /// one gets what comes next.
@@ -633,16 +645,7 @@ async fn resuming_the_get_stream_ends_the_connection_it_replaces() {
     bounded(async {
         let server = Server::start(|_| {}).await;
         let session = server.initialize().await;
-        let get = |last: Option<String>| {
-            let mut builder = server
-                .request("GET")
-                .header("accept", "text/event-stream")
-                .header("mcp-session-id", &session);
-            if let Some(last) = last {
-                builder = builder.header("last-event-id", last);
-            }
-            builder.body(Full::new(Bytes::new())).unwrap()
-        };
+        let get = |last: Option<String>| get_stream(&server, &session, last);
         let mut first = SseReader::new(server.send(get(None)).await);
         let priming = first.next().await.unwrap().id.unwrap();
         let mut second = SseReader::new(server.send(get(Some(priming))).await);
@@ -664,16 +667,7 @@ async fn get_stream_resumes_with_last_event_id_and_continues_live() {
     bounded(async {
         let server = Server::start(|_| {}).await;
         let session = server.initialize().await;
-        let get = |last: Option<String>| {
-            let mut builder = server
-                .request("GET")
-                .header("accept", "text/event-stream")
-                .header("mcp-session-id", &session);
-            if let Some(last) = last {
-                builder = builder.header("last-event-id", last);
-            }
-            builder.body(Full::new(Bytes::new())).unwrap()
-        };
+        let get = |last: Option<String>| get_stream(&server, &session, last);
         let push = |id: u64, text: &str| {
             server.post_in(
                 &session,

@@ -106,6 +106,28 @@ impl Fixture {
             .collect()
     }
 
+    /// Every message of the reply to `msg`, in order, until its stream ends (with or without
+    /// a response).
+    async fn exchange(
+        &self,
+        session: Option<&Arc<Session>>,
+        principal: &Principal,
+        msg: Value,
+    ) -> Vec<Value> {
+        let reply =
+            tokio::time::timeout(WAIT, self.gateway.handle(session, principal, message(msg)))
+                .await
+                .unwrap();
+        let Reply::Stream(mut stream) = reply else {
+            panic!("a request must get a reply stream")
+        };
+        let mut got = vec![];
+        while let Some(m) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
+            got.push(m.into_value());
+        }
+        got
+    }
+
     async fn call(
         &self,
         session: Option<&Arc<Session>>,
@@ -314,17 +336,7 @@ async fn a_servers_cancellation_of_its_request_names_the_clients_id() {
     let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"t","version":"1"}}});
     assert!(f.call(Some(&s), s.principal(), init).await["result"].is_object());
     let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__withdraw","arguments":{}}});
-    let reply = f
-        .gateway
-        .handle(Some(&s), s.principal(), message(call))
-        .await;
-    let Reply::Stream(mut stream) = reply else {
-        panic!("a request must get a reply stream")
-    };
-    let mut got = vec![];
-    while let Some(m) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
-        got.push(m.into_value());
-    }
+    let got = f.exchange(Some(&s), s.principal(), call).await;
     let methods: Vec<&str> = got
         .iter()
         .map(|m| m["method"].as_str().unwrap_or(""))
@@ -345,36 +357,12 @@ async fn a_servers_cancellation_of_its_request_names_the_clients_id() {
     let mut others = other.take_unsolicited().unwrap();
     let mut mine = s.take_unsolicited().unwrap();
     let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a__ask_only","arguments":{}}});
-    let reply = f
-        .gateway
-        .handle(Some(&s), s.principal(), message(call))
-        .await;
-    let Reply::Stream(mut stream) = reply else {
-        panic!("a request must get a reply stream")
-    };
-    let asked = tokio::time::timeout(WAIT, stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .into_value();
+    let asked = f.exchange(Some(&s), s.principal(), call).await.remove(0);
     assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
-    while tokio::time::timeout(WAIT, stream.next())
-        .await
-        .unwrap()
-        .is_some()
-    {}
     // Withdrawn while another session's call is the one in flight (the upstream's message
     // goes to that call's stream): still to the session the request was sent to.
     let during = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a__withdraw_during","arguments":{}}});
-    let reply = f
-        .gateway
-        .handle(Some(&other), other.principal(), message(during))
-        .await;
-    let Reply::Stream(mut stream) = reply else {
-        panic!("a request must get a reply stream")
-    };
-    while let Some(m) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
-        let v = m.into_value();
+    for v in f.exchange(Some(&other), other.principal(), during).await {
         assert!(v["result"].is_object(), "the other session got {v}");
     }
     let withdrawn = tokio::time::timeout(WAIT, mine.recv())
@@ -391,23 +379,8 @@ async fn a_servers_cancellation_of_its_request_names_the_clients_id() {
 
     // Withdrawn with no request in flight at all: the same.
     let call = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a__ask_only","arguments":{}}});
-    let reply = f
-        .gateway
-        .handle(Some(&s), s.principal(), message(call))
-        .await;
-    let Reply::Stream(mut stream) = reply else {
-        panic!("a request must get a reply stream")
-    };
-    let asked = tokio::time::timeout(WAIT, stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .into_value();
-    while tokio::time::timeout(WAIT, stream.next())
-        .await
-        .unwrap()
-        .is_some()
-    {}
+    let asked = f.exchange(Some(&s), s.principal(), call).await.remove(0);
+    assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
     let after = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"a__withdraw_asked","arguments":{}}});
     assert!(f.call(Some(&other), other.principal(), after).await["result"].is_object());
     let withdrawn = tokio::time::timeout(WAIT, mine.recv())
@@ -475,28 +448,20 @@ async fn a_request_of_an_ended_session_is_not_served_on_shared_routes() {
 async fn a_modern_client_gets_only_the_logs_its_request_asked_for() {
     let f = Fixture::start(&[A], false).await;
     let anon = Principal::anonymous();
-    let logs = |level: Option<&str>, id: i64| {
+    let logs = async |level: Option<&str>, id: i64| {
         let mut call = modern("tools/call", id, json!({"name": "a__log", "arguments": {}}));
         if let Some(level) = level {
             call["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!(level);
         }
-        let gateway = f.gateway.clone();
-        let anon = anon.clone();
-        async move {
-            let Reply::Stream(mut stream) = gateway.handle(None, &anon, message(call)).await else {
-                panic!("a request must get a reply stream")
-            };
-            let mut got = vec![];
-            while let Some(m) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
-                let v = m.into_value();
-                if v["method"] == "notifications/message" {
-                    got.push(v["params"]["data"].as_str().unwrap().to_owned());
-                } else {
-                    assert!(v["result"].is_object(), "{v}");
-                }
+        let mut got = vec![];
+        for v in f.exchange(None, &anon, call).await {
+            if v["method"] == "notifications/message" {
+                got.push(v["params"]["data"].as_str().unwrap().to_owned());
+            } else {
+                assert!(v["result"].is_object(), "{v}");
             }
-            got
         }
+        got
     };
     assert!(logs(None, 1).await.is_empty(), "logs nobody asked for");
     assert_eq!(logs(Some("warning"), 2).await, ["at warning", "at error"]);
@@ -1496,20 +1461,7 @@ async fn a_subscription_in_flight_when_its_session_ends_is_released() {
     let one = f.legacy_session().await;
     let uri = "mem://items/slow-2";
     let sub = json!({"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":uri}});
-    let subscribed = async {
-        let reply = f
-            .gateway
-            .handle(Some(&one), one.principal(), message(sub))
-            .await;
-        let Reply::Stream(mut stream) = reply else {
-            panic!("a request must get a reply stream")
-        };
-        let mut last = None;
-        while let Some(m) = tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
-            last = Some(m.into_value());
-        }
-        last
-    };
+    let subscribed = async { f.exchange(Some(&one), one.principal(), sub).await.pop() };
     let ended = async {
         let seen = |got: &[Value]| {
             got.iter()
