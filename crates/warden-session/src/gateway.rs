@@ -335,6 +335,8 @@ pub(crate) struct Routes {
     /// request is refused, or its exchange cancelled, as soon as it gets that far. Kept
     /// [`EARLY_CANCEL_TTL`], at most [`MAX_EARLY_CANCELS`].
     pub(crate) cancelled_early: Mutex<std::collections::VecDeque<(Id, tokio::time::Instant)>>,
+    /// Whether `cancelled_early` may hold any: the common case (none) takes no lock per request.
+    any_cancelled_early: std::sync::atomic::AtomicBool,
     /// Set (under the `conns` lock) when the session's upstream connections are closed: a
     /// request of the session still in flight then opens no new one, which nothing would
     /// close.
@@ -407,26 +409,30 @@ impl Routes {
                 early.pop_front();
             }
             early.push_back((id, now));
+            self.any_cancelled_early.store(true, Ordering::Release);
         }
     }
 
     /// Whether the client cancelled `id` before it was recorded (forgotten once asked).
     pub(crate) fn take_early_cancel(&self, id: &Id) -> bool {
+        if !self.any_cancelled_early.load(Ordering::Acquire) {
+            return false;
+        }
         let Ok(mut early) = self.cancelled_early.lock() else {
             return false;
         };
-        if early.is_empty() {
-            return false;
-        }
         let now = tokio::time::Instant::now();
         early.retain(|(_, at)| now.duration_since(*at) < EARLY_CANCEL_TTL);
-        match early.iter().position(|(i, _)| i == id) {
+        let found = match early.iter().position(|(i, _)| i == id) {
             Some(at) => {
                 early.remove(at);
                 true
             }
             None => false,
-        }
+        };
+        self.any_cancelled_early
+            .store(!early.is_empty(), Ordering::Release);
+        found
     }
 
     /// True when the session holds `key` (an upstream index and a URI).
