@@ -135,7 +135,7 @@ where
     debug!(session = %session.id(), "stdio session opened");
 
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
-    let writer = tokio::spawn(write_loop(output, out_rx));
+    let mut writer = tokio::spawn(write_loop(output, out_rx));
     let stop = CancellationToken::new();
     let unsolicited = session.take_unsolicited().map(|rx| {
         tokio::spawn(pump_unsolicited(
@@ -181,11 +181,23 @@ where
     // The writer ends once every sender is gone, after flushing what it was given.
     drop(reader);
     drop(out_tx);
-    let write_result = match writer.await {
-        Ok(result) => result.map_err(|source| DownstreamError::Write { source }),
-        Err(join) => Err(DownstreamError::Write {
+    // Bounded too: a client that stopped reading its output would hold the writer (and the
+    // upstream's shutdown after it) for ever.
+    let write_result = match tokio::time::timeout(options.drain_timeout, &mut writer).await {
+        Ok(Ok(result)) => result.map_err(|source| DownstreamError::Write { source }),
+        Ok(Err(join)) => Err(DownstreamError::Write {
             source: std::io::Error::other(join),
         }),
+        Err(_) => {
+            writer.abort();
+            warn!(session = %session.id(), "the client is not reading its output; what was left for it is dropped");
+            Err(DownstreamError::Write {
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client stopped reading its output",
+                ),
+            })
+        }
     };
     read_result.and(write_result)
 }
@@ -488,7 +500,14 @@ async fn pump_unsolicited(
             message = rx.recv() => message,
         };
         let Some(message) = message else { break };
-        if out.send(line_bytes(&message)).await.is_err() {
+        // A client that stops reading its output fills the writer's queue: stopping must not
+        // wait for room there.
+        let sent = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            sent = out.send(line_bytes(&message)) => sent,
+        };
+        if sent.is_err() {
             break;
         }
     }

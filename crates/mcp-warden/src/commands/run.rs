@@ -176,7 +176,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             // drain timeout).
             name = gateway.upstream_lost() => {
                 stop_reading.cancel();
-                let _ = (&mut serve).await;
+                // Bounded by the drain timeout; a signal meanwhile ends the wait too.
+                tokio::select! {
+                    _ = &mut serve => {}
+                    _ = super::termination() => {}
+                }
                 Err(anyhow::anyhow!("upstream `{name}` exited; stopping so that the host can restart the server"))
             }
         };

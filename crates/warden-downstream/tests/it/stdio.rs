@@ -356,6 +356,35 @@ async fn eof_waits_for_in_flight_requests_then_ends_the_session() {
     .await;
 }
 
+/// A client that stops reading its output, then closes its input, does not hold the session
+/// open: the replies it will never read are dropped after the drain timeout, the session ends
+/// (so `run` can shut its upstream down), and the failure to write is reported.
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_hold_the_session_open() {
+    bounded(async {
+        let mut c = start_with(StdioOptions {
+            drain_timeout: Duration::from_millis(300),
+            ..StdioOptions::default()
+        });
+        // Far more reply bytes than the pipe, the writer's buffer and its queue hold.
+        let pad = "x".repeat(4096);
+        for id in 0..400 {
+            c.send(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"echo_me","params":{{"pad":"{pad}"}}}}"#
+            ))
+            .await;
+        }
+        drop(c.input.take());
+        let ended = tokio::time::timeout(Duration::from_secs(10), c.task)
+            .await
+            .expect("the session waited for a client that reads nothing")
+            .unwrap();
+        assert!(ended.is_err(), "the unread output is reported: {ended:?}");
+        assert_eq!(c.handler.ended.lock().unwrap().len(), 1);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn stop_ends_reading_but_answers_the_requests_in_flight() {
     bounded(async {
