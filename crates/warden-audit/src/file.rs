@@ -420,22 +420,9 @@ fn read_head(log: &Path, keys: &AuditKeys) -> Result<Option<(u64, Hash)>, AuditE
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(AuditError::Io { path, source }),
     };
-    let broken = || AuditError::BrokenTail { path: path.clone() };
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| broken())?;
-    let seq = v
-        .get("seq")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(broken)?;
-    let hex = |k: &str| {
-        v.get(k)
-            .and_then(serde_json::Value::as_str)
-            .and_then(|h| chain::parse_hex(h.as_bytes()).ok())
-    };
-    let (hash, mac) = hex("hash").zip(hex("mac")).ok_or_else(broken)?;
-    if keys.head_mac(seq, &hash) != mac {
-        return Err(broken());
-    }
-    Ok(Some((seq, hash)))
+    keys.verified_head(&text)
+        .map(Some)
+        .ok_or(AuditError::BrokenTail { path })
 }
 
 fn publish_public_key(log: &Path, keys: &AuditKeys) -> std::io::Result<()> {

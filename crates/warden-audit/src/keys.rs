@@ -273,6 +273,16 @@ impl AuditKeys {
     }
 
     /// The tag of the head file (`seq` and `hash` of the last durable record).
+    /// The chain head a head file's text records (`{"seq":..,"hash":..,"mac":..}`), when it
+    /// parses and its MAC verifies under these keys.
+    pub(crate) fn verified_head(&self, text: &str) -> Option<(u64, Hash)> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let seq = v.get("seq")?.as_u64()?;
+        let hex = |k: &str| chain::parse_hex(v.get(k)?.as_str()?.as_bytes()).ok();
+        let (hash, mac) = hex("hash").zip(hex("mac"))?;
+        (self.head_mac(seq, &hash) == mac).then_some((seq, hash))
+    }
+
     pub(crate) fn head_mac(&self, seq: u64, hash: &Hash) -> Hash {
         let mut msg = Vec::with_capacity(HEAD_DOMAIN.len() + 8 + 32);
         msg.extend_from_slice(HEAD_DOMAIN);

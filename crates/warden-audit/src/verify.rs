@@ -173,25 +173,7 @@ impl<'a> Verifier<'a> {
         let Trust::Keys(keys) = &self.trust else {
             return Ok(());
         };
-        let v: Value = serde_json::from_str(text).map_err(|_| Problem::BadHead)?;
-        let seq = v
-            .get("seq")
-            .and_then(Value::as_u64)
-            .ok_or(Problem::BadHead)?;
-        let hash = v
-            .get("hash")
-            .and_then(Value::as_str)
-            .and_then(|h| chain::parse_hex(h.as_bytes()).ok())
-            .ok_or(Problem::BadHead)?;
-        let mac = v
-            .get("mac")
-            .and_then(Value::as_str)
-            .and_then(|h| chain::parse_hex(h.as_bytes()).ok())
-            .ok_or(Problem::BadHead)?;
-        if keys.head_mac(seq, &hash) != mac {
-            return Err(Problem::BadHead);
-        }
-        self.head = Some((seq, hash));
+        self.head = Some(keys.verified_head(text).ok_or(Problem::BadHead)?);
         self.report.head_checked = true;
         Ok(())
     }
@@ -333,19 +315,17 @@ pub fn verify_log(path: &Path, trust: Trust<'_>) -> Result<Report, VerifyError> 
         let head = keys::head_path(path);
         // A missing head file is reported (`head_checked` stays false); one that is there but
         // cannot be read as text (a directory, bytes that are not UTF-8) does not verify.
-        let text = match std::fs::read_to_string(&head) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(_) => Some(String::new()),
+        let checked = match std::fs::read_to_string(&head) {
+            Ok(text) => v.expect_head(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(_) => Err(Problem::BadHead),
         };
-        if let Some(text) = text {
-            v.expect_head(&text).map_err(|problem| Broken {
-                file: head.clone(),
-                line: 1,
-                seq: None,
-                problem,
-            })?;
-        }
+        checked.map_err(|problem| Broken {
+            file: head.clone(),
+            line: 1,
+            seq: None,
+            problem,
+        })?;
     }
     for file in &files {
         let f = std::fs::File::open(file).map_err(|source| VerifyError::Io {

@@ -647,11 +647,6 @@ impl Gateway {
         (message, id, client, method): (Message, Id, ClientEra, String),
     ) -> Reply {
         let idv = id.to_value();
-        if self.opts.transparent {
-            return self
-                .forward(session, principal, routes, up, message, id, client, method)
-                .await;
-        }
         let shared = !up.is_http;
         let order = if shared {
             let lock = up.subscription_order.clone().lock_owned();
@@ -1109,10 +1104,12 @@ impl Gateway {
             .cloned()
             .or_else(|| session.and_then(|s| s.client_capabilities()));
         let name = crate::mrtr::bound_name(&message);
-        // Read before a legacy upstream's adaptation strips it.
-        let log_level = mcp::meta(&message)
-            .and_then(|m| m.get(mcp::META_LOG_LEVEL))
-            .and_then(Value::as_str)
+        // Read before a legacy upstream's adaptation strips it (a legacy client sets its level
+        // per session instead).
+        let log_level = client
+            .modern
+            .then(|| mcp::meta(&message)?.get(mcp::META_LOG_LEVEL)?.as_str())
+            .flatten()
             .and_then(crate::session::log_level_rank);
         let mut message = message;
         if era == Era::Legacy && mcp::declared_version(&message).is_some() {

@@ -1520,10 +1520,18 @@ impl Gateway {
             let Some(client_id) = routes.forget_server_request(conn.id(), &upstream_id) else {
                 // Not this session's request (it came while another session's call was the
                 // one in flight): to the session that request went to, if any.
+                // Delivered as the unsolicited path delivers it (the holder's own to_client).
                 for (holder, its_routes) in self.server_request_holders(conn.id(), &upstream_id) {
-                    if let Some(id) = its_routes.forget_server_request(conn.id(), &upstream_id)
-                        && let Some(out) = with_request_id(&msg, &id)
-                    {
+                    let out = Box::pin(self.to_client(
+                        msg.clone(),
+                        &holder,
+                        &its_routes,
+                        conn,
+                        upstream,
+                        None,
+                    ))
+                    .await;
+                    if let Some(out) = out {
                         let _ = holder.push_unsolicited(out);
                     }
                 }

@@ -22,29 +22,30 @@ type Output = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 fn client_pipes() -> (Input, Output) {
     use std::os::fd::AsFd;
     use tokio::net::unix::pipe;
-    let stdin = std::io::stdin().as_fd().try_clone_to_owned();
-    let input: Input = match stdin.as_ref().map(|fd| fd.try_clone()) {
-        Ok(Ok(fd)) => match pipe::Receiver::from_owned_fd(fd) {
-            Ok(r) => Box::new(r),
-            Err(_) => match stdin.ok().and_then(socket) {
-                Some(s) => Box::new(s),
-                None => Box::new(tokio::io::stdin()),
-            },
-        },
-        _ => Box::new(tokio::io::stdin()),
+    let input: Input = match on_runtime(std::io::stdin().as_fd(), pipe::Receiver::from_owned_fd) {
+        Some(Ok(pipe)) => Box::new(pipe),
+        Some(Err(socket)) => Box::new(socket),
+        None => Box::new(tokio::io::stdin()),
     };
-    let stdout = std::io::stdout().as_fd().try_clone_to_owned();
-    let output: Output = match stdout.as_ref().map(|fd| fd.try_clone()) {
-        Ok(Ok(fd)) => match pipe::Sender::from_owned_fd(fd) {
-            Ok(w) => Box::new(w),
-            Err(_) => match stdout.ok().and_then(socket) {
-                Some(s) => Box::new(s),
-                None => Box::new(tokio::io::stdout()),
-            },
-        },
-        _ => Box::new(tokio::io::stdout()),
+    let output: Output = match on_runtime(std::io::stdout().as_fd(), pipe::Sender::from_owned_fd) {
+        Some(Ok(pipe)) => Box::new(pipe),
+        Some(Err(socket)) => Box::new(socket),
+        None => Box::new(tokio::io::stdout()),
     };
     (input, output)
+}
+
+/// `fd` read or written on the runtime: as a pipe (`as_pipe`), else as a socket; `None` for
+/// anything else.
+fn on_runtime<P>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    as_pipe: impl FnOnce(std::os::fd::OwnedFd) -> std::io::Result<P>,
+) -> Option<Result<P, tokio::net::UnixStream>> {
+    let owned = fd.try_clone_to_owned().ok()?;
+    match owned.try_clone().and_then(as_pipe) {
+        Ok(pipe) => Some(Ok(pipe)),
+        Err(_) => socket(owned).map(Err),
+    }
 }
 
 /// `fd` as a non-blocking socket on the runtime, when it is a socket.

@@ -569,6 +569,29 @@ async fn a_streamed_request_past_the_session_cap_is_refused_not_another_stopped(
     .await;
 }
 
+/// The standalone GET stream is refused the same way when every stream of the session is
+/// being read (429, `Retry-After`), and the session's unsolicited messages stay for a later GET.
+#[tokio::test]
+async fn a_get_stream_past_the_session_cap_is_refused() {
+    bounded(async {
+        let server = Server::start(|o| o.max_streams_per_session = 1).await;
+        let session = server.initialize().await;
+        let (mut a, _) = open_gated(&server, &session, 1, "a").await;
+        let refused = server.send(get_stream(&server, &session, None)).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers().contains_key("retry-after"));
+        server.handler.gate.add_permits(1);
+        while a.next_message().await.is_some() {}
+        let again = server.send(get_stream(&server, &session, None)).await;
+        assert_eq!(
+            again.status(),
+            StatusCode::OK,
+            "the GET stream is still available"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn slowloris_client_is_disconnected_after_the_header_timeout() {
     bounded(async {
