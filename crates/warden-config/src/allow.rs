@@ -211,6 +211,26 @@ impl OriginAllowlist {
     pub fn patterns(&self) -> &[OriginPattern] {
         &self.0
     }
+
+    /// Whether every origin `pattern` matches is allowed by this list: one entry with the same
+    /// scheme and host accepts all of its ports.
+    pub fn covers(&self, pattern: &OriginPattern) -> bool {
+        let default = pattern.scheme.default_port();
+        let port_of = |port: PortMatch| match port {
+            PortMatch::Default => Some(default),
+            PortMatch::Exact(port) => Some(port),
+            PortMatch::Any => None,
+        };
+        self.0.iter().any(|entry| {
+            entry.scheme == pattern.scheme
+                && entry.host == pattern.host
+                && match (port_of(entry.port), port_of(pattern.port)) {
+                    (None, _) => true,
+                    (Some(a), Some(b)) => a == b,
+                    (Some(_), None) => false,
+                }
+        })
+    }
 }
 
 impl Default for OriginAllowlist {

@@ -30,6 +30,9 @@ pub struct Config {
     pub allowed_hosts: HostAllowlist,
     /// `Origin` headers the HTTP face accepts.
     pub allowed_origins: OriginAllowlist,
+    /// Origins whose pages may make cross-origin requests (CORS); each is within
+    /// `allowed_origins`. Empty: none.
+    pub cors_origins: OriginAllowlist,
     /// The gateway's canonical URL as clients reach it (for OAuth metadata).
     pub public_url: Option<Url>,
     /// Parsed and documented only: meant to allow serving without authentication on a
@@ -84,6 +87,7 @@ impl Default for Config {
             log_level: None,
             allowed_hosts: HostAllowlist::Loopback,
             allowed_origins: OriginAllowlist::default(),
+            cors_origins: OriginAllowlist::new(Vec::new()),
             public_url: None,
             insecure_allow_unauthenticated_non_loopback: false,
             limits: LimitsConfig::default(),

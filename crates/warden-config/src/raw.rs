@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// `allowed_origins`: accepted `Origin` headers.
     pub allowed_origins: Option<Vec<String>>,
+    /// `cors_origins`: origins whose pages may read the answers.
+    pub cors_origins: Option<Vec<String>>,
     /// `public_url`: the gateway's canonical URL.
     pub public_url: Option<String>,
     /// `insecure_allow_unauthenticated_non_loopback`.

@@ -98,6 +98,10 @@ impl Validator<'_> {
             None => OriginAllowlist::default(),
             Some(origins) => self.allowed_origins(&root.key("allowed_origins"), origins),
         };
+        let cors_origins = raw.cors_origins.map_or_else(
+            || OriginAllowlist::new(Vec::new()),
+            |origins| self.cors_origins(&root.key("cors_origins"), origins, &allowed_origins),
+        );
         let public_url = raw
             .public_url
             .and_then(|value| self.http_url(root.key("public_url"), value));
@@ -136,6 +140,7 @@ impl Validator<'_> {
             log_level,
             allowed_hosts,
             allowed_origins,
+            cors_origins,
             public_url,
             insecure_allow_unauthenticated_non_loopback: raw
                 .insecure_allow_unauthenticated_non_loopback
@@ -210,6 +215,34 @@ impl Validator<'_> {
             }
         }
         OriginAllowlist::new(patterns)
+    }
+
+    /// `cors_origins`: parsed like `allowed_origins`, and each entry must be within it (its
+    /// requests would be refused with 403 before CORS applies).
+    fn cors_origins(
+        &mut self,
+        path: &FieldPath,
+        origins: Vec<String>,
+        allowed: &OriginAllowlist,
+    ) -> OriginAllowlist {
+        let parsed = self.allowed_origins(path, origins.clone());
+        for (index, value) in origins.into_iter().enumerate() {
+            let Ok(pattern) = OriginPattern::parse(&value) else {
+                continue;
+            };
+            if !allowed.covers(&pattern) {
+                self.report(
+                    path.index(index),
+                    ConfigErrorKind::Invalid {
+                        reason: format!(
+                            "origin \"{value}\" is not within `allowed_origins`: its requests \
+                             would be refused (403) before CORS applies; add it there too"
+                        ),
+                    },
+                );
+            }
+        }
+        parsed
     }
 
     fn limits(&mut self, path: &FieldPath, raw: RawLimits) -> LimitsConfig {

@@ -27,6 +27,8 @@
 //! |---|---|---|
 //! | `Host` missing | 400 | `-32600`, id null |
 //! | `Host` not in `allowed_hosts`, or `Origin` present and not in `allowed_origins` | 403 | `-32600`, id null |
+//! | CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) to a served path, from a `cors_origins` origin, for `GET`/`POST`/`DELETE` and MCP's headers | 204 + `Access-Control-Allow-*` | none |
+//! | any other CORS preflight to a served path | 403 | `-32600`, id null |
 //! | path is the RFC 9728 metadata (OAuth configured) | 200 | the metadata document |
 //! | path is not the endpoint | 404 | none |
 //! | `access_token` in the query, several or malformed `Authorization` headers | 400 + challenge | `-32600`, id null |
@@ -57,10 +59,14 @@
 //! | request: a rate-limit refusal after other events | (200 `text/event-stream` already sent) | the refusal as an event, with `data.retryAfterMs` |
 //! | request: anything before the response | 200 `text/event-stream` | events |
 //! | DELETE of a live session | 204 | none |
+//!
+//! Every answer to a request from a `cors_origins` origin (except a refused preflight) names
+//! that origin in `Access-Control-Allow-Origin` and exposes the MCP headers (see `cors`).
 
 mod audit;
 mod auth;
 mod body;
+mod cors;
 mod headers;
 mod params;
 mod service;
@@ -139,10 +145,14 @@ pub struct HttpOptions {
     /// Accepted `Host` values: `name` (any port) or `name:port`; IPv6 in brackets (`[::1]`);
     /// `*` accepts any host (only behind a proxy that checks it). Case-insensitive.
     pub allowed_hosts: HostAllowlist,
-    /// Accepted `Origin` values when the header is present: `scheme://host` (any port) or
-    /// `scheme://host:port`; `null` for opaque origins; `*` for any. Requests without `Origin`
-    /// (non-browser clients) are not affected.
+    /// Accepted `Origin` values when the header is present: `scheme://host` (the scheme's
+    /// default port), `scheme://host:port` or `scheme://host:*`; the opaque `null` origin never
+    /// matches. Requests without `Origin` (non-browser clients) are not affected.
     pub allowed_origins: OriginAllowlist,
+    /// Origins whose pages may read the answers (CORS, see `cors`); each should also be in
+    /// `allowed_origins`, whose check comes first. Empty (the default): no CORS headers, and
+    /// a preflight is refused.
+    pub cors_origins: OriginAllowlist,
     /// Largest accepted POST body.
     pub max_body_bytes: usize,
     /// Size and depth limits of the decoded message.
@@ -188,6 +198,7 @@ impl HttpOptions {
             path: DEFAULT_PATH.into(),
             allowed_hosts: HostAllowlist::default(),
             allowed_origins: OriginAllowlist::default(),
+            cors_origins: OriginAllowlist::new(Vec::new()),
             max_body_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             limits: Limits::default(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,

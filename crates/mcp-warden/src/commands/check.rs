@@ -339,10 +339,21 @@ fn face_claims(b: &Built<'_>, c: &mut Claims) {
     } else {
         c.add(&["AUTH-5"], Status::Off, "API keys disabled");
     }
+    let cors = match cfg.cors_origins.patterns() {
+        [] => "no page may read answers cross-origin".to_owned(),
+        origins => format!(
+            "pages of {} may read answers cross-origin (cors_origins)",
+            origins
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     c.add(
         &["CAUTH-3"],
         Status::Enforced,
-        "Host and Origin checked on every request (DNS-rebinding defence)",
+        format!("Host and Origin checked on every request (DNS-rebinding defence); {cors}"),
     );
     c.add(
         &["DATA-3"],

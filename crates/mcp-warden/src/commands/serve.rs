@@ -16,6 +16,7 @@ pub(crate) fn http_options(config: &Config, listen: std::net::SocketAddr) -> Htt
     let mut o = HttpOptions::new(listen);
     o.allowed_hosts = config.allowed_hosts.clone();
     o.allowed_origins = config.allowed_origins.clone();
+    o.cors_origins = config.cors_origins.clone();
     o.max_body_bytes = config.limits.max_body_bytes.get();
     o.limits = upstreams::limits(config);
     o.header_read_timeout = config.http.header_read_timeout;

@@ -6,6 +6,7 @@
 mod alerts;
 mod audit;
 mod auth;
+mod browser;
 mod check;
 mod check_cross_server;
 mod command_pins;

@@ -511,6 +511,33 @@ allowed_origins = [
 }
 
 #[test]
+fn cors_origins_must_be_valid_and_within_allowed_origins() {
+    insta::assert_snapshot!(errors(
+        r#"
+allowed_origins = ["https://app.example", "http://localhost:*", "https://tools.example:8443"]
+cors_origins = [
+  "https://app.example",
+  "http://localhost:5173",
+  "https://app.example:444",
+  "http://app.example",
+  "https://tools.example:*",
+  "https://tools.example:8443",
+  "localhost:5173",
+]
+"#
+    ));
+    // The default allow-list (loopback, any port) covers loopback pages.
+    let config = parse("cors_origins = [\"http://127.0.0.1:8000\", \"https://localhost\"]\n");
+    assert_eq!(config.cors_origins.patterns().len(), 2);
+    assert!(config.cors_origins.allows("http://127.0.0.1:8000"));
+    assert!(!config.cors_origins.allows("http://127.0.0.1:8001"));
+    assert!(
+        parse("").cors_origins.patterns().is_empty(),
+        "off by default"
+    );
+}
+
+#[test]
 fn rejects_wrong_types() {
     insta::assert_snapshot!(errors(
         r#"

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace, warn};
+use warden_auth::METADATA_PATH;
 use warden_guard::Principal;
 use warden_proto::mcp::{self, Era, V_2024_11_05};
 use warden_proto::{DecodeError, ErrorCode, Id, Kind, Message, decode};
@@ -20,6 +21,7 @@ use warden_session::{Face, Handler, Reply, ReplyStream, Session, SessionError};
 use super::HttpOptions;
 use super::auth;
 use super::body::{self, Rejection, ResponseBody, SseBody};
+use super::cors;
 use super::headers::{self, Accepts, BadHeader};
 use super::params;
 use super::streams::{self, StreamKind, StreamRegistry};
@@ -76,6 +78,41 @@ impl<H: Handler> Shared<H> {
         if let Err(rejection) = self.check_host_and_origin(&parts) {
             return rejection.response(None);
         }
+        let cors = cors::origin_of(&self.opts, &parts);
+        if cors::is_preflight(&parts) && self.serves(parts.uri.path()) {
+            return cors::preflight(&parts, cors);
+        }
+        let mut response = self.serve_allowed(parts, body).await;
+        match cors {
+            Some(origin) => cors::allow(response.headers_mut(), origin),
+            // The answer depends on the origin once some origins get CORS headers: a cache in
+            // between (the metadata is cacheable) must not hand this one to a CORS origin.
+            None if !self.opts.cors_origins.patterns().is_empty() => {
+                cors::vary(response.headers_mut())
+            }
+            None => {}
+        }
+        debug!(status = response.status().as_u16(), "http request answered");
+        response
+    }
+
+    /// Whether `path` is one the server answers: the endpoint, or the RFC 9728 metadata when
+    /// OAuth is configured.
+    fn serves(&self, path: &str) -> bool {
+        path == self.opts.path
+            || path.strip_prefix(METADATA_PATH).is_some_and(|suffix| {
+                (suffix.is_empty() || suffix == self.opts.path)
+                    && self
+                        .opts
+                        .auth
+                        .as_ref()
+                        .is_some_and(|auth| auth.0.metadata().is_some())
+            })
+    }
+
+    /// [`Shared::serve`] once `Host` and `Origin` are accepted and the request is not a
+    /// preflight.
+    async fn serve_allowed(&self, parts: Parts, body: Incoming) -> Response<ResponseBody> {
         // RFC 9728 metadata is public: clients read it to learn how to authenticate.
         if let Some(response) = auth::well_known(&self.opts, &parts.method, parts.uri.path()) {
             return response;
@@ -87,7 +124,7 @@ impl<H: Handler> Shared<H> {
             Ok(principal) => principal,
             Err(response) => return response,
         };
-        let response = match parts.method {
+        match parts.method {
             Method::POST => self.post(parts, body, principal).await,
             Method::GET => self.get(&parts, &principal).await,
             Method::DELETE => self.delete(&parts, &principal).await,
@@ -102,9 +139,7 @@ impl<H: Handler> Shared<H> {
                     .insert(ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
                 response
             }
-        };
-        debug!(status = response.status().as_u16(), "http request answered");
-        response
+        }
     }
 
     fn check_host_and_origin(&self, parts: &Parts) -> Result<(), Rejection> {

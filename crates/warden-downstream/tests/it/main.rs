@@ -5,6 +5,7 @@
     reason = "test helpers: a broken fixture should fail loudly"
 )]
 
+mod cors;
 mod http;
 mod modern;
 mod rate_limited;
