@@ -163,6 +163,29 @@ pub fn jsonrpc_decode(data: &[u8]) {
     if let (Ok(t), Ok(f)) = (&tight, &full) {
         assert_eq!(t.value(), f.value());
     }
+    same_batch_split(data, &limits);
+}
+
+/// `split_batch` accepts exactly the arrays the strict parser accepts, and its parts are the
+/// array's elements, byte for byte spans of the input.
+fn same_batch_split(data: &[u8], limits: &Limits) {
+    let bytes = Bytes::copy_from_slice(data);
+    let strict = warden_proto::parse_value(data, limits);
+    match (warden_proto::split_batch(&bytes, limits), strict) {
+        (Ok(parts), Ok(Value::Array(elements))) => {
+            assert_eq!(parts.len(), elements.len());
+            for (part, element) in parts.iter().zip(&elements) {
+                let parsed: Value =
+                    serde_json::from_slice(part).expect("an element is valid JSON by itself");
+                assert_eq!(&parsed, element, "a part differs from its element");
+                let start = part.as_ptr() as usize - bytes.as_ptr() as usize;
+                assert_eq!(&data[start..start + part.len()], &part[..]);
+            }
+        }
+        (Err(_), Ok(value)) => assert!(!value.is_array(), "refused a valid batch"),
+        (Err(_), Err(_)) => {}
+        (Ok(_), other) => panic!("split a batch the strict parser gives {other:?}"),
+    }
 }
 
 /// `decode_lazy` (a byte-level skim, the serde-based validator behind it) must accept and

@@ -41,7 +41,9 @@
 //! | body over `max_body_bytes` (or message over `limits.max_message_bytes`) | 413 | `-32600` |
 //! | body not read within `body_read_timeout` | 408 | `-32600`, id null |
 //! | invalid JSON, duplicate keys | 400 | `-32700`, id null |
-//! | not a JSON-RPC message, a batch (array), too deep | 400 | `-32600`, id when readable |
+//! | not a JSON-RPC message, too deep; a batch (array) outside a 2025-03-26 session, or empty | 400 | `-32600`, id when readable |
+//! | batch in a 2025-03-26 session: only notifications and responses | 202 | none |
+//! | batch in a 2025-03-26 session with requests | 200 `text/event-stream` (each response an event), or `application/json` (one array) for a JSON-only client | the answers |
 //! | modern: `MCP-Protocol-Version` missing, or differs from `_meta` | 400 | `-32020` |
 //! | modern: `_meta` lacks `protocolVersion` or `clientCapabilities` | 400 | `-32602` |
 //! | modern: version not supported | 400 | `-32022`, `data: {supported, requested}` |

@@ -16,6 +16,10 @@
 //! client sent before them. The requests in flight are futures the reader itself polls (one
 //! task for the whole client: no task spawned, no semaphore per request), so the reader never
 //! waits on anything without also driving them.
+//! A client that negotiated 2025-03-26 may send JSON-RPC batches (a line that is an array):
+//! each element is handled as if it came on its own line, and the requests' responses go back
+//! as one array in the batch's order (see `Reader::dispatch_batch`); other clients' arrays are
+//! refused like any line that is not an object.
 //! Notifications and responses are handled in arrival order, inline. One writer task owns the
 //! output and writes each message followed by `\n`; everything reaches it through a bounded
 //! channel (a client that does not read its output is the one thing that stops the reader).
@@ -37,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use warden_guard::{Denial, Principal};
 use warden_proto::framing::{Frame, LineDecoder};
-use warden_proto::{DecodeError, ErrorCode, Id, Limits, Message, decode};
+use warden_proto::{DecodeError, ErrorCode, Id, Limits, Message, decode, mcp, split_batch};
 use warden_session::{Face, Handler, Reply, Session};
 
 use crate::DownstreamError;
@@ -368,6 +372,9 @@ impl<H: Handler> Reader<H> {
                 return self.send(error_bytes(&error)).await;
             }
         };
+        if self.is_batch(&line) {
+            return self.dispatch_batch(line).await;
+        }
         let message = match decode(line, &self.limits) {
             Ok(message) => message,
             Err(error) => {
@@ -403,33 +410,132 @@ impl<H: Handler> Reader<H> {
             );
             Ok(())
         } else {
-            if message.method() == Some("notifications/cancelled")
-                && let Some(id) = message
-                    .params()
-                    .and_then(|p| warden_proto::Field::field(p, "requestId"))
-                    .and_then(Id::from_value)
-                && self.tasks.cancel_queued(&id)
-            {
-                // Still queued: it never runs, and (as the specification asks of a cancelled
-                // request) gets no response.
-                debug!(session = %self.session.id(), "a queued request was cancelled before it ran");
-                return Ok(());
-            }
-            // Notifications and responses keep their order relative to later messages (a
-            // cancellation must not overtake what came before it); the requests in flight
-            // move on meanwhile.
-            let handle = self
-                .handler
-                .handle(Some(&self.session), &self.principal, message);
-            let reply = drive(&mut self.tasks, handle).await;
-            if let Reply::Stream(_) = reply {
-                let out = self.out.clone();
-                self.tasks.push_unlimited(Box::pin(async move {
-                    let _ = forward(reply, &out).await;
-                }));
-            }
-            Ok(())
+            self.handle_inline(message).await
         }
+    }
+
+    /// Whether `line` is a JSON-RPC batch (an array) from a client that negotiated
+    /// 2025-03-26, the one revision whose servers must accept batches. Other clients' arrays
+    /// are refused by the decoder like any message that is not an object.
+    fn is_batch(&self, line: &[u8]) -> bool {
+        line.iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            == Some(&b'[')
+            && self.session.protocol_version().as_deref() == Some(mcp::V_2025_03_26)
+    }
+
+    /// A batch: each element is decoded and handled as if it came on its own line, the
+    /// notifications and responses at once, the requests together as one task (taking one
+    /// slot, and at most `max_in_flight` of them at a time). Their answers go out as one array
+    /// in the batch's order once all are in (a cancelled request has none); what a request
+    /// streams before its answer (progress, server requests) goes out as it comes. An element
+    /// that is not a valid message is answered with its error in the array; a batch that is
+    /// not valid JSON, or empty, with one error, as a line would be.
+    async fn dispatch_batch(&mut self, line: Bytes) -> Result<(), WriterGone> {
+        let parts = match split_batch(&line, &self.limits) {
+            Ok(parts) if parts.is_empty() => {
+                let error = DecodeError::Invalid {
+                    reason: "empty batch",
+                    id: None,
+                };
+                return self.send(error_bytes(&error)).await;
+            }
+            Ok(parts) => parts,
+            Err(error) => {
+                debug!(session = %self.session.id(), %error, "invalid batch from client");
+                return self.send(error_bytes(&error)).await;
+            }
+        };
+        let mut answers = Vec::with_capacity(parts.len());
+        for part in parts {
+            match decode(part, &self.limits) {
+                Ok(message) if message.is_request() => answers.push(Answer::Pending(message)),
+                Ok(message) => self.handle_inline(message).await?,
+                Err(error) => answers.push(Answer::Ready(error_bytes(&error))),
+            }
+        }
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let bytes = line.len();
+        if !self.tasks.has_room(bytes) {
+            let refused: Vec<Bytes> = answers
+                .into_iter()
+                .map(|answer| match answer {
+                    Answer::Pending(request) => self.refusal(&request),
+                    Answer::Ready(error) => error,
+                })
+                .collect();
+            return self.send(batch_bytes(&refused)).await;
+        }
+        let handler = Arc::clone(&self.handler);
+        let session = Arc::clone(&self.session);
+        let principal = self.principal.clone();
+        let out = self.out.clone();
+        let width = self.tasks.max_running;
+        self.tasks.admit(
+            Box::pin(async move {
+                let answering = answers.into_iter().map(|answer| {
+                    let (handler, session, principal, out) = (
+                        Arc::clone(&handler),
+                        Arc::clone(&session),
+                        principal.clone(),
+                        out.clone(),
+                    );
+                    async move {
+                        match answer {
+                            Answer::Ready(error) => Some(error),
+                            Answer::Pending(request) => {
+                                let reply =
+                                    handler.handle(Some(&session), &principal, request).await;
+                                batch_answer(reply, &out).await
+                            }
+                        }
+                    }
+                });
+                let answers: Vec<Bytes> = futures::stream::iter(answering)
+                    .buffered(width)
+                    .filter_map(std::future::ready)
+                    .collect()
+                    .await;
+                if !answers.is_empty() {
+                    let _ = out.send(batch_bytes(&answers)).await;
+                }
+            }),
+            bytes,
+            None,
+        );
+        Ok(())
+    }
+
+    /// A notification or response: handled in arrival order.
+    async fn handle_inline(&mut self, message: Message) -> Result<(), WriterGone> {
+        if message.method() == Some("notifications/cancelled")
+            && let Some(id) = message
+                .params()
+                .and_then(|p| warden_proto::Field::field(p, "requestId"))
+                .and_then(Id::from_value)
+            && self.tasks.cancel_queued(&id)
+        {
+            // Still queued: it never runs, and (as the specification asks of a cancelled
+            // request) gets no response.
+            debug!(session = %self.session.id(), "a queued request was cancelled before it ran");
+            return Ok(());
+        }
+        // Notifications and responses keep their order relative to later messages (a
+        // cancellation must not overtake what came before it); the requests in flight
+        // move on meanwhile.
+        let handle = self
+            .handler
+            .handle(Some(&self.session), &self.principal, message);
+        let reply = drive(&mut self.tasks, handle).await;
+        if let Reply::Stream(_) = reply {
+            let out = self.out.clone();
+            self.tasks.push_unlimited(Box::pin(async move {
+                let _ = forward(reply, &out).await;
+            }));
+        }
+        Ok(())
     }
 
     /// The error a request gets when the queue is full: a denial like the rate-limit guard's
@@ -472,6 +578,45 @@ async fn drive<F: Future>(tasks: &mut InFlight, future: F) -> F::Output {
             Some(()) = tasks.next(), if !tasks.is_empty() => {}
         }
     }
+}
+
+/// One element of a batch that gets an answer in the batch's array.
+enum Answer {
+    /// A request, answered by the handler.
+    Pending(Message),
+    /// An element refused by the decoder: its error.
+    Ready(Bytes),
+}
+
+/// Writes every message of `reply` to the writer queue but its response, which it returns:
+/// the request's answer in its batch. `None` when the request got no response (cancelled).
+async fn batch_answer(reply: Reply, out: &mpsc::Sender<Bytes>) -> Option<Bytes> {
+    let Reply::Stream(mut stream) = reply else {
+        return None;
+    };
+    let mut answer = None;
+    while let Some(message) = stream.next().await {
+        if message.is_response() {
+            answer = Some(line_bytes(&message));
+        } else if out.send(line_bytes(&message)).await.is_err() {
+            return None;
+        }
+    }
+    answer
+}
+
+/// The answers of a batch as one JSON array.
+fn batch_bytes(answers: &[Bytes]) -> Bytes {
+    let mut out = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, answer) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(answer);
+    }
+    out.push(b']');
+    Bytes::from(out)
 }
 
 /// Writes every message of `reply` to the writer queue.

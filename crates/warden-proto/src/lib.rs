@@ -27,4 +27,5 @@ pub use jsonrpc::{Id, Kind, Message};
 pub use lookup::Field;
 pub use strict::{
     DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_BYTES, Limits, decode, decode_lazy, parse_value,
+    split_batch,
 };

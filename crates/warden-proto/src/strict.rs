@@ -67,6 +67,39 @@ pub fn decode(bytes: bytes::Bytes, limits: &Limits) -> Result<Message, DecodeErr
     Message::from_parts(bytes, value)
 }
 
+/// The elements of a JSON-RPC batch (a top-level array; only the 2025-03-26 revision has
+/// them), each as its own bytes sharing `bytes`, once the whole batch passed the checks
+/// [`decode`] applies to one message (size, depth, duplicate keys, UTF-8, syntax). Each element
+/// is then decoded on its own, so one invalid element is answered on its own. `Ok` of an empty
+/// list for `[]`; an error when `bytes` is valid JSON but not an array.
+///
+/// ```
+/// use warden_proto::{split_batch, Limits};
+/// let batch = bytes::Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}, 7 ]"#);
+/// let parts = split_batch(&batch, &Limits::default()).unwrap();
+/// assert_eq!(&parts[0][..], br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+/// assert_eq!(&parts[1][..], b"7");
+/// assert!(split_batch(&br#"[{"a":1,"a":2}]"#[..].into(), &Limits::default()).is_err());
+/// ```
+pub fn split_batch(
+    bytes: &bytes::Bytes,
+    limits: &Limits,
+) -> Result<Vec<bytes::Bytes>, DecodeError> {
+    if !parse_value(bytes, limits)?.is_array() {
+        return Err(DecodeError::Invalid {
+            reason: "a batch must be an array",
+            id: None,
+        });
+    }
+    // Valid JSON already, so this reads the same array; each raw value is a span of `bytes`.
+    let elements: Vec<&serde_json::value::RawValue> =
+        serde_json::from_slice(bytes).map_err(classify)?;
+    Ok(elements
+        .iter()
+        .map(|raw| bytes.slice_ref(raw.get().as_bytes()))
+        .collect())
+}
+
 /// Validates `bytes` exactly as [`decode`] does (size, depth, duplicate keys, UTF-8, syntax,
 /// JSON-RPC shape; the same errors for the same input) but builds no parsed tree: only the
 /// envelope (kind, id, method) is read. The message's value is parsed on first use

@@ -412,3 +412,53 @@ async fn credentials_in_a_clients_answers_are_redacted_or_withheld() {
     let text = legacy_call_answering(&mut c, "ask_model", sampled).await;
     assert_eq!(text, format!("sampled: key={key}"));
 }
+
+/// A 2025-03-26 client's batch through `run`: every element is guarded on its own (the
+/// credential in one answer is redacted, the poisoned tool refused), and the answers come back
+/// as one array in the batch's order.
+#[tokio::test]
+async fn a_batch_is_guarded_element_by_element() {
+    let server = pinning_server(&deps::fixture("python/poisoned-description.txt"));
+    let args: Vec<&str> = server.iter().map(String::as_str).collect();
+    let mut client = StdioClient::start(run_command(&[], &args)).unwrap();
+    let init = client.initialize("2025-03-26").await.unwrap();
+    assert_eq!(init["protocolVersion"], "2025-03-26", "{init}");
+    // The listing records the pins and the poisoning verdicts the calls are judged by.
+    let list = client.request("tools/list", json!({})).await.unwrap();
+    assert!(!names(&list).contains(&"fetch".to_owned()), "{list}");
+
+    let key = "AKIAZ3MSJV7WQ4TLBN2K";
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": "echo", "method": "tools/call",
+         "params": {"name": "echo", "arguments": {"text": format!("key={key}")}}},
+        {"jsonrpc": "2.0", "method": "notifications/progress",
+         "params": {"progressToken": "none", "progress": 1}},
+        {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+         "params": {"name": "fetch", "arguments": {"url": "https://x.example"}}},
+        {"jsonrpc": "2.0", "id": 8, "method": "ping"},
+    ]);
+    client.send(&batch).await.unwrap();
+    let answers = client.recv().await.unwrap();
+    let answers = answers
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {answers}"));
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(answers[0]["id"], "echo");
+    let text = answers[0]["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(!text.contains(key), "{text}");
+    assert!(text.contains("[REDACTED:aws-access-token]"), "{text}");
+    assert_eq!(answers[1]["id"], 7);
+    assert!(
+        answers[1]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("poisoning")),
+        "{}",
+        answers[1]
+    );
+    assert_eq!(answers[2], json!({"jsonrpc": "2.0", "id": 8, "result": {}}));
+    assert_eq!(
+        seen_calls(&mut client).await,
+        "",
+        "the server never saw the refused call"
+    );
+}

@@ -6,6 +6,7 @@
 mod alerts;
 mod audit;
 mod auth;
+mod batch;
 mod browser;
 mod check;
 mod check_cross_server;

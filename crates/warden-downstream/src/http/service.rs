@@ -15,7 +15,7 @@ use tracing::{debug, trace, warn};
 use warden_auth::METADATA_PATH;
 use warden_guard::Principal;
 use warden_proto::mcp::{self, Era, V_2024_11_05};
-use warden_proto::{DecodeError, ErrorCode, Id, Kind, Message, decode};
+use warden_proto::{DecodeError, ErrorCode, Id, Kind, Message, decode, split_batch};
 use warden_session::{Face, Handler, Reply, ReplyStream, Session, SessionError};
 
 use super::HttpOptions;
@@ -28,6 +28,9 @@ use super::streams::{self, StreamKind, StreamRegistry};
 
 /// Live events buffered for a modern stream.
 const MODERN_QUEUE: usize = 16;
+
+/// Requests of one batch handled at once.
+const BATCH_WIDTH: usize = 16;
 
 /// State shared by every connection of one server.
 pub(crate) struct Shared<H> {
@@ -228,6 +231,13 @@ impl<H: Handler> Shared<H> {
             Ok(bytes) => bytes,
             Err(rejection) => return rejection.response(None),
         };
+        if bytes
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            == Some(&b'[')
+        {
+            return self.post_batch(&parts, &bytes, principal, accepts).await;
+        }
         let message = match decode(bytes, &self.opts.limits) {
             Ok(message) => message,
             Err(error) => return decode_rejection(&error),
@@ -391,6 +401,173 @@ impl<H: Handler> Shared<H> {
         self.respond(reply, exchange).await
     }
 
+    /// A JSON-RPC batch: accepted only in a session that negotiated 2025-03-26, the one
+    /// revision whose servers must accept batches (anything else is refused as before: a
+    /// batch is not a message). Each element is decoded and handled as if posted alone, the
+    /// notifications and responses at once, the requests concurrently (at most
+    /// [`BATCH_WIDTH`] at a time). The answer is one SSE stream carrying what the requests
+    /// stream and each of their responses (the revision allows this), or, for a client that
+    /// takes only JSON, one array of the responses in the batch's order. An element that is
+    /// not a valid message is answered with its error among them; only notifications and
+    /// responses: 202.
+    async fn post_batch(
+        &self,
+        parts: &Parts,
+        bytes: &Bytes,
+        principal: Principal,
+        accepts: Accepts,
+    ) -> Response<ResponseBody> {
+        let elements = match split_batch(bytes, &self.opts.limits) {
+            Ok(elements) if elements.is_empty() => {
+                return decode_rejection(&DecodeError::Invalid {
+                    reason: "empty batch",
+                    id: None,
+                });
+            }
+            Ok(elements) => elements,
+            Err(error) => return decode_rejection(&error),
+        };
+        let no_batches = || {
+            decode_rejection(&DecodeError::Invalid {
+                reason: "json-rpc batches are not supported",
+                id: None,
+            })
+        };
+        let session_id = match headers::single(&parts.headers, &headers::SESSION_ID) {
+            Ok(Some(id)) => id,
+            // `initialize` may not be in a batch, so there is no batch without a session.
+            Ok(None) => return no_batches(),
+            Err(BadHeader) => {
+                return Rejection::invalid(
+                    StatusCode::BAD_REQUEST,
+                    "invalid Mcp-Session-Id header",
+                )
+                .response(None);
+            }
+        };
+        let session = match self.session(session_id, &principal, parts).await {
+            Ok(session) => session,
+            Err(rejection) => return rejection.response(None),
+        };
+        if session.protocol_version().as_deref() != Some(mcp::V_2025_03_26) {
+            return no_batches();
+        }
+        let mut requests = Vec::new();
+        let mut refused = Vec::new();
+        for element in elements {
+            match decode(element, &self.opts.limits) {
+                Ok(message) if message.is_request() => requests.push(message),
+                Ok(message) => {
+                    // As alone: nothing waits for a notification's or a response's reply.
+                    drop(
+                        self.handler
+                            .handle(Some(&session), &principal, message)
+                            .await,
+                    );
+                }
+                Err(error) => match Message::from_value(error.to_response()) {
+                    Ok(answer) => refused.push(answer),
+                    Err(_) => return decode_rejection(&error),
+                },
+            }
+        }
+        let exchange = Exchange {
+            id: None,
+            is_request: true,
+            accepts,
+            era: Era::Legacy,
+            session: Some(&session),
+            principal: &principal,
+            initialize: false,
+        };
+        if requests.is_empty() && refused.is_empty() {
+            return body::empty(StatusCode::ACCEPTED);
+        }
+        if !requests.is_empty() && self.streams.session(&session).all_read() {
+            return self.too_many_streams(&exchange).await;
+        }
+        let answers = requests.len() + refused.len();
+        let mut stream = self.run_batch(&session, &principal, requests, refused);
+        if accepts.sse {
+            let Some(first) = stream.next().await else {
+                return self.failed_exchange(&exchange).await;
+            };
+            return match self.streams.session(&session).open(StreamKind::Post) {
+                Some(opened) => self.legacy_sse(&session, opened, first, stream, false, answers),
+                None => {
+                    drop(stream);
+                    self.too_many_streams(&exchange).await
+                }
+            };
+        }
+        let mut responses = Vec::with_capacity(answers);
+        while let Some(message) = stream.next().await {
+            if message.is_response() {
+                responses.push(message);
+            } else {
+                self.refuse_for_json_client(&exchange, &message).await;
+            }
+        }
+        let mut array = Vec::new();
+        array.push(b'[');
+        for (i, response) in responses.iter().enumerate() {
+            if i > 0 {
+                array.push(b',');
+            }
+            array.extend_from_slice(response.bytes());
+        }
+        array.push(b']');
+        body::json(StatusCode::OK, Bytes::from(array))
+    }
+
+    /// The messages of a batch's requests as one stream: first the `refused` elements'
+    /// errors, then whatever the requests stream, as it comes, up to each one's response.
+    /// Dropping the stream drops the requests' reply streams (cancelling their calls).
+    fn run_batch(
+        &self,
+        session: &Arc<Session>,
+        principal: &Principal,
+        requests: Vec<Message>,
+        refused: Vec<Message>,
+    ) -> ReplyStream {
+        let (tx, rx) = mpsc::channel(MODERN_QUEUE);
+        let handler = Arc::clone(&self.handler);
+        let (session, principal) = (Arc::clone(session), principal.clone());
+        tokio::spawn(async move {
+            for error in refused {
+                if tx.send(error).await.is_err() {
+                    return;
+                }
+            }
+            futures::StreamExt::for_each_concurrent(
+                futures::stream::iter(requests),
+                BATCH_WIDTH,
+                |request| {
+                    let (handler, session, principal, tx) = (
+                        Arc::clone(&handler),
+                        Arc::clone(&session),
+                        principal.clone(),
+                        tx.clone(),
+                    );
+                    async move {
+                        let Reply::Stream(mut reply) =
+                            handler.handle(Some(&session), &principal, request).await
+                        else {
+                            return;
+                        };
+                        while let Some(message) = reply.next().await {
+                            if tx.send(message).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                },
+            )
+            .await;
+        });
+        ReplyStream::new(rx)
+    }
+
     async fn initialize(
         &self,
         parts: &Parts,
@@ -504,28 +681,7 @@ impl<H: Handler> Shared<H> {
                     Some(message) if message.is_response() => {
                         return self.json_reply(message, &exchange).await;
                     }
-                    Some(message) => {
-                        debug!(method = ?message.method(), "dropping message before the response: client does not accept sse");
-                        if message.is_request()
-                            && let Some(id) = message.id()
-                        {
-                            // A server request the client cannot receive: answered for it, so
-                            // that the upstream goes on instead of waiting for its timeout.
-                            let refusal = warden_proto::error::error_response(
-                                &id.to_value(),
-                                ErrorCode::MethodNotFound,
-                                "the client accepts only JSON responses and cannot receive requests during a call",
-                                None,
-                            );
-                            if let Ok(refusal) = Message::from_value(refusal) {
-                                let answered = self
-                                    .handler
-                                    .handle(exchange.session, exchange.principal, refusal)
-                                    .await;
-                                drop(answered);
-                            }
-                        }
-                    }
+                    Some(message) => self.refuse_for_json_client(&exchange, &message).await,
                     None => return self.failed_exchange(&exchange).await,
                 }
                 next = stream.next().await;
@@ -535,7 +691,7 @@ impl<H: Handler> Shared<H> {
             Some(session) if exchange.era == Era::Legacy => {
                 match self.streams.session(session).open(StreamKind::Post) {
                     Some(opened) => {
-                        self.legacy_sse(session, opened, first, stream, exchange.initialize)
+                        self.legacy_sse(session, opened, first, stream, exchange.initialize, 1)
                     }
                     None => {
                         // Every stream of the session is being read: this request is refused
@@ -547,6 +703,30 @@ impl<H: Handler> Shared<H> {
                 }
             }
             _ => self.modern_sse(first, stream),
+        }
+    }
+
+    /// A message before the response that a client taking only JSON cannot receive: dropped;
+    /// a server request is answered for the client (`-32601`), so that the upstream goes on
+    /// instead of waiting for its timeout.
+    async fn refuse_for_json_client(&self, exchange: &Exchange<'_>, message: &Message) {
+        debug!(method = ?message.method(), "dropping message before the response: client does not accept sse");
+        if message.is_request()
+            && let Some(id) = message.id()
+        {
+            let refusal = warden_proto::error::error_response(
+                &id.to_value(),
+                ErrorCode::MethodNotFound,
+                "the client accepts only JSON responses and cannot receive requests during a call",
+                None,
+            );
+            if let Ok(refusal) = Message::from_value(refusal) {
+                let answered = self
+                    .handler
+                    .handle(exchange.session, exchange.principal, refusal)
+                    .await;
+                drop(answered);
+            }
         }
     }
 
@@ -656,6 +836,7 @@ impl<H: Handler> Shared<H> {
         first: Message,
         stream: ReplyStream,
         initialize: bool,
+        responses: usize,
     ) -> Response<ResponseBody> {
         let streams = self.streams.session(session);
         let final_error = initialize.then(|| {
@@ -674,7 +855,7 @@ impl<H: Handler> Shared<H> {
             tx
         });
         let cancel = log.cancel().clone();
-        streams::spawn_post(log, first, stream, cancel, final_error);
+        streams::spawn_post(log, first, stream, cancel, final_error, responses);
         let mut response = body::sse(SseBody::new(
             attached.pending,
             attached.live,

@@ -477,17 +477,20 @@ impl StreamLog {
     }
 }
 
-/// Feeds a legacy POST stream: `first`, then the rest of `reply` up to the response. Keeps
-/// consuming after the client disconnected, so a reconnect with `Last-Event-ID` gets the rest.
-/// Sends on `final_error` whether the exchange ended without a successful response.
+/// Feeds a legacy POST stream: `first`, then the rest of `reply` up to the `responses`th
+/// response (one, but for a batch). Keeps consuming after the client disconnected, so a
+/// reconnect with `Last-Event-ID` gets the rest. Sends on `final_error` whether the exchange
+/// ended without a successful response.
 pub(crate) fn spawn_post(
     log: Arc<StreamLog>,
     first: Message,
     mut reply: ReplyStream,
     cancel: CancellationToken,
     final_error: Option<oneshot::Sender<bool>>,
+    responses: usize,
 ) {
     tokio::spawn(async move {
+        let mut responses_left = responses.max(1);
         let mut failed = true;
         let mut next = Some(first);
         loop {
@@ -502,10 +505,12 @@ pub(crate) fn spawn_post(
                     },
                 },
             };
-            let is_final = message.is_response();
-            if is_final {
+            let is_response = message.is_response();
+            if is_response {
                 failed = *message.kind() == Kind::Error;
+                responses_left -= 1;
             }
+            let is_final = responses_left == 0;
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
@@ -704,6 +709,7 @@ mod tests {
                 ReplyStream::new(rx),
                 log.cancel().clone(),
                 None,
+                1,
             );
             tx
         };
@@ -744,6 +750,7 @@ mod tests {
                 ReplyStream::new(rx),
                 log.cancel().clone(),
                 None,
+                1,
             );
             kept.push((log, reader, tx));
         }

@@ -740,3 +740,158 @@ async fn get_stream_resumes_with_last_event_id_and_continues_live() {
     })
     .await;
 }
+
+/// Opens a session that negotiated `version`; returns its id.
+async fn session_of(server: &Server, version: &str) -> String {
+    let (status, headers, body) = server
+        .call_json(server.post(&json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["protocolVersion"], version);
+    headers["mcp-session-id"].to_str().unwrap().to_owned()
+}
+
+const BATCH: &str = concat!(
+    r#"[{"jsonrpc":"2.0","id":1,"method":"slow","params":{"ms":100}},"#,
+    r#"{"jsonrpc":"2.0","method":"notifications/initialized"},"#,
+    r#"{"jsonrpc":"2.0","id":"b","method":"notify_first"},"#,
+    r#"{"jsonrpc":"1.0","id":3,"method":"x"}, 42,"#,
+    r#"{"jsonrpc":"2.0","id":4,"method":"unknown/method"}]"#
+);
+
+fn batch_post(
+    server: &Server,
+    session: &str,
+    body: &str,
+    accept: &str,
+) -> http::Request<Full<Bytes>> {
+    server
+        .request("POST")
+        .header("content-type", "application/json")
+        .header("accept", accept)
+        .header("mcp-session-id", session)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap()
+}
+
+/// A 2025-03-26 session may post JSON-RPC batches (that revision's servers must accept them):
+/// over SSE each response is an event, after what its request streamed first; a client that
+/// takes only JSON gets one array in the batch's order.
+#[tokio::test]
+async fn a_2025_03_26_session_gets_its_batches_answered() {
+    bounded(async {
+        let server = Server::start(|_| {}).await;
+        let session = session_of(&server, "2025-03-26").await;
+
+        let response = server
+            .send(batch_post(
+                &server,
+                &session,
+                BATCH,
+                "application/json, text/event-stream",
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut events = SseReader::new(response);
+        let mut messages = vec![];
+        while let Some((_, message)) = events.next_message().await {
+            messages.push(message);
+        }
+        let progress = messages
+            .iter()
+            .position(|m| m["method"] == "notifications/progress")
+            .expect("the streamed note");
+        let answer_b = messages.iter().position(|m| m["id"] == "b").unwrap();
+        assert!(progress < answer_b, "{messages:?}");
+        let mut ids: Vec<String> = messages
+            .iter()
+            .filter(|m| m.get("result").is_some() || m.get("error").is_some())
+            .map(|m| m["id"].to_string())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["\"b\"", "1", "3", "4", "null"], "{messages:?}");
+        assert!(
+            server
+                .handler
+                .methods()
+                .contains(&"notifications/initialized".to_owned())
+        );
+
+        let (status, headers, body) = server
+            .call_json(batch_post(&server, &session, BATCH, "application/json"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], "application/json");
+        let answers = body.as_array().unwrap_or_else(|| panic!("{body}"));
+        let ids: Vec<Value> = answers.iter().map(|a| a["id"].clone()).collect();
+        // The invalid elements' errors first, then the requests' responses as they came.
+        assert_eq!(ids.len(), 5, "{body}");
+        assert_eq!(&ids[..2], &[json!(3), Value::Null], "{body}");
+        assert!(ids.contains(&json!(1)) && ids.contains(&json!("b")) && ids.contains(&json!(4)));
+
+        // Only notifications: 202, nothing to answer.
+        let (status, _, _) = server
+            .call(batch_post(
+                &server,
+                &session,
+                r#"[{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}]"#,
+                "application/json, text/event-stream",
+            ))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        // Empty or malformed batches: one error, as for one message.
+        for (body, code) in [
+            ("[]", -32600),
+            (r#"[{"a":1,"a":2}]"#, -32700),
+            ("[{", -32700),
+        ] {
+            let (status, _, json) = server
+                .call_json(batch_post(&server, &session, body, "application/json"))
+                .await;
+            assert_eq!(
+                (status, json["error"]["code"].clone()),
+                (StatusCode::BAD_REQUEST, json!(code)),
+                "{body}"
+            );
+        }
+    })
+    .await;
+}
+
+/// Later revisions have no batches: an array is refused with 400, and nothing in it runs.
+#[tokio::test]
+async fn a_batch_outside_a_2025_03_26_session_is_refused() {
+    bounded(async {
+        let server = Server::start(|_| {}).await;
+        let session = session_of(&server, "2025-11-25").await;
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#;
+        let (status, _, json) = server
+            .call_json(batch_post(&server, &session, batch, "application/json"))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+        assert_eq!(json["error"]["code"], -32600);
+        // Without a session (initialize may not be batched) and in an unknown one.
+        let mut alone = batch_post(&server, &session, batch, "application/json");
+        alone.headers_mut().remove("mcp-session-id");
+        let (status, _, json) = server.call_json(alone).await;
+        assert_eq!(
+            (status, json["error"]["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!(-32600))
+        );
+        let (status, _, _) = server
+            .call_json(batch_post(
+                &server,
+                "0123456789abcdef0123456789abcdef",
+                batch,
+                "application/json",
+            ))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!server.handler.methods().contains(&"a".to_owned()));
+    })
+    .await;
+}

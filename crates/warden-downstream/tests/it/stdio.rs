@@ -422,3 +422,77 @@ async fn stop_ends_reading_but_answers_the_requests_in_flight() {
     })
     .await;
 }
+
+/// A client that negotiated 2025-03-26 may send JSON-RPC batches (that revision's servers must
+/// accept them): each element is handled as a line would be, and the requests' answers come
+/// back as one array in the batch's order, after what they streamed first.
+#[tokio::test]
+async fn a_2025_03_26_client_gets_its_batches_answered_as_arrays() {
+    bounded(async {
+        let mut c = start(Limits::default());
+        c.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#)
+            .await;
+        assert_eq!(c.recv().await["result"]["protocolVersion"], "2025-03-26");
+
+        // A slow request first: the array waits for it and keeps the batch's order.
+        c.send(concat!(
+            r#" [{"jsonrpc":"2.0","id":1,"method":"slow","params":{"ms":100}},"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"},"#,
+            r#"{"jsonrpc":"2.0","id":"b","method":"notify_first"},"#,
+            r#"{"jsonrpc":"1.0","id":3,"method":"x"}, 42,"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"unknown/method"}]"#
+        ))
+        .await;
+        let progress = c.recv().await;
+        assert_eq!(progress["method"], "notifications/progress", "{progress}");
+        let answers = c.recv().await;
+        let answers = answers.as_array().unwrap_or_else(|| panic!("{answers}"));
+        assert_eq!(answers.len(), 5, "{answers:?}");
+        assert_eq!(answers[0]["id"], 1);
+        assert_eq!(answers[0]["result"]["slept"], 100);
+        assert_eq!(answers[1]["id"], "b");
+        assert_eq!(answers[1]["result"]["done"], true);
+        assert_eq!((answers[2]["id"].clone(), answers[2]["error"]["code"].clone()), (json!(3), json!(-32600)));
+        assert_eq!((answers[3]["id"].clone(), answers[3]["error"]["code"].clone()), (Value::Null, json!(-32600)));
+        assert_eq!(answers[4]["error"]["code"], -32601);
+        assert!(
+            c.handler
+                .methods()
+                .contains(&"notifications/initialized".to_owned()),
+            "the batch's notification was handled"
+        );
+
+        // Only notifications: nothing comes back. Empty or invalid batches: one error.
+        c.send(r#"[{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}]"#)
+            .await;
+        c.send("[]").await;
+        let empty = c.recv().await;
+        assert_eq!(
+            (empty["id"].clone(), empty["error"]["code"].clone()),
+            (Value::Null, json!(-32600)),
+            "{empty}"
+        );
+        c.send(r#"[{"jsonrpc":"2.0","id":5,"method":"a","params":{"k":1,"k":2}}]"#)
+            .await;
+        assert_eq!(c.recv().await["error"]["code"], -32700);
+        c.send(r#"{"jsonrpc":"2.0","id":6,"method":"after"}"#).await;
+        assert_eq!(c.recv().await["id"], 6);
+    })
+    .await;
+}
+
+/// Later revisions have no batches: an array is refused as before, whatever it holds.
+#[tokio::test]
+async fn a_batch_from_a_later_revision_is_refused() {
+    bounded(async {
+        let mut c = start(Limits::default());
+        c.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#)
+            .await;
+        assert_eq!(c.recv().await["result"]["protocolVersion"], "2025-06-18");
+        c.send(r#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#).await;
+        let refused = c.recv().await;
+        assert_eq!(refused["error"]["code"], -32600, "{refused}");
+        assert!(!c.handler.methods().contains(&"a".to_owned()));
+    })
+    .await;
+}
