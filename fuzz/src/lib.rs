@@ -164,6 +164,20 @@ pub fn jsonrpc_decode(data: &[u8]) {
         assert_eq!(t.value(), f.value());
     }
     same_batch_split(data, &limits);
+    same_recovered_id(data, &full);
+}
+
+/// The lenient id recovery (used on refused input: over-long, too deep) never panics, and on a
+/// request the strict decoder accepts it reads the same id.
+fn same_recovered_id(data: &[u8], full: &Result<Message, DecodeError>) {
+    let request = warden_proto::jsonrpc::recover_request_id(data);
+    let _ = warden_proto::jsonrpc::recover_response_id(data);
+    if let Ok(message) = full
+        && *message.kind() == Kind::Request
+        && data.len() <= warden_proto::jsonrpc::RECOVERY_SCAN_BYTES
+    {
+        assert_eq!(request.as_ref(), message.id(), "recovered another id");
+    }
 }
 
 /// `split_batch` accepts exactly the arrays the strict parser accepts, and its parts are the

@@ -52,6 +52,7 @@
 //! | modern: handler answers `-32601` / `-32020`, `-32021`, `-32022` | 404 / 400 | the handler's |
 //! | legacy: no `Mcp-Session-Id` on anything but `initialize` | 400 | `-32600` |
 //! | legacy: unknown, ended or another principal's session | 404 | `-32600` |
+//! | legacy: the session ended while the request was handled (a DELETE, expiry), and it failed | 404 (a JSON answer; SSE has sent 200 already) | its error |
 //! | legacy: `MCP-Protocol-Version` unsupported or not the negotiated one | 400 | `-32600` |
 //! | legacy: session table full on `initialize` | 503 | `-31004` |
 //! | second concurrent GET stream of a session | 409 | `-32600` |

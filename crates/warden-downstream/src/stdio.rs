@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use warden_guard::{Denial, Principal};
 use warden_proto::framing::{Frame, LineDecoder};
+use warden_proto::jsonrpc::recover_request_id;
 use warden_proto::{DecodeError, ErrorCode, Id, Limits, Message, decode, mcp, split_batch};
 use warden_session::{Face, Handler, Reply, Session};
 
@@ -343,13 +344,18 @@ impl<H: Handler> Reader<H> {
             match read {
                 Ok(0) => {
                     if let Some(frame) = decoder.finish(&mut buf) {
-                        let _ = self.dispatch(frame).await;
+                        let head = decoder.take_discarded_head();
+                        let _ = self.dispatch(frame, &head).await;
                     }
                     return Ok(());
                 }
                 Ok(_) => {
                     while let Some(frame) = decoder.decode(&mut buf) {
-                        if self.dispatch(frame).await.is_err() {
+                        let head = match frame {
+                            Frame::TooLong { .. } => decoder.take_discarded_head(),
+                            Frame::Line(_) => Vec::new(),
+                        };
+                        if self.dispatch(frame, &head).await.is_err() {
                             return Ok(());
                         }
                     }
@@ -360,7 +366,8 @@ impl<H: Handler> Reader<H> {
         }
     }
 
-    async fn dispatch(&mut self, frame: Frame) -> Result<(), WriterGone> {
+    /// Handles one frame; `head` is the start of a discarded over-long line.
+    async fn dispatch(&mut self, frame: Frame, head: &[u8]) -> Result<(), WriterGone> {
         let line = match frame {
             Frame::Line(line) => line,
             Frame::TooLong { size } => {
@@ -369,17 +376,17 @@ impl<H: Handler> Reader<H> {
                     limit: self.limits.max_message_bytes,
                 };
                 debug!(session = %self.session.id(), size, "over-long line from client discarded");
-                return self.send(error_bytes(&error)).await;
+                return self.send(refusal_bytes(&error, head)).await;
             }
         };
         if self.is_batch(&line) {
             return self.dispatch_batch(line).await;
         }
-        let message = match decode(line, &self.limits) {
+        let message = match decode(line.clone(), &self.limits) {
             Ok(message) => message,
             Err(error) => {
                 debug!(session = %self.session.id(), %error, "invalid message from client");
-                return self.send(error_bytes(&error)).await;
+                return self.send(refusal_bytes(&error, &line)).await;
             }
         };
         if message.is_request() {
@@ -680,6 +687,21 @@ fn line_bytes(message: &Message) -> Bytes {
 
 fn error_bytes(error: &DecodeError) -> Bytes {
     json_bytes(&error.to_response())
+}
+
+/// The error for a line the decoder refused. A request too large or too deep is answered with
+/// its id when the start of `text` names one (read by `recover_request_id`: top-level members
+/// of the first 64 KiB only), so the client's call fails at once instead of waiting for an
+/// answer; errors in the JSON itself keep the null id JSON-RPC asks for.
+fn refusal_bytes(error: &DecodeError, text: &[u8]) -> Bytes {
+    let mut response = error.to_response();
+    if matches!(error, DecodeError::TooLarge { .. } | DecodeError::TooDeep)
+        && response["id"].is_null()
+        && let Some(id) = recover_request_id(text)
+    {
+        response["id"] = id.to_value();
+    }
+    json_bytes(&response)
 }
 
 /// A message the transport builds itself, as bytes.

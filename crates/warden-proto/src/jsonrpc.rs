@@ -484,6 +484,42 @@ pub enum Recovered {
 /// assert_eq!(recover_response_id(br#"{"jsonrpc":"2.0","id":7,"method":"x""#), Recovered::Other);
 /// ```
 pub fn recover_response_id(text: &[u8]) -> Recovered {
+    let head = scan_head(text);
+    if head.answers && !head.method {
+        Recovered::Response(if head.ambiguous { None } else { head.id })
+    } else {
+        Recovered::Other
+    }
+}
+
+/// The id of a refused *request* (a top-level `method`, no `result` or `error`), read as
+/// [`recover_response_id`] reads a response's: from the first [`RECOVERY_SCAN_BYTES`] only,
+/// top-level members only, `None` when it is absent, not yet reached, or ambiguous. A client
+/// told which request failed does not wait for its answer until it gives up.
+///
+/// ```
+/// use warden_proto::jsonrpc::recover_request_id;
+/// use warden_proto::Id;
+/// assert_eq!(recover_request_id(br#"{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"#), Some(Id::from(41)));
+/// assert_eq!(recover_request_id(br#"{"jsonrpc":"2.0","method":"x","params":{"id":3"#), None);
+/// assert_eq!(recover_request_id(br#"{"jsonrpc":"2.0","id":7,"result":{"#), None);
+/// ```
+pub fn recover_request_id(text: &[u8]) -> Option<Id> {
+    let head = scan_head(text);
+    (head.method && !head.answers && !head.ambiguous)
+        .then_some(head.id)
+        .flatten()
+}
+
+/// What [`scan_head`] read of a message's top-level members.
+struct Head {
+    answers: bool,
+    method: bool,
+    id: Option<Id>,
+    ambiguous: bool,
+}
+
+fn scan_head(text: &[u8]) -> Head {
     let text = &text[..text.len().min(RECOVERY_SCAN_BYTES)];
     let mut answers = false;
     let mut method = false;
@@ -491,7 +527,12 @@ pub fn recover_response_id(text: &[u8]) -> Recovered {
     let mut ambiguous = false;
     let mut i = skip_ws(text, 0);
     if text.get(i) != Some(&b'{') {
-        return Recovered::Other;
+        return Head {
+            answers,
+            method,
+            id,
+            ambiguous,
+        };
     }
     i += 1;
     // Stops at the end of the object or wherever the text stops making sense.
@@ -540,10 +581,11 @@ pub fn recover_response_id(text: &[u8]) -> Recovered {
         }
         i = end;
     }
-    if answers && !method {
-        Recovered::Response(if ambiguous { None } else { id })
-    } else {
-        Recovered::Other
+    Head {
+        answers,
+        method,
+        id,
+        ambiguous,
     }
 }
 

@@ -735,11 +735,21 @@ impl<H: Handler> Shared<H> {
         message: Message,
         exchange: &Exchange<'_>,
     ) -> Response<ResponseBody> {
+        let failed = *message.kind() == Kind::Error;
         let status = match exchange.era {
             Era::Modern => modern_status(&message),
+            // The session ended while its request was on the way (a DELETE, expiry): the
+            // request failed for that, and a client must learn it as it would have on arrival,
+            // by a 404 that tells it to start a new session.
+            Era::Legacy
+                if failed
+                    && !exchange.initialize
+                    && exchange.session.is_some_and(|s| s.is_ended()) =>
+            {
+                StatusCode::NOT_FOUND
+            }
             Era::Legacy => StatusCode::OK,
         };
-        let failed = *message.kind() == Kind::Error;
         // A rate-limit refusal is also HTTP 429 with Retry-After, whatever the era.
         let retry_after = retry_after(&message);
         let status = if retry_after.is_some() {

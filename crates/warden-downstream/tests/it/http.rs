@@ -895,3 +895,31 @@ async fn a_batch_outside_a_2025_03_26_session_is_refused() {
     })
     .await;
 }
+
+/// A request whose session ends while it is handled (a DELETE racing it) fails with 404, as it
+/// would have on arrival: the client learns to start a new session.
+#[tokio::test]
+async fn a_request_whose_session_ended_meanwhile_gets_404() {
+    bounded(async {
+        let server = Server::start(|_| {}).await;
+        let session = server.initialize().await;
+        let mut ended = server.post_in(&session, &request(5, "ended_meanwhile"));
+        ended
+            .headers_mut()
+            .insert("accept", "application/json".parse().unwrap());
+        let (status, _, json) = server.call_json(ended).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+        assert_eq!(
+            (json["id"].clone(), json["error"]["code"].clone()),
+            (json!(5), json!(-32600))
+        );
+        // A failure in a live session stays 200.
+        let session = server.initialize().await;
+        let mut live = server.post_in(&session, &request(6, "unknown/method"));
+        live.headers_mut()
+            .insert("accept", "application/json".parse().unwrap());
+        let (status, _, json) = server.call_json(live).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+    })
+    .await;
+}

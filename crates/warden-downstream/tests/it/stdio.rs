@@ -64,7 +64,18 @@ impl Client {
 async fn malformed_lines_get_errors_and_the_next_line_still_works() {
     bounded(async {
         let mut c = start(Limits::default());
+        let deep = |head: &str| format!("{head}{}{}}}", "[".repeat(70), "]".repeat(70));
+        let too_deep = deep(r#"{"jsonrpc":"2.0","id":9,"method":"a","params":"#);
+        let too_deep_late_id = format!(
+            "{},\"id\":10}}",
+            deep(r#"{"jsonrpc":"2.0","method":"a","params":"#).trim_end_matches('}')
+        );
+        let too_deep_notification = deep(r#"{"jsonrpc":"2.0","method":"a","params":"#);
         let cases: &[(&str, i64, Value)] = &[
+            // Too deep: refused with the request's id wherever it is, null without one.
+            (&too_deep, -32600, json!(9)),
+            (&too_deep_late_id, -32600, json!(10)),
+            (&too_deep_notification, -32600, Value::Null),
             ("{bad", -32700, Value::Null),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"a","params":{},"params":{}}"#,
@@ -125,7 +136,8 @@ async fn a_100_mb_line_gets_invalid_request_and_the_connection_survives() {
         });
         let error = c.recv().await;
         assert_eq!(error["error"]["code"], -32600);
-        assert_eq!(error["id"], Value::Null);
+        // The request's id, read from the start of the line: its call fails at once.
+        assert_eq!(error["id"], 1);
         let ok = c.recv().await;
         assert_eq!(ok["id"], 2);
         assert_eq!(c.handler.methods(), ["after"]);

@@ -260,6 +260,14 @@ impl Handler for TestHandler {
                     single(result(&id, json!({})))
                 }
                 "unknown/method" => single(error(&id, -32601, "method not found")),
+                // The session ends while the request is handled (a DELETE racing it): what the
+                // gateway answers then.
+                "ended_meanwhile" => {
+                    if let Some(s) = session {
+                        s.end();
+                    }
+                    single(error(&id, -32600, "session not found"))
+                }
                 // A rate-limit refusal (-31004, retry hint 2.5 s), alone or after a
                 // progress notification (the stream has started).
                 "limited" => single(limited(&id)),
