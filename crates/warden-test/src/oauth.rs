@@ -137,6 +137,8 @@ pub struct State {
     pub introspection: HashMap<String, Value>,
     /// Requests per path.
     pub hits: HashMap<String, usize>,
+    /// How long each introspection takes to answer (a slow authorization server).
+    pub introspection_delay: std::time::Duration,
 }
 
 /// A running authorization server.
@@ -244,6 +246,11 @@ impl Issuer {
             json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
     }
 
+    /// Makes every introspection take `delay` before it answers.
+    pub fn slow_introspection(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().introspection_delay = delay;
+    }
+
     /// Makes introspection answer `answer` for `token`.
     pub fn introspects(&self, token: &str, answer: Value) {
         self.state
@@ -287,6 +294,8 @@ async fn handle(context: &Context, request: Request<Incoming>) -> Response<Full<
                 return reply(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
             }
             let body = request.into_body().collect().await.unwrap().to_bytes();
+            let delay = state.lock().unwrap().introspection_delay;
+            tokio::time::sleep(delay).await;
             let token = url::form_urlencoded::parse(&body)
                 .find(|(k, _)| k == "token")
                 .map(|(_, v)| v.into_owned())

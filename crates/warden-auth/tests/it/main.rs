@@ -3,6 +3,7 @@
 #![allow(missing_docs, unreachable_pub)]
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -320,6 +321,51 @@ async fn opaque_tokens_are_introspected_checked_and_cached() {
         );
     }
     assert_eq!(issuer.hits("/introspect"), 5, "refusals are remembered");
+}
+
+/// A flood of made-up opaque tokens cannot queue unbounded calls to the authorization server:
+/// with 32 introspections in flight, the next token is refused at once as unavailable (503),
+/// without a call; once they are answered, introspection works again.
+#[tokio::test]
+async fn introspections_in_flight_are_bounded() {
+    let issuer = Issuer::start(&[]).await;
+    let auth = Arc::new(authenticator(&config(
+        &issuer,
+        &format!(
+            "[auth.introspection]\nendpoint = \"{}/introspect\"\nclient_id = \"warden-gateway\"\nclient_secret = \"env:UNUSED\"",
+            issuer.url
+        ),
+    )));
+    issuer.slow_introspection(Duration::from_millis(1500));
+    let in_flight: Vec<_> = (0..32)
+        .map(|n| {
+            let auth = Arc::clone(&auth);
+            tokio::spawn(async move { check(&auth, &format!("made-up-{n}")).await })
+        })
+        .collect();
+    // Every one of them has reached the authorization server.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while issuer.hits("/introspect") < 32 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            issuer.hits("/introspect")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = check(&auth, "one-more").await.unwrap_err();
+    assert_eq!(refused.kind, FailureKind::Unavailable, "{refused:?}");
+    assert_eq!(refused.status(), 503);
+    assert_eq!(issuer.hits("/introspect"), 32, "the 33rd was not asked");
+    for call in in_flight {
+        assert_eq!(call.await.unwrap().unwrap_err().kind, FailureKind::Invalid);
+    }
+    issuer.slow_introspection(Duration::ZERO);
+    issuer.introspects(
+        "opaque-good",
+        json!({"active": true, "sub": "bob", "aud": RESOURCE, "exp": now() + 300}),
+    );
+    check(&auth, "opaque-good").await.unwrap();
 }
 
 /// `sub`, `client_id` and `username` are separate namespaces: a client (whose id it may choose)
