@@ -30,7 +30,7 @@ pub use gateway::{
     PrelaunchResult, Transport, UpstreamDef,
 };
 pub use params::ParamHeader;
-pub use session::{Session, SessionError, SessionId, SessionRecord};
+pub use session::{Session, SessionError, SessionId, SessionRecord, UNSOLICITED_QUEUE};
 pub use supervise::{Policy as LifecyclePolicy, Unhealthy};
 
 /// What the client receives for one message it sent.

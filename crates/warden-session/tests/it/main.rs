@@ -2473,3 +2473,45 @@ async fn a_completion_is_judged_against_its_prompt() {
     );
     f.stop().await;
 }
+
+/// A server request with no call in flight goes to the client's unsolicited queue (`run`'s
+/// one client); when the client does not read it and the queue is full, the upstream is answered at once (`-32603`)
+/// instead of waiting for an answer that cannot come.
+#[tokio::test]
+async fn a_server_request_past_a_full_unsolicited_queue_is_refused_to_the_upstream() {
+    // `run`'s gateway: one client, which gets every unsolicited message.
+    let f = Fixture::start(&[A], true).await;
+    let anon = Principal::anonymous();
+    let s = f
+        .gateway
+        .open_session(anon.clone(), Face::Http)
+        .await
+        .unwrap();
+    let init = f
+        .call(
+            Some(&s),
+            &anon,
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{}},"clientInfo":{"name":"t","version":"1"}}}),
+        )
+        .await;
+    assert!(init.get("result").is_some(), "{init}");
+    let uri = "mem://items/full";
+    // Nobody reads the session's unsolicited messages: the updates fill its queue.
+    for n in 0..warden_session::UNSOLICITED_QUEUE + 4 {
+        let touch = json!({"jsonrpc":"2.0","id":2 + n,"method":"tools/call","params":{"name":"touch","arguments":{"uri":uri}}});
+        assert!(f.call(Some(&s), &anon, touch).await["result"].is_object());
+    }
+    let later = json!({"jsonrpc":"2.0","id":9000,"method":"tools/call","params":{"name":"ask_later","arguments":{}}});
+    assert!(f.call(Some(&s), &anon, later).await["result"].is_object());
+    let refused = |m: &Value| m["id"] == "late1" && m.get("method").is_none();
+    let got = f.wait_received("a", |got| got.iter().any(refused)).await;
+    let answer = got.into_iter().find(refused).unwrap();
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not reading")),
+        "{answer}"
+    );
+    f.stop().await;
+}
