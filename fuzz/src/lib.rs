@@ -177,6 +177,19 @@ fn same_recovered_id(data: &[u8], full: &Result<Message, DecodeError>) {
         && data.len() <= warden_proto::jsonrpc::RECOVERY_SCAN_BYTES
     {
         assert_eq!(request.as_ref(), message.id(), "recovered another id");
+        // A cut head (what is kept of an over-long line) gives the id or nothing, never a
+        // cut one.
+        for cut in [
+            data.len() / 2,
+            data.len().saturating_sub(2),
+            data.len().saturating_sub(1),
+        ] {
+            let recovered = warden_proto::jsonrpc::recover_request_id(&data[..cut]);
+            assert!(
+                recovered.is_none() || recovered.as_ref() == message.id(),
+                "the head of {cut} bytes gave {recovered:?}"
+            );
+        }
     }
 }
 

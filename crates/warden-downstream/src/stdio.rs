@@ -41,7 +41,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use warden_guard::{Denial, Principal};
 use warden_proto::framing::{Frame, LineDecoder};
-use warden_proto::jsonrpc::recover_request_id;
 use warden_proto::{DecodeError, ErrorCode, Id, Limits, Message, decode, mcp, split_batch};
 use warden_session::{Face, Handler, Reply, Session};
 
@@ -689,19 +688,10 @@ fn error_bytes(error: &DecodeError) -> Bytes {
     json_bytes(&error.to_response())
 }
 
-/// The error for a line the decoder refused. A request too large or too deep is answered with
-/// its id when the start of `text` names one (read by `recover_request_id`: top-level members
-/// of the first 64 KiB only), so the client's call fails at once instead of waiting for an
-/// answer; errors in the JSON itself keep the null id JSON-RPC asks for.
+/// The error for a line the decoder refused, with the request's id when the start of `text`
+/// names one ([`DecodeError::to_response_for`]; for an over-long line, its first 16 KiB).
 fn refusal_bytes(error: &DecodeError, text: &[u8]) -> Bytes {
-    let mut response = error.to_response();
-    if matches!(error, DecodeError::TooLarge { .. } | DecodeError::TooDeep)
-        && response["id"].is_null()
-        && let Some(id) = recover_request_id(text)
-    {
-        response["id"] = id.to_value();
-    }
-    json_bytes(&response)
+    json_bytes(&error.to_response_for(text))
 }
 
 /// A message the transport builds itself, as bytes.

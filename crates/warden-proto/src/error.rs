@@ -102,6 +102,22 @@ impl DecodeError {
         };
         error_response(&id, self.code(), &self.to_string(), None)
     }
+
+    /// [`DecodeError::to_response`] for the refused `text`: a request refused for its size or
+    /// depth is answered with its id when the start of `text` names one
+    /// ([`recover_request_id`](crate::jsonrpc::recover_request_id)), so the client's call
+    /// fails at once instead of waiting for an answer. Errors in the JSON itself (syntax,
+    /// duplicate keys, invalid UTF-8) keep the null id JSON-RPC asks for.
+    pub fn to_response_for(&self, text: &[u8]) -> Value {
+        let mut response = self.to_response();
+        if matches!(self, DecodeError::TooLarge { .. } | DecodeError::TooDeep)
+            && response["id"].is_null()
+            && let Some(id) = crate::jsonrpc::recover_request_id(text)
+        {
+            response["id"] = id.to_value();
+        }
+        response
+    }
 }
 
 /// Builds a JSON-RPC error response.

@@ -494,8 +494,9 @@ pub fn recover_response_id(text: &[u8]) -> Recovered {
 
 /// The id of a refused *request* (a top-level `method`, no `result` or `error`), read as
 /// [`recover_response_id`] reads a response's: from the first [`RECOVERY_SCAN_BYTES`] only,
-/// top-level members only, `None` when it is absent, not yet reached, or ambiguous. A client
-/// told which request failed does not wait for its answer until it gives up.
+/// top-level members only, `None` when it is absent, not yet reached, cut by the end of the
+/// text, or ambiguous. A client told which request failed does not wait for its answer until
+/// it gives up.
 ///
 /// ```
 /// use warden_proto::jsonrpc::recover_request_id;
@@ -503,8 +504,10 @@ pub fn recover_response_id(text: &[u8]) -> Recovered {
 /// assert_eq!(recover_request_id(br#"{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"#), Some(Id::from(41)));
 /// assert_eq!(recover_request_id(br#"{"jsonrpc":"2.0","method":"x","params":{"id":3"#), None);
 /// assert_eq!(recover_request_id(br#"{"jsonrpc":"2.0","id":7,"result":{"#), None);
+/// assert_eq!(recover_request_id(br#"{"jsonrpc":"2.0","method":"x","id":12"#), None);
 /// ```
 pub fn recover_request_id(text: &[u8]) -> Option<Id> {
+    // (The cut-number case: `{"method":"x","id":12` may be the head of `"id":12345`.)
     let head = scan_head(text);
     (head.method && !head.answers && !head.ambiguous)
         .then_some(head.id)
@@ -693,11 +696,12 @@ fn skip_value(text: &[u8], i: usize) -> Option<usize> {
             let mut j = i;
             while let Some(c) = text.get(j) {
                 if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
-                    break;
+                    return Some(j);
                 }
                 j += 1;
             }
-            Some(j)
+            // The text stops inside it: a cut head (`12` of `12345`), not the value.
+            None
         }
     }
 }

@@ -207,13 +207,14 @@ fn bad_messages() -> Vec<Bad> {
             "nesting one level beyond the limit",
             nested(Some("h2"), &format!("{MARK}-deep"), 65),
             INVALID,
-            Value::Null,
+            // Refused for its depth, answered with its id (read from its start).
+            json!("h2"),
         ),
         bad(
             "a million levels of nesting",
             nested(Some("h3"), &format!("{MARK}-deeper"), 1_000_000),
             INVALID,
-            Value::Null,
+            json!("h3"),
         ),
         bad(
             "duplicate key",

@@ -238,9 +238,9 @@ impl<H: Handler> Shared<H> {
         {
             return self.post_batch(&parts, &bytes, principal, accepts).await;
         }
-        let message = match decode(bytes, &self.opts.limits) {
+        let message = match decode(bytes.clone(), &self.opts.limits) {
             Ok(message) => message,
-            Err(error) => return decode_rejection(&error),
+            Err(error) => return decode_rejection_of(&error, &bytes),
         };
         trace!(body = ?String::from_utf8_lossy(message.bytes()), "http request body");
         let session_id = match headers::single(&parts.headers, &headers::SESSION_ID) {
@@ -1066,10 +1066,16 @@ fn retry_after(message: &Message) -> Option<HeaderValue> {
 
 /// 400 with the decoder's JSON-RPC error (`-32700` or `-32600`), 413 for an oversized message.
 fn decode_rejection(error: &DecodeError) -> Response<ResponseBody> {
+    decode_rejection_of(error, b"")
+}
+
+/// [`decode_rejection`] of the refused `body`: a request too large or too deep is answered
+/// with its id when the body's start names one ([`DecodeError::to_response_for`]).
+fn decode_rejection_of(error: &DecodeError, body: &[u8]) -> Response<ResponseBody> {
     debug!(%error, "invalid message in request body");
     let status = match error {
         DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
-    body::json_value(status, &error.to_response())
+    body::json_value(status, &error.to_response_for(body))
 }
