@@ -53,6 +53,11 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `error.data.guard` of the refusal a request gets when the queue is full.
 const QUEUE_GUARD: &str = "stdio_queue";
 
+/// Messages one JSON-RPC batch may hold (2025-03-26 clients); a longer batch is refused whole.
+/// Real clients batch a handful; the bound keeps one line from holding dozens of answers.
+pub const MAX_BATCH: usize = 32;
+const _: () = assert!(MAX_BATCH == 32, "the refusal's text names the bound");
+
 /// Messages queued for the writer: bounds memory when the client reads slowly.
 const WRITER_QUEUE: usize = 64;
 
@@ -206,8 +211,9 @@ where
     read_result.and(write_result)
 }
 
-/// One request (or one streamed reply) in flight, polled by the reader.
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// One request (or one streamed reply, or one batch) in flight, polled by the reader; its
+/// output is the number of slots it took.
+type Task = Pin<Box<dyn Future<Output = usize> + Send>>;
 
 /// Reads and dispatches client messages.
 struct Reader<H: Handler> {
@@ -221,13 +227,26 @@ struct Reader<H: Handler> {
     refused_any: bool,
 }
 
+/// A queued task: the task, its size in bytes, its request's id (a cancellation removes it
+/// before it ever runs), and the slots it takes.
+struct Queued {
+    task: Task,
+    bytes: usize,
+    id: Option<Id>,
+    slots: usize,
+}
+
 /// The requests of one client: those in flight, polled together, and those queued behind them.
+/// A request takes one slot; a batch one per request it may run at once.
 struct InFlight {
     running: FuturesUnordered<Task>,
-    /// Requests waiting for a slot: the task, its size, and its id (a cancellation removes
-    /// it before it ever runs).
-    queued: VecDeque<(Task, usize, Option<Id>)>,
+    /// Slots the running tasks take.
+    busy: usize,
+    queued: VecDeque<Queued>,
     queued_bytes: usize,
+    /// The requests of batches (queued or running) that have not started: a cancellation
+    /// removes them too.
+    batches: Vec<std::sync::Weak<Waiting>>,
     max_running: usize,
     max_queued: usize,
     max_queued_bytes: usize,
@@ -237,43 +256,57 @@ impl InFlight {
     fn new(options: &StdioOptions) -> Self {
         Self {
             running: FuturesUnordered::new(),
+            busy: 0,
             queued: VecDeque::new(),
             queued_bytes: 0,
+            batches: Vec::new(),
             max_running: options.max_in_flight.max(1),
             max_queued: options.max_queued,
             max_queued_bytes: options.max_queued_bytes,
         }
     }
 
-    /// Whether a request of `bytes` bytes can start or be queued now.
-    fn has_room(&self, bytes: usize) -> bool {
-        self.running.len() < self.max_running
+    /// Whether a request of `bytes` bytes taking `slots` slots can start or be queued now.
+    fn has_room(&self, bytes: usize, slots: usize) -> bool {
+        self.busy + slots <= self.max_running
             || (self.queued.len() < self.max_queued
                 && (self.queued.is_empty() || self.queued_bytes + bytes <= self.max_queued_bytes))
     }
 
-    /// Starts `task` (a request of `bytes` bytes) or queues it; the caller checked
-    /// [`InFlight::has_room`].
-    fn admit(&mut self, task: Task, bytes: usize, id: Option<Id>) {
-        if self.running.len() < self.max_running {
+    /// Starts `task` (a request of `bytes` bytes taking `slots` slots, at most `max_running`)
+    /// or queues it; the caller checked [`InFlight::has_room`].
+    fn admit(&mut self, task: Task, bytes: usize, id: Option<Id>, slots: usize) {
+        if self.queued.is_empty() && self.busy + slots <= self.max_running {
+            self.busy += slots;
             self.running.push(task);
         } else {
             self.queued_bytes += bytes;
-            self.queued.push_back((task, bytes, id));
+            self.queued.push_back(Queued {
+                task,
+                bytes,
+                id,
+                slots,
+            });
         }
     }
 
-    /// Removes the queued request `id`, if it is still waiting; true when it was.
+    /// Removes the request `id` if it has not started: queued on its own, or waiting in a
+    /// batch. True when it was.
     fn cancel_queued(&mut self, id: &Id) -> bool {
-        let Some(at) = self
-            .queued
+        self.batches.retain(|b| b.strong_count() > 0);
+        if self
+            .batches
             .iter()
-            .position(|(_, _, i)| i.as_ref() == Some(id))
-        else {
+            .filter_map(std::sync::Weak::upgrade)
+            .any(|batch| batch.cancel(id))
+        {
+            return true;
+        }
+        let Some(at) = self.queued.iter().position(|q| q.id.as_ref() == Some(id)) else {
             return false;
         };
-        if let Some((_, bytes, _)) = self.queued.remove(at) {
-            self.queued_bytes -= bytes;
+        if let Some(q) = self.queued.remove(at) {
+            self.queued_bytes -= q.bytes;
         }
         true
     }
@@ -282,23 +315,28 @@ impl InFlight {
     /// never queued or refused (a notification's reply must not wait behind requests), though
     /// it takes a slot while it runs.
     fn push_unlimited(&mut self, task: Task) {
+        self.busy += 1;
         self.running.push(task);
     }
 
-    /// Polls the tasks in flight; when one finishes, the queue's head takes its slot. Cancel
+    /// Polls the tasks in flight; when one finishes, the queue's head takes its slots. Cancel
     /// safe: a finished task is accounted for in the same poll.
     async fn next(&mut self) -> Option<()> {
-        let done = self.running.next().await;
-        if done.is_some() {
-            while self.running.len() < self.max_running {
-                let Some((task, bytes, _)) = self.queued.pop_front() else {
-                    break;
-                };
-                self.queued_bytes -= bytes;
-                self.running.push(task);
-            }
+        let slots = self.running.next().await?;
+        self.busy -= slots;
+        while self
+            .queued
+            .front()
+            .is_some_and(|q| self.busy + q.slots <= self.max_running)
+        {
+            let Some(q) = self.queued.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= q.bytes;
+            self.busy += q.slots;
+            self.running.push(q.task);
         }
-        done
+        Some(())
     }
 
     /// Whether nothing is in flight (nothing is queued then either).
@@ -314,6 +352,31 @@ impl InFlight {
         self.running.clear();
         self.queued.clear();
         self.queued_bytes = 0;
+        self.busy = 0;
+    }
+}
+
+/// The ids of a batch's requests that have not started yet.
+struct Waiting(std::sync::Mutex<Vec<Id>>);
+
+impl Waiting {
+    /// Takes `id` off the list as it starts; false when it was cancelled meanwhile.
+    fn start(&self, id: &Id) -> bool {
+        self.cancel(id)
+    }
+
+    /// Takes `id` off the list; true when it was on it (it had not started).
+    fn cancel(&self, id: &Id) -> bool {
+        let Ok(mut ids) = self.0.lock() else {
+            return false;
+        };
+        match ids.iter().position(|i| i == id) {
+            Some(at) => {
+                ids.swap_remove(at);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -390,7 +453,7 @@ impl<H: Handler> Reader<H> {
         };
         if message.is_request() {
             let bytes = message.bytes().len();
-            if !self.tasks.has_room(bytes) {
+            if !self.tasks.has_room(bytes, 1) {
                 if !std::mem::replace(&mut self.refused_any, true) {
                     warn!(
                         session = %self.session.id(),
@@ -410,9 +473,11 @@ impl<H: Handler> Reader<H> {
                 Box::pin(async move {
                     let reply = handler.handle(Some(&session), &principal, message).await;
                     let _ = forward(reply, &out).await;
+                    1
                 }),
                 bytes,
                 id,
+                1,
             );
             Ok(())
         } else {
@@ -431,17 +496,23 @@ impl<H: Handler> Reader<H> {
     }
 
     /// A batch: each element is decoded and handled as if it came on its own line, the
-    /// notifications and responses at once, the requests together as one task (taking one
-    /// slot, and at most `max_in_flight` of them at a time). Their answers go out as one array
-    /// in the batch's order once all are in (a cancelled request has none); what a request
-    /// streams before its answer (progress, server requests) goes out as it comes. An element
-    /// that is not a valid message is answered with its error in the array; a batch that is
-    /// not valid JSON, or empty, with one error, as a line would be.
+    /// notifications and responses at once (in the batch's order), the requests together as
+    /// one task taking one slot per request it runs at once (at most `max_in_flight`). Their
+    /// answers go out as one array in the batch's order once all are in (a cancelled request
+    /// has none; a cancellation, in the batch or after it, removes a request that has not
+    /// started). What a request streams before its answer (progress, server requests) goes
+    /// out as it comes. An element that is not a valid message, and an `initialize` (which
+    /// may not be batched), is answered with its error in the array; a batch that is not
+    /// valid JSON, empty, or longer than [`MAX_BATCH`], with one error, as a line would be.
     async fn dispatch_batch(&mut self, line: Bytes) -> Result<(), WriterGone> {
         let parts = match split_batch(&line, &self.limits) {
-            Ok(parts) if parts.is_empty() => {
+            Ok(parts) if parts.is_empty() || parts.len() > MAX_BATCH => {
                 let error = DecodeError::Invalid {
-                    reason: "empty batch",
+                    reason: if parts.is_empty() {
+                        "empty batch"
+                    } else {
+                        "batch too long: at most 32 messages"
+                    },
                     id: None,
                 };
                 return self.send(error_bytes(&error)).await;
@@ -452,9 +523,22 @@ impl<H: Handler> Reader<H> {
                 return self.send(error_bytes(&error)).await;
             }
         };
-        let mut answers = Vec::with_capacity(parts.len());
-        for part in parts {
-            match decode(part, &self.limits) {
+        let decoded: Vec<Result<Message, DecodeError>> = parts
+            .into_iter()
+            .map(|part| batch_element(part, &self.limits))
+            .collect();
+        let waiting = Arc::new(Waiting(std::sync::Mutex::new(
+            decoded
+                .iter()
+                .filter_map(|m| m.as_ref().ok().filter(|m| m.is_request())?.id().cloned())
+                .collect(),
+        )));
+        // Registered before the batch's own notifications are handled: a cancellation in it
+        // finds its requests.
+        self.tasks.batches.push(Arc::downgrade(&waiting));
+        let mut answers = Vec::with_capacity(decoded.len());
+        for message in decoded {
+            match message {
                 Ok(message) if message.is_request() => answers.push(Answer::Pending(message)),
                 Ok(message) => self.handle_inline(message).await?,
                 Err(error) => answers.push(Answer::Ready(error_bytes(&error))),
@@ -463,8 +547,13 @@ impl<H: Handler> Reader<H> {
         if answers.is_empty() {
             return Ok(());
         }
+        let requests = answers
+            .iter()
+            .filter(|a| matches!(a, Answer::Pending(_)))
+            .count();
+        let slots = requests.clamp(1, self.tasks.max_running);
         let bytes = line.len();
-        if !self.tasks.has_room(bytes) {
+        if !self.tasks.has_room(bytes, slots) {
             let refused: Vec<Bytes> = answers
                 .into_iter()
                 .map(|answer| match answer {
@@ -478,20 +567,24 @@ impl<H: Handler> Reader<H> {
         let session = Arc::clone(&self.session);
         let principal = self.principal.clone();
         let out = self.out.clone();
-        let width = self.tasks.max_running;
         self.tasks.admit(
             Box::pin(async move {
                 let answering = answers.into_iter().map(|answer| {
-                    let (handler, session, principal, out) = (
+                    let (handler, session, principal, out, waiting) = (
                         Arc::clone(&handler),
                         Arc::clone(&session),
                         principal.clone(),
                         out.clone(),
+                        Arc::clone(&waiting),
                     );
                     async move {
                         match answer {
                             Answer::Ready(error) => Some(error),
                             Answer::Pending(request) => {
+                                if !request.id().is_some_and(|id| waiting.start(id)) {
+                                    // Cancelled before it started: no response.
+                                    return None;
+                                }
                                 let reply =
                                     handler.handle(Some(&session), &principal, request).await;
                                 batch_answer(reply, &out).await
@@ -500,16 +593,18 @@ impl<H: Handler> Reader<H> {
                     }
                 });
                 let answers: Vec<Bytes> = futures::stream::iter(answering)
-                    .buffered(width)
+                    .buffered(slots)
                     .filter_map(std::future::ready)
                     .collect()
                     .await;
                 if !answers.is_empty() {
                     let _ = out.send(batch_bytes(&answers)).await;
                 }
+                slots
             }),
             bytes,
             None,
+            slots,
         );
         Ok(())
     }
@@ -539,6 +634,7 @@ impl<H: Handler> Reader<H> {
             let out = self.out.clone();
             self.tasks.push_unlimited(Box::pin(async move {
                 let _ = forward(reply, &out).await;
+                1
             }));
         }
         Ok(())
@@ -584,6 +680,19 @@ async fn drive<F: Future>(tasks: &mut InFlight, future: F) -> F::Output {
             Some(()) = tasks.next(), if !tasks.is_empty() => {}
         }
     }
+}
+
+/// One element of a batch, decoded as a line would be; an `initialize`, which may not be part
+/// of a batch (2025-03-26), is refused with its id.
+pub(crate) fn batch_element(part: Bytes, limits: &Limits) -> Result<Message, DecodeError> {
+    let message = decode(part, limits)?;
+    if message.is_request() && message.method() == Some("initialize") {
+        return Err(DecodeError::Invalid {
+            reason: "initialize may not be part of a batch",
+            id: message.id().map(Id::to_value),
+        });
+    }
+    Ok(message)
 }
 
 /// One element of a batch that gets an answer in the batch's array.

@@ -25,12 +25,10 @@ use super::cors;
 use super::headers::{self, Accepts, BadHeader};
 use super::params;
 use super::streams::{self, StreamKind, StreamRegistry};
+use crate::stdio::MAX_BATCH;
 
 /// Live events buffered for a modern stream.
 const MODERN_QUEUE: usize = 16;
-
-/// Requests of one batch handled at once.
-const BATCH_WIDTH: usize = 16;
 
 /// State shared by every connection of one server.
 pub(crate) struct Shared<H> {
@@ -404,12 +402,13 @@ impl<H: Handler> Shared<H> {
     /// A JSON-RPC batch: accepted only in a session that negotiated 2025-03-26, the one
     /// revision whose servers must accept batches (anything else is refused as before: a
     /// batch is not a message). Each element is decoded and handled as if posted alone, the
-    /// notifications and responses at once, the requests concurrently (at most
-    /// [`BATCH_WIDTH`] at a time). The answer is one SSE stream carrying what the requests
-    /// stream and each of their responses (the revision allows this), or, for a client that
-    /// takes only JSON, one array of the responses in the batch's order. An element that is
-    /// not a valid message is answered with its error among them; only notifications and
-    /// responses: 202.
+    /// notifications and responses at once, the requests all at once (a batch holds at most
+    /// [`MAX_BATCH`] messages; a longer one is refused whole). The answer is one SSE stream
+    /// carrying what the requests stream and each of their responses (the revision allows
+    /// this), or, for a client that takes only JSON, one array of the responses in the order
+    /// they came (JSON-RPC lets a batch's answers come in any order; clients match them by
+    /// id). An element that is not a valid message, or an `initialize` (never batched), is
+    /// answered with its error among them; only notifications and responses: 202.
     async fn post_batch(
         &self,
         parts: &Parts,
@@ -418,9 +417,13 @@ impl<H: Handler> Shared<H> {
         accepts: Accepts,
     ) -> Response<ResponseBody> {
         let elements = match split_batch(bytes, &self.opts.limits) {
-            Ok(elements) if elements.is_empty() => {
+            Ok(elements) if elements.is_empty() || elements.len() > MAX_BATCH => {
                 return decode_rejection(&DecodeError::Invalid {
-                    reason: "empty batch",
+                    reason: if elements.is_empty() {
+                        "empty batch"
+                    } else {
+                        "batch too long: at most 32 messages"
+                    },
                     id: None,
                 });
             }
@@ -455,7 +458,7 @@ impl<H: Handler> Shared<H> {
         let mut requests = Vec::new();
         let mut refused = Vec::new();
         for element in elements {
-            match decode(element, &self.opts.limits) {
+            match crate::stdio::batch_element(element, &self.opts.limits) {
                 Ok(message) if message.is_request() => requests.push(message),
                 Ok(message) => {
                     // As alone: nothing waits for a notification's or a response's reply.
@@ -521,8 +524,10 @@ impl<H: Handler> Shared<H> {
     }
 
     /// The messages of a batch's requests as one stream: first the `refused` elements'
-    /// errors, then whatever the requests stream, as it comes, up to each one's response.
-    /// Dropping the stream drops the requests' reply streams (cancelling their calls).
+    /// errors, then whatever the requests stream, as it comes, up to each one's response (a
+    /// request whose reply ends without one gets `-32603`, as alone). All of them run at once
+    /// (at most [`MAX_BATCH`]). Dropping the stream (the client went away) stops the work: the
+    /// requests' reply streams are dropped, cancelling their calls.
     fn run_batch(
         &self,
         session: &Arc<Session>,
@@ -534,15 +539,14 @@ impl<H: Handler> Shared<H> {
         let handler = Arc::clone(&self.handler);
         let (session, principal) = (Arc::clone(session), principal.clone());
         tokio::spawn(async move {
-            for error in refused {
-                if tx.send(error).await.is_err() {
-                    return;
+            let closed = tx.clone();
+            let work = async move {
+                for error in refused {
+                    if tx.send(error).await.is_err() {
+                        return;
+                    }
                 }
-            }
-            futures::StreamExt::for_each_concurrent(
-                futures::stream::iter(requests),
-                BATCH_WIDTH,
-                |request| {
+                let answering = requests.into_iter().map(|request| {
                     let (handler, session, principal, tx) = (
                         Arc::clone(&handler),
                         Arc::clone(&session),
@@ -550,20 +554,38 @@ impl<H: Handler> Shared<H> {
                         tx.clone(),
                     );
                     async move {
-                        let Reply::Stream(mut reply) =
+                        let id = request.id().map_or(Value::Null, Id::to_value);
+                        let mut answered = false;
+                        if let Reply::Stream(mut reply) =
                             handler.handle(Some(&session), &principal, request).await
-                        else {
-                            return;
-                        };
-                        while let Some(message) = reply.next().await {
-                            if tx.send(message).await.is_err() {
-                                return;
+                        {
+                            while let Some(message) = reply.next().await {
+                                answered |= message.is_response();
+                                if tx.send(message).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        if !answered {
+                            let failed = warden_proto::error::error_response(
+                                &id,
+                                ErrorCode::InternalError,
+                                "no response",
+                                None,
+                            );
+                            if let Ok(failed) = Message::from_value(failed) {
+                                let _ = tx.send(failed).await;
                             }
                         }
                     }
-                },
-            )
-            .await;
+                });
+                futures::future::join_all(answering).await;
+            };
+            tokio::select! {
+                () = work => {}
+                // The client went away: every call of the batch is dropped with its reply.
+                () = closed.closed() => {}
+            }
         });
         ReplyStream::new(rx)
     }

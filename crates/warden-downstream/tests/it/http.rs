@@ -923,3 +923,49 @@ async fn a_request_whose_session_ended_meanwhile_gets_404() {
     })
     .await;
 }
+
+/// A batch's calls end when its JSON-only client goes away; `initialize` is refused in a batch;
+/// a batch longer than 32 is refused whole.
+#[tokio::test]
+async fn a_batch_is_bounded_and_ends_with_its_client() {
+    bounded(async {
+        let server = Server::start(|_| {}).await;
+        let session = session_of(&server, "2025-03-26").await;
+        let slow = r#"[{"jsonrpc":"2.0","id":1,"method":"slow","params":{"ms":600}},{"jsonrpc":"2.0","id":2,"method":"slow","params":{"ms":600}}]"#;
+        let gone = tokio::time::timeout(
+            Duration::from_millis(150),
+            server.call(batch_post(&server, &session, slow, "application/json")),
+        )
+        .await;
+        assert!(gone.is_err(), "the client gave up before the answers");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(
+            server
+                .handler
+                .slow_finished
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the calls were dropped with their client"
+        );
+
+        let with_initialize = r#"[{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":"2025-03-26"}},{"jsonrpc":"2.0","id":4,"method":"ping"}]"#;
+        let (status, _, body) = server
+            .call_json(batch_post(&server, &session, with_initialize, "application/json"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let answers = body.as_array().unwrap_or_else(|| panic!("{body}"));
+        let refused = answers.iter().find(|a| a["id"] == 3).unwrap();
+        assert_eq!(refused["error"]["code"], -32600, "{body}");
+        assert!(answers.iter().any(|a| a["id"] == 4 && a.get("result").is_some()), "{body}");
+
+        let long: Vec<Value> = (100..133)
+            .map(|id| json!({"jsonrpc":"2.0","id":id,"method":"counted"}))
+            .collect();
+        let (status, _, body) = server
+            .call_json(batch_post(&server, &session, &Value::Array(long).to_string(), "application/json"))
+            .await;
+        assert_eq!((status, body["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!(-32600)), "{body}");
+        assert!(!server.handler.methods().contains(&"counted".to_owned()));
+    })
+    .await;
+}

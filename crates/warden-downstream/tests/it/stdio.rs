@@ -508,3 +508,77 @@ async fn a_batch_from_a_later_revision_is_refused() {
     })
     .await;
 }
+
+/// A batch is held to the limits one request is: it takes a slot per request it runs (a
+/// request after it waits when they are all taken), a cancellation removes a request of it
+/// that has not started, `initialize` is refused in it, and a batch longer than 32 is refused
+/// whole.
+#[tokio::test]
+async fn a_batch_takes_its_slots_and_its_requests_can_be_cancelled_before_they_start() {
+    bounded(async {
+        let mut options = StdioOptions::new(Limits::default());
+        options.max_in_flight = 2;
+        let mut c = start_with(options);
+        c.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#)
+            .await;
+        assert_eq!(c.recv().await["id"], 0);
+
+        // Two slow requests take both slots: the request after the batch waits for them.
+        c.send(concat!(
+            r#"[{"jsonrpc":"2.0","id":1,"method":"slow","params":{"ms":300}},"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"slow","params":{"ms":300}}]"#
+        ))
+        .await;
+        c.send(r#"{"jsonrpc":"2.0","id":3,"method":"quick"}"#).await;
+        let first = c.recv().await;
+        assert!(first.is_array(), "the batch answers first: {first}");
+        assert_eq!(c.recv().await["id"], 3);
+
+        // Queued behind a slow request, a batch whose first request is cancelled (by a
+        // notification in the batch itself) and whose second is cancelled later.
+        c.send(r#"{"jsonrpc":"2.0","id":4,"method":"slow","params":{"ms":300}}"#)
+            .await;
+        c.send(r#"{"jsonrpc":"2.0","id":5,"method":"slow","params":{"ms":300}}"#)
+            .await;
+        c.send(concat!(
+            r#"[{"jsonrpc":"2.0","id":6,"method":"never"},"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"never_either"},"#,
+            r#"{"jsonrpc":"2.0","id":8,"method":"runs"},"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":6}},"#,
+            r#"{"jsonrpc":"2.0","id":9,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}]"#
+        ))
+        .await;
+        c.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}"#)
+            .await;
+        let mut ids = vec![];
+        let mut batch = Value::Null;
+        while ids.len() < 2 || batch.is_null() {
+            let message = c.recv().await;
+            if message.is_array() {
+                batch = message;
+            } else {
+                ids.push(message["id"].clone());
+            }
+        }
+        assert_eq!(ids, [json!(4), json!(5)]);
+        let answers = batch.as_array().unwrap();
+        assert_eq!(answers.len(), 2, "{batch}");
+        assert_eq!(answers[0]["id"], 8);
+        assert_eq!((answers[1]["id"].clone(), answers[1]["error"]["code"].clone()), (json!(9), json!(-32600)));
+        let methods = c.handler.methods();
+        assert!(
+            !methods.iter().any(|m| m.starts_with("never")),
+            "cancelled requests never ran: {methods:?}"
+        );
+        assert_eq!(methods.iter().filter(|m| *m == "initialize").count(), 1);
+
+        let long: Vec<Value> = (100..133)
+            .map(|id| json!({"jsonrpc":"2.0","id":id,"method":"counted"}))
+            .collect();
+        c.send(&Value::Array(long).to_string()).await;
+        let refused = c.recv().await;
+        assert_eq!((refused["id"].clone(), refused["error"]["code"].clone()), (Value::Null, json!(-32600)), "{refused}");
+        assert!(!c.handler.methods().contains(&"counted".to_owned()));
+    })
+    .await;
+}

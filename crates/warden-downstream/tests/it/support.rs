@@ -53,6 +53,8 @@ pub(crate) struct TestHandler {
     client_answers: Arc<Semaphore>,
     /// The responses the client sent, in order.
     pub(crate) answers: Mutex<Vec<Value>>,
+    /// `slow` requests that ran to their end (not dropped on the way).
+    pub(crate) slow_finished: std::sync::atomic::AtomicUsize,
 }
 
 impl TestHandler {
@@ -64,6 +66,7 @@ impl TestHandler {
             gate: Arc::new(Semaphore::new(0)),
             client_answers: Arc::new(Semaphore::new(0)),
             answers: Mutex::default(),
+            slow_finished: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -214,6 +217,8 @@ impl Handler for TestHandler {
                 "slow" => {
                     let ms = params["ms"].as_u64().unwrap_or(200);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
+                    self.slow_finished
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     single(result(&id, json!({"slept": ms})))
                 }
                 "notify_first" => {
