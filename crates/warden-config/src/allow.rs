@@ -163,6 +163,11 @@ impl OriginPattern {
         parse_origin(value, true)
     }
 
+    /// Whether the pattern's host is this machine's: `localhost`, `127.0.0.1` or `[::1]`.
+    pub fn is_loopback(&self) -> bool {
+        loopback_hosts().contains(&self.host)
+    }
+
     /// Whether a request's `Origin` header value matches this pattern. `null` never matches.
     pub fn matches(&self, origin_header: &str) -> bool {
         parse_origin_header(origin_header).is_some_and(|origin| self.matches_parsed(&origin))

@@ -120,6 +120,9 @@ impl Validator<'_> {
         let auth = raw.auth.map_or_else(Default::default, |auth| {
             self.auth(&root.key("auth"), auth, public_url.as_ref())
         });
+        if !auth.is_enabled() {
+            self.cors_needs_auth(&root.key("cors_origins"), &cors_origins);
+        }
         let audit_enabled = raw.audit.as_ref().and_then(|a| a.enabled) != Some(false);
         let metrics = crate::metrics::metrics(
             &root.key("metrics"),
@@ -243,6 +246,26 @@ impl Validator<'_> {
             }
         }
         parsed
+    }
+
+    /// Without authentication, a page of a CORS origin can call every tool as the anonymous
+    /// caller: acceptable for pages served from this machine (a local inspector), refused for
+    /// any other origin (any script on that site, or injected into it, would get that access).
+    fn cors_needs_auth(&mut self, path: &FieldPath, cors: &OriginAllowlist) {
+        for (index, pattern) in cors.patterns().iter().enumerate() {
+            if !pattern.is_loopback() {
+                self.report(
+                    path.index(index),
+                    ConfigErrorKind::Invalid {
+                        reason: format!(
+                            "origin \"{pattern}\" is not this machine's, and no [auth] method is \
+                             configured: any script on that site could call every tool \
+                             anonymously; configure `[auth]` (api_keys or an issuer) or remove it"
+                        ),
+                    },
+                );
+            }
+        }
     }
 
     fn limits(&mut self, path: &FieldPath, raw: RawLimits) -> LimitsConfig {

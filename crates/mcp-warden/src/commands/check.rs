@@ -350,11 +350,22 @@ fn face_claims(b: &Built<'_>, c: &mut Claims) {
                 .join(", ")
         ),
     };
-    c.add(
-        &["CAUTH-3"],
-        Status::Enforced,
-        format!("Host and Origin checked on every request (DNS-rebinding defence); {cors}"),
-    );
+    if cfg.cors_origins.patterns().is_empty() || oauth || keys {
+        c.add(
+            &["CAUTH-3"],
+            Status::Enforced,
+            format!("Host and Origin checked on every request (DNS-rebinding defence); {cors}"),
+        );
+    } else {
+        c.add(
+            &["CAUTH-3"],
+            Status::Partial,
+            format!(
+                "Host and Origin checked on every request; {cors} without authentication \
+                 (this machine's pages only)"
+            ),
+        );
+    }
     c.add(
         &["DATA-3"],
         Status::Enforced,

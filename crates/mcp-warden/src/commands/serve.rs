@@ -46,6 +46,13 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         tracing::warn!(%listen, "serving WITHOUT AUTHENTICATION on a non-loopback address (insecure_allow_unauthenticated_non_loopback = true)");
     }
+    if !config.cors_origins.patterns().is_empty() && !config.auth.is_enabled() {
+        // Only this machine's origins are accepted then (the configuration refuses others).
+        tracing::warn!(
+            origins = %config.cors_origins.patterns().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            "browser pages of these origins may call every tool without authentication (cors_origins without [auth])"
+        );
+    }
     let mut defs = upstreams::all(&config, &super::env())?;
     // Command pins (RUN-3): what each stdio command runs is read now, checked before spawns.
     let data_dir = config

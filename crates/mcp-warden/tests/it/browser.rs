@@ -230,7 +230,8 @@ async fn a_page_of_a_cors_origin_uses_the_gateway_and_any_other_page_is_blocked_
         ),
     )
     .unwrap();
-    let _serve = Guard::spawn(serve_command(&dir.path().join("warden.toml"), dir.path())).unwrap();
+    let mut serve =
+        Guard::spawn(serve_command(&dir.path().join("warden.toml"), dir.path())).unwrap();
     warden_test::wait_port(port, BOUND).await.unwrap();
 
     let report = allowed.visit().await;
@@ -270,7 +271,14 @@ async fn a_page_of_a_cors_origin_uses_the_gateway_and_any_other_page_is_blocked_
     // every step fails as a network error, before any request with a body is sent.
     let report = other.visit().await;
 
-    for step in ["unauthenticated", "initialize", "list", "call"] {
+    for step in [
+        "unauthenticated",
+        "initialize",
+        "initialized",
+        "list",
+        "call",
+        "delete",
+    ] {
         assert!(
             report[step]["error"]
                 .as_str()
@@ -278,13 +286,18 @@ async fn a_page_of_a_cors_origin_uses_the_gateway_and_any_other_page_is_blocked_
             "{step}: {report:#}"
         );
     }
-    // Not one of them reached the gateway (the browser did not just hide the answers): the
-    // only refused authentication on record is the first page's, and a refusal is on disk
-    // before it is answered.
-    let refusals: Vec<Value> = crate::support::audit_records(dir.path())
-        .await
-        .into_iter()
-        .filter(|r| r["event"] == "auth" && r["outcome"] == "failure")
-        .collect();
-    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+    // Not one of them reached the gateway (the browser did not just hide the answers): once
+    // the gateway stopped (its audit log written out), the only refused authentication and the
+    // only session on record are the first page's.
+    serve.terminate(BOUND).await.unwrap();
+    let records = crate::support::audit_records(dir.path()).await;
+    let count = |event: &str, outcome: Option<&str>| {
+        records
+            .iter()
+            .filter(|r| r["event"] == event && outcome.is_none_or(|o| r["outcome"] == o))
+            .count()
+    };
+    assert_eq!(count("auth", Some("failure")), 1, "{records:#?}");
+    assert_eq!(count("session_start", None), 1, "{records:#?}");
+    assert_eq!(count("auth", Some("success")), 5, "{records:#?}");
 }

@@ -524,6 +524,8 @@ cors_origins = [
   "https://tools.example:8443",
   "localhost:5173",
 ]
+[auth]
+api_keys = true
 "#
     ));
     // The default allow-list (loopback, any port) covers loopback pages.
@@ -535,6 +537,18 @@ cors_origins = [
         parse("").cors_origins.patterns().is_empty(),
         "off by default"
     );
+}
+
+#[test]
+fn cors_origins_of_other_sites_need_authentication() {
+    let other = "allowed_origins = [\"https://app.example\", \"http://localhost:*\"]\n\
+                 cors_origins = [\"http://localhost:5173\", \"https://app.example\"]\n";
+    insta::assert_snapshot!(errors(other));
+    let with_keys = parse(&format!("{other}[auth]\napi_keys = true\n"));
+    assert_eq!(with_keys.cors_origins.patterns().len(), 2);
+    // This machine's pages may without authentication (a local inspector).
+    let local = parse("cors_origins = [\"http://localhost:5173\", \"http://[::1]:8000\"]\n");
+    assert_eq!(local.cors_origins.patterns().len(), 2);
 }
 
 #[test]

@@ -37,6 +37,16 @@ impl fmt::Debug for HttpAuth {
     }
 }
 
+/// The RFC 9728 document when `path` is one of its well-known locations (the root form, or
+/// suffixed with the endpoint path) and OAuth is configured.
+pub(crate) fn metadata_at<'a>(opts: &'a HttpOptions, path: &str) -> Option<&'a bytes::Bytes> {
+    let suffix = path.strip_prefix(METADATA_PATH)?;
+    if !(suffix.is_empty() || suffix == opts.path) {
+        return None;
+    }
+    opts.auth.as_ref()?.0.metadata()
+}
+
 /// The protected resource metadata, when `path` is one of its well-known locations: the root
 /// form and the form suffixed with the MCP endpoint path (RFC 9728 §3.1). `None` for other
 /// paths, or when OAuth is not configured (then the paths are 404 like any other).
@@ -45,11 +55,7 @@ pub(crate) fn well_known(
     method: &Method,
     path: &str,
 ) -> Option<Response<ResponseBody>> {
-    let suffix = path.strip_prefix(METADATA_PATH)?;
-    if !(suffix.is_empty() || suffix == opts.path) {
-        return None;
-    }
-    let document = opts.auth.as_ref()?.0.metadata()?.clone();
+    let document = metadata_at(opts, path)?.clone();
     if method != Method::GET && method != Method::HEAD {
         return Some(Rejection::invalid(StatusCode::METHOD_NOT_ALLOWED, "use GET").response(None));
     }

@@ -66,7 +66,9 @@ pub(crate) fn is_allowed_header(name: &str) -> bool {
 }
 
 /// The request's `Origin`, when it is one of the CORS origins (the caller checked it against
-/// the `Origin` allow-list already, and that there is exactly one).
+/// the `Origin` allow-list already, and that there is exactly one). The header is echoed as
+/// sent, not as the matching pattern spells it: a browser compares `Access-Control-Allow-Origin`
+/// with its own serialisation of the origin, byte for byte.
 pub(crate) fn origin_of(opts: &HttpOptions, parts: &Parts) -> Option<HeaderValue> {
     if opts.cors_origins.patterns().is_empty() {
         return None;

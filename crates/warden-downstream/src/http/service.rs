@@ -12,7 +12,6 @@ use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace, warn};
-use warden_auth::METADATA_PATH;
 use warden_guard::Principal;
 use warden_proto::mcp::{self, Era, V_2024_11_05};
 use warden_proto::{DecodeError, ErrorCode, Id, Kind, Message, decode, split_batch};
@@ -100,15 +99,7 @@ impl<H: Handler> Shared<H> {
     /// Whether `path` is one the server answers: the endpoint, or the RFC 9728 metadata when
     /// OAuth is configured.
     fn serves(&self, path: &str) -> bool {
-        path == self.opts.path
-            || path.strip_prefix(METADATA_PATH).is_some_and(|suffix| {
-                (suffix.is_empty() || suffix == self.opts.path)
-                    && self
-                        .opts
-                        .auth
-                        .as_ref()
-                        .is_some_and(|auth| auth.0.metadata().is_some())
-            })
+        path == self.opts.path || auth::metadata_at(&self.opts, path).is_some()
     }
 
     /// [`Shared::serve`] once `Host` and `Origin` are accepted and the request is not a
