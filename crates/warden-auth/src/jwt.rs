@@ -3,7 +3,8 @@
 //! Order (each step refuses before the next runs, so a forged token never reaches the
 //! verifier with attacker-chosen parameters):
 //! 1. shape: three base64url segments (canonical, unpadded), bounded size;
-//! 2. header: a JSON object with a string `alg` from the allow-list, no `crit`;
+//! 2. header: a JSON object with a string `alg` from the allow-list, no `crit`, a `typ` (if
+//!    any) that is an access token's;
 //! 3. key: chosen by `kid` from the issuer's JWKS and required to match `alg` (type, curve,
 //!    the JWK's own `alg` and `use`), so an RSA public key can never act as an HMAC secret;
 //! 4. signature;
@@ -37,6 +38,9 @@ pub enum JwtError {
     /// `alg` is not in the allow-list (this includes `none` and HMAC).
     #[error("algorithm `{0}` is not allowed")]
     Algorithm(String),
+    /// `typ` says the token is not an access token (or, with `require_at_jwt`, not `at+jwt`).
+    #[error("token type `{0}` is not an access token")]
+    TokenType(String),
     /// The header names extensions (`crit`) the gateway does not implement.
     #[error("critical header parameters are not supported")]
     Critical,
@@ -99,6 +103,9 @@ pub struct Header {
     /// Critical extensions; any value is refused.
     #[serde(default)]
     pub crit: Option<Value>,
+    /// The token's media type (`at+jwt` for an RFC 9068 access token); not a string: refused.
+    #[serde(default)]
+    pub typ: Option<Value>,
 }
 
 /// True when `token` has the shape of a compact JWS (three non-empty base64url segments).
@@ -141,6 +148,34 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, JwtError> {
         payload,
         signature,
     })
+}
+
+/// Checks the header's `typ` (RFC 8725 §3.11 explicit typing): an access token is `at+jwt`
+/// (RFC 9068; `application/at+jwt` too, any case). A token typed as anything else ending in
+/// `+jwt` (a logout token, a security event, a DPoP proof, ...) is never an access token and
+/// is refused; so is a `typ` that is not a string. An untyped token or plain `JWT` (what most
+/// issuers send) passes unless `require_at_jwt`.
+pub fn token_type(header: &Header, require_at_jwt: bool) -> Result<(), JwtError> {
+    let typ = match &header.typ {
+        None => None,
+        Some(Value::String(typ)) => Some(typ.to_ascii_lowercase()),
+        Some(_) => return Err(JwtError::BadHeader),
+    };
+    let typ = typ
+        .as_deref()
+        .map(|t| t.strip_prefix("application/").unwrap_or(t));
+    match typ {
+        Some("at+jwt") => Ok(()),
+        None | Some("jwt") if !require_at_jwt => Ok(()),
+        other => Err(JwtError::TokenType(
+            other
+                .unwrap_or("(none)")
+                .chars()
+                .take(32)
+                .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                .collect(),
+        )),
+    }
 }
 
 /// The algorithm named by the header, if it is in `allowed`.

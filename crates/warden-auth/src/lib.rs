@@ -127,6 +127,7 @@ struct OAuth {
     audience: String,
     algorithms: Vec<JwsAlgorithm>,
     leeway: u64,
+    require_at_jwt: bool,
     roles_claims: Vec<String>,
     jwks: Option<Jwks>,
     introspector: Option<Introspector>,
@@ -221,6 +222,7 @@ impl Authenticator {
                     audience: o.audience.clone(),
                     algorithms: o.algorithms.clone(),
                     leeway: o.leeway.as_secs(),
+                    require_at_jwt: o.require_at_jwt,
                     roles_claims: o.roles_claims.clone(),
                     jwks: o.jwt.then(|| Jwks::new(o, http.clone())),
                     introspector,
@@ -332,6 +334,7 @@ impl Authenticator {
         match (&oauth.jwks, &oauth.introspector) {
             (Some(jwks), _) if jwt::looks_like_jwt(token) => {
                 let parsed = jwt::parse(token).map_err(invalid)?;
+                jwt::token_type(&parsed.header, oauth.require_at_jwt).map_err(invalid)?;
                 let alg = jwt::algorithm(&parsed.header, &oauth.algorithms).map_err(invalid)?;
                 let key = match jwks.key(parsed.header.kid.as_deref(), alg).await {
                     Ok(Ok(key)) => key,

@@ -54,6 +54,8 @@ pub struct RawAuth {
     pub algorithms: Option<Vec<String>>,
     /// `leeway`: clock skew tolerated on `exp` and `nbf`.
     pub leeway: Option<RawDuration>,
+    /// `require_at_jwt`: JWTs must be typed `at+jwt` (RFC 9068).
+    pub require_at_jwt: Option<bool>,
     /// `roles_claims`: claims (dotted paths) holding roles or groups.
     pub roles_claims: Option<Vec<String>>,
     /// `required_scopes`: scopes every bearer token must hold.
@@ -203,6 +205,9 @@ pub struct OAuthConfig {
     pub algorithms: Vec<JwsAlgorithm>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
+    /// JWTs must carry `typ: at+jwt` (RFC 9068); otherwise an untyped or `JWT` token is
+    /// accepted too. Tokens explicitly typed as anything else are refused either way.
+    pub require_at_jwt: bool,
     /// Claims (dotted paths into nested objects) whose string or string-array values are roles.
     pub roles_claims: Vec<String>,
     /// Refetch the JWKS when it is older than this.
@@ -391,6 +396,7 @@ impl Validator<'_> {
                 ("audience", raw.audience.is_some()),
                 ("algorithms", raw.algorithms.is_some()),
                 ("leeway", raw.leeway.is_some()),
+                ("require_at_jwt", raw.require_at_jwt.is_some()),
                 ("roles_claims", raw.roles_claims.is_some()),
                 ("jwks_max_age", raw.jwks_max_age.is_some()),
                 (
@@ -484,6 +490,7 @@ impl Validator<'_> {
             audience: audience.unwrap_or_default(),
             algorithms,
             leeway,
+            require_at_jwt: raw.require_at_jwt.unwrap_or(false),
             roles_claims,
             jwks_max_age: self.duration(
                 path.key("jwks_max_age"),

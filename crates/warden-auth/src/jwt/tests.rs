@@ -312,3 +312,27 @@ proptest! {
         prop_assert!(!same_resource(&longer, &aud));
     }
 }
+
+#[test]
+fn token_type_accepts_access_tokens_only() {
+    let header = |typ: Value| Header {
+        alg: "ES256".into(),
+        kid: None,
+        crit: None,
+        typ: (!typ.is_null()).then_some(typ),
+    };
+    assert!(token_type(&header(json!("at+jwt")), true).is_ok());
+    assert!(token_type(&header(json!("Application/At+JWT")), true).is_ok());
+    assert!(token_type(&header(json!("JWT")), false).is_ok());
+    assert!(token_type(&header(Value::Null), false).is_ok());
+    assert!(token_type(&header(json!("JWT")), true).is_err());
+    assert!(token_type(&header(Value::Null), true).is_err());
+    assert_eq!(
+        token_type(&header(json!(["at+jwt"])), false),
+        Err(JwtError::BadHeader)
+    );
+    assert_eq!(
+        token_type(&header(json!("logout+jwt\u{1b}")), false),
+        Err(JwtError::TokenType("logout+jwt?".into()))
+    );
+}

@@ -505,3 +505,40 @@ fn ca_file_requires_an_issuer() {
     assert!(error.contains("ca_file"), "{error}");
     assert!(error.contains("issuer"), "{error}");
 }
+
+/// A JWT's `typ`: an access token (`at+jwt`, any case, with or without `application/`) or an
+/// untyped/`JWT` one passes; a token typed as anything else (a logout token, a security event
+/// token, a DPoP proof) is refused before its key is even looked up, and with
+/// `require_at_jwt` only `at+jwt` passes.
+#[tokio::test]
+async fn a_jwt_typed_as_something_else_than_an_access_token_is_refused() {
+    let key = SigningKey::es256("t1");
+    let issuer = Issuer::start(&[&key]).await;
+    let lenient = authenticator(&config(&issuer, ""));
+    let strict = authenticator(&config(&issuer, "require_at_jwt = true"));
+    let typed = |typ: Option<&str>| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("t1".to_owned());
+        header.typ = typ.map(str::to_owned);
+        key.sign_with(&header, &claims(&issuer))
+    };
+    for (typ, lenient_ok, strict_ok) in [
+        (Some("at+jwt"), true, true),
+        (Some("application/AT+JWT"), true, true),
+        (Some("JWT"), true, false),
+        (None, true, false),
+        (Some("logout+jwt"), false, false),
+        (Some("secevent+jwt"), false, false),
+        (Some("dpop+jwt"), false, false),
+        (Some("id_token+jwt"), false, false),
+    ] {
+        let token = typed(typ);
+        for (auth, ok) in [(&lenient, lenient_ok), (&strict, strict_ok)] {
+            let got = check(auth, &token).await;
+            assert_eq!(got.is_ok(), ok, "{typ:?}: {got:?}");
+            if let Err(failure) = got {
+                assert_eq!(failure.kind, FailureKind::Invalid, "{typ:?}");
+            }
+        }
+    }
+}
