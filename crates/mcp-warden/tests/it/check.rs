@@ -164,6 +164,35 @@ url = "http://docs.example.com/mcp"
     assert_eq!(status(&rows, "RUN-1"), "n/a", "no stdio upstream");
 }
 
+/// Cross-origin reads: none by default; this machine's pages without authentication are a
+/// partial claim; with authentication, the listed origins are named.
+#[test]
+fn serve_reports_which_pages_may_read_cross_origin() {
+    let base =
+        "listen = \"127.0.0.1:0\"\n[upstreams.docs]\nurl = \"http://docs.example.com/mcp\"\n";
+    let rows = check(Some(base), &[]);
+    assert_claim(
+        &rows,
+        "CAUTH-3",
+        "enforced",
+        &["no page may read answers cross-origin"],
+    );
+    let local = format!("cors_origins = [\"http://localhost:5173\"]\n{base}");
+    assert_claim(
+        &check(Some(&local), &[]),
+        "CAUTH-3",
+        "partial",
+        &["http://localhost:5173", "without authentication"],
+    );
+    let authenticated = format!("{local}[auth]\napi_keys = true\n");
+    assert_claim(
+        &check(Some(&authenticated), &[]),
+        "CAUTH-3",
+        "enforced",
+        &["pages of http://localhost:5173 may read answers cross-origin"],
+    );
+}
+
 /// An upstream whose own `[content]` turns a scan of the client's side off is named.
 #[test]
 fn serve_names_the_upstreams_whose_answers_go_unscanned() {
