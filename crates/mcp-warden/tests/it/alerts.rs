@@ -4,8 +4,6 @@
 //! environment, carrying no credential.
 
 use std::convert::Infallible;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,11 +11,10 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::interop::everything_stdio;
-use crate::support::{bin, toml_str};
+use crate::support::toml_str;
 
 /// Bound on every wait in this module.
 const BOUND: Duration = Duration::from_secs(60);
@@ -70,25 +67,6 @@ async fn receiver() -> (
     (url, rx, task)
 }
 
-/// `mcp-warden keys create --principal P --format json` in `dir`: the key.
-async fn create_key(dir: &Path, principal: &str) -> String {
-    let out = Command::new(bin())
-        .args(["keys", "--data-dir", dir.to_str().unwrap(), "create"])
-        .args(["--principal", principal, "--format", "json"])
-        .env("MCP_WARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["key"].as_str().unwrap().to_owned()
-}
-
 fn hmac_hex(key: &[u8], body: &[u8]) -> String {
     let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), body);
     tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
@@ -99,7 +77,7 @@ fn hmac_hex(key: &[u8], body: &[u8]) -> String {
 async fn a_burst_of_bad_api_keys_posts_one_signed_alert() {
     let (url, mut deliveries, _receiver) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
-    let key = create_key(dir.path(), "ci-bot").await;
+    let key = crate::support::create_api_key(dir.path(), "ci-bot").await;
     let port = warden_test::free_port();
     let server = everything_stdio();
     let args: Vec<String> = server[1..].iter().map(|a| toml_str(a)).collect();

@@ -366,41 +366,14 @@ async fn full_capture_writes_values_with_secrets_redacted() {
     );
 }
 
-/// `mcp-warden keys create --principal P --format json` in `dir`: the key.
-async fn create_key(dir: &Path, principal: &str) -> String {
-    let out = Command::new(bin())
-        .args([
-            "keys",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "create",
-            "--principal",
-            principal,
-            "--format",
-            "json",
-        ])
-        .env("MCP_WARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["key"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn authentication_attempts_are_recorded_without_credentials() {
     // Proves: LOG-2 (authorization failures recorded), RUN-4 (no credential in the record)
     let dir = tempfile::tempdir().unwrap();
-    let key = create_key(dir.path(), "ci-bot").await;
+    let key = crate::support::create_api_key(dir.path(), "ci-bot").await;
     // A well-formed key, revoked before the gateway starts: refused, but its public id is
     // recorded (the key presented, never who presented it).
-    let revoked = create_key(dir.path(), "old-bot").await;
+    let revoked = crate::support::create_api_key(dir.path(), "old-bot").await;
     let revoked_id = warden_auth::api_key::parse_key(&revoked)
         .unwrap()
         .to_owned();

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use warden_test::deps;
 use warden_test::process::Guard;
 
-use crate::support::{bin, serve_command, toml_str};
+use crate::support::{serve_command, toml_str};
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -187,29 +187,10 @@ impl Page {
     }
 }
 
-async fn create_key(dir: &Path) -> String {
-    let out = tokio::time::timeout(
-        BOUND,
-        Command::new(bin())
-            .args(["keys", "--data-dir"])
-            .arg(dir)
-            .args(["create", "--principal", "page", "--format", "json"])
-            .env("MCP_WARDEN_LOG", "warn")
-            .stdin(Stdio::null())
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    created["key"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_page_of_a_cors_origin_uses_the_gateway_and_any_other_page_is_blocked_by_the_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let key = create_key(dir.path()).await;
+    let key = crate::support::create_api_key(dir.path(), "page").await;
     let port = warden_test::free_port();
     let gateway = format!("http://127.0.0.1:{port}/mcp");
 

@@ -7,7 +7,6 @@
 //! Proves: MON-4 (Prometheus metrics), MON-1 (counters of denials and auth failures).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,25 +22,6 @@ const VERSION: &str = "2025-11-25";
 const BOUND: Duration = Duration::from_secs(60);
 const ALLOWED: usize = 5;
 const DENIED: usize = 3;
-
-/// `mcp-warden keys create` in `dir`: a new API key for `principal`.
-async fn create_key(dir: &Path, principal: &str) -> String {
-    let out = Command::new(bin())
-        .args(["keys", "--data-dir", dir.to_str().unwrap()])
-        .args(["create", "--principal", principal, "--format", "json"])
-        .env("MCP_WARDEN_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["key"].as_str().unwrap().to_owned()
-}
 
 /// The samples of a scrape body: `name{labels}` -> value (the series exactly as rendered).
 fn samples(body: &str) -> BTreeMap<String, f64> {
@@ -131,7 +111,7 @@ async fn counters_match_the_workload_and_the_audit_log() {
     let dir = tempfile::tempdir().unwrap();
     let calls = dir.path().join("calls.log");
     std::fs::write(&calls, "").unwrap();
-    let key = create_key(dir.path(), "ci-bot").await;
+    let key = crate::support::create_api_key(dir.path(), "ci-bot").await;
     let port = warden_test::free_port();
     let metrics_port = warden_test::free_port();
     let config = dir.path().join("warden.toml");

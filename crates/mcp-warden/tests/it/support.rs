@@ -135,3 +135,29 @@ pub fn serve_command(config: &std::path::Path, data_dir: &std::path::Path) -> Co
         .stderr(Stdio::inherit());
     c
 }
+
+/// `mcp-warden keys --data-dir DIR create --principal PRINCIPAL`: the new API key (bounded in
+/// time; the command must succeed).
+pub async fn create_api_key(dir: &std::path::Path, principal: &str) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(bin())
+            .arg("keys")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["create", "--principal", principal, "--format", "json"])
+            .env("MCP_WARDEN_LOG", "warn")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("keys create finished in time")
+    .expect("keys create started");
+    assert!(
+        out.status.success(),
+        "keys create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    created["key"].as_str().unwrap().to_owned()
+}

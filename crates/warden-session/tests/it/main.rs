@@ -78,6 +78,24 @@ impl Fixture {
     }
 
     /// Every message upstream `name` received, in order.
+    /// An HTTP session of `principal`, initialized (2025-11-25) by a client that offers roots.
+    async fn session_with_roots(&self, principal: &Principal) -> Arc<Session> {
+        let s = self
+            .gateway
+            .open_session(principal.clone(), Face::Http)
+            .await
+            .unwrap();
+        let init = self
+            .call(
+                Some(&s),
+                principal,
+                json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{}},"clientInfo":{"name":"t","version":"1"}}}),
+            )
+            .await;
+        assert!(init.get("result").is_some(), "{init}");
+        s
+    }
+
     fn received(&self, name: &str) -> Vec<Value> {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.jsonl")))
             .unwrap_or_default()
@@ -1953,19 +1971,7 @@ async fn a_modern_server_slower_than_the_probe_is_still_detected_as_modern() {
 async fn unanswered_server_requests_are_capped_per_session() {
     let f = Fixture::start(&[A], false).await;
     let anon = Principal::anonymous();
-    let s = f
-        .gateway
-        .open_session(anon.clone(), Face::Http)
-        .await
-        .unwrap();
-    let init = f
-        .call(
-            Some(&s),
-            &anon,
-            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{}},"clientInfo":{"name":"t","version":"1"}}}),
-        )
-        .await;
-    assert!(init.get("result").is_some(), "{init}");
+    let s = f.session_with_roots(&anon).await;
     let over = 3;
     let count = warden_session::MAX_SERVER_REQUESTS + over;
     let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__flood","arguments":{"count":count}}});
@@ -2482,19 +2488,7 @@ async fn a_server_request_past_a_full_unsolicited_queue_is_refused_to_the_upstre
     // `run`'s gateway: one client, which gets every unsolicited message.
     let f = Fixture::start(&[A], true).await;
     let anon = Principal::anonymous();
-    let s = f
-        .gateway
-        .open_session(anon.clone(), Face::Http)
-        .await
-        .unwrap();
-    let init = f
-        .call(
-            Some(&s),
-            &anon,
-            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{}},"clientInfo":{"name":"t","version":"1"}}}),
-        )
-        .await;
-    assert!(init.get("result").is_some(), "{init}");
+    let s = f.session_with_roots(&anon).await;
     let uri = "mem://items/full";
     // Nobody reads the session's unsolicited messages: the updates fill its queue.
     for n in 0..warden_session::UNSOLICITED_QUEUE + 4 {

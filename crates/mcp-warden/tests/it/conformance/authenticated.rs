@@ -23,11 +23,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tokio::process::Command;
 use warden_test::deps;
 use warden_test::oauth::{Issuer, SigningKey};
 use warden_test::process::Guard;
@@ -36,7 +34,7 @@ use super::{
     Baseline, Credential, REVISIONS, START_TIMEOUT, SUITE_LOCK, Status, SuiteRun, conformance_dir,
     path_str, run_scenario_as, run_suite_as,
 };
-use crate::support::{bin, toml_str};
+use crate::support::toml_str;
 
 /// The gateway's resource URI (what tokens are issued for).
 const RESOURCE: &str = "https://gateway.conformance.test/mcp";
@@ -80,31 +78,6 @@ fn fixture_upstream() -> String {
         path_str(&deps::node_modules()),
         path_str(&deps::node_modules()),
     )
-}
-
-/// `mcp-warden keys --data-dir DIR create --principal conformance`: the key.
-async fn create_api_key(dir: &Path) -> String {
-    let out = tokio::time::timeout(
-        START_TIMEOUT,
-        Command::new(bin())
-            .arg("keys")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["create", "--principal", "conformance", "--format", "json"])
-            .env("MCP_WARDEN_LOG", "error")
-            .stdin(Stdio::null())
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "keys create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    created["key"].as_str().unwrap().to_owned()
 }
 
 fn now() -> u64 {
@@ -344,7 +317,7 @@ async fn fixture_through_an_authenticating_gateway_matches_the_open_gateway() {
     // API keys made by `mcp-warden keys create`.
     let keys_dir = work.path().join("api-key");
     std::fs::create_dir_all(&keys_dir).unwrap();
-    let api_key = create_api_key(&keys_dir).await;
+    let api_key = crate::support::create_api_key(&keys_dir, "conformance").await;
     let keyed = start_gateway(&keys_dir, &format!("{upstream}[auth]\napi_keys = true\n")).await;
     let key_credential = Credential {
         header: format!("Bearer {api_key}"),
