@@ -969,3 +969,24 @@ async fn a_batch_is_bounded_and_ends_with_its_client() {
     })
     .await;
 }
+
+/// A batch with requests meets the session's stream cap as one request does: refused (429,
+/// `Retry-After`) before any of its calls starts, when every stream is being read.
+#[tokio::test]
+async fn a_batch_past_the_session_stream_cap_is_refused_before_it_runs() {
+    bounded(async {
+        let server = Server::start(|o| o.max_streams_per_session = 1).await;
+        let session = session_of(&server, "2025-03-26").await;
+        let (mut a, _) = open_gated(&server, &session, 1, "a").await;
+        let batch = r#"[{"jsonrpc":"2.0","id":7,"method":"counted"},{"jsonrpc":"2.0","id":8,"method":"counted"}]"#;
+        let refused = server
+            .send(batch_post(&server, &session, batch, "application/json, text/event-stream"))
+            .await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers().contains_key("retry-after"));
+        assert!(!server.handler.methods().contains(&"counted".to_owned()));
+        server.handler.gate.add_permits(1);
+        while a.next_message().await.is_some() {}
+    })
+    .await;
+}

@@ -582,3 +582,32 @@ async fn a_batch_takes_its_slots_and_its_requests_can_be_cancelled_before_they_s
     })
     .await;
 }
+
+/// A batch that finds no room (its slots taken, the queue full) is refused whole: an array of
+/// `-31004` refusals, one per request, and none of them runs.
+#[tokio::test]
+async fn a_batch_finding_the_queue_full_is_refused_whole() {
+    bounded(async {
+        let mut options = StdioOptions::new(Limits::default());
+        options.max_in_flight = 1;
+        options.max_queued = 0;
+        let mut c = start_with(options);
+        c.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#)
+            .await;
+        assert_eq!(c.recv().await["id"], 0);
+        c.send(r#"{"jsonrpc":"2.0","id":1,"method":"slow","params":{"ms":300}}"#)
+            .await;
+        c.send(r#"[{"jsonrpc":"2.0","id":2,"method":"counted"},{"jsonrpc":"2.0","id":3,"method":"counted"}]"#)
+            .await;
+        let refused = c.recv().await;
+        let refused = refused.as_array().unwrap_or_else(|| panic!("{refused}"));
+        let codes: Vec<(Value, Value)> = refused
+            .iter()
+            .map(|r| (r["id"].clone(), r["error"]["code"].clone()))
+            .collect();
+        assert_eq!(codes, [(json!(2), json!(-31004)), (json!(3), json!(-31004))]);
+        assert_eq!(c.recv().await["id"], 1);
+        assert!(!c.handler.methods().contains(&"counted".to_owned()));
+    })
+    .await;
+}
