@@ -189,6 +189,81 @@ async fn run_exits_when_its_upstream_dies_with_sockets_for_stdio() {
     drop(to_run);
 }
 
+/// A terminal for stdin (`run` started by hand in a shell): tokio reads it on a blocking
+/// thread, which a silent terminal never frees. When the upstream dies, `run` still exits at
+/// once: the runtime does not wait for that read.
+#[tokio::test]
+async fn run_exits_when_its_upstream_dies_with_a_terminal_for_stdin() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    let state = tempfile::tempdir().unwrap();
+    let (terminal, run_stdin) = open_pty();
+    let (from_run, run_stdout) = UnixStream::pair().unwrap();
+    let mut command = flaky_run(state.path());
+    command
+        .stdin(std::process::Stdio::from(run_stdin))
+        .stdout(std::process::Stdio::from(OwnedFd::from(run_stdout)))
+        // A `run` that hangs (the failure this test looks for) is not left behind.
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let exchange = tokio::task::spawn_blocking(move || {
+        // What is typed at the terminal reaches `run` as its input lines.
+        let mut typed = std::fs::File::from(terminal);
+        let mut lines = BufReader::new(from_run);
+        let mut ask = |text: &str| {
+            typed.write_all(format!("{text}\n").as_bytes()).unwrap();
+            let mut line = String::new();
+            lines.read_line(&mut line).unwrap();
+            line
+        };
+        let init = ask(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        );
+        assert!(init.contains("\"result\""), "{init}");
+        let crashed = ask(
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"crash","arguments":{"code":4}}}"#,
+        );
+        assert!(crashed.contains("\"error\""), "{crashed}");
+        // The terminal stays open and silent from here on.
+        typed
+    });
+    let typed = tokio::time::timeout(WAIT, exchange).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("run kept running after its upstream died")
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    drop(typed);
+}
+
+/// A new pseudo-terminal: the side a user types into, and the side a program reads as its
+/// standard input.
+#[expect(unsafe_code, reason = "openpty(3) has no safe wrapper in std")]
+fn open_pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd as _;
+    let (mut terminal, mut program) = (-1, -1);
+    // SAFETY: openpty(3) stores two new descriptors in the two ints; the name, termios and
+    // window size arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut terminal,
+            &mut program,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are new and owned by nothing else from here on.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(terminal),
+            std::os::fd::OwnedFd::from_raw_fd(program),
+        )
+    }
+}
+
 /// A restart is a new start: the command pin (RUN-3) is checked again, so a script replaced
 /// while the gateway runs is refused before it runs, and the refusal is audited.
 #[tokio::test]
