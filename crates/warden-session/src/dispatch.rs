@@ -668,10 +668,17 @@ impl Gateway {
         };
         let key = (up.index, uri);
         if method == "resources/subscribe" {
-            let full = routes
-                .subscriptions
-                .lock()
-                .map_or(true, |s| s.len() >= MAX_SUBSCRIPTIONS && !s.contains(&key));
+            use std::sync::atomic::Ordering::SeqCst;
+            // Checked and reserved under one lock; the reservation ends in `then`, however the
+            // exchange ends.
+            let full = routes.subscriptions.lock().map_or(true, |s| {
+                let full = !s.contains(&key)
+                    && s.len() + routes.subscribing.load(SeqCst) >= MAX_SUBSCRIPTIONS;
+                if !full {
+                    routes.subscribing.fetch_add(1, SeqCst);
+                }
+                full
+            });
             if full {
                 return single(error(
                     &idv,
@@ -681,12 +688,15 @@ impl Gateway {
             }
             let (held_by, gateway) = (routes.clone(), self.me.clone());
             let then = move |outcome: Option<bool>| {
+                if let Ok(mut s) = held_by.subscriptions.lock() {
+                    if outcome == Some(true) {
+                        s.insert(key.clone());
+                    }
+                    held_by.subscribing.fetch_sub(1, SeqCst);
+                }
                 let Some(g) = gateway.upgrade() else { return };
                 match outcome {
                     Some(true) => {
-                        if let Ok(mut s) = held_by.subscriptions.lock() {
-                            s.insert(key);
-                        }
                         // The session ended while this was in flight: released like the rest.
                         if held_by.released.load(std::sync::atomic::Ordering::SeqCst) {
                             g.release_subscriptions(&held_by);

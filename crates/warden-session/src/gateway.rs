@@ -327,6 +327,10 @@ pub(crate) struct Routes {
     /// a shared connection goes to the sessions subscribed to its URI, and an unsubscription
     /// reaches a shared connection only when no other session is still subscribed.
     pub(crate) subscriptions: Mutex<HashSet<(usize, String)>>,
+    /// Subscriptions forwarded and not yet answered: they count toward [`MAX_SUBSCRIPTIONS`]
+    /// (changed under the `subscriptions` lock), so concurrent ones on different upstreams
+    /// cannot pass it together.
+    pub(crate) subscribing: std::sync::atomic::AtomicUsize,
     /// Set when the session ended and released its subscriptions: one the upstream accepts
     /// later (it was in flight) is released at once.
     pub(crate) released: std::sync::atomic::AtomicBool,

@@ -1394,6 +1394,65 @@ async fn a_sessions_subscriptions_are_capped() {
     f.stop().await;
 }
 
+/// The cap holds for subscriptions in flight together on different upstreams (each its own
+/// lock): one past the cap is refused at once while the other is still unanswered. One the
+/// upstream refused holds no slot.
+#[tokio::test]
+async fn concurrent_subscriptions_on_two_upstreams_cannot_pass_the_cap_together() {
+    const C: Upstream = Upstream {
+        name: "c",
+        era: "legacy",
+        namespace: true,
+    };
+    let f = Fixture::start(&[A, C], false).await;
+    let s = f.legacy_session().await;
+    let subscribe = |id: usize, uri: String| json!({"jsonrpc":"2.0","id":id,"method":"resources/subscribe","params":{"uri":uri}});
+    for i in 0..warden_session::gateway::MAX_SUBSCRIPTIONS - 1 {
+        let r = f
+            .call(
+                Some(&s),
+                s.principal(),
+                subscribe(i, format!("mem://a/{i}")),
+            )
+            .await;
+        assert!(r["result"].is_object(), "{i}: {r}");
+    }
+    // One the upstream refuses gives its reservation back.
+    let refused = f
+        .call(
+            Some(&s),
+            s.principal(),
+            subscribe(4999, "mem://a/refused-1".into()),
+        )
+        .await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    // One slot left; each of these is answered a second later by its upstream.
+    let (on_a, on_c) = tokio::join!(
+        f.call(
+            Some(&s),
+            s.principal(),
+            subscribe(5000, "mem://a/slow".into())
+        ),
+        f.call(
+            Some(&s),
+            s.principal(),
+            subscribe(5001, "mem://c/slow".into())
+        ),
+    );
+    let accepted = [&on_a, &on_c]
+        .iter()
+        .filter(|r| r["result"].is_object())
+        .count();
+    assert_eq!(accepted, 1, "{on_a} {on_c}");
+    let refused = if on_a["result"].is_object() {
+        &on_c
+    } else {
+        &on_a
+    };
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    f.stop().await;
+}
+
 /// A subscription counts for its session only once the upstream accepted it: an update of a URI
 /// whose subscription was refused reaches nobody.
 #[tokio::test]
