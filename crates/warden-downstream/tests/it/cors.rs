@@ -191,3 +191,78 @@ async fn without_cors_origins_no_page_may_read_and_every_preflight_is_refused() 
     })
     .await;
 }
+
+/// With OAuth configured: a page's preflight is approved without credentials, the 401 its
+/// request then gets names the page and exposes the challenge, and the RFC 9728 metadata (a
+/// page reads it to find the authorization server) answers preflights and names the page too.
+#[tokio::test]
+async fn a_page_can_read_the_challenge_and_the_resource_metadata() {
+    bounded(async {
+        // Nothing is fetched from the issuer for any of this (no token is presented).
+        let config = warden_config::Config::parse(
+            "[auth]\nresource = \"http://localhost/mcp\"\nissuer = \"https://issuer.invalid\"\n",
+            "warden.toml",
+        )
+        .unwrap();
+        let auth = warden_auth::Authenticator::new(&config.auth, None, None).unwrap();
+        let server = Server::start(|opts| {
+            cors_for(&[PAGE])(opts);
+            opts.auth = Some(warden_downstream::http::HttpAuth(std::sync::Arc::new(auth)));
+        })
+        .await;
+
+        let (status, headers, _) = server
+            .call(preflight(
+                &server,
+                PAGE,
+                "POST",
+                Some("content-type, authorization"),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(headers["access-control-allow-origin"], PAGE);
+
+        let mut post = server.post(&initialize_body());
+        post.headers_mut().insert("origin", PAGE.parse().unwrap());
+        let (status, headers, _) = server.call(post).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(headers["access-control-allow-origin"], PAGE);
+        assert!(headers.contains_key("www-authenticate"));
+        assert!(
+            headers["access-control-expose-headers"]
+                .to_str()
+                .unwrap()
+                .contains("WWW-Authenticate")
+        );
+
+        for path in [
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/mcp",
+        ] {
+            let mut pre = preflight(&server, PAGE, "GET", None);
+            *pre.uri_mut() = path.parse().unwrap();
+            let (status, headers, _) = server.call(pre).await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{path}");
+            assert_eq!(headers["access-control-allow-origin"], PAGE, "{path}");
+
+            let get = server
+                .request("GET")
+                .uri(path)
+                .header("origin", PAGE)
+                .body(Default::default())
+                .unwrap();
+            let (status, headers, body) = server.call_json(get).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert_eq!(body["resource"], "http://localhost/mcp", "{body}");
+            assert_eq!(headers["access-control-allow-origin"], PAGE, "{path}");
+            assert_eq!(headers["vary"], "Origin", "{path}");
+        }
+        // Another page's preflight of the metadata is refused like any other.
+        let mut pre = preflight(&server, "http://localhost:3000", "GET", None);
+        *pre.uri_mut() = "/.well-known/oauth-protected-resource".parse().unwrap();
+        let (status, headers, _) = server.call(pre).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(has_no_cors(&headers), "{headers:?}");
+    })
+    .await;
+}
