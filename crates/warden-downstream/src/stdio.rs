@@ -489,10 +489,7 @@ impl<H: Handler> Reader<H> {
     /// 2025-03-26, the one revision whose servers must accept batches. Other clients' arrays
     /// are refused by the decoder like any message that is not an object.
     fn is_batch(&self, line: &[u8]) -> bool {
-        line.iter()
-            .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-            == Some(&b'[')
-            && self.session.protocol_version().as_deref() == Some(mcp::V_2025_03_26)
+        is_array(line) && self.session.protocol_version().as_deref() == Some(mcp::V_2025_03_26)
     }
 
     /// A batch: each element is decoded and handled as if it came on its own line, the
@@ -505,18 +502,7 @@ impl<H: Handler> Reader<H> {
     /// may not be batched), is answered with its error in the array; a batch that is not
     /// valid JSON, empty, or longer than [`MAX_BATCH`], with one error, as a line would be.
     async fn dispatch_batch(&mut self, line: Bytes) -> Result<(), WriterGone> {
-        let parts = match split_batch(&line, &self.limits) {
-            Ok(parts) if parts.is_empty() || parts.len() > MAX_BATCH => {
-                let error = DecodeError::Invalid {
-                    reason: if parts.is_empty() {
-                        "empty batch"
-                    } else {
-                        "batch too long: at most 32 messages"
-                    },
-                    id: None,
-                };
-                return self.send(error_bytes(&error)).await;
-            }
+        let parts = match batch_parts(&line, &self.limits) {
             Ok(parts) => parts,
             Err(error) => {
                 debug!(session = %self.session.id(), %error, "invalid batch from client");
@@ -682,6 +668,26 @@ async fn drive<F: Future>(tasks: &mut InFlight, future: F) -> F::Output {
     }
 }
 
+/// Whether `bytes` hold a JSON array (a batch): its first byte that is not JSON whitespace.
+pub(crate) fn is_array(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        == Some(&b'[')
+}
+
+/// The messages of a batch, each as its own bytes ([`split_batch`]), with the refusals both
+/// faces give: not valid JSON as for one message, empty, or longer than [`MAX_BATCH`].
+pub(crate) fn batch_parts(bytes: &Bytes, limits: &Limits) -> Result<Vec<Bytes>, DecodeError> {
+    let parts = split_batch(bytes, limits)?;
+    let reason = match parts.len() {
+        0 => "empty batch",
+        n if n > MAX_BATCH => "batch too long: at most 32 messages",
+        _ => return Ok(parts),
+    };
+    Err(DecodeError::Invalid { reason, id: None })
+}
+
 /// One element of a batch, decoded as a line would be; an `initialize`, which may not be part
 /// of a batch (2025-03-26), is refused with its id.
 pub(crate) fn batch_element(part: Bytes, limits: &Limits) -> Result<Message, DecodeError> {
@@ -721,14 +727,15 @@ async fn batch_answer(reply: Reply, out: &mpsc::Sender<Bytes>) -> Option<Bytes> 
 }
 
 /// The answers of a batch as one JSON array.
-fn batch_bytes(answers: &[Bytes]) -> Bytes {
-    let mut out = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 2);
+pub(crate) fn batch_bytes<B: AsRef<[u8]>>(answers: &[B]) -> Bytes {
+    let size = answers.iter().map(|a| a.as_ref().len() + 1).sum::<usize>() + 2;
+    let mut out = Vec::with_capacity(size);
     out.push(b'[');
     for (i, answer) in answers.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(answer);
+        out.extend_from_slice(answer.as_ref());
     }
     out.push(b']');
     Bytes::from(out)

@@ -145,48 +145,8 @@ async fn run_exits_with_an_error_when_its_upstream_dies() {
 /// the host neither writes nor closes stdin after the crash: `run` still exits at once.
 #[tokio::test]
 async fn run_exits_when_its_upstream_dies_with_sockets_for_stdio() {
-    use std::io::{BufRead as _, BufReader, Write as _};
-    use std::os::fd::OwnedFd;
-    use std::os::unix::net::UnixStream;
-    let state = tempfile::tempdir().unwrap();
-    let (mut to_run, run_stdin) = UnixStream::pair().unwrap();
-    let (from_run, run_stdout) = UnixStream::pair().unwrap();
-    let mut command = flaky_run(state.path());
-    command
-        .stdin(std::process::Stdio::from(OwnedFd::from(run_stdin)))
-        .stdout(std::process::Stdio::from(OwnedFd::from(run_stdout)));
-    let mut child = command.spawn().unwrap();
-    let exchange = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(from_run);
-        let mut ask = |to: &mut UnixStream, text: &str| {
-            to.write_all(format!("{text}\n").as_bytes()).unwrap();
-            let mut line = String::new();
-            lines.read_line(&mut line).unwrap();
-            line
-        };
-        let init = ask(
-            &mut to_run,
-            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
-        );
-        assert!(init.contains("\"result\""), "{init}");
-        to_run
-            .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-            .unwrap();
-        let crashed = ask(
-            &mut to_run,
-            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"crash","arguments":{"code":4}}}"#,
-        );
-        assert!(crashed.contains("\"error\""), "{crashed}");
-        // Stdin stays open and silent from here on.
-        to_run
-    });
-    let to_run = tokio::time::timeout(WAIT, exchange).await.unwrap().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("run kept running after its upstream died")
-        .unwrap();
-    assert_eq!(status.code(), Some(2));
-    drop(to_run);
+    let (to_run, run_stdin) = std::os::unix::net::UnixStream::pair().unwrap();
+    exits_after_its_upstream_crashes(run_stdin.into(), to_run).await;
 }
 
 /// A terminal for stdin (`run` started by hand in a shell): tokio reads it on a blocking
@@ -194,22 +154,31 @@ async fn run_exits_when_its_upstream_dies_with_sockets_for_stdio() {
 /// once: the runtime does not wait for that read.
 #[tokio::test]
 async fn run_exits_when_its_upstream_dies_with_a_terminal_for_stdin() {
-    use std::io::{BufRead as _, BufReader, Write as _};
-    use std::os::fd::OwnedFd;
-    use std::os::unix::net::UnixStream;
-    let state = tempfile::tempdir().unwrap();
     let (terminal, run_stdin) = open_pty();
-    let (from_run, run_stdout) = UnixStream::pair().unwrap();
+    // What is typed at the terminal reaches `run` as its input lines.
+    exits_after_its_upstream_crashes(run_stdin, std::fs::File::from(terminal)).await;
+}
+
+/// Starts `run` in front of the flaky server with `stdin` (whose other end is `typed`) and a
+/// socket for stdout, initializes it and crashes the upstream with a call. Stdin then stays open
+/// and silent: `run` must exit at once, with code 2.
+async fn exits_after_its_upstream_crashes(
+    stdin: std::os::fd::OwnedFd,
+    mut typed: impl std::io::Write + Send + 'static,
+) {
+    use std::io::{BufRead as _, BufReader};
+    let state = tempfile::tempdir().unwrap();
+    let (from_run, run_stdout) = std::os::unix::net::UnixStream::pair().unwrap();
     let mut command = flaky_run(state.path());
     command
-        .stdin(std::process::Stdio::from(run_stdin))
-        .stdout(std::process::Stdio::from(OwnedFd::from(run_stdout)))
-        // A `run` that hangs (the failure this test looks for) is not left behind.
+        .stdin(std::process::Stdio::from(stdin))
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            run_stdout,
+        )))
+        // A `run` that hangs (the failure looked for) is not left behind.
         .kill_on_drop(true);
     let mut child = command.spawn().unwrap();
     let exchange = tokio::task::spawn_blocking(move || {
-        // What is typed at the terminal reaches `run` as its input lines.
-        let mut typed = std::fs::File::from(terminal);
         let mut lines = BufReader::new(from_run);
         let mut ask = |text: &str| {
             typed.write_all(format!("{text}\n").as_bytes()).unwrap();
@@ -225,7 +194,6 @@ async fn run_exits_when_its_upstream_dies_with_a_terminal_for_stdin() {
             r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"crash","arguments":{"code":4}}}"#,
         );
         assert!(crashed.contains("\"error\""), "{crashed}");
-        // The terminal stays open and silent from here on.
         typed
     });
     let typed = tokio::time::timeout(WAIT, exchange).await.unwrap().unwrap();

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace, warn};
 use warden_guard::Principal;
 use warden_proto::mcp::{self, Era, V_2024_11_05};
-use warden_proto::{DecodeError, ErrorCode, Id, Kind, Message, decode, split_batch};
+use warden_proto::{DecodeError, ErrorCode, Id, Kind, Message, decode};
 use warden_session::{Face, Handler, Reply, ReplyStream, Session, SessionError};
 
 use super::HttpOptions;
@@ -24,7 +24,6 @@ use super::cors;
 use super::headers::{self, Accepts, BadHeader};
 use super::params;
 use super::streams::{self, StreamKind, StreamRegistry};
-use crate::stdio::MAX_BATCH;
 
 /// Live events buffered for a modern stream.
 const MODERN_QUEUE: usize = 16;
@@ -220,11 +219,7 @@ impl<H: Handler> Shared<H> {
             Ok(bytes) => bytes,
             Err(rejection) => return rejection.response(None),
         };
-        if bytes
-            .iter()
-            .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-            == Some(&b'[')
-        {
+        if crate::stdio::is_array(&bytes) {
             return self.post_batch(&parts, &bytes, principal, accepts).await;
         }
         let message = match decode(bytes.clone(), &self.opts.limits) {
@@ -394,8 +389,8 @@ impl<H: Handler> Shared<H> {
     /// revision whose servers must accept batches (anything else is refused as before: a
     /// batch is not a message). Each element is decoded and handled as if posted alone, the
     /// notifications and responses at once, the requests all at once (a batch holds at most
-    /// [`MAX_BATCH`] messages; a longer one is refused whole). The answer is one SSE stream
-    /// carrying what the requests stream and each of their responses (the revision allows
+    /// [`MAX_BATCH`](crate::stdio::MAX_BATCH) messages; a longer one is refused whole). The
+    /// answer is one SSE stream carrying what the requests stream and each of their responses (the revision allows
     /// this), or, for a client that takes only JSON, one array of the responses in the order
     /// they came (JSON-RPC lets a batch's answers come in any order; clients match them by
     /// id). An element that is not a valid message, or an `initialize` (never batched), is
@@ -407,17 +402,7 @@ impl<H: Handler> Shared<H> {
         principal: Principal,
         accepts: Accepts,
     ) -> Response<ResponseBody> {
-        let elements = match split_batch(bytes, &self.opts.limits) {
-            Ok(elements) if elements.is_empty() || elements.len() > MAX_BATCH => {
-                return decode_rejection(&DecodeError::Invalid {
-                    reason: if elements.is_empty() {
-                        "empty batch"
-                    } else {
-                        "batch too long: at most 32 messages"
-                    },
-                    id: None,
-                });
-            }
+        let elements = match crate::stdio::batch_parts(bytes, &self.opts.limits) {
             Ok(elements) => elements,
             Err(error) => return decode_rejection(&error),
         };
@@ -497,28 +482,19 @@ impl<H: Handler> Shared<H> {
         let mut responses = Vec::with_capacity(answers);
         while let Some(message) = stream.next().await {
             if message.is_response() {
-                responses.push(message);
+                responses.push(message.bytes().clone());
             } else {
                 self.refuse_for_json_client(&exchange, &message).await;
             }
         }
-        let mut array = Vec::new();
-        array.push(b'[');
-        for (i, response) in responses.iter().enumerate() {
-            if i > 0 {
-                array.push(b',');
-            }
-            array.extend_from_slice(response.bytes());
-        }
-        array.push(b']');
-        body::json(StatusCode::OK, Bytes::from(array))
+        body::json(StatusCode::OK, crate::stdio::batch_bytes(&responses))
     }
 
     /// The messages of a batch's requests as one stream: first the `refused` elements'
     /// errors, then whatever the requests stream, as it comes, up to each one's response (a
     /// request whose reply ends without one gets `-32603`, as alone). All of them run at once
-    /// (at most [`MAX_BATCH`]). Dropping the stream (the client went away) stops the work: the
-    /// requests' reply streams are dropped, cancelling their calls.
+    /// (at most [`MAX_BATCH`](crate::stdio::MAX_BATCH)). Dropping the stream (the client went
+    /// away) stops the work: the requests' reply streams are dropped, cancelling their calls.
     fn run_batch(
         &self,
         session: &Arc<Session>,

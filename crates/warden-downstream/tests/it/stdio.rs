@@ -49,6 +49,13 @@ impl Client {
         input.write_all(b"\n").await.unwrap();
     }
 
+    /// `initialize` with `version`, which the test handler takes as negotiated.
+    async fn initialize(&mut self, version: &str) {
+        self.send(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":version}}).to_string())
+            .await;
+        assert_eq!(self.recv().await["result"]["protocolVersion"], version);
+    }
+
     async fn recv(&mut self) -> Value {
         let line = self
             .output
@@ -442,9 +449,7 @@ async fn stop_ends_reading_but_answers_the_requests_in_flight() {
 async fn a_2025_03_26_client_gets_its_batches_answered_as_arrays() {
     bounded(async {
         let mut c = start(Limits::default());
-        c.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#)
-            .await;
-        assert_eq!(c.recv().await["result"]["protocolVersion"], "2025-03-26");
+        c.initialize("2025-03-26").await;
 
         // A slow request first: the array waits for it and keeps the batch's order.
         c.send(concat!(
@@ -464,8 +469,20 @@ async fn a_2025_03_26_client_gets_its_batches_answered_as_arrays() {
         assert_eq!(answers[0]["result"]["slept"], 100);
         assert_eq!(answers[1]["id"], "b");
         assert_eq!(answers[1]["result"]["done"], true);
-        assert_eq!((answers[2]["id"].clone(), answers[2]["error"]["code"].clone()), (json!(3), json!(-32600)));
-        assert_eq!((answers[3]["id"].clone(), answers[3]["error"]["code"].clone()), (Value::Null, json!(-32600)));
+        assert_eq!(
+            (
+                answers[2]["id"].clone(),
+                answers[2]["error"]["code"].clone()
+            ),
+            (json!(3), json!(-32600))
+        );
+        assert_eq!(
+            (
+                answers[3]["id"].clone(),
+                answers[3]["error"]["code"].clone()
+            ),
+            (Value::Null, json!(-32600))
+        );
         assert_eq!(answers[4]["error"]["code"], -32601);
         assert!(
             c.handler
@@ -498,9 +515,7 @@ async fn a_2025_03_26_client_gets_its_batches_answered_as_arrays() {
 async fn a_batch_from_a_later_revision_is_refused() {
     bounded(async {
         let mut c = start(Limits::default());
-        c.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#)
-            .await;
-        assert_eq!(c.recv().await["result"]["protocolVersion"], "2025-06-18");
+        c.initialize("2025-06-18").await;
         c.send(r#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#).await;
         let refused = c.recv().await;
         assert_eq!(refused["error"]["code"], -32600, "{refused}");
@@ -519,9 +534,7 @@ async fn a_batch_takes_its_slots_and_its_requests_can_be_cancelled_before_they_s
         let mut options = StdioOptions::new(Limits::default());
         options.max_in_flight = 2;
         let mut c = start_with(options);
-        c.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#)
-            .await;
-        assert_eq!(c.recv().await["id"], 0);
+        c.initialize("2025-03-26").await;
 
         // Two slow requests take both slots: the request after the batch waits for them.
         c.send(concat!(
@@ -592,9 +605,7 @@ async fn a_batch_finding_the_queue_full_is_refused_whole() {
         options.max_in_flight = 1;
         options.max_queued = 0;
         let mut c = start_with(options);
-        c.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#)
-            .await;
-        assert_eq!(c.recv().await["id"], 0);
+        c.initialize("2025-03-26").await;
         c.send(r#"{"jsonrpc":"2.0","id":1,"method":"slow","params":{"ms":300}}"#)
             .await;
         c.send(r#"[{"jsonrpc":"2.0","id":2,"method":"counted"},{"jsonrpc":"2.0","id":3,"method":"counted"}]"#)
